@@ -1,0 +1,307 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_STATE_NEW: _ClassVar[TaskState]
+    TASK_STATE_PENDING: _ClassVar[TaskState]
+    TASK_STATE_ASSIGNED: _ClassVar[TaskState]
+    TASK_STATE_ACCEPTED: _ClassVar[TaskState]
+    TASK_STATE_PREPARING: _ClassVar[TaskState]
+    TASK_STATE_STARTING: _ClassVar[TaskState]
+    TASK_STATE_RUNNING: _ClassVar[TaskState]
+    TASK_STATE_COMPLETE: _ClassVar[TaskState]
+    TASK_STATE_SHUTDOWN: _ClassVar[TaskState]
+    TASK_STATE_FAILED: _ClassVar[TaskState]
+    TASK_STATE_REJECTED: _ClassVar[TaskState]
+    TASK_STATE_ORPHANED: _ClassVar[TaskState]
+    TASK_STATE_REMOVED: _ClassVar[TaskState]
+TASK_STATE_NEW: TaskState
+TASK_STATE_PENDING: TaskState
+TASK_STATE_ASSIGNED: TaskState
+TASK_STATE_ACCEPTED: TaskState
+TASK_STATE_PREPARING: TaskState
+TASK_STATE_STARTING: TaskState
+TASK_STATE_RUNNING: TaskState
+TASK_STATE_COMPLETE: TaskState
+TASK_STATE_SHUTDOWN: TaskState
+TASK_STATE_FAILED: TaskState
+TASK_STATE_REJECTED: TaskState
+TASK_STATE_ORPHANED: TaskState
+TASK_STATE_REMOVED: TaskState
+
+class Meta(_message.Message):
+    __slots__ = ("version", "created", "updated")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    created: _timestamp_pb2.Timestamp
+    updated: _timestamp_pb2.Timestamp
+    def __init__(self, version: _Optional[int] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Resources(_message.Message):
+    __slots__ = ("nano_cpus", "memory_bytes")
+    NANO_CPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    nano_cpus: int
+    memory_bytes: int
+    def __init__(self, nano_cpus: _Optional[int] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
+
+class ResourceRequirements(_message.Message):
+    __slots__ = ("reservations", "limits")
+    RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    reservations: Resources
+    limits: Resources
+    def __init__(self, reservations: _Optional[_Union[Resources, _Mapping]] = ..., limits: _Optional[_Union[Resources, _Mapping]] = ...) -> None: ...
+
+class Placement(_message.Message):
+    __slots__ = ("constraints",)
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    constraints: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, constraints: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PortConfig(_message.Message):
+    __slots__ = ("protocol", "target_port", "published_port", "mode", "host_ip")
+    class Protocol(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        PROTOCOL_TCP: _ClassVar[PortConfig.Protocol]
+        PROTOCOL_UDP: _ClassVar[PortConfig.Protocol]
+    PROTOCOL_TCP: PortConfig.Protocol
+    PROTOCOL_UDP: PortConfig.Protocol
+    class PublishMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        PUBLISH_MODE_INGRESS: _ClassVar[PortConfig.PublishMode]
+        PUBLISH_MODE_HOST: _ClassVar[PortConfig.PublishMode]
+    PUBLISH_MODE_INGRESS: PortConfig.PublishMode
+    PUBLISH_MODE_HOST: PortConfig.PublishMode
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PORT_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_PORT_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    HOST_IP_FIELD_NUMBER: _ClassVar[int]
+    protocol: PortConfig.Protocol
+    target_port: int
+    published_port: int
+    mode: PortConfig.PublishMode
+    host_ip: str
+    def __init__(self, protocol: _Optional[_Union[PortConfig.Protocol, str]] = ..., target_port: _Optional[int] = ..., published_port: _Optional[int] = ..., mode: _Optional[_Union[PortConfig.PublishMode, str]] = ..., host_ip: _Optional[str] = ...) -> None: ...
+
+class ContainerSpec(_message.Message):
+    __slots__ = ("image", "command", "entrypoint", "env", "labels", "init", "stop_grace_period")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    INIT_FIELD_NUMBER: _ClassVar[int]
+    STOP_GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    image: str
+    command: _containers.RepeatedScalarFieldContainer[str]
+    entrypoint: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.ScalarMap[str, str]
+    labels: _containers.ScalarMap[str, str]
+    init: bool
+    stop_grace_period: _duration_pb2.Duration
+    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., init: _Optional[bool] = ..., stop_grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class ServiceSpec(_message.Message):
+    __slots__ = ("name", "labels", "container", "mode", "replicas", "resources", "placement", "ports", "stack")
+    class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        MODE_REPLICATED: _ClassVar[ServiceSpec.Mode]
+        MODE_GLOBAL: _ClassVar[ServiceSpec.Mode]
+    MODE_REPLICATED: ServiceSpec.Mode
+    MODE_GLOBAL: ServiceSpec.Mode
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    STACK_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    container: ContainerSpec
+    mode: ServiceSpec.Mode
+    replicas: int
+    resources: ResourceRequirements
+    placement: Placement
+    ports: _containers.RepeatedCompositeFieldContainer[PortConfig]
+    stack: str
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., container: _Optional[_Union[ContainerSpec, _Mapping]] = ..., mode: _Optional[_Union[ServiceSpec.Mode, str]] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., stack: _Optional[str] = ...) -> None: ...
+
+class Service(_message.Message):
+    __slots__ = ("id", "meta", "spec", "spec_version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    meta: Meta
+    spec: ServiceSpec
+    spec_version: int
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ...) -> None: ...
+
+class PortBinding(_message.Message):
+    __slots__ = ("protocol", "target_port", "published_port", "host_ip")
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PORT_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_PORT_FIELD_NUMBER: _ClassVar[int]
+    HOST_IP_FIELD_NUMBER: _ClassVar[int]
+    protocol: PortConfig.Protocol
+    target_port: int
+    published_port: int
+    host_ip: str
+    def __init__(self, protocol: _Optional[_Union[PortConfig.Protocol, str]] = ..., target_port: _Optional[int] = ..., published_port: _Optional[int] = ..., host_ip: _Optional[str] = ...) -> None: ...
+
+class TaskStatus(_message.Message):
+    __slots__ = ("state", "timestamp", "message", "err", "container_id", "exit_code", "ports")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ERR_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    state: TaskState
+    timestamp: _timestamp_pb2.Timestamp
+    message: str
+    err: str
+    container_id: str
+    exit_code: int
+    ports: _containers.RepeatedCompositeFieldContainer[PortBinding]
+    def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., container_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[PortBinding, _Mapping]]] = ...) -> None: ...
+
+class Task(_message.Message):
+    __slots__ = ("id", "meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "attempt", "not_before")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_NAME_FIELD_NUMBER: _ClassVar[int]
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_STATE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    meta: Meta
+    service_id: str
+    service_name: str
+    slot: int
+    node_id: str
+    spec: ServiceSpec
+    spec_version: int
+    desired_state: TaskState
+    status: TaskStatus
+    attempt: int
+    not_before: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., attempt: _Optional[int] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class NodeDescription(_message.Message):
+    __slots__ = ("name", "labels", "capacity", "engine_version", "agent_version")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    capacity: Resources
+    engine_version: str
+    agent_version: str
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., engine_version: _Optional[str] = ..., agent_version: _Optional[str] = ...) -> None: ...
+
+class NodeSpec(_message.Message):
+    __slots__ = ("availability",)
+    class Availability(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        AVAILABILITY_ACTIVE: _ClassVar[NodeSpec.Availability]
+        AVAILABILITY_PAUSE: _ClassVar[NodeSpec.Availability]
+        AVAILABILITY_DRAIN: _ClassVar[NodeSpec.Availability]
+    AVAILABILITY_ACTIVE: NodeSpec.Availability
+    AVAILABILITY_PAUSE: NodeSpec.Availability
+    AVAILABILITY_DRAIN: NodeSpec.Availability
+    AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
+    availability: NodeSpec.Availability
+    def __init__(self, availability: _Optional[_Union[NodeSpec.Availability, str]] = ...) -> None: ...
+
+class NodeStatus(_message.Message):
+    __slots__ = ("state", "timestamp", "message", "addr")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNKNOWN: _ClassVar[NodeStatus.State]
+        STATE_DOWN: _ClassVar[NodeStatus.State]
+        STATE_READY: _ClassVar[NodeStatus.State]
+        STATE_SUSPECT: _ClassVar[NodeStatus.State]
+    STATE_UNKNOWN: NodeStatus.State
+    STATE_DOWN: NodeStatus.State
+    STATE_READY: NodeStatus.State
+    STATE_SUSPECT: NodeStatus.State
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    state: NodeStatus.State
+    timestamp: _timestamp_pb2.Timestamp
+    message: str
+    addr: str
+    def __init__(self, state: _Optional[_Union[NodeStatus.State, str]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., addr: _Optional[str] = ...) -> None: ...
+
+class Node(_message.Message):
+    __slots__ = ("id", "meta", "spec", "description", "status")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    meta: Meta
+    spec: NodeSpec
+    description: NodeDescription
+    status: NodeStatus
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., description: _Optional[_Union[NodeDescription, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ...) -> None: ...
