@@ -1,0 +1,50 @@
+"""The manager's state: nodes, services and tasks, with transactions and a watch.
+
+Contract:
+- `Store.view()` returns a consistent read view. Objects it returns are shared
+  with the store and must not be mutated.
+- `await Store.update(fn)` runs `fn(tx)` atomically: every write in it commits
+  durably together, or none does when `fn` raises. Objects returned by
+  `tx.get` are private copies that may be changed and passed to `tx.update`.
+  `tx.update` and `tx.delete` check the object's meta.version against the
+  stored one and raise `ConflictError` when it moved on.
+- `Store.watch()` yields every committed change, in commit order, to each
+  watcher from the moment it subscribed.
+
+`SqliteStore` keeps everything in memory and writes through to SQLite; a
+distributed backend (etcd) can implement the same `Store` protocol.
+"""
+
+from __future__ import annotations
+
+from podium.manager.store._base import (
+    Change,
+    ConflictError,
+    ExistsError,
+    Kind,
+    NotFoundError,
+    Obj,
+    ReadTx,
+    Store,
+    StoreError,
+    Watch,
+    WriteTx,
+    kind_of,
+)
+from podium.manager.store._sqlite import SqliteStore
+
+__all__ = [
+    "Change",
+    "ConflictError",
+    "ExistsError",
+    "Kind",
+    "NotFoundError",
+    "Obj",
+    "ReadTx",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "Watch",
+    "WriteTx",
+    "kind_of",
+]

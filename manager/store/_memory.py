@@ -1,0 +1,237 @@
+"""In-memory tables with the indexes the manager's loops need, and the
+transaction that stages writes over them."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import TypeVar, cast
+
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from podium.manager.store._base import (
+    Change,
+    ConflictError,
+    ExistsError,
+    Kind,
+    NotFoundError,
+    Obj,
+    kind_of,
+)
+from podium.v1 import objects
+
+M = TypeVar("M", bound=Message)
+
+
+class Tables:
+    """The committed state. Objects here are never mutated in place: a commit
+    replaces them, so read views can hand them out without copying."""
+
+    def __init__(self) -> None:
+        self.objects: dict[Kind, dict[str, Obj]] = {"node": {}, "service": {}, "task": {}}
+        self.tasks_by_service: defaultdict[str, set[str]] = defaultdict(set)
+        self.tasks_by_node: defaultdict[str, set[str]] = defaultdict(set)
+        self.service_names: dict[str, str] = {}
+        self.node_names: dict[str, str] = {}
+
+    def put(self, obj: Obj) -> None:
+        kind = kind_of(obj)
+        old = self.objects[kind].get(obj.id)
+        if old is not None:
+            self._unindex(old)
+        self.objects[kind][obj.id] = obj
+        self._index(obj)
+
+    def remove(self, kind: Kind, id: str) -> None:
+        old = self.objects[kind].pop(id, None)
+        if old is not None:
+            self._unindex(old)
+
+    def _index(self, obj: Obj) -> None:
+        if isinstance(obj, objects.Task):
+            self.tasks_by_service[obj.service_id].add(obj.id)
+            if obj.node_id:
+                self.tasks_by_node[obj.node_id].add(obj.id)
+        elif isinstance(obj, objects.Service):
+            self.service_names[obj.spec.name] = obj.id
+        else:
+            self.node_names[obj.description.name] = obj.id
+
+    def _unindex(self, obj: Obj) -> None:
+        if isinstance(obj, objects.Task):
+            _discard(self.tasks_by_service, obj.service_id, obj.id)
+            if obj.node_id:
+                _discard(self.tasks_by_node, obj.node_id, obj.id)
+        elif isinstance(obj, objects.Service):
+            if self.service_names.get(obj.spec.name) == obj.id:
+                del self.service_names[obj.spec.name]
+        elif self.node_names.get(obj.description.name) == obj.id:
+            del self.node_names[obj.description.name]
+
+
+def clone(obj: M) -> M:
+    copy = type(obj)()
+    copy.CopyFrom(obj)
+    return copy
+
+
+def _discard(index: defaultdict[str, set[str]], key: str, id: str) -> None:
+    ids = index.get(key)
+    if ids is not None:
+        ids.discard(id)
+        if not ids:
+            del index[key]
+
+
+class ReadView:
+    """Read access to the committed tables (shared objects: do not mutate)."""
+
+    def __init__(self, tables: Tables) -> None:
+        self._t = tables
+
+    def _get(self, kind: Kind, id: str) -> Obj | None:
+        return self._t.objects[kind].get(id)
+
+    def get_node(self, id: str) -> objects.Node | None:
+        return cast("objects.Node | None", self._get("node", id))
+
+    def get_service(self, id: str) -> objects.Service | None:
+        return cast("objects.Service | None", self._get("service", id))
+
+    def get_task(self, id: str) -> objects.Task | None:
+        return cast("objects.Task | None", self._get("task", id))
+
+    def nodes(self) -> Iterable[objects.Node]:
+        return cast("list[objects.Node]", list(self._t.objects["node"].values()))
+
+    def services(self) -> Iterable[objects.Service]:
+        return cast("list[objects.Service]", list(self._t.objects["service"].values()))
+
+    def tasks(self) -> Iterable[objects.Task]:
+        return cast("list[objects.Task]", list(self._t.objects["task"].values()))
+
+    def tasks_of_service(self, service_id: str) -> list[objects.Task]:
+        ids = self._t.tasks_by_service.get(service_id, ())
+        return [t for t in (self.get_task(i) for i in ids) if t is not None]
+
+    def tasks_of_node(self, node_id: str) -> list[objects.Task]:
+        ids = self._t.tasks_by_node.get(node_id, ())
+        return [t for t in (self.get_task(i) for i in ids) if t is not None]
+
+    def service_by_name(self, name: str) -> objects.Service | None:
+        id = self._t.service_names.get(name)
+        return None if id is None else self.get_service(id)
+
+    def node_by_name(self, name: str) -> objects.Node | None:
+        id = self._t.node_names.get(name)
+        return None if id is None else self.get_node(id)
+
+
+class Transaction(ReadView):
+    """Stages writes; reads see them. Getters return private copies."""
+
+    def __init__(self, tables: Tables, now: Timestamp) -> None:
+        super().__init__(tables)
+        self._now = now
+        # (kind, id) -> staged object, or None for a delete. Insertion order is
+        # the order changes are published in.
+        self.staged: dict[tuple[Kind, str], Obj | None] = {}
+        self.changes: list[Change] = []
+
+    def _get(self, kind: Kind, id: str) -> Obj | None:
+        key = (kind, id)
+        obj = self.staged[key] if key in self.staged else self._t.objects[kind].get(id)
+        if obj is None:
+            return None
+        return clone(obj)
+
+    def _current(self, kind: Kind, id: str) -> Obj | None:
+        key = (kind, id)
+        return self.staged[key] if key in self.staged else self._t.objects[kind].get(id)
+
+    def _list(self, kind: Kind) -> list[Obj]:
+        ids = set(self._t.objects[kind])
+        ids.update(i for k, i in self.staged if k == kind)
+        return [o for o in (self._get(kind, i) for i in sorted(ids)) if o is not None]
+
+    def nodes(self) -> Iterable[objects.Node]:
+        return cast("list[objects.Node]", self._list("node"))
+
+    def services(self) -> Iterable[objects.Service]:
+        return cast("list[objects.Service]", self._list("service"))
+
+    def tasks(self) -> Iterable[objects.Task]:
+        return cast("list[objects.Task]", self._list("task"))
+
+    def tasks_of_service(self, service_id: str) -> list[objects.Task]:
+        ids = set(self._t.tasks_by_service.get(service_id, ()))
+        ids.update(i for k, i in self.staged if k == "task")
+        tasks = (self.get_task(i) for i in sorted(ids))
+        return [t for t in tasks if t is not None and t.service_id == service_id]
+
+    def tasks_of_node(self, node_id: str) -> list[objects.Task]:
+        ids = set(self._t.tasks_by_node.get(node_id, ()))
+        ids.update(i for k, i in self.staged if k == "task")
+        tasks = (self.get_task(i) for i in sorted(ids))
+        return [t for t in tasks if t is not None and t.node_id == node_id]
+
+    def service_by_name(self, name: str) -> objects.Service | None:
+        for (kind, _), obj in self.staged.items():
+            if kind == "service" and isinstance(obj, objects.Service) and obj.spec.name == name:
+                return self.get_service(obj.id)
+        found = super().service_by_name(name)
+        return None if found is None else self.get_service(found.id)
+
+    def node_by_name(self, name: str) -> objects.Node | None:
+        for (kind, _), obj in self.staged.items():
+            if kind == "node" and isinstance(obj, objects.Node) and obj.description.name == name:
+                return self.get_node(obj.id)
+        found = super().node_by_name(name)
+        return None if found is None else self.get_node(found.id)
+
+    def create(self, obj: Obj) -> None:
+        kind = kind_of(obj)
+        if not obj.id:
+            raise ValueError(f"{kind} has no id")
+        if self._current(kind, obj.id) is not None:
+            raise ExistsError(f"{kind} {obj.id} exists already")
+        if isinstance(obj, objects.Service) and self.service_by_name(obj.spec.name):
+            raise ExistsError(f"service {obj.spec.name!r} exists already")
+        if isinstance(obj, objects.Node) and self.node_by_name(obj.description.name):
+            raise ExistsError(f"node {obj.description.name!r} exists already")
+        obj.meta.version = 1
+        obj.meta.created.CopyFrom(self._now)
+        obj.meta.updated.CopyFrom(self._now)
+        self._stage("create", kind, obj)
+
+    def update(self, obj: Obj) -> None:
+        kind = kind_of(obj)
+        current = self._check(kind, obj)
+        if isinstance(obj, objects.Service) and obj.spec.name != current.spec.name:  # type: ignore[union-attr]
+            raise ConflictError("a service cannot be renamed")
+        obj.meta.version += 1
+        obj.meta.updated.CopyFrom(self._now)
+        self._stage("update", kind, obj)
+
+    def delete(self, obj: Obj) -> None:
+        kind = kind_of(obj)
+        self._check(kind, obj)
+        self.staged[(kind, obj.id)] = None
+        self.changes.append(Change("delete", kind, obj))
+
+    def _check(self, kind: Kind, obj: Obj) -> Obj:
+        current = self._current(kind, obj.id)
+        if current is None:
+            raise NotFoundError(f"{kind} {obj.id} not found")
+        if current.meta.version != obj.meta.version:
+            raise ConflictError(
+                f"{kind} {obj.id} is at version {current.meta.version}, "
+                f"not {obj.meta.version}: read it again"
+            )
+        return current
+
+    def _stage(self, action: str, kind: Kind, obj: Obj) -> None:
+        stored = clone(obj)
+        self.staged[(kind, obj.id)] = stored
+        self.changes.append(Change(action, kind, stored))  # type: ignore[arg-type]

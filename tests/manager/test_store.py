@@ -1,0 +1,126 @@
+"""The store: atomic transactions, version checks, watch, and durability."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+
+import pytest
+
+from podium.manager.store import ConflictError, ExistsError, SqliteStore, WriteTx
+from podium.v1 import objects
+
+
+def _service(id: str, name: str, replicas: int = 1) -> objects.Service:
+    svc = objects.Service(id=id)
+    svc.spec.name = name
+    svc.spec.replicas = replicas
+    svc.spec.container.image = "podium/web:latest"
+    svc.spec.container.env["A"] = "1"
+    return svc
+
+
+def _task(id: str, service_id: str, node_id: str = "") -> objects.Task:
+    return objects.Task(id=id, service_id=service_id, node_id=node_id, slot=1)
+
+
+def test_create_update_delete_and_indexes(tmp_path: pathlib.Path) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+
+    def seed(tx: WriteTx) -> None:
+        tx.create(_service("s1", "web"))
+        tx.create(_task("t1", "s1", "n1"))
+        tx.create(_task("t2", "s1"))
+
+    store.update_now(seed)
+    view = store.view()
+    assert view.service_by_name("web") is not None
+    assert {t.id for t in view.tasks_of_service("s1")} == {"t1", "t2"}
+    assert [t.id for t in view.tasks_of_node("n1")] == ["t1"]
+
+    def move(tx: WriteTx) -> None:
+        task = tx.get_task("t2")
+        assert task is not None and task.meta.version == 1
+        task.node_id = "n1"
+        tx.update(task)
+
+    store.update_now(move)
+    assert {t.id for t in store.view().tasks_of_node("n1")} == {"t1", "t2"}
+    task = store.view().get_task("t2")
+    assert task is not None and task.meta.version == 2
+    assert task.meta.updated.ToNanoseconds() >= task.meta.created.ToNanoseconds()
+
+    store.update_now(lambda tx: tx.delete(tx.get_task("t1")))  # type: ignore[arg-type]
+    assert [t.id for t in store.view().tasks_of_node("n1")] == ["t2"]
+    store.close()
+
+
+def test_stale_version_conflicts_and_rolls_back_the_whole_transaction(tmp_path: pathlib.Path) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+    store.update_now(lambda tx: tx.create(_service("s1", "web")))
+    stale = store.view().get_service("s1")
+    assert stale is not None
+    stale_copy = objects.Service()
+    stale_copy.CopyFrom(stale)
+
+    def bump(tx: WriteTx) -> None:
+        svc = tx.get_service("s1")
+        assert svc is not None
+        svc.spec.replicas = 5
+        tx.update(svc)
+
+    store.update_now(bump)
+
+    def conflicting(tx: WriteTx) -> None:
+        tx.create(_task("t9", "s1"))
+        stale_copy.spec.replicas = 2
+        tx.update(stale_copy)
+
+    with pytest.raises(ConflictError):
+        store.update_now(conflicting)
+    assert store.view().get_task("t9") is None
+    svc = store.view().get_service("s1")
+    assert svc is not None and svc.spec.replicas == 5
+
+    with pytest.raises(ExistsError):
+        store.update_now(lambda tx: tx.create(_service("s2", "web")))
+    store.close()
+
+
+def test_state_survives_reopen(tmp_path: pathlib.Path) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+    svc = _service("s1", "web", replicas=3)
+    svc.spec.ports.add(target_port=80, published_port=8080)
+    store.update_now(lambda tx: tx.create(svc))
+    store.update_now(lambda tx: tx.create(_task("t1", "s1", "n1")))
+    store.close()
+
+    reopened = SqliteStore(tmp_path / "state.db")
+    got = reopened.view().service_by_name("web")
+    assert got is not None
+    assert got.spec.replicas == 3 and got.spec.ports[0].published_port == 8080
+    assert got.spec.container.env["A"] == "1" and got.meta.version == 1
+    assert [t.id for t in reopened.view().tasks_of_node("n1")] == ["t1"]
+    reopened.close()
+
+
+async def test_watch_sees_commits_in_order(tmp_path: pathlib.Path) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+    watch = store.watch()
+    await store.update(lambda tx: tx.create(_service("s1", "web")))
+
+    def two(tx: WriteTx) -> None:
+        tx.create(_task("t1", "s1"))
+        tx.create(_task("t2", "s1"))
+
+    await store.update(two)
+    got = [await asyncio.wait_for(watch.get(), 1) for _ in range(3)]
+    assert [(c.action, c.kind, c.obj.id) for c in got] == [
+        ("create", "service", "s1"),
+        ("create", "task", "t1"),
+        ("create", "task", "t2"),
+    ]
+    watch.close()
+    await store.update(lambda tx: tx.create(_task("t3", "s1")))
+    assert watch.get_nowait() is None
+    store.close()
