@@ -1,0 +1,28 @@
+"""Identifiers and timestamps for API objects."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def new_id() -> str:
+    """A random 20-character lowercase id (about 103 bits)."""
+    return "".join(secrets.choice(_ALPHABET) for _ in range(20))
+
+
+def timestamp(seconds: float | None = None) -> Timestamp:
+    ts = Timestamp()
+    if seconds is None:
+        ts.FromNanoseconds(time.time_ns())
+    else:
+        ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def seconds(ts: Timestamp) -> float:
+    return ts.seconds + ts.nanos / 1e9

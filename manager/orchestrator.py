@@ -1,0 +1,192 @@
+"""Orchestrators: keep each service's tasks in line with its spec.
+
+Replicated mode keeps one live task in each slot 1..replicas; global mode one
+live task on every eligible node. A task is live while its desired state is
+RUNNING; the orchestrator ends a task by lowering its desired state (SHUTDOWN
+to keep it as history, REMOVED to have it deleted once its container is gone)
+and never deletes tasks itself.
+
+A live task whose status reached a final state (exited, failed, rejected) is
+replaced in the same slot by a new task that may not be placed before a
+restart delay growing with each consecutive attempt (0.5 s doubling to 5 min),
+so a task that can never start is retried without spinning.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from podium.manager import ids, scheduling
+from podium.manager._loop import ReconcileLoop
+from podium.manager.store import Change, ReadTx, WriteTx
+from podium.v1 import objects
+
+RUNNING = objects.TASK_STATE_RUNNING
+SHUTDOWN = objects.TASK_STATE_SHUTDOWN
+REMOVED = objects.TASK_STATE_REMOVED
+GLOBAL = objects.ServiceSpec.MODE_GLOBAL
+
+RESTART_DELAY_BASE_S = 0.5
+RESTART_DELAY_MAX_S = 300.0
+
+
+def restart_delay(attempt: int) -> float:
+    """Delay before the `attempt`-th replacement in a slot may start."""
+    if attempt <= 0:
+        return 0.0
+    return float(min(RESTART_DELAY_BASE_S * 2 ** min(attempt - 1, 20), RESTART_DELAY_MAX_S))
+
+
+def is_live(task: objects.Task) -> bool:
+    return task.desired_state <= RUNNING
+
+
+def has_finished(task: objects.Task) -> bool:
+    return task.status.state > RUNNING
+
+
+def node_is_eligible(node: objects.Node) -> bool:
+    return (
+        node.status.state == objects.NodeStatus.STATE_READY
+        and node.spec.availability == objects.NodeSpec.AVAILABILITY_ACTIVE
+    )
+
+
+def new_task(service: objects.Service, *, slot: int, node_id: str, attempt: int) -> objects.Task:
+    task = objects.Task(
+        id=ids.new_id(),
+        service_id=service.id,
+        service_name=service.spec.name,
+        slot=slot,
+        node_id=node_id,
+        spec_version=service.spec_version,
+        desired_state=RUNNING,
+        attempt=attempt,
+    )
+    task.spec.CopyFrom(service.spec)
+    task.status.state = objects.TASK_STATE_PENDING
+    task.status.timestamp.CopyFrom(ids.timestamp())
+    task.status.message = "waiting for a node"
+    delay = restart_delay(attempt)
+    if delay:
+        task.not_before.CopyFrom(ids.timestamp(time.time() + delay))
+        task.status.message = f"restarting in {delay:g} s (attempt {attempt})"
+    return task
+
+
+def _end(tx: WriteTx, task: objects.Task, desired: int) -> None:
+    if task.desired_state < desired:
+        copy = tx.get_task(task.id)
+        if copy is not None:
+            copy.desired_state = desired  # type: ignore[assignment]
+            tx.update(copy)
+
+
+class Orchestrator(ReconcileLoop):
+    """Reconciles services; the dirty set holds service ids."""
+
+    name = "orchestrator"
+
+    def seed(self, view: ReadTx) -> None:
+        for service in view.services():
+            self.mark(service.id)
+        for task in view.tasks():
+            if view.get_service(task.service_id) is None:
+                self.mark(task.service_id)
+
+    def observe(self, change: Change) -> None:
+        obj = change.obj
+        if isinstance(obj, objects.Service):
+            self.mark(obj.id)
+        elif isinstance(obj, objects.Task):
+            if change.action == "update" and is_live(obj) and has_finished(obj):
+                self.mark(obj.service_id)
+        elif isinstance(obj, objects.Node):
+            # Global services follow nodes coming and going.
+            for service in self._store.view().services():
+                if service.spec.mode == GLOBAL:
+                    self.mark(service.id)
+
+    async def reconcile(self, dirty: set[str]) -> None:
+        def apply(tx: WriteTx) -> None:
+            for service_id in dirty:
+                self._reconcile_service(tx, service_id)
+
+        await self._store.update(apply)
+
+    def _reconcile_service(self, tx: WriteTx, service_id: str) -> None:
+        service = tx.get_service(service_id)
+        tasks = tx.tasks_of_service(service_id)
+        if service is None:
+            for task in tasks:
+                _end(tx, task, REMOVED)
+            return
+        for task in tasks:
+            if not is_live(task):
+                continue
+            finished = has_finished(task)
+            if not finished and task.spec_version == service.spec_version:
+                continue
+            # Finished (restart it) or outdated (replace it, stopping it first).
+            _end(tx, task, SHUTDOWN)
+            if service.spec.mode == GLOBAL or task.slot <= service.spec.replicas:
+                attempt = task.attempt + 1 if finished else 0
+                node_id = task.node_id if service.spec.mode == GLOBAL else ""
+                tx.create(new_task(service, slot=task.slot, node_id=node_id, attempt=attempt))
+        live = [t for t in tx.tasks_of_service(service_id) if is_live(t)]
+        if service.spec.mode == GLOBAL:
+            self._reconcile_global(tx, service, live)
+        else:
+            self._reconcile_replicated(tx, service, live)
+
+    def _reconcile_replicated(
+        self, tx: WriteTx, service: objects.Service, live: list[objects.Task]
+    ) -> None:
+        wanted = service.spec.replicas
+        by_slot: dict[int, objects.Task] = {}
+        # Newest first, so a duplicate in a slot (never expected) ends the older one.
+        for task in sorted(live, key=lambda t: -t.meta.created.ToNanoseconds()):
+            if task.slot > wanted or task.slot in by_slot:
+                _end(tx, task, REMOVED)
+            else:
+                by_slot[task.slot] = task
+        for slot in range(1, wanted + 1):
+            if slot not in by_slot:
+                tx.create(new_task(service, slot=slot, node_id="", attempt=0))
+
+    def _reconcile_global(
+        self, tx: WriteTx, service: objects.Service, live: list[objects.Task]
+    ) -> None:
+        constraints = [scheduling.parse_constraint(c) for c in service.spec.placement.constraints]
+
+        def eligible(node: objects.Node | None) -> bool:
+            return (
+                node is not None
+                and node_is_eligible(node)
+                and all(
+                    c.matches(node.id, node.description.name, node.description.labels)
+                    for c in constraints
+                )
+            )
+
+        covered: set[str] = set()
+        for task in live:
+            node = tx.get_node(task.node_id)
+            if task.node_id in covered or (node is not None and not _may_keep(node, eligible)):
+                _end(tx, task, REMOVED)
+            else:
+                covered.add(task.node_id)
+        for node in tx.nodes():
+            if node.id not in covered and eligible(node):
+                tx.create(new_task(service, slot=0, node_id=node.id, attempt=0))
+
+
+def _may_keep(node: objects.Node, eligible: Callable[[objects.Node], bool]) -> bool:
+    """A global task stays on a node that is merely not ready (it may come
+    back); it leaves a node that is drained or no longer matches."""
+    if node.spec.availability == objects.NodeSpec.AVAILABILITY_DRAIN:
+        return False
+    if node.status.state != objects.NodeStatus.STATE_READY:
+        return True
+    return eligible(node) or node.spec.availability == objects.NodeSpec.AVAILABILITY_PAUSE

@@ -1,0 +1,87 @@
+"""Scheduler: places pending tasks on nodes.
+
+The decisions come from the pure `scheduling.schedule()`; this loop only feeds
+it a snapshot and commits its plan in one transaction, re-checking each task
+and node against the current state (a plan made on a snapshot may be stale).
+A task that fits nowhere stays PENDING with the reason in its status message.
+"""
+
+from __future__ import annotations
+
+import time
+
+from podium.manager import ids, scheduling
+from podium.manager._loop import ReconcileLoop
+from podium.manager.store import Change, ReadTx, WriteTx
+from podium.v1 import objects
+
+PENDING = objects.TASK_STATE_PENDING
+RUNNING = objects.TASK_STATE_RUNNING
+_ALL = "*"
+
+
+def is_pending(task: objects.Task) -> bool:
+    return task.status.state == PENDING and task.desired_state <= RUNNING
+
+
+def holds_resources(task: objects.Task) -> bool:
+    return bool(task.node_id) and task.desired_state <= RUNNING and task.status.state <= RUNNING
+
+
+class Scheduler(ReconcileLoop):
+    name = "scheduler"
+
+    def seed(self, view: ReadTx) -> None:
+        self.mark(_ALL)
+
+    def observe(self, change: Change) -> None:
+        obj = change.obj
+        if isinstance(obj, objects.Task):
+            # New work, or resources freed.
+            if is_pending(obj) or change.action == "delete" or obj.status.state > RUNNING:
+                self.mark(_ALL)
+        elif isinstance(obj, objects.Node):
+            self.mark(_ALL)
+
+    def on_wake(self) -> None:
+        self.mark(_ALL)
+
+    async def reconcile(self, dirty: set[str]) -> None:
+        view = self._store.view()
+        tasks = list(view.tasks())
+        pending = [t for t in tasks if is_pending(t)]
+        if not pending:
+            return
+        placed = [t for t in tasks if holds_resources(t) and not is_pending(t)]
+        plan = scheduling.schedule(list(view.nodes()), placed, pending, time.time())
+        if plan.wake_at is not None:
+            self.wake_at(plan.wake_at)
+        if plan.placed or plan.unplaced:
+            await self._store.update(lambda tx: commit_plan(tx, plan))
+
+
+def commit_plan(tx: WriteTx, plan: scheduling.Plan) -> int:
+    """Applies a plan; returns the number of tasks assigned."""
+    now = ids.timestamp()
+    assigned = 0
+    for decision in plan.placed:
+        task = tx.get_task(decision.task_id)
+        node = tx.get_node(decision.node_id)
+        if task is None or not is_pending(task) or node is None:
+            continue
+        if node.status.state != objects.NodeStatus.STATE_READY:
+            continue  # went away since the snapshot; the next pass places the task
+        task.node_id = decision.node_id
+        task.status.state = objects.TASK_STATE_ASSIGNED
+        task.status.timestamp.CopyFrom(now)
+        task.status.message = f"assigned to {node.description.name}"
+        tx.update(task)
+        assigned += 1
+    for unplaced in plan.unplaced:
+        task = tx.get_task(unplaced.task_id)
+        if task is None or not is_pending(task) or task.status.message == unplaced.reason:
+            continue
+        task.status.message = unplaced.reason
+        task.status.timestamp.CopyFrom(now)
+        tx.update(task)
+    return assigned
