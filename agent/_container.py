@@ -1,0 +1,210 @@
+"""Pure translation between Podium tasks and Docker's API documents. No I/O.
+
+- container_name(): the task's deterministic container name, so that creating twice finds the
+  first container (409 Conflict) and a restarted agent adopts it.
+- container_labels() / container_config(): the body of POST /containers/create for a task.
+- container_state() / container_event(): the engine's inspect and event documents read back into
+  the executor's types.
+
+Policy encoded here: the agent restarts containers itself (restart policy "no"); the stop grace
+is passed to stop(), not stored in the container; every spec port, ingress or host mode, is for
+now published on the node by the engine; logs rotate at 3 x 10 MB.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from podium.agent.executor import (
+    ENGINE_ACTIONS,
+    LABEL_NODE,
+    LABEL_SERVICE,
+    LABEL_SERVICE_NAME,
+    LABEL_SLOT,
+    LABEL_TASK,
+    ContainerEvent,
+    ContainerState,
+)
+from podium.v1 import objects
+
+_UNSAFE_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]")
+_PROTOCOLS = {objects.PortConfig.PROTOCOL_TCP: "tcp", objects.PortConfig.PROTOCOL_UDP: "udp"}
+_PROTOCOLS_BY_NAME = {name: proto for proto, name in _PROTOCOLS.items()}
+# The engine's zero time.Time, reported for "never started" and "still running".
+_ZERO_TIME_PREFIX = "0001-01-01"
+_TIME_RE = re.compile(
+    r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", re.IGNORECASE
+)
+
+
+def container_name(task: objects.Task, node_id: str) -> str:
+    """`service.slot.task` for replicated tasks, `service.node.task` for global ones (slot 0).
+
+    Sanitised to Docker's name charset [a-zA-Z0-9][a-zA-Z0-9_.-]+: other characters become "-".
+    """
+    middle = str(task.slot) if task.slot > 0 else node_id
+    raw = f"{task.service_name}.{middle}.{task.id}"
+    name = _UNSAFE_NAME_CHARS.sub("-", raw).lstrip("_.-")
+    if len(name) < 2:
+        # Cannot happen with real ids; keeps the engine from rejecting a degenerate name.
+        name = "podium-" + name
+    return name
+
+
+def container_labels(task: objects.Task, node_id: str) -> dict[str, str]:
+    """The user's container labels plus Podium's, which win over a user label of the same key."""
+    labels = dict(task.spec.container.labels)
+    labels.update(
+        {
+            LABEL_TASK: task.id,
+            LABEL_SERVICE: task.service_id,
+            LABEL_SERVICE_NAME: task.service_name,
+            LABEL_NODE: node_id,
+            LABEL_SLOT: str(task.slot),
+        }
+    )
+    return labels
+
+
+def port_key(target_port: int, protocol: objects.PortConfig.Protocol) -> str:
+    return f"{target_port}/{_PROTOCOLS.get(protocol, 'tcp')}"
+
+
+def container_config(task: objects.Task, node_id: str) -> dict[str, Any]:
+    """The create-container body (Config with HostConfig inside) for the task's spec."""
+    spec = task.spec
+    container = spec.container
+    host_config: dict[str, Any] = {
+        "RestartPolicy": {"Name": "no"},
+        "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+    }
+    config: dict[str, Any] = {
+        "Image": container.image,
+        "Labels": container_labels(task, node_id),
+        "HostConfig": host_config,
+    }
+    if container.command:
+        config["Cmd"] = list(container.command)
+    if container.entrypoint:
+        config["Entrypoint"] = list(container.entrypoint)
+    if container.env:
+        config["Env"] = [f"{key}={value}" for key, value in sorted(container.env.items())]
+    if container.init:
+        host_config["Init"] = True
+
+    limits = spec.resources.limits
+    if limits.nano_cpus > 0:
+        host_config["NanoCpus"] = limits.nano_cpus
+    if limits.memory_bytes > 0:
+        host_config["Memory"] = limits.memory_bytes
+
+    exposed: dict[str, dict[str, Any]] = {}
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for port in spec.ports:
+        key = port_key(port.target_port, port.protocol)
+        exposed[key] = {}
+        host_port = str(port.published_port) if port.published_port else ""
+        bindings.setdefault(key, []).append({"HostIp": port.host_ip, "HostPort": host_port})
+    if exposed:
+        config["ExposedPorts"] = exposed
+        host_config["PortBindings"] = bindings
+    return config
+
+
+def container_state(inspected: Mapping[str, Any]) -> ContainerState:
+    """A ContainerState from the engine's GET /containers/{id}/json document."""
+    state: Mapping[str, Any] = inspected.get("State") or {}
+    labels: Mapping[str, str] = (inspected.get("Config") or {}).get("Labels") or {}
+    running = bool(state.get("Running", False))
+    started_at = parse_time(state.get("StartedAt", ""))
+    raw_exit = state.get("ExitCode")
+    exit_code: int | None = None
+    # A created container reports ExitCode 0 before it ever ran; a failed start reports the
+    # engine's code (126/127) with StartedAt still zero, which the caller needs to see.
+    if not running and raw_exit is not None and (started_at is not None or raw_exit != 0):
+        exit_code = int(raw_exit)
+    network: Mapping[str, Any] = inspected.get("NetworkSettings") or {}
+    return ContainerState(
+        container_id=str(inspected.get("Id", "")),
+        task_id=labels.get(LABEL_TASK, ""),
+        name=str(inspected.get("Name", "")).lstrip("/"),
+        running=running,
+        exit_code=exit_code,
+        error=str(state.get("Error") or ""),
+        oom_killed=bool(state.get("OOMKilled", False)),
+        started_at=started_at,
+        finished_at=None if running else parse_time(state.get("FinishedAt", "")),
+        ports=port_bindings(network.get("Ports") or {}),
+    )
+
+
+def port_bindings(ports: Mapping[str, Any]) -> tuple[objects.PortBinding, ...]:
+    """NetworkSettings.Ports ({"80/tcp": [{"HostIp", "HostPort"}] or null}) as PortBindings."""
+    result: list[objects.PortBinding] = []
+    for key, bound in ports.items():
+        if not bound:
+            continue  # exposed but not published
+        target, _, proto_name = key.partition("/")
+        protocol = _PROTOCOLS_BY_NAME.get(proto_name or "tcp")
+        if protocol is None or not target.isdigit():
+            continue  # sctp, or something this API cannot express
+        for binding in bound:
+            host_port = str(binding.get("HostPort") or "")
+            result.append(
+                objects.PortBinding(
+                    protocol=protocol,
+                    target_port=int(target),
+                    published_port=int(host_port) if host_port.isdigit() else 0,
+                    host_ip=str(binding.get("HostIp") or ""),
+                )
+            )
+    result.sort(key=lambda b: (b.target_port, b.protocol, b.host_ip, b.published_port))
+    return tuple(result)
+
+
+def container_event(message: Mapping[str, Any]) -> ContainerEvent | None:
+    """A ContainerEvent from one message of GET /events, or None for events the agent ignores."""
+    if message.get("Type") != "container":
+        return None
+    action = message.get("Action") or message.get("status") or ""
+    if action not in ENGINE_ACTIONS:
+        return None  # exec_*, health_status: ..., attach, kill, stop ...
+    actor: Mapping[str, Any] = message.get("Actor") or {}
+    attributes: Mapping[str, str] = actor.get("Attributes") or {}
+    exit_code: int | None = None
+    if action == "die":
+        raw = attributes.get("exitCode", "")
+        exit_code = int(raw) if raw.lstrip("-").isdigit() else None
+    time_ns = message.get("timeNano")
+    if time_ns is None:
+        time_ns = int(message.get("time", 0)) * 1_000_000_000
+    return ContainerEvent(
+        task_id=attributes.get(LABEL_TASK, ""),
+        container_id=str(actor.get("ID") or message.get("id") or ""),
+        action=action,
+        exit_code=exit_code,
+        time_ns=int(time_ns),
+    )
+
+
+def parse_time(value: str) -> float | None:
+    """The engine's RFC 3339 time (nanosecond fraction) as unix seconds; None for zero or junk."""
+    if not value or value.startswith(_ZERO_TIME_PREFIX):
+        return None
+    ns = parse_time_ns(value)
+    return None if ns is None else ns / 1e9
+
+
+def parse_time_ns(value: str) -> int | None:
+    """Like parse_time(), in integer nanoseconds (exact: a float loses the last digits)."""
+    match = _TIME_RE.match(value)
+    if match is None:
+        return None
+    whole, fraction, zone = match.groups()
+    offset = "+00:00" if zone.upper() == "Z" else zone
+    seconds = int(datetime.fromisoformat(whole + offset).timestamp())
+    nanos = int((fraction or "").ljust(9, "0")[:9])
+    return seconds * 1_000_000_000 + nanos

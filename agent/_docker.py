@@ -1,0 +1,305 @@
+"""DockerExecutor: the Executor protocol on a Docker engine, as a thin adapter over aiodocker.
+
+Translation between tasks and the engine's documents lives in podium.agent._container (pure);
+this module only makes the calls and maps the engine's errors:
+
+- create() never pulls (containers.create, not run()); 404 -> ExecutorError("No such image: X"),
+  409 (the deterministic name is taken) -> the existing container's id, 400 -> permanent error.
+- start() of a running container (304), stop() of a stopped (304) or missing (404) one and
+  remove() of a missing one succeed.
+- events() holds one streaming GET /events per iterator, filtered by the engine to this node's
+  containers. On every (re)connection it first yields ACTION_RESYNC: the caller re-lists. The
+  stream is opened with `since` set to the engine's clock read just before connecting, so events
+  between that instant and the subscription are replayed, not lost: a re-list made after the
+  resync misses nothing. When the stream drops it reconnects with jittered backoff until close().
+
+The client owns its connector: limit=0, because every open event stream holds one pooled
+connection and a full pool blocks every other call (see ENVIRONMENT.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+import aiodocker
+import aiohttp
+from aiodocker.exceptions import DockerError
+
+from podium.agent._container import (
+    container_config,
+    container_event,
+    container_name,
+    container_state,
+    parse_time_ns,
+)
+from podium.agent.executor import (
+    ACTION_RESYNC,
+    ENGINE_ACTIONS,
+    LABEL_NODE,
+    ContainerEvent,
+    ContainerState,
+    EngineInfo,
+    ExecutorError,
+)
+from podium.v1 import objects
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+_RECONNECT_MIN = 0.1  # seconds; doubles per failed attempt
+_RECONNECT_MAX = 5.0
+_INSPECT_CONCURRENCY = 16  # list_containers() inspects this many containers at once
+# create(): how long to wait for a concurrent create of the same name to finish.
+_CREATE_RETRY_MIN = 0.02
+_CREATE_RETRY_FOR = 30.0
+
+
+class DockerExecutor:
+    """Runs a node's containers on one Docker engine. Implements podium.agent.executor.Executor.
+
+    The aiohttp client is created on first use (so the executor may be constructed outside an
+    event loop) and released by close(); use `async with` or call close().
+    """
+
+    def __init__(self, *, node_id: str, docker_host: str | None = None) -> None:
+        if not node_id:
+            raise ValueError("node_id must not be empty")
+        self._node_id = node_id
+        host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+        self._url, self._socket_path = _parse_host(host)
+        self._connector: aiohttp.BaseConnector | None = None
+        self._docker: aiodocker.Docker | None = None
+        self._closed = False
+        self._closing = asyncio.Event()
+        self._streams: set[aiohttp.ClientResponse] = set()
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    async def __aenter__(self) -> DockerExecutor:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def info(self) -> EngineInfo:
+        with _engine_errors():
+            data = await self._client().system.info()
+        return EngineInfo(
+            version=str(data.get("ServerVersion", "")),
+            nano_cpus=int(data.get("NCPU", 0)) * 1_000_000_000,
+            memory_bytes=int(data.get("MemTotal", 0)),
+        )
+
+    async def list_containers(self) -> list[ContainerState]:
+        filters = json.dumps({"label": [f"{LABEL_NODE}={self._node_id}"]})
+        with _engine_errors():
+            summaries = await self._client().containers.list(all=True, filters=filters)
+        # The summaries lack exit codes, times and errors: inspect each, a few at a time.
+        limit = asyncio.Semaphore(_INSPECT_CONCURRENCY)
+
+        async def inspect_one(container_id: str) -> ContainerState | None:
+            async with limit:
+                return await self.inspect(container_id)
+
+        states = await asyncio.gather(*(inspect_one(s.id) for s in summaries))
+        # None: removed between the list and its inspection.
+        return [state for state in states if state is not None]
+
+    async def inspect(self, container_id: str) -> ContainerState | None:
+        data: dict[str, Any] | None = None
+        with _engine_errors(ok=(404,)):
+            data = await self._client().containers.container(container_id).show()
+        return None if data is None else container_state(data)
+
+    async def create(self, task: objects.Task) -> str:
+        name = container_name(task, self._node_id)
+        config = container_config(task, self._node_id)
+        containers = self._client().containers
+        delay = _CREATE_RETRY_MIN
+        deadline = time.monotonic() + _CREATE_RETRY_FOR
+        while True:
+            try:
+                return (await containers.create(config, name=name)).id
+            except DockerError as err:
+                if err.status == 404:
+                    raise ExecutorError(f"No such image: {task.spec.container.image}") from err
+                if err.status != 409:
+                    raise _executor_error(err) from err
+            # 409: the task's container exists already (an earlier attempt, or a previous run
+            # of this agent): adopt it.
+            existing: dict[str, Any] | None = None
+            with _engine_errors(ok=(404,)):
+                existing = await containers.container(name).show()
+            if existing is not None:
+                return str(existing["Id"])
+            # The name is reserved but the container not yet visible: another create of the
+            # same task is in progress (it can take seconds on a busy engine), or the container
+            # was removed meanwhile. Either way, try again shortly.
+            if time.monotonic() > deadline:
+                raise ExecutorError(f"container name {name} is taken but no container has it")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def start(self, container_id: str) -> None:
+        # 304 Not Modified (already running) is not an error status for aiodocker.
+        with _engine_errors():
+            await self._client().containers.container(container_id).start()
+
+    async def stop(self, container_id: str, grace: float) -> None:
+        # The engine counts the grace in whole seconds; round up so a short grace is not zero.
+        seconds = max(0, math.ceil(grace))
+        with _engine_errors(ok=(304, 404)):
+            await self._client().containers.container(container_id).stop(t=seconds)
+
+    async def remove(self, container_id: str) -> None:
+        container = self._client().containers.container(container_id)
+        try:
+            # v: also remove the container's anonymous volumes, which nothing else would reuse.
+            await container.delete(force=True, v=True)
+        except DockerError as err:
+            if err.status == 404:
+                return
+            if err.status == 409 and "already in progress" in err.message:
+                return  # a concurrent remove() is doing the work
+            raise _executor_error(err) from err
+        except aiohttp.ClientError as err:
+            raise ExecutorError(f"Docker engine connection failed: {err}") from err
+
+    def events(self) -> AsyncIterator[ContainerEvent]:
+        return self._events()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._closing.set()
+        # Closing a response wakes its iterator, which sees _closed and returns.
+        for response in list(self._streams):
+            response.close()
+        if self._docker is not None:
+            await self._docker.close()  # does not close a connector it was given
+        if self._connector is not None:
+            await self._connector.close()
+
+    def _client(self) -> aiodocker.Docker:
+        if self._closed:
+            raise ExecutorError("the executor is closed")
+        if self._docker is None:
+            if self._socket_path is not None:
+                self._connector = aiohttp.UnixConnector(self._socket_path, limit=0)
+            else:
+                self._connector = aiohttp.TCPConnector(limit=0)
+            # No total timeout: stop() legitimately waits out the grace period. Callers that
+            # need a deadline wrap the call in asyncio.timeout().
+            self._docker = aiodocker.Docker(
+                url=self._url,
+                connector=self._connector,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            )
+        return self._docker
+
+    async def _events(self) -> AsyncIterator[ContainerEvent]:
+        delay = _RECONNECT_MIN
+        while not self._closed:
+            try:
+                client = self._client()
+                info = await client.system.info()
+                since_ns = parse_time_ns(str(info.get("SystemTime", "")))
+                async with client._query(
+                    "events", params=self._event_params(since_ns), timeout=aiohttp.ClientTimeout()
+                ) as response:
+                    self._streams.add(response)
+                    try:
+                        if self._closed:
+                            return  # close() ran while we connected; it missed this response
+                        delay = _RECONNECT_MIN
+                        yield ContainerEvent(
+                            task_id="",
+                            container_id="",
+                            action=ACTION_RESYNC,
+                            exit_code=None,
+                            time_ns=time.time_ns() if since_ns is None else since_ns,
+                        )
+                        async for line in response.content:
+                            event = _parse_event_line(line)
+                            if event is not None:
+                                yield event
+                    finally:
+                        self._streams.discard(response)
+                        response.close()
+                if not self._closed:
+                    log.warning("engine event stream ended; reconnecting")
+            except (DockerError, ExecutorError, aiohttp.ClientError, OSError, ValueError) as err:
+                # ValueError: a line that is not JSON, or longer than the reader's limit.
+                if self._closed:
+                    return
+                log.warning("engine event stream failed (%s); reconnecting in %.1fs", err, delay)
+            if self._closed:
+                return
+            await self._pause(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, _RECONNECT_MAX)
+
+    def _event_params(self, since_ns: int | None) -> dict[str, str]:
+        filters = {
+            "type": ["container"],
+            "label": [f"{LABEL_NODE}={self._node_id}"],
+            "event": sorted(ENGINE_ACTIONS),
+        }
+        params = {"filters": json.dumps(filters)}
+        if since_ns is not None:
+            params["since"] = f"{since_ns // 1_000_000_000}.{since_ns % 1_000_000_000:09d}"
+        return params
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when close() is called."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._closing.wait()
+
+
+@contextlib.contextmanager
+def _engine_errors(*, ok: tuple[int, ...] = ()) -> Iterator[None]:
+    """Translate aiodocker/aiohttp failures to ExecutorError; swallow the statuses in `ok`."""
+    try:
+        yield
+    except DockerError as err:
+        if err.status not in ok:
+            raise _executor_error(err) from err
+    except aiohttp.ClientError as err:
+        raise ExecutorError(f"Docker engine connection failed: {err}") from err
+
+
+def _executor_error(err: DockerError) -> ExecutorError:
+    # 400: the engine rejected the request itself (invalid config, executable not found).
+    return ExecutorError(err.message or f"engine error {err.status}", permanent=err.status == 400)
+
+
+def _parse_event_line(line: bytes) -> ContainerEvent | None:
+    line = line.strip()
+    if not line:
+        return None
+    message = json.loads(line)
+    return container_event(message) if isinstance(message, Mapping) else None
+
+
+def _parse_host(host: str) -> tuple[str, str | None]:
+    """(base url for aiodocker, unix socket path or None) for a DOCKER_HOST value."""
+    if host.startswith("unix://"):
+        # aiodocker builds request URLs from this dummy host; the connector picks the socket.
+        return "unix://localhost", host.removeprefix("unix://")
+    if host.startswith("tcp://"):
+        return "http://" + host.removeprefix("tcp://"), None
+    if host.startswith(("http://", "https://")):
+        return host, None
+    raise ValueError(f"unsupported docker_host {host!r}: want unix://PATH or tcp://HOST:PORT")

@@ -1,0 +1,108 @@
+"""The agent process: session, worker and executor for one node.
+
+The node's identity is a random id kept in DATA_DIR/node_id, so an agent
+restarted with the same data dir is the same node and adopts its containers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import pathlib
+import secrets
+
+from podium.agent.executor import Executor
+from podium.agent.reporter import Reporter
+from podium.agent.session import Session
+from podium.agent.worker import Worker
+from podium.v1 import objects
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+
+
+def load_node_id(data_dir: pathlib.Path) -> str:
+    path = data_dir / "node_id"
+    with contextlib.suppress(FileNotFoundError):
+        node_id = path.read_text().strip()
+        if node_id:
+            return node_id
+    data_dir.mkdir(parents=True, exist_ok=True)
+    node_id = secrets.token_hex(10)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(node_id + "\n")
+    tmp.replace(path)
+    return node_id
+
+
+class Agent:
+    def __init__(
+        self,
+        *,
+        manager: str,
+        name: str,
+        node_id: str,
+        executor: Executor,
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self._name = name
+        self._labels = dict(labels or {})
+        self._executor = executor
+        self._reporter = Reporter()
+        self._worker = Worker(executor=executor, reporter=self._reporter)
+        self._session = Session(
+            manager=manager,
+            node_id=node_id,
+            describe=self._describe,
+            on_assignments=self._worker.apply,
+            reporter=self._reporter,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def connected(self) -> asyncio.Event:
+        return self._session.connected
+
+    async def _describe(self) -> objects.NodeDescription:
+        info = await self._executor.info()
+        desc = objects.NodeDescription(
+            name=self._name,
+            labels=self._labels,
+            engine_version=info.version,
+            agent_version=VERSION,
+        )
+        desc.capacity.nano_cpus = info.nano_cpus
+        desc.capacity.memory_bytes = info.memory_bytes
+        return desc
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._worker.follow_events(), name="events"),
+            asyncio.create_task(self._session.run(), name="session"),
+        ]
+
+    async def serve_forever(self) -> None:
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+
+    async def stop(self) -> None:
+        """Idempotent. Leaves containers running for the next agent to adopt."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self._worker.close()
+        await self._executor.close()
+
+    async def __aenter__(self) -> Agent:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

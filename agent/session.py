@@ -1,0 +1,122 @@
+"""Session: the agent's one stream to the manager's Dispatcher.
+
+Registers, then concurrently sends heartbeats (at the period the manager
+sets) and status reports, and hands assignments to the worker. When the stream
+breaks it reconnects with jittered exponential backoff (0.1 s doubling to 5 s)
+so that a manager restart is not met by every agent at the same instant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import grpc
+
+from podium.agent.reporter import Reporter
+from podium.v1 import dispatcher, dispatcher_grpc, objects
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE_S = 0.1
+BACKOFF_MAX_S = 5.0
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+]
+
+
+def backoff(attempt: int) -> float:
+    """Delay before reconnect attempt `attempt` (0-based), with +-50% jitter."""
+    base = min(BACKOFF_BASE_S * 2**attempt, BACKOFF_MAX_S)
+    return float(base * random.uniform(0.5, 1.5))
+
+
+class Session:
+    def __init__(
+        self,
+        *,
+        manager: str,
+        node_id: str,
+        describe: Callable[[], Awaitable[objects.NodeDescription]],
+        on_assignments: Callable[[dispatcher.Assignments], Awaitable[None]],
+        reporter: Reporter,
+    ) -> None:
+        self._manager = manager
+        self._node_id = node_id
+        self._describe = describe
+        self._on_assignments = on_assignments
+        self._reporter = reporter
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        """Keeps a session open until cancelled."""
+        attempt = 0
+        while True:
+            try:
+                async with grpc.aio.insecure_channel(self._manager, options=CHANNEL_OPTIONS) as ch:
+                    if await self._session(dispatcher_grpc.DispatcherStub(ch)):
+                        attempt = 0
+            except grpc.aio.AioRpcError as err:
+                if err.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS):
+                    log.error("manager refused this agent: %s", err.details())
+                else:
+                    log.warning("session to %s lost: %s", self._manager, err.code().name)
+            finally:
+                self.connected.clear()
+            delay = backoff(attempt)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def _session(self, stub: dispatcher_grpc.DispatcherStub) -> bool:
+        """One session; returns whether it got as far as registering."""
+        outbox: asyncio.Queue[dispatcher.AgentMessage] = asyncio.Queue()
+        register = dispatcher.Register(node_id=self._node_id, description=await self._describe())
+        outbox.put_nowait(dispatcher.AgentMessage(register=register))
+
+        async def requests() -> AsyncIterator[dispatcher.AgentMessage]:
+            while True:
+                yield await outbox.get()
+
+        call = stub.Session(requests())
+        registered = False
+        helpers: list[asyncio.Task[None]] = []
+        try:
+            async for message in call:
+                if message.HasField("session"):
+                    period = message.session.heartbeat_period.ToNanoseconds() / 1e9 or 1.0
+                    if not registered:
+                        registered = True
+                        self._reporter.resend_all()
+                        helpers.append(asyncio.create_task(self._heartbeat(outbox, period)))
+                        helpers.append(asyncio.create_task(self._send_status(outbox)))
+                        log.info("session open to %s (heartbeat %.1fs)", self._manager, period)
+                elif message.HasField("assignments"):
+                    await self._on_assignments(message.assignments)
+                    if message.assignments.type == dispatcher.Assignments.TYPE_COMPLETE:
+                        self.connected.set()
+        finally:
+            call.cancel()
+            for helper in helpers:
+                helper.cancel()
+            for helper in helpers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await helper
+        return registered
+
+    @staticmethod
+    async def _heartbeat(outbox: asyncio.Queue[dispatcher.AgentMessage], period: float) -> None:
+        while True:
+            outbox.put_nowait(dispatcher.AgentMessage(heartbeat=dispatcher.Heartbeat()))
+            await asyncio.sleep(period)
+
+    async def _send_status(self, outbox: asyncio.Queue[dispatcher.AgentMessage]) -> None:
+        while True:
+            report = await self._reporter.next_batch()
+            outbox.put_nowait(dispatcher.AgentMessage(status=report))

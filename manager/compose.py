@@ -1,0 +1,394 @@
+"""Compose files -> ServiceSpecs: the subset of the Compose format that makes sense on a cluster.
+
+`load_stack(text)` returns one ServiceSpec per entry of `services:`, in file order, or raises
+SpecError for the first problem, naming the source, the service, the key path and what is accepted:
+    stack.yml: service 'web': deploy.replicas: expected a non-negative integer, got 'three'
+
+Accepted: top-level services (required), name, version (ignored), x-* (ignored); per service image,
+command, entrypoint, environment, labels, init, ports, stop_grace_period and deploy {mode, replicas,
+labels, resources {reservations, limits} {cpus, memory}, placement {constraints}}. x-* keys are
+ignored in every mapping; any other key is an error, never dropped: a dropped volume or network
+would deploy something else than what the file says. With a stack name (the `stack` argument, else
+top-level `name:`), services are named STACK_KEY with spec.stack = STACK, as `docker stack deploy`
+does. Scalars are read as Compose reads them (22:22 is a string, yes/no are not booleans). There is
+no ${VAR} interpolation, and a variable given without a value ("KEY", "KEY:") is set to "".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import re
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import yaml
+
+from podium.v1 import objects
+
+__all__ = ["SpecError", "load_stack", "parse_bytes", "parse_duration"]
+
+
+class SpecError(ValueError):
+    """The file is not a valid Podium stack; the message says where and what is accepted."""
+
+
+# PyYAML reads YAML 1.1: unquoted 22:22 is the integer 1342 (base 60), yes/no/on/off are booleans,
+# 0755 is octal, 2024-01-01 a date, and a repeated key replaces the first (a service vanishes). As
+# Compose does, this SafeLoader reads booleans and integers as YAML 1.2 and refuses repeated keys.
+_YAML12 = {"bool": "^(?:true|True|TRUE|false|False|FALSE)$", "int": "^[-+]?(?:0|[1-9][0-9]*)$"}
+
+
+class _Loader(yaml.SafeLoader):
+    yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers
+                if tag.rsplit(":", 1)[1] not in (*_YAML12, "timestamp", "value")]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }  # fmt: skip
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key, _ in node.value:  # the file's own keys: merged (<<) ones may be overridden
+            if isinstance(key, yaml.ScalarNode) and (key.tag, key.value) in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key.value!r} is given twice", key.start_mark
+                )
+            seen.add((key.tag, key.value))
+        return super().construct_mapping(node, deep)
+
+
+for _name, _pattern in _YAML12.items():  # None: tried for any first character
+    _Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_name}", re.compile(_pattern), None)
+
+
+@dataclass(frozen=True, slots=True)
+class _At:
+    service: str  # where a value sits, for messages: service 'web': deploy.resources.limits.cpus
+    path: str = ""
+
+    def __str__(self) -> str:
+        return f"service {self.service!r}" + (f": {self.path}" if self.path else "")
+
+    def sub(self, key: str | int) -> _At:
+        path = f"{self.path}[{key}]" if isinstance(key, int) else f"{self.path}.{key}".lstrip(".")
+        return _At(self.service, path)
+
+    def error(self, expected: str, got: object) -> SpecError:
+        return SpecError(f"{self}: expected {expected}, got {_show(got)}")
+
+
+def _show(value: object) -> str:
+    return text if len(text := repr(value)) <= 60 else text[:57] + "..."
+
+
+_SUPPORTED = {
+    "": ("command", "deploy", "entrypoint", "environment", "image", "init", "labels", "ports",
+         "stop_grace_period"),
+    "deploy": ("labels", "mode", "placement", "replicas", "resources"),
+    "deploy.resources": ("limits", "reservations"),
+    "deploy.resources.limits": ("cpus", "memory"),
+    "deploy.resources.reservations": ("cpus", "memory"),
+    "deploy.placement": ("constraints",),
+    "ports[]": ("host_ip", "mode", "protocol", "published", "target"),
+}  # fmt: skip
+_EXPLAINED = {
+    "build": "build and tag the image first (docker build -t NAME .), then set image: NAME",
+    "container_name": "Podium names each task's container itself; remove the key",
+}
+
+
+def _mapping(value: object, at: _At, table: str) -> dict[str, object]:
+    """value as a mapping whose keys are all in _SUPPORTED[table] (or x-* extensions)."""
+    if not isinstance(value, dict):
+        raise at.error("a mapping", value)
+    for key in value:
+        if not isinstance(key, str):
+            raise at.error("string keys", key)
+        if key.startswith("x-") or key in _SUPPORTED[table]:
+            continue
+        if table == "" and key in _EXPLAINED:
+            raise SpecError(f"{at}: {key!r} is not supported: {_EXPLAINED[key]}")
+        raise SpecError(  # also healthcheck, restart_policy, update_config: they will come later
+            f"service {at.service!r}: key {at.sub(key).path!r} is not supported by Podium"
+            f" (supported: {', '.join(_SUPPORTED[table])})"
+        )
+    return value
+
+
+_DURATION_PART = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)"
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60,
+                   "h": 3600}  # fmt: skip
+_MAX_SECONDS = 315_576_000_000  # the range of google.protobuf.Duration (10,000 years)
+
+
+def parse_duration(value: object, *, where: str) -> float:
+    """Seconds in a Compose duration: "10s", "1m30s", "1.5h", "500ms", "2us", or seconds."""
+    expected = "a duration such as '10s', '1m30s' or '500ms', or a number of seconds >= 0"
+    seconds = -1.0
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and re.fullmatch(f"0|(?:{_DURATION_PART})+", value):
+        parts = re.findall(_DURATION_PART, value)
+        seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    if not 0 <= seconds <= _MAX_SECONDS:  # also rejects nan
+        raise SpecError(f"{where}: expected {expected}, got {_show(value)}")
+    return seconds
+
+
+_BYTES = re.compile(r"([0-9]+(?:\.[0-9]+)?) ?([kmgtp])?i?b?", re.IGNORECASE)
+_INT64_MAX = 2**63 - 1
+
+
+def parse_bytes(value: object, *, where: str) -> int:
+    """Bytes in a Compose size: "512m", "1g", "1.5GiB", "100kb", "2048" or an int (binary units)."""
+    size = -1
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (match := _BYTES.fullmatch(value.strip())):
+        number, unit = match.groups()
+        size = int(Decimal(number) * 1024 ** ("kmgtp".index(unit.lower()) + 1 if unit else 0))
+    if not 0 <= size <= _INT64_MAX:
+        expected = "a size such as '512m', '1g' or '1.5GiB' (b, k, m, g, t, p), or bytes >= 0"
+        raise SpecError(f"{where}: expected {expected}, got {_show(value)}")
+    return size
+
+
+def _nano_cpus(value: object, at: _At) -> int:
+    """cpus 0.5 or "0.5" -> 500_000_000, exactly (in floats, 0.3 * 1e9 is 299999999.99999994)."""
+    nano = Decimal(0)
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        with contextlib.suppress(InvalidOperation):
+            nano = Decimal(repr(value) if isinstance(value, float) else value) * 10**9
+    if not nano.is_finite() or not 1 <= nano <= _INT64_MAX:
+        raise at.error("a positive number of cpus such as 0.5 or '2'", value)
+    return int(nano)
+
+
+def _text(value: object, at: _At) -> str:
+    """A scalar as Compose renders it into an environment or label value."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):  # like Go's fmt.Sprint: 1.0 -> "1"
+        return str(int(value)) if value.is_integer() and abs(value) < 1e21 else repr(value)
+    if isinstance(value, int | str):
+        return str(value)
+    raise at.error("a string, number, boolean or null", value)
+
+
+def _string_map(value: object, at: _At) -> dict[str, str]:
+    """environment / labels: a mapping, or a list of "KEY=VALUE" (or "KEY", meaning "")."""
+    if isinstance(value, list):
+        for i, entry in enumerate(value):
+            if not isinstance(entry, str) or entry.startswith("=") or not entry:
+                raise at.sub(i).error("a 'KEY=VALUE' or 'KEY' string", entry)
+        value = {key: text for key, _, text in (entry.partition("=") for entry in value)}
+    if not isinstance(value, dict):
+        raise at.error("a mapping or a list of 'KEY=VALUE' strings", value)
+    for key in value:
+        if not isinstance(key, str) or not key:
+            raise at.error("non-empty string keys", key)
+    return {key: _text(item, at.sub(key)) for key, item in value.items()}
+
+
+def _words(value: object, at: _At) -> list[str]:
+    """command / entrypoint: a string split as a shell would, or a list of strings."""
+    if isinstance(value, str):
+        try:
+            return shlex.split(value)
+        except ValueError as exc:
+            raise SpecError(f"{at}: cannot split {_show(value)} into words: {exc}") from None
+    if isinstance(value, list) and all(isinstance(word, str) for word in value):
+        return list(value)
+    raise at.error("a string or a list of strings", value)
+
+
+def _choice(value: object, choices: Iterable[str], at: _At) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise at.error(" or ".join(repr(c) for c in choices), value)
+    return value
+
+
+_SHORT_PORT = "[[HOST_IP:]PUBLISHED:]TARGET[/PROTOCOL], e.g. '8080:80' or '127.0.0.1:53:53/udp'"
+_PROTOCOLS = {"tcp": objects.PortConfig.PROTOCOL_TCP, "udp": objects.PortConfig.PROTOCOL_UDP}
+_MODES = {"ingress": objects.PortConfig.PUBLISH_MODE_INGRESS,
+          "host": objects.PortConfig.PUBLISH_MODE_HOST}  # fmt: skip
+
+
+def _port(value: object, at: _At) -> int:
+    port = int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else value
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise at.error("a port number from 1 to 65535", value)
+    return port
+
+
+def _port_range(text: str, at: _At) -> range:
+    first, dash, last = text.partition("-")
+    ports = range(_port(first, at), (_port(last, at) if dash else _port(first, at)) + 1)
+    if not ports:
+        raise at.error("a port range LOW-HIGH", text)
+    return ports
+
+
+def _host_ip(value: object, at: _At) -> str:
+    try:
+        return str(ipaddress.ip_address(value)) if isinstance(value, str) and value else ""
+    except ValueError:
+        raise at.error("an IP address", value) from None
+
+
+def _short_ports(item: str | int, at: _At) -> list[objects.PortConfig]:
+    """Short syntax: "80", "8080:80", "127.0.0.1:53:53/udp", "[::1]:80:80"; ranges expand."""
+    spec, _, protocol = str(item).strip().partition("/")
+    if spec.startswith("["):  # bracketed IPv6 host address
+        host_ip, sep, rest = spec[1:].partition("]:")
+        parts = [host_ip, *rest.split(":")] if sep and rest.count(":") == 1 else []
+    else:
+        parts = spec.rsplit(":", 2)
+    if not parts or not parts[-1]:
+        raise at.error(_SHORT_PORT, item)
+    host_ip = _host_ip(parts[0], at) if len(parts) == 3 else ""
+    targets = _port_range(parts[-1], at)
+    published = _port_range(parts[-2], at) if len(parts) >= 2 and parts[-2] else None
+    if published is not None and len(published) != len(targets):
+        raise at.error("published and target ranges of the same length", item)
+    proto = _PROTOCOLS[_choice(protocol or "tcp", _PROTOCOLS, at)]
+    sources = published if published is not None else [0] * len(targets)
+    return [  # mode: PUBLISH_MODE_INGRESS, the default
+        objects.PortConfig(protocol=proto, target_port=dst, published_port=src, host_ip=host_ip)
+        for src, dst in zip(sources, targets, strict=True)
+    ]
+
+
+def _long_port(item: object, at: _At) -> objects.PortConfig:
+    data = _mapping(item, at, "ports[]")
+    if "target" not in data:
+        raise SpecError(f"{at}: 'target' is required in the long port syntax")
+    return objects.PortConfig(
+        target_port=_port(data["target"], at.sub("target")),
+        published_port=_port(data["published"], at.sub("published")) if "published" in data else 0,
+        protocol=_PROTOCOLS[_choice(data.get("protocol", "tcp"), _PROTOCOLS, at.sub("protocol"))],
+        mode=_MODES[_choice(data.get("mode", "ingress"), _MODES, at.sub("mode"))],
+        host_ip=_host_ip(data.get("host_ip", ""), at.sub("host_ip")),
+    )
+
+
+def _ports(value: object, at: _At) -> list[objects.PortConfig]:
+    if not isinstance(value, list):
+        raise at.error("a list of ports", value)
+    ports: list[objects.PortConfig] = []
+    for i, item in enumerate(value):
+        if isinstance(item, dict):
+            ports.append(_long_port(item, at.sub(i)))
+        elif isinstance(item, str | int) and not isinstance(item, bool):
+            ports.extend(_short_ports(item, at.sub(i)))
+        else:
+            raise at.sub(i).error(f"{_SHORT_PORT}, or a mapping with target", item)
+    return ports
+
+
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+_NAME_RULE = "letters, digits, '_', '.' and '-', starting with a letter or digit"
+_CONSTRAINT = re.compile(r"\s*(node\.(?:name|id|hostname|labels\.[^\s=!]+))\s*(==|!=)\s*(\S.*?)\s*")
+_SERVICE_MODES = {"replicated": objects.ServiceSpec.MODE_REPLICATED,
+                  "global": objects.ServiceSpec.MODE_GLOBAL}  # fmt: skip
+_CONSTRAINT_FORM = "'node.name|node.id|node.hostname|node.labels.KEY ==|!= VALUE'"
+
+
+def _deploy(value: object, spec: objects.ServiceSpec, at: _At) -> None:
+    deploy = _mapping(value, at, "deploy")
+    mode = _choice(deploy.get("mode", "replicated"), _SERVICE_MODES, at.sub("mode"))
+    if mode == "global" and "replicas" in deploy:
+        raise SpecError(f"{at.sub('replicas')}: not allowed with mode: global")
+    replicas = deploy.get("replicas", 0 if mode == "global" else 1)
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or not 0 <= replicas < 2**32:
+        raise at.sub("replicas").error("a non-negative integer", replicas)
+    spec.mode, spec.replicas = _SERVICE_MODES[mode], replicas
+    if "labels" in deploy:
+        spec.labels.update(_string_map(deploy["labels"], at.sub("labels")))
+    resources = _mapping(deploy.get("resources", {}), at.sub("resources"), "deploy.resources")
+    for kind in ("reservations", "limits"):
+        where = at.sub("resources").sub(kind)
+        amounts = _mapping(resources.get(kind, {}), where, f"deploy.resources.{kind}")
+        target: objects.Resources = getattr(spec.resources, kind)
+        if "cpus" in amounts:
+            target.nano_cpus = _nano_cpus(amounts["cpus"], where.sub("cpus"))
+        if "memory" in amounts:
+            target.memory_bytes = parse_bytes(amounts["memory"], where=str(where.sub("memory")))
+    placement = _mapping(deploy.get("placement", {}), at.sub("placement"), "deploy.placement")
+    constraints = placement.get("constraints", [])
+    where = at.sub("placement").sub("constraints")
+    if not isinstance(constraints, list):
+        raise where.error("a list of constraints", constraints)
+    for i, text in enumerate(constraints):
+        match = _CONSTRAINT.fullmatch(text) if isinstance(text, str) else None
+        if match is None:
+            raise where.sub(i).error(_CONSTRAINT_FORM, text)
+        spec.placement.constraints.append(" ".join(match.groups()))
+
+
+def _service(key: object, value: object, stack: str | None) -> objects.ServiceSpec:
+    at = _At(str(key))
+    if not isinstance(key, str) or not _NAME.fullmatch(key):
+        raise SpecError(f"{at}: invalid service name: use {_NAME_RULE}")
+    name = f"{stack}_{key}" if stack is not None else key
+    if len(name) > 63:
+        raise SpecError(f"{at}: service name {name!r} is longer than 63 characters")
+    data = _mapping(value, at, "")
+    image = data.get("image")
+    if not isinstance(image, str) or not image.strip():
+        raise at.sub("image").error("a non-empty image name (image is required)", image)
+    spec = objects.ServiceSpec(name=name, stack=stack or "")
+    container = spec.container  # a reference: the constructor would have copied a ContainerSpec
+    container.image = image.strip()
+    container.command.extend(_words(data.get("command", []), at.sub("command")))
+    container.entrypoint.extend(_words(data.get("entrypoint", []), at.sub("entrypoint")))
+    container.env.update(_string_map(data.get("environment", {}), at.sub("environment")))
+    container.labels.update(_string_map(data.get("labels", {}), at.sub("labels")))
+    init = data.get("init", False)
+    if not isinstance(init, bool):
+        raise at.sub("init").error("true or false", init)
+    container.init = init
+    if "stop_grace_period" in data:
+        seconds = parse_duration(data["stop_grace_period"], where=str(at.sub("stop_grace_period")))
+        container.stop_grace_period.FromNanoseconds(round(seconds * 1e9))
+    spec.ports.extend(_ports(data.get("ports", []), at.sub("ports")))
+    _deploy(data.get("deploy", {}), spec, at.sub("deploy"))
+    return spec
+
+
+def _load(text: str, stack: str | None) -> list[objects.ServiceSpec]:
+    try:
+        document = yaml.load(text, Loader=_Loader)  # a SafeLoader: builds no Python objects
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError(f"{where}invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(document, dict):
+        raise SpecError(f"expected a mapping with 'services' at the top, got {_show(document)}")
+    for key in document:
+        if key not in ("services", "name", "version") and not str(key).startswith("x-"):
+            supported = "(supported: name, services, version)"
+            raise SpecError(f"top-level key {key!r} is not supported by Podium {supported}")
+    if stack is None and "name" in document:
+        stack = document["name"]
+    if stack is not None and (not isinstance(stack, str) or not _NAME.fullmatch(stack)):
+        raise SpecError(f"invalid stack name {_show(stack)}: use {_NAME_RULE}")
+    services = document.get("services")
+    if not isinstance(services, dict) or not services:
+        raise SpecError(f"services: expected a non-empty mapping, got {_show(services)}")
+    return [_service(key, value, stack) for key, value in services.items()]
+
+
+def load_stack(
+    text: str, *, source: str = "<spec>", stack: str | None = None
+) -> list[objects.ServiceSpec]:
+    """The services of a Compose file, in file order; raises SpecError("SOURCE: ...")."""
+    try:
+        return _load(text, stack)
+    except SpecError as exc:
+        raise SpecError(f"{source}: {exc}") from None

@@ -1,0 +1,277 @@
+"""Control API: the operators' gRPC service (used by the `podium` CLI).
+
+It validates what it is given, writes the desired state to the store and
+returns at once; the orchestrators and the scheduler converge on it. A ref in a
+request is an object id, a unique id prefix or a name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TypeVar
+
+import grpc
+
+from podium.manager import ids, scheduling
+from podium.manager.store import ConflictError, ExistsError, ReadTx, Store, WriteTx
+from podium.v1 import control, control_grpc, objects
+
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+MAX_REPLICAS = 10_000
+
+O = TypeVar("O", objects.Node, objects.Service, objects.Task)  # noqa: E741
+R = TypeVar("R")
+
+
+class RequestError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def validate_spec(spec: objects.ServiceSpec) -> None:
+    """Raises RequestError(INVALID_ARGUMENT) naming the field at fault."""
+
+    def bad(message: str) -> RequestError:
+        return RequestError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+    if not _NAME.match(spec.name):
+        raise bad(
+            f"spec.name {spec.name!r}: expected 1-63 characters of letters, digits, '_', '.', '-', "
+            "starting with a letter or digit"
+        )
+    where = f"service {spec.name!r}"
+    if not spec.container.image.strip():
+        raise bad(f"{where}: spec.container.image is empty: name an image present on the nodes")
+    if spec.mode == objects.ServiceSpec.MODE_REPLICATED and spec.replicas > MAX_REPLICAS:
+        raise bad(f"{where}: spec.replicas {spec.replicas}: at most {MAX_REPLICAS}")
+    for expr in spec.placement.constraints:
+        try:
+            scheduling.parse_constraint(expr)
+        except ValueError as err:
+            raise bad(f"{where}: spec.placement.constraints: {err}") from None
+    for i, port in enumerate(spec.ports):
+        if not 1 <= port.target_port <= 65535:
+            raise bad(f"{where}: spec.ports[{i}].target_port {port.target_port}: expected 1-65535")
+        if port.published_port > 65535:
+            raise bad(
+                f"{where}: spec.ports[{i}].published_port {port.published_port}: expected 0-65535"
+            )
+    for kind in ("reservations", "limits"):
+        res = getattr(spec.resources, kind)
+        if res.nano_cpus < 0 or res.memory_bytes < 0:
+            raise bad(f"{where}: spec.resources.{kind}: cpus and memory must not be negative")
+
+
+def resolve(items: Iterable[O], ref: str, name_of: Callable[[O], str], kind: str) -> O:
+    """Finds an object by id, name or unique id prefix."""
+    if not ref:
+        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"ref: name or id of a {kind} needed")
+    candidates = list(items)
+    for obj in candidates:
+        if obj.id == ref or name_of(obj) == ref:
+            return obj
+    matches = [obj for obj in candidates if obj.id.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise RequestError(
+            grpc.StatusCode.INVALID_ARGUMENT, f"{kind} {ref!r} is ambiguous: {len(matches)} match"
+        )
+    raise RequestError(grpc.StatusCode.NOT_FOUND, f"no {kind} {ref!r}")
+
+
+def _service_name(s: objects.Service) -> str:
+    return s.spec.name
+
+
+def _node_name(n: objects.Node) -> str:
+    return n.description.name
+
+
+def _task_name(t: objects.Task) -> str:
+    return f"{t.service_name}.{t.slot or t.node_id}"
+
+
+def find_service(view: ReadTx, ref: str) -> objects.Service:
+    found = view.service_by_name(ref)
+    return found if found is not None else resolve(view.services(), ref, _service_name, "service")
+
+
+def find_node(view: ReadTx, ref: str) -> objects.Node:
+    found = view.node_by_name(ref)
+    return found if found is not None else resolve(view.nodes(), ref, _node_name, "node")
+
+
+def find_task(view: ReadTx, ref: str) -> objects.Task:
+    found = view.get_task(ref)
+    if found is not None:
+        return found
+    live = [t for t in view.tasks() if t.desired_state <= objects.TASK_STATE_RUNNING]
+    for task in live:  # "web.2" names the live task of a slot
+        if _task_name(task) == ref:
+            return task
+    return resolve(view.tasks(), ref, lambda t: t.id, "task")
+
+
+def _task_spec_changed(old: objects.ServiceSpec, new: objects.ServiceSpec) -> bool:
+    """Whether tasks must be replaced: anything but the replica count changed."""
+    a, b = objects.ServiceSpec(), objects.ServiceSpec()
+    a.CopyFrom(old)
+    b.CopyFrom(new)
+    a.replicas = b.replicas = 0
+    return a != b
+
+
+class ControlAPI(control_grpc.ControlServicer):
+    def __init__(self, *, store: Store) -> None:
+        self._store = store
+
+    async def _write(self, context: grpc.aio.ServicerContext, fn: Callable[[WriteTx], R]) -> R:  # type: ignore[type-arg]
+        try:
+            return await self._store.update(fn)
+        except RequestError as err:
+            await context.abort(err.code, str(err))
+        except ExistsError as err:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(err))
+        except ConflictError as err:
+            await context.abort(grpc.StatusCode.ABORTED, str(err))
+        raise AssertionError("unreachable")
+
+    async def _read(self, context: grpc.aio.ServicerContext, fn: Callable[[ReadTx], R]) -> R:  # type: ignore[type-arg]
+        try:
+            return fn(self._store.view())
+        except RequestError as err:
+            await context.abort(err.code, str(err))
+        raise AssertionError("unreachable")
+
+    async def CreateService(self, request, context):  # type: ignore[no-untyped-def]
+        spec = request.spec
+
+        def apply(tx: WriteTx) -> objects.Service:
+            validate_spec(spec)
+            service = objects.Service(id=ids.new_id(), spec_version=1)
+            service.spec.CopyFrom(spec)
+            tx.create(service)
+            return service
+
+        return control.ServiceResponse(service=await self._write(context, apply))
+
+    async def UpdateService(self, request, context):  # type: ignore[no-untyped-def]
+        def apply(tx: WriteTx) -> objects.Service:
+            validate_spec(request.spec)
+            service = tx.get_service(request.service_id)
+            if service is None:
+                raise RequestError(grpc.StatusCode.NOT_FOUND, f"no service {request.service_id!r}")
+            if service.meta.version != request.version:
+                raise ConflictError(
+                    f"service {service.spec.name!r} is at version {service.meta.version}, "
+                    f"not {request.version}: read it again"
+                )
+            if request.spec.name != service.spec.name:
+                raise RequestError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"spec.name: a service cannot be renamed ({service.spec.name!r})",
+                )
+            if request.spec == service.spec:
+                return service
+            if _task_spec_changed(service.spec, request.spec):
+                service.spec_version += 1
+            service.spec.CopyFrom(request.spec)
+            tx.update(service)
+            return service
+
+        return control.ServiceResponse(service=await self._write(context, apply))
+
+    async def ScaleService(self, request, context):  # type: ignore[no-untyped-def]
+        def apply(tx: WriteTx) -> objects.Service:
+            service = find_service(tx, request.ref)
+            if service.spec.mode == objects.ServiceSpec.MODE_GLOBAL:
+                raise RequestError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"service {service.spec.name!r} is global (one task per node): "
+                    "only replicated services scale",
+                )
+            if request.replicas > MAX_REPLICAS:
+                raise RequestError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"replicas {request.replicas}: at most {MAX_REPLICAS}",
+                )
+            if service.spec.replicas != request.replicas:
+                service.spec.replicas = request.replicas
+                tx.update(service)
+            return service
+
+        return control.ServiceResponse(service=await self._write(context, apply))
+
+    async def RemoveService(self, request, context):  # type: ignore[no-untyped-def]
+        def apply(tx: WriteTx) -> objects.Service:
+            service = find_service(tx, request.ref)
+            tx.delete(service)
+            return service
+
+        await self._write(context, apply)
+        return control.RemoveServiceResponse()
+
+    async def GetService(self, request, context):  # type: ignore[no-untyped-def]
+        found = await self._read(context, lambda v: find_service(v, request.ref))
+        return control.ServiceResponse(service=found)
+
+    async def ListServices(self, request, context):  # type: ignore[no-untyped-def]
+        services = sorted(self._store.view().services(), key=_service_name)
+        return control.ListServicesResponse(services=services)
+
+    async def GetTask(self, request, context):  # type: ignore[no-untyped-def]
+        return control.TaskResponse(
+            task=await self._read(context, lambda v: find_task(v, request.ref))
+        )
+
+    async def ListTasks(self, request, context):  # type: ignore[no-untyped-def]
+        def select(view: ReadTx) -> list[objects.Task]:
+            if request.service:
+                tasks = view.tasks_of_service(find_service(view, request.service).id)
+            else:
+                tasks = list(view.tasks())
+            if request.node:
+                node_id = find_node(view, request.node).id
+                tasks = [t for t in tasks if t.node_id == node_id]
+            return sorted(
+                tasks,
+                key=lambda t: (t.service_name, t.slot, t.node_id, -t.meta.created.ToNanoseconds()),
+            )
+
+        return control.ListTasksResponse(tasks=await self._read(context, select))
+
+    async def GetNode(self, request, context):  # type: ignore[no-untyped-def]
+        return control.NodeResponse(
+            node=await self._read(context, lambda v: find_node(v, request.ref))
+        )
+
+    async def ListNodes(self, request, context):  # type: ignore[no-untyped-def]
+        nodes = sorted(self._store.view().nodes(), key=_node_name)
+        return control.ListNodesResponse(nodes=nodes)
+
+    async def WatchEvents(  # type: ignore[no-untyped-def]
+        self, request, context
+    ) -> AsyncIterator[control.Event]:
+        kinds = set(request.kinds)
+        watch = self._store.watch()
+        actions = {
+            "create": control.Event.ACTION_CREATE,
+            "update": control.Event.ACTION_UPDATE,
+            "delete": control.Event.ACTION_DELETE,
+        }
+        try:
+            while True:
+                change = await watch.get()
+                if kinds and change.kind not in kinds:
+                    continue
+                event = control.Event(action=actions[change.action], timestamp=ids.timestamp())
+                getattr(event, change.kind).CopyFrom(change.obj)
+                yield event
+        except asyncio.CancelledError:
+            raise
+        finally:
+            watch.close()

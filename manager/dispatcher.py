@@ -1,0 +1,251 @@
+"""Dispatcher: the agents' sessions.
+
+Each agent holds one bidirectional stream. On Register the dispatcher records
+the node as ready, sends the heartbeat period and the complete set of tasks
+assigned to the node, then forwards changes to that set as they commit. It
+applies the agents' status reports, which may only move a task forward, and
+marks a node down when its session ends or falls silent.
+
+Invariant: a session's complete set is taken from the store in the same
+synchronous step that registers the session for forwarding, so no change can
+fall between the snapshot and the stream of changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+
+from podium.manager import ids
+from podium.manager.store import Store, WriteTx
+from podium.v1 import dispatcher, dispatcher_grpc, objects
+
+log = logging.getLogger(__name__)
+
+READY = objects.NodeStatus.STATE_READY
+DOWN = objects.NodeStatus.STATE_DOWN
+
+
+@dataclass(slots=True, eq=False)
+class _Session:
+    node_id: str
+    outbox: asyncio.Queue[dispatcher.ManagerMessage | None] = field(default_factory=asyncio.Queue)
+    # Desired state last sent per task: only changes the agent acts on travel.
+    sent: dict[str, int] = field(default_factory=dict)
+    last_seen: float = field(default_factory=time.monotonic)
+
+    def close(self) -> None:
+        self.outbox.put_nowait(None)
+
+
+class Dispatcher(dispatcher_grpc.DispatcherServicer):
+    def __init__(
+        self,
+        *,
+        store: Store,
+        heartbeat_period: float = 1.0,
+        missed_heartbeats: int = 3,
+        startup_grace: float = 10.0,
+    ) -> None:
+        self._store = store
+        self._period = heartbeat_period
+        self._missed = missed_heartbeats
+        self._startup_grace = startup_grace
+        self._sessions: dict[str, _Session] = {}
+
+    async def run(self) -> None:
+        await asyncio.gather(self._forward_changes(), self._monitor())
+
+    # -- agent -> manager ------------------------------------------------------
+
+    async def Session(
+        self,
+        request_iterator: AsyncIterator[dispatcher.AgentMessage],
+        context: grpc.aio.ServicerContext[dispatcher.AgentMessage, dispatcher.ManagerMessage],
+    ) -> AsyncIterator[dispatcher.ManagerMessage]:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or not first.HasField("register"):
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, "first message must be register"
+            )
+            return
+        reg = first.register
+        error = _check_register(reg)
+        if error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
+            return
+        try:
+            await self._store.update(lambda tx: _register(tx, reg, context.peer()))
+        except NameInUseError as err:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(err))
+            return
+        session = self._open(reg.node_id)
+        log.info(
+            "node %s (%s) connected from %s", reg.description.name, reg.node_id, context.peer()
+        )
+        reader = asyncio.create_task(self._read(session, request_iterator))
+        try:
+            while True:
+                get = asyncio.ensure_future(session.outbox.get())
+                await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if not get.done():
+                    get.cancel()
+                    break
+                message = get.result()
+                if message is None:
+                    break
+                yield message
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            if self._sessions.get(session.node_id) is session:
+                del self._sessions[session.node_id]
+                await self._mark_down(session.node_id, "agent session closed")
+
+    def _open(self, node_id: str) -> _Session:
+        old = self._sessions.get(node_id)
+        if old is not None:
+            old.close()
+        session = _Session(node_id)
+        self._sessions[node_id] = session
+        info = dispatcher.SessionInfo(node_id=node_id)
+        info.heartbeat_period.FromNanoseconds(int(self._period * 1e9))
+        session.outbox.put_nowait(dispatcher.ManagerMessage(session=info))
+        full = dispatcher.Assignments(type=dispatcher.Assignments.TYPE_COMPLETE)
+        for task in self._store.view().tasks_of_node(node_id):
+            full.tasks.append(task)
+            session.sent[task.id] = task.desired_state
+        session.outbox.put_nowait(dispatcher.ManagerMessage(assignments=full))
+        return session
+
+    async def _read(
+        self, session: _Session, requests: AsyncIterator[dispatcher.AgentMessage]
+    ) -> None:
+        async for message in requests:
+            session.last_seen = time.monotonic()
+            if message.HasField("status") and message.status.updates:
+                apply = functools.partial(
+                    _apply_status, node_id=session.node_id, updates=list(message.status.updates)
+                )
+                await self._store.update(apply)
+
+    async def _mark_down(self, node_id: str, reason: str) -> None:
+        def apply(tx: WriteTx) -> None:
+            node = tx.get_node(node_id)
+            if node is not None and node.status.state != DOWN:
+                _set_node_state(node, DOWN, reason)
+                tx.update(node)
+
+        await self._store.update(apply)
+
+    # -- manager -> agent ------------------------------------------------------
+
+    async def _forward_changes(self) -> None:
+        watch = self._store.watch()
+        try:
+            while True:
+                changes = [await watch.get()]
+                while (more := watch.get_nowait()) is not None:
+                    changes.append(more)
+                batches: dict[str, dispatcher.Assignments] = {}
+                for change in changes:
+                    task = change.obj
+                    if not isinstance(task, objects.Task) or not task.node_id:
+                        continue
+                    session = self._sessions.get(task.node_id)
+                    if session is None:
+                        continue
+                    batch = batches.get(task.node_id)
+                    if batch is None:
+                        batch = batches[task.node_id] = dispatcher.Assignments(
+                            type=dispatcher.Assignments.TYPE_INCREMENTAL
+                        )
+                    if change.action == "delete":
+                        if session.sent.pop(task.id, None) is not None:
+                            batch.removed.append(task.id)
+                    elif session.sent.get(task.id) != task.desired_state:
+                        session.sent[task.id] = task.desired_state
+                        batch.tasks.append(task)
+                for node_id, batch in batches.items():
+                    session = self._sessions.get(node_id)
+                    if session is not None and (batch.tasks or batch.removed):
+                        session.outbox.put_nowait(dispatcher.ManagerMessage(assignments=batch))
+        finally:
+            watch.close()
+
+    async def _monitor(self) -> None:
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(self._period)
+            now = time.monotonic()
+            silent = self._period * self._missed
+            for session in list(self._sessions.values()):
+                if now - session.last_seen > silent:
+                    log.warning("node %s missed %d heartbeats", session.node_id, self._missed)
+                    session.close()
+            if now - started > self._startup_grace:
+                # Nodes that were ready before a manager restart and never came back.
+                for node in self._store.view().nodes():
+                    if node.status.state != DOWN and node.id not in self._sessions:
+                        await self._mark_down(node.id, "no session since the manager started")
+
+
+class NameInUseError(Exception):
+    pass
+
+
+def _check_register(reg: dispatcher.Register) -> str:
+    if not reg.node_id:
+        return "register.node_id is empty"
+    if not reg.description.name:
+        return "register.description.name is empty"
+    return ""
+
+
+def _set_node_state(node: objects.Node, state: int, message: str) -> None:
+    node.status.state = state  # type: ignore[assignment]
+    node.status.message = message
+    node.status.timestamp.CopyFrom(ids.timestamp())
+
+
+def _register(tx: WriteTx, reg: dispatcher.Register, peer: str) -> None:
+    name = reg.description.name
+    holder = tx.node_by_name(name)
+    if holder is not None and holder.id != reg.node_id:
+        if holder.status.state == READY:
+            raise NameInUseError(f"node name {name!r} is in use by node {holder.id}")
+        tx.delete(holder)  # a node of that name that is gone: the new one replaces it
+    node = tx.get_node(reg.node_id)
+    if node is None:
+        node = objects.Node(id=reg.node_id)
+        node.description.CopyFrom(reg.description)
+        _set_node_state(node, READY, "registered")
+        node.status.addr = peer
+        tx.create(node)
+        return
+    node.description.CopyFrom(reg.description)
+    _set_node_state(node, READY, "session opened")
+    node.status.addr = peer
+    tx.update(node)
+
+
+def _apply_status(tx: WriteTx, node_id: str, updates: list[dispatcher.StatusReport.Update]) -> None:
+    for update in updates:
+        task = tx.get_task(update.task_id)
+        if task is None or task.node_id != node_id:
+            continue  # deleted, or moved away: the agent learns from its assignments
+        new = update.status
+        if new.state < task.status.state:
+            continue  # states only move forward
+        if new == task.status:
+            continue
+        task.status.CopyFrom(new)
+        tx.update(task)

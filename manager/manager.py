@@ -1,0 +1,115 @@
+"""The manager process: one store, its control loops and the gRPC server.
+
+This module alone wires the components; they share only the store. Start
+order: store, loops, then the server; stop runs in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import pathlib
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from podium.manager._loop import ReconcileLoop
+from podium.manager.controlapi import ControlAPI
+from podium.manager.dispatcher import Dispatcher
+from podium.manager.orchestrator import Orchestrator
+from podium.manager.reaper import Reaper
+from podium.manager.scheduler import Scheduler
+from podium.manager.store import SqliteStore
+from podium.v1 import control, control_grpc, dispatcher, dispatcher_grpc
+
+log = logging.getLogger(__name__)
+
+SERVER_OPTIONS = [
+    # Reconnect storms after a manager restart: every agent reconnects at once.
+    ("grpc.server.max_pending_requests", 20_000),
+    ("grpc.server.max_pending_requests_hard_limit", 40_000),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+class Manager:
+    def __init__(
+        self,
+        *,
+        listen: str,
+        data_dir: pathlib.Path | str,
+        heartbeat_period: float = 1.0,
+    ) -> None:
+        self._listen = listen
+        self._data_dir = pathlib.Path(data_dir)
+        self._heartbeat_period = heartbeat_period
+        self._store: SqliteStore | None = None
+        self._server: grpc.aio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.port = 0
+
+    async def start(self) -> None:
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        store = self._store = SqliteStore(self._data_dir / "state.db")
+        loops: list[ReconcileLoop] = [
+            Orchestrator(store=store),
+            Scheduler(store=store),
+            Reaper(store=store),
+        ]
+        dispatch = Dispatcher(store=store, heartbeat_period=self._heartbeat_period)
+        for loop in loops:
+            self._tasks.append(asyncio.create_task(loop.run(), name=loop.name))
+        self._tasks.append(asyncio.create_task(dispatch.run(), name="dispatcher"))
+
+        server = self._server = grpc.aio.server(options=SERVER_OPTIONS)
+        control_grpc.add_ControlServicer_to_server(ControlAPI(store=store), server)
+        dispatcher_grpc.add_DispatcherServicer_to_server(dispatch, server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        names = [
+            control.DESCRIPTOR.services_by_name["Control"].full_name,
+            dispatcher.DESCRIPTOR.services_by_name["Dispatcher"].full_name,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        ]
+        reflection.enable_server_reflection(names, server)
+        self.port = server.add_insecure_port(self._listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self._listen}")
+        await server.start()
+        for name in ("", *names[:2]):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("manager listening on %s (data in %s)", self._listen, self._data_dir)
+
+    async def stop(self) -> None:
+        """Idempotent."""
+        if self._server is not None:
+            await self._server.stop(grace=1.0)
+            self._server = None
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    async def __aenter__(self) -> Manager:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def serve_forever(self) -> None:
+        """Runs until cancelled, or until a component fails."""
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()

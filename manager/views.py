@@ -1,0 +1,135 @@
+"""What the CLI shows of nodes, services and tasks: one flat row per object,
+printed as an aligned table or, with `-o json`, as a JSON list of the same rows."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from podium.v1 import objects
+
+Row = dict[str, Any]
+
+
+def enum_name(value: int, enum: Any, prefix: str) -> str:
+    return str(enum.Name(value)).removeprefix(prefix).lower()
+
+
+def task_state(value: int) -> str:
+    return enum_name(value, objects.TaskState, "TASK_STATE_")
+
+
+def node_state(value: int) -> str:
+    return enum_name(value, objects.NodeStatus.State, "STATE_")
+
+
+def ago(ts_seconds: float, now: float | None = None) -> str:
+    if ts_seconds <= 0:
+        return ""
+    delta = max(0.0, (now or time.time()) - ts_seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if delta >= size:
+            return f"{int(delta // size)}{unit} ago"
+    return f"{int(delta)}s ago"
+
+
+def gib(n: int) -> str:
+    if n >= 1 << 30:
+        return f"{n / (1 << 30):.1f}GiB"
+    return f"{n / (1 << 20):.0f}MiB"
+
+
+def port_text(p: objects.PortBinding) -> str:
+    proto = "udp" if p.protocol == objects.PortConfig.PROTOCOL_UDP else "tcp"
+    return f"{p.host_ip or '0.0.0.0'}:{p.published_port}->{p.target_port}/{proto}"
+
+
+def spec_port_text(p: objects.PortConfig) -> str:
+    proto = "udp" if p.protocol == objects.PortConfig.PROTOCOL_UDP else "tcp"
+    published = str(p.published_port) if p.published_port else "*"
+    return f"{published}->{p.target_port}/{proto}"
+
+
+def task_name(task: objects.Task, node_names: dict[str, str]) -> str:
+    if task.slot:
+        return f"{task.service_name}.{task.slot}"
+    return f"{task.service_name}.{node_names.get(task.node_id, task.node_id[:12])}"
+
+
+def task_row(task: objects.Task, node_names: dict[str, str]) -> Row:
+    status = task.status
+    return {
+        "id": task.id,
+        "name": task_name(task, node_names),
+        "service": task.service_name,
+        "slot": task.slot,
+        "node": node_names.get(task.node_id, task.node_id),
+        "desired": task_state(task.desired_state),
+        "state": task_state(status.state),
+        "since": status.timestamp.ToNanoseconds() / 1e9 if status.HasField("timestamp") else 0,
+        "message": status.message,
+        "error": status.err,
+        "exit_code": status.exit_code,
+        "attempt": task.attempt,
+        "container_id": status.container_id,
+        "ports": [port_text(p) for p in status.ports if ":" not in (p.host_ip or "")],
+    }
+
+
+def service_row(service: objects.Service, tasks: Sequence[objects.Task]) -> Row:
+    spec = service.spec
+    live = [t for t in tasks if t.desired_state <= objects.TASK_STATE_RUNNING]
+    running = sum(1 for t in live if t.status.state == objects.TASK_STATE_RUNNING)
+    glob = spec.mode == objects.ServiceSpec.MODE_GLOBAL
+    return {
+        "id": service.id,
+        "name": spec.name,
+        "mode": "global" if glob else "replicated",
+        "running": running,
+        "desired": len(live) if glob else spec.replicas,
+        "image": spec.container.image,
+        "ports": [spec_port_text(p) for p in spec.ports],
+    }
+
+
+def node_row(node: objects.Node, task_count: int) -> Row:
+    desc = node.description
+    return {
+        "id": node.id,
+        "name": desc.name,
+        "state": node_state(node.status.state),
+        "availability": enum_name(
+            node.spec.availability, objects.NodeSpec.Availability, "AVAILABILITY_"
+        ),
+        "addr": node.status.addr,
+        "cpus": desc.capacity.nano_cpus / 1e9,
+        "memory_bytes": desc.capacity.memory_bytes,
+        "tasks": task_count,
+        "engine": desc.engine_version,
+        "labels": dict(desc.labels),
+        "message": node.status.message,
+    }
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def table(rows: Sequence[Row], columns: Sequence[tuple[str, str]]) -> str:
+    """Aligned columns; `columns` pairs a header with a row key."""
+    cells = [[h for h, _ in columns]] + [[_cell(r[k]) for _, k in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = [
+        "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    return "\n".join(lines)
+
+
+def to_json(rows: Any) -> str:
+    return json.dumps(rows, indent=2, sort_keys=True)
