@@ -1,0 +1,290 @@
+"""DockerExecutor on the real engine.
+
+Each test runs under its own node id and removes every container labelled with it at teardown
+(through the docker CLI, so cleanup does not depend on the code under test). Nothing assumes an
+empty engine: tests only look at containers of their own node ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import pathlib
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import aiohttp
+import pytest
+
+from podium.agent._docker import DockerExecutor
+from podium.agent.executor import (
+    ACTION_RESYNC,
+    LABEL_NODE,
+    ContainerEvent,
+    ExecutorError,
+)
+from podium.v1 import objects
+
+pytestmark = pytest.mark.engine
+
+IMAGE = "podium/web:latest"
+BUILD_IMAGE = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "build-image.sh"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def image() -> str:
+    subprocess.run([str(BUILD_IMAGE)], check=True, capture_output=True, timeout=120)
+    return IMAGE
+
+
+def _remove_node_containers(node_id: str) -> None:
+    # `docker ps` can fail while a container is half-created (a test that failed mid-create
+    # leaves the engine finishing it), so try a few times before giving up loudly.
+    for attempt in range(5):
+        listed = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label={LABEL_NODE}={node_id}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        error = listed.stderr
+        ids = listed.stdout.split()
+        if listed.returncode == 0 and not ids:
+            return
+        if ids:
+            removed = subprocess.run(
+                ["docker", "rm", "-f", "-v", *ids], capture_output=True, text=True, timeout=60
+            )
+            if listed.returncode == 0 and removed.returncode == 0:
+                return
+            error += removed.stderr
+        time.sleep(0.2 * (attempt + 1))
+    raise AssertionError(f"cannot remove the containers of {node_id}: {error}")
+
+
+@pytest.fixture
+def new_node_id() -> Iterator[Callable[[], str]]:
+    """Makes fresh node ids; every container labelled with one of them is removed at teardown."""
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(f"test-{uuid.uuid4().hex[:12]}")
+        return made[-1]
+
+    yield make
+    for node_id in made:
+        _remove_node_containers(node_id)
+
+
+@pytest.fixture
+async def executor(new_node_id: Callable[[], str]) -> AsyncIterator[DockerExecutor]:
+    async with DockerExecutor(node_id=new_node_id()) as ex:
+        yield ex
+
+
+def make_task(
+    command: list[str] | None = None,
+    *,
+    slot: int = 1,
+    init: bool = True,
+    image: str = IMAGE,
+    ports: list[objects.PortConfig] | None = None,
+) -> objects.Task:
+    # init: the busybox applets ignore SIGTERM as PID 1, so without an init stop() waits out
+    # the whole grace period.
+    container = objects.ContainerSpec(image=image, command=command or [], init=init)
+    spec = objects.ServiceSpec(name="web", container=container, ports=ports or [])
+    task_id = uuid.uuid4().hex[:12]
+    return objects.Task(
+        id=task_id, service_id="svc-" + task_id, service_name="web", slot=slot, spec=spec
+    )
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def collecting(ex: DockerExecutor) -> AsyncIterator[asyncio.Queue[ContainerEvent]]:
+    """Events of `ex` in a queue, once the stream is subscribed (its first resync is consumed)."""
+    queue: asyncio.Queue[ContainerEvent] = asyncio.Queue()
+
+    async def pump() -> None:
+        async for event in ex.events():
+            queue.put_nowait(event)
+
+    pumping = asyncio.create_task(pump())
+    try:
+        first = await asyncio.wait_for(queue.get(), 10)
+        assert first.action == ACTION_RESYNC
+        yield queue
+    finally:
+        pumping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pumping
+
+
+async def next_event(queue: asyncio.Queue[ContainerEvent], task_id: str) -> ContainerEvent:
+    async with asyncio.timeout(10):
+        while True:
+            event = await queue.get()
+            if event.task_id == task_id:
+                return event
+
+
+async def test_info_reports_version_and_capacity(executor: DockerExecutor) -> None:
+    info = await executor.info()
+    assert info.version
+    assert info.nano_cpus >= 1_000_000_000
+    assert info.memory_bytes > 0
+
+
+async def test_created_and_started_container_is_listed_and_running(
+    executor: DockerExecutor,
+) -> None:
+    task = make_task(["sleep", "300"])
+    first, second = await asyncio.gather(executor.create(task), executor.create(task))
+    assert first == second
+    await executor.start(first)
+    await executor.start(first)  # already running: no error
+    assert await executor.create(task) == first
+
+    state = await executor.inspect(first)
+    assert state is not None
+    assert (state.task_id, state.name, state.running) == (task.id, f"web.1.{task.id}", True)
+    assert state.exit_code is None and state.started_at is not None
+    listed = await executor.list_containers()
+    assert [(s.container_id, s.running) for s in listed] == [(first, True)]
+
+
+async def test_events_report_start_then_die_with_exit_code(executor: DockerExecutor) -> None:
+    task = make_task(["sh", "-c", "exit 1"])
+    async with collecting(executor) as events:
+        container_id = await executor.create(task)
+        await executor.start(container_id)
+        actions = []
+        while not actions or actions[-1].action != "die":
+            actions.append(await next_event(events, task.id))
+    assert [e.action for e in actions] == ["create", "start", "die"]
+    assert all(e.container_id == container_id for e in actions)
+    assert actions[-1].exit_code == 1
+    assert actions[1].time_ns <= actions[2].time_ns
+
+    state = await executor.inspect(container_id)
+    assert state is not None
+    assert (state.running, state.exit_code, state.finished_at is not None) == (False, 1, True)
+
+
+async def test_missing_image_is_reported_not_pulled(executor: DockerExecutor) -> None:
+    with pytest.raises(ExecutorError, match="No such image") as caught:
+        await executor.create(make_task(image="podium-nosuch/image:latest"))
+    assert str(caught.value) == "No such image: podium-nosuch/image:latest"
+    assert not caught.value.permanent
+
+
+async def test_invalid_command_fails_start_permanently(executor: DockerExecutor) -> None:
+    container_id = await executor.create(make_task(["/no/such/binary"], init=False))
+    with pytest.raises(ExecutorError, match="no/such/binary") as caught:
+        await executor.start(container_id)
+    assert caught.value.permanent
+    state = await executor.inspect(container_id)
+    assert state is not None and state.exit_code is not None and state.error
+
+
+async def test_stop_and_remove_are_idempotent(executor: DockerExecutor) -> None:
+    container_id = await executor.create(make_task(["sleep", "300"]))
+    await executor.start(container_id)
+    await executor.stop(container_id, grace=5)
+    state = await executor.inspect(container_id)
+    assert state is not None and not state.running
+    await executor.stop(container_id, grace=5)  # already stopped
+    await executor.remove(container_id)
+    await executor.remove(container_id)  # gone
+    await executor.stop(container_id, grace=5)  # gone
+    assert await executor.inspect(container_id) is None
+    assert await executor.list_containers() == []
+
+
+async def test_engine_chosen_published_port_serves_http(executor: DockerExecutor) -> None:
+    port = objects.PortConfig(target_port=80, published_port=0, host_ip="127.0.0.1")
+    container_id = await executor.create(make_task(ports=[port]))  # the image's httpd
+    await executor.start(container_id)
+    state = await executor.inspect(container_id)
+    assert state is not None
+    [binding] = state.ports
+    assert (binding.target_port, binding.host_ip) == (80, "127.0.0.1")
+    assert binding.protocol == objects.PortConfig.PROTOCOL_TCP
+    assert binding.published_port > 0
+
+    body = ""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+
+        async def answers() -> bool:
+            nonlocal body
+            try:
+                async with http.get(f"http://127.0.0.1:{binding.published_port}/") as response:
+                    body = await response.text()
+                    return response.status == 200
+            except (aiohttp.ClientError, TimeoutError):
+                return False  # httpd not listening yet
+
+        await eventually(answers)
+    assert body.strip() == f"hello from {container_id[:12]}"
+
+
+async def test_executors_of_different_nodes_do_not_see_each_others_containers(
+    new_node_id: Callable[[], str],
+) -> None:
+    async with (
+        DockerExecutor(node_id=new_node_id()) as a,
+        DockerExecutor(node_id=new_node_id()) as b,
+        collecting(b) as b_events,
+    ):
+        task_a, task_b = make_task(["sleep", "300"]), make_task(["sleep", "300"])
+        a_id = await a.create(task_a)
+        await a.start(a_id)
+        b_id = await b.create(task_b)
+        # Events arrive in order: had b seen a's container, a's create would come first.
+        first = await asyncio.wait_for(b_events.get(), 10)
+        assert (first.action, first.container_id) == ("create", b_id)
+        assert [s.container_id for s in await a.list_containers()] == [a_id]
+        assert [s.container_id for s in await b.list_containers()] == [b_id]
+
+
+async def test_event_stream_reconnects_with_a_resync_and_ends_on_close(
+    new_node_id: Callable[[], str],
+) -> None:
+    ex = DockerExecutor(node_id=new_node_id())
+    events = ex.events()
+    try:
+        first = await asyncio.wait_for(anext(events), 10)
+        assert first.action == ACTION_RESYNC
+        # Drop the connection under the iterator, as an engine restart would.
+        for response in list(ex._streams):
+            response.close()
+        # Made while the stream is down: found by the re-list the resync asks for.
+        during_gap = make_task(["sleep", "300"])
+        await ex.create(during_gap)
+        again = await asyncio.wait_for(anext(events), 10)
+        assert again.action == ACTION_RESYNC
+        assert [s.task_id for s in await ex.list_containers()] == [during_gap.id]
+        after = make_task(["sleep", "300"])
+        await ex.create(after)
+        # The event of the container made in the gap may be replayed first.
+        async with asyncio.timeout(10):
+            while (event := await anext(events)).task_id != after.id:
+                assert event.task_id == during_gap.id
+        assert event.action == "create"
+    finally:
+        await ex.close()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(anext(events), 5)
+    await ex.close()  # idempotent
+    with pytest.raises(ExecutorError):
+        await ex.list_containers()

@@ -1,0 +1,146 @@
+"""End to end: a manager and two agents as real processes on a real engine."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.helpers import IMAGE, Cluster, docker, eventually
+
+pytestmark = pytest.mark.engine
+
+WEB = f"""
+services:
+  web:
+    image: {IMAGE}
+    init: true
+    stop_grace_period: 2s
+    ports: ["80"]
+    deploy:
+      replicas: 3
+"""
+
+
+def write(tmp_path: pathlib.Path, text: str, name: str = "stack.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def running_tasks(cluster: Cluster, service: str) -> list[dict[str, object]]:
+    return [t for t in cluster.json("ps", service) if t["state"] == "running"
+            and t["desired"] == "running"]
+
+
+def started_at(container_ids: list[str]) -> dict[str, str]:
+    out = docker("inspect", "--format", "{{.Id}} {{.State.StartedAt}}", *container_ids)
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def test_deploy_spreads_scales_and_removes(cluster: Cluster, tmp_path: pathlib.Path) -> None:
+    out = cluster.ok("deploy", "-f", write(tmp_path, WEB))
+    assert "converged" in out
+    tasks = running_tasks(cluster, "web")
+    assert len(tasks) == 3
+    assert {t["node"] for t in tasks} == {"node-a", "node-b"}
+    assert len(cluster.running_containers()) == 3
+
+    # Every replica serves HTTP on the port the engine published for it.
+    for task in tasks:
+        port = str(task["ports"][0]).split("->")[0].rsplit(":", 1)[1]  # type: ignore[index]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as reply:
+            assert reply.read().startswith(b"hello from ")
+
+    cluster.ok("scale", "web=6")
+    assert len(running_tasks(cluster, "web")) == 6
+    assert len(cluster.running_containers()) == 6
+    cluster.ok("scale", "web=1")
+    assert len(running_tasks(cluster, "web")) == 1
+    eventually(lambda: len(cluster.containers()) == 1, what="scaled-down containers removed")
+
+    cluster.ok("rm", "web")
+    eventually(lambda: not cluster.containers(), what="no container after rm")
+    eventually(lambda: cluster.json("ps") == [], what="tasks deleted")
+
+
+def test_manager_kill9_keeps_state_and_containers(cluster: Cluster,
+                                                  tmp_path: pathlib.Path) -> None:
+    cluster.ok("deploy", "-f", write(tmp_path, WEB))
+    before_tasks = {t["id"] for t in running_tasks(cluster, "web")}
+    before = started_at(list(cluster.running_containers()))
+    assert len(before) == 3
+
+    cluster.kill("manager")
+    cluster.start_manager()
+    eventually(lambda: cluster.node_state("node-a") == cluster.node_state("node-b") == "ready",
+               what="agents reconnected")
+    assert {s["name"] for s in cluster.json("services")} == {"web"}
+    assert {t["id"] for t in running_tasks(cluster, "web")} == before_tasks
+    # Same containers, never restarted.
+    assert started_at(list(cluster.running_containers())) == before
+    cluster.ok("rm", "web")
+    eventually(lambda: not cluster.containers(), what="no container after rm")
+
+
+def test_agent_kill9_adopts_its_containers(cluster: Cluster, tmp_path: pathlib.Path) -> None:
+    cluster.ok("deploy", "-f", write(tmp_path, WEB))
+    before = started_at(list(cluster.running_containers()))
+
+    cluster.kill("node-a")
+    cluster.start_agent("node-a", "zone=a")
+    # The restarted agent reports its tasks running again, on the same containers.
+    eventually(lambda: len(running_tasks(cluster, "web")) == 3, what="3 running")
+    assert started_at(list(cluster.running_containers())) == before
+    assert len(cluster.containers()) == 3
+    cluster.ok("rm", "web")
+    eventually(lambda: not cluster.containers(), what="no container after rm")
+
+
+def test_invalid_spec_names_service_and_key(cluster: Cluster, tmp_path: pathlib.Path) -> None:
+    bad = WEB.replace("replicas: 3", "replicas: three")
+    result = cluster.run("deploy", "-f", write(tmp_path, bad))
+    assert result.returncode == 2
+    assert "web" in result.stderr and "deploy.replicas" in result.stderr
+    result = cluster.run("deploy", "-f", write(tmp_path, WEB + "    volumes: [data:/data]\n"))
+    assert result.returncode == 2
+    assert "'web'" in result.stderr and "volumes" in result.stderr
+    assert cluster.json("services") == []
+
+
+def test_missing_image_fails_and_retries_with_backoff(cluster: Cluster,
+                                                      tmp_path: pathlib.Path) -> None:
+    spec = WEB.replace(IMAGE, "podium-test/no-such-image:1").replace("replicas: 3", "replicas: 1")
+    deployed = time.monotonic()
+    result = cluster.run("deploy", "-f", write(tmp_path, spec), "--timeout", "3")
+    assert result.returncode == 1
+    assert "did not converge" in result.stderr
+
+    def failed() -> list[dict[str, object]]:
+        return [t for t in cluster.json("ps", "web", "-a") if "No such image" in str(t["error"])]
+
+    eventually(failed, what="a failed task with the engine's error")
+    table = cluster.ok("ps", "web")
+    assert "No such image" in table
+
+    def attempts() -> int:
+        return max(int(str(t["attempt"])) for t in cluster.json("ps", "web", "-a"))
+
+    # Restart delays double from 0.5 s (0.5 + 1 + 2 before the fourth try): a hot
+    # loop would reach it in milliseconds.
+    eventually(lambda: attempts() >= 3, timeout=30, what="third retry")
+    assert time.monotonic() - deployed >= 3.0
+    cluster.ok("rm", "web")
+
+
+def test_cli_without_manager_says_where_it_looked() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "podium.manager.cli", "--manager", "127.0.0.1:1", "nodes"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert "cannot reach the manager at 127.0.0.1:1" in result.stderr

@@ -1,0 +1,303 @@
+"""Compose file -> ServiceSpec translation: what a valid file becomes, and what each error says."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from podium.manager.compose import SpecError, load_stack, parse_bytes, parse_duration
+from podium.v1 import objects
+
+PortConfig = objects.PortConfig
+
+FULL = """
+name: shop
+version: "3.9"
+x-common: &common
+  FROM_ANCHOR: "yes"
+services:
+  web:
+    image: nginx:1.27
+    command: nginx -g "daemon off;"
+    entrypoint: ["/docker-entrypoint.sh"]
+    environment:
+      <<: *common
+      MODE: production
+      WORKERS: 4
+      RATIO: 1.0
+      DEBUG: false
+      EMPTY:
+      ANSWER: yes
+    labels: ["team=web", "tier"]
+    init: true
+    stop_grace_period: 1m30s
+    x-note: ignored
+    ports:
+      - "8080:80"
+      - 22:22
+      - "127.0.0.1:5353:53/udp"
+      - "9000-9001:9100-9101"
+      - 443
+      - target: 8443
+        published: "8444"
+        protocol: udp
+        mode: host
+        host_ip: "::1"
+      - target: 9443
+    deploy:
+      replicas: 3
+      labels: {owner: ops}
+      resources:
+        reservations: {cpus: "0.3", memory: 256m}
+        limits: {cpus: 2, memory: 1.5GiB}
+      placement:
+        constraints: ["node.labels.zone==a", " node.name != db1 "]
+  agent:
+    image: example/agent
+    environment: ["A=1", "B=x=y", "C"]
+    deploy:
+      mode: global
+"""
+
+
+def test_full_file_round_trips_into_service_specs() -> None:
+    web, agent = load_stack(FULL, source="shop.yml")
+
+    assert (web.name, web.stack) == ("shop_web", "shop")
+    assert (agent.name, agent.stack) == ("shop_agent", "shop")
+    c = web.container
+    assert c.image == "nginx:1.27"
+    assert list(c.command) == ["nginx", "-g", "daemon off;"]
+    assert list(c.entrypoint) == ["/docker-entrypoint.sh"]
+    assert dict(c.env) == {
+        "FROM_ANCHOR": "yes", "MODE": "production", "WORKERS": "4", "RATIO": "1",
+        "DEBUG": "false", "EMPTY": "", "ANSWER": "yes",  # YAML 1.2: yes is a string
+    }  # fmt: skip
+    assert dict(c.labels) == {"team": "web", "tier": ""}
+    assert c.init is True
+    assert c.stop_grace_period.ToNanoseconds() == 90 * 10**9
+
+    tcp, udp = PortConfig.PROTOCOL_TCP, PortConfig.PROTOCOL_UDP
+    ingress, host = PortConfig.PUBLISH_MODE_INGRESS, PortConfig.PUBLISH_MODE_HOST
+    assert list(web.ports) == [
+        PortConfig(protocol=tcp, target_port=80, published_port=8080, mode=ingress),
+        PortConfig(protocol=tcp, target_port=22, published_port=22, mode=ingress),  # not 1342
+        PortConfig(protocol=udp, target_port=53, published_port=5353, host_ip="127.0.0.1"),
+        PortConfig(protocol=tcp, target_port=9100, published_port=9000),
+        PortConfig(protocol=tcp, target_port=9101, published_port=9001),
+        PortConfig(protocol=tcp, target_port=443, published_port=0, mode=ingress),
+        PortConfig(protocol=udp, target_port=8443, published_port=8444, mode=host, host_ip="::1"),
+        PortConfig(protocol=tcp, target_port=9443, published_port=0, mode=ingress),
+    ]
+
+    assert web.mode == objects.ServiceSpec.MODE_REPLICATED
+    assert web.replicas == 3
+    assert dict(web.labels) == {"owner": "ops"}
+    Resources = objects.Resources
+    assert web.resources.reservations == Resources(nano_cpus=300_000_000, memory_bytes=256 << 20)
+    assert web.resources.limits == Resources(nano_cpus=2 * 10**9, memory_bytes=3 << 29)
+    assert list(web.placement.constraints) == ["node.labels.zone == a", "node.name != db1"]
+
+    assert agent.mode == objects.ServiceSpec.MODE_GLOBAL
+    assert agent.replicas == 0
+    assert dict(agent.container.env) == {"A": "1", "B": "x=y", "C": ""}
+
+
+def test_naming_without_stack_and_with_stack_argument() -> None:
+    text = "services:\n  web:\n    image: nginx\n"
+    (plain,) = load_stack(text)
+    assert (plain.name, plain.stack, plain.replicas) == ("web", "", 1)
+    assert plain.mode == objects.ServiceSpec.MODE_REPLICATED
+    (staged,) = load_stack("name: fromfile\n" + text, stack="override")
+    assert (staged.name, staged.stack) == ("override_web", "override")
+
+
+def test_services_keep_file_order() -> None:
+    text = "services:\n  b: {image: x}\n  a: {image: x}\n  c: {image: x}\n"
+    assert [spec.name for spec in load_stack(text)] == ["b", "a", "c"]
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("10s", 10), ("1m30s", 90), ("1h", 3600), ("1.5h", 5400), ("500ms", 0.5), ("2us", 2e-6),
+     ("0", 0), (12, 12), (2.5, 2.5)],
+)  # fmt: skip
+def test_parse_duration(value: object, seconds: float) -> None:
+    assert parse_duration(value, where="x") == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("value", ["10", "ten", "-1s", "1d", "", True, None, -3, [1]])
+def test_parse_duration_rejects(value: object) -> None:
+    with pytest.raises(SpecError, match=r"^where: expected a duration"):
+        parse_duration(value, where="where")
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [("512m", 512 << 20), ("1g", 1 << 30), ("1GB", 1 << 30), ("1.5GiB", 3 << 29), ("100kb", 102400),
+     ("2048", 2048), ("7b", 7), (4096, 4096), ("2 M", 2 << 20)],
+)  # fmt: skip
+def test_parse_bytes(value: object, size: int) -> None:
+    assert parse_bytes(value, where="x") == size
+
+
+@pytest.mark.parametrize("value", ["lots", "1x", "-1m", "1.5q", True, 1.5, -1, "9999999p"])
+def test_parse_bytes_rejects(value: object) -> None:
+    with pytest.raises(SpecError, match=r"^where: expected a size"):
+        parse_bytes(value, where="where")
+
+
+def _error(text: str) -> str:
+    with pytest.raises(SpecError) as info:
+        load_stack(textwrap.dedent(text), source="stack.yml")
+    message = str(info.value)
+    assert message.startswith("stack.yml: ")
+    return message
+
+
+def _service_error(keys: str) -> str:
+    """The error for service 'web' (image: nginx) with `keys` added."""
+    body = textwrap.indent(textwrap.dedent(keys), "    ")
+    return _error(f"services:\n  web:\n    image: nginx\n{body}")
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        (
+            "volumes: [data:/data]",
+            "stack.yml: service 'web': key 'volumes' is not supported by Podium (supported:"
+            " command, deploy, entrypoint, environment, image, init, labels, ports,"
+            " stop_grace_period)",
+        ),
+        (
+            "build: .",
+            "stack.yml: service 'web': 'build' is not supported: build and tag the image first"
+            " (docker build -t NAME .), then set image: NAME",
+        ),
+        ("container_name: web1", "'container_name' is not supported: Podium names each task's"),
+        ("healthcheck: {test: [CMD, 'true']}", "key 'healthcheck' is not supported by Podium ("),
+        ("deploy: {restart_policy: {}}", "key 'deploy.restart_policy' is not supported by"),
+        ("deploy: {update_config: {}}", "key 'deploy.update_config' is not supported by"),
+        ("deploy: {endpoint_mode: vip}", "key 'deploy.endpoint_mode' is not supported by Podium ("),
+        ("deploy: {resources: {limits: {pids: 5}}}", "key 'deploy.resources.limits.pids'"),
+        ("deploy: {placement: {preferences: []}}", "key 'deploy.placement.preferences'"),
+        ("ports: [{target: 80, name: http}]", "key 'ports[0].name' is not supported"),
+    ],
+)
+def test_unsupported_keys_are_named(keys: str, expected: str) -> None:
+    message = _service_error(keys)
+    assert expected in message
+    assert "service 'web'" in message
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ("deploy: {replicas: three}", "replicas: expected a non-negative integer, got 'three'"),
+        ("deploy: {replicas: -1}", "deploy.replicas: expected a non-negative integer, got -1"),
+        ("deploy: {mode: global, replicas: 2}", "deploy.replicas: not allowed with mode: global"),
+        ("deploy: {mode: daemon}", "deploy.mode: expected 'replicated' or 'global', got 'daemon'"),
+        ("deploy: {resources: {limits: {cpus: lots}}}", "deploy.resources.limits.cpus: expected a"),
+        ("deploy: {resources: {limits: {cpus: 0}}}", "deploy.resources.limits.cpus: expected a"),
+        ("deploy: {resources: {reservations: {memory: 1x}}}", "reservations.memory: expected a"),
+        (
+            "deploy: {placement: {constraints: ['zone==a']}}",
+            "deploy.placement.constraints[0]: expected 'node.name|node.id|node.hostname",
+        ),
+        ("deploy: {placement: {constraints: ['node.labels.zone==']}}", "constraints[0]: expected"),
+        ("deploy: {placement: {constraints: ['node.role==manager']}}", "constraints[0]: expected"),
+        ("ports: ['80:80:80:80']", "ports[0]: expected an IP address"),
+        ("ports: ['70000:80']", "ports[0]: expected a port number from 1 to 65535, got '70000'"),
+        ("ports: ['8080:80/sctp']", "ports[0]: expected 'tcp' or 'udp', got 'sctp'"),
+        ("ports: ['9000-9002:80']", "ports[0]: expected published and target ranges of the same"),
+        ("ports: ['9002-9000:80-82']", "ports[0]: expected a port range LOW-HIGH"),
+        ("ports: [{published: 80}]", "ports[0]: 'target' is required"),
+        ("ports: [{target: 80, mode: vip}]", "ports[0].mode: expected 'ingress' or 'host'"),
+        ("environment: {A: [1, 2]}", "environment.A: expected a string, number, boolean or null"),
+        ("environment: ['=x']", "environment[0]: expected a 'KEY=VALUE' or 'KEY' string"),
+        ("labels: oops", "labels: expected a mapping or a list of 'KEY=VALUE' strings"),
+        ("command: 'echo \"unclosed'", "command: cannot split"),
+        ("entrypoint: [sh, 1]", "entrypoint: expected a string or a list of strings"),
+        ("init: 'yes'", "init: expected true or false, got 'yes'"),
+        ("stop_grace_period: soon", "stop_grace_period: expected a duration"),
+        ("deploy: [replicas]", "deploy: expected a mapping, got ['replicas']"),
+    ],
+)
+def test_malformed_values_name_service_key_and_what_is_accepted(keys: str, expected: str) -> None:
+    message = _service_error(keys)
+    assert message.startswith("stack.yml: service 'web': ")
+    assert expected in message
+
+
+def test_missing_image() -> None:
+    message = _error("services:\n  web:\n    command: [sleep, '1']\n")
+    assert "service 'web': image: expected a non-empty image name" in message
+
+
+def test_yaml_syntax_error_names_source_and_line() -> None:
+    text = "services:\n  web:\n    image: nginx\n    ports: [80\n  db:\n    image: x\n"
+    message = _error(text)
+    assert message.startswith("stack.yml: line ")
+    assert "invalid YAML" in message
+    line = int(message.split("line ")[1].split(",")[0])
+    assert 4 <= line <= 6
+
+
+def test_repeated_keys_are_refused_not_overwritten() -> None:
+    message = _error("services:\n  web: {image: a}\n  web: {image: b}\n")
+    assert message == "stack.yml: line 3, column 3: invalid YAML: key 'web' is given twice"
+
+
+def test_port_host_addresses() -> None:
+    text = "services:\n  web:\n    image: x\n    ports: ['[::1]:81:80', '127.0.0.1::82']\n"
+    (web,) = load_stack(text)
+    assert [(p.host_ip, p.published_port, p.target_port) for p in web.ports] == [
+        ("::1", 81, 80),
+        ("127.0.0.1", 0, 82),
+    ]
+
+
+def test_yaml_python_tags_are_refused() -> None:
+    assert "invalid YAML" in _error("services: !!python/object/apply:os.system [echo]\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "expected a mapping with 'services' at the top, got None"),
+        ("- a\n- b\n", "expected a mapping with 'services' at the top"),
+        ("name: s\n", "services: expected a non-empty mapping, got None"),
+        ("services: {}\n", "services: expected a non-empty mapping, got {}"),
+        (
+            "services: {web: {image: x}}\nnetworks: {front: {}}\n",
+            "top-level key 'networks' is not supported by Podium"
+            " (supported: name, services, version)",
+        ),
+        ("services: {web: {image: x}}\nvolumes: {}\n", "top-level key 'volumes' is not supported"),
+        ("name: 'my stack'\nservices: {web: {image: x}}\n", "invalid stack name 'my stack'"),
+        ("services: {'-web': {image: x}}\n", "service '-web': invalid service name"),
+        ("services: {web: nginx}\n", "service 'web': expected a mapping, got 'nginx'"),
+        (f"name: {'s' * 60}\nservices: {{web: {{image: x}}}}\n", "is longer than 63 characters"),
+    ],
+)
+def test_top_level_errors(text: str, expected: str) -> None:
+    assert expected in _error(text)
+
+
+def test_extension_keys_are_ignored_everywhere() -> None:
+    text = """
+    x-defaults: {a: 1}
+    services:
+      web:
+        image: x
+        x-meta: 1
+        deploy:
+          x-deploy: 1
+          resources: {x-r: 1, limits: {x-l: 1, cpus: 1}}
+          placement: {x-p: 1}
+        ports: [{target: 80, x-port: 1}]
+    """
+    (web,) = load_stack(textwrap.dedent(text))
+    assert web.resources.limits.nano_cpus == 10**9
