@@ -76,7 +76,7 @@ class Cluster:
         self.node_ids: dict[str, str] = {}
 
     def _spawn(self, key: str, args: list[str]) -> None:
-        log = open(self.root / f"{key}.log", "ab")  # noqa: SIM115 (closed with the process)
+        log = open(self.root / f"{key}.log", "ab")
         self.procs[key] = subprocess.Popen(
             [sys.executable, "-m", "podium.manager.cli", *args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

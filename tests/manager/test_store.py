@@ -55,7 +55,7 @@ def test_create_update_delete_and_indexes(tmp_path: pathlib.Path) -> None:
     store.close()
 
 
-def test_stale_version_conflicts_and_rolls_back_the_whole_transaction(tmp_path: pathlib.Path) -> None:
+def test_stale_version_conflicts_and_rolls_back_everything(tmp_path: pathlib.Path) -> None:
     store = SqliteStore(tmp_path / "state.db")
     store.update_now(lambda tx: tx.create(_service("s1", "web")))
     stale = store.view().get_service("s1")

@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# Install Podium on a server, idempotently: run it again after pulling a new version.
+#
+#   deploy/install.sh [--role manager|agent|both] [--manager HOST:PORT] [--start] [--dry-run]
+#
+#   --role     which service(s) this host runs (default: both, a single-host cluster)
+#   --manager  the manager agents join, written to a new /etc/podium/agent.env
+#              (default: 127.0.0.1:7070 with --role both; to be edited in the file with --role agent)
+#   --start    also enable the unit(s) at boot and (re)start them now; without it nothing is started
+#   --dry-run  print what would be done, change nothing (needs neither root nor systemd)
+#
+# What it does:
+#   - creates the virtualenv /opt/podium/venv (Python >= 3.11; PYTHON=... to choose the interpreter)
+#     and pip-installs this repository into it (a regular, non-editable install);
+#   - creates the system user "podium" the services run as;
+#   - writes /etc/podium/manager.env and/or /etc/podium/agent.env from deploy/example.env, only if
+#     missing (your settings are never overwritten);
+#   - copies deploy/podium-{manager,agent}.service to /etc/systemd/system and runs
+#     `systemctl daemon-reload` when they changed and systemd is running.
+# The agent needs a Docker engine on the host (Debian: apt-get install docker.io) and the "docker"
+# group it creates.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO=$PWD
+PREFIX=/opt/podium
+VENV=$PREFIX/venv
+ETC=/etc/podium
+UNIT_DIR=/etc/systemd/system
+SERVICE_USER=podium
+PYTHON=${PYTHON:-python3}
+
+ROLE=both
+MANAGER=
+START=no
+DRY_RUN=no
+
+say() { printf 'install: %s\n' "$*"; }
+die() {
+    printf 'install: ERROR: %s\n' "$*" >&2
+    exit 1
+}
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
+
+while (($#)); do
+    case $1 in
+    --role)
+        (($# >= 2)) || die "--role needs a value: manager, agent or both"
+        ROLE=$2
+        shift 2
+        ;;
+    --role=*)
+        ROLE=${1#--role=}
+        shift
+        ;;
+    --manager)
+        (($# >= 2)) || die "--manager needs a value: HOST:PORT"
+        MANAGER=$2
+        shift 2
+        ;;
+    --manager=*)
+        MANAGER=${1#--manager=}
+        shift
+        ;;
+    --start)
+        START=yes
+        shift
+        ;;
+    --dry-run | -n)
+        DRY_RUN=yes
+        shift
+        ;;
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    *)
+        usage >&2
+        die "unknown argument: $1"
+        ;;
+    esac
+done
+case $ROLE in
+manager) UNITS=(podium-manager) ;;
+agent) UNITS=(podium-agent) ;;
+both) UNITS=(podium-manager podium-agent) ;;
+*) die "--role must be manager, agent or both (got '$ROLE')" ;;
+esac
+[[ -z $MANAGER && $ROLE == both ]] && MANAGER=127.0.0.1:7070
+if [[ -n $MANAGER && ! $MANAGER =~ ^[^[:space:]]+:[0-9]+$ ]]; then
+    die "--manager must look like HOST:PORT (got '$MANAGER')"
+fi
+
+# run CMD...: execute, or only show it in a dry run.
+run() {
+    if [[ $DRY_RUN == yes ]]; then
+        printf 'install: [dry-run] would run:'
+        printf ' %q' "$@"
+        printf '\n'
+    else
+        "$@"
+    fi
+}
+
+# run_logged LOG CMD...: like run, with the output appended to LOG; its tail is shown on failure.
+run_logged() {
+    local log=$1
+    shift
+    if [[ $DRY_RUN == yes ]]; then
+        run "$@"
+        return
+    fi
+    if ! "$@" >>"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        die "failed: $* (full log: $log)"
+    fi
+}
+
+systemd_running() {
+    # sd_booted(3): the directory exists only when PID 1 is systemd.
+    [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null
+}
+
+# ---------------------------------------------------------------------------------------------
+
+preflight() {
+    if [[ $DRY_RUN == no ]] && ((EUID != 0)); then
+        die "must run as root (or try --dry-run)"
+    fi
+    if [[ $START == yes ]] && ! systemd_running; then
+        [[ $DRY_RUN == yes ]] || die "--start needs systemd running as PID 1 (it is not here)"
+        say "note: systemd is not running here, so --start would fail outside a dry run"
+    fi
+    command -v "$PYTHON" >/dev/null || die "$PYTHON not found (set PYTHON=/path/to/python3.11+)"
+    "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+        die "$PYTHON is $("$PYTHON" -V 2>&1); Podium needs Python >= 3.11 (set PYTHON=...)"
+}
+
+install_venv() {
+    if [[ -x $VENV/bin/python ]] && "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+        say "virtualenv $VENV exists"
+    else
+        if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
+            command -v apt-get >/dev/null || die "$PYTHON cannot create virtualenvs (no ensurepip)"
+            say "installing python3-venv (needed to create virtualenvs)"
+            run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+        fi
+        if [[ -e $VENV ]]; then
+            say "virtualenv $VENV is broken: recreating it"
+            run rm -rf -- "$VENV"
+        fi
+        say "creating virtualenv $VENV"
+        run mkdir -p "$PREFIX"
+        run "$PYTHON" -m venv "$VENV"
+    fi
+
+    say "installing podium from $REPO into $VENV"
+    # From a clean copy: building in the work tree would reuse its build/ directory, where files of
+    # since-deleted modules linger and would be packaged again (and the dev venv, var/ and .git are
+    # not needed).
+    local src
+    if [[ $DRY_RUN == yes ]]; then
+        src=/tmp/podium-src.XXXXXX
+    else
+        src=$(mktemp -d /tmp/podium-src.XXXXXX)
+        # shellcheck disable=SC2064 # expand now: src is local
+        trap "rm -rf -- '$src'" EXIT
+    fi
+    run tar -C "$REPO" --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./var \
+        --exclude='*.egg-info' --exclude=__pycache__ -cf "$src.tar" .
+    run tar -C "$src" -xf "$src.tar"
+    run rm -f -- "$src.tar"
+    # pip and setuptools are chatty on stderr even with --quiet: keep it in a log, show it on failure.
+    local log=$PREFIX/install-pip.log
+    run_logged "$log" "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    # A local directory is always rebuilt and reinstalled; satisfied dependencies are kept.
+    run_logged "$log" "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$src"
+    [[ $DRY_RUN == yes ]] ||
+        say "installed podium $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("podium"))')"
+}
+
+install_user() {
+    if getent passwd "$SERVICE_USER" >/dev/null; then
+        say "user $SERVICE_USER exists"
+    else
+        say "creating system user $SERVICE_USER"
+        run useradd --system --user-group --home-dir /var/lib/podium --no-create-home \
+            --shell /usr/sbin/nologin --comment "Podium services" "$SERVICE_USER"
+    fi
+    if [[ " ${UNITS[*]} " == *" podium-agent "* ]] && ! getent group docker >/dev/null; then
+        say "WARNING: no 'docker' group: install Docker (apt-get install docker.io) before starting the agent"
+    fi
+}
+
+# The part of deploy/example.env under the heading that names FILE (minus leading blank lines),
+# with PODIUM_MANAGER set from --manager when given.
+env_section() {
+    awk -v file="$1" -v manager="$MANAGER" '
+        /^# ----- / { inside = index($0, file) > 0; started = 0; next }
+        !inside || (!started && /^$/) { next }
+        { started = 1 }
+        manager != "" && /^PODIUM_MANAGER=/ { $0 = "PODIUM_MANAGER=" manager }
+        { print }' deploy/example.env
+}
+
+install_env() {
+    local unit role file
+    run install -d -m 0755 "$ETC"
+    for unit in "${UNITS[@]}"; do
+        role=${unit#podium-}
+        file=$ETC/$role.env
+        if [[ -e $file ]]; then
+            say "$file exists: kept as is"
+            continue
+        fi
+        say "writing $file (edit it, then restart $unit)"
+        if [[ $DRY_RUN == yes ]]; then
+            say "[dry-run] would write $file:"
+            env_section "$file" | sed 's/^/    | /'
+        else
+            {
+                printf '# Settings for %s.service (from deploy/example.env). Format: VAR=value.\n' "$unit"
+                env_section "$file"
+            } >"$file.tmp"
+            chmod 0640 "$file.tmp"
+            mv -f -- "$file.tmp" "$file"
+        fi
+        if [[ $role == agent && -z $MANAGER ]]; then
+            say "WARNING: set PODIUM_MANAGER in $file to your manager's HOST:PORT (or use --manager)"
+        fi
+    done
+}
+
+install_units() {
+    local unit changed=no
+    for unit in "${UNITS[@]}"; do
+        if cmp -s "deploy/$unit.service" "$UNIT_DIR/$unit.service"; then
+            say "$UNIT_DIR/$unit.service is up to date"
+        else
+            say "installing $UNIT_DIR/$unit.service"
+            run install -D -m 0644 "deploy/$unit.service" "$UNIT_DIR/$unit.service"
+            changed=yes
+        fi
+    done
+    if [[ $changed == yes ]]; then
+        if systemd_running; then
+            run systemctl daemon-reload
+        else
+            say "systemd is not running here: skipped systemctl daemon-reload"
+        fi
+    fi
+}
+
+start_units() {
+    local unit
+    if [[ $START == no ]]; then
+        say "nothing started. To start now and at every boot:"
+        for unit in "${UNITS[@]}"; do say "    systemctl enable --now $unit"; done
+        return
+    fi
+    for unit in "${UNITS[@]}"; do
+        # restart, not start: a running unit picks up the code just installed. Safe for the agent:
+        # KillMode=process and it adopts its running containers.
+        say "enabling and (re)starting $unit"
+        run systemctl enable "$unit"
+        run systemctl restart "$unit"
+    done
+}
+
+[[ $DRY_RUN == yes ]] && say "dry run: nothing will be changed"
+say "role: $ROLE (${UNITS[*]})"
+preflight
+install_venv
+install_user
+install_env
+install_units
+start_units
+say "done"

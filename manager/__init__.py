@@ -1,0 +1,1 @@
+"""podium.manager: the manager (store, control loops, gRPC services) and the `podium` CLI."""
