@@ -168,7 +168,7 @@ async def test_events_report_start_then_die_with_exit_code(executor: DockerExecu
     async with collecting(executor) as events:
         container_id = await executor.create(task)
         await executor.start(container_id)
-        actions = []
+        actions: list[ContainerEvent] = []
         while not actions or actions[-1].action != "die":
             actions.append(await next_event(events, task.id))
     assert [e.action for e in actions] == ["create", "start", "die"]

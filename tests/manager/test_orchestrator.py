@@ -1,0 +1,128 @@
+"""The orchestrator's reconcile step on a real store, without an event loop."""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+from podium.manager.orchestrator import Orchestrator, restart_delay
+from podium.manager.store import SqliteStore, WriteTx
+from podium.v1 import objects
+
+RUNNING = objects.TASK_STATE_RUNNING
+
+
+def _store(tmp_path: pathlib.Path) -> tuple[SqliteStore, Orchestrator]:
+    store = SqliteStore(tmp_path / "state.db")
+    return store, Orchestrator(store=store)
+
+
+def _service(replicas: int = 3, mode: int = objects.ServiceSpec.MODE_REPLICATED,
+             constraints: tuple[str, ...] = ()) -> objects.Service:
+    svc = objects.Service(id="s1", spec_version=1)
+    svc.spec.name = "web"
+    svc.spec.replicas = replicas
+    svc.spec.mode = mode  # type: ignore[assignment]
+    svc.spec.container.image = "podium/web:latest"
+    svc.spec.placement.constraints.extend(constraints)
+    return svc
+
+
+def _node(id: str, zone: str) -> objects.Node:
+    node = objects.Node(id=id)
+    node.description.name = id
+    node.description.labels["zone"] = zone
+    node.status.state = objects.NodeStatus.STATE_READY
+    return node
+
+
+def _reconcile(store: SqliteStore, orch: Orchestrator) -> None:
+    store.update_now(lambda tx: orch._reconcile_service(tx, "s1"))
+
+
+def _live(store: SqliteStore) -> list[objects.Task]:
+    tasks = store.view().tasks_of_service("s1")
+    return sorted((t for t in tasks if t.desired_state <= RUNNING), key=lambda t: t.slot)
+
+
+def test_replicated_fills_slots_and_scales_down_from_the_top(tmp_path: pathlib.Path) -> None:
+    store, orch = _store(tmp_path)
+    store.update_now(lambda tx: tx.create(_service(replicas=3)))
+    _reconcile(store, orch)
+    assert [t.slot for t in _live(store)] == [1, 2, 3]
+    _reconcile(store, orch)  # idempotent
+    assert len(store.view().tasks_of_service("s1")) == 3
+
+    def scale(tx: WriteTx) -> None:
+        svc = tx.get_service("s1")
+        assert svc is not None
+        svc.spec.replicas = 1
+        tx.update(svc)
+
+    store.update_now(scale)
+    _reconcile(store, orch)
+    assert [t.slot for t in _live(store)] == [1]
+    ended = [t for t in store.view().tasks_of_service("s1") if t.slot > 1]
+    assert {t.desired_state for t in ended} == {objects.TASK_STATE_REMOVED}
+
+
+def test_a_failed_task_is_replaced_after_a_growing_delay(tmp_path: pathlib.Path) -> None:
+    store, orch = _store(tmp_path)
+    store.update_now(lambda tx: tx.create(_service(replicas=1)))
+    _reconcile(store, orch)
+    for attempt in (1, 2, 3):
+        [task] = _live(store)
+
+        def fail(tx: WriteTx, task_id: str = task.id) -> None:
+            t = tx.get_task(task_id)
+            assert t is not None
+            t.status.state = objects.TASK_STATE_FAILED
+            t.status.err = "No such image: x"
+            tx.update(t)
+
+        store.update_now(fail)
+        _reconcile(store, orch)
+        [replacement] = _live(store)
+        assert replacement.slot == 1 and replacement.attempt == attempt
+        delay = replacement.not_before.ToNanoseconds() / 1e9 - time.time()
+        assert 0 < delay <= restart_delay(attempt)
+        old = store.view().get_task(task.id)
+        assert old is not None and old.desired_state == objects.TASK_STATE_SHUTDOWN
+    assert restart_delay(1) < restart_delay(2) < restart_delay(3)
+    assert restart_delay(100) == 300.0
+
+
+def test_global_runs_one_task_per_eligible_node(tmp_path: pathlib.Path) -> None:
+    store, orch = _store(tmp_path)
+
+    def seed(tx: WriteTx) -> None:
+        tx.create(_node("n1", "a"))
+        tx.create(_node("n2", "a"))
+        tx.create(_node("n3", "b"))
+        tx.create(_service(mode=objects.ServiceSpec.MODE_GLOBAL,
+                           constraints=("node.labels.zone == a",)))
+
+    store.update_now(seed)
+    _reconcile(store, orch)
+    assert sorted(t.node_id for t in _live(store)) == ["n1", "n2"]
+
+    def drain(tx: WriteTx) -> None:
+        node = tx.get_node("n2")
+        assert node is not None
+        node.spec.availability = objects.NodeSpec.AVAILABILITY_DRAIN
+        tx.update(node)
+
+    store.update_now(drain)
+    _reconcile(store, orch)
+    assert [t.node_id for t in _live(store)] == ["n1"]
+
+
+def test_removing_the_service_removes_its_tasks(tmp_path: pathlib.Path) -> None:
+    store, orch = _store(tmp_path)
+    store.update_now(lambda tx: tx.create(_service(replicas=2)))
+    _reconcile(store, orch)
+    store.update_now(lambda tx: tx.delete(tx.get_service("s1")))  # type: ignore[arg-type]
+    _reconcile(store, orch)
+    assert {t.desired_state for t in store.view().tasks_of_service("s1")} == {
+        objects.TASK_STATE_REMOVED
+    }
