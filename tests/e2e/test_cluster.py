@@ -144,3 +144,19 @@ def test_cli_without_manager_says_where_it_looked() -> None:
     )
     assert result.returncode == 1
     assert "cannot reach the manager at 127.0.0.1:1" in result.stderr
+
+
+def test_manager_serves_health_and_reflection(cluster: Cluster) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    with grpc.insecure_channel(cluster.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = health.Check(health_pb2.HealthCheckRequest(service="podium.v1.Control"), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        [response] = list(stub.ServerReflectionInfo(iter([request]), timeout=5))
+        names = {s.name for s in response.list_services_response.service}
+        assert {"podium.v1.Control", "podium.v1.Dispatcher", "grpc.health.v1.Health"} <= names
