@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from tests.helpers import IMAGE, Cluster, docker, eventually
+from tests.helpers import IMAGE, Cluster, containers_of, docker, eventually
 
 pytestmark = pytest.mark.engine
 
@@ -160,3 +160,19 @@ def test_manager_serves_health_and_reflection(cluster: Cluster) -> None:
         [response] = list(stub.ServerReflectionInfo(iter([request]), timeout=5))
         names = {s.name for s in response.list_services_response.service}
         assert {"podium.v1.Control", "podium.v1.Dispatcher", "grpc.health.v1.Health"} <= names
+
+
+def test_agent_removes_containers_unassigned_while_it_was_away(
+    cluster: Cluster, tmp_path: pathlib.Path
+) -> None:
+    cluster.ok("deploy", "-f", write(tmp_path, WEB))
+    node_a = cluster.node_ids["node-a"]
+    assert any(t["node"] == "node-a" for t in running_tasks(cluster, "web"))
+    cluster.kill("node-a")
+    eventually(lambda: cluster.node_state("node-a") == "down", what="node-a down")
+    cluster.ok("rm", "web")
+    # node-b confirms its removals; node-a's tasks are deleted since it is down.
+    eventually(lambda: cluster.json("ps") == [], what="tasks deleted")
+    assert containers_of([node_a]), "node-a's containers outlive its agent"
+    cluster.start_agent("node-a", "zone=a")
+    eventually(lambda: not cluster.containers(), what="stale containers removed on reconnect")
