@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -162,7 +163,7 @@ def measure(
             remove_raw(run_id)
         samples["raw_concurrent" if concurrent else "raw_sequential"].append(seconds)
 
-    steps = [podium, lambda: raw(False), lambda: raw(True)]
+    steps: list[Callable[[], None]] = [podium, lambda: raw(False), lambda: raw(True)]
     for trial in range(trials):
         # Rotate the order so that no method always runs first (or right after a removal).
         for step in steps[trial % 3 :] + steps[: trial % 3]:

@@ -4,6 +4,7 @@
     podium agent --join HOST:PORT --name NAME --data-dir DIR [--docker-host URL] [--label k=v]
     podium [--manager HOST:PORT] deploy -f FILE [--stack NAME] [--detach] [--timeout S]
     podium services | ps [SERVICE] | nodes | scale SERVICE=N ... | rm SERVICE ... | inspect REF
+    podium events [--kind KIND]
 
 The manager address defaults to $PODIUM_MANAGER, else 127.0.0.1:7070. Exit
 status: 0 on success, 1 when the cluster refuses or fails to converge, 2 for
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import pathlib
@@ -283,6 +285,41 @@ def cmd_rm(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_events(client: Client, args: argparse.Namespace) -> int:
+    """Follows the cluster's changes until interrupted (or --limit events)."""
+    request = control.WatchEventsRequest(kinds=args.kind)
+    names = client.node_names()
+    shown = 0
+    try:
+        for event in client.api.WatchEvents(request):
+            kind = event.WhichOneof("object") or ""
+            obj = getattr(event, kind)
+            action = views.enum_name(event.action, control.Event.Action, "ACTION_")
+            when = event.timestamp.ToDatetime().strftime("%H:%M:%S.%f")[:-3]
+            if args.output == "json":
+                data = json_format.MessageToDict(obj, preserving_proto_field_name=True)
+                print(json.dumps({"time": when, "action": action, "kind": kind,
+                                        "object": data}), flush=True)
+            else:
+                print(f"{when} {kind} {action} {_describe(kind, obj, names)}", flush=True)
+            shown += 1
+            if args.limit and shown >= args.limit:
+                break
+    except grpc.RpcError as err:
+        raise CliError(f"event stream from {client.address} ended: {err.details()}") from None
+    return 0
+
+
+def _describe(kind: str, obj: Any, names: dict[str, str]) -> str:
+    if kind == "task":
+        row = views.task_row(obj, names)
+        detail = row["error"] or row["message"]
+        return f"{row['name']} ({row['id']}) {row['state']} on {row['node'] or '-'}: {detail}"
+    if kind == "node":
+        return f"{obj.description.name} {views.node_state(obj.status.state)}: {obj.status.message}"
+    return f"{obj.spec.name} ({obj.id})"
+
+
 def convergence(client: Client, name: str) -> tuple[bool, str]:
     """Whether a service runs as its spec says, and a progress line."""
     service = client.call("GetService", control.GetRequest(ref=name)).service
@@ -327,7 +364,7 @@ def wait_converged(client: Client, names: list[str], timeout: float) -> int:
                     file=sys.stderr,
                 )
             return 1
-        time.sleep(0.2)
+        time.sleep(0.1)
 
 
 # -- parser ------------------------------------------------------------------------
@@ -393,6 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("services", nargs="+", metavar="SERVICE")
     i = client_cmd("inspect", cmd_inspect, "show a service, task or node", output=False)
     i.add_argument("ref", help="name or id (or unique id prefix)")
+    e = client_cmd("events", cmd_events, "follow the cluster's changes")
+    e.add_argument("--kind", action="append", default=[], choices=("node", "service", "task"),
+                   help="only these kinds (repeatable)")
+    e.add_argument("--limit", type=int, default=0, help="stop after this many events")
     return p
 
 

@@ -176,3 +176,25 @@ def test_agent_removes_containers_unassigned_while_it_was_away(
     assert containers_of([node_a]), "node-a's containers outlive its agent"
     cluster.start_agent("node-a", "zone=a")
     eventually(lambda: not cluster.containers(), what="stale containers removed on reconnect")
+
+
+def test_events_follow_task_changes(cluster: Cluster, tmp_path: pathlib.Path) -> None:
+    import json
+
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "podium.manager.cli", "--manager", cluster.address, "events",
+         "--kind", "task", "-o", "json", "--limit", "200"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        cluster.ok("deploy", "-f", write(tmp_path, WEB.replace("replicas: 3", "replicas: 1")))
+        cluster.ok("rm", "web")
+        eventually(lambda: cluster.json("ps") == [], what="tasks deleted")
+    finally:
+        follower.terminate()
+        out, _ = follower.communicate(timeout=10)
+    events = [json.loads(line) for line in out.splitlines()]
+    assert {e["kind"] for e in events} == {"task"}
+    # The stream may have opened after the first events; it cannot miss the last ones.
+    assert events[-1]["action"] == "delete"
+    assert events[-1]["object"]["service_name"] == "web"
