@@ -238,7 +238,7 @@ def test_host_port_conflict() -> None:
     plan = schedule(nodes, existing, replicas(3, host_port=8080), NOW)
     assert sorted(placements(plan).values()) == ["n2", "n3"]
     assert plan.unplaced[0].reason == "host port 8080/tcp in use (3 nodes)"
-    # A different port, or an ingress port, does not conflict.
+    # A different port does not conflict.
     plan = schedule(nodes, existing, replicas(3, host_port=8081), NOW)
     assert len(plan.placed) == 3
 
@@ -341,3 +341,14 @@ def test_agrees_with_naive_scan(seed: int) -> None:
     plan = schedule(nodes, [], pending, NOW)
     assert placements(plan) == naive_schedule(nodes, pending)
     assert len(plan.placed) + len(plan.unplaced) == len(pending)
+
+
+def test_ingress_published_port_also_occupies_the_node() -> None:
+    # The agent binds every published port on the replica's node until the routing mesh lands.
+    nodes = [node("n1"), node("n2")]
+    pending = replicas(3, host_port=8080)
+    for t in pending:
+        t.spec.ports[0].mode = objects.PortConfig.PUBLISH_MODE_INGRESS
+    plan = schedule(nodes, [], pending, NOW)
+    assert sorted(placements(plan).values()) == ["n1", "n2"]
+    assert plan.unplaced[0].reason == "host port 8080/tcp in use (2 nodes)"
