@@ -9,7 +9,8 @@ and never deletes tasks itself.
 A live task whose status reached a final state (exited, failed, rejected) is
 replaced in the same slot by a new task that may not be placed before a
 restart delay growing with each consecutive attempt (0.5 s doubling to 5 min),
-so a task that can never start is retried without spinning.
+so a task that can never start is retried without spinning; a task that ran for
+a minute before it ended starts the count over.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ GLOBAL = objects.ServiceSpec.MODE_GLOBAL
 
 RESTART_DELAY_BASE_S = 0.5
 RESTART_DELAY_MAX_S = 300.0
+RESET_AFTER_S = 60.0
 
 
 def restart_delay(attempt: int) -> float:
@@ -36,6 +38,17 @@ def restart_delay(attempt: int) -> float:
     if attempt <= 0:
         return 0.0
     return float(min(RESTART_DELAY_BASE_S * 2 ** min(attempt - 1, 20), RESTART_DELAY_MAX_S))
+
+
+def next_attempt(task: objects.Task) -> int:
+    """Attempt number of a finished task's replacement: consecutive failures grow the restart
+    delay, but a task that ran for RESET_AFTER_S starts the count over."""
+    lived = (
+        ids.seconds(task.status.timestamp)
+        - ids.seconds(task.meta.created)
+        - restart_delay(task.attempt)
+    )
+    return 1 if lived > RESET_AFTER_S else task.attempt + 1
 
 
 def is_live(task: objects.Task) -> bool:
@@ -131,7 +144,7 @@ class Orchestrator(ReconcileLoop):
             # Finished (restart it) or outdated (replace it, stopping it first).
             _end(tx, task, SHUTDOWN)
             if service.spec.mode == GLOBAL or task.slot <= service.spec.replicas:
-                attempt = task.attempt + 1 if finished else 0
+                attempt = next_attempt(task) if finished else 0
                 node_id = task.node_id if service.spec.mode == GLOBAL else ""
                 tx.create(new_task(service, slot=task.slot, node_id=node_id, attempt=attempt))
         live = [t for t in tx.tasks_of_service(service_id) if is_live(t)]

@@ -126,3 +126,23 @@ def test_removing_the_service_removes_its_tasks(tmp_path: pathlib.Path) -> None:
     assert {t.desired_state for t in store.view().tasks_of_service("s1")} == {
         objects.TASK_STATE_REMOVED
     }
+
+
+def test_a_task_that_ran_a_while_restarts_the_delay_count(tmp_path: pathlib.Path) -> None:
+    store, orch = _store(tmp_path)
+    store.update_now(lambda tx: tx.create(_service(replicas=1)))
+    _reconcile(store, orch)
+    [task] = _live(store)
+
+    def exit_after_a_long_run(tx: WriteTx) -> None:
+        t = tx.get_task(task.id)
+        assert t is not None
+        t.attempt = 7
+        t.status.state = objects.TASK_STATE_FAILED
+        t.status.timestamp.FromSeconds(int(time.time() + 600))
+        tx.update(t)
+
+    store.update_now(exit_after_a_long_run)
+    _reconcile(store, orch)
+    [replacement] = _live(store)
+    assert replacement.attempt == 1
