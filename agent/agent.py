@@ -62,10 +62,6 @@ class Agent:
         )
         self._tasks: list[asyncio.Task[None]] = []
 
-    @property
-    def connected(self) -> asyncio.Event:
-        return self._session.connected
-
     async def _describe(self) -> objects.NodeDescription:
         info = await self._executor.info()
         desc = objects.NodeDescription(

@@ -45,10 +45,3 @@ class Reporter:
             self._unsent.discard(task_id)
             report.updates.add(task_id=task_id, status=self._latest[task_id])
         return report
-
-    def requeue(self, report: dispatcher.StatusReport) -> None:
-        """Puts back a batch that could not be sent."""
-        for update in report.updates:
-            if update.task_id in self._latest:
-                self._unsent.add(update.task_id)
-        self._changed.set()

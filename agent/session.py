@@ -53,7 +53,6 @@ class Session:
         self._describe = describe
         self._on_assignments = on_assignments
         self._reporter = reporter
-        self.connected = asyncio.Event()
 
     async def run(self) -> None:
         """Keeps a session open until cancelled."""
@@ -68,8 +67,6 @@ class Session:
                     log.error("manager refused this agent: %s", err.details())
                 else:
                     log.warning("session to %s lost: %s", self._manager, err.code().name)
-            finally:
-                self.connected.clear()
             delay = backoff(attempt)
             attempt += 1
             await asyncio.sleep(delay)
@@ -99,8 +96,6 @@ class Session:
                         log.info("session open to %s (heartbeat %.1fs)", self._manager, period)
                 elif message.HasField("assignments"):
                     await self._on_assignments(message.assignments)
-                    if message.assignments.type == dispatcher.Assignments.TYPE_COMPLETE:
-                        self.connected.set()
         finally:
             call.cancel()
             for helper in helpers:

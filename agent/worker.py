@@ -32,10 +32,6 @@ class Worker:
         self._runners: dict[str, tuple[TaskRunner, asyncio.Task[None]]] = {}
         self._lock = asyncio.Lock()
 
-    @property
-    def task_ids(self) -> set[str]:
-        return set(self._runners)
-
     async def apply(self, assignments: dispatcher.Assignments) -> None:
         async with self._lock:
             if assignments.type == dispatcher.Assignments.TYPE_COMPLETE:

@@ -31,6 +31,7 @@ from google.protobuf import json_format
 
 from podium.manager import views
 from podium.manager.compose import SpecError, load_stack
+from podium.manager.taskstate import has_finished, holds_resources, is_live
 from podium.v1 import control, control_grpc, objects
 
 DEFAULT_MANAGER = "127.0.0.1:7070"
@@ -164,14 +165,14 @@ def cmd_ps(client: Client, args: argparse.Namespace) -> int:
         tasks = [
             t
             for t in tasks
-            if t.desired_state <= RUNNING or t.status.state <= RUNNING or t.status.err
+            if is_live(t) or not has_finished(t) or t.status.err
         ]
     rows = [views.task_row(t, names) for t in tasks]
     now = time.time()
     last = ""
     for row, task in zip(rows, tasks, strict=True):
         row["current"] = f"{row['state']} {views.ago(row['since'], now)}".strip()
-        history = task.desired_state > RUNNING
+        history = not is_live(task)
         row["display"] = (" \\_ " if history and row["name"] == last else "") + row["name"]
         last = row["name"]
         row["detail"] = row["error"] or ("" if row["state"] == "running" else row["message"])
@@ -196,7 +197,7 @@ def cmd_nodes(client: Client, args: argparse.Namespace) -> int:
     tasks = client.call("ListTasks", control.ListTasksRequest()).tasks
     counts: dict[str, int] = {}
     for t in tasks:
-        if t.desired_state <= RUNNING and t.status.state <= RUNNING and t.node_id:
+        if holds_resources(t):
             counts[t.node_id] = counts.get(t.node_id, 0) + 1
     rows = [views.node_row(n, counts.get(n.id, 0)) for n in nodes]
     for row in rows:
@@ -220,12 +221,10 @@ def cmd_nodes(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
-    errors = []
     for method, field in (("GetService", "service"), ("GetTask", "task"), ("GetNode", "node")):
         try:
             found = getattr(client.call(method, control.GetRequest(ref=args.ref)), field)
-        except CliError as err:
-            errors.append(str(err))
+        except CliError:
             continue
         data = json_format.MessageToDict(found, preserving_proto_field_name=True)
         print(views.to_json({"kind": field, **data}))
@@ -324,10 +323,10 @@ def convergence(client: Client, name: str) -> tuple[bool, str]:
     """Whether a service runs as its spec says, and a progress line."""
     service = client.call("GetService", control.GetRequest(ref=name)).service
     tasks = client.call("ListTasks", control.ListTasksRequest(service=service.id)).tasks
-    live = [t for t in tasks if t.desired_state <= RUNNING]
+    live = [t for t in tasks if is_live(t)]
     current = [t for t in live if t.spec_version == service.spec_version]
     running = [t for t in current if t.status.state == RUNNING]
-    stopping = [t for t in tasks if t.desired_state > RUNNING and t.status.state <= RUNNING]
+    stopping = [t for t in tasks if not is_live(t) and not has_finished(t)]
     glob = service.spec.mode == objects.ServiceSpec.MODE_GLOBAL
     desired = len(live) if glob else service.spec.replicas
     done = len(running) == desired == len(live) and not stopping

@@ -16,6 +16,7 @@ import grpc
 
 from podium.manager import ids, scheduling
 from podium.manager.store import ConflictError, ExistsError, ReadTx, Store, WriteTx
+from podium.manager.taskstate import is_live
 from podium.v1 import control, control_grpc, objects
 
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
@@ -109,7 +110,7 @@ def find_task(view: ReadTx, ref: str) -> objects.Task:
     found = view.get_task(ref)
     if found is not None:
         return found
-    live = [t for t in view.tasks() if t.desired_state <= objects.TASK_STATE_RUNNING]
+    live = [t for t in view.tasks() if is_live(t)]
     for task in live:  # "web.2" names the live task of a slot
         if _task_name(task) == ref:
             return task

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from podium.manager import ids, scheduling
 from podium.manager._loop import ReconcileLoop
 from podium.manager.store import Change, ReadTx, WriteTx
+from podium.manager.taskstate import has_finished, is_live
 from podium.v1 import objects
 
 RUNNING = objects.TASK_STATE_RUNNING
@@ -49,14 +50,6 @@ def next_attempt(task: objects.Task) -> int:
         - restart_delay(task.attempt)
     )
     return 1 if lived > RESET_AFTER_S else task.attempt + 1
-
-
-def is_live(task: objects.Task) -> bool:
-    return task.desired_state <= RUNNING
-
-
-def has_finished(task: objects.Task) -> bool:
-    return task.status.state > RUNNING
 
 
 def node_is_eligible(node: objects.Node) -> bool:

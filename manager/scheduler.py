@@ -13,19 +13,10 @@ import time
 from podium.manager import ids, scheduling
 from podium.manager._loop import ReconcileLoop
 from podium.manager.store import Change, ReadTx, WriteTx
+from podium.manager.taskstate import has_finished, holds_resources, is_pending
 from podium.v1 import objects
 
-PENDING = objects.TASK_STATE_PENDING
-RUNNING = objects.TASK_STATE_RUNNING
 _ALL = "*"
-
-
-def is_pending(task: objects.Task) -> bool:
-    return task.status.state == PENDING and task.desired_state <= RUNNING
-
-
-def holds_resources(task: objects.Task) -> bool:
-    return bool(task.node_id) and task.desired_state <= RUNNING and task.status.state <= RUNNING
 
 
 class Scheduler(ReconcileLoop):
@@ -38,7 +29,7 @@ class Scheduler(ReconcileLoop):
         obj = change.obj
         if isinstance(obj, objects.Task):
             # New work, or resources freed.
-            if is_pending(obj) or change.action == "delete" or obj.status.state > RUNNING:
+            if is_pending(obj) or change.action == "delete" or has_finished(obj):
                 self.mark(_ALL)
         elif isinstance(obj, objects.Node):
             self.mark(_ALL)

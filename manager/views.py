@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from podium.manager.taskstate import is_live
 from podium.v1 import objects
 
 Row = dict[str, Any]
@@ -80,7 +81,7 @@ def task_row(task: objects.Task, node_names: dict[str, str]) -> Row:
 
 def service_row(service: objects.Service, tasks: Sequence[objects.Task]) -> Row:
     spec = service.spec
-    live = [t for t in tasks if t.desired_state <= objects.TASK_STATE_RUNNING]
+    live = [t for t in tasks if is_live(t)]
     running = sum(1 for t in live if t.status.state == objects.TASK_STATE_RUNNING)
     glob = spec.mode == objects.ServiceSpec.MODE_GLOBAL
     return {

@@ -17,7 +17,7 @@ from typing import TypeVar
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from podium.manager.store import _codec
-from podium.manager.store._base import CLASSES, Change, Kind, QueueWatch, ReadTx, WriteTx
+from podium.manager.store._base import CLASSES, QueueWatch, ReadTx, WriteTx
 from podium.manager.store._memory import ReadView, Tables, Transaction
 
 T = TypeVar("T")
@@ -112,11 +112,3 @@ class SqliteStore:
             self._closed = True
             self._db.close()
 
-
-def count(store: SqliteStore, kind: Kind) -> int:
-    """Number of stored objects of a kind (for tests and diagnostics)."""
-    row = store._db.execute("SELECT COUNT(*) FROM objects WHERE kind = ?", (kind,)).fetchone()
-    return int(row[0])
-
-
-__all__ = ["Change", "SqliteStore", "count"]
