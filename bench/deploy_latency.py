@@ -27,23 +27,21 @@ import argparse
 import asyncio
 import json
 import pathlib
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import aiodocker
 import aiohttp
 
-from tests.helpers import IMAGE, Cluster, docker, eventually
+from tests.helpers import IMAGE, Cluster, docker, eventually, one_node_cluster
 
 NODE = "bench-node"
 SERVICE = "bench"
@@ -173,10 +171,6 @@ def measure(
     return samples
 
 
-def _raise_interrupt(signum: int, frame: object) -> NoReturn:
-    raise KeyboardInterrupt
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -185,24 +179,15 @@ def main() -> int:
     args = parser.parse_args()
     if args.trials < 1 or not 1 <= args.replicas <= 100:
         parser.error("--trials >= 1 and 1 <= --replicas <= 100")
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode:
-        subprocess.run(["deploy/build-image.sh"], check=True)
-
     run_id = f"{int(time.time())}"
-    with tempfile.TemporaryDirectory(prefix="podium-bench-") as tmp:
-        root = pathlib.Path(tmp)
-        cluster = Cluster(root)
-        try:
-            cluster.start_manager()
-            cluster.start_agent(NODE)
+    try:
+        with one_node_cluster(NODE, prefix="podium-bench-") as (cluster, root):
             samples = measure(cluster, root, args.trials, args.replicas, run_id)
-        except KeyboardInterrupt:
-            print("interrupted; cleaning up", file=sys.stderr)
-            return 130
-        finally:
-            cluster.close()
-            remove_raw(run_id)
+    except KeyboardInterrupt:
+        print("interrupted; cleaned up", file=sys.stderr)
+        return 130
+    finally:
+        remove_raw(run_id)
 
     med = {k: statistics.median(v) for k, v in samples.items()}
     n = args.replicas

@@ -24,18 +24,15 @@ import argparse
 import json
 import os
 import pathlib
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import NoReturn
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from tests.helpers import IMAGE, Cluster, eventually
+from tests.helpers import IMAGE, eventually, one_node_cluster
 
 NODE = "bench-node"
 REPLICAS = 3
@@ -97,10 +94,6 @@ def observe(processes: list[Watched], window: float) -> float:
     return elapsed
 
 
-def _raise_interrupt(signum: int, frame: object) -> NoReturn:
-    raise KeyboardInterrupt
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -115,17 +108,9 @@ def main() -> int:
     args = parser.parse_args()
     if not (0 <= args.settle <= 120 and 1 <= args.window <= 300):
         parser.error("0 <= --settle <= 120 and 1 <= --window <= 300")
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode:
-        subprocess.run(["deploy/build-image.sh"], check=True)
-
     floor = subprocess.Popen([sys.executable, "-c", FLOOR_CODE], start_new_session=True)
-    with tempfile.TemporaryDirectory(prefix="podium-bench-") as tmp:
-        root = pathlib.Path(tmp)
-        cluster = Cluster(root)
-        try:
-            cluster.start_manager()
-            cluster.start_agent(NODE)
+    try:
+        with one_node_cluster(NODE, prefix="podium-bench-") as (cluster, root):
             if args.with_service:
                 (root / "stack.yaml").write_text(STACK)
                 cluster.ok("deploy", "-f", str(root / "stack.yaml"))
@@ -144,13 +129,12 @@ def main() -> int:
             peaks = {w.name: status_value(w.pid, "VmHWM") for w in watched}
             threads = {w.name: status_value(w.pid, "Threads") for w in watched}
             still_ready = cluster.node_state(NODE) == "ready"
-        except KeyboardInterrupt:
-            print("interrupted; cleaning up", file=sys.stderr)
-            return 130
-        finally:
-            cluster.close()
-            floor.kill()
-            floor.wait()
+    except KeyboardInterrupt:
+        print("interrupted; cleaned up", file=sys.stderr)
+        return 130
+    finally:
+        floor.kill()
+        floor.wait()
 
     rss_mb = {w.name: statistics.median(w.rss_kib) / 1024 for w in watched}
     cpu_pct = {w.name: 100 * (w.cpu_end - w.cpu_start) / elapsed for w in watched}

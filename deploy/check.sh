@@ -11,6 +11,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 MARKER=var/dockerd.started-by-bootstrap
 
 say() { printf 'check: %s\n' "$*"; }
+# shellcheck source=deploy/lib.sh
+source deploy/lib.sh
 
 engine_answers() {
     timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1
@@ -34,14 +36,8 @@ stop_our_engine() {
             systemctl stop docker docker.socket || true
         elif [[ $pid =~ ^[0-9]+$ && "$(cat "/proc/$pid/comm" 2>/dev/null)" == dockerd ]]; then
             say "stopping the Docker engine this run started (dockerd pid $pid)"
-            kill -TERM "$pid" 2>/dev/null || true
             # dockerd stops its containers first (up to its 15 s shutdown timeout each batch).
-            local deadline=$((SECONDS + 40))
-            while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-            if kill -0 "$pid" 2>/dev/null; then
-                say "dockerd did not exit within 40s: killing it"
-                kill -KILL "$pid" 2>/dev/null || true
-            fi
+            terminate_pid dockerd "$pid" 40
         fi
         rm -f -- "$MARKER"
     fi

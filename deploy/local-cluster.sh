@@ -23,6 +23,8 @@ PODIUM=("$PODIUM_BIN" --manager "$MANAGER_ADDR")
 
 say() { printf 'local-cluster: %s\n' "$*"; }
 die() { printf 'local-cluster: ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=deploy/lib.sh
+source "$REPO/deploy/lib.sh"
 
 # Pid from var/NAME.pid if it names a live podium process (not a recycled pid), else fail.
 live_pid() {
@@ -157,13 +159,7 @@ stop_process() {
         return
     fi
     say "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + 10))
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-    if kill -0 "$pid" 2>/dev/null; then
-        say "$name did not exit within 10s: killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
+    terminate_pid "$name" "$pid" 10
     rm -f -- "$VAR/$name.pid"
 }
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import IMAGE, REPO, Cluster
+from tests.helpers import IMAGE, Cluster, ensure_image
 
 
 def _engine_answers() -> bool:
@@ -20,8 +20,7 @@ def engine() -> None:
     """A real Docker engine with the test image. Tests that need one fail (not skip)
     without it: deploy/check.sh starts it."""
     assert _engine_answers(), "no Docker engine answers: run deploy/bootstrap.sh first"
-    subprocess.run(["bash", str(REPO / "deploy" / "build-image.sh")], check=True,
-                   capture_output=True)
+    ensure_image()
     out = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True)
     assert out.returncode == 0, f"image {IMAGE} missing after deploy/build-image.sh"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -9,9 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn, TypeVar
 
 T = TypeVar("T")
 
@@ -35,6 +37,34 @@ def eventually(fn: Callable[[], T], *, timeout: float = 30.0, interval: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout:g} s; last: {last!r}")
         time.sleep(interval)
+
+
+def ensure_image() -> str:
+    """Builds the test image unless the engine has it (deploy/build-image.sh is idempotent)."""
+    subprocess.run(["bash", str(REPO / "deploy" / "build-image.sh")], check=True,
+                   capture_output=True, timeout=120)
+    return IMAGE
+
+
+@contextlib.contextmanager
+def one_node_cluster(node: str, *, prefix: str) -> Iterator[tuple[Cluster, pathlib.Path]]:
+    """A manager and one agent in a temporary directory, for benchmarks; SIGTERM arrives as
+    KeyboardInterrupt so that the cluster is always torn down."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    ensure_image()
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        root = pathlib.Path(tmp)
+        cluster = Cluster(root)
+        try:
+            cluster.start_manager()
+            cluster.start_agent(node)
+            yield cluster, root
+        finally:
+            cluster.close()
+
+
+def _raise_interrupt(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt
 
 
 def free_port() -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import pathlib
 import subprocess
 import time
 import uuid
@@ -26,17 +25,15 @@ from podium.agent.executor import (
     ExecutorError,
 )
 from podium.v1 import objects
+from tests.helpers import IMAGE, ensure_image
 
 pytestmark = pytest.mark.engine
 
-IMAGE = "podium/web:latest"
-BUILD_IMAGE = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "build-image.sh"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def image() -> str:
-    subprocess.run([str(BUILD_IMAGE)], check=True, capture_output=True, timeout=120)
-    return IMAGE
+    return ensure_image()
 
 
 def _remove_node_containers(node_id: str) -> None:
