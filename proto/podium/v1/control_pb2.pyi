@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from podium.v1 import dispatcher_pb2 as _dispatcher_pb2
 from podium.v1 import objects_pb2 as _objects_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -102,6 +103,54 @@ class ListNodesResponse(_message.Message):
     NODES_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Node]
     def __init__(self, nodes: _Optional[_Iterable[_Union[_objects_pb2.Node, _Mapping]]] = ...) -> None: ...
+
+class GetLoadRequest(_message.Message):
+    __slots__ = ("history",)
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    history: int
+    def __init__(self, history: _Optional[int] = ...) -> None: ...
+
+class LoadSample(_message.Message):
+    __slots__ = ("time", "cpu_cores", "memory_bytes", "memory_share")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    CPU_CORES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_SHARE_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    cpu_cores: float
+    memory_bytes: int
+    memory_share: float
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cpu_cores: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., memory_share: _Optional[float] = ...) -> None: ...
+
+class GetLoadResponse(_message.Message):
+    __slots__ = ("nodes", "tasks")
+    class Node(_message.Message):
+        __slots__ = ("node_id", "latest", "time", "history")
+        NODE_ID_FIELD_NUMBER: _ClassVar[int]
+        LATEST_FIELD_NUMBER: _ClassVar[int]
+        TIME_FIELD_NUMBER: _ClassVar[int]
+        HISTORY_FIELD_NUMBER: _ClassVar[int]
+        node_id: str
+        latest: _dispatcher_pb2.NodeLoad
+        time: _timestamp_pb2.Timestamp
+        history: _containers.RepeatedCompositeFieldContainer[LoadSample]
+        def __init__(self, node_id: _Optional[str] = ..., latest: _Optional[_Union[_dispatcher_pb2.NodeLoad, _Mapping]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., history: _Optional[_Iterable[_Union[LoadSample, _Mapping]]] = ...) -> None: ...
+    class Task(_message.Message):
+        __slots__ = ("task_id", "latest", "time", "history")
+        TASK_ID_FIELD_NUMBER: _ClassVar[int]
+        LATEST_FIELD_NUMBER: _ClassVar[int]
+        TIME_FIELD_NUMBER: _ClassVar[int]
+        HISTORY_FIELD_NUMBER: _ClassVar[int]
+        task_id: str
+        latest: _dispatcher_pb2.TaskLoad
+        time: _timestamp_pb2.Timestamp
+        history: _containers.RepeatedCompositeFieldContainer[LoadSample]
+        def __init__(self, task_id: _Optional[str] = ..., latest: _Optional[_Union[_dispatcher_pb2.TaskLoad, _Mapping]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., history: _Optional[_Iterable[_Union[LoadSample, _Mapping]]] = ...) -> None: ...
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[GetLoadResponse.Node]
+    tasks: _containers.RepeatedCompositeFieldContainer[GetLoadResponse.Task]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[GetLoadResponse.Node, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[GetLoadResponse.Task, _Mapping]]] = ...) -> None: ...
 
 class WatchEventsRequest(_message.Message):
     __slots__ = ("kinds",)

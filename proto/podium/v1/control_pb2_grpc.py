@@ -84,6 +84,11 @@ class ControlStub:
                 request_serializer=podium_dot_v1_dot_control__pb2.ListNodesRequest.SerializeToString,
                 response_deserializer=podium_dot_v1_dot_control__pb2.ListNodesResponse.FromString,
                 _registered_method=True)
+        self.GetLoad = channel.unary_unary(
+                '/podium.v1.Control/GetLoad',
+                request_serializer=podium_dot_v1_dot_control__pb2.GetLoadRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__pb2.GetLoadResponse.FromString,
+                _registered_method=True)
         self.WatchEvents = channel.unary_stream(
                 '/podium.v1.Control/WatchEvents',
                 request_serializer=podium_dot_v1_dot_control__pb2.WatchEventsRequest.SerializeToString,
@@ -164,6 +169,14 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLoad(self, request, context):
+        """The latest load of nodes and tasks with a short history, as agents
+        report it. Callers: anyone. Read-only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchEvents(self, request, context):
         """Streams every change to nodes, services and tasks from now on.
         Callers: anyone. Read-only.
@@ -224,6 +237,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.ListNodes,
                     request_deserializer=podium_dot_v1_dot_control__pb2.ListNodesRequest.FromString,
                     response_serializer=podium_dot_v1_dot_control__pb2.ListNodesResponse.SerializeToString,
+            ),
+            'GetLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLoad,
+                    request_deserializer=podium_dot_v1_dot_control__pb2.GetLoadRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__pb2.GetLoadResponse.SerializeToString,
             ),
             'WatchEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchEvents,
@@ -501,6 +519,33 @@ class Control:
             '/podium.v1.Control/ListNodes',
             podium_dot_v1_dot_control__pb2.ListNodesRequest.SerializeToString,
             podium_dot_v1_dot_control__pb2.ListNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.Control/GetLoad',
+            podium_dot_v1_dot_control__pb2.GetLoadRequest.SerializeToString,
+            podium_dot_v1_dot_control__pb2.GetLoadResponse.FromString,
             options,
             channel_credentials,
             insecure,

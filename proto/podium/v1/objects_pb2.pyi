@@ -26,6 +26,13 @@ class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_STATE_REJECTED: _ClassVar[TaskState]
     TASK_STATE_ORPHANED: _ClassVar[TaskState]
     TASK_STATE_REMOVED: _ClassVar[TaskState]
+
+class Health(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HEALTH_NONE: _ClassVar[Health]
+    HEALTH_STARTING: _ClassVar[Health]
+    HEALTH_HEALTHY: _ClassVar[Health]
+    HEALTH_UNHEALTHY: _ClassVar[Health]
 TASK_STATE_NEW: TaskState
 TASK_STATE_PENDING: TaskState
 TASK_STATE_ASSIGNED: TaskState
@@ -39,6 +46,10 @@ TASK_STATE_FAILED: TaskState
 TASK_STATE_REJECTED: TaskState
 TASK_STATE_ORPHANED: TaskState
 TASK_STATE_REMOVED: TaskState
+HEALTH_NONE: Health
+HEALTH_STARTING: Health
+HEALTH_HEALTHY: Health
+HEALTH_UNHEALTHY: Health
 
 class Meta(_message.Message):
     __slots__ = ("version", "created", "updated")
@@ -98,8 +109,74 @@ class PortConfig(_message.Message):
     host_ip: str
     def __init__(self, protocol: _Optional[_Union[PortConfig.Protocol, str]] = ..., target_port: _Optional[int] = ..., published_port: _Optional[int] = ..., mode: _Optional[_Union[PortConfig.PublishMode, str]] = ..., host_ip: _Optional[str] = ...) -> None: ...
 
+class HealthCheck(_message.Message):
+    __slots__ = ("test", "interval", "timeout", "retries", "start_period", "start_interval")
+    TEST_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    START_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    START_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    test: _containers.RepeatedScalarFieldContainer[str]
+    interval: _duration_pb2.Duration
+    timeout: _duration_pb2.Duration
+    retries: int
+    start_period: _duration_pb2.Duration
+    start_interval: _duration_pb2.Duration
+    def __init__(self, test: _Optional[_Iterable[str]] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retries: _Optional[int] = ..., start_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., start_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class Probe(_message.Message):
+    __slots__ = ("kind", "port", "path", "status_min", "status_max", "interval", "timeout", "retries", "start_period", "start_interval")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_HTTP: _ClassVar[Probe.Kind]
+        KIND_TCP: _ClassVar[Probe.Kind]
+    KIND_HTTP: Probe.Kind
+    KIND_TCP: Probe.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    STATUS_MIN_FIELD_NUMBER: _ClassVar[int]
+    STATUS_MAX_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    START_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    START_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    kind: Probe.Kind
+    port: int
+    path: str
+    status_min: int
+    status_max: int
+    interval: _duration_pb2.Duration
+    timeout: _duration_pb2.Duration
+    retries: int
+    start_period: _duration_pb2.Duration
+    start_interval: _duration_pb2.Duration
+    def __init__(self, kind: _Optional[_Union[Probe.Kind, str]] = ..., port: _Optional[int] = ..., path: _Optional[str] = ..., status_min: _Optional[int] = ..., status_max: _Optional[int] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retries: _Optional[int] = ..., start_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., start_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class RestartPolicy(_message.Message):
+    __slots__ = ("condition", "delay", "max_attempts", "window")
+    class Condition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        CONDITION_ANY: _ClassVar[RestartPolicy.Condition]
+        CONDITION_ON_FAILURE: _ClassVar[RestartPolicy.Condition]
+        CONDITION_NONE: _ClassVar[RestartPolicy.Condition]
+    CONDITION_ANY: RestartPolicy.Condition
+    CONDITION_ON_FAILURE: RestartPolicy.Condition
+    CONDITION_NONE: RestartPolicy.Condition
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    DELAY_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    condition: RestartPolicy.Condition
+    delay: _duration_pb2.Duration
+    max_attempts: int
+    window: _duration_pb2.Duration
+    def __init__(self, condition: _Optional[_Union[RestartPolicy.Condition, str]] = ..., delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_attempts: _Optional[int] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
 class ContainerSpec(_message.Message):
-    __slots__ = ("image", "command", "entrypoint", "env", "labels", "init", "stop_grace_period")
+    __slots__ = ("image", "command", "entrypoint", "env", "labels", "init", "stop_grace_period", "healthcheck")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +198,7 @@ class ContainerSpec(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     INIT_FIELD_NUMBER: _ClassVar[int]
     STOP_GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    HEALTHCHECK_FIELD_NUMBER: _ClassVar[int]
     image: str
     command: _containers.RepeatedScalarFieldContainer[str]
     entrypoint: _containers.RepeatedScalarFieldContainer[str]
@@ -128,10 +206,11 @@ class ContainerSpec(_message.Message):
     labels: _containers.ScalarMap[str, str]
     init: bool
     stop_grace_period: _duration_pb2.Duration
-    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., init: _Optional[bool] = ..., stop_grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    healthcheck: HealthCheck
+    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., init: _Optional[bool] = ..., stop_grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., healthcheck: _Optional[_Union[HealthCheck, _Mapping]] = ...) -> None: ...
 
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "labels", "container", "mode", "replicas", "resources", "placement", "ports", "stack")
+    __slots__ = ("name", "labels", "container", "mode", "replicas", "resources", "placement", "ports", "stack", "probe", "restart_policy")
     class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         MODE_REPLICATED: _ClassVar[ServiceSpec.Mode]
@@ -154,6 +233,8 @@ class ServiceSpec(_message.Message):
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     STACK_FIELD_NUMBER: _ClassVar[int]
+    PROBE_FIELD_NUMBER: _ClassVar[int]
+    RESTART_POLICY_FIELD_NUMBER: _ClassVar[int]
     name: str
     labels: _containers.ScalarMap[str, str]
     container: ContainerSpec
@@ -163,7 +244,9 @@ class ServiceSpec(_message.Message):
     placement: Placement
     ports: _containers.RepeatedCompositeFieldContainer[PortConfig]
     stack: str
-    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., container: _Optional[_Union[ContainerSpec, _Mapping]] = ..., mode: _Optional[_Union[ServiceSpec.Mode, str]] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., stack: _Optional[str] = ...) -> None: ...
+    probe: Probe
+    restart_policy: RestartPolicy
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., container: _Optional[_Union[ContainerSpec, _Mapping]] = ..., mode: _Optional[_Union[ServiceSpec.Mode, str]] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., stack: _Optional[str] = ..., probe: _Optional[_Union[Probe, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ...) -> None: ...
 
 class Service(_message.Message):
     __slots__ = ("id", "meta", "spec", "spec_version")
@@ -189,8 +272,18 @@ class PortBinding(_message.Message):
     host_ip: str
     def __init__(self, protocol: _Optional[_Union[PortConfig.Protocol, str]] = ..., target_port: _Optional[int] = ..., published_port: _Optional[int] = ..., host_ip: _Optional[str] = ...) -> None: ...
 
+class TaskEvent(_message.Message):
+    __slots__ = ("time", "kind", "message")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    kind: str
+    message: str
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
 class TaskStatus(_message.Message):
-    __slots__ = ("state", "timestamp", "message", "err", "container_id", "exit_code", "ports")
+    __slots__ = ("state", "timestamp", "message", "err", "container_id", "exit_code", "ports", "health", "ready", "restarts", "history")
     STATE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -198,6 +291,10 @@ class TaskStatus(_message.Message):
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
     state: TaskState
     timestamp: _timestamp_pb2.Timestamp
     message: str
@@ -205,7 +302,11 @@ class TaskStatus(_message.Message):
     container_id: str
     exit_code: int
     ports: _containers.RepeatedCompositeFieldContainer[PortBinding]
-    def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., container_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[PortBinding, _Mapping]]] = ...) -> None: ...
+    health: Health
+    ready: bool
+    restarts: int
+    history: _containers.RepeatedCompositeFieldContainer[TaskEvent]
+    def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., container_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[PortBinding, _Mapping]]] = ..., health: _Optional[_Union[Health, str]] = ..., ready: _Optional[bool] = ..., restarts: _Optional[int] = ..., history: _Optional[_Iterable[_Union[TaskEvent, _Mapping]]] = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("id", "meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "attempt", "not_before")
