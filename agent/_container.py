@@ -94,6 +94,8 @@ def container_config(task: objects.Task, node_id: str) -> dict[str, Any]:
         config["Env"] = [f"{key}={value}" for key, value in sorted(container.env.items())]
     if container.init:
         host_config["Init"] = True
+    if container.HasField("healthcheck"):
+        config["Healthcheck"] = healthcheck_config(container.healthcheck)
 
     limits = spec.resources.limits
     if limits.nano_cpus > 0:
@@ -114,6 +116,19 @@ def container_config(task: objects.Task, node_id: str) -> dict[str, Any]:
     return config
 
 
+def healthcheck_config(check: objects.HealthCheck) -> dict[str, Any]:
+    """The engine's Healthcheck document; unset durations are left to the engine's defaults.
+    StartInterval needs engine API 1.44: older engines ignore it."""
+    config: dict[str, Any] = {"Test": list(check.test)}
+    for field, key in (("interval", "Interval"), ("timeout", "Timeout"),
+                       ("start_period", "StartPeriod"), ("start_interval", "StartInterval")):
+        if check.HasField(field):
+            config[key] = getattr(check, field).ToNanoseconds()
+    if check.retries:
+        config["Retries"] = check.retries
+    return config
+
+
 def container_state(inspected: Mapping[str, Any]) -> ContainerState:
     """A ContainerState from the engine's GET /containers/{id}/json document."""
     state: Mapping[str, Any] = inspected.get("State") or {}
@@ -127,6 +142,10 @@ def container_state(inspected: Mapping[str, Any]) -> ContainerState:
     if not running and raw_exit is not None and (started_at is not None or raw_exit != 0):
         exit_code = int(raw_exit)
     network: Mapping[str, Any] = inspected.get("NetworkSettings") or {}
+    health: Mapping[str, Any] = state.get("Health") or {}
+    log = health.get("Log") or []
+    last_output = str(log[-1].get("Output") or "").strip() if log else ""
+    addresses = [str(n.get("IPAddress") or "") for n in (network.get("Networks") or {}).values()]
     return ContainerState(
         container_id=str(inspected.get("Id", "")),
         task_id=labels.get(LABEL_TASK, ""),
@@ -138,6 +157,10 @@ def container_state(inspected: Mapping[str, Any]) -> ContainerState:
         started_at=started_at,
         finished_at=None if running else parse_time(state.get("FinishedAt", "")),
         ports=port_bindings(network.get("Ports") or {}),
+        health=str(health.get("Status") or "") if running else "",
+        health_output=last_output[-200:],
+        pid=int(state.get("Pid") or 0),
+        ip_address=str(network.get("IPAddress") or next((a for a in addresses if a), "")),
     )
 
 
@@ -170,6 +193,7 @@ def container_event(message: Mapping[str, Any]) -> ContainerEvent | None:
     if message.get("Type") != "container":
         return None
     action = message.get("Action") or message.get("status") or ""
+    action = action.partition(":")[0]  # "health_status: healthy"
     if action not in ENGINE_ACTIONS:
         return None  # exec_*, health_status: ..., attach, kill, stop ...
     actor: Mapping[str, Any] = message.get("Actor") or {}

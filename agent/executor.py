@@ -40,10 +40,14 @@ ACTION_START = "start"
 ACTION_DIE = "die"
 ACTION_OOM = "oom"
 ACTION_DESTROY = "destroy"
+# The engine-run health check changed state ("health_status: healthy" from the engine).
+ACTION_HEALTH = "health_status"
 # Not from the engine: the event stream was (re)connected; re-list to catch up.
 ACTION_RESYNC = "resync"
 
-ENGINE_ACTIONS = frozenset({ACTION_CREATE, ACTION_START, ACTION_DIE, ACTION_OOM, ACTION_DESTROY})
+ENGINE_ACTIONS = frozenset(
+    {ACTION_CREATE, ACTION_START, ACTION_DIE, ACTION_OOM, ACTION_DESTROY, ACTION_HEALTH}
+)
 
 
 class ExecutorError(Exception):
@@ -77,6 +81,13 @@ class ContainerState:
     # Actual host bindings (the engine chose published_port where the spec said 0); one entry
     # per host address the engine bound, e.g. both 0.0.0.0 and :: for one port.
     ports: tuple[objects.PortBinding, ...]
+    # The engine-run health check: "" (none), "starting", "healthy" or "unhealthy", and the
+    # output of the last failed run.
+    health: str = ""
+    health_output: str = ""
+    # The container's init pid (0 when not running) and its address on its network.
+    pid: int = 0
+    ip_address: str = ""
 
 
 @dataclass(slots=True, frozen=True)

@@ -211,9 +211,14 @@ def test_events_map_task_id_exit_code_and_time() -> None:
     assert start is not None and start.exit_code is None
 
 
-@pytest.mark.parametrize("action", ["exec_start: sh -c true", "health_status: healthy", "kill"])
+@pytest.mark.parametrize("action", ["exec_start: sh -c true", "kill"])
 def test_other_container_actions_are_dropped(action: str) -> None:
     assert container_event(event(action)) is None
+
+
+def test_health_status_events_are_kept_without_their_detail() -> None:
+    health = container_event(event("health_status: unhealthy"))
+    assert health is not None and health.action == "health_status"
 
 
 def test_non_container_events_are_dropped() -> None:
@@ -225,3 +230,32 @@ def test_parse_time_zero_and_junk_are_none() -> None:
     assert parse_time("") is None
     assert parse_time("yesterday") is None
     assert parse_time("1970-01-01T00:00:01.5Z") == 1.5
+
+
+def test_healthcheck_translates_set_fields_only() -> None:
+    t = task()
+    check = t.spec.container.healthcheck
+    check.test.extend(["CMD-SHELL", "wget -qO- http://127.0.0.1/ || exit 1"])
+    check.interval.FromMilliseconds(500)
+    check.retries = 2
+    config = container_config(t, "node-a")
+    assert config["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "wget -qO- http://127.0.0.1/ || exit 1"],
+        "Interval": 500_000_000,
+        "Retries": 2,
+    }
+    assert "Healthcheck" not in container_config(task(), "node-a")
+
+
+def test_state_carries_health_pid_and_address() -> None:
+    inspected = {
+        "Id": "c1",
+        "Name": "/web.1.t1",
+        "Config": {"Labels": {LABEL_TASK: "t1"}},
+        "State": {"Running": True, "Pid": 4242, "StartedAt": "2026-01-01T00:00:00Z",
+                  "Health": {"Status": "unhealthy", "Log": [{"Output": "boom\n"}]}},
+        "NetworkSettings": {"IPAddress": "", "Networks": {"bridge": {"IPAddress": "172.17.0.9"}}},
+    }
+    state = container_state(inspected)
+    assert (state.health, state.health_output, state.pid, state.ip_address) == (
+        "unhealthy", "boom", 4242, "172.17.0.9")
