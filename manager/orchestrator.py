@@ -6,8 +6,9 @@ RUNNING; the orchestrator ends a task by lowering its desired state (SHUTDOWN
 to keep it as history, REMOVED to have it deleted once its container is gone)
 and never deletes tasks itself.
 
-A live task whose status reached a final state (exited, failed, rejected) is
-replaced in the same slot by a new task that may not be placed before a
+Agents restart containers in place; a live task whose status reached a final
+state (its agent gave up, or it could not start) is replaced, as its restart
+policy allows, in the same slot by a new task that may not be placed before a
 restart delay growing with each consecutive attempt (0.5 s doubling to 5 min),
 so a task that can never start is retried without spinning; a task that ran for
 a minute before it ended starts the count over.
@@ -42,14 +43,29 @@ def restart_delay(attempt: int) -> float:
 
 
 def next_attempt(task: objects.Task) -> int:
-    """Attempt number of a finished task's replacement: consecutive failures grow the restart
-    delay, but a task that ran for RESET_AFTER_S starts the count over."""
+    """Attempt number of a finished task's replacement. Attempts count the agent's restarts in
+    place and the manager's replacements; they grow the restart delay, but a task that ran for
+    the policy's window (else RESET_AFTER_S) starts the count over."""
     lived = (
         ids.seconds(task.status.timestamp)
         - ids.seconds(task.meta.created)
         - restart_delay(task.attempt)
     )
-    return 1 if lived > RESET_AFTER_S else task.attempt + 1
+    window = task.spec.restart_policy.window.ToNanoseconds() / 1e9 or RESET_AFTER_S
+    return 1 if lived > window else task.attempt + task.status.restarts + 1
+
+
+def may_replace(task: objects.Task) -> bool:
+    """Whether the restart policy lets the manager replace a task that ended on its own."""
+    policy = task.spec.restart_policy
+    if policy.condition == objects.RestartPolicy.CONDITION_NONE:
+        return False
+    if (policy.condition == objects.RestartPolicy.CONDITION_ON_FAILURE
+            and task.status.state == objects.TASK_STATE_COMPLETE):
+        return False
+    if policy.max_attempts and next_attempt(task) > policy.max_attempts:
+        return False
+    return True
 
 
 def node_is_eligible(node: objects.Node) -> bool:
@@ -132,12 +148,13 @@ class Orchestrator(ReconcileLoop):
             if not is_live(task):
                 continue
             finished = has_finished(task)
-            if not finished and task.spec_version == service.spec_version:
-                continue
+            outdated = task.spec_version != service.spec_version
+            if not outdated and (not finished or not may_replace(task)):
+                continue  # running, or ended for good: it keeps its slot
             # Finished (restart it) or outdated (replace it, stopping it first).
             _end(tx, task, SHUTDOWN)
             if service.spec.mode == GLOBAL or task.slot <= service.spec.replicas:
-                attempt = next_attempt(task) if finished else 0
+                attempt = next_attempt(task) if finished and not outdated else 0
                 node_id = task.node_id if service.spec.mode == GLOBAL else ""
                 tx.create(new_task(service, slot=task.slot, node_id=node_id, attempt=attempt))
         live = [t for t in tx.tasks_of_service(service_id) if is_live(t)]

@@ -17,6 +17,7 @@ from podium.manager.taskstate import has_finished, holds_resources, is_pending
 from podium.v1 import objects
 
 _ALL = "*"
+FAILURE_MEMORY_S = 300.0
 
 
 class Scheduler(ReconcileLoop):
@@ -44,11 +45,26 @@ class Scheduler(ReconcileLoop):
         if not pending:
             return
         placed = [t for t in tasks if holds_resources(t) and not is_pending(t)]
-        plan = scheduling.schedule(list(view.nodes()), placed, pending, time.time())
+        now = time.time()
+        plan = scheduling.schedule(
+            list(view.nodes()), placed, pending, now, failures=recent_failures(tasks, now)
+        )
         if plan.wake_at is not None:
             self.wake_at(plan.wake_at)
         if plan.placed or plan.unplaced:
             await self._store.update(lambda tx: commit_plan(tx, plan))
+
+
+def recent_failures(tasks: list[objects.Task], now: float) -> set[tuple[str, str]]:
+    """(service id, node id) pairs where a task of the service failed within FAILURE_MEMORY_S:
+    a replacement tries those nodes last."""
+    return {
+        (t.service_id, t.node_id)
+        for t in tasks
+        if t.node_id
+        and t.status.state == objects.TASK_STATE_FAILED
+        and now - ids.seconds(t.status.timestamp) < FAILURE_MEMORY_S
+    }
 
 
 def commit_plan(tx: WriteTx, plan: scheduling.Plan) -> int:

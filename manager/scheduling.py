@@ -15,7 +15,8 @@ no clock (``now`` is unix seconds). The caller commits the plan and re-checks it
 A node takes a task when it passes every filter: ready, active, the task's placement constraints,
 free cpu, free memory and free host ports (a task reserving nothing fits anywhere on resources;
 host ports conflict on protocol and published port, whatever the host_ip).
-Among those nodes the scheduler spreads: fewest tasks of the same service, then fewest tasks, then
+Among those nodes the scheduler prefers nodes where the task's service has not failed recently
+(the `failures` argument), then spreads: fewest tasks of the same service, then fewest tasks, then
 lowest node id. Placements made earlier in the same call count like existing tasks.
 
 The plan depends on the inputs' contents, not their order: pending tasks are handled pinned ones
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from podium.v1 import objects
@@ -167,8 +168,12 @@ def schedule(
     tasks: Iterable[objects.Task],
     pending: Iterable[objects.Task],
     now: float,
+    failures: Collection[tuple[str, str]] = (),
 ) -> Plan:
-    """Place what fits of ``pending`` on ``nodes``, given the running ``tasks``; see the module."""
+    """Place what fits of ``pending`` on ``nodes``, given the running ``tasks``; see the module.
+
+    ``failures`` holds (service id, node id) pairs where the service failed recently: such a
+    node is tried last for that service's tasks."""
     plan = Plan()
     to_place: dict[str, objects.Task] = {}
     delayed: set[str] = set()
@@ -214,7 +219,7 @@ def schedule(
         if isinstance(filtered, str):
             _fail(plan, group.tasks, filtered)
         else:
-            _place(plan, group, *filtered)
+            _place(plan, group, *filtered, failures=failures)
     return plan
 
 
@@ -260,10 +265,11 @@ def _filter(nodes: Iterable[_NodeState], exprs: tuple[str, ...]
 
 
 def _place(plan: Plan, group: _Group, candidates: list[_NodeState],
-           rejected: dict[_Rejection, int]) -> None:
+           rejected: dict[_Rejection, int], *, failures: Collection[tuple[str, str]]) -> None:
     sid, cpu, memory, ports = group.service_id, group.cpu, group.memory, group.ports
     # group.shortfall(n) is None, inlined: this scan is the cost of a group.
-    heap = [(n.per_service.get(sid, 0), n.total, n.id, i) for i, n in enumerate(candidates)
+    heap = [((sid, n.id) in failures, n.per_service.get(sid, 0), n.total, n.id, i)
+            for i, n in enumerate(candidates)
             if (not cpu or n.free_cpu >= cpu) and (not memory or n.free_memory >= memory)
             and n.ports.isdisjoint(ports)]
     heapq.heapify(heap)
@@ -274,11 +280,12 @@ def _place(plan: Plan, group: _Group, candidates: list[_NodeState],
         if not heap:
             _fail(plan, group.tasks[done:], _reason(group, candidates, rejected))
             return
-        node = candidates[heap[0][3]]
+        top = heap[0]
+        node = candidates[top[4]]
         node.add(sid, cpu, memory, ports)
         plan.placed.append(Decision(task.id, node.id))
         if group.shortfall(node) is None:
-            heapq.heapreplace(heap, (node.per_service[sid], node.total, node.id, heap[0][3]))
+            heapq.heapreplace(heap, (top[0], node.per_service[sid], node.total, node.id, top[4]))
         else:
             heapq.heappop(heap)
 

@@ -352,3 +352,12 @@ def test_ingress_published_port_also_occupies_the_node() -> None:
     plan = schedule(nodes, [], pending, NOW)
     assert sorted(placements(plan).values()) == ["n1", "n2"]
     assert plan.unplaced[0].reason == "host port 8080/tcp in use (2 nodes)"
+
+
+def test_nodes_where_the_service_failed_recently_are_tried_last() -> None:
+    nodes = [node("n1"), node("n2"), node("n3")]
+    plan = schedule(nodes, [], replicas(1), NOW, failures={("web", "n1")})
+    assert list(placements(plan).values()) == ["n2"]
+    # Still used when nothing else fits.
+    plan = schedule(nodes[:1], [], replicas(1), NOW, failures={("web", "n1")})
+    assert list(placements(plan).values()) == ["n1"]
