@@ -13,6 +13,8 @@ import pathlib
 import secrets
 
 from podium.agent.executor import Executor
+from podium.agent.load import LoadSampler
+from podium.agent.loadreport import LoadReporter
 from podium.agent.reporter import Reporter
 from podium.agent.session import Session
 from podium.agent.worker import Worker
@@ -53,12 +55,14 @@ class Agent:
         self._executor = executor
         self._reporter = Reporter()
         self._worker = Worker(executor=executor, reporter=self._reporter)
+        load = LoadReporter(sampler=LoadSampler(), running=self._worker.running_pids)
         self._session = Session(
             manager=manager,
             node_id=node_id,
             describe=self._describe,
             on_assignments=self._worker.apply,
             reporter=self._reporter,
+            load=load.next_report,
         )
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -57,7 +57,7 @@ class RestartBook:
         base = _seconds(self.policy.delay)
         if streak <= 1:
             return base
-        return min(max(base, MIN_BACKOFF_S) * 2 ** min(streak - 1, 20), MAX_DELAY_S)
+        return float(min(max(base, MIN_BACKOFF_S) * 2 ** min(streak - 1, 20), MAX_DELAY_S))
 
     def decide(self, *, failed: bool, ran_for: float, now: float) -> Verdict:
         """Whether to restart a container that stopped on its own (`failed`: non-zero exit,

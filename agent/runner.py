@@ -1,30 +1,50 @@
 """TaskRunner: drives one task's container toward the task's desired state.
 
-Each step compares the desired state the manager sent with what the engine
-says of the container, does at most one thing about it, and reports the
-task's new status. Steps are idempotent, so a runner can start over at any
-point: after an agent restart it adopts the running container it finds
-instead of creating another. A task whose container exited is finished: the
-runner reports it and leaves the restart to the manager.
+Each step compares the desired state the manager sent with what the engine says of the
+container, does at most one thing about it, and reports the task's new status. Steps are
+idempotent, so a runner can start over at any point: after an agent restart it adopts the
+running container it finds instead of creating another.
+
+The runner also keeps the container healthy on its own, whether or not the manager is
+reachable: a container that stops without being asked to, or whose check (engine-run
+HEALTHCHECK or agent-run probe) reports it unhealthy, is restarted in place as the restart
+policy allows (podium.agent.restarts). The task stays RUNNING across restarts, with `restarts`
+counted and each one's reason in its history. When the policy says no more, the task ends
+(COMPLETE or FAILED) and the manager decides what follows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from collections import deque
+
+import aiohttp
 
 from podium.agent.executor import ContainerState, Executor, ExecutorError
+from podium.agent.probe import HealthTracker, Prober
 from podium.agent.reporter import Reporter
+from podium.agent.restarts import RestartBook
 from podium.v1 import objects
 
 log = logging.getLogger(__name__)
 
-S = objects
-RUNNING = S.TASK_STATE_RUNNING
-SHUTDOWN = S.TASK_STATE_SHUTDOWN
-REMOVED = S.TASK_STATE_REMOVED
+RUNNING = objects.TASK_STATE_RUNNING
+SHUTDOWN = objects.TASK_STATE_SHUTDOWN
+REMOVED = objects.TASK_STATE_REMOVED
+FAILED = objects.TASK_STATE_FAILED
 DEFAULT_STOP_GRACE_S = 10.0
 ENGINE_RETRY_S = 1.0
+HISTORY = 20
+
+_ENGINE_HEALTH: dict[str, int] = {
+    "starting": objects.HEALTH_STARTING,
+    "healthy": objects.HEALTH_HEALTHY,
+    "unhealthy": objects.HEALTH_UNHEALTHY,
+}
+_HEALTH_NAMES: dict[int, str] = {v: k for k, v in _ENGINE_HEALTH.items()}
 
 
 def stop_grace(task: objects.Task) -> float:
@@ -33,16 +53,14 @@ def stop_grace(task: objects.Task) -> float:
     return DEFAULT_STOP_GRACE_S
 
 
-def exited_status(state: ContainerState) -> tuple[int, str]:
-    """The task state and error for a container that is not running."""
+def exit_reason(state: ContainerState) -> tuple[bool, str]:
+    """Whether a stopped container failed, and why."""
     code = state.exit_code if state.exit_code is not None else -1
     if state.oom_killed:
-        return S.TASK_STATE_FAILED, f"out of memory (exit code {code})"
+        return True, f"out of memory (exit code {code})"
     if state.error:
-        return S.TASK_STATE_FAILED, state.error
-    if code == 0:
-        return S.TASK_STATE_COMPLETE, ""
-    return S.TASK_STATE_FAILED, f"exit code {code}"
+        return True, state.error
+    return code != 0, f"exit code {code}"
 
 
 class TaskRunner:
@@ -53,13 +71,24 @@ class TaskRunner:
         executor: Executor,
         reporter: Reporter,
         container_id: str = "",
+        http: aiohttp.ClientSession | None = None,
     ) -> None:
         self.task = task
         self._executor = executor
         self._reporter = reporter
+        self._http = http
         self._status = objects.TaskStatus()
         self._status.CopyFrom(reporter.latest(task.id) or task.status)
         self._container_id = container_id or self._status.container_id
+        self._history: deque[objects.TaskEvent] = deque(self._status.history, maxlen=HISTORY)
+        self._book = RestartBook(
+            policy=task.spec.restart_policy, prior_attempts=task.attempt,
+            restarts=self._status.restarts,
+        )
+        self._restart_at: float | None = None
+        self._restart_reason = ""
+        self._prober: tuple[Prober, asyncio.Task[None], int] | None = None
+        self.pid = 0
         self._wake = asyncio.Event()
         self._wake.set()
 
@@ -76,31 +105,48 @@ class TaskRunner:
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self._step()
-            except ExecutorError as err:
-                # The engine is unreachable or failed in an unexpected way: retry.
-                log.warning("task %s: %s; retrying", self.task.id, err)
-                await asyncio.sleep(ENGINE_RETRY_S)
-                self._wake.set()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                try:
+                    await self._step()
+                except ExecutorError as err:
+                    # The engine is unreachable or failed in an unexpected way: retry.
+                    log.warning("task %s: %s; retrying", self.task.id, err)
+                    await asyncio.sleep(ENGINE_RETRY_S)
+                    self._wake.set()
+        finally:
+            await self._stop_prober()
 
-    def _report(
-        self,
-        state: int,
-        message: str = "",
-        *,
-        err: str = "",
-        container: ContainerState | None = None,
-    ) -> None:
+    # -- reporting -------------------------------------------------------------------------
+
+    def _event(self, kind: str, message: str) -> None:
+        event = objects.TaskEvent(kind=kind, message=message)
+        event.time.GetCurrentTime()
+        self._history.append(event)
+
+    def _report(self, state: int, message: str = "", *, err: str = "",
+                container: ContainerState | None = None,
+                health: int = objects.HEALTH_NONE) -> None:
         status = objects.TaskStatus()
         status.CopyFrom(self._status)
+        if state != status.state:
+            self._event("state", f"{objects.TaskState.Name(state)[11:].lower()}: {err or message}")
+        if health != status.health and state == RUNNING:
+            name = _HEALTH_NAMES.get(health, "none")
+            tracker_error = self._prober[0].tracker.last_error if self._prober else ""
+            detail = (container.health_output if container else "") or tracker_error
+            self._event("health", f"{name}: {detail}" if detail and name != "healthy" else name)
         status.state = state  # type: ignore[assignment]
         status.message = message
         status.err = err
         status.container_id = self._container_id
+        status.health = health  # type: ignore[assignment]
+        status.ready = state == RUNNING and health in (objects.HEALTH_NONE, objects.HEALTH_HEALTHY)
+        status.restarts = self._book.restarts
+        del status.history[:]
+        status.history.extend(self._history)
         if container is not None:
             del status.ports[:]
             status.ports.extend(container.ports)
@@ -112,51 +158,135 @@ class TaskRunner:
         self._status = status
         self._reporter.report(self.task.id, status)
 
+    # -- steps -----------------------------------------------------------------------------
+
     async def _step(self) -> None:
         desired = self.task.desired_state
         state = self._status.state
-        if desired >= REMOVED:
+        if desired > RUNNING:
+            await self._stop_prober()
+            self._restart_at = None
             if self._container_id:
                 await self._executor.stop(self._container_id, stop_grace(self.task))
-                await self._executor.remove(self._container_id)
-            self._report(REMOVED, "container removed")
-            return
-        if desired >= SHUTDOWN:
-            if self._container_id:
-                await self._executor.stop(self._container_id, stop_grace(self.task))
-            if state <= RUNNING:
+                if desired >= REMOVED:
+                    await self._executor.remove(self._container_id)
+            if desired >= REMOVED:
+                self._report(REMOVED, "container removed")
+            elif state <= RUNNING:
                 self._report(SHUTDOWN, "stopped")
             return
         if state > RUNNING:
-            return  # finished; the manager replaces the task
+            return  # ended; the manager decides what follows
+        if self._restart_at is not None:
+            if time.time() < self._restart_at:
+                return  # a timer pokes us when the delay is over
+            self._restart_at = None
+            await self._start(restart=True)
+            return
         container = await self._executor.inspect(self._container_id) if self._container_id else None
-        if container is None and state == RUNNING:
-            self._report(S.TASK_STATE_FAILED, "container vanished", err="container was removed")
+        if container is None:
+            if state == RUNNING:
+                self._report(FAILED, "container vanished", err="container was removed")
+            else:
+                await self._start(restart=False)
             return
-        if container is not None and container.running:
-            self._report(RUNNING, "running", container=container)
-            return
-        if container is not None and container.finished_at:
-            final, err = exited_status(container)
-            self._report(final, "exited", err=err, container=container)
-            return
-        await self._start()
+        if container.running:
+            await self._watch_running(container)
+        elif container.finished_at:
+            failed, reason = exit_reason(container)
+            await self._after_stop(container, failed=failed, reason=reason)
+        else:
+            await self._start(restart=False)
 
-    async def _start(self) -> None:
-        if self._status.state < S.TASK_STATE_PREPARING:
-            self._report(S.TASK_STATE_PREPARING, "creating container")
+    async def _watch_running(self, container: ContainerState) -> None:
+        self.pid = container.pid
+        health: int = objects.HEALTH_NONE
+        if self.task.spec.HasField("probe"):
+            health = self._ensure_prober(container).tracker.state
+        elif container.health:
+            health = _ENGINE_HEALTH.get(container.health, objects.HEALTH_NONE)
+        if health == objects.HEALTH_UNHEALTHY:
+            reason = "unhealthy"
+            if self._prober is not None and self._prober[0].tracker.last_error:
+                reason += f": {self._prober[0].tracker.last_error}"
+            elif container.health_output:
+                reason += f": {container.health_output}"
+            self._report(RUNNING, reason, container=container, health=health)
+            await self._stop_prober()
+            await self._executor.stop(self._container_id, stop_grace(self.task))
+            stopped = await self._executor.inspect(self._container_id) or container
+            await self._after_stop(stopped, failed=True, reason=reason)
+            return
+        self._report(RUNNING, "running", container=container, health=health)
+
+    async def _after_stop(self, container: ContainerState, *, failed: bool, reason: str) -> None:
+        """The container stopped without being asked to: restart it or end the task."""
+        self.pid = 0
+        await self._stop_prober()
+        ran_for = (container.finished_at or time.time()) - (container.started_at or time.time())
+        now = time.time()
+        verdict = self._book.decide(failed=failed, ran_for=max(ran_for, 0.0), now=now)
+        if not verdict.restart:
+            final = FAILED if failed else objects.TASK_STATE_COMPLETE
+            error = reason if failed else ""
+            message = f"{reason}; not restarted: {verdict.reason}"
+            self._report(final, message, err=error, container=container)
+            return
+        self._book.record(ran_for=max(ran_for, 0.0), now=now)
+        self._restart_reason = reason
+        self._event("restart", f"restart {self._book.restarts} in {verdict.delay:g}s: {reason}")
+        self._report(RUNNING, f"restarting in {verdict.delay:g}s after {reason}",
+                     container=container, health=objects.HEALTH_NONE)
+        self._restart_at = now + verdict.delay
+        if verdict.delay > 0:
+            asyncio.get_running_loop().call_later(verdict.delay, self._wake.set)
+        else:
+            self._wake.set()
+
+    async def _start(self, *, restart: bool) -> None:
+        if not restart and self._status.state < objects.TASK_STATE_PREPARING:
+            self._report(objects.TASK_STATE_PREPARING, "creating container")
         try:
-            self._container_id = await self._executor.create(self.task)
-            self._report(S.TASK_STATE_STARTING, "starting container")
+            if not restart:
+                self._container_id = await self._executor.create(self.task)
+                self._report(objects.TASK_STATE_STARTING, "starting container")
             await self._executor.start(self._container_id)
         except ExecutorError as err:
-            self._report(S.TASK_STATE_FAILED, "could not start", err=str(err))
+            self._report(FAILED, "could not start", err=str(err))
             return
         container = await self._executor.inspect(self._container_id)
         if container is None:
-            self._report(S.TASK_STATE_FAILED, "container vanished", err="container was removed")
+            self._report(FAILED, "container vanished", err="container was removed")
         elif container.running:
-            self._report(RUNNING, "running", container=container)
+            await self._watch_running(container)
         else:
-            final, error = exited_status(container)
-            self._report(final, "exited", err=error, container=container)
+            failed, reason = exit_reason(container)
+            await self._after_stop(container, failed=failed, reason=reason)
+
+    # -- agent-run probe -------------------------------------------------------------------
+
+    def _ensure_prober(self, container: ContainerState) -> Prober:
+        started = container.started_at or time.time()
+        key = int(started * 1e6)
+        if self._prober is not None and self._prober[2] == key:
+            return self._prober[0]
+        if self._prober is not None:
+            self._prober[1].cancel()
+        # The tracker counts start_period from the container's start, on the monotonic clock.
+        started_mono = time.monotonic() - max(0.0, time.time() - started)
+        prober = Prober(probe=self.task.spec.probe, address=container.ip_address or "127.0.0.1",
+                        started_at=started_mono, on_change=self._on_health, session=self._http)
+        self._prober = (prober, asyncio.create_task(prober.run()), key)
+        return prober
+
+    def _on_health(self, tracker: HealthTracker) -> None:
+        self._wake.set()
+
+    async def _stop_prober(self) -> None:
+        if self._prober is None:
+            return
+        _, job, _ = self._prober
+        self._prober = None
+        job.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await job

@@ -47,12 +47,14 @@ class Session:
         describe: Callable[[], Awaitable[objects.NodeDescription]],
         on_assignments: Callable[[dispatcher.Assignments], Awaitable[None]],
         reporter: Reporter,
+        load: Callable[[], dispatcher.LoadReport] | None = None,
     ) -> None:
         self._manager = manager
         self._node_id = node_id
         self._describe = describe
         self._on_assignments = on_assignments
         self._reporter = reporter
+        self._load = load
 
     async def run(self) -> None:
         """Keeps a session open until cancelled."""
@@ -93,6 +95,11 @@ class Session:
                         self._reporter.resend_all()
                         helpers.append(asyncio.create_task(self._heartbeat(outbox, period)))
                         helpers.append(asyncio.create_task(self._send_status(outbox)))
+                        load_period = message.session.load_period.ToNanoseconds() / 1e9
+                        if self._load is not None and load_period > 0:
+                            helpers.append(
+                                asyncio.create_task(self._send_load(outbox, load_period))
+                            )
                         log.info("session open to %s (heartbeat %.1fs)", self._manager, period)
                 elif message.HasField("assignments"):
                     await self._on_assignments(message.assignments)
@@ -109,6 +116,14 @@ class Session:
     async def _heartbeat(outbox: asyncio.Queue[dispatcher.AgentMessage], period: float) -> None:
         while True:
             outbox.put_nowait(dispatcher.AgentMessage(heartbeat=dispatcher.Heartbeat()))
+            await asyncio.sleep(period)
+
+    async def _send_load(
+        self, outbox: asyncio.Queue[dispatcher.AgentMessage], period: float
+    ) -> None:
+        assert self._load is not None
+        while True:
+            outbox.put_nowait(dispatcher.AgentMessage(load=self._load()))
             await asyncio.sleep(period)
 
     async def _send_status(self, outbox: asyncio.Queue[dispatcher.AgentMessage]) -> None:

@@ -12,12 +12,15 @@ import asyncio
 import contextlib
 import logging
 
+import aiohttp
+
 from podium.agent.executor import (
     ACTION_RESYNC,
     ContainerEvent,
     Executor,
     ExecutorError,
 )
+from podium.agent.probe import session_for_probes
 from podium.agent.reporter import Reporter
 from podium.agent.runner import TaskRunner
 from podium.v1 import dispatcher, objects
@@ -31,6 +34,12 @@ class Worker:
         self._reporter = reporter
         self._runners: dict[str, tuple[TaskRunner, asyncio.Task[None]]] = {}
         self._lock = asyncio.Lock()
+        # One HTTP session for every agent-run probe, made on first use.
+        self._http: aiohttp.ClientSession | None = None
+
+    def running_pids(self) -> dict[str, int]:
+        """Task id -> init pid of each task whose container is running."""
+        return {task_id: r.pid for task_id, (r, _) in self._runners.items() if r.pid}
 
     async def apply(self, assignments: dispatcher.Assignments) -> None:
         async with self._lock:
@@ -65,8 +74,11 @@ class Worker:
         if entry is not None:
             entry[0].update(task)
             return
+        if task.spec.HasField("probe") and self._http is None:
+            self._http = session_for_probes()
         runner = TaskRunner(
-            task, executor=self._executor, reporter=self._reporter, container_id=container_id
+            task, executor=self._executor, reporter=self._reporter, container_id=container_id,
+            http=self._http,
         )
         self._runners[task.id] = (runner, asyncio.create_task(runner.run(), name=task.id))
 
@@ -105,3 +117,6 @@ class Worker:
             job.cancel()
             with contextlib.suppress(asyncio.CancelledError, ExecutorError):
                 await job
+        if self._http is not None:
+            await self._http.close()
+            self._http = None

@@ -5,13 +5,19 @@ SpecError for the first problem, naming the source, the service, the key path an
     stack.yml: service 'web': deploy.replicas: expected a non-negative integer, got 'three'
 
 Accepted: top-level services (required), name, version (ignored), x-* (ignored); per service image,
-command, entrypoint, environment, labels, init, ports, stop_grace_period and deploy {mode, replicas,
-labels, resources {reservations, limits} {cpus, memory}, placement {constraints}}. x-* keys are
-ignored in every mapping; any other key is an error, never dropped: a dropped volume or network
-would deploy something else than what the file says. With a stack name (the `stack` argument, else
-top-level `name:`), services are named STACK_KEY with spec.stack = STACK, as `docker stack deploy`
-does. Scalars are read as Compose reads them (22:22 is a string, yes/no are not booleans). There is
-no ${VAR} interpolation, and a variable given without a value ("KEY", "KEY:") is set to "".
+command, entrypoint, environment, labels, init, ports, stop_grace_period, healthcheck {test,
+disable, interval, timeout, retries, start_period, start_interval} and deploy {mode, replicas,
+labels, resources {reservations, limits} {cpus, memory}, placement {constraints}, restart_policy
+{condition, delay, max_attempts, window}}. x-* keys are ignored in every mapping but one:
+`x-podium-probe`, directly under a service, is the check the agent itself runs (spec.probe), and an
+error anywhere else. Any other key is an error, never dropped: a dropped volume or network would
+deploy something else than what the file says. healthcheck, x-podium-probe and
+deploy.restart_policy are read by _compose_checks, whose docstring has their rules.
+
+With a stack name (the `stack` argument, else top-level `name:`), services are named STACK_KEY with
+spec.stack = STACK, as `docker stack deploy` does. Scalars are read as Compose reads them (22:22 is
+a string, yes/no are not booleans). There is no ${VAR} interpolation, and a variable given without
+a value ("KEY", "KEY:") is set to "".
 """
 
 from __future__ import annotations
@@ -85,15 +91,23 @@ def _show(value: object) -> str:
 
 
 _SUPPORTED = {
-    "": ("command", "deploy", "entrypoint", "environment", "image", "init", "labels", "ports",
-         "stop_grace_period"),
-    "deploy": ("labels", "mode", "placement", "replicas", "resources"),
+    "": ("command", "deploy", "entrypoint", "environment", "healthcheck", "image", "init", "labels",
+         "ports", "stop_grace_period", "x-podium-probe"),
+    "deploy": ("labels", "mode", "placement", "replicas", "resources", "restart_policy"),
+    "deploy.restart_policy": ("condition", "delay", "max_attempts", "window"),
     "deploy.resources": ("limits", "reservations"),
     "deploy.resources.limits": ("cpus", "memory"),
     "deploy.resources.reservations": ("cpus", "memory"),
     "deploy.placement": ("constraints",),
     "ports[]": ("host_ip", "mode", "protocol", "published", "target"),
+    "healthcheck": ("disable", "interval", "retries", "start_interval", "start_period", "test",
+                    "timeout"),
+    "x-podium-probe": ("http", "interval", "retries", "start_interval", "start_period", "tcp",
+                       "timeout"),
+    "x-podium-probe.http": ("path", "port", "status"),
+    "x-podium-probe.tcp": ("port",),
 }  # fmt: skip
+_PROBE_KEY = "x-podium-probe"  # the one extension key Podium reads
 _EXPLAINED = {
     "build": "build and tag the image first (docker build -t NAME .), then set image: NAME",
     "container_name": "Podium names each task's container itself; remove the key",
@@ -107,11 +121,13 @@ def _mapping(value: object, at: _At, table: str) -> dict[str, object]:
     for key in value:
         if not isinstance(key, str):
             raise at.error("string keys", key)
-        if key.startswith("x-") or key in _SUPPORTED[table]:
+        if key in _SUPPORTED[table] or (key.startswith("x-") and key != _PROBE_KEY):
             continue
+        if key == _PROBE_KEY:  # misplaced: ignoring it would deploy a service nobody probes
+            raise SpecError(f"{at.sub(key)}: only recognized directly under a service")
         if table == "" and key in _EXPLAINED:
             raise SpecError(f"{at}: {key!r} is not supported: {_EXPLAINED[key]}")
-        raise SpecError(  # also healthcheck, restart_policy, update_config: they will come later
+        raise SpecError(  # also deploy.update_config: it will come later
             f"service {at.service!r}: key {at.sub(key).path!r} is not supported by Podium"
             f" (supported: {', '.join(_SUPPORTED[table])})"
         )
@@ -136,6 +152,21 @@ def parse_duration(value: object, *, where: str) -> float:
     if not 0 <= seconds <= _MAX_SECONDS:  # also rejects nan
         raise SpecError(f"{where}: expected {expected}, got {_show(value)}")
     return seconds
+
+
+def _nanos(value: object, at: _At, *, positive: bool = False) -> int:
+    """A Compose duration in nanoseconds, as google.protobuf.Duration.FromNanoseconds takes it."""
+    nanos = round(parse_duration(value, where=str(at)) * 1e9)
+    if positive and nanos == 0:
+        raise at.error("a duration greater than 0", value)
+    return nanos
+
+
+def _count(value: object, at: _At, *, positive: bool = False) -> int:
+    """A uint32 count: replicas, retries, max_attempts."""
+    if isinstance(value, bool) or not isinstance(value, int) or not positive <= value < 2**32:
+        raise at.error("a positive integer" if positive else "a non-negative integer", value)
+    return value
 
 
 _BYTES = re.compile(r"([0-9]+(?:\.[0-9]+)?) ?([kmgtp])?i?b?", re.IGNORECASE)
@@ -304,9 +335,7 @@ def _deploy(value: object, spec: objects.ServiceSpec, at: _At) -> None:
     mode = _choice(deploy.get("mode", "replicated"), _SERVICE_MODES, at.sub("mode"))
     if mode == "global" and "replicas" in deploy:
         raise SpecError(f"{at.sub('replicas')}: not allowed with mode: global")
-    replicas = deploy.get("replicas", 0 if mode == "global" else 1)
-    if isinstance(replicas, bool) or not isinstance(replicas, int) or not 0 <= replicas < 2**32:
-        raise at.sub("replicas").error("a non-negative integer", replicas)
+    replicas = _count(deploy.get("replicas", 0 if mode == "global" else 1), at.sub("replicas"))
     spec.mode, spec.replicas = _SERVICE_MODES[mode], replicas
     if "labels" in deploy:
         spec.labels.update(_string_map(deploy["labels"], at.sub("labels")))
@@ -354,10 +383,14 @@ def _service(key: object, value: object, stack: str | None) -> objects.ServiceSp
         raise at.sub("init").error("true or false", init)
     container.init = init
     if "stop_grace_period" in data:
-        seconds = parse_duration(data["stop_grace_period"], where=str(at.sub("stop_grace_period")))
-        container.stop_grace_period.FromNanoseconds(round(seconds * 1e9))
+        grace = _nanos(data["stop_grace_period"], at.sub("stop_grace_period"))
+        container.stop_grace_period.FromNanoseconds(grace)
     spec.ports.extend(_ports(data.get("ports", []), at.sub("ports")))
     _deploy(data.get("deploy", {}), spec, at.sub("deploy"))
+    # Imported here, not at the top: _compose_checks builds on this module's helpers.
+    from podium.manager._compose_checks import set_checks
+
+    set_checks(data, spec, at.service)
     return spec
 
 
@@ -371,6 +404,8 @@ def _load(text: str, stack: str | None) -> list[objects.ServiceSpec]:
     if not isinstance(document, dict):
         raise SpecError(f"expected a mapping with 'services' at the top, got {_show(document)}")
     for key in document:
+        if key == _PROBE_KEY:
+            raise SpecError(f"top-level key {key!r}: only recognized directly under a service")
         if key not in ("services", "name", "version") and not str(key).startswith("x-"):
             supported = "(supported: name, services, version)"
             raise SpecError(f"top-level key {key!r} is not supported by Podium {supported}")

@@ -15,6 +15,7 @@ from typing import TypeVar
 import grpc
 
 from podium.manager import ids, scheduling
+from podium.manager.load import LoadBook
 from podium.manager.store import ConflictError, ExistsError, ReadTx, Store, WriteTx
 from podium.manager.taskstate import is_live
 from podium.v1 import control, control_grpc, objects
@@ -127,8 +128,9 @@ def _task_spec_changed(old: objects.ServiceSpec, new: objects.ServiceSpec) -> bo
 
 
 class ControlAPI(control_grpc.ControlServicer):
-    def __init__(self, *, store: Store) -> None:
+    def __init__(self, *, store: Store, load: LoadBook) -> None:
         self._store = store
+        self._load = load
 
     async def _write(self, context: grpc.aio.ServicerContext, fn: Callable[[WriteTx], R]) -> R:  # type: ignore[type-arg]
         try:
@@ -253,6 +255,9 @@ class ControlAPI(control_grpc.ControlServicer):
     async def ListNodes(self, request, context):  # type: ignore[no-untyped-def]
         nodes = sorted(self._store.view().nodes(), key=_node_name)
         return control.ListNodesResponse(nodes=nodes)
+
+    async def GetLoad(self, request, context):  # type: ignore[no-untyped-def]
+        return self._load.snapshot(history=min(request.history, 60))
 
     async def WatchEvents(  # type: ignore[no-untyped-def]
         self, request, context

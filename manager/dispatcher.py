@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from podium.manager import ids
+from podium.manager.load import LoadBook
 from podium.manager.store import Store, WriteTx
 from podium.v1 import dispatcher, dispatcher_grpc, objects
 
@@ -50,12 +51,16 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         self,
         *,
         store: Store,
+        load: LoadBook,
         heartbeat_period: float = 1.0,
+        load_period: float = 1.0,
         missed_heartbeats: int = 3,
         startup_grace: float = 10.0,
     ) -> None:
         self._store = store
         self._period = heartbeat_period
+        self._load_period = load_period
+        self._load = load
         self._missed = missed_heartbeats
         self._startup_grace = startup_grace
         self._sessions: dict[str, _Session] = {}
@@ -108,6 +113,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                 await reader
             if self._sessions.get(session.node_id) is session:
                 del self._sessions[session.node_id]
+                self._load.forget_node(session.node_id)
                 await self._mark_down(session.node_id, "agent session closed")
 
     def _open(self, node_id: str) -> _Session:
@@ -118,6 +124,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         self._sessions[node_id] = session
         info = dispatcher.SessionInfo(node_id=node_id)
         info.heartbeat_period.FromNanoseconds(int(self._period * 1e9))
+        info.load_period.FromNanoseconds(int(self._load_period * 1e9))
         session.outbox.put_nowait(dispatcher.ManagerMessage(session=info))
         full = dispatcher.Assignments(type=dispatcher.Assignments.TYPE_COMPLETE)
         for task in self._store.view().tasks_of_node(node_id):
@@ -131,6 +138,8 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
     ) -> None:
         async for message in requests:
             session.last_seen = time.monotonic()
+            if message.HasField("load"):
+                self._load.record(session.node_id, message.load)
             if message.HasField("status") and message.status.updates:
                 apply = functools.partial(
                     _apply_status, node_id=session.node_id, updates=list(message.status.updates)

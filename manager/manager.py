@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from podium.manager._loop import ReconcileLoop
 from podium.manager.controlapi import ControlAPI
 from podium.manager.dispatcher import Dispatcher
+from podium.manager.load import LoadBook
 from podium.manager.orchestrator import Orchestrator
 from podium.manager.reaper import Reaper
 from podium.manager.scheduler import Scheduler
@@ -61,13 +62,14 @@ class Manager:
             Scheduler(store=store),
             Reaper(store=store),
         ]
-        dispatch = Dispatcher(store=store, heartbeat_period=self._heartbeat_period)
+        load = LoadBook()
+        dispatch = Dispatcher(store=store, load=load, heartbeat_period=self._heartbeat_period)
         for loop in loops:
             self._tasks.append(asyncio.create_task(loop.run(), name=loop.name))
         self._tasks.append(asyncio.create_task(dispatch.run(), name="dispatcher"))
 
         server = self._server = grpc.aio.server(options=SERVER_OPTIONS)
-        control_grpc.add_ControlServicer_to_server(ControlAPI(store=store), server)
+        control_grpc.add_ControlServicer_to_server(ControlAPI(store=store, load=load), server)
         dispatcher_grpc.add_DispatcherServicer_to_server(dispatch, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
 
 from podium.manager.compose import SpecError, load_stack, parse_bytes, parse_duration
 from podium.v1 import objects
 
 PortConfig = objects.PortConfig
+RestartPolicy = objects.RestartPolicy
 
 FULL = """
 name: shop
@@ -168,8 +170,8 @@ def _service_error(keys: str) -> str:
         (
             "volumes: [data:/data]",
             "stack.yml: service 'web': key 'volumes' is not supported by Podium (supported:"
-            " command, deploy, entrypoint, environment, image, init, labels, ports,"
-            " stop_grace_period)",
+            " command, deploy, entrypoint, environment, healthcheck, image, init, labels, ports,"
+            " stop_grace_period, x-podium-probe)",
         ),
         (
             "build: .",
@@ -177,8 +179,10 @@ def _service_error(keys: str) -> str:
             " (docker build -t NAME .), then set image: NAME",
         ),
         ("container_name: web1", "'container_name' is not supported: Podium names each task's"),
-        ("healthcheck: {test: [CMD, 'true']}", "key 'healthcheck' is not supported by Podium ("),
-        ("deploy: {restart_policy: {}}", "key 'deploy.restart_policy' is not supported by"),
+        ("healthcheck: {test: 'true', command: x}", "key 'healthcheck.command' is not supported"),
+        ("deploy: {restart_policy: {backoff: 2}}", "key 'deploy.restart_policy.backoff' is not"),
+        ("x-podium-probe: {exec: {}}", "key 'x-podium-probe.exec' is not supported by Podium ("),
+        ("x-podium-probe: {tcp: {port: 80, path: /}}", "key 'x-podium-probe.tcp.path' is not"),
         ("deploy: {update_config: {}}", "key 'deploy.update_config' is not supported by"),
         ("deploy: {endpoint_mode: vip}", "key 'deploy.endpoint_mode' is not supported by Podium ("),
         ("deploy: {resources: {limits: {pids: 5}}}", "key 'deploy.resources.limits.pids'"),
@@ -301,3 +305,239 @@ def test_extension_keys_are_ignored_everywhere() -> None:
     """
     (web,) = load_stack(textwrap.dedent(text))
     assert web.resources.limits.nano_cpus == 10**9
+
+
+def _seconds(value: float) -> Duration:
+    duration = Duration()
+    duration.FromNanoseconds(round(value * 1e9))
+    return duration
+
+
+def _one(keys: str) -> objects.ServiceSpec:
+    """Service 'web' (image: nginx) with `keys` added."""
+    body = textwrap.indent(textwrap.dedent(keys), "    ")
+    (spec,) = load_stack(f"services:\n  web:\n    image: nginx\n{body}")
+    return spec
+
+
+def test_checks_and_restart_policy_are_unset_when_not_given() -> None:
+    spec = _one("")
+    assert not spec.container.HasField("healthcheck")
+    assert not spec.HasField("probe")
+    assert not spec.HasField("restart_policy")
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ("healthcheck: {test: curl -f localhost}", ["CMD-SHELL", "curl -f localhost"]),
+        ("healthcheck: {test: [CMD, curl, -f, localhost]}", ["CMD", "curl", "-f", "localhost"]),
+        ("healthcheck: {test: [CMD-SHELL, 'exit 0']}", ["CMD-SHELL", "exit 0"]),
+        ("healthcheck: {test: [NONE]}", ["NONE"]),
+        ("healthcheck: {disable: true}", ["NONE"]),
+        ("healthcheck: {disable: true, test: [NONE]}", ["NONE"]),
+        ("healthcheck: {disable: false, test: 'true'}", ["CMD-SHELL", "true"]),
+        ("healthcheck: {interval: 5s}", []),  # the image's HEALTHCHECK command, with timing
+    ],
+)
+def test_healthcheck_test_forms(keys: str, expected: list[str]) -> None:
+    check = _one(keys).container.healthcheck
+    assert list(check.test) == expected
+
+
+def test_healthcheck_sets_given_fields_only() -> None:
+    spec = _one(
+        """
+        healthcheck:
+          test: ["CMD", "wget", "-qO-", "http://127.0.0.1/"]
+          interval: 1m30s
+          timeout: 500ms
+          retries: 5
+          start_period: 0
+          x-note: ignored
+        """
+    )
+    check = spec.container.healthcheck
+    assert check == objects.HealthCheck(
+        test=["CMD", "wget", "-qO-", "http://127.0.0.1/"],
+        interval=_seconds(90), timeout=_seconds(0.5), retries=5, start_period=_seconds(0),
+    )  # fmt: skip
+    assert check.HasField("start_period")  # given as 0: set, the engine's "inherit"
+    assert not check.HasField("start_interval")
+    only_timing = _one("healthcheck: {start_interval: 2s}").container.healthcheck
+    assert only_timing == objects.HealthCheck(start_interval=_seconds(2))
+    assert not only_timing.HasField("interval")
+    assert _one("healthcheck: {}").container.HasField("healthcheck")
+
+
+def test_probe_http_defaults_are_written_into_the_spec() -> None:
+    probe = _one("x-podium-probe: {http: {port: 8080}}").probe
+    assert probe == objects.Probe(
+        kind=objects.Probe.KIND_HTTP, port=8080, path="/", status_min=200, status_max=399,
+        interval=_seconds(10), timeout=_seconds(2), retries=3, start_period=_seconds(0),
+    )  # fmt: skip
+    assert probe.HasField("start_period")
+    assert not probe.HasField("start_interval")
+
+
+def test_probe_http_with_every_key() -> None:
+    spec = _one(
+        """
+        x-podium-probe:
+          http: {port: "80", path: "/healthz?full=1", status: 200-299}
+          interval: 30s
+          timeout: 1.5s
+          retries: 1
+          start_period: 1m
+          start_interval: 1s
+        """
+    )
+    assert spec.probe == objects.Probe(
+        kind=objects.Probe.KIND_HTTP, port=80, path="/healthz?full=1", status_min=200,
+        status_max=299, interval=_seconds(30), timeout=_seconds(1.5), retries=1,
+        start_period=_seconds(60), start_interval=_seconds(1),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("status", "expected"), [("204", (204, 204)), ("'200'", (200, 200))])
+def test_probe_http_single_status(status: str, expected: tuple[int, int]) -> None:
+    probe = _one(f"x-podium-probe: {{http: {{port: 80, status: {status}}}}}").probe
+    assert (probe.status_min, probe.status_max) == expected
+
+
+def test_probe_tcp() -> None:
+    probe = _one("x-podium-probe: {tcp: {port: 5432}, interval: 3s}").probe
+    assert probe == objects.Probe(
+        kind=objects.Probe.KIND_TCP, port=5432, interval=_seconds(3), timeout=_seconds(2),
+        retries=3, start_period=_seconds(0),
+    )  # fmt: skip
+
+
+def test_probe_from_a_merged_anchor() -> None:
+    text = """
+    x-probe: &probe {tcp: {port: 80}}
+    services:
+      web:
+        image: nginx
+        x-podium-probe: *probe
+    """
+    (web,) = load_stack(textwrap.dedent(text))
+    assert (web.probe.kind, web.probe.port) == (objects.Probe.KIND_TCP, 80)
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ("{}", RestartPolicy(condition=RestartPolicy.CONDITION_ANY)),
+        ("{condition: none}", RestartPolicy(condition=RestartPolicy.CONDITION_NONE)),
+        (
+            "{condition: on-failure, delay: 5s, max_attempts: 3, window: 2m}",
+            RestartPolicy(
+                condition=RestartPolicy.CONDITION_ON_FAILURE, delay=_seconds(5),
+                max_attempts=3, window=_seconds(120),
+            ),
+        ),
+        ("{max_attempts: 0}", RestartPolicy()),
+    ],
+)  # fmt: skip
+def test_restart_policy(keys: str, expected: RestartPolicy) -> None:
+    spec = _one(f"deploy: {{restart_policy: {keys}}}")
+    assert spec.HasField("restart_policy")
+    assert spec.restart_policy == expected
+    for field in ("delay", "window"):
+        assert spec.restart_policy.HasField(field) == expected.HasField(field)
+
+
+_TEST_FORMS = "expected a command string, or a list ['CMD', ARG, ...], ['CMD-SHELL', COMMAND]"
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ("healthcheck: {test: [curl, localhost]}", f"healthcheck.test: {_TEST_FORMS}"),
+        ("healthcheck: {test: [CMD]}", f"healthcheck.test: {_TEST_FORMS}"),
+        ("healthcheck: {test: [CMD-SHELL, a, b]}", f"healthcheck.test: {_TEST_FORMS}"),
+        ("healthcheck: {test: [NONE, x]}", f"healthcheck.test: {_TEST_FORMS}"),
+        ("healthcheck: {test: []}", f"healthcheck.test: {_TEST_FORMS}"),
+        ("healthcheck: {test: ''}", f"healthcheck.test: {_TEST_FORMS}"),
+        ("healthcheck: {test: [CMD, 1]}", f"healthcheck.test: {_TEST_FORMS}"),
+        (
+            "healthcheck: {disable: true, test: 'true'}",
+            "healthcheck.disable: not allowed with a test other than ['NONE']",
+        ),
+        ("healthcheck: {disable: 'yes'}", "healthcheck.disable: expected true or false, got 'yes'"),
+        ("healthcheck: {interval: often}", "healthcheck.interval: expected a duration"),
+        ("healthcheck: {timeout: 500us}", "healthcheck.timeout: expected 0 or at least 1ms"),
+        ("healthcheck: {retries: -1}", "healthcheck.retries: expected a non-negative integer"),
+        ("healthcheck: {retries: 1.5}", "healthcheck.retries: expected a non-negative integer"),
+        ("healthcheck: [CMD, 'true']", "healthcheck: expected a mapping"),
+        (
+            "x-podium-probe: {interval: 5s}",
+            "x-podium-probe: expected exactly one of 'http' or 'tcp', got neither",
+        ),
+        (
+            "x-podium-probe: {http: {port: 80}, tcp: {port: 80}}",
+            "x-podium-probe: expected exactly one of 'http' or 'tcp', got both",
+        ),
+        ("x-podium-probe: {http: {path: /}}", "x-podium-probe.http: 'port' is required"),
+        ("x-podium-probe: {tcp: {}}", "x-podium-probe.tcp: 'port' is required"),
+        ("x-podium-probe: {tcp: 80}", "x-podium-probe.tcp: expected a mapping, got 80"),
+        ("x-podium-probe: {tcp: {port: 0}}", "x-podium-probe.tcp.port: expected a port number"),
+        ("x-podium-probe: {http: {port: 70000}}", "x-podium-probe.http.port: expected a port"),
+        (
+            "x-podium-probe: {http: {port: 80, path: health}}",
+            "x-podium-probe.http.path: expected a path starting with '/', without spaces",
+        ),
+        ("x-podium-probe: {http: {port: 80, path: '/a b'}}", "x-podium-probe.http.path: expected"),
+        (
+            "x-podium-probe: {http: {port: 80, status: 299-200}}",
+            "x-podium-probe.http.status: expected an HTTP status such as 200, or a range",
+        ),
+        ("x-podium-probe: {http: {port: 80, status: 600}}", "x-podium-probe.http.status: expected"),
+        ("x-podium-probe: {http: {port: 80, status: ok}}", "x-podium-probe.http.status: expected"),
+        ("x-podium-probe: {http: {port: 80, status: true}}", "probe.http.status: expected an HTTP"),
+        ("x-podium-probe: {tcp: {port: 80}, interval: 0}", "x-podium-probe.interval: expected a"),
+        ("x-podium-probe: {tcp: {port: 80}, timeout: 0s}", "x-podium-probe.timeout: expected a"),
+        ("x-podium-probe: {tcp: {port: 80}, start_period: -1s}", "start_period: expected a dur"),
+        ("x-podium-probe: {tcp: {port: 80}, retries: 0}", "retries: expected a positive integer"),
+        ("x-podium-probe: tcp", "x-podium-probe: expected a mapping, got 'tcp'"),
+        (
+            "deploy: {restart_policy: {condition: always}}",
+            "deploy.restart_policy.condition: expected 'none' or 'on-failure' or 'any',"
+            " got 'always'",
+        ),
+        ("deploy: {restart_policy: {delay: soon}}", "deploy.restart_policy.delay: expected a dur"),
+        ("deploy: {restart_policy: {window: -5}}", "deploy.restart_policy.window: expected a dur"),
+        (
+            "deploy: {restart_policy: {max_attempts: three}}",
+            "deploy.restart_policy.max_attempts: expected a non-negative integer, got 'three'",
+        ),
+        ("deploy: {restart_policy: on-failure}", "deploy.restart_policy: expected a mapping"),
+    ],
+)
+def test_check_and_restart_errors_name_service_and_key(keys: str, expected: str) -> None:
+    message = _service_error(keys)
+    assert message.startswith("stack.yml: service 'web': ")
+    assert expected in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "services: {web: {image: x, deploy: {x-podium-probe: {tcp: {port: 80}}}}}\n",
+            "stack.yml: service 'web': deploy.x-podium-probe: only recognized directly under a"
+            " service",
+        ),
+        (
+            "services: {web: {image: x, x-podium-probe: {tcp: {port: 80, x-podium-probe: 1}}}}\n",
+            "service 'web': x-podium-probe.tcp.x-podium-probe: only recognized directly under",
+        ),
+        (
+            "x-podium-probe: {tcp: {port: 80}}\nservices: {web: {image: x}}\n",
+            "stack.yml: top-level key 'x-podium-probe': only recognized directly under a service",
+        ),
+    ],
+)
+def test_misplaced_probe_is_an_error_not_ignored(text: str, expected: str) -> None:
+    assert expected in _error(text)
