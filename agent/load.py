@@ -118,7 +118,7 @@ class LoadSampler:
             if len(fields) < 5 or len(after) < 3 or after[0] not in (b"cgroup", b"cgroup2"):
                 continue
             point = _unescape(fields[4])
-            if point != cgroup_root and not point.startswith(cgroup_root + "/"):
+            if point != cgroup_root and not point.startswith(cgroup_root.rstrip("/") + "/"):
                 continue
             mount = _Mount(point.rstrip("/"), _unescape(fields[3]))
             if after[0] == b"cgroup2":

@@ -168,6 +168,9 @@ def cmd_ps(client: Client, args: argparse.Namespace) -> int:
             if is_live(t) or not has_finished(t) or t.status.err
         ]
     rows = [views.task_row(t, names) for t in tasks]
+    load = {t.task_id: t for t in client.call("GetLoad", control.GetLoadRequest()).tasks}
+    for row in rows:
+        views.add_task_load(row, load.get(row["id"]))
     now = time.time()
     last = ""
     for row, task in zip(rows, tasks, strict=True):
@@ -175,7 +178,10 @@ def cmd_ps(client: Client, args: argparse.Namespace) -> int:
         history = not is_live(task)
         row["display"] = (" \\_ " if history and row["name"] == last else "") + row["name"]
         last = row["name"]
-        row["detail"] = row["error"] or ("" if row["state"] == "running" else row["message"])
+        row["detail"] = row["error"] or ("" if row["message"] == "running" else row["message"])
+        if not row["detail"] and row["restarts"]:
+            row["detail"] = f"last exit code {row['exit_code']}"
+        row["health_text"] = "" if row["health"] == "none" else row["health"]
     _emit(
         args,
         rows,
@@ -185,6 +191,10 @@ def cmd_ps(client: Client, args: argparse.Namespace) -> int:
             ("NODE", "node"),
             ("DESIRED", "desired"),
             ("CURRENT", "current"),
+            ("HEALTH", "health_text"),
+            ("RESTARTS", "restarts"),
+            ("CPU", "cpu"),
+            ("MEM", "mem"),
             ("ERROR", "detail"),
             ("PORTS", "ports"),
         ],
@@ -200,8 +210,16 @@ def cmd_nodes(client: Client, args: argparse.Namespace) -> int:
         if holds_resources(t):
             counts[t.node_id] = counts.get(t.node_id, 0) + 1
     rows = [views.node_row(n, counts.get(n.id, 0)) for n in nodes]
+    load = {n.node_id: n.latest for n in client.call("GetLoad", control.GetLoadRequest()).nodes}
     for row in rows:
         row["memory"] = views.gib(row["memory_bytes"])
+        latest = load.get(row["id"])
+        row["cpu_used_cores"] = round(latest.cpu_cores_used, 2) if latest else None
+        row["memory_used_bytes"] = latest.memory_used_bytes if latest else None
+        row["load"] = (
+            f"{latest.cpu_cores_used:.2f} cpu, {views.gib(latest.memory_used_bytes)}"
+            if latest else ""
+        )
     _emit(
         args,
         rows,
@@ -213,6 +231,7 @@ def cmd_nodes(client: Client, args: argparse.Namespace) -> int:
             ("ADDRESS", "addr"),
             ("CPUS", "cpus"),
             ("MEMORY", "memory"),
+            ("LOAD", "load"),
             ("TASKS", "tasks"),
             ("ENGINE", "engine"),
         ],

@@ -76,7 +76,27 @@ def task_row(task: objects.Task, node_names: dict[str, str]) -> Row:
         "attempt": task.attempt,
         "container_id": status.container_id,
         "ports": [port_text(p) for p in status.ports if ":" not in (p.host_ip or "")],
+        "health": enum_name(status.health, objects.Health, "HEALTH_"),
+        "ready": status.ready,
+        "restarts": status.restarts,
+        "history": [
+            {"time": e.time.ToNanoseconds() / 1e9, "kind": e.kind, "message": e.message}
+            for e in status.history
+        ],
     }
+
+
+def add_task_load(row: Row, load: Any | None) -> None:
+    """Adds cpu and memory columns from a GetLoadResponse.Task (None: not reported)."""
+    row["cpu_cores"] = round(load.latest.cpu_cores, 3) if load is not None else None
+    row["memory_bytes"] = load.latest.memory_bytes if load is not None else None
+    row["memory_share"] = round(load.latest.memory_share, 3) if load is not None else None
+    row["cpu"] = f"{row['cpu_cores']:.2f}" if load is not None else ""
+    row["mem"] = mib(row["memory_bytes"]) if load is not None else ""
+
+
+def mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f}MiB"
 
 
 def service_row(service: objects.Service, tasks: Sequence[objects.Task]) -> Row:

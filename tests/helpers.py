@@ -39,6 +39,15 @@ def eventually(fn: Callable[[], T], *, timeout: float = 30.0, interval: float = 
         time.sleep(interval)
 
 
+def consistently(fn: Callable[[], object], *, duration: float, interval: float = 0.2,
+                 what: str = "condition") -> None:
+    """Polls `fn` for `duration` seconds; every call must return a truthy value."""
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        assert fn(), f"{what} stopped holding"
+        time.sleep(interval)
+
+
 def ensure_image() -> str:
     """Builds the test image unless the engine has it (deploy/build-image.sh is idempotent)."""
     subprocess.run(["bash", str(REPO / "deploy" / "build-image.sh")], check=True,
