@@ -220,3 +220,23 @@ def test_load_is_reported_per_task(cluster: Cluster, tmp_path: pathlib.Path) -> 
     cluster.ok("rm", "busy", "idle")
 
 
+
+
+def test_a_task_that_keeps_failing_is_replaced_on_another_node(
+    cluster: Cluster, tmp_path: pathlib.Path
+) -> None:
+    deploy(cluster, tmp_path, f"""
+  loop:
+    image: {IMAGE}
+    command: ["sh", "-c", "exit 1"]
+    init: true
+""", "--detach")
+    first = eventually(lambda: (t := live(cluster, "loop"))["node"] and t, what="placed")
+    # 5 local restarts (0 + 1 + 2 + 4 + 8 s), then the manager's replacement delay.
+    moved = eventually(lambda: (t := live(cluster, "loop"))["id"] != first["id"] and t,
+                       timeout=90, interval=0.5, what="replacement task")
+    assert moved["node"] != first["node"]
+    [old] = [t for t in tasks(cluster, "loop") if t["id"] == first["id"]]
+    assert old["state"] == "failed" and old["restarts"] == 5
+    assert "in a row on this node" in old["message"]
+    cluster.ok("rm", "loop")
