@@ -27,7 +27,7 @@ from podium.v1 import dispatcher_pb2 as podium_dot_v1_dot_dispatcher__pb2
 from podium.v1 import objects_pb2 as podium_dot_v1_dot_objects__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17podium/v1/control.proto\x12\tpodium.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1apodium/v1/dispatcher.proto\x1a\x17podium/v1/objects.proto\"<\n\x14\x43reateServiceRequest\x12$\n\x04spec\x18\x01 \x01(\x0b\x32\x16.podium.v1.ServiceSpec\"a\n\x14UpdateServiceRequest\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12$\n\x04spec\x18\x03 \x01(\x0b\x32\x16.podium.v1.ServiceSpec\"4\n\x13ScaleServiceRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x10\n\x08replicas\x18\x02 \x01(\x04\"#\n\x14RemoveServiceRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\"\x17\n\x15RemoveServiceResponse\"\x19\n\nGetRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\"6\n\x0fServiceResponse\x12#\n\x07service\x18\x01 \x01(\x0b\x32\x12.podium.v1.Service\"-\n\x0cTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.podium.v1.Task\"-\n\x0cNodeResponse\x12\x1d\n\x04node\x18\x01 \x01(\x0b\x32\x0f.podium.v1.Node\"\x15\n\x13ListServicesRequest\"<\n\x14ListServicesResponse\x12$\n\x08services\x18\x01 \x03(\x0b\x32\x12.podium.v1.Service\"1\n\x10ListTasksRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\"3\n\x11ListTasksResponse\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.podium.v1.Task\"\x12\n\x10ListNodesRequest\"3\n\x11ListNodesResponse\x12\x1e\n\x05nodes\x18\x01 \x03(\x0b\x32\x0f.podium.v1.Node\"!\n\x0eGetLoadRequest\x12\x0f\n\x07history\x18\x01 \x01(\r\"u\n\nLoadSample\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tcpu_cores\x18\x02 \x01(\x01\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x04\x12\x14\n\x0cmemory_share\x18\x04 \x01(\x01\"\x93\x03\n\x0fGetLoadResponse\x12.\n\x05nodes\x18\x01 \x03(\x0b\x32\x1f.podium.v1.GetLoadResponse.Node\x12.\n\x05tasks\x18\x02 \x03(\x0b\x32\x1f.podium.v1.GetLoadResponse.Task\x1a\x8e\x01\n\x04Node\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12#\n\x06latest\x18\x02 \x01(\x0b\x32\x13.podium.v1.NodeLoad\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x07history\x18\x04 \x03(\x0b\x32\x15.podium.v1.LoadSample\x1a\x8e\x01\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12#\n\x06latest\x18\x02 \x01(\x0b\x32\x13.podium.v1.TaskLoad\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x07history\x18\x04 \x03(\x0b\x32\x15.podium.v1.LoadSample\"#\n\x12WatchEventsRequest\x12\r\n\x05kinds\x18\x01 \x03(\t\"\x95\x02\n\x05\x45vent\x12\'\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x17.podium.v1.Event.Action\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x04node\x18\x03 \x01(\x0b\x32\x0f.podium.v1.NodeH\x00\x12%\n\x07service\x18\x04 \x01(\x0b\x32\x12.podium.v1.ServiceH\x00\x12\x1f\n\x04task\x18\x05 \x01(\x0b\x32\x0f.podium.v1.TaskH\x00\"A\n\x06\x41\x63tion\x12\x11\n\rACTION_CREATE\x10\x00\x12\x11\n\rACTION_UPDATE\x10\x01\x12\x11\n\rACTION_DELETE\x10\x02\x42\x08\n\x06object2\xe1\x06\n\x07\x43ontrol\x12L\n\rCreateService\x12\x1f.podium.v1.CreateServiceRequest\x1a\x1a.podium.v1.ServiceResponse\x12L\n\rUpdateService\x12\x1f.podium.v1.UpdateServiceRequest\x1a\x1a.podium.v1.ServiceResponse\x12J\n\x0cScaleService\x12\x1e.podium.v1.ScaleServiceRequest\x1a\x1a.podium.v1.ServiceResponse\x12R\n\rRemoveService\x12\x1f.podium.v1.RemoveServiceRequest\x1a .podium.v1.RemoveServiceResponse\x12?\n\nGetService\x12\x15.podium.v1.GetRequest\x1a\x1a.podium.v1.ServiceResponse\x12O\n\x0cListServices\x12\x1e.podium.v1.ListServicesRequest\x1a\x1f.podium.v1.ListServicesResponse\x12\x39\n\x07GetTask\x12\x15.podium.v1.GetRequest\x1a\x17.podium.v1.TaskResponse\x12\x46\n\tListTasks\x12\x1b.podium.v1.ListTasksRequest\x1a\x1c.podium.v1.ListTasksResponse\x12\x39\n\x07GetNode\x12\x15.podium.v1.GetRequest\x1a\x17.podium.v1.NodeResponse\x12\x46\n\tListNodes\x12\x1b.podium.v1.ListNodesRequest\x1a\x1c.podium.v1.ListNodesResponse\x12@\n\x07GetLoad\x12\x19.podium.v1.GetLoadRequest\x1a\x1a.podium.v1.GetLoadResponse\x12@\n\x0bWatchEvents\x12\x1d.podium.v1.WatchEventsRequest\x1a\x10.podium.v1.Event0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17podium/v1/control.proto\x12\tpodium.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1apodium/v1/dispatcher.proto\x1a\x17podium/v1/objects.proto\"<\n\x14\x43reateServiceRequest\x12$\n\x04spec\x18\x01 \x01(\x0b\x32\x16.podium.v1.ServiceSpec\"a\n\x14UpdateServiceRequest\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12$\n\x04spec\x18\x03 \x01(\x0b\x32\x16.podium.v1.ServiceSpec\"4\n\x13ScaleServiceRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x10\n\x08replicas\x18\x02 \x01(\x04\"#\n\x14RemoveServiceRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\"\x17\n\x15RemoveServiceResponse\"\x19\n\nGetRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\"6\n\x0fServiceResponse\x12#\n\x07service\x18\x01 \x01(\x0b\x32\x12.podium.v1.Service\"-\n\x0cTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.podium.v1.Task\"-\n\x0cNodeResponse\x12\x1d\n\x04node\x18\x01 \x01(\x0b\x32\x0f.podium.v1.Node\"\x15\n\x13ListServicesRequest\"<\n\x14ListServicesResponse\x12$\n\x08services\x18\x01 \x03(\x0b\x32\x12.podium.v1.Service\"1\n\x10ListTasksRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\"3\n\x11ListTasksResponse\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.podium.v1.Task\"\x12\n\x10ListNodesRequest\"X\n\x11UpdateNodeRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x36\n\x0c\x61vailability\x18\x02 \x01(\x0e\x32 .podium.v1.NodeSpec.Availability\"3\n\x11ListNodesResponse\x12\x1e\n\x05nodes\x18\x01 \x03(\x0b\x32\x0f.podium.v1.Node\"!\n\x0eGetLoadRequest\x12\x0f\n\x07history\x18\x01 \x01(\r\"u\n\nLoadSample\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tcpu_cores\x18\x02 \x01(\x01\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x04\x12\x14\n\x0cmemory_share\x18\x04 \x01(\x01\"\x93\x03\n\x0fGetLoadResponse\x12.\n\x05nodes\x18\x01 \x03(\x0b\x32\x1f.podium.v1.GetLoadResponse.Node\x12.\n\x05tasks\x18\x02 \x03(\x0b\x32\x1f.podium.v1.GetLoadResponse.Task\x1a\x8e\x01\n\x04Node\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12#\n\x06latest\x18\x02 \x01(\x0b\x32\x13.podium.v1.NodeLoad\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x07history\x18\x04 \x03(\x0b\x32\x15.podium.v1.LoadSample\x1a\x8e\x01\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12#\n\x06latest\x18\x02 \x01(\x0b\x32\x13.podium.v1.TaskLoad\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x07history\x18\x04 \x03(\x0b\x32\x15.podium.v1.LoadSample\"#\n\x12WatchEventsRequest\x12\r\n\x05kinds\x18\x01 \x03(\t\"\x95\x02\n\x05\x45vent\x12\'\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x17.podium.v1.Event.Action\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x04node\x18\x03 \x01(\x0b\x32\x0f.podium.v1.NodeH\x00\x12%\n\x07service\x18\x04 \x01(\x0b\x32\x12.podium.v1.ServiceH\x00\x12\x1f\n\x04task\x18\x05 \x01(\x0b\x32\x0f.podium.v1.TaskH\x00\"A\n\x06\x41\x63tion\x12\x11\n\rACTION_CREATE\x10\x00\x12\x11\n\rACTION_UPDATE\x10\x01\x12\x11\n\rACTION_DELETE\x10\x02\x42\x08\n\x06object2\xa6\x07\n\x07\x43ontrol\x12L\n\rCreateService\x12\x1f.podium.v1.CreateServiceRequest\x1a\x1a.podium.v1.ServiceResponse\x12L\n\rUpdateService\x12\x1f.podium.v1.UpdateServiceRequest\x1a\x1a.podium.v1.ServiceResponse\x12J\n\x0cScaleService\x12\x1e.podium.v1.ScaleServiceRequest\x1a\x1a.podium.v1.ServiceResponse\x12R\n\rRemoveService\x12\x1f.podium.v1.RemoveServiceRequest\x1a .podium.v1.RemoveServiceResponse\x12?\n\nGetService\x12\x15.podium.v1.GetRequest\x1a\x1a.podium.v1.ServiceResponse\x12O\n\x0cListServices\x12\x1e.podium.v1.ListServicesRequest\x1a\x1f.podium.v1.ListServicesResponse\x12\x39\n\x07GetTask\x12\x15.podium.v1.GetRequest\x1a\x17.podium.v1.TaskResponse\x12\x46\n\tListTasks\x12\x1b.podium.v1.ListTasksRequest\x1a\x1c.podium.v1.ListTasksResponse\x12\x39\n\x07GetNode\x12\x15.podium.v1.GetRequest\x1a\x17.podium.v1.NodeResponse\x12\x46\n\tListNodes\x12\x1b.podium.v1.ListNodesRequest\x1a\x1c.podium.v1.ListNodesResponse\x12\x43\n\nUpdateNode\x12\x1c.podium.v1.UpdateNodeRequest\x1a\x17.podium.v1.NodeResponse\x12@\n\x07GetLoad\x12\x19.podium.v1.GetLoadRequest\x1a\x1a.podium.v1.GetLoadResponse\x12@\n\x0bWatchEvents\x12\x1d.podium.v1.WatchEventsRequest\x1a\x10.podium.v1.Event0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -62,24 +62,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTTASKSRESPONSE']._serialized_end=765
   _globals['_LISTNODESREQUEST']._serialized_start=767
   _globals['_LISTNODESREQUEST']._serialized_end=785
-  _globals['_LISTNODESRESPONSE']._serialized_start=787
-  _globals['_LISTNODESRESPONSE']._serialized_end=838
-  _globals['_GETLOADREQUEST']._serialized_start=840
-  _globals['_GETLOADREQUEST']._serialized_end=873
-  _globals['_LOADSAMPLE']._serialized_start=875
-  _globals['_LOADSAMPLE']._serialized_end=992
-  _globals['_GETLOADRESPONSE']._serialized_start=995
-  _globals['_GETLOADRESPONSE']._serialized_end=1398
-  _globals['_GETLOADRESPONSE_NODE']._serialized_start=1111
-  _globals['_GETLOADRESPONSE_NODE']._serialized_end=1253
-  _globals['_GETLOADRESPONSE_TASK']._serialized_start=1256
-  _globals['_GETLOADRESPONSE_TASK']._serialized_end=1398
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=1400
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=1435
-  _globals['_EVENT']._serialized_start=1438
-  _globals['_EVENT']._serialized_end=1715
-  _globals['_EVENT_ACTION']._serialized_start=1640
-  _globals['_EVENT_ACTION']._serialized_end=1705
-  _globals['_CONTROL']._serialized_start=1718
-  _globals['_CONTROL']._serialized_end=2583
+  _globals['_UPDATENODEREQUEST']._serialized_start=787
+  _globals['_UPDATENODEREQUEST']._serialized_end=875
+  _globals['_LISTNODESRESPONSE']._serialized_start=877
+  _globals['_LISTNODESRESPONSE']._serialized_end=928
+  _globals['_GETLOADREQUEST']._serialized_start=930
+  _globals['_GETLOADREQUEST']._serialized_end=963
+  _globals['_LOADSAMPLE']._serialized_start=965
+  _globals['_LOADSAMPLE']._serialized_end=1082
+  _globals['_GETLOADRESPONSE']._serialized_start=1085
+  _globals['_GETLOADRESPONSE']._serialized_end=1488
+  _globals['_GETLOADRESPONSE_NODE']._serialized_start=1201
+  _globals['_GETLOADRESPONSE_NODE']._serialized_end=1343
+  _globals['_GETLOADRESPONSE_TASK']._serialized_start=1346
+  _globals['_GETLOADRESPONSE_TASK']._serialized_end=1488
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=1490
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=1525
+  _globals['_EVENT']._serialized_start=1528
+  _globals['_EVENT']._serialized_end=1805
+  _globals['_EVENT_ACTION']._serialized_start=1730
+  _globals['_EVENT_ACTION']._serialized_end=1795
+  _globals['_CONTROL']._serialized_start=1808
+  _globals['_CONTROL']._serialized_end=2742
 # @@protoc_insertion_point(module_scope)

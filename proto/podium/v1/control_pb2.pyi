@@ -98,6 +98,14 @@ class ListNodesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class UpdateNodeRequest(_message.Message):
+    __slots__ = ("ref", "availability")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    availability: _objects_pb2.NodeSpec.Availability
+    def __init__(self, ref: _Optional[str] = ..., availability: _Optional[_Union[_objects_pb2.NodeSpec.Availability, str]] = ...) -> None: ...
+
 class ListNodesResponse(_message.Message):
     __slots__ = ("nodes",)
     NODES_FIELD_NUMBER: _ClassVar[int]

@@ -84,6 +84,11 @@ class ControlStub:
                 request_serializer=podium_dot_v1_dot_control__pb2.ListNodesRequest.SerializeToString,
                 response_deserializer=podium_dot_v1_dot_control__pb2.ListNodesResponse.FromString,
                 _registered_method=True)
+        self.UpdateNode = channel.unary_unary(
+                '/podium.v1.Control/UpdateNode',
+                request_serializer=podium_dot_v1_dot_control__pb2.UpdateNodeRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__pb2.NodeResponse.FromString,
+                _registered_method=True)
         self.GetLoad = channel.unary_unary(
                 '/podium.v1.Control/GetLoad',
                 request_serializer=podium_dot_v1_dot_control__pb2.GetLoadRequest.SerializeToString,
@@ -169,6 +174,14 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateNode(self, request, context):
+        """Sets a node's availability: active, pause (no new tasks) or drain (move
+        its tasks away, replacements first). Callers: operators. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetLoad(self, request, context):
         """The latest load of nodes and tasks with a short history, as agents
         report it. Callers: anyone. Read-only.
@@ -237,6 +250,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.ListNodes,
                     request_deserializer=podium_dot_v1_dot_control__pb2.ListNodesRequest.FromString,
                     response_serializer=podium_dot_v1_dot_control__pb2.ListNodesResponse.SerializeToString,
+            ),
+            'UpdateNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateNode,
+                    request_deserializer=podium_dot_v1_dot_control__pb2.UpdateNodeRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__pb2.NodeResponse.SerializeToString,
             ),
             'GetLoad': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLoad,
@@ -519,6 +537,33 @@ class Control:
             '/podium.v1.Control/ListNodes',
             podium_dot_v1_dot_control__pb2.ListNodesRequest.SerializeToString,
             podium_dot_v1_dot_control__pb2.ListNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.Control/UpdateNode',
+            podium_dot_v1_dot_control__pb2.UpdateNodeRequest.SerializeToString,
+            podium_dot_v1_dot_control__pb2.NodeResponse.FromString,
             options,
             channel_credentials,
             insecure,
