@@ -69,7 +69,8 @@ def cmd_manager(args: argparse.Namespace) -> int:
     from podium.manager.manager import Manager
 
     manager = Manager(
-        listen=args.listen, data_dir=args.data_dir, heartbeat_period=args.heartbeat_period
+        listen=args.listen, data_dir=args.data_dir, heartbeat_period=args.heartbeat_period,
+        down_grace=args.down_grace,
     )
     asyncio.run(_run_until_signalled(manager.start, manager.serve_forever, manager.stop))
     return 0
@@ -303,6 +304,39 @@ def cmd_rm(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+_AVAILABILITY = {
+    "activate": objects.NodeSpec.AVAILABILITY_ACTIVE,
+    "pause": objects.NodeSpec.AVAILABILITY_PAUSE,
+    "drain": objects.NodeSpec.AVAILABILITY_DRAIN,
+}
+
+
+def cmd_node(client: Client, args: argparse.Namespace) -> int:
+    """podium node drain|pause|activate NODE."""
+    request = control.UpdateNodeRequest(ref=args.node, availability=_AVAILABILITY[args.action])
+    node = client.call("UpdateNode", request).node
+    name = node.description.name
+    print(f"node {name}: {views.node_row(node, 0)['availability']}")
+    if args.action != "drain" or args.detach:
+        return 0
+    deadline = time.monotonic() + args.timeout
+    shown = -1
+    while True:
+        left = [t for t in client.call("ListTasks", control.ListTasksRequest(node=node.id)).tasks
+                if holds_resources(t)]
+        if len(left) != shown:
+            print(f"{name}: {len(left)} task(s) left", flush=True)
+            shown = len(left)
+        if not left:
+            return 0
+        if time.monotonic() > deadline:
+            reasons = "; ".join(sorted({t.status.message for t in left}))
+            print(f"error: {name} still runs {len(left)} task(s) after {args.timeout:g} s: "
+                  f"{reasons}", file=sys.stderr)
+            return 1
+        time.sleep(0.2)
+
+
 def cmd_events(client: Client, args: argparse.Namespace) -> int:
     """Follows the cluster's changes until interrupted (or --limit events)."""
     request = control.WatchEventsRequest(kinds=args.kind)
@@ -402,6 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--listen", default="0.0.0.0:7070", help="address to serve on")
     m.add_argument("--data-dir", required=True, help="where the manager keeps its state")
     m.add_argument("--heartbeat-period", type=float, default=1.0, help="seconds")
+    m.add_argument(
+        "--down-grace", type=float, default=1.0,
+        help="seconds a node whose session broke stays suspect before it is down and its tasks "
+        "move (default %(default)s); a restarted agent that reconnects within it keeps its tasks",
+    )
     m.set_defaults(daemon=cmd_manager)
 
     a = sub.add_parser("agent", help="run an agent on this host")
@@ -448,6 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("services", nargs="+", metavar="SERVICE")
     i = client_cmd("inspect", cmd_inspect, "show a service, task or node", output=False)
     i.add_argument("ref", help="name or id (or unique id prefix)")
+    n = client_cmd("node", cmd_node, "drain, pause or activate a node", output=False)
+    n.add_argument("action", choices=sorted(_AVAILABILITY),
+                   help="drain: move its tasks away (replacements first); pause: no new tasks; "
+                   "activate: back to normal")
+    n.add_argument("node", help="node name or id")
+    waits(n)
     e = client_cmd("events", cmd_events, "follow the cluster's changes")
     e.add_argument("--kind", action="append", default=[], choices=("node", "service", "task"),
                    help="only these kinds (repeatable)")

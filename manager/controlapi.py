@@ -256,6 +256,21 @@ class ControlAPI(control_grpc.ControlServicer):
         nodes = sorted(self._store.view().nodes(), key=_node_name)
         return control.ListNodesResponse(nodes=nodes)
 
+    async def UpdateNode(self, request, context):  # type: ignore[no-untyped-def]
+        def apply(tx: WriteTx) -> objects.Node:
+            if request.availability not in objects.NodeSpec.Availability.values():
+                raise RequestError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"availability {request.availability}: expected active, pause or drain",
+                )
+            node = find_node(tx, request.ref)
+            if node.spec.availability != request.availability:
+                node.spec.availability = request.availability
+                tx.update(node)
+            return node
+
+        return control.NodeResponse(node=await self._write(context, apply))
+
     async def GetLoad(self, request, context):  # type: ignore[no-untyped-def]
         return self._load.snapshot(history=min(request.history, 60))
 

@@ -25,6 +25,7 @@ import grpc
 
 from podium.manager import ids
 from podium.manager.load import LoadBook
+from podium.manager.nodemonitor import NodeMonitor, Transition
 from podium.manager.store import Store, WriteTx
 from podium.v1 import dispatcher, dispatcher_grpc, objects
 
@@ -40,7 +41,8 @@ class _Session:
     outbox: asyncio.Queue[dispatcher.ManagerMessage | None] = field(default_factory=asyncio.Queue)
     # Desired state last sent per task: only changes the agent acts on travel.
     sent: dict[str, int] = field(default_factory=dict)
-    last_seen: float = field(default_factory=time.monotonic)
+    # Set when the monitor closes a silent session: the node is down already.
+    silenced: bool = False
 
     def close(self) -> None:
         self.outbox.put_nowait(None)
@@ -55,18 +57,21 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         heartbeat_period: float = 1.0,
         load_period: float = 1.0,
         missed_heartbeats: int = 3,
+        down_grace: float = 1.0,
         startup_grace: float = 10.0,
     ) -> None:
         self._store = store
         self._period = heartbeat_period
         self._load_period = load_period
         self._load = load
-        self._missed = missed_heartbeats
-        self._startup_grace = startup_grace
+        self._monitor = NodeMonitor(
+            period=heartbeat_period, missed=missed_heartbeats, down_grace=down_grace,
+            startup_grace=startup_grace, now=time.monotonic(),
+        )
         self._sessions: dict[str, _Session] = {}
 
     async def run(self) -> None:
-        await asyncio.gather(self._forward_changes(), self._monitor())
+        await asyncio.gather(self._forward_changes(), self._watch_nodes())
 
     # -- agent -> manager ------------------------------------------------------
 
@@ -88,6 +93,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
             return
         try:
             await self._store.update(lambda tx: _register(tx, reg, context.peer()))
+            self._monitor.opened(reg.node_id, time.monotonic())
         except NameInUseError as err:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(err))
             return
@@ -114,7 +120,9 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
             if self._sessions.get(session.node_id) is session:
                 del self._sessions[session.node_id]
                 self._load.forget_node(session.node_id)
-                await self._mark_down(session.node_id, "agent session closed")
+                if not session.silenced:
+                    closed = self._monitor.closed(session.node_id, time.monotonic())
+                    await self._apply([closed])
 
     def _open(self, node_id: str) -> _Session:
         old = self._sessions.get(node_id)
@@ -137,7 +145,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         self, session: _Session, requests: AsyncIterator[dispatcher.AgentMessage]
     ) -> None:
         async for message in requests:
-            session.last_seen = time.monotonic()
+            self._monitor.heard(session.node_id, time.monotonic())
             if message.HasField("load"):
                 self._load.record(session.node_id, message.load)
             if message.HasField("status") and message.status.updates:
@@ -146,14 +154,20 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                 )
                 await self._store.update(apply)
 
-    async def _mark_down(self, node_id: str, reason: str) -> None:
+    async def _apply(self, transitions: list[Transition]) -> None:
         def apply(tx: WriteTx) -> None:
-            node = tx.get_node(node_id)
-            if node is not None and node.status.state != DOWN:
-                _set_node_state(node, DOWN, reason)
+            for change in transitions:
+                node = tx.get_node(change.node_id)
+                if node is None or node.status.state == change.state:
+                    continue
+                _set_node_state(node, change.state, change.reason)
                 tx.update(node)
+                log.warning("node %s is %s: %s", node.description.name,
+                            objects.NodeStatus.State.Name(change.state)[6:].lower(),
+                            change.reason)
 
-        await self._store.update(apply)
+        if transitions:
+            await self._store.update(apply)
 
     # -- manager -> agent ------------------------------------------------------
 
@@ -190,21 +204,18 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         finally:
             watch.close()
 
-    async def _monitor(self) -> None:
-        started = time.monotonic()
+    async def _watch_nodes(self) -> None:
+        tick = min(self._period, 1.0) / 4
         while True:
-            await asyncio.sleep(self._period)
-            now = time.monotonic()
-            silent = self._period * self._missed
-            for session in list(self._sessions.values()):
-                if now - session.last_seen > silent:
-                    log.warning("node %s missed %d heartbeats", session.node_id, self._missed)
+            await asyncio.sleep(tick)
+            nodes = [(n.id, n.status.state) for n in self._store.view().nodes()]
+            transitions, silent = self._monitor.tick(time.monotonic(), nodes)
+            for node_id in silent:
+                session = self._sessions.get(node_id)
+                if session is not None:
+                    session.silenced = True
                     session.close()
-            if now - started > self._startup_grace:
-                # Nodes that were ready before a manager restart and never came back.
-                for node in self._store.view().nodes():
-                    if node.status.state != DOWN and node.id not in self._sessions:
-                        await self._mark_down(node.id, "no session since the manager started")
+            await self._apply(transitions)
 
 
 class NameInUseError(Exception):

@@ -45,10 +45,12 @@ class Manager:
         listen: str,
         data_dir: pathlib.Path | str,
         heartbeat_period: float = 1.0,
+        down_grace: float = 1.0,
     ) -> None:
         self._listen = listen
         self._data_dir = pathlib.Path(data_dir)
         self._heartbeat_period = heartbeat_period
+        self._down_grace = down_grace
         self._store: SqliteStore | None = None
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -63,7 +65,10 @@ class Manager:
             Reaper(store=store),
         ]
         load = LoadBook()
-        dispatch = Dispatcher(store=store, load=load, heartbeat_period=self._heartbeat_period)
+        dispatch = Dispatcher(
+            store=store, load=load, heartbeat_period=self._heartbeat_period,
+            down_grace=self._down_grace,
+        )
         for loop in loops:
             self._tasks.append(asyncio.create_task(loop.run(), name=loop.name))
         self._tasks.append(asyncio.create_task(dispatch.run(), name="dispatcher"))

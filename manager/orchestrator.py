@@ -122,11 +122,18 @@ class Orchestrator(ReconcileLoop):
         if isinstance(obj, objects.Service):
             self.mark(obj.id)
         elif isinstance(obj, objects.Task):
-            if change.action == "update" and is_live(obj) and has_finished(obj):
+            # Finished: restart it. Running: an older task in its slot may now give way.
+            if change.action == "update" and is_live(obj) and (
+                has_finished(obj) or obj.status.state == RUNNING
+            ):
                 self.mark(obj.service_id)
         elif isinstance(obj, objects.Node):
-            # Global services follow nodes coming and going.
-            for service in self._store.view().services():
+            # Down or drained: its tasks move. Global services follow nodes coming and going.
+            view = self._store.view()
+            for task in view.tasks_of_node(obj.id):
+                if is_live(task):
+                    self.mark(task.service_id)
+            for service in view.services():
                 if service.spec.mode == GLOBAL:
                     self.mark(service.id)
 
@@ -146,6 +153,13 @@ class Orchestrator(ReconcileLoop):
             return
         for task in tasks:
             if not is_live(task):
+                continue
+            if service.spec.mode != GLOBAL and _on_down_node(tx, task):
+                # Failover: replace at once, without the restart delay. The agent removes the
+                # old container if its node comes back.
+                _orphan(tx, task)
+                if task.slot <= service.spec.replicas:
+                    tx.create(new_task(service, slot=task.slot, node_id="", attempt=0))
                 continue
             finished = has_finished(task)
             outdated = task.spec_version != service.spec_version
@@ -168,14 +182,19 @@ class Orchestrator(ReconcileLoop):
     ) -> None:
         wanted = service.spec.replicas
         by_slot: dict[int, objects.Task] = {}
-        # Newest first, so a duplicate in a slot (never expected) ends the older one.
+        # Newest first. An older task in a slot gives way once the newer one runs (start first:
+        # a drain never lowers the running count); until then both live.
         for task in sorted(live, key=lambda t: -t.meta.created.ToNanoseconds()):
-            if task.slot > wanted or task.slot in by_slot:
+            newer = by_slot.get(task.slot)
+            if task.slot > wanted:
                 _end(tx, task, REMOVED)
-            else:
+            elif newer is None:
                 by_slot[task.slot] = task
+            elif newer.status.state == RUNNING or has_finished(task):
+                _end(tx, task, REMOVED)
         for slot in range(1, wanted + 1):
-            if slot not in by_slot:
+            current = by_slot.get(slot)
+            if current is None or _draining(tx, current):
                 tx.create(new_task(service, slot=slot, node_id="", attempt=0))
 
     def _reconcile_global(
@@ -203,6 +222,28 @@ class Orchestrator(ReconcileLoop):
         for node in tx.nodes():
             if node.id not in covered and eligible(node):
                 tx.create(new_task(service, slot=0, node_id=node.id, attempt=0))
+
+
+def _on_down_node(tx: WriteTx, task: objects.Task) -> bool:
+    node = tx.get_node(task.node_id) if task.node_id else None
+    return node is not None and node.status.state == objects.NodeStatus.STATE_DOWN
+
+
+def _draining(tx: WriteTx, task: objects.Task) -> bool:
+    node = tx.get_node(task.node_id) if task.node_id else None
+    return node is not None and node.spec.availability == objects.NodeSpec.AVAILABILITY_DRAIN
+
+
+def _orphan(tx: WriteTx, task: objects.Task) -> None:
+    copy = tx.get_task(task.id)
+    if copy is None:
+        return
+    node = tx.get_node(task.node_id)
+    copy.desired_state = REMOVED  # type: ignore[assignment]
+    copy.status.state = objects.TASK_STATE_ORPHANED  # type: ignore[assignment]
+    copy.status.message = f"node {node.description.name if node else task.node_id} is down"
+    copy.status.timestamp.CopyFrom(ids.timestamp())
+    tx.update(copy)
 
 
 def _may_keep(node: objects.Node, eligible: Callable[[objects.Node], bool]) -> bool:

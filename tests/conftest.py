@@ -26,8 +26,10 @@ def engine() -> None:
 
 
 @pytest.fixture
-def cluster(engine: None, tmp_path: pathlib.Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
+def cluster(engine: None, tmp_path: pathlib.Path,
+            request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    marker = request.node.get_closest_marker("manager_args")
+    c = Cluster(tmp_path, manager_args=tuple(marker.args) if marker else ())
     try:
         c.start_manager()
         c.start_agent("node-a", "zone=a")

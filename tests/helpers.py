@@ -107,8 +107,9 @@ def remove_containers_of(node_ids: list[str]) -> None:
 class Cluster:
     """A manager and agents as real processes on the local engine."""
 
-    def __init__(self, root: pathlib.Path) -> None:
+    def __init__(self, root: pathlib.Path, *, manager_args: tuple[str, ...] = ()) -> None:
         self.root = root
+        self.manager_args = manager_args
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -124,7 +125,7 @@ class Cluster:
 
     def start_manager(self) -> None:
         self._spawn("manager", ["manager", "--listen", self.address,
-                                "--data-dir", str(self.root / "manager")])
+                                "--data-dir", str(self.root / "manager"), *self.manager_args])
         eventually(lambda: self.run("nodes").returncode == 0, timeout=20, what="manager up")
 
     def start_agent(self, name: str, *labels: str) -> None:

@@ -87,6 +87,9 @@ def test_manager_kill9_keeps_state_and_containers(cluster: Cluster,
     eventually(lambda: not cluster.containers(), what="no container after rm")
 
 
+# Adoption needs the agent back within the manager's down grace (1 s by default, tuned for fast
+# failover); a slow machine may take longer to restart a Python process, so allow 10 s here.
+@pytest.mark.manager_args("--down-grace", "10")
 def test_agent_kill9_adopts_its_containers(cluster: Cluster, tmp_path: pathlib.Path) -> None:
     cluster.ok("deploy", "-f", write(tmp_path, WEB))
     before = started_at(list(cluster.running_containers()))

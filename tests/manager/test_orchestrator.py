@@ -146,3 +146,73 @@ def test_a_task_that_ran_a_while_restarts_the_delay_count(tmp_path: pathlib.Path
     _reconcile(store, orch)
     [replacement] = _live(store)
     assert replacement.attempt == 1
+
+
+def _set_node(store: SqliteStore, node_id: str, **changes: int) -> None:
+    def apply(tx: WriteTx) -> None:
+        node = tx.get_node(node_id)
+        assert node is not None
+        if "state" in changes:
+            node.status.state = changes["state"]  # type: ignore[assignment]
+        if "availability" in changes:
+            node.spec.availability = changes["availability"]  # type: ignore[assignment]
+        tx.update(node)
+
+    store.update_now(apply)
+
+
+def _place_all(store: SqliteStore, node_id: str, *, running: bool = True) -> None:
+    def apply(tx: WriteTx) -> None:
+        for task in tx.tasks_of_service("s1"):
+            if task.desired_state <= RUNNING and not task.node_id:
+                task.node_id = node_id
+                task.status.state = RUNNING if running else objects.TASK_STATE_ASSIGNED
+                tx.update(task)
+
+    store.update_now(apply)
+
+
+def test_tasks_of_a_down_node_are_replaced_at_once(tmp_path: pathlib.Path) -> None:
+    store, orch = _store(tmp_path)
+    store.update_now(lambda tx: (tx.create(_node("n1", "a")), tx.create(_node("n2", "a")),
+                                 tx.create(_service(replicas=2))))
+    _reconcile(store, orch)
+    _place_all(store, "n1")
+    _set_node(store, "n1", state=objects.NodeStatus.STATE_DOWN)
+    _reconcile(store, orch)
+    replacements = _live(store)
+    assert [t.slot for t in replacements] == [1, 2]
+    assert all(not t.node_id and not t.HasField("not_before") for t in replacements)
+    orphans = [t for t in store.view().tasks_of_service("s1") if t.node_id == "n1"]
+    assert {t.status.state for t in orphans} == {objects.TASK_STATE_ORPHANED}
+    assert {t.desired_state for t in orphans} == {objects.TASK_STATE_REMOVED}
+
+
+def test_drain_starts_replacements_before_stopping_the_old_tasks(tmp_path: pathlib.Path) -> None:
+    store, orch = _store(tmp_path)
+    store.update_now(lambda tx: (tx.create(_node("n1", "a")), tx.create(_node("n2", "a")),
+                                 tx.create(_service(replicas=2))))
+    _reconcile(store, orch)
+    _place_all(store, "n1")
+    old_ids = {t.id for t in _live(store)}
+    _set_node(store, "n1", availability=objects.NodeSpec.AVAILABILITY_DRAIN)
+    _reconcile(store, orch)
+    # Old and new both live: the old keep running until their replacements run.
+    assert len(_live(store)) == 4
+    _reconcile(store, orch)
+    assert len(_live(store)) == 4
+    _place_all(store, "n2", running=False)
+    _reconcile(store, orch)
+    assert {t.id for t in _live(store)} >= old_ids
+    _place_all(store, "n2")
+
+    def start(tx: WriteTx) -> None:
+        for task in tx.tasks_of_service("s1"):
+            if task.node_id == "n2":
+                task.status.state = RUNNING  # type: ignore[assignment]
+                tx.update(task)
+
+    store.update_now(start)
+    _reconcile(store, orch)
+    assert {t.node_id for t in _live(store)} == {"n2"}
+    assert len(_live(store)) == 2
