@@ -82,7 +82,14 @@ class Agent:
         self._tasks = [
             asyncio.create_task(self._worker.follow_events(), name="events"),
             asyncio.create_task(self._session.run(), name="session"),
+            asyncio.create_task(self._fence(), name="fence"),
         ]
+
+    async def _fence(self, period: float = 0.5) -> None:
+        while True:
+            await asyncio.sleep(period)
+            if lost := self._session.lost_for():
+                self._worker.fence(lost)
 
     async def serve_forever(self) -> None:
         done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)

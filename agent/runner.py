@@ -89,6 +89,7 @@ class TaskRunner:
         self._restart_reason = ""
         self._prober: tuple[Prober, asyncio.Task[None], int] | None = None
         self.pid = 0
+        self._fenced = ""
         self._wake = asyncio.Event()
         self._wake.set()
 
@@ -99,6 +100,12 @@ class TaskRunner:
     def update(self, task: objects.Task) -> None:
         self.task = task
         self._wake.set()
+
+    def fence(self, reason: str) -> None:
+        """Stop the task on this agent's own authority: it may be running elsewhere by now."""
+        if not self._fenced:
+            self._fenced = reason
+            self._wake.set()
 
     def poke(self) -> None:
         """Something may have changed in the engine: look again."""
@@ -163,6 +170,8 @@ class TaskRunner:
     async def _step(self) -> None:
         desired = self.task.desired_state
         state = self._status.state
+        if self._fenced and desired <= RUNNING:
+            desired = SHUTDOWN
         if desired > RUNNING:
             await self._stop_prober()
             self._restart_at = None
@@ -173,7 +182,7 @@ class TaskRunner:
             if desired >= REMOVED:
                 self._report(REMOVED, "container removed")
             elif state <= RUNNING:
-                self._report(SHUTDOWN, "stopped")
+                self._report(SHUTDOWN, self._fenced or "stopped")
             return
         if state > RUNNING:
             return  # ended; the manager decides what follows

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
@@ -55,6 +56,12 @@ class Session:
         self._on_assignments = on_assignments
         self._reporter = reporter
         self._load = load
+        # When the last session ended (monotonic seconds); None while one is open.
+        self._lost_since: float | None = time.monotonic()
+
+    def lost_for(self) -> float:
+        """Seconds without a session to the manager (0 while connected)."""
+        return 0.0 if self._lost_since is None else time.monotonic() - self._lost_since
 
     async def run(self) -> None:
         """Keeps a session open until cancelled."""
@@ -92,6 +99,7 @@ class Session:
                     period = message.session.heartbeat_period.ToNanoseconds() / 1e9 or 1.0
                     if not registered:
                         registered = True
+                        self._lost_since = None
                         self._reporter.resend_all()
                         helpers.append(asyncio.create_task(self._heartbeat(outbox, period)))
                         helpers.append(asyncio.create_task(self._send_status(outbox)))
@@ -104,6 +112,8 @@ class Session:
                 elif message.HasField("assignments"):
                     await self._on_assignments(message.assignments)
         finally:
+            if registered:
+                self._lost_since = time.monotonic()
             call.cancel()
             for helper in helpers:
                 helper.cancel()

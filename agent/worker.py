@@ -37,6 +37,14 @@ class Worker:
         # One HTTP session for every agent-run probe, made on first use.
         self._http: aiohttp.ClientSession | None = None
 
+    def fence(self, lost_for: float) -> None:
+        """Stops the tasks whose service asks to be fenced after `lost_for` seconds without the
+        manager (the manager has likely started them elsewhere)."""
+        for runner, _ in self._runners.values():
+            fence_after = runner.task.spec.fence_after.ToNanoseconds() / 1e9
+            if fence_after and lost_for >= fence_after:
+                runner.fence(f"fenced: no manager for {lost_for:.0f} s")
+
     def running_pids(self) -> dict[str, int]:
         """Task id -> init pid of each task whose container is running."""
         return {task_id: r.pid for task_id, (r, _) in self._runners.items() if r.pid}

@@ -8,11 +8,13 @@ Accepted: top-level services (required), name, version (ignored), x-* (ignored);
 command, entrypoint, environment, labels, init, ports, stop_grace_period, healthcheck {test,
 disable, interval, timeout, retries, start_period, start_interval} and deploy {mode, replicas,
 labels, resources {reservations, limits} {cpus, memory}, placement {constraints}, restart_policy
-{condition, delay, max_attempts, window}}. x-* keys are ignored in every mapping but one:
-`x-podium-probe`, directly under a service, is the check the agent itself runs (spec.probe), and an
-error anywhere else. Any other key is an error, never dropped: a dropped volume or network would
-deploy something else than what the file says. healthcheck, x-podium-probe and
-deploy.restart_policy are read by _compose_checks, whose docstring has their rules.
+{condition, delay, max_attempts, window}}. x-* keys are ignored in every mapping but two, read
+directly under a service and an error anywhere else: `x-podium-probe`, the check the agent itself
+runs (spec.probe), and `x-podium-fence`, a duration after which an agent that lost the manager
+stops the service's tasks (spec.fence_after). Any other key is an error, never dropped: a
+dropped volume or network would deploy something else than what the file says. healthcheck,
+x-podium-probe and deploy.restart_policy are read by _compose_checks, whose docstring has their
+rules.
 
 With a stack name (the `stack` argument, else top-level `name:`), services are named STACK_KEY with
 spec.stack = STACK, as `docker stack deploy` does. Scalars are read as Compose reads them (22:22 is
@@ -92,7 +94,7 @@ def _show(value: object) -> str:
 
 _SUPPORTED = {
     "": ("command", "deploy", "entrypoint", "environment", "healthcheck", "image", "init", "labels",
-         "ports", "stop_grace_period", "x-podium-probe"),
+         "ports", "stop_grace_period", "x-podium-fence", "x-podium-probe"),
     "deploy": ("labels", "mode", "placement", "replicas", "resources", "restart_policy"),
     "deploy.restart_policy": ("condition", "delay", "max_attempts", "window"),
     "deploy.resources": ("limits", "reservations"),
@@ -107,7 +109,9 @@ _SUPPORTED = {
     "x-podium-probe.http": ("path", "port", "status"),
     "x-podium-probe.tcp": ("port",),
 }  # fmt: skip
-_PROBE_KEY = "x-podium-probe"  # the one extension key Podium reads
+_PROBE_KEY = "x-podium-probe"
+_FENCE_KEY = "x-podium-fence"
+_PODIUM_KEYS = (_PROBE_KEY, _FENCE_KEY)  # the extension keys Podium reads, under a service
 _EXPLAINED = {
     "build": "build and tag the image first (docker build -t NAME .), then set image: NAME",
     "container_name": "Podium names each task's container itself; remove the key",
@@ -121,9 +125,9 @@ def _mapping(value: object, at: _At, table: str) -> dict[str, object]:
     for key in value:
         if not isinstance(key, str):
             raise at.error("string keys", key)
-        if key in _SUPPORTED[table] or (key.startswith("x-") and key != _PROBE_KEY):
+        if key in _SUPPORTED[table] or (key.startswith("x-") and key not in _PODIUM_KEYS):
             continue
-        if key == _PROBE_KEY:  # misplaced: ignoring it would deploy a service nobody probes
+        if key in _PODIUM_KEYS:  # misplaced: ignoring it would deploy something else
             raise SpecError(f"{at.sub(key)}: only recognized directly under a service")
         if table == "" and key in _EXPLAINED:
             raise SpecError(f"{at}: {key!r} is not supported: {_EXPLAINED[key]}")
@@ -385,6 +389,9 @@ def _service(key: object, value: object, stack: str | None) -> objects.ServiceSp
     if "stop_grace_period" in data:
         grace = _nanos(data["stop_grace_period"], at.sub("stop_grace_period"))
         container.stop_grace_period.FromNanoseconds(grace)
+    if _FENCE_KEY in data:
+        fence = _nanos(data[_FENCE_KEY], at.sub(_FENCE_KEY), positive=True)
+        spec.fence_after.FromNanoseconds(fence)
     spec.ports.extend(_ports(data.get("ports", []), at.sub("ports")))
     _deploy(data.get("deploy", {}), spec, at.sub("deploy"))
     # Imported here, not at the top: _compose_checks builds on this module's helpers.
@@ -404,7 +411,7 @@ def _load(text: str, stack: str | None) -> list[objects.ServiceSpec]:
     if not isinstance(document, dict):
         raise SpecError(f"expected a mapping with 'services' at the top, got {_show(document)}")
     for key in document:
-        if key == _PROBE_KEY:
+        if key in _PODIUM_KEYS:
             raise SpecError(f"top-level key {key!r}: only recognized directly under a service")
         if key not in ("services", "name", "version") and not str(key).startswith("x-"):
             supported = "(supported: name, services, version)"

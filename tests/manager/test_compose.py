@@ -171,7 +171,7 @@ def _service_error(keys: str) -> str:
             "volumes: [data:/data]",
             "stack.yml: service 'web': key 'volumes' is not supported by Podium (supported:"
             " command, deploy, entrypoint, environment, healthcheck, image, init, labels, ports,"
-            " stop_grace_period, x-podium-probe)",
+            " stop_grace_period, x-podium-fence, x-podium-probe)",
         ),
         (
             "build: .",
@@ -541,3 +541,12 @@ def test_check_and_restart_errors_name_service_and_key(keys: str, expected: str)
 )
 def test_misplaced_probe_is_an_error_not_ignored(text: str, expected: str) -> None:
     assert expected in _error(text)
+
+
+def test_fence_extension_sets_fence_after() -> None:
+    [spec] = load_stack("services:\n  db:\n    image: x\n    x-podium-fence: 15s\n")
+    assert spec.fence_after.ToSeconds() == 15
+    with pytest.raises(SpecError, match="x-podium-fence"):
+        load_stack("services:\n  db:\n    image: x\n    x-podium-fence: soon\n")
+    with pytest.raises(SpecError, match="only recognized directly under a service"):
+        load_stack("services:\n  db:\n    image: x\n    deploy: {x-podium-fence: 1s}\n")

@@ -1,0 +1,779 @@
+"""Several simulated Docker hosts on one machine: a manager, and N hosts each with its own
+network namespace, Docker engine and agent, for end-to-end tests and demos.
+
+    with HostCluster(tmp_path / "hosts", hosts=3) as c:
+        c.ok("deploy", "-f", path)                  # the podium CLI, against the manager
+        c.docker("h2", "ps")                        # the docker CLI, against h2's engine
+        c.crash("h3"); c.partition("h2"); c.heal("h2"); c.restart_host("h3")
+
+Layout of one run (run id: 6 hex digits; every name starts with podium-<run id>):
+- netns podium-<id>-mgr holds the bridge br0 (10.231.<x>.1/24, x chosen per run), the manager
+  (listening on 0.0.0.0:7070 there) and a TCP forwarder (below).
+- netns podium-<id>-h<i> is host h<i>: eth0 = 10.231.<x>.<10+i>/24, whose veth peer `h<i>` is a
+  port of br0 in the manager's namespace (partition() takes that end down); its own dockerd and
+  its own agent (node name h<i>, label host=h<i>), both joining the manager at 10.231.<x>.1:7070.
+- The test process (root namespace) reaches the Control API at 127.0.0.1:<port>: the harness binds
+  that listening socket itself and hands it to a forwarder started in the manager's namespace,
+  which connects each client to the manager there. So the root namespace gets no link, address,
+  route or firewall rule: only a loopback listener, the namespace files in /run/netns, the engines'
+  cgroup parents (/sys/fs/cgroup/*/podium-<id>-h<i>) and the directories below.
+- Files: `root` (given) holds each host's engine data-root, agent data and the logs;
+  /run/podium-<id>/h<i> holds its engine socket, exec-root and pidfile (kept short: a unix socket
+  path is limited to 107 bytes).
+
+Mount namespaces: every `ip netns exec` unshares a new mount namespace and remounts /sys for the
+target netns, without the cgroup hierarchies. dockerd and the agent are each started through
+`ip netns exec NS sh -c 'mount ...; exec "$@"'`, which mounts a copy of the root namespace's cgroup
+hierarchies first (read from /proc/self/mountinfo, so v1, hybrid or v2). dockerd's wrapper also
+binds root/h<i>/etc-docker over /etc/docker (else every engine has the same engine ID, from
+/etc/docker/key.json) and a tmpfs over /run/containerd (so that dockerd never adopts a system
+containerd and the shims' sockets stay private to the host). Those mounts live only in the
+wrapper's namespace (`ip netns exec` makes / a slave): they vanish with its last process.
+
+A host's processes are found without pid files: those in its netns (dockerd, containerd, shims,
+docker-proxy, agent) plus those in its engine's cgroup parent (the containers, which have netns
+of their own). crash() SIGKILLs all of them (through pidfds, re-checking membership, so a reused
+pid is never hit) and wipes what a power-off wipes (exec-root, pidfile, socket, cgroups).
+close() does that for every host, then removes the namespaces, /run/podium-<id> and the data
+(keeping the *.log files); it runs when the body or start() fails halfway, and is idempotent.
+
+Also a small CLI, for deploy/hosts.sh: `python -m tests.multihost up N | down | crash h2 | ...`,
+keeping its state in --dir (default var/hosts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import pathlib
+import random
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tests.helpers import IMAGE, REPO, eventually
+
+MANAGER_PORT = 7070
+LABEL_TASK = "io.podium.task.id"  # podium.agent.executor.LABEL_TASK: every podium container has it
+CGROUP_ROOT = "/sys/fs/cgroup"
+PODIUM = [sys.executable, "-m", "podium.manager.cli"]
+STATE_FILE = "state.json"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Host:
+    name: str  # node name, label host=<name>
+    netns: str
+    address: str  # on the cluster subnet
+    link: str  # its veth end on the bridge, in the manager's namespace
+    data: pathlib.Path  # engine data-root, agent data dir, logs
+    run: pathlib.Path  # engine socket, exec-root, pidfile
+    cgroup: str  # the engine's --cgroup-parent (relative to each hierarchy's root)
+    bip: str
+
+    @property
+    def socket(self) -> pathlib.Path:
+        return self.run / "docker.sock"
+
+    @property
+    def docker_host(self) -> str:
+        return f"unix://{self.socket}"
+
+
+class HostCluster:
+    """A manager and `hosts` simulated hosts; see the module docstring. Needs root."""
+
+    def __init__(self, root: pathlib.Path, *, hosts: int = 3, run_id: str | None = None,
+                 subnet: int | None = None, port: int = 0) -> None:
+        if not 1 <= hosts <= 200:
+            raise ValueError("hosts must be within 1..200")
+        self.root = root.resolve()
+        self.run_id = run_id or secrets.token_hex(3)
+        self.subnet = random.randrange(256) if subnet is None else subnet
+        self.prefix = f"podium-{self.run_id}"
+        self.mgr_netns = f"{self.prefix}-mgr"
+        self.run_dir = pathlib.Path("/run") / self.prefix
+        net = f"10.231.{self.subnet}"
+        # The manager as the hosts (and any process in the manager's namespace) reach it.
+        self.manager_address = f"{net}.1:{MANAGER_PORT}"
+        self.port = port  # of the root-namespace forwarder; known once started
+        self.hosts: dict[str, Host] = {}
+        for i in range(1, hosts + 1):
+            name = f"h{i}"
+            self.hosts[name] = Host(
+                name=name, netns=f"{self.prefix}-{name}", address=f"{net}.{10 + i}", link=name,
+                data=self.root / name, run=self.run_dir / name, cgroup=f"{self.prefix}-{name}",
+                bip=f"172.31.{i}.1/24",
+            )
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._closed = False
+        self.timings: dict[str, float] = {}
+
+    # -- public surface ------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """The Control API as the root namespace reaches it (through the forwarder)."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.hosts)
+
+    def __enter__(self) -> HostCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Brings everything up; the caller must close() even when this fails."""
+        t0 = time.monotonic()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.save_state()  # first, so that `down` can clean up a run that died halfway
+        self._make_network()
+        self.timings["network"] = time.monotonic() - t0
+        self._start_manager()
+        for host in self.hosts.values():
+            self._start_engine(host)
+        image = self._save_root_image()
+        for host in self.hosts.values():
+            self._wait_engine(host)
+        self.timings["engines"] = time.monotonic() - t0
+        self._load_image(list(self.hosts.values()), image)
+        self.timings["images"] = time.monotonic() - t0
+        eventually(lambda: _listening(self.mgr_netns, MANAGER_PORT), timeout=20,
+                   interval=0.05, what="manager listening")
+        for host in self.hosts.values():
+            self._spawn_agent(host)
+        self._wait_ready(self.names)
+        self.timings["total"] = time.monotonic() - t0
+
+    def crash(self, host: str) -> None:
+        """Power-off: SIGKILL every process of the host (agent, engine, containers) and wipe its
+        volatile state. Its data (engine data-root, agent data dir) stays, for restart_host()."""
+        h = self.hosts[host]
+        self._kill_all(h.netns, h.cgroup)
+        shutil.rmtree(h.run, ignore_errors=True)
+        _remove_cgroup(h.cgroup)
+
+    def restart_host(self, host: str) -> None:
+        """Boots a crashed host again: its engine, then its agent, with the same data."""
+        h = self.hosts[host]
+        self._start_engine(h)
+        self._wait_engine(h)
+        self.start_agent(host)
+
+    def partition(self, host: str) -> None:
+        _ip("-n", self.mgr_netns, "link", "set", self.hosts[host].link, "down")
+
+    def heal(self, host: str) -> None:
+        _ip("-n", self.mgr_netns, "link", "set", self.hosts[host].link, "up")
+
+    def stop_agent(self, host: str, *, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+        """Signals the agent and waits until it is gone (SIGKILL after `timeout`)."""
+        h = self.hosts[host]
+        pids = self._agent_pids(h)
+        for pid in pids:
+            _signal(pid, sig, lambda pid: pid in self._agent_pids(h))
+        try:
+            eventually(lambda: not self._reap() and not self._agent_pids(h), timeout=timeout,
+                       interval=0.05, what=f"{host} agent gone")
+        except AssertionError:
+            for pid in self._agent_pids(h):
+                _signal(pid, signal.SIGKILL, lambda pid: pid in self._agent_pids(h))
+            eventually(lambda: not self._reap() and not self._agent_pids(h), timeout=5,
+                       interval=0.05, what=f"{host} agent killed")
+
+    def start_agent(self, host: str, *, wait: bool = True) -> None:
+        self._spawn_agent(self.hosts[host])
+        if wait:
+            self._wait_ready([host])
+
+    def pids(self, host: str) -> set[int]:
+        """Every live process of the host: in its netns or in its engine's cgroups."""
+        h = self.hosts[host]
+        return _netns_pids(h.netns) | _cgroup_pids(h.cgroup)
+
+    def docker(self, host: str, *args: str, timeout: float = 60) -> str:
+        """The docker CLI against the host's engine; raises CalledProcessError on failure."""
+        return subprocess.run(["docker", "-H", self.hosts[host].docker_host, *args], check=True,
+                              capture_output=True, text=True, timeout=timeout).stdout
+
+    def containers(self, host: str, *, all: bool = True) -> list[str]:
+        """Ids of the podium containers on the host's engine."""
+        out = self.docker(host, "ps", "-q", "--no-trunc", *(["-a"] if all else []),
+                          "--filter", f"label={LABEL_TASK}")
+        return out.split()
+
+    def in_host(self, host: str, *argv: str,
+                timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """Runs a command in the host's network namespace (not in its engine's mounts)."""
+        return subprocess.run(["ip", "netns", "exec", self.hosts[host].netns, *argv],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def http_get(self, host: str, url: str, *, timeout: float = 3) -> str:
+        """GET `url` from inside the host's namespace; raises AssertionError on failure."""
+        result = self.in_host(host, sys.executable, "-I", "-c", _HTTP_GET, url, str(timeout),
+                              timeout=timeout + 10)
+        assert result.returncode == 0, f"GET {url} from {host}: {result.stderr.strip()}"
+        return result.stdout
+
+    def reachable(self, host: str, address: str, port: int, *, timeout: float = 1) -> bool:
+        """Whether a TCP connection from inside the host's namespace to address:port succeeds."""
+        result = self.in_host(host, sys.executable, "-I", "-c", _CONNECT, address, str(port),
+                              str(timeout), timeout=timeout + 10)
+        return result.returncode == 0
+
+    def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        """The podium CLI against the manager."""
+        return subprocess.run([*PODIUM, "--manager", self.address, *args],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def ok(self, *args: str) -> str:
+        result = self.run(*args)
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+        return result.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.ok(*args, "-o", "json"))
+
+    def node_state(self, name: str) -> str:
+        for node in self.json("nodes"):
+            if node["name"] == name:
+                return str(node["state"])
+        return ""
+
+    def leftovers(self) -> list[str]:
+        """What of this run still exists: empty after close()."""
+        found: list[str] = []
+        namespaces = [self.mgr_netns, *(h.netns for h in self.hosts.values())]
+        found += [f"netns {ns}" for ns in namespaces if os.path.exists(f"/run/netns/{ns}")]
+        for h in self.hosts.values():
+            found += [f"process {pid} of {h.name}" for pid in sorted(self.pids(h.name))]
+            found += [f"cgroup {path}" for path in _cgroup_dirs(h.cgroup)]
+            found += [f"data {path}" for path in _data_paths(h.data) if path.exists()]
+        found += [f"process {pid} of the manager" for pid in sorted(_netns_pids(self.mgr_netns))]
+        found += [f"mount {point}" for point in _mounts_under(self.root, self.run_dir)]
+        if self.run_dir.exists():
+            found.append(f"directory {self.run_dir}")
+        return found
+
+    def close(self) -> None:
+        """Tears everything down; idempotent, and safe after a start() that failed halfway."""
+        if self._closed:
+            return
+        self._closed = True
+        errors: list[str] = []
+
+        def step(what: str, fn: Callable[[], object]) -> None:
+            try:
+                fn()
+            except Exception as err:  # keep going: the next steps must still run
+                errors.append(f"{what}: {err!r}")
+
+        for h in self.hosts.values():
+            step(f"kill {h.name}", lambda h=h: self._kill_all(h.netns, h.cgroup))  # type: ignore[misc]
+        step("kill manager", lambda: self._kill_all(self.mgr_netns, None))
+        for proc in self._procs:
+            step("reap", lambda proc=proc: proc.wait(timeout=5))  # type: ignore[misc]
+        for h in self.hosts.values():
+            step(f"cgroups of {h.name}", lambda h=h: _remove_cgroup(h.cgroup))  # type: ignore[misc]
+        for ns in [*(h.netns for h in self.hosts.values()), self.mgr_netns]:
+            if os.path.exists(f"/run/netns/{ns}"):
+                step(f"delete {ns}", lambda ns=ns: _ip("netns", "delete", ns))  # type: ignore[misc]
+        step("unmount", lambda: _unmount_under(self.root, self.run_dir))
+        step("remove /run files", lambda: shutil.rmtree(self.run_dir, ignore_errors=True))
+        for h in self.hosts.values():
+            for path in _data_paths(h.data):
+                step(f"remove {path}", lambda p=path: _remove(p))  # type: ignore[misc]
+        for path in _data_paths(self.root / "manager") + [self.root / "image.tar"]:
+            step(f"remove {path}", lambda p=path: _remove(p))  # type: ignore[misc]
+        if errors:
+            raise RuntimeError("cleanup incomplete: " + "; ".join(errors))
+
+    def save_state(self) -> None:
+        state = {"run_id": self.run_id, "hosts": len(self.hosts), "subnet": self.subnet,
+                 "port": self.port, "root": str(self.root)}
+        (self.root / STATE_FILE).write_text(json.dumps(state) + "\n")
+
+    @classmethod
+    def from_state(cls, root: pathlib.Path) -> HostCluster:
+        """The run described by root/state.json (written by start()), to act on or close."""
+        state = json.loads((root / STATE_FILE).read_text())
+        return cls(pathlib.Path(state["root"]), hosts=int(state["hosts"]),
+                   run_id=str(state["run_id"]), subnet=int(state["subnet"]),
+                   port=int(state["port"]))
+
+    # -- bring-up ------------------------------------------------------------------------
+
+    def _make_network(self) -> None:
+        mgr = self.mgr_netns
+        _ip("netns", "add", mgr)
+        for h in self.hosts.values():
+            _ip("netns", "add", h.netns)
+        commands = [
+            "link set lo up",
+            "link add br0 type bridge",
+            f"addr add {self.manager_address.split(':')[0]}/24 dev br0",
+            "link set br0 up",
+        ]
+        _ip("-n", mgr, "-batch", "-", stdin="\n".join(commands) + "\n")
+        for h in self.hosts.values():
+            # Created straight inside the two namespaces: the root namespace never sees them.
+            _ip("link", "add", h.link, "netns", mgr, "type", "veth", "peer", "name", "eth0",
+                "netns", h.netns)
+            _ip("-n", mgr, "link", "set", h.link, "master", "br0", "up")
+            _ip("-n", h.netns, "-batch", "-", stdin="\n".join([
+                "link set lo up", f"addr add {h.address}/24 dev eth0", "link set eth0 up"]) + "\n")
+
+    def _start_manager(self) -> None:
+        self._spawn([*_netns_exec(self.mgr_netns), *PODIUM, "manager",
+                     "--listen", f"0.0.0.0:{MANAGER_PORT}",
+                     "--data-dir", str(self.root / "manager")], self.root / "manager.log")
+        with socket.create_server(("127.0.0.1", self.port)) as listener:
+            self.port = int(listener.getsockname()[1])
+            self.save_state()
+            # The listener belongs to the root namespace (where it was made); the forwarder's
+            # own connections are made in the manager's namespace.
+            self._spawn([*_netns_exec(self.mgr_netns), sys.executable, "-m", "tests.multihost",
+                         "forward", "--fd", str(listener.fileno()), "--to", self.manager_address],
+                        self.root / "forwarder.log", pass_fds=(listener.fileno(),))
+
+    def _start_engine(self, h: Host) -> None:
+        (h.data / "etc-docker").mkdir(parents=True, exist_ok=True)
+        h.run.mkdir(parents=True, exist_ok=True)
+        for stale in (h.socket, h.run / "docker.pid"):
+            stale.unlink(missing_ok=True)
+        setup = [
+            *_cgroup_mount_commands(),
+            "[ -d /etc/docker ] || mkdir -p /etc/docker",
+            f"mount --bind {shlex.quote(str(h.data / 'etc-docker'))} /etc/docker",
+            "[ -d /run/containerd ] || mkdir -p -m 700 /run/containerd",
+            "mount -t tmpfs -o mode=700 podium-containerd /run/containerd",
+        ]
+        self._spawn(_host_exec(h.netns, setup, [
+            "dockerd", "--data-root", str(h.data / "docker"), "--exec-root", str(h.run / "exec"),
+            "--pidfile", str(h.run / "docker.pid"), "-H", h.docker_host, "--bip", h.bip,
+            "--cgroup-parent", f"/{h.cgroup}"]), h.data / "dockerd.log")
+
+    def _wait_engine(self, h: Host) -> None:
+        eventually(lambda: _engine_answers(h.socket), timeout=30, interval=0.05,
+                   what=f"{h.name} engine up (log: {h.data / 'dockerd.log'})")
+
+    def _save_root_image(self) -> pathlib.Path | None:
+        """The root engine's copy of the image as a tar (read only: nothing changes there),
+        or None when it has none. Loading it (~0.08 s per engine, measured) keeps the image id
+        the same on every host, as a registry pull would; building it costs ~0.11 s."""
+        tar = self.root / "image.tar"
+        result = subprocess.run(["docker", "save", "-o", str(tar), IMAGE], capture_output=True,
+                                timeout=60)
+        return tar if result.returncode == 0 else None
+
+    def _load_image(self, hosts: list[Host], tar: pathlib.Path | None) -> None:
+        running: list[tuple[Host, subprocess.Popen[bytes]]] = []
+        for h in hosts:
+            if tar is not None:
+                argv = ["docker", "-H", h.docker_host, "load", "-q", "-i", str(tar)]
+            else:  # build-image.sh talks to $DOCKER_HOST, as the docker CLI does
+                argv = ["bash", str(REPO / "deploy" / "build-image.sh")]
+            running.append((h, subprocess.Popen(
+                argv, env={**os.environ, "DOCKER_HOST": h.docker_host},
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))
+        for h, proc in running:
+            out, _ = proc.communicate(timeout=120)
+            if proc.returncode != 0:
+                raise RuntimeError(f"image for {h.name}: {out.decode(errors='replace')}")
+
+    def _spawn_agent(self, h: Host) -> None:
+        self._spawn(_host_exec(h.netns, _cgroup_mount_commands(), [
+            *PODIUM, "agent", "--join", self.manager_address, "--name", h.name,
+            "--data-dir", str(h.data / "agent"), "--docker-host", h.docker_host,
+            "--label", f"host={h.name}"]), h.data / "agent.log")
+
+    def _wait_ready(self, names: list[str]) -> None:
+        def ready() -> bool:
+            result = self.run("nodes", "-o", "json", timeout=30)
+            if result.returncode != 0:
+                return False
+            states = {n["name"]: n["state"] for n in json.loads(result.stdout)}
+            return all(states.get(name) == "ready" for name in names)
+
+        eventually(ready, timeout=30, interval=0.1, what=f"nodes {', '.join(names)} ready")
+
+    def _spawn(self, argv: list[str], log: pathlib.Path, *,
+               pass_fds: tuple[int, ...] = ()) -> None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            out.write(f"--- {time.strftime('%H:%M:%S')} {shlex.join(argv)}\n".encode())
+            out.flush()
+            self._procs.append(subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, pass_fds=pass_fds, cwd=REPO))
+
+    # -- teardown ------------------------------------------------------------------------
+
+    def _kill_all(self, netns: str, cgroup: str | None, *, timeout: float = 15) -> None:
+        """SIGKILLs every process in the netns and the cgroup until none is left."""
+        def members() -> set[int]:
+            return _netns_pids(netns) | (_cgroup_pids(cgroup) if cgroup else set())
+
+        deadline = time.monotonic() + timeout
+        while True:
+            self._reap()
+            pids = members()
+            if not pids:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"processes of {netns} survive SIGKILL: {sorted(pids)}")
+            for pid in pids:
+                _signal(pid, signal.SIGKILL, lambda pid: pid in members())
+            time.sleep(0.02)
+
+    def _reap(self) -> list[subprocess.Popen[bytes]]:
+        """Collects our exited children (else they stay zombies); returns those still alive."""
+        self._procs = [p for p in self._procs if p.poll() is None]
+        return self._procs and []
+
+    def _agent_pids(self, h: Host) -> set[int]:
+        return {pid for pid in _netns_pids(h.netns)
+                if b"podium.manager.cli\0agent\0" in _cmdline(pid)}
+
+
+# -- processes, namespaces, cgroups ------------------------------------------------------------
+
+
+def _ip(*args: str, stdin: str | None = None) -> None:
+    result = subprocess.run(["ip", *args], input=stdin, capture_output=True, text=True,
+                            timeout=30)
+    if result.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
+
+
+def _netns_exec(netns: str) -> list[str]:
+    return ["ip", "netns", "exec", netns]
+
+
+def _host_exec(netns: str, setup: list[str], argv: list[str]) -> list[str]:
+    """argv in the netns, in a fresh mount namespace prepared by the `setup` shell commands."""
+    script = "set -e\n" + "\n".join(setup) + '\nexec "$@"\n'
+    return [*_netns_exec(netns), "sh", "-c", script, "sh", *argv]
+
+
+def _cgroup_mount_commands() -> list[str]:
+    """Shell commands that mount the root namespace's cgroup hierarchies again under
+    /sys/fs/cgroup (which `ip netns exec` left empty), with the same options."""
+    mounts: list[tuple[str, str, str]] = []  # (point, type, options)
+    for fields, fstype, superopts in _mountinfo():
+        point = fields[4]
+        if fstype in ("cgroup", "cgroup2") and (
+                point == CGROUP_ROOT or point.startswith(CGROUP_ROOT + "/")):
+            opts = [o for o in fields[5].split(",") + superopts.split(",")
+                    if o not in ("rw", "") and not o.startswith("release_agent=")]
+            mounts.append((point, fstype, ",".join(dict.fromkeys(opts))))
+    commands: list[str] = []
+    if all(point != CGROUP_ROOT for point, _, _ in mounts):
+        commands.append(f"mount -t tmpfs -o mode=755 podium-cgroups {CGROUP_ROOT}")
+    for point, fstype, opts in mounts:
+        q = shlex.quote(point)
+        if point != CGROUP_ROOT:
+            commands.append(f"mkdir -p {q}")
+        commands.append(f"mount -t {fstype} -o {shlex.quote(opts or 'defaults')} {fstype} {q}")
+    with contextlib.suppress(OSError):
+        for entry in sorted(os.scandir(CGROUP_ROOT), key=lambda e: e.name):
+            if entry.is_symlink():  # e.g. cpu -> cpu,cpuacct
+                commands.append(f"ln -sfn {shlex.quote(os.readlink(entry.path))} "
+                                f"{shlex.quote(entry.path)}")
+    return commands
+
+
+def _mountinfo() -> Iterator[tuple[list[str], str, str]]:
+    """(fields before the separator, fstype, super options) for each mount of this process."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            before, _, after = line.partition(" - ")
+            rest = after.split()
+            if len(rest) >= 3:
+                yield before.split(), rest[0], rest[2]
+
+
+def _cgroup_points() -> list[str]:
+    return [fields[4] for fields, fstype, _ in _mountinfo() if fstype in ("cgroup", "cgroup2")]
+
+
+def _cgroup_dirs(cgroup: str) -> list[str]:
+    """The directories of the cgroup and its descendants in every hierarchy, deepest first."""
+    found: list[str] = []
+    for point in _cgroup_points():
+        top = os.path.join(point, cgroup)
+        for dirpath, _, _ in os.walk(top):
+            found.append(dirpath)
+    return sorted(found, key=lambda p: p.count("/"), reverse=True)
+
+
+def _cgroup_pids(cgroup: str) -> set[int]:
+    pids: set[int] = set()
+    for path in _cgroup_dirs(cgroup):
+        with contextlib.suppress(OSError):
+            pids.update(int(p) for p in pathlib.Path(path, "cgroup.procs").read_text().split())
+    return pids
+
+
+def _remove_cgroup(cgroup: str) -> None:
+    """Removes the (empty) cgroup directories, as a reboot would; raises if one is busy."""
+    for path in _cgroup_dirs(cgroup):
+        with contextlib.suppress(FileNotFoundError):
+            os.rmdir(path)
+
+
+def _netns_pids(netns: str) -> set[int]:
+    """Processes whose network namespace is /run/netns/<netns> (what `ip netns pids` does)."""
+    try:
+        ns = os.stat(f"/run/netns/{netns}")
+    except FileNotFoundError:
+        return set()
+    pids: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                st = os.stat(f"/proc/{entry}/ns/net")
+            except OSError:  # gone, or a zombie
+                continue
+            if (st.st_dev, st.st_ino) == (ns.st_dev, ns.st_ino):
+                pids.add(int(entry))
+    return pids
+
+
+def _signal(pid: int, sig: int, still_ours: Callable[[int], bool]) -> None:
+    """Signals `pid` through a pidfd opened before re-checking that it is still ours, so that a
+    pid reused meanwhile by some other process is never signalled."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        if still_ours(pid):
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, sig)
+    finally:
+        os.close(fd)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _listening(netns: str, port: int) -> bool:
+    """Whether some process of the netns has a TCP socket listening on `port` there."""
+    for pid in sorted(_netns_pids(netns)):
+        for table in ("tcp", "tcp6"):
+            try:
+                lines = pathlib.Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    return True
+        return False  # every process of the netns sees the same tables
+    return False
+
+
+def _engine_answers(path: pathlib.Path) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(2)
+            s.connect(str(path))
+            s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            return s.recv(64).startswith(b"HTTP/1.0 200") or b" 200 " in s.recv(0)
+    except OSError:
+        return False
+
+
+def _data_paths(data: pathlib.Path) -> list[pathlib.Path]:
+    """What close() removes from a data directory: everything but the logs."""
+    if not data.is_dir():
+        return []
+    return [p for p in data.iterdir() if p.suffix != ".log"]
+
+
+def _remove(path: pathlib.Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _mounts_under(*roots: pathlib.Path) -> list[str]:
+    prefixes = [str(r).rstrip("/") + "/" for r in roots]
+    return [fields[4] for fields, _, _ in _mountinfo()
+            if any((fields[4] + "/").startswith(p) for p in prefixes)]
+
+
+def _unmount_under(*roots: pathlib.Path) -> None:
+    """Nothing the harness does mounts there in this namespace; this only makes sure that the
+    removal that follows cannot reach through a mount into something else."""
+    for point in sorted(_mounts_under(*roots), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, timeout=30)
+
+
+# Small programs run inside a host's namespace (argv: url timeout / address port timeout).
+_HTTP_GET = """
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])) as reply:
+    sys.stdout.write(reply.read().decode())
+"""
+_CONNECT = """
+import socket, sys
+socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()
+"""
+
+
+# -- the forwarder ---------------------------------------------------------------------------
+
+
+async def _forward(listen_fd: int, target: str) -> None:
+    host, port = target.rsplit(":", 1)
+    listener = socket.socket(fileno=listen_fd)
+
+    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+        except OSError:
+            writer.close()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.wait_for(
+                asyncio.open_connection(host, int(port)), timeout=5)
+        except (OSError, TimeoutError):
+            writer.close()
+            return
+        try:
+            await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        finally:
+            writer.close()
+            up_writer.close()
+
+    server = await asyncio.start_server(serve, sock=listener)
+    async with server:
+        await server.serve_forever()
+
+
+# -- command line (deploy/hosts.sh) ------------------------------------------------------------
+
+
+def _usage(c: HostCluster, script: str) -> str:
+    lines = [f"podium hosts up: run {c.run_id}, manager {c.manager_address} in netns "
+             f"{c.mgr_netns}, Control API at {c.address} (up in {c.timings.get('total', 0):.1f} s)",
+             ""]
+    for h in c.hosts.values():
+        lines.append(f"  {h.name}: {h.address}  netns {h.netns}  engine {h.docker_host}")
+    lines += [
+        "",
+        f"  export PODIUM_MANAGER={c.address}",
+        "  podium nodes                       (or: " + script + " podium nodes)",
+        f"  docker -H {c.hosts['h1'].docker_host} ps",
+        f"  ip netns exec {c.hosts['h1'].netns} wget -qO- http://{c.hosts['h1'].address}:PORT/",
+        f"  {script} crash h2 | restart h2 | partition h2 | heal h2 | stop-agent h2 | "
+        "start-agent h2",
+        f"  {script} status | down",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.multihost", description=__doc__.split(
+        "\n\n")[0] if __doc__ else None)
+    p.add_argument("--dir", default=str(REPO / "var" / "hosts"), help="state and data")
+    p.add_argument("--script", default="python -m tests.multihost", help=argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start a manager and N hosts")
+    up.add_argument("n", type=int, nargs="?", default=3)
+    sub.add_parser("down", help="tear everything down")
+    sub.add_parser("status", help="show the hosts and the nodes")
+    sub.add_parser("env", help="print export PODIUM_MANAGER=...")
+    for name in ("crash", "restart", "partition", "heal", "stop-agent", "start-agent"):
+        sub.add_parser(name).add_argument("host")
+    fwd = sub.add_parser("forward", help=argparse.SUPPRESS)
+    fwd.add_argument("--fd", type=int, required=True)
+    fwd.add_argument("--to", required=True)
+    args = p.parse_args(argv)
+
+    if args.command == "forward":
+        asyncio.run(_forward(args.fd, args.to))
+        return 0
+    root = pathlib.Path(args.dir)
+    if args.command == "up":
+        if (root / STATE_FILE).exists():
+            print(f"already up (state in {root / STATE_FILE}): run down first", file=sys.stderr)
+            return 1
+        c = HostCluster(root, hosts=args.n)
+        with contextlib.ExitStack() as failing:
+            failing.callback(c.close)  # only if start() fails (or is interrupted)
+            c.start()
+            failing.pop_all()
+        print(_usage(c, args.script))
+        return 0
+    if not (root / STATE_FILE).exists():
+        print(f"not up (no {root / STATE_FILE})", file=sys.stderr)
+        return 1
+    c = HostCluster.from_state(root)
+    if args.command == "down":
+        c.close()
+        (root / STATE_FILE).unlink()
+        print(f"podium hosts down: run {c.run_id} removed")
+        return 0
+    if args.command == "env":
+        print(f"export PODIUM_MANAGER={c.address}")
+        return 0
+    if args.command == "status":
+        print(_usage(c, args.script))
+        for h in c.hosts.values():
+            link = "up" if _link_up(c.mgr_netns, h.link) else "DOWN (partitioned)"
+            print(f"  {h.name}: {len(c.pids(h.name))} processes, link {link}")
+        print(c.ok("nodes"))
+        return 0
+    if args.host not in c.hosts:
+        print(f"no host {args.host} (hosts: {' '.join(c.names)})", file=sys.stderr)
+        return 2
+    action: dict[str, Callable[[str], None]] = {
+        "crash": c.crash, "restart": c.restart_host, "partition": c.partition, "heal": c.heal,
+        "stop-agent": c.stop_agent, "start-agent": c.start_agent,
+    }
+    action[args.command](args.host)
+    print(f"{args.command} {args.host}: done")
+    return 0
+
+
+def _link_up(netns: str, link: str) -> bool:
+    result = subprocess.run(["ip", "-n", netns, "-o", "link", "show", link],
+                            capture_output=True, text=True, timeout=30)
+    return ",UP" in result.stdout or "<UP" in result.stdout
+
+
+if __name__ == "__main__":
+    sys.exit(main())
