@@ -51,16 +51,25 @@ class NodeLoad(_message.Message):
     def __init__(self, cpu_cores_used: _Optional[float] = ..., cpu_cores_total: _Optional[float] = ..., memory_used_bytes: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., task_count: _Optional[int] = ...) -> None: ...
 
 class LoadReport(_message.Message):
-    __slots__ = ("time", "node", "tasks", "summary")
+    __slots__ = ("time", "node", "tasks", "summary", "connections")
+    class ConnectionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     TIME_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
     time: _timestamp_pb2.Timestamp
     node: NodeLoad
     tasks: _containers.RepeatedCompositeFieldContainer[TaskLoad]
     summary: bool
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node: _Optional[_Union[NodeLoad, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[TaskLoad, _Mapping]]] = ..., summary: _Optional[bool] = ...) -> None: ...
+    connections: _containers.ScalarMap[str, int]
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node: _Optional[_Union[NodeLoad, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[TaskLoad, _Mapping]]] = ..., summary: _Optional[bool] = ..., connections: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Register(_message.Message):
     __slots__ = ("node_id", "description")
@@ -88,12 +97,50 @@ class StatusReport(_message.Message):
     def __init__(self, updates: _Optional[_Iterable[_Union[StatusReport.Update, _Mapping]]] = ...) -> None: ...
 
 class ManagerMessage(_message.Message):
-    __slots__ = ("session", "assignments")
+    __slots__ = ("session", "assignments", "endpoints")
     SESSION_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     session: SessionInfo
     assignments: Assignments
-    def __init__(self, session: _Optional[_Union[SessionInfo, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ...) -> None: ...
+    endpoints: Endpoints
+    def __init__(self, session: _Optional[_Union[SessionInfo, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ..., endpoints: _Optional[_Union[Endpoints, _Mapping]] = ...) -> None: ...
+
+class Endpoint(_message.Message):
+    __slots__ = ("task_id", "node_id", "addr", "ports")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    node_id: str
+    addr: str
+    ports: _containers.RepeatedCompositeFieldContainer[_objects_pb2.PortBinding]
+    def __init__(self, task_id: _Optional[str] = ..., node_id: _Optional[str] = ..., addr: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[_objects_pb2.PortBinding, _Mapping]]] = ...) -> None: ...
+
+class ServiceEndpoints(_message.Message):
+    __slots__ = ("service_id", "service_name", "ports", "routing", "endpoints")
+    SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_NAME_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    service_id: str
+    service_name: str
+    ports: _containers.RepeatedCompositeFieldContainer[_objects_pb2.PortConfig]
+    routing: _objects_pb2.Routing
+    endpoints: _containers.RepeatedCompositeFieldContainer[Endpoint]
+    def __init__(self, service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[_objects_pb2.PortConfig, _Mapping]]] = ..., routing: _Optional[_Union[_objects_pb2.Routing, _Mapping]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ...) -> None: ...
+
+class Endpoints(_message.Message):
+    __slots__ = ("complete", "services", "removed")
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    complete: bool
+    services: _containers.RepeatedCompositeFieldContainer[ServiceEndpoints]
+    removed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, complete: _Optional[bool] = ..., services: _Optional[_Iterable[_Union[ServiceEndpoints, _Mapping]]] = ..., removed: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SessionInfo(_message.Message):
     __slots__ = ("node_id", "heartbeat_period", "load_period")
