@@ -108,7 +108,10 @@ def container_config(task: objects.Task, node_id: str) -> dict[str, Any]:
     for port in spec.ports:
         key = port_key(port.target_port, port.protocol)
         exposed[key] = {}
-        host_port = str(port.published_port) if port.published_port else ""
+        # An ingress port is served by every node's mesh: the replica publishes its target on a
+        # port the engine picks, which the mesh forwards to. Host mode binds the port itself.
+        host_mode = port.mode == objects.PortConfig.PUBLISH_MODE_HOST
+        host_port = str(port.published_port) if host_mode and port.published_port else ""
         bindings.setdefault(key, []).append({"HostIp": port.host_ip, "HostPort": host_port})
     if exposed:
         config["ExposedPorts"] = exposed

@@ -23,6 +23,7 @@ from collections import deque
 
 import aiohttp
 
+from podium.agent._netstat import established
 from podium.agent.executor import ContainerState, Executor, ExecutorError
 from podium.agent.probe import HealthTracker, Prober
 from podium.agent.reporter import Reporter
@@ -38,6 +39,9 @@ FAILED = objects.TASK_STATE_FAILED
 DEFAULT_STOP_GRACE_S = 10.0
 ENGINE_RETRY_S = 1.0
 HISTORY = 20
+# Time for every agent to drop a replica from its routing table (the mesh's goal is 1 s).
+DEREGISTER_S = 1.0
+DRAIN_POLL_S = 0.1
 
 _ENGINE_HEALTH: dict[str, int] = {
     "starting": objects.HEALTH_STARTING,
@@ -90,6 +94,8 @@ class TaskRunner:
         self._prober: tuple[Prober, asyncio.Task[None], int] | None = None
         self.pid = 0
         self._fenced = ""
+        # Whether the task was in the mesh's rotation since its last stop (then a stop drains).
+        self._was_ready = self._status.ready
         self._wake = asyncio.Event()
         self._wake.set()
 
@@ -151,6 +157,7 @@ class TaskRunner:
         status.container_id = self._container_id
         status.health = health  # type: ignore[assignment]
         status.ready = state == RUNNING and health in (objects.HEALTH_NONE, objects.HEALTH_HEALTHY)
+        self._was_ready = self._was_ready or status.ready
         status.restarts = self._book.restarts
         del status.history[:]
         status.history.extend(self._history)
@@ -176,6 +183,8 @@ class TaskRunner:
             await self._stop_prober()
             self._restart_at = None
             if self._container_id:
+                if not self._fenced:
+                    await self._drain()
                 await self._executor.stop(self._container_id, stop_grace(self.task))
                 if desired >= REMOVED:
                     await self._executor.remove(self._container_id)
@@ -222,11 +231,30 @@ class TaskRunner:
                 reason += f": {container.health_output}"
             self._report(RUNNING, reason, container=container, health=health)
             await self._stop_prober()
+            await self._drain()
             await self._executor.stop(self._container_id, stop_grace(self.task))
             stopped = await self._executor.inspect(self._container_id) or container
             await self._after_stop(stopped, failed=True, reason=reason)
             return
         self._report(RUNNING, "running", container=container, health=health)
+
+    async def _drain(self) -> None:
+        """Before a stop: leave the mesh first. Gives every agent DEREGISTER_S to drop the replica
+        from its routing table, then lets connections already open to its published ports finish,
+        for up to the stop grace period; only then is the container signalled."""
+        targets = {p.target_port for p in self.task.spec.ports
+                   if p.mode == objects.PortConfig.PUBLISH_MODE_INGRESS and p.published_port}
+        if not targets or not self.pid or not self._was_ready:
+            return
+        self._was_ready = False
+        grace = stop_grace(self.task)
+        deadline = time.monotonic() + grace
+        await asyncio.sleep(min(DEREGISTER_S, grace))
+        # Polled: the kernel offers no notification for another namespace's sockets closing.
+        for _ in range(int(grace / DRAIN_POLL_S) + 1):
+            if time.monotonic() >= deadline or not established(self.pid, targets):
+                break
+            await asyncio.sleep(DRAIN_POLL_S)
 
     async def _after_stop(self, container: ContainerState, *, failed: bool, reason: str) -> None:
         """The container stopped without being asked to: restart it or end the task."""

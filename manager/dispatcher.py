@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 import grpc
 
 from podium.manager import ids
+from podium.manager.endpoints import RoutingTables
 from podium.manager.load import LoadBook
 from podium.manager.nodemonitor import NodeMonitor, Transition
-from podium.manager.store import Store, WriteTx
+from podium.manager.store import Change, Store, WriteTx
 from podium.v1 import dispatcher, dispatcher_grpc, objects
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,11 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
             startup_grace=startup_grace, now=time.monotonic(),
         )
         self._sessions: dict[str, _Session] = {}
+        self._routes = RoutingTables()
 
     async def run(self) -> None:
+        view = self._store.view()
+        self._routes.changed(view, [s.id for s in view.services()])
         await asyncio.gather(self._forward_changes(), self._watch_nodes())
 
     # -- agent -> manager ------------------------------------------------------
@@ -139,6 +143,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
             full.tasks.append(task)
             session.sent[task.id] = task.desired_state
         session.outbox.put_nowait(dispatcher.ManagerMessage(assignments=full))
+        session.outbox.put_nowait(dispatcher.ManagerMessage(endpoints=self._routes.complete()))
         return session
 
     async def _read(
@@ -201,8 +206,21 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                     session = self._sessions.get(node_id)
                     if session is not None and (batch.tasks or batch.removed):
                         session.outbox.put_nowait(dispatcher.ManagerMessage(assignments=batch))
+                self._publish_routes(changes)
         finally:
             watch.close()
+
+    def _publish_routes(self, changes: list[Change]) -> None:
+        """Pushes the routing tables the changes altered to every agent."""
+        view = self._store.view()
+        services: set[str] = set()
+        for change in changes:
+            services |= self._routes.affected(change, view)
+        delta = self._routes.changed(view, services)
+        if delta is not None:
+            message = dispatcher.ManagerMessage(endpoints=delta)
+            for session in self._sessions.values():
+                session.outbox.put_nowait(message)
 
     async def _watch_nodes(self) -> None:
         tick = min(self._period, 1.0) / 4

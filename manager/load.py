@@ -32,9 +32,12 @@ class LoadBook:
     def __init__(self) -> None:
         self._nodes: dict[str, _Series[dispatcher.NodeLoad]] = {}
         self._tasks: dict[str, _Series[dispatcher.TaskLoad]] = {}
+        # Node id -> task id -> connections open through that node's mesh.
+        self._connections: dict[str, dict[str, int]] = {}
 
     def record(self, node_id: str, report: dispatcher.LoadReport) -> None:
         when = report.time.ToNanoseconds() / 1e9
+        self._connections[node_id] = dict(report.connections)
         node = report.node
         self._add(
             self._nodes,
@@ -85,6 +88,7 @@ class LoadBook:
 
     def forget_node(self, node_id: str) -> None:
         self._nodes.pop(node_id, None)
+        self._connections.pop(node_id, None)
         for task_id in [k for k, s in self._tasks.items() if s.node_id == node_id]:
             del self._tasks[task_id]
 
@@ -96,12 +100,18 @@ class LoadBook:
             entry.time.FromNanoseconds(int(series.time * 1e9))
             if history:
                 entry.history.extend(list(series.history)[-history:])
+        connections: dict[str, int] = {}
+        for per_task in self._connections.values():
+            for task_id, count in per_task.items():
+                connections[task_id] = connections.get(task_id, 0) + count
         for task_id, task_series in self._tasks.items():
-            item = out.tasks.add(task_id=task_id)
+            item = out.tasks.add(task_id=task_id, connections=connections.pop(task_id, 0))
             item.latest.CopyFrom(task_series.latest)
             item.time.FromNanoseconds(int(task_series.time * 1e9))
             if history:
                 item.history.extend(list(task_series.history)[-history:])
+        for task_id, count in connections.items():  # no load figures (yet), but connections
+            out.tasks.add(task_id=task_id, connections=count)
         return out
 
 

@@ -117,6 +117,7 @@ _Rejection = tuple[int, int, str]
 _Port = tuple[int, int]  # (protocol, published port)
 
 _RUNNING = objects.TASK_STATE_RUNNING
+_HOST = objects.PortConfig.PUBLISH_MODE_HOST
 
 
 @dataclass(slots=True)
@@ -235,10 +236,10 @@ def _node_state(node: objects.Node) -> _NodeState:
 
 
 def _host_ports(task: objects.Task) -> tuple[_Port, ...]:
-    # Until the routing mesh lands, the agent binds every published port on the node that runs
-    # the replica, ingress mode included: both modes occupy the port there.
+    # Host mode binds the published port on the replica's node; an ingress port is served by
+    # every node's mesh and occupies no node.
     return tuple(sorted({(p.protocol, p.published_port) for p in task.spec.ports
-                         if p.published_port}))
+                         if p.mode == _HOST and p.published_port}))
 
 
 def _filter(nodes: Iterable[_NodeState], exprs: tuple[str, ...]

@@ -101,7 +101,7 @@ def test_limits_become_nano_cpus_and_memory_only_when_positive() -> None:
     assert container_config(t, "n1")["HostConfig"]["Memory"] == 64 << 20
 
 
-def test_every_port_is_published_with_engine_chosen_or_fixed_host_port() -> None:
+def test_host_mode_ports_are_fixed_and_ingress_ones_engine_chosen_for_the_mesh() -> None:
     t = task()
     t.spec.ports.extend(
         [
@@ -118,7 +118,7 @@ def test_every_port_is_published_with_engine_chosen_or_fixed_host_port() -> None
     assert config["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}}
     assert config["HostConfig"]["PortBindings"] == {
         "80/tcp": [{"HostIp": "", "HostPort": ""}, {"HostIp": "", "HostPort": "8080"}],
-        "53/udp": [{"HostIp": "127.0.0.1", "HostPort": "53"}],
+        "53/udp": [{"HostIp": "127.0.0.1", "HostPort": ""}],
     }
 
 

@@ -1,0 +1,110 @@
+"""Routing tables for the mesh: which replicas of a service may take new connections, and where.
+
+Pure. A replica is in its service's table while its task is live, running, ready (its check
+passes, or it has none) and its node is ready: it leaves the table as soon as it turns unhealthy,
+its node goes suspect or down, or the manager asks it to stop (the agent then waits for its
+connections to drain before it signals the container).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from podium.manager.store import Change, ReadTx
+from podium.manager.taskstate import is_live
+from podium.v1 import dispatcher, objects
+
+INGRESS = objects.PortConfig.PUBLISH_MODE_INGRESS
+
+
+def node_address(node: objects.Node) -> str:
+    """The address other nodes reach `node` at: its advertised one, else the session's peer."""
+    if node.description.advertise_addr:
+        return node.description.advertise_addr
+    peer = node.status.addr  # "ipv4:10.0.0.2:51234" or "ipv6:[::1]:51234"
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0]
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]")
+    return ""
+
+
+def ingress_ports(spec: objects.ServiceSpec) -> list[objects.PortConfig]:
+    return [p for p in spec.ports if p.mode == INGRESS and p.published_port]
+
+
+def in_rotation(task: objects.Task, node: objects.Node | None) -> bool:
+    return (
+        is_live(task)
+        and task.status.state == objects.TASK_STATE_RUNNING
+        and task.status.ready
+        and node is not None
+        and node.status.state == objects.NodeStatus.STATE_READY
+    )
+
+
+def service_endpoints(
+    service: objects.Service,
+    tasks: Iterable[objects.Task],
+    nodes: Mapping[str, objects.Node],
+) -> dispatcher.ServiceEndpoints | None:
+    """The service's routing table, or None when it publishes no ingress port."""
+    ports = ingress_ports(service.spec)
+    if not ports:
+        return None
+    table = dispatcher.ServiceEndpoints(
+        service_id=service.id, service_name=service.spec.name, ports=ports,
+        routing=service.spec.routing,
+    )
+    targets = {(p.protocol, p.target_port) for p in ports}
+    for task in sorted(tasks, key=lambda t: t.id):
+        node = nodes.get(task.node_id)
+        if not in_rotation(task, node):
+            continue
+        assert node is not None
+        addr = node_address(node)
+        bindings = [b for b in task.status.ports
+                    if (b.protocol, b.target_port) in targets and ":" not in b.host_ip]
+        if addr and bindings:
+            table.endpoints.add(task_id=task.id, node_id=node.id, addr=addr, ports=bindings)
+    return table
+
+
+class RoutingTables:
+    """The current table of every service with ingress ports, kept in step with the store's
+    changes: `changed()` returns the delta to push to every agent, `complete()` the full set
+    for a session that just opened."""
+
+    def __init__(self) -> None:
+        self._tables: dict[str, dispatcher.ServiceEndpoints] = {}
+
+    def complete(self) -> dispatcher.Endpoints:
+        return dispatcher.Endpoints(complete=True, services=list(self._tables.values()))
+
+    def changed(self, view: ReadTx, service_ids: Iterable[str]) -> dispatcher.Endpoints | None:
+        nodes = {n.id: n for n in view.nodes()}
+        delta = dispatcher.Endpoints()
+        for service_id in sorted(set(service_ids)):
+            service = view.get_service(service_id)
+            table = None if service is None else service_endpoints(
+                service, view.tasks_of_service(service_id), nodes)
+            old = self._tables.get(service_id)
+            if table is None:
+                if old is not None:
+                    del self._tables[service_id]
+                    delta.removed.append(service_id)
+            elif table != old:
+                self._tables[service_id] = table
+                delta.services.append(table)
+        return delta if delta.services or delta.removed else None
+
+    @staticmethod
+    def affected(change: Change, view: ReadTx) -> set[str]:
+        """Services whose tables a committed change may alter."""
+        obj = change.obj
+        if isinstance(obj, objects.Service):
+            return {obj.id}
+        if isinstance(obj, objects.Task):
+            return {obj.service_id}
+        return {t.service_id for t in view.tasks_of_node(obj.id)}
