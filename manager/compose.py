@@ -8,11 +8,13 @@ Accepted: top-level services (required), name, version (ignored), x-* (ignored);
 command, entrypoint, environment, labels, init, ports, stop_grace_period, healthcheck {test,
 disable, interval, timeout, retries, start_period, start_interval} and deploy {mode, replicas,
 labels, resources {reservations, limits} {cpus, memory}, placement {constraints}, restart_policy
-{condition, delay, max_attempts, window}}. x-* keys are ignored in every mapping but two, read
+{condition, delay, max_attempts, window}}. x-* keys are ignored in every mapping but three, read
 directly under a service and an error anywhere else: `x-podium-probe`, the check the agent itself
-runs (spec.probe), and `x-podium-fence`, a duration after which an agent that lost the manager
-stops the service's tasks (spec.fence_after). Any other key is an error, never dropped: a
-dropped volume or network would deploy something else than what the file says. healthcheck,
+runs (spec.probe); `x-podium-fence`, a duration after which an agent that lost the manager stops
+the service's tasks (spec.fence_after); `x-podium-routing` {balance: least-connections |
+round-robin, proxy_protocol: bool}, how the mesh spreads connections (spec.routing). Any other
+key is an error, never dropped: a dropped volume or network would deploy something else than what
+the file says. healthcheck,
 x-podium-probe and deploy.restart_policy are read by _compose_checks, whose docstring has their
 rules.
 
@@ -94,7 +96,7 @@ def _show(value: object) -> str:
 
 _SUPPORTED = {
     "": ("command", "deploy", "entrypoint", "environment", "healthcheck", "image", "init", "labels",
-         "ports", "stop_grace_period", "x-podium-fence", "x-podium-probe"),
+         "ports", "stop_grace_period", "x-podium-fence", "x-podium-probe", "x-podium-routing"),
     "deploy": ("labels", "mode", "placement", "replicas", "resources", "restart_policy"),
     "deploy.restart_policy": ("condition", "delay", "max_attempts", "window"),
     "deploy.resources": ("limits", "reservations"),
@@ -108,10 +110,13 @@ _SUPPORTED = {
                        "timeout"),
     "x-podium-probe.http": ("path", "port", "status"),
     "x-podium-probe.tcp": ("port",),
+    "x-podium-routing": ("balance", "proxy_protocol"),
 }  # fmt: skip
 _PROBE_KEY = "x-podium-probe"
 _FENCE_KEY = "x-podium-fence"
-_PODIUM_KEYS = (_PROBE_KEY, _FENCE_KEY)  # the extension keys Podium reads, under a service
+_ROUTING_KEY = "x-podium-routing"
+# The extension keys Podium reads, directly under a service.
+_PODIUM_KEYS = (_PROBE_KEY, _FENCE_KEY, _ROUTING_KEY)
 _EXPLAINED = {
     "build": "build and tag the image first (docker build -t NAME .), then set image: NAME",
     "container_name": "Podium names each task's container itself; remove the key",
@@ -364,6 +369,25 @@ def _deploy(value: object, spec: objects.ServiceSpec, at: _At) -> None:
         spec.placement.constraints.append(" ".join(match.groups()))
 
 
+_BALANCE = {
+    "least-connections": objects.Routing.BALANCE_LEAST_CONNECTIONS,
+    "round-robin": objects.Routing.BALANCE_ROUND_ROBIN,
+}
+
+
+def _routing(value: object, at: _At) -> objects.Routing:
+    data = _mapping(value, at, _ROUTING_KEY)
+    routing = objects.Routing()
+    if "balance" in data:
+        routing.balance = _BALANCE[_choice(data["balance"], tuple(_BALANCE), at.sub("balance"))]
+    if "proxy_protocol" in data:
+        flag = data["proxy_protocol"]
+        if not isinstance(flag, bool):
+            raise at.sub("proxy_protocol").error("true or false", flag)
+        routing.proxy_protocol = flag
+    return routing
+
+
 def _service(key: object, value: object, stack: str | None) -> objects.ServiceSpec:
     at = _At(str(key))
     if not isinstance(key, str) or not _NAME.fullmatch(key):
@@ -392,6 +416,8 @@ def _service(key: object, value: object, stack: str | None) -> objects.ServiceSp
     if _FENCE_KEY in data:
         fence = _nanos(data[_FENCE_KEY], at.sub(_FENCE_KEY), positive=True)
         spec.fence_after.FromNanoseconds(fence)
+    if _ROUTING_KEY in data:
+        spec.routing.CopyFrom(_routing(data[_ROUTING_KEY], at.sub(_ROUTING_KEY)))
     spec.ports.extend(_ports(data.get("ports", []), at.sub("ports")))
     _deploy(data.get("deploy", {}), spec, at.sub("deploy"))
     # Imported here, not at the top: _compose_checks builds on this module's helpers.

@@ -15,6 +15,7 @@ from typing import TypeVar
 import grpc
 
 from podium.manager import ids, scheduling
+from podium.manager.endpoints import ingress_ports
 from podium.manager.load import LoadBook
 from podium.manager.store import ConflictError, ExistsError, ReadTx, Store, WriteTx
 from podium.manager.taskstate import is_live
@@ -150,12 +151,29 @@ class ControlAPI(control_grpc.ControlServicer):
             await context.abort(err.code, str(err))
         raise AssertionError("unreachable")
 
+    @staticmethod
+    def _check_ports_free(tx: ReadTx, spec: objects.ServiceSpec, service_id: str) -> None:
+        """An ingress port is served by every node: two services cannot publish the same one."""
+        mine = {(p.protocol, p.published_port) for p in ingress_ports(spec)}
+        for other in tx.services():
+            if other.id == service_id:
+                continue
+            taken = mine & {(p.protocol, p.published_port) for p in ingress_ports(other.spec)}
+            if taken:
+                _, port = sorted(taken)[0]
+                raise RequestError(
+                    grpc.StatusCode.ALREADY_EXISTS,
+                    f"service {spec.name!r}: published port {port} is already the ingress port "
+                    f"of service {other.spec.name!r}; pick another or use mode: host",
+                )
+
     async def CreateService(self, request, context):  # type: ignore[no-untyped-def]
         spec = request.spec
 
         def apply(tx: WriteTx) -> objects.Service:
             validate_spec(spec)
             service = objects.Service(id=ids.new_id(), spec_version=1)
+            self._check_ports_free(tx, spec, service.id)
             service.spec.CopyFrom(spec)
             tx.create(service)
             return service
@@ -180,6 +198,7 @@ class ControlAPI(control_grpc.ControlServicer):
                 )
             if request.spec == service.spec:
                 return service
+            self._check_ports_free(tx, request.spec, service.id)
             if _task_spec_changed(service.spec, request.spec):
                 service.spec_version += 1
             service.spec.CopyFrom(request.spec)

@@ -171,7 +171,7 @@ def _service_error(keys: str) -> str:
             "volumes: [data:/data]",
             "stack.yml: service 'web': key 'volumes' is not supported by Podium (supported:"
             " command, deploy, entrypoint, environment, healthcheck, image, init, labels, ports,"
-            " stop_grace_period, x-podium-fence, x-podium-probe)",
+            " stop_grace_period, x-podium-fence, x-podium-probe, x-podium-routing)",
         ),
         (
             "build: .",
@@ -550,3 +550,12 @@ def test_fence_extension_sets_fence_after() -> None:
         load_stack("services:\n  db:\n    image: x\n    x-podium-fence: soon\n")
     with pytest.raises(SpecError, match="only recognized directly under a service"):
         load_stack("services:\n  db:\n    image: x\n    deploy: {x-podium-fence: 1s}\n")
+
+
+def test_routing_extension() -> None:
+    [spec] = load_stack("services:\n  web:\n    image: x\n    ports: ['8080:80']\n"
+                        "    x-podium-routing: {balance: round-robin, proxy_protocol: true}\n")
+    assert spec.routing.balance == objects.Routing.BALANCE_ROUND_ROBIN
+    assert spec.routing.proxy_protocol
+    with pytest.raises(SpecError, match="x-podium-routing.balance"):
+        load_stack("services:\n  web:\n    image: x\n    x-podium-routing: {balance: random}\n")
