@@ -47,6 +47,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -62,10 +63,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from podium.agent.executor import LABEL_TASK
 from tests.helpers import IMAGE, REPO, eventually
 
 MANAGER_PORT = 7070
-LABEL_TASK = "io.podium.task.id"  # podium.agent.executor.LABEL_TASK: every podium container has it
 CGROUP_ROOT = "/sys/fs/cgroup"
 PODIUM = [sys.executable, "-m", "podium.manager.cli"]
 STATE_FILE = "state.json"
@@ -131,6 +132,9 @@ class HostCluster:
     def names(self) -> list[str]:
         return list(self.hosts)
 
+    def host(self, name: str) -> Host:
+        return self.hosts[name]
+
     def __enter__(self) -> HostCluster:
         try:
             self.start()
@@ -157,6 +161,8 @@ class HostCluster:
             self._wait_engine(host)
         self.timings["engines"] = time.monotonic() - t0
         self._load_image(list(self.hosts.values()), image)
+        if image is not None:
+            image.unlink()
         self.timings["images"] = time.monotonic() - t0
         eventually(lambda: _listening(self.mgr_netns, MANAGER_PORT), timeout=20,
                    interval=0.05, what="manager listening")
@@ -189,22 +195,38 @@ class HostCluster:
     def stop_agent(self, host: str, *, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
         """Signals the agent and waits until it is gone (SIGKILL after `timeout`)."""
         h = self.hosts[host]
-        pids = self._agent_pids(h)
-        for pid in pids:
-            _signal(pid, sig, lambda pid: pid in self._agent_pids(h))
+
+        def gone() -> bool:
+            self._reap()
+            return not self._agent_pids(h)
+
+        self._signal_agent(host, sig)
+        self._signal_agent(host, signal.SIGCONT)  # a paused agent acts on it too
         try:
-            eventually(lambda: not self._reap() and not self._agent_pids(h), timeout=timeout,
-                       interval=0.05, what=f"{host} agent gone")
+            eventually(gone, timeout=timeout, interval=0.05, what=f"{host} agent gone")
         except AssertionError:
-            for pid in self._agent_pids(h):
-                _signal(pid, signal.SIGKILL, lambda pid: pid in self._agent_pids(h))
-            eventually(lambda: not self._reap() and not self._agent_pids(h), timeout=5,
-                       interval=0.05, what=f"{host} agent killed")
+            self._signal_agent(host, signal.SIGKILL)
+            eventually(gone, timeout=5, interval=0.05, what=f"{host} agent killed")
+
+    def pause_agent(self, host: str) -> None:
+        """SIGSTOP: a hung agent (its connections stay open, it answers nothing)."""
+        self._signal_agent(host, signal.SIGSTOP)
+
+    def resume_agent(self, host: str) -> None:
+        self._signal_agent(host, signal.SIGCONT)
+
+    def _signal_agent(self, host: str, sig: int) -> None:
+        h = self.hosts[host]
+        for pid in self._agent_pids(h):
+            _signal(pid, sig, lambda pid: pid in self._agent_pids(h))
 
     def start_agent(self, host: str, *, wait: bool = True) -> None:
+        """Starts the agent; with `wait`, until the manager shows a new session of it ready."""
+        before = self._nodes().get(host, {}).get("addr") if wait else None
         self._spawn_agent(self.hosts[host])
         if wait:
-            self._wait_ready([host])
+            # A new session comes from a new port: an old one may still be shown as ready.
+            self._wait_ready([host], not_addr=before)
 
     def pids(self, host: str) -> set[int]:
         """Every live process of the host: in its netns or in its engine's cgroups."""
@@ -270,6 +292,8 @@ class HostCluster:
             found += [f"cgroup {path}" for path in _cgroup_dirs(h.cgroup)]
             found += [f"data {path}" for path in _data_paths(h.data) if path.exists()]
         found += [f"process {pid} of the manager" for pid in sorted(_netns_pids(self.mgr_netns))]
+        found += [f"data {p}" for p in (self.root / "manager", self.root / "image.tar")
+                  if p.exists()]
         found += [f"mount {point}" for point in _mounts_under(self.root, self.run_dir)]
         if self.run_dir.exists():
             found.append(f"directory {self.run_dir}")
@@ -288,23 +312,24 @@ class HostCluster:
             except Exception as err:  # keep going: the next steps must still run
                 errors.append(f"{what}: {err!r}")
 
-        for h in self.hosts.values():
-            step(f"kill {h.name}", lambda h=h: self._kill_all(h.netns, h.cgroup))  # type: ignore[misc]
-        step("kill manager", lambda: self._kill_all(self.mgr_netns, None))
+        hosts = list(self.hosts.values())
+        for proc in self._procs:  # first: one may not have entered its namespace yet
+            step("kill", proc.kill)
+        for h in hosts:
+            step(f"kill {h.name}", functools.partial(self._kill_all, h.netns, h.cgroup))
+        step("kill manager", functools.partial(self._kill_all, self.mgr_netns, None))
         for proc in self._procs:
-            step("reap", lambda proc=proc: proc.wait(timeout=5))  # type: ignore[misc]
-        for h in self.hosts.values():
-            step(f"cgroups of {h.name}", lambda h=h: _remove_cgroup(h.cgroup))  # type: ignore[misc]
-        for ns in [*(h.netns for h in self.hosts.values()), self.mgr_netns]:
-            if os.path.exists(f"/run/netns/{ns}"):
-                step(f"delete {ns}", lambda ns=ns: _ip("netns", "delete", ns))  # type: ignore[misc]
-        step("unmount", lambda: _unmount_under(self.root, self.run_dir))
-        step("remove /run files", lambda: shutil.rmtree(self.run_dir, ignore_errors=True))
-        for h in self.hosts.values():
-            for path in _data_paths(h.data):
-                step(f"remove {path}", lambda p=path: _remove(p))  # type: ignore[misc]
-        for path in _data_paths(self.root / "manager") + [self.root / "image.tar"]:
-            step(f"remove {path}", lambda p=path: _remove(p))  # type: ignore[misc]
+            step("reap", functools.partial(proc.wait, timeout=5))
+        for h in hosts:
+            step(f"cgroups of {h.name}", functools.partial(_remove_cgroup, h.cgroup))
+        for ns in [*(h.netns for h in hosts), self.mgr_netns]:
+            step(f"delete {ns}", functools.partial(_delete_netns, ns))
+        step("unmount", functools.partial(_unmount_under, self.root, self.run_dir))
+        step(f"remove {self.run_dir}", functools.partial(_remove, self.run_dir))
+        garbage = [p for h in hosts for p in _data_paths(h.data)]
+        garbage += [self.root / "manager", self.root / "image.tar"]
+        for path in garbage:
+            step(f"remove {path}", functools.partial(_remove, path))
         if errors:
             raise RuntimeError("cleanup incomplete: " + "; ".join(errors))
 
@@ -407,13 +432,16 @@ class HostCluster:
             "--data-dir", str(h.data / "agent"), "--docker-host", h.docker_host,
             "--label", f"host={h.name}"]), h.data / "agent.log")
 
-    def _wait_ready(self, names: list[str]) -> None:
+    def _nodes(self) -> dict[str, dict[str, Any]]:
+        """`podium nodes` by name; empty while the manager does not answer."""
+        result = self.run("nodes", "-o", "json", timeout=30)
+        return {n["name"]: n for n in json.loads(result.stdout)} if result.returncode == 0 else {}
+
+    def _wait_ready(self, names: list[str], *, not_addr: str | None = None) -> None:
         def ready() -> bool:
-            result = self.run("nodes", "-o", "json", timeout=30)
-            if result.returncode != 0:
-                return False
-            states = {n["name"]: n["state"] for n in json.loads(result.stdout)}
-            return all(states.get(name) == "ready" for name in names)
+            nodes = self._nodes()
+            return all(name in nodes and nodes[name]["state"] == "ready"
+                       and nodes[name]["addr"] != not_addr for name in names)
 
         eventually(ready, timeout=30, interval=0.1, what=f"nodes {', '.join(names)} ready")
 
@@ -446,10 +474,9 @@ class HostCluster:
                 _signal(pid, signal.SIGKILL, lambda pid: pid in members())
             time.sleep(0.02)
 
-    def _reap(self) -> list[subprocess.Popen[bytes]]:
-        """Collects our exited children (else they stay zombies); returns those still alive."""
+    def _reap(self) -> None:
+        """Collects our exited children (else they stay zombies until we exit)."""
         self._procs = [p for p in self._procs if p.poll() is None]
-        return self._procs and []
 
     def _agent_pids(self, h: Host) -> set[int]:
         return {pid for pid in _netns_pids(h.netns)
@@ -464,6 +491,13 @@ def _ip(*args: str, stdin: str | None = None) -> None:
                             timeout=30)
     if result.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
+
+
+def _delete_netns(netns: str) -> None:
+    result = subprocess.run(["ip", "netns", "delete", netns], capture_output=True, text=True,
+                            timeout=30)
+    if result.returncode != 0 and os.path.exists(f"/run/netns/{netns}"):
+        raise RuntimeError(f"ip netns delete {netns}: {result.stderr.strip()}")
 
 
 def _netns_exec(netns: str) -> list[str]:
@@ -484,9 +518,9 @@ def _cgroup_mount_commands() -> list[str]:
         point = fields[4]
         if fstype in ("cgroup", "cgroup2") and (
                 point == CGROUP_ROOT or point.startswith(CGROUP_ROOT + "/")):
-            opts = [o for o in fields[5].split(",") + superopts.split(",")
+            keep = [o for o in fields[5].split(",") + superopts.split(",")
                     if o not in ("rw", "") and not o.startswith("release_agent=")]
-            mounts.append((point, fstype, ",".join(dict.fromkeys(opts))))
+            mounts.append((point, fstype, ",".join(dict.fromkeys(keep))))
     commands: list[str] = []
     if all(point != CGROUP_ROOT for point, _, _ in mounts):
         commands.append(f"mount -t tmpfs -o mode=755 podium-cgroups {CGROUP_ROOT}")
@@ -604,7 +638,8 @@ def _engine_answers(path: pathlib.Path) -> bool:
             s.settimeout(2)
             s.connect(str(path))
             s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            return s.recv(64).startswith(b"HTTP/1.0 200") or b" 200 " in s.recv(0)
+            status = s.recv(64).split(b"\r\n", 1)[0].split()  # [b"HTTP/1.0", b"200", b"OK"]
+            return status[1:2] == [b"200"]
     except OSError:
         return False
 
@@ -618,7 +653,8 @@ def _data_paths(data: pathlib.Path) -> list[pathlib.Path]:
 
 def _remove(path: pathlib.Path) -> None:
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
+        with contextlib.suppress(FileNotFoundError):  # someone else's cleanup got there first
+            shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
 
@@ -687,19 +723,24 @@ async def _forward(listen_fd: int, target: str) -> None:
 
 
 def _usage(c: HostCluster, script: str) -> str:
-    lines = [f"podium hosts up: run {c.run_id}, manager {c.manager_address} in netns "
-             f"{c.mgr_netns}, Control API at {c.address} (up in {c.timings.get('total', 0):.1f} s)",
-             ""]
+    took = f" (up in {c.timings['total']:.1f} s)" if "total" in c.timings else ""
+    lines = [f"podium hosts: run {c.run_id}, manager {c.manager_address} in netns {c.mgr_netns}, "
+             f"Control API at {c.address}{took}", ""]
     for h in c.hosts.values():
         lines.append(f"  {h.name}: {h.address}  netns {h.netns}  engine {h.docker_host}")
+    first, other = c.host(c.names[0]), c.host(c.names[-1])
     lines += [
         "",
         f"  export PODIUM_MANAGER={c.address}",
-        "  podium nodes                       (or: " + script + " podium nodes)",
-        f"  docker -H {c.hosts['h1'].docker_host} ps",
-        f"  ip netns exec {c.hosts['h1'].netns} wget -qO- http://{c.hosts['h1'].address}:PORT/",
-        f"  {script} crash h2 | restart h2 | partition h2 | heal h2 | stop-agent h2 | "
-        "start-agent h2",
+        f"  podium nodes                  (or: {script} podium nodes)",
+        "  podium deploy -f examples/web.yaml; podium ps web",
+        f"  docker -H {other.docker_host} ps",
+        f"  ip netns exec {first.netns} wget -qO- http://{other.address}:PORT/   "
+        f"({first.name} -> {other.name})",
+        f"  {script} crash {other.name} | restart {other.name} | partition {other.name} | "
+        f"heal {other.name}",
+        f"  {script} stop-agent {other.name} | start-agent {other.name} | "
+        f"pause-agent {other.name} | resume-agent {other.name}",
         f"  {script} status | down",
     ]
     return "\n".join(lines)
@@ -716,7 +757,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="tear everything down")
     sub.add_parser("status", help="show the hosts and the nodes")
     sub.add_parser("env", help="print export PODIUM_MANAGER=...")
-    for name in ("crash", "restart", "partition", "heal", "stop-agent", "start-agent"):
+    for name in ("crash", "restart", "partition", "heal", "stop-agent", "start-agent",
+                 "pause-agent", "resume-agent"):
         sub.add_parser(name).add_argument("host")
     fwd = sub.add_parser("forward", help=argparse.SUPPRESS)
     fwd.add_argument("--fd", type=int, required=True)
@@ -732,10 +774,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"already up (state in {root / STATE_FILE}): run down first", file=sys.stderr)
             return 1
         c = HostCluster(root, hosts=args.n)
-        with contextlib.ExitStack() as failing:
-            failing.callback(c.close)  # only if start() fails (or is interrupted)
+        # Ctrl-C or a SIGTERM halfway through start() must still tear down what is up.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:
             c.start()
-            failing.pop_all()
+        except BaseException as err:
+            for sig in (signal.SIGINT, signal.SIGTERM):  # let the teardown finish
+                signal.signal(sig, signal.SIG_IGN)
+            print(f"start failed ({err!r}): tearing down", file=sys.stderr)
+            c.close()
+            (root / STATE_FILE).unlink()
+            if isinstance(err, KeyboardInterrupt):
+                return 130
+            raise
         print(_usage(c, args.script))
         return 0
     if not (root / STATE_FILE).exists():
@@ -763,6 +815,7 @@ def main(argv: list[str] | None = None) -> int:
     action: dict[str, Callable[[str], None]] = {
         "crash": c.crash, "restart": c.restart_host, "partition": c.partition, "heal": c.heal,
         "stop-agent": c.stop_agent, "start-agent": c.start_agent,
+        "pause-agent": c.pause_agent, "resume-agent": c.resume_agent,
     }
     action[args.command](args.host)
     print(f"{args.command} {args.host}: done")

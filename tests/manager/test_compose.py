@@ -557,5 +557,5 @@ def test_routing_extension() -> None:
                         "    x-podium-routing: {balance: round-robin, proxy_protocol: true}\n")
     assert spec.routing.balance == objects.Routing.BALANCE_ROUND_ROBIN
     assert spec.routing.proxy_protocol
-    with pytest.raises(SpecError, match="x-podium-routing.balance"):
+    with pytest.raises(SpecError, match=r"x-podium-routing\.balance"):
         load_stack("services:\n  web:\n    image: x\n    x-podium-routing: {balance: random}\n")
