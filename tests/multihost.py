@@ -118,6 +118,7 @@ class HostCluster:
                 bip=f"172.31.{i}.1/24",
             )
         self._procs: list[subprocess.Popen[bytes]] = []
+        self.manager_args: tuple[str, ...] = ()
         self._closed = False
         self.timings: dict[str, float] = {}
 
@@ -368,10 +369,22 @@ class HostCluster:
             _ip("-n", h.netns, "-batch", "-", stdin="\n".join([
                 "link set lo up", f"addr add {h.address}/24 dev eth0", "link set eth0 up"]) + "\n")
 
-    def _start_manager(self) -> None:
+    def _spawn_manager(self) -> None:
         self._spawn([*_netns_exec(self.mgr_netns), *PODIUM, "manager",
-                     "--listen", f"0.0.0.0:{MANAGER_PORT}",
+                     "--listen", f"0.0.0.0:{MANAGER_PORT}", *self.manager_args,
                      "--data-dir", str(self.root / "manager")], self.root / "manager.log")
+        self._manager = self._procs[-1]
+
+    def restart_manager(self) -> None:
+        """kill -9 of the manager, then a new one on the same data (hosts untouched)."""
+        self._manager.kill()
+        self._manager.wait(timeout=30)
+        self._spawn_manager()
+        eventually(lambda: self.run("nodes", timeout=30).returncode == 0, timeout=30,
+                   interval=0.1, what="manager back")
+
+    def _start_manager(self) -> None:
+        self._spawn_manager()
         with socket.create_server(("127.0.0.1", self.port)) as listener:
             self.port = int(listener.getsockname()[1])
             self.save_state()
