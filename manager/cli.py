@@ -170,8 +170,10 @@ def cmd_ps(client: Client, args: argparse.Namespace) -> int:
         ]
     rows = [views.task_row(t, names) for t in tasks]
     load = {t.task_id: t for t in client.call("GetLoad", control.GetLoadRequest()).tasks}
-    for row in rows:
+    nodes = {n.id: n for n in client.call("ListNodes", control.ListNodesRequest()).nodes}
+    for row, task in zip(rows, tasks, strict=True):
         views.add_task_load(row, load.get(row["id"]))
+        views.add_routing(row, task, nodes.get(task.node_id))
     now = time.time()
     last = ""
     for row, task in zip(rows, tasks, strict=True):
@@ -196,6 +198,7 @@ def cmd_ps(client: Client, args: argparse.Namespace) -> int:
             ("RESTARTS", "restarts"),
             ("CPU", "cpu"),
             ("MEM", "mem"),
+            ("ROUTING", "routing_text"),
             ("ERROR", "detail"),
             ("PORTS", "ports"),
         ],
@@ -240,6 +243,23 @@ def cmd_nodes(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _replica_rows(client: Client, service_id: str) -> list[views.Row]:
+    """Each live replica's state, health and routing, for `inspect SERVICE`."""
+    tasks = [t for t in client.call("ListTasks", control.ListTasksRequest(service=service_id)).tasks
+             if is_live(t)]
+    names = client.node_names()
+    load = {t.task_id: t for t in client.call("GetLoad", control.GetLoadRequest()).tasks}
+    nodes = {n.id: n for n in client.call("ListNodes", control.ListNodesRequest()).nodes}
+    rows = []
+    for task in tasks:
+        row = views.task_row(task, names)
+        views.add_task_load(row, load.get(task.id))
+        views.add_routing(row, task, nodes.get(task.node_id))
+        rows.append({k: row[k] for k in ("id", "name", "node", "state", "health", "ready",
+                                         "routing", "connections", "restarts")})
+    return rows
+
+
 def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
     for method, field in (("GetService", "service"), ("GetTask", "task"), ("GetNode", "node")):
         try:
@@ -247,6 +267,8 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
         except CliError:
             continue
         data = json_format.MessageToDict(found, preserving_proto_field_name=True)
+        if field == "service":
+            data["replicas_status"] = _replica_rows(client, found.id)
         print(views.to_json({"kind": field, **data}))
         return 0
     raise CliError(f"no service, task or node {args.ref!r}", 2)

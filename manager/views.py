@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from podium.manager.endpoints import in_rotation, ingress_ports
 from podium.manager.taskstate import is_live
 from podium.v1 import objects
 
@@ -88,11 +89,21 @@ def task_row(task: objects.Task, node_names: dict[str, str]) -> Row:
 
 def add_task_load(row: Row, load: Any | None) -> None:
     """Adds cpu and memory columns from a GetLoadResponse.Task (None: not reported)."""
+    row["connections"] = load.connections if load is not None else 0
     row["cpu_cores"] = round(load.latest.cpu_cores, 3) if load is not None else None
     row["memory_bytes"] = load.latest.memory_bytes if load is not None else None
     row["memory_share"] = round(load.latest.memory_share, 3) if load is not None else None
     row["cpu"] = f"{row['cpu_cores']:.2f}" if load is not None else ""
     row["mem"] = mib(row["memory_bytes"]) if load is not None else ""
+
+
+def add_routing(row: Row, task: objects.Task, node: objects.Node | None) -> None:
+    """Whether the mesh sends the task new connections, and how many it has open."""
+    meshed = bool(ingress_ports(task.spec))
+    row["in_rotation"] = meshed and in_rotation(task, node)
+    row["routing"] = ("in" if row["in_rotation"] else "out") if meshed else ""
+    connections = row.get("connections", 0)
+    row["routing_text"] = f"{row['routing']} ({connections} conn)" if meshed else ""
 
 
 def mib(n: int) -> str:
