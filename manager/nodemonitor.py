@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from podium.v1 import objects
@@ -39,6 +39,7 @@ class NodeMonitor:
         self._last_tick = now
         self._heard: dict[str, float] = {}
         self._closed: dict[str, float] = {}
+        self._swept = False
 
     def opened(self, node_id: str, now: float) -> Transition:
         self._closed.pop(node_id, None)
@@ -55,10 +56,10 @@ class NodeMonitor:
         return Transition(node_id, SUSPECT, "session closed")
 
     def tick(
-        self, now: float, nodes: Iterable[tuple[str, int]]
+        self, now: float, nodes: Callable[[], Iterable[tuple[str, int]]]
     ) -> tuple[list[Transition], list[str]]:
-        """Transitions due now, and the nodes whose (silent) sessions to close.
-        `nodes` is every known (node id, current state)."""
+        """Transitions due now, and the nodes whose (silent) sessions to close. `nodes` gives
+        every known (node id, current state); it is called once, when the startup grace ends."""
         stall = now - self._last_tick - self.period
         self._last_tick = now
         if stall > 0:
@@ -80,8 +81,9 @@ class NodeMonitor:
                 del self._closed[node_id]
                 transitions.append(Transition(
                     node_id, DOWN, f"session closed {now - closed:.1f} s ago; not back"))
-        if now >= self._startup_until:
-            for node_id, state in nodes:
+        if not self._swept and now >= self._startup_until:
+            self._swept = True
+            for node_id, state in nodes():
                 if (state != DOWN and node_id not in self._heard and node_id not in self._closed
                         and not any(t.node_id == node_id for t in transitions)):
                     transitions.append(

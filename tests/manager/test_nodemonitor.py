@@ -13,7 +13,7 @@ def run(m: NodeMonitor, start: float, end: float, step: float = 0.25,
         nodes: tuple[tuple[str, int], ...] = ()) -> list[tuple[float, str, int]]:
     seen, t = [], start
     while t <= end + 1e-9:
-        transitions, _ = m.tick(t, nodes)
+        transitions, _ = m.tick(t, lambda: nodes)
         seen += [(t, x.node_id, x.state) for x in transitions]
         t += step
     return seen
@@ -41,7 +41,7 @@ def test_silence_is_down_after_missed_heartbeats_and_closes_the_session() -> Non
     m.opened("n1", 0.0)
     m.heard("n1", 1.0)
     assert run(m, 0.25, 4.0) == []
-    transitions, silent = m.tick(4.25, ())
+    transitions, silent = m.tick(4.25, tuple)
     assert [(t.node_id, t.state) for t in transitions] == [("n1", DOWN)]
     assert silent == ["n1"]
 
@@ -49,9 +49,9 @@ def test_silence_is_down_after_missed_heartbeats_and_closes_the_session() -> Non
 def test_a_stalled_manager_blames_no_node() -> None:
     m = monitor()
     m.opened("n1", 0.0)
-    m.tick(1.0, ())
+    m.tick(1.0, tuple)
     # The manager's loop hung for 5 s: the node's heartbeats waited unread.
-    transitions, silent = m.tick(6.0, ())
+    transitions, silent = m.tick(6.0, tuple)
     assert transitions == [] and silent == []
 
 
