@@ -15,10 +15,12 @@ import secrets
 from podium.agent.executor import Executor
 from podium.agent.load import LoadSampler
 from podium.agent.loadreport import LoadReporter
+from podium.agent.proxy import Mesh
 from podium.agent.reporter import Reporter
+from podium.agent.routing import RoutingTable
 from podium.agent.session import Session
 from podium.agent.worker import Worker
-from podium.v1 import objects
+from podium.v1 import dispatcher, objects
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,10 @@ class Agent:
         self._executor = executor
         self._reporter = Reporter()
         self._worker = Worker(executor=executor, reporter=self._reporter)
-        load = LoadReporter(sampler=LoadSampler(), running=self._worker.running_pids)
+        self._routes = RoutingTable()
+        self._mesh = Mesh()
+        load = LoadReporter(sampler=LoadSampler(), running=self._worker.running_pids,
+                            connections=self._mesh_connections)
         self._session = Session(
             manager=manager,
             node_id=node_id,
@@ -63,8 +68,22 @@ class Agent:
             on_assignments=self._worker.apply,
             reporter=self._reporter,
             load=load.next_report,
+            on_endpoints=self._route,
         )
         self._tasks: list[asyncio.Task[None]] = []
+
+    async def _route(self, message: dispatcher.Endpoints) -> None:
+        self._routes.apply(message)
+        for error in await self._mesh.apply(self._routes.listeners()):
+            log.error("mesh: %s", error)
+
+    def _mesh_connections(self) -> dict[str, int]:
+        """Task id -> connections open to it through this node's mesh."""
+        counts: dict[str, int] = {}
+        for per_port in self._mesh.stats().values():
+            for task_id, open_count in per_port.items():
+                counts[task_id] = counts.get(task_id, 0) + open_count
+        return counts
 
     async def _describe(self) -> objects.NodeDescription:
         info = await self._executor.info()
@@ -104,6 +123,7 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self._mesh.close()
         await self._worker.close()
         await self._executor.close()
 

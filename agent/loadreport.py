@@ -20,7 +20,9 @@ MEMORY_STEP = 1 << 20
 
 class LoadReporter:
     def __init__(self, *, sampler: LoadSampler, running: Callable[[], dict[str, int]],
+                 connections: Callable[[], dict[str, int]] = dict,
                  summary_every: int = 10) -> None:
+        self._connections = connections
         self._sampler = sampler
         self._running = running
         self._summary_every = summary_every
@@ -44,6 +46,7 @@ class LoadReporter:
         report.node.memory_used_bytes = node.memory_used_bytes
         report.node.memory_total_bytes = node.memory_total_bytes
         report.node.task_count = len(pids)
+        report.connections.update(self._connections())
         for sample in tasks:
             last = self._sent.get(sample.task_id)
             if not summary and last is not None and not _moved(last, sample):

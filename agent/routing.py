@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from podium.agent.proxy import Endpoint, ListenerSpec
 from podium.v1 import dispatcher, objects
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,17 @@ class RoutingTable:
             self._services.pop(service_id, None)
         for table in message.services:
             self._services[table.service_id] = table
+
+    def listeners(self) -> dict[int, ListenerSpec]:
+        """What the mesh should serve: published port -> listener settings."""
+        return {
+            port: ListenerSpec(
+                endpoints=tuple(Endpoint(key, host, target) for key, host, target in r.backends),
+                balance="round_robin" if r.round_robin else "least_conn",
+                proxy_protocol=r.proxy_protocol,
+            )
+            for port, r in self.routes().items()
+        }
 
     def routes(self) -> dict[int, Route]:
         """Published port -> route, for every TCP ingress port."""

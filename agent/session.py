@@ -49,6 +49,7 @@ class Session:
         on_assignments: Callable[[dispatcher.Assignments], Awaitable[None]],
         reporter: Reporter,
         load: Callable[[], dispatcher.LoadReport] | None = None,
+        on_endpoints: Callable[[dispatcher.Endpoints], Awaitable[None]] | None = None,
     ) -> None:
         self._manager = manager
         self._node_id = node_id
@@ -56,6 +57,7 @@ class Session:
         self._on_assignments = on_assignments
         self._reporter = reporter
         self._load = load
+        self._on_endpoints = on_endpoints
         # When the last session ended (monotonic seconds); None while one is open.
         self._lost_since: float | None = time.monotonic()
 
@@ -111,6 +113,8 @@ class Session:
                         log.info("session open to %s (heartbeat %.1fs)", self._manager, period)
                 elif message.HasField("assignments"):
                     await self._on_assignments(message.assignments)
+                elif message.HasField("endpoints") and self._on_endpoints is not None:
+                    await self._on_endpoints(message.endpoints)
         finally:
             if registered:
                 self._lost_since = time.monotonic()

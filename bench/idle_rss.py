@@ -22,21 +22,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from bench._proc import Watched, observe, status_value
 from tests.helpers import IMAGE, eventually, one_node_cluster
 
 NODE = "bench-node"
 REPLICAS = 3
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 FLOOR_CODE = "import asyncio, grpc, grpc.aio; asyncio.run(asyncio.sleep(3600))"
 STACK = f"""
 services:
@@ -48,50 +46,6 @@ services:
     deploy:
       replicas: {REPLICAS}
 """
-
-
-def status_value(pid: int, key: str) -> int:
-    """The number on a `key:` line of /proc/PID/status (KiB for the Vm* keys)."""
-    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process (all its threads), in seconds."""
-    stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
-    # Fields after the parenthesised command name, which may itself contain spaces.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-@dataclass(slots=True)
-class Watched:
-    name: str
-    pid: int
-    rss_kib: list[int] = field(default_factory=list)
-    cpu_start: float = 0.0
-    cpu_end: float = 0.0
-
-    def sample(self) -> None:
-        self.rss_kib.append(status_value(self.pid, "VmRSS"))
-
-
-def observe(processes: list[Watched], window: float) -> float:
-    """Samples RSS once a second over `window` seconds; returns the window's wall time."""
-    for proc in processes:
-        proc.cpu_start = cpu_seconds(proc.pid)
-    started = time.monotonic()
-    for second in range(max(1, int(window))):
-        for proc in processes:
-            proc.sample()
-        time.sleep(max(0.0, started + second + 1 - time.monotonic()))
-    elapsed = time.monotonic() - started
-    for proc in processes:
-        proc.cpu_end = cpu_seconds(proc.pid)
-        proc.sample()
-    return elapsed
 
 
 def main() -> int:

@@ -89,6 +89,7 @@ def _labels(pairs: list[str]) -> dict[str, str]:
 def cmd_agent(args: argparse.Namespace) -> int:
     from podium.agent._docker import DockerExecutor
     from podium.agent.agent import Agent, load_node_id
+    from podium.agent.proxy import new_event_loop
 
     labels = _labels(args.label)
     node_id = load_node_id(pathlib.Path(args.data_dir))
@@ -100,7 +101,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
         )
         await _run_until_signalled(agent.start, agent.serve_forever, agent.stop)
 
-    asyncio.run(main())
+    # uvloop where installed: the mesh's data path is markedly faster on it.
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(main())
     return 0
 
 

@@ -252,3 +252,13 @@ async def test_start_interval_and_start_period() -> None:
         assert prober.tracker.state == STARTING
     prober.tracker.started_at -= 1.0  # the start period is over
     assert prober.delay() == 10.0
+
+
+def test_wake_ups_align_on_the_grid() -> None:
+    from podium.agent.probe import aligned
+
+    for now in (0.0, 0.03, 1.234, 99.99):
+        delay = aligned(1.0, now)
+        assert 1.0 <= delay < 1.1 + 1e-9
+        assert abs(((now + delay) / 0.1) - round((now + delay) / 0.1)) < 1e-6
+    assert aligned(0.0, 5.5) == 0.0

@@ -8,8 +8,10 @@ import re
 import time
 from typing import Any
 
+import grpc
 import pytest
 
+from podium.v1 import control, control_grpc
 from tests.helpers import IMAGE, Cluster, consistently, docker, eventually
 
 pytestmark = pytest.mark.engine
@@ -200,10 +202,19 @@ def test_load_is_reported_per_task(cluster: Cluster, tmp_path: pathlib.Path) -> 
     init: true
 """)
     running_at = time.monotonic()
-    busy = eventually(lambda: ((t := live(cluster, "busy"))["cpu_cores"] or 0) >= 0.8 and t,
-                      timeout=3, interval=0.1, what="busy task at 0.8 core or more")
+    busy_id = live(cluster, "busy")["id"]
+    # Polled over one gRPC channel: a CLI process per poll would compete for the 2 cores.
+    with grpc.insecure_channel(cluster.address) as channel:
+        stub = control_grpc.ControlStub(channel)
+
+        def busy_cores() -> float:
+            tasks = stub.GetLoad(control.GetLoadRequest(), timeout=5).tasks
+            return next((t.latest.cpu_cores for t in tasks if t.task_id == busy_id), 0.0)
+
+        cores = eventually(lambda: (c := busy_cores()) >= 0.8 and c, timeout=3, interval=0.1,
+                           what="busy task at 0.8 core or more")
     assert time.monotonic() - running_at <= 3
-    assert busy["cpu_cores"] <= 1.2
+    assert cores <= 1.2
     idle = eventually(lambda: (t := live(cluster, "idle"))["cpu_cores"] is not None
                       and t["memory_bytes"] > 20_000_000 and t, timeout=10,
                       what="idle task reported with its memory")

@@ -1,0 +1,469 @@
+"""The routing mesh's data path: TCP listeners that forward each connection to a ready replica.
+
+Contract
+--------
+- `Endpoint(key, host, port)`: one replica (`key` is e.g. its task id).
+- `Listener(port=..., host="0.0.0.0", balance="least_conn"|"round_robin", proxy_protocol=False,
+  connect_timeout=1.0)`: one published port. `start()` binds it (port 0 picks a free port, read it
+  back from `.port`); `stop(close_connections=False)` is idempotent and closes the listening
+  socket only, so open connections finish on their own unless `close_connections=True` (which
+  aborts them). `set_endpoints()` replaces the endpoint set atomically: only new connections see
+  the new set; connections to a removed endpoint carry on until either side closes (they drain).
+  `configure()` changes the balancer and PROXY protocol for new connections. `stats()` maps an
+  endpoint key to the connections assigned to it (connecting or open): every current endpoint,
+  plus removed ones that still drain.
+- `Mesh(host=..., connect_timeout=...)`: all listeners of an agent. `apply({port: ListenerSpec})`
+  starts, stops and reconfigures listeners so exactly the wanted ports are served, and returns
+  errors such as "port 8080 in use: ..." instead of raising: one bad port never stops the others
+  (a port that failed is tried again by the next apply). `close()` stops everything, aborting
+  open connections.
+- `new_event_loop()`: a uvloop loop when uvloop is installed (with libuv's io_uring off unless
+  UV_USE_IO_URING is set), else asyncio's, for the agent's `asyncio.Runner(loop_factory=...)`.
+  Importing this module never sets a loop policy; the proxy works on whichever loop runs it.
+
+Data path (asyncio Protocols, no streams): a connection is accepted, the balancer picks an endpoint
+and `loop.create_connection` dials it within `connect_timeout`. A refused, unreachable or timed-out
+endpoint is left out for this connection and the balancer picks again, until none is left: only
+then is the client closed, so a dead replica costs a client nothing while another can serve.
+Bytes the client sends before the backend answers are buffered (reading pauses past
+`EARLY_DATA_LIMIT`) rather than pausing every new connection up front: that pause would cost two
+system calls per connection, and neither loop honours a pause made inside `connection_made`.
+Once connected, each side writes straight to the other's transport; when a transport's write
+buffer passes its high-water mark the other side stops reading until it drains. An EOF is passed
+on with `write_eof()` (half-close); the pair is closed once both sides have sent EOF or either
+side is lost. With PROXY protocol on, the backend first receives a v1 header
+(`PROXY TCP4 <client ip> <listener ip> <client port> <listener port>\\r\\n`).
+
+With no endpoints a listener accepts and closes at once (the client sees EOF, no data): the port
+stays bound, so replicas coming back need no rebind and clients fail fast instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+from collections.abc import Callable, Container, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, cast
+
+EARLY_DATA_LIMIT = 64 * 1024  # bytes buffered per client while its backend connection is made
+BACKLOG = 1024
+
+
+@dataclass(slots=True, frozen=True)
+class Endpoint:
+    """One replica a listener may forward to."""
+
+    key: str
+    host: str
+    port: int
+
+
+class Balancer(Protocol):
+    """Chooses the endpoint for a new connection; `active` is open connections per key."""
+
+    def pick(self, endpoints: Sequence[Endpoint], active: Mapping[str, int],
+             exclude: Container[str]) -> Endpoint | None: ...
+
+
+class RoundRobin:
+    """Each endpoint in turn."""
+
+    __slots__ = ("_next",)
+
+    def __init__(self) -> None:
+        self._next = 0
+
+    def pick(self, endpoints: Sequence[Endpoint], active: Mapping[str, int],
+             exclude: Container[str]) -> Endpoint | None:
+        n = len(endpoints)
+        for i in range(n):
+            index = (self._next + i) % n
+            if endpoints[index].key not in exclude:
+                self._next = index + 1
+                return endpoints[index]
+        return None
+
+
+class LeastConnections:
+    """The endpoint with the fewest open connections; ties go round-robin (as HAProxy's leastconn),
+    so sequential short connections still spread over all endpoints."""
+
+    __slots__ = ("_next",)
+
+    def __init__(self) -> None:
+        self._next = 0
+
+    def pick(self, endpoints: Sequence[Endpoint], active: Mapping[str, int],
+             exclude: Container[str]) -> Endpoint | None:
+        n = len(endpoints)
+        best: Endpoint | None = None
+        best_load = 0
+        start = self._next
+        for i in range(n):
+            endpoint = endpoints[(start + i) % n]
+            if endpoint.key in exclude:
+                continue
+            load = active.get(endpoint.key, 0)
+            if best is None or load < best_load:
+                best, best_load = endpoint, load
+        self._next = start + 1 if start + 1 < n else 0
+        return best
+
+
+BALANCERS: dict[str, Callable[[], Balancer]] = {
+    "least_conn": LeastConnections,
+    "round_robin": RoundRobin,
+}
+
+
+def _balancer(name: str) -> Balancer:
+    try:
+        return BALANCERS[name]()
+    except KeyError:
+        raise ValueError(f"unknown balance {name!r} (one of {', '.join(BALANCERS)})") from None
+
+
+def proxy_header(peer: object, local: object) -> bytes:
+    """The PROXY protocol v1 line for a client at `peer` reaching us at `local` (sockaddrs)."""
+    if not (isinstance(peer, tuple) and isinstance(local, tuple)):
+        return b"PROXY UNKNOWN\r\n"
+    src, dst = str(peer[0]), str(local[0])
+    if src.startswith("::ffff:") and dst.startswith("::ffff:"):
+        src, dst = src[7:], dst[7:]
+    family = "TCP6" if ":" in src or ":" in dst else "TCP4"
+    return f"PROXY {family} {src} {dst} {peer[1]} {local[1]}\r\n".encode("ascii")
+
+
+class _Side(asyncio.Protocol):
+    """One socket of a proxied pair: what it reads is written to `out`, the other's transport."""
+
+    __slots__ = ("conn", "eof", "other", "out", "transport")
+
+    transport: asyncio.Transport
+    other: _Side  # set before anything is written to `transport`
+
+    def __init__(self, conn: _Connection) -> None:
+        self.conn = conn
+        self.out: asyncio.Transport | None = None  # None only while the client's backend connects
+        self.eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.conn.connection_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        out = self.out
+        if out is not None:
+            out.write(data)
+        else:
+            self.conn.early_data(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if self.out is None:
+            return True  # passed on once the backend is connected
+        if self.other.eof:
+            self.conn.close()
+        else:
+            # Passed on after the other events of this loop iteration: when the other side's
+            # EOF is among them (a client closing as soon as it has its answer), both sockets
+            # are simply closed, without a shutdown() that would cost a system call and a
+            # packet exchange per connection.
+            self.conn.loop.call_soon(self._pass_eof_on)
+        return True
+
+    def _pass_eof_on(self) -> None:
+        out = self.out
+        if self.conn.closed or out is None:
+            return
+        if out.can_write_eof():
+            out.write_eof()
+        else:
+            self.conn.close()
+
+    def pause_writing(self) -> None:
+        self.other.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.other.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.close()
+
+
+class _Connection:
+    """A client connection and, once made, its backend connection."""
+
+    __slots__ = ("backend", "client", "closed", "early", "key", "listener", "loop", "task",
+                 "timed_out")
+
+    def __init__(self, listener: Listener, loop: asyncio.AbstractEventLoop) -> None:
+        self.listener = listener
+        self.loop = loop
+        self.client = _Side(self)
+        self.backend: _Side | None = None
+        self.key: str | None = None  # the endpoint this connection is counted against
+        self.task: asyncio.Task[None] | None = None
+        self.early: list[bytes] = []
+        self.closed = False
+        self.timed_out = False
+
+    def connection_made(self, side: _Side) -> None:
+        if side is not self.client:
+            if self.listener.proxy_protocol:
+                client = self.client.transport
+                side.transport.write(proxy_header(client.get_extra_info("peername"),
+                                                  client.get_extra_info("sockname")))
+            return
+        listener = self.listener
+        if not listener.endpoints:
+            self.closed = True
+            side.transport.close()
+            return
+        listener.connections.add(self)
+        self.task = self.loop.create_task(self._connect())
+
+    def early_data(self, data: bytes) -> None:
+        self.early.append(data)
+        if sum(map(len, self.early)) >= EARLY_DATA_LIMIT:
+            self.client.transport.pause_reading()
+
+    async def _connect(self) -> None:
+        listener, client, task, loop = self.listener, self.client, self.task, self.loop
+        failed: set[str] = set()
+        while True:
+            endpoint = listener.balancer.pick(listener.endpoints, listener.active, failed)
+            if endpoint is None:  # none left to try
+                self.task = None  # close() must not cancel the task running it
+                self.close()
+                return
+            self.key = key = endpoint.key
+            listener.active[key] = listener.active.get(key, 0) + 1
+            backend = _Side(self)
+            backend.other = client
+            backend.out = client.transport
+            client.other = backend  # the backend may write (and fill the client's buffer) at once
+            # A timer rather than asyncio.timeout(): that looks the running loop up twice, and
+            # each look-up is a getpid() system call; this path runs once per connection.
+            timer = loop.call_later(listener.connect_timeout, self._time_out)
+            try:
+                await loop.create_connection(lambda: backend, endpoint.host, endpoint.port)  # noqa: B023
+                break
+            except OSError:  # refused, unreachable, unresolvable
+                pass
+            except asyncio.CancelledError:
+                if not self.timed_out or self.closed or task is None:
+                    raise
+                task.uncancel()
+                self.timed_out = False
+            finally:
+                timer.cancel()
+            self._release()
+            failed.add(key)
+        self.backend = backend
+        if self.closed:  # the client went away, or the listener was stopped, meanwhile
+            backend.transport.close()
+            return
+        client.out = out = backend.transport
+        if self.early:
+            out.writelines(self.early)
+            self.early = []
+        if client.eof:
+            out.write_eof()
+        else:
+            client.transport.resume_reading()
+
+    def _time_out(self) -> None:
+        if self.task is not None:
+            self.timed_out = True
+            self.task.cancel()
+
+    def _release(self) -> None:
+        key, self.key = self.key, None
+        if key is not None:
+            self.listener.release(key)
+
+    def close(self, *, abort: bool = False) -> None:
+        """Closes both sides (flushing what is buffered, unless `abort`); idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        self.listener.connections.discard(self)
+        self._release()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        for side in (self.client, self.backend):
+            if side is not None:
+                if abort:
+                    side.transport.abort()
+                else:
+                    side.transport.close()
+
+
+class Listener:
+    """One published port: accepts connections and forwards each to an endpoint."""
+
+    def __init__(self, *, port: int, host: str = "0.0.0.0", balance: str = "least_conn",
+                 proxy_protocol: bool = False, connect_timeout: float = 1.0) -> None:
+        self.host = host
+        self.connect_timeout = connect_timeout
+        self.balance = balance
+        self.balancer = _balancer(balance)
+        self.proxy_protocol = proxy_protocol
+        self.endpoints: tuple[Endpoint, ...] = ()
+        self.active: dict[str, int] = {}  # endpoint key -> connections (connecting or open)
+        self.connections: set[_Connection] = set()
+        self._port = port
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port once started (the requested one before)."""
+        return self._port
+
+    async def start(self) -> None:
+        """Binds the port; OSError (e.g. EADDRINUSE) when it cannot."""
+        if self._server is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self, loop).client, self.host, self._port, backlog=BACKLOG)
+        self._port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self, *, close_connections: bool = False) -> None:
+        """Closes the listening socket (idempotent); with `close_connections`, aborts the
+        connections it accepted too, else they finish on their own."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        if close_connections:
+            connections = list(self.connections)
+            tasks = [c.task for c in connections if c.task is not None]
+            for connection in connections:
+                connection.close(abort=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+        # One loop iteration: uvloop releases closed handles (and their ports) on its next one.
+        await asyncio.sleep(0)
+
+    async def __aenter__(self) -> Listener:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop(close_connections=True)
+
+    def set_endpoints(self, endpoints: Sequence[Endpoint]) -> None:
+        """Replaces the endpoint set for new connections; established ones are left to drain."""
+        self.endpoints = tuple(endpoints)
+
+    def configure(self, *, balance: str, proxy_protocol: bool) -> None:
+        """Changes how new connections are balanced and introduced to their backend."""
+        if balance != self.balance:
+            self.balancer = _balancer(balance)
+            self.balance = balance
+        self.proxy_protocol = proxy_protocol
+
+    def release(self, key: str) -> None:
+        left = self.active[key] - 1
+        if left:
+            self.active[key] = left
+        else:
+            del self.active[key]
+
+    def stats(self) -> dict[str, int]:
+        """Endpoint key -> connections through this listener (current endpoints and draining)."""
+        counts = {e.key: self.active.get(e.key, 0) for e in self.endpoints}
+        counts.update(self.active)
+        return counts
+
+
+@dataclass(slots=True, frozen=True)
+class ListenerSpec:
+    """What one published port should do."""
+
+    endpoints: tuple[Endpoint, ...] = ()
+    balance: str = "least_conn"
+    proxy_protocol: bool = False
+
+
+class Mesh:
+    """All listeners of an agent, reconciled to a wanted set by `apply`."""
+
+    def __init__(self, *, host: str = "0.0.0.0", connect_timeout: float = 1.0) -> None:
+        self.host = host
+        self.connect_timeout = connect_timeout
+        self._listeners: dict[int, Listener] = {}
+        self._draining: list[Listener] = []  # stopped, with connections still open
+        self._lock = asyncio.Lock()
+
+    async def apply(self, wanted: Mapping[int, ListenerSpec]) -> list[str]:
+        """Makes exactly `wanted` listen; returns one error per port that could not."""
+        errors: list[str] = []
+        async with self._lock:
+            for port in sorted(set(self._listeners) - set(wanted)):
+                listener = self._listeners.pop(port)
+                await listener.stop()
+                self._draining.append(listener)
+            self._draining = [d for d in self._draining if d.connections]
+            for port, spec in sorted(wanted.items()):
+                error = await self._apply_one(port, spec)
+                if error:
+                    errors.append(error)
+        return errors
+
+    async def _apply_one(self, port: int, spec: ListenerSpec) -> str | None:
+        listener = self._listeners.get(port)
+        try:
+            if listener is not None:
+                listener.configure(balance=spec.balance, proxy_protocol=spec.proxy_protocol)
+                listener.set_endpoints(spec.endpoints)
+                return None
+            listener = Listener(port=port, host=self.host, balance=spec.balance,
+                                proxy_protocol=spec.proxy_protocol,
+                                connect_timeout=self.connect_timeout)
+            listener.set_endpoints(spec.endpoints)
+            await listener.start()
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} in use: {exc}"
+            return f"port {port}: {exc}"
+        except ValueError as exc:
+            return f"port {port}: {exc}"
+        self._listeners[port] = listener
+        return None
+
+    def stats(self) -> dict[int, dict[str, int]]:
+        """Published port -> endpoint key -> open connections."""
+        return {port: listener.stats() for port, listener in self._listeners.items()}
+
+    async def close(self) -> None:
+        """Stops every listener and aborts their connections; idempotent."""
+        async with self._lock:
+            listeners = [*self._listeners.values(), *self._draining]
+            self._listeners, self._draining = {}, []
+            for listener in listeners:
+                await listener.stop(close_connections=True)
+
+    async def __aenter__(self) -> Mesh:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop when installed (the faster data path), else asyncio's.
+
+    Unless the environment says otherwise, libuv is told not to use io_uring: it would submit
+    each epoll_ctl through io_uring_enter, which measured ~4% slower per proxied connection here.
+    libuv reads the variable once per process, so call this before any other uvloop loop exists.
+    """
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        os.environ.setdefault("UV_USE_IO_URING", "0")
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()

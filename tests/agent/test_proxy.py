@@ -1,0 +1,436 @@
+"""podium.agent.proxy: listeners and the mesh against asyncio backends on 127.0.0.1 (no Docker).
+
+Every test runs on asyncio's default loop and, when installed, on uvloop's: the proxy must work
+on whichever loop runs it. Waits poll with a deadline (`eventually`), never a bare sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
+
+import pytest
+
+from podium.agent.proxy import (
+    Endpoint,
+    LeastConnections,
+    Listener,
+    ListenerSpec,
+    Mesh,
+    RoundRobin,
+    proxy_header,
+)
+
+T = TypeVar("T")
+HOST = "127.0.0.1"
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
+with contextlib.suppress(ImportError):
+    import uvloop
+
+    LOOPS["uvloop"] = uvloop.new_event_loop
+
+Run = Callable[[Callable[[], Awaitable[None]]], None]
+
+
+@pytest.fixture(params=list(LOOPS))
+def run(request: pytest.FixtureRequest) -> Iterator[Run]:
+    """Runs a test's coroutine on a fresh loop of each kind, bounded to 60 s."""
+    def _run(main: Callable[[], Awaitable[None]]) -> None:
+        async def bounded() -> None:
+            async with asyncio.timeout(60):
+                await main()
+        with asyncio.Runner(loop_factory=LOOPS[request.param]) as runner:
+            runner.run(bounded())
+    yield _run
+
+
+async def eventually(fn: Callable[[], T], *, within: float = 5.0, what: str = "condition") -> T:
+    """Polls `fn` until it returns a truthy value or the deadline passes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not (value := fn()):
+        assert loop.time() < deadline, f"{what} not reached within {within:g} s; last: {value!r}"
+        await asyncio.sleep(0.01)
+    return value
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound then released)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+class Backend:
+    """A test server on 127.0.0.1. Modes: "name" answers each line with its name; "echo" echoes
+    and, on EOF, sends b"bye" and closes; "greet" sends b"hello", half-closes and records what
+    it receives until EOF; "sink" reads nothing until `release` is set, then records all."""
+
+    def __init__(self, name: str, mode: str = "name") -> None:
+        self.name, self.mode = name, mode
+        self.received: list[bytes] = []
+        self.release = asyncio.Event()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(self.name, HOST, self.port)
+
+    async def __aenter__(self) -> Backend:
+        self._server = await asyncio.start_server(self._serve, HOST, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await eventually(lambda: not self._writers, what=f"backend {self.name} closed")
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            if self.mode == "name":
+                while await reader.readline():
+                    writer.write(self.name.encode() + b"\n")
+            elif self.mode == "echo":
+                while data := await reader.read(1 << 16):
+                    writer.write(data)
+                    await writer.drain()
+                writer.write(b"bye")
+            elif self.mode == "greet":
+                writer.write(b"hello")
+                writer.write_eof()
+                self.received.append(await reader.read())
+            elif self.mode == "sink":
+                await self.release.wait()
+                self.received.append(await reader.read())
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            self._writers.discard(writer)
+
+
+class Client:
+    """A connection to a proxy port."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, port: int) -> Client:
+        return cls(*await asyncio.open_connection(HOST, port))
+
+    async def ask(self) -> str:
+        """Which backend answers a line ("" when the proxy closed the connection)."""
+        self.writer.write(b"?\n")
+        return (await self.reader.readline()).decode().strip()
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self.writer.wait_closed()
+
+
+async def ask(port: int) -> str:
+    """One request on a new connection: the name of the backend that answered it."""
+    client = await Client.connect(port)
+    try:
+        return await client.ask()
+    finally:
+        await client.close()
+
+
+def test_balancers_are_pure() -> None:
+    a, b, c = (Endpoint(k, HOST, 1) for k in "abc")
+    rr = RoundRobin()
+    assert [rr.pick([a, b, c], {}, ()) for _ in range(4)] == [a, b, c, a]
+    assert rr.pick([a, b, c], {}, {"b", "c"}) == a
+    assert rr.pick([a], {}, {"a"}) is None
+    lc = LeastConnections()
+    assert lc.pick([a, b, c], {"a": 2, "b": 0, "c": 1}, ()) == b
+    assert lc.pick([a, b, c], {"a": 2, "b": 0, "c": 1}, {"b"}) == c
+    assert {lc.pick([a, b, c], {}, ()) for _ in range(3)} == {a, b, c}  # ties rotate
+    assert lc.pick([], {}, ()) is None
+
+
+def test_proxy_header_formats() -> None:
+    assert proxy_header(("10.0.0.1", 5000), ("10.0.0.2", 80)) == (
+        b"PROXY TCP4 10.0.0.1 10.0.0.2 5000 80\r\n")
+    assert proxy_header(("::1", 5000, 0, 0), ("::1", 80, 0, 0)) == b"PROXY TCP6 ::1 ::1 5000 80\r\n"
+    assert proxy_header(("::ffff:1.2.3.4", 1, 0, 0), ("::ffff:5.6.7.8", 2, 0, 0)) == (
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n")
+    assert proxy_header(None, None) == b"PROXY UNKNOWN\r\n"
+
+
+def test_forwards_megabytes_both_ways(run: Run) -> None:
+    payload = os.urandom(8 << 20)
+
+    async def main() -> None:
+        async with Backend("a", "echo") as backend, Listener(port=0, host=HOST) as listener:
+            listener.set_endpoints([backend.endpoint])
+            client = await Client.connect(listener.port)
+
+            async def send() -> None:
+                for i in range(0, len(payload), 1 << 20):
+                    client.writer.write(payload[i:i + (1 << 20)])
+                    await client.writer.drain()
+
+            sender = asyncio.create_task(send())
+            echoed = await client.reader.readexactly(len(payload))
+            await sender
+            assert hashlib.sha256(echoed).digest() == hashlib.sha256(payload).digest()
+            client.writer.write_eof()
+            assert await client.reader.read() == b"bye"
+            await client.close()
+            await eventually(lambda: listener.stats() == {"a": 0}, what="connection counted out")
+
+    run(main)
+
+
+def test_flow_control_pushes_back_to_the_client(run: Run) -> None:
+    """A backend that does not read stalls the client instead of filling the proxy's memory:
+    64 MiB is far more than the kernel's socket buffers on the way can hold."""
+    payload = os.urandom(64 << 20)
+
+    async def main() -> None:
+        async with Backend("a", "sink") as backend, Listener(port=0, host=HOST) as listener:
+            listener.set_endpoints([backend.endpoint])
+            client = await Client.connect(listener.port)
+            client.writer.write(payload)
+            drained = asyncio.create_task(client.writer.drain())
+            done, _ = await asyncio.wait([drained], timeout=1.0)
+            assert not done, "the proxy read 64 MiB that its backend would not take"
+            buffered = sum(c.client.transport.get_write_buffer_size()
+                           + (c.backend.transport.get_write_buffer_size() if c.backend else 0)
+                           for c in listener.connections)
+            assert buffered < 1 << 20
+            backend.release.set()
+            await drained
+            client.writer.write_eof()
+            await eventually(lambda: backend.received, what="backend received everything")
+            assert backend.received[0] == payload
+            await client.close()
+
+    run(main)
+
+
+def test_half_close_is_passed_on_both_ways(run: Run) -> None:
+    async def main() -> None:
+        async with (Backend("echo", "echo") as echo, Backend("greet", "greet") as greet,
+                    Listener(port=0, host=HOST, balance="round_robin") as listener):
+            # The client half-closes first: the backend still answers after seeing the EOF.
+            listener.set_endpoints([echo.endpoint])
+            client = await Client.connect(listener.port)
+            client.writer.write(b"ping")
+            client.writer.write_eof()
+            assert await client.reader.read() == b"pingbye"
+            await client.close()
+            # The backend half-closes first: the client can still send afterwards.
+            listener.set_endpoints([greet.endpoint])
+            client = await Client.connect(listener.port)
+            assert await client.reader.read() == b"hello"
+            client.writer.write(b"still here")
+            client.writer.write_eof()
+            await eventually(lambda: greet.received, what="backend got the client's last words")
+            assert greet.received == [b"still here"]
+            await eventually(lambda: not listener.connections, what="pair closed")
+            await client.close()
+            assert listener.stats() == {"greet": 0}
+
+    run(main)
+
+
+def test_least_connections_picks_the_least_loaded(run: Run) -> None:
+    async def main() -> None:
+        async with (Backend("a") as a, Backend("b") as b,
+                    Listener(port=0, host=HOST) as listener):
+            listener.set_endpoints([a.endpoint, b.endpoint])
+            held = [await Client.connect(listener.port) for _ in range(4)]
+            names = [await c.ask() for c in held]
+            assert sorted(names) == ["a", "a", "b", "b"]
+            assert listener.stats() == {"a": 2, "b": 2}
+            for client, name in zip(held, names, strict=True):
+                if name == "a":
+                    await client.close()
+            await eventually(lambda: listener.stats() == {"a": 0, "b": 2}, what="a drained")
+            # Round-robin would send one of these to b; least-connections sends both to a.
+            more = [await Client.connect(listener.port) for _ in range(2)]
+            assert [await c.ask() for c in more] == ["a", "a"]
+            assert listener.stats() == {"a": 2, "b": 2}
+            for client in [*held, *more]:
+                await client.close()
+            await eventually(lambda: listener.stats() == {"a": 0, "b": 0}, what="all closed")
+
+    run(main)
+
+
+def test_round_robin_alternates(run: Run) -> None:
+    async def main() -> None:
+        async with (Backend("a") as a, Backend("b") as b,
+                    Listener(port=0, host=HOST, balance="round_robin") as listener):
+            listener.set_endpoints([a.endpoint, b.endpoint])
+            names = [await ask(listener.port) for _ in range(6)]
+            assert names in (["a", "b"] * 3, ["b", "a"] * 3)
+
+    run(main)
+
+
+@pytest.mark.parametrize("balance", ["least_conn", "round_robin"])
+def test_a_refusing_backend_costs_clients_nothing(run: Run, balance: str) -> None:
+    async def main() -> None:
+        async with Backend("live") as live, Listener(port=0, host=HOST, balance=balance) as lst:
+            lst.set_endpoints([Endpoint("dead", HOST, free_port()), live.endpoint])
+            names = [await ask(lst.port) for _ in range(100)]
+            assert names == ["live"] * 100
+            await eventually(lambda: lst.stats() == {"dead": 0, "live": 0}, what="counted out")
+
+    run(main)
+
+
+def test_a_backend_that_never_answers_is_skipped_after_the_timeout(run: Run) -> None:
+    async def main() -> None:
+        # A listening socket with a full accept queue: Linux drops further SYNs, so connecting
+        # to it hangs until the proxy's connect_timeout.
+        with socket.socket() as blackhole, socket.socket() as filler:
+            blackhole.bind((HOST, 0))
+            blackhole.listen(0)
+            filler.connect(blackhole.getsockname())
+            hung = Endpoint("hung", HOST, blackhole.getsockname()[1])
+            async with (Backend("live") as live,
+                        Listener(port=0, host=HOST, balance="round_robin",
+                                 connect_timeout=0.2) as listener):
+                listener.set_endpoints([hung, live.endpoint])
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                assert [await ask(listener.port) for _ in range(4)] == ["live"] * 4
+                assert loop.time() - started < 2.0
+
+    run(main)
+
+
+def test_no_reachable_endpoint_closes_the_client(run: Run) -> None:
+    async def main() -> None:
+        async with Listener(port=0, host=HOST) as listener:
+            assert await ask(listener.port) == ""  # no endpoints: accepted and closed at once
+            listener.set_endpoints([Endpoint("dead1", HOST, free_port()),
+                                    Endpoint("dead2", HOST, free_port())])
+            assert await ask(listener.port) == ""
+            assert listener.stats() == {"dead1": 0, "dead2": 0}
+
+    run(main)
+
+
+def test_removed_endpoint_drains_while_new_connections_go_elsewhere(run: Run) -> None:
+    async def main() -> None:
+        async with (Backend("a") as a, Backend("b") as b,
+                    Listener(port=0, host=HOST) as listener):
+            listener.set_endpoints([a.endpoint])
+            old = await Client.connect(listener.port)
+            assert await old.ask() == "a"
+            listener.set_endpoints([b.endpoint])
+            assert await old.ask() == "a"
+            new = await Client.connect(listener.port)
+            assert [await new.ask(), await ask(listener.port)] == ["b", "b"]
+            assert await old.ask() == "a"
+            await eventually(lambda: listener.stats() == {"a": 1, "b": 1}, what="2 held")
+            await old.close()
+            await eventually(lambda: listener.stats() == {"b": 1}, what="a drained away")
+            await new.close()
+
+    run(main)
+
+
+def test_proxy_protocol_header_comes_first(run: Run) -> None:
+    async def main() -> None:
+        async with (Backend("sink", "sink") as sink,
+                    Listener(port=0, host=HOST, proxy_protocol=True) as listener):
+            listener.set_endpoints([sink.endpoint])
+            sink.release.set()
+            client = await Client.connect(listener.port)
+            client_port = client.writer.get_extra_info("sockname")[1]
+            client.writer.write(b"payload")
+            client.writer.write_eof()
+            await eventually(lambda: sink.received, what="backend got the connection")
+            header = f"PROXY TCP4 {HOST} {HOST} {client_port} {listener.port}\r\n".encode()
+            assert sink.received == [header + b"payload"]
+            await client.close()
+
+    run(main)
+
+
+def test_stop_leaves_open_connections_unless_asked(run: Run) -> None:
+    async def main() -> None:
+        async with Backend("a") as a:
+            listener = Listener(port=0, host=HOST)
+            listener.set_endpoints([a.endpoint])
+            await listener.start()
+            port = listener.port
+            clients = [await Client.connect(port) for _ in range(3)]
+            assert [await c.ask() for c in clients] == ["a"] * 3
+            assert listener.stats() == {"a": 3}
+            await listener.stop()
+            await listener.stop()  # idempotent
+            with pytest.raises(ConnectionRefusedError):
+                await Client.connect(port)
+            assert [await c.ask() for c in clients] == ["a"] * 3
+            await clients[0].close()
+            await eventually(lambda: listener.stats() == {"a": 2}, what="one closed")
+            await listener.stop(close_connections=True)
+            assert listener.stats() == {"a": 0}
+            assert [await c.ask() for c in clients[1:]] == ["", ""]
+            for client in clients:
+                await client.close()
+
+    run(main)
+
+
+def test_mesh_applies_ports_and_reports_the_one_in_use(run: Run) -> None:
+    async def main() -> None:
+        p1, p2 = free_port(), free_port()
+        with socket.socket() as blocker:
+            blocker.bind((HOST, 0))
+            blocker.listen()
+            p3 = blocker.getsockname()[1]
+            async with Backend("a") as a, Backend("b") as b, Mesh(host=HOST) as mesh:
+                assert await mesh.apply({p1: ListenerSpec((a.endpoint,)),
+                                         p2: ListenerSpec((b.endpoint,), "round_robin")}) == []
+                assert [await ask(p1), await ask(p2)] == ["a", "b"]
+                errors = await mesh.apply({p1: ListenerSpec((b.endpoint,)),
+                                           p3: ListenerSpec((a.endpoint,))})
+                assert len(errors) == 1 and errors[0].startswith(f"port {p3} in use: "), errors
+                assert await ask(p1) == "b"  # reconfigured in place
+                with pytest.raises(ConnectionRefusedError):
+                    await ask(p2)
+                await eventually(lambda: mesh.stats() == {p1: {"b": 0}}, what="p1 counted out")
+                assert await mesh.apply({p1: ListenerSpec(balance="nope")}) == [
+                    f"port {p1}: unknown balance 'nope' (one of least_conn, round_robin)"]
+                blocker.close()
+                assert await mesh.apply({p1: ListenerSpec((b.endpoint,)),
+                                         p3: ListenerSpec((a.endpoint,))}) == []
+                assert [await ask(p1), await ask(p3)] == ["b", "a"]
+                held = await Client.connect(p3)
+                assert await held.ask() == "a"
+                await eventually(lambda: mesh.stats() == {p1: {"b": 0}, p3: {"a": 1}},
+                                 what="only the held connection counted")
+                assert await mesh.apply({p1: ListenerSpec((b.endpoint,))}) == []
+                assert await held.ask() == "a"  # a removed port's connections drain
+                await mesh.close()
+                assert await held.ask() == ""
+                await held.close()
+                with pytest.raises(ConnectionRefusedError):
+                    await ask(p1)
+
+    run(main)
