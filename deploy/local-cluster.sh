@@ -16,6 +16,7 @@ VAR=$REPO/var
 MANAGER_ADDR=127.0.0.1:7070
 NODE=local-1
 SERVICE=web
+MESH_PORT=8080  # the published port of examples/web.yaml
 PODIUM_BIN=$REPO/.venv/bin/podium
 PY=$REPO/.venv/bin/python
 READY_TIMEOUT=${PODIUM_READY_TIMEOUT:-60}
@@ -144,7 +145,9 @@ start() {
 
     local tasks
     tasks=$("${PODIUM[@]}" ps "$SERVICE" -o json)
-    say "the $SERVICE service answers at:"
+    say "the $SERVICE service answers through the mesh (any node, spread over the replicas) at:"
+    echo "    curl http://127.0.0.1:$MESH_PORT/"
+    say "and each replica directly at:"
     print_curl_lines <<<"$tasks" || say "(no published ports found in 'podium ps $SERVICE -o json')"
     echo
     say "manager pid $(live_pid manager), agent pid $(live_pid agent-1); logs in var/*.log"
