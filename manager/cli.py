@@ -30,7 +30,6 @@ import grpc
 from google.protobuf import json_format
 
 from podium.manager import views
-from podium.manager.compose import SpecError, load_stack
 from podium.manager.taskstate import has_finished, holds_resources, is_live
 from podium.v1 import control, control_grpc, objects
 
@@ -278,6 +277,9 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(client: Client, args: argparse.Namespace) -> int:
+    # Imported here: the agent runs from this module too and needs no YAML parser.
+    from podium.manager.compose import SpecError, load_stack
+
     path = pathlib.Path(args.file)
     try:
         text = sys.stdin.read() if args.file == "-" else path.read_text()
