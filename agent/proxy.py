@@ -3,35 +3,37 @@
 Contract
 --------
 - `Endpoint(key, host, port)`: one replica (`key` is e.g. its task id).
+- `Balancer`: `pick(endpoints, active, exclude) -> Endpoint | None`, `active` counting connections
+  per key: `LeastConnections` (the default; ties go round-robin) and `RoundRobin`.
 - `Listener(port=..., host="0.0.0.0", balance="least_conn"|"round_robin", proxy_protocol=False,
-  connect_timeout=1.0)`: one published port. `start()` binds it (port 0 picks a free port, read it
-  back from `.port`); `stop(close_connections=False)` is idempotent and closes the listening
-  socket only, so open connections finish on their own unless `close_connections=True` (which
-  aborts them). `set_endpoints()` replaces the endpoint set atomically: only new connections see
-  the new set; connections to a removed endpoint carry on until either side closes (they drain).
-  `configure()` changes the balancer and PROXY protocol for new connections. `stats()` maps an
-  endpoint key to the connections assigned to it (connecting or open): every current endpoint,
-  plus removed ones that still drain.
+  connect_timeout=1.0)`: one published port. `start()` binds it (port 0: a free one, see `.port`);
+  `stop(close_connections=False)` is idempotent and closes the listening socket only: open
+  connections finish on their own unless `close_connections=True` aborts them. `set_endpoints()`
+  replaces the endpoint set atomically for new connections; those to a removed endpoint carry on
+  until either side closes (they drain). `configure()` changes balance and PROXY protocol for new
+  connections. `stats()`: endpoint key -> connections (connecting or open), for every current
+  endpoint and removed ones still draining.
 - `Mesh(host=..., connect_timeout=...)`: all listeners of an agent. `apply({port: ListenerSpec})`
-  starts, stops and reconfigures listeners so exactly the wanted ports are served, and returns
-  errors such as "port 8080 in use: ..." instead of raising: one bad port never stops the others
-  (a port that failed is tried again by the next apply). `close()` stops everything, aborting
-  open connections.
-- `new_event_loop()`: a uvloop loop when uvloop is installed (with libuv's io_uring off unless
-  UV_USE_IO_URING is set), else asyncio's, for the agent's `asyncio.Runner(loop_factory=...)`.
-  Importing this module never sets a loop policy; the proxy works on whichever loop runs it.
+  starts, stops and reconfigures listeners so exactly the wanted ports are served and returns
+  errors ("port 8080 in use: ...") instead of raising: one bad port never stops the others, and
+  the next apply tries it again. A port no longer wanted stops listening at once; its connections
+  drain (and still show in `stats()`). `close()` stops everything, aborting connections.
+- `new_event_loop()`: uvloop's loop when installed, else asyncio's, for the agent's
+  `asyncio.Runner(loop_factory=...)`. Importing this module sets no loop policy; the proxy works
+  on whichever loop runs it.
 
-Data path (asyncio Protocols, no streams): a connection is accepted, the balancer picks an endpoint
-and `loop.create_connection` dials it within `connect_timeout`. A refused, unreachable or timed-out
-endpoint is left out for this connection and the balancer picks again, until none is left: only
-then is the client closed, so a dead replica costs a client nothing while another can serve.
+Data path (asyncio Protocols, no streams): on accept the balancer picks an endpoint and
+`loop.create_connection` dials it within `connect_timeout`. A refused, unreachable or timed-out
+endpoint is left out for this connection and the balancer picks again until none is left: only
+then is the client closed, so a dead replica costs a client nothing while another can serve. A
+client reset meanwhile cancels the attempt; one that only sent EOF still gets its answer.
 Bytes the client sends before the backend answers are buffered (reading pauses past
 `EARLY_DATA_LIMIT`) rather than pausing every new connection up front: that pause would cost two
 system calls per connection, and neither loop honours a pause made inside `connection_made`.
 Once connected, each side writes straight to the other's transport; when a transport's write
 buffer passes its high-water mark the other side stops reading until it drains. An EOF is passed
 on with `write_eof()` (half-close); the pair is closed once both sides have sent EOF or either
-side is lost. With PROXY protocol on, the backend first receives a v1 header
+is lost. With PROXY protocol on, the backend first receives a v1 header
 (`PROXY TCP4 <client ip> <listener ip> <client port> <listener port>\\r\\n`).
 
 With no endpoints a listener accepts and closes at once (the client sees EOF, no data): the port
@@ -43,7 +45,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import os
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
@@ -68,13 +69,17 @@ class Balancer(Protocol):
              exclude: Container[str]) -> Endpoint | None: ...
 
 
-class RoundRobin:
-    """Each endpoint in turn."""
-
+class _Rotating:
     __slots__ = ("_next",)
 
     def __init__(self) -> None:
-        self._next = 0
+        self._next = 0  # where the next scan of the endpoints starts
+
+
+class RoundRobin(_Rotating):
+    """Each endpoint in turn."""
+
+    __slots__ = ()
 
     def pick(self, endpoints: Sequence[Endpoint], active: Mapping[str, int],
              exclude: Container[str]) -> Endpoint | None:
@@ -87,14 +92,11 @@ class RoundRobin:
         return None
 
 
-class LeastConnections:
+class LeastConnections(_Rotating):
     """The endpoint with the fewest open connections; ties go round-robin (as HAProxy's leastconn),
     so sequential short connections still spread over all endpoints."""
 
-    __slots__ = ("_next",)
-
-    def __init__(self) -> None:
-        self._next = 0
+    __slots__ = ()
 
     def pick(self, endpoints: Sequence[Endpoint], active: Mapping[str, int],
              exclude: Container[str]) -> Endpoint | None:
@@ -113,10 +115,8 @@ class LeastConnections:
         return best
 
 
-BALANCERS: dict[str, Callable[[], Balancer]] = {
-    "least_conn": LeastConnections,
-    "round_robin": RoundRobin,
-}
+BALANCERS: dict[str, Callable[[], Balancer]] = {"least_conn": LeastConnections,
+                                                 "round_robin": RoundRobin}
 
 
 def _balancer(name: str) -> Balancer:
@@ -163,17 +163,18 @@ class _Side(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.eof = True
-        if self.out is None:
-            return True  # passed on once the backend is connected
+        if self.out is not None:  # else passed on once the backend is connected
+            self.pass_eof_on()
+        return True
+
+    def pass_eof_on(self) -> None:
         if self.other.eof:
             self.conn.close()
         else:
-            # Passed on after the other events of this loop iteration: when the other side's
-            # EOF is among them (a client closing as soon as it has its answer), both sockets
-            # are simply closed, without a shutdown() that would cost a system call and a
-            # packet exchange per connection.
+            # After the other events of this loop iteration: when the other side's EOF is among
+            # them (a client closing as soon as it has its answer), both sockets are just
+            # closed, without a shutdown() costing a system call and a packet per connection.
             self.conn.loop.call_soon(self._pass_eof_on)
-        return True
 
     def _pass_eof_on(self) -> None:
         out = self.out
@@ -191,11 +192,13 @@ class _Side(asyncio.Protocol):
         self.other.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.conn.close()
+        conn = self.conn
+        if self is conn.client or self is conn.backend:  # not an attempt given up on
+            conn.close()
 
 
 class _Connection:
-    """A client connection and, once made, its backend connection."""
+    """A client connection and its backend connection (the one being made, then the one made)."""
 
     __slots__ = ("backend", "client", "closed", "early", "key", "listener", "loop", "task",
                  "timed_out")
@@ -242,7 +245,7 @@ class _Connection:
                 return
             self.key = key = endpoint.key
             listener.active[key] = listener.active.get(key, 0) + 1
-            backend = _Side(self)
+            self.backend = backend = _Side(self)
             backend.other = client
             backend.out = client.transport
             client.other = backend  # the backend may write (and fill the client's buffer) at once
@@ -263,16 +266,14 @@ class _Connection:
                 timer.cancel()
             self._release()
             failed.add(key)
-        self.backend = backend
         if self.closed:  # the client went away, or the listener was stopped, meanwhile
-            backend.transport.close()
-            return
+            return  # and close() closed the backend too
         client.out = out = backend.transport
         if self.early:
             out.writelines(self.early)
             self.early = []
         if client.eof:
-            out.write_eof()
+            client.pass_eof_on()
         else:
             client.transport.resume_reading()
 
@@ -296,11 +297,13 @@ class _Connection:
         if self.task is not None and not self.task.done():
             self.task.cancel()
         for side in (self.client, self.backend):
-            if side is not None:
+            # A backend still connecting has no transport yet: cancelling the task cleans up.
+            transport = getattr(side, "transport", None)
+            if transport is not None:
                 if abort:
-                    side.transport.abort()
+                    transport.abort()
                 else:
-                    side.transport.close()
+                    transport.close()
 
 
 class Listener:
@@ -436,8 +439,15 @@ class Mesh:
         return None
 
     def stats(self) -> dict[int, dict[str, int]]:
-        """Published port -> endpoint key -> open connections."""
-        return {port: listener.stats() for port, listener in self._listeners.items()}
+        """Published port -> endpoint key -> open connections; a port no longer wanted shows
+        while its connections drain."""
+        counts = {port: listener.stats() for port, listener in self._listeners.items()}
+        for listener in self._draining:
+            if listener.active:
+                per_key = counts.setdefault(listener.port, {})
+                for key, n in listener.active.items():
+                    per_key[key] = per_key.get(key, 0) + n
+        return counts
 
     async def close(self) -> None:
         """Stops every listener and aborts their connections; idempotent."""
@@ -455,15 +465,9 @@ class Mesh:
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's event loop when installed (the faster data path), else asyncio's.
-
-    Unless the environment says otherwise, libuv is told not to use io_uring: it would submit
-    each epoll_ctl through io_uring_enter, which measured ~4% slower per proxied connection here.
-    libuv reads the variable once per process, so call this before any other uvloop loop exists.
-    """
+    """uvloop's event loop when installed (the faster data path), else asyncio's."""
     with contextlib.suppress(ImportError):
         import uvloop
 
-        os.environ.setdefault("UV_USE_IO_URING", "0")
         return uvloop.new_event_loop()
     return asyncio.new_event_loop()

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import socket
+import struct
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
@@ -69,7 +70,8 @@ def free_port() -> int:
 class Backend:
     """A test server on 127.0.0.1. Modes: "name" answers each line with its name; "echo" echoes
     and, on EOF, sends b"bye" and closes; "greet" sends b"hello", half-closes and records what
-    it receives until EOF; "sink" reads nothing until `release` is set, then records all."""
+    it receives until EOF; "sink" reads nothing until `release` is set, then records all;
+    "slam" closes each connection at once."""
 
     def __init__(self, name: str, mode: str = "name") -> None:
         self.name, self.mode = name, mode
@@ -110,6 +112,8 @@ class Backend:
                 writer.write(b"hello")
                 writer.write_eof()
                 self.received.append(await reader.read())
+            elif self.mode == "slam":
+                pass
             elif self.mode == "sink":
                 await self.release.wait()
                 self.received.append(await reader.read())
@@ -321,6 +325,47 @@ def test_a_backend_that_never_answers_is_skipped_after_the_timeout(run: Run) -> 
     run(main)
 
 
+def test_a_client_leaving_while_its_backend_connects_leaves_nothing_behind(run: Run) -> None:
+    """A reset client is dropped at once; one that only sent EOF may still want its answer, so
+    that one waits for the backend (up to connect_timeout), as in HAProxy."""
+
+    async def main() -> None:
+        with socket.socket() as blackhole, socket.socket() as filler:
+            blackhole.bind((HOST, 0))
+            blackhole.listen(0)
+            filler.connect(blackhole.getsockname())
+            hung = Endpoint("hung", HOST, blackhole.getsockname()[1])
+            async with Listener(port=0, host=HOST, connect_timeout=5) as listener:
+                listener.set_endpoints([hung])
+                client = await Client.connect(listener.port)
+                client.writer.write(b"early bytes")
+                await eventually(lambda: listener.stats() == {"hung": 1}, what="dialing")
+                sock = client.writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                await client.close()  # a reset: linger on with a zero timeout
+                await eventually(lambda: not listener.connections, within=2.0,
+                                 what="connection dropped before connect_timeout")
+                assert listener.stats() == {"hung": 0}
+
+    run(main)
+
+
+def test_a_backend_closing_at_once_closes_its_client(run: Run) -> None:
+    async def main() -> None:
+        async with (Backend("slam", "slam") as slam,
+                    Listener(port=0, host=HOST) as listener):
+            listener.set_endpoints([slam.endpoint])
+            for _ in range(20):
+                client = await Client.connect(listener.port)
+                client.writer.write(b"x" * 100_000)  # more than is buffered before it connects
+                assert await client.reader.read() == b""
+                await client.close()
+            await eventually(lambda: not listener.connections, what="pairs closed")
+            assert listener.stats() == {"slam": 0}
+
+    run(main)
+
+
 def test_no_reachable_endpoint_closes_the_client(run: Run) -> None:
     async def main() -> None:
         async with Listener(port=0, host=HOST) as listener:
@@ -427,6 +472,7 @@ def test_mesh_applies_ports_and_reports_the_one_in_use(run: Run) -> None:
                                  what="only the held connection counted")
                 assert await mesh.apply({p1: ListenerSpec((b.endpoint,))}) == []
                 assert await held.ask() == "a"  # a removed port's connections drain
+                assert mesh.stats() == {p1: {"b": 0}, p3: {"a": 1}}
                 await mesh.close()
                 assert await held.ask() == ""
                 await held.close()
