@@ -17,12 +17,14 @@ never raises: every error (refused, reset, timeout, bad status) becomes a failur
 text ("HTTP 503", "connect: Connection refused", "timeout after 1s"). Exceptions from on_change
 are the caller's and propagate.
 
-Connections: HTTP checks use the session passed in (one shared by all probers), else one that
-run() creates and closes. A fresh connection per check is the intended set-up, as with
-`session_for_probes()`: it tests what a new client sees (a container that stops accepting does not
-pass on an old keepalive connection) and costs one local handshake. `address` is an IP, so no
-name is resolved; the URL is built once, redirects are not followed, and at most BODY_LIMIT bytes
-of the body are read and discarded.
+HTTP checks speak just enough HTTP/1.0 to learn the status: each opens one new connection (it
+tests what a new client sees: a container that stops accepting does not pass on an old keepalive
+connection), sends a GET with `Connection: close`, reads until the status line is complete (at
+most STATUS_LIMIT bytes) and closes, discarding the rest of the response. Redirects are not
+followed. `address` is an IP, so no name is resolved. This replaced a shared aiohttp session:
+measured per check against a local nginx, 50 at a time, 69 us of cpu instead of 144 on uvloop
+(114 instead of 171 on asyncio's loop); an agent probing 50 containers every second went from
+2.6% to 1.45% of a core (bench/agent_overhead.py).
 
 Zero durations mean the defaults Docker uses: interval and timeout DEFAULT_INTERVAL_S and
 DEFAULT_TIMEOUT_S; a zero status range means 200-399.
@@ -32,13 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import quote
 
-import aiohttp
 from google.protobuf.duration_pb2 import Duration
-from yarl import URL
 
 from podium.v1 import objects
 
@@ -46,7 +48,7 @@ DEFAULT_INTERVAL_S = 30.0
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_STATUS_MIN = 200
 DEFAULT_STATUS_MAX = 399
-BODY_LIMIT = 64 * 1024
+STATUS_LIMIT = 64 * 1024  # bytes read at most while looking for the status line
 
 
 @dataclass(slots=True)
@@ -90,45 +92,81 @@ def seconds(d: Duration, default: float = 0.0) -> float:
     return value if value > 0 else default
 
 
-def session_for_probes() -> aiohttp.ClientSession:
-    """A session suited to probes: no pool limit, a fresh connection per check, no cookies, no
-    decompression, no session-wide timeout (each check has its own). The caller closes it."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, force_close=True),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        timeout=aiohttp.ClientTimeout(total=None),
-        auto_decompress=False,
-    )
-
-
 def _os_error_text(err: OSError) -> str:
     # asyncio's connect errors read "Connect call failed (addr)": the errno says more.
     return os.strerror(err.errno) if err.errno else str(err) or type(err).__name__
 
 
+# The status line's start: "HTTP/1.x NNN", then the reason phrase or the line's end.
+_STATUS_LINE = re.compile(rb"HTTP/1\.\d (\d{3})(?:[ \r\n]|$)")
+
+
+class _StatusLine(asyncio.Protocol):
+    """`head` gets what the peer sent up to the end of its first line (or STATUS_LIMIT bytes, or
+    all it sent before closing), or the error that broke the connection. A bare protocol rather than
+    asyncio's streams: as cheap on uvloop, 3% cheaper on asyncio's loop (measured)."""
+
+    __slots__ = ("_buffer", "head")
+
+    def __init__(self, head: asyncio.Future[bytes]) -> None:
+        self._buffer = b""
+        self.head = head
+
+    def data_received(self, data: bytes) -> None:
+        if self.head.done():
+            return
+        self._buffer += data
+        if b"\n" in data or len(self._buffer) >= STATUS_LIMIT:
+            self.head.set_result(self._buffer)
+
+    def eof_received(self) -> bool:
+        if not self.head.done():
+            self.head.set_result(self._buffer)
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.head.done():
+            return
+        if exc is None:
+            self.head.set_result(self._buffer)
+        else:
+            self.head.set_exception(exc)
+
+
 # ASYNC109: the timeout is part of the check, not a cancel scope: running out of it is a failure
 # ("timeout after 1s"), not an exception.
-async def check_http(session: aiohttp.ClientSession, url: str | URL,
+async def check_http(host: str, port: int, path: str,
                      timeout: float,  # noqa: ASYNC109
                      status_min: int = DEFAULT_STATUS_MIN,
                      status_max: int = DEFAULT_STATUS_MAX) -> tuple[bool, str]:
-    """GETs `url` within `timeout` seconds; passes when status_min <= status <= status_max."""
+    """GETs `path` (a request target: "/health?x=1") from host:port within `timeout` seconds,
+    connect included; passes when status_min <= status <= status_max. Never raises but for
+    cancellation: a failure comes back as its text."""
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    loop = asyncio.get_running_loop()
+    transport: asyncio.Transport | None = None
     try:
+        request = (f"GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: podium-probe\r\n"
+                   "Connection: close\r\n\r\n").encode("ascii")
+        head: asyncio.Future[bytes] = loop.create_future()
         async with asyncio.timeout(timeout):
-            async with session.get(url, allow_redirects=False) as resp:
-                remaining = BODY_LIMIT
-                while remaining > 0:
-                    chunk = await resp.content.read(remaining)
-                    if not chunk:
-                        break
-                    remaining -= len(chunk)
-                status = resp.status
+            try:
+                transport, _ = await loop.create_connection(lambda: _StatusLine(head), host, port)
+            except OSError as err:
+                return False, f"connect: {_os_error_text(err)}"
+            transport.write(request)
+            line = await head
     except TimeoutError:
         return False, f"timeout after {timeout:g}s"
-    except aiohttp.ClientConnectorError as err:
-        return False, f"connect: {_os_error_text(err.os_error)}"
-    except (aiohttp.ClientError, OSError, ValueError) as err:
+    except Exception as err:  # reset, unencodable path, ...: a failure, never an exception
         return False, f"{type(err).__name__}: {err}"
+    finally:
+        if transport is not None:
+            transport.abort()  # the rest of the response is not wanted
+    match = _STATUS_LINE.match(line)
+    if match is None:
+        return False, f"bad response: {line[:40].decode('latin-1')!r}"
+    status = int(match[1])
     if status_min <= status <= status_max:
         return True, ""
     return False, f"HTTP {status}"
@@ -166,7 +204,6 @@ class Prober:
 
     def __init__(self, *, probe: objects.Probe, address: str, started_at: float,
                  on_change: Callable[[HealthTracker], None],
-                 session: aiohttp.ClientSession | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if probe.kind not in (objects.Probe.KIND_HTTP, objects.Probe.KIND_TCP):
             raise ValueError(f"unknown probe kind {probe.kind}")
@@ -181,11 +218,11 @@ class Prober:
         self._timeout = seconds(probe.timeout, DEFAULT_TIMEOUT_S)
         self._status_min = probe.status_min or DEFAULT_STATUS_MIN
         self._status_max = probe.status_max or DEFAULT_STATUS_MAX
-        host = f"[{address}]" if ":" in address else address
-        path = probe.path if probe.path.startswith("/") else "/" + probe.path
-        self._url = URL(f"http://{host}:{probe.port}{path}")
+        path = probe.path.partition("#")[0]  # a fragment is never sent
+        path = path if path.startswith("/") else "/" + path
+        # Percent-encoded once, as a URL library would: spaces, non-ASCII, CR and LF included.
+        self._path = quote(path, safe="/?&=%:@!$'()*+,;~")
         self._on_change = on_change
-        self._session = session
         self._clock = clock
 
     def delay(self) -> float:
@@ -194,26 +231,19 @@ class Prober:
             return self._start_interval
         return self._interval
 
-    async def check(self, session: aiohttp.ClientSession | None) -> tuple[bool, str]:
+    async def check(self) -> tuple[bool, str]:
         """One check; never raises for a failure (only for cancellation)."""
         try:
             if self._kind == objects.Probe.KIND_TCP:
                 return await check_tcp(self._address, self._port, self._timeout)
-            assert session is not None
-            return await check_http(session, self._url, self._timeout,
+            return await check_http(self._address, self._port, self._path, self._timeout,
                                     self._status_min, self._status_max)
         except Exception as err:  # a check must not kill the loop: anything else is a failure
             return False, f"{type(err).__name__}: {err}"
 
     async def run(self) -> None:
-        own = self._session is None and self._kind == objects.Probe.KIND_HTTP
-        session = session_for_probes() if own else self._session
-        try:
-            while True:
-                await asyncio.sleep(aligned(self.delay(), time.monotonic()))
-                ok, error = await self.check(session)
-                if self.tracker.record(ok, self._clock(), error):
-                    self._on_change(self.tracker)
-        finally:
-            if own and session is not None:
-                await session.close()
+        while True:
+            await asyncio.sleep(aligned(self.delay(), time.monotonic()))
+            ok, error = await self.check()
+            if self.tracker.record(ok, self._clock(), error):
+                self._on_change(self.tracker)

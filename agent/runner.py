@@ -21,8 +21,6 @@ import logging
 import time
 from collections import deque
 
-import aiohttp
-
 from podium.agent._netstat import established
 from podium.agent.executor import ContainerState, Executor, ExecutorError
 from podium.agent.probe import HealthTracker, Prober
@@ -75,12 +73,10 @@ class TaskRunner:
         executor: Executor,
         reporter: Reporter,
         container_id: str = "",
-        http: aiohttp.ClientSession | None = None,
     ) -> None:
         self.task = task
         self._executor = executor
         self._reporter = reporter
-        self._http = http
         self._status = objects.TaskStatus()
         self._status.CopyFrom(reporter.latest(task.id) or task.status)
         self._container_id = container_id or self._status.container_id
@@ -256,11 +252,15 @@ class TaskRunner:
                 break
             await asyncio.sleep(DRAIN_POLL_S)
 
-    async def _after_stop(self, container: ContainerState, *, failed: bool, reason: str) -> None:
-        """The container stopped without being asked to: restart it or end the task."""
+    async def _after_stop(self, container: ContainerState | None, *, failed: bool,
+                          reason: str) -> None:
+        """The container stopped without being asked to (or could not be started again):
+        restart it or end the task."""
         self.pid = 0
         await self._stop_prober()
-        ran_for = (container.finished_at or time.time()) - (container.started_at or time.time())
+        ran_for = 0.0
+        if container is not None:
+            ran_for = (container.finished_at or time.time()) - (container.started_at or time.time())
         now = time.time()
         verdict = self._book.decide(failed=failed, ran_for=max(ran_for, 0.0), now=now)
         if not verdict.restart:
@@ -289,7 +289,10 @@ class TaskRunner:
                 self._report(objects.TASK_STATE_STARTING, "starting container")
             await self._executor.start(self._container_id)
         except ExecutorError as err:
-            self._report(FAILED, "could not start", err=str(err))
+            if restart:  # the container exists: a failed restart is one more failure
+                await self._after_stop(None, failed=True, reason=f"restart failed: {err}")
+            else:
+                self._report(FAILED, "could not start", err=str(err))
             return
         container = await self._executor.inspect(self._container_id)
         if container is None:
@@ -312,7 +315,7 @@ class TaskRunner:
         # The tracker counts start_period from the container's start, on the monotonic clock.
         started_mono = time.monotonic() - max(0.0, time.time() - started)
         prober = Prober(probe=self.task.spec.probe, address=container.ip_address or "127.0.0.1",
-                        started_at=started_mono, on_change=self._on_health, session=self._http)
+                        started_at=started_mono, on_change=self._on_health)
         self._prober = (prober, asyncio.create_task(prober.run()), key)
         return prober
 

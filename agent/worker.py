@@ -12,15 +12,12 @@ import asyncio
 import contextlib
 import logging
 
-import aiohttp
-
 from podium.agent.executor import (
     ACTION_RESYNC,
     ContainerEvent,
     Executor,
     ExecutorError,
 )
-from podium.agent.probe import session_for_probes
 from podium.agent.reporter import Reporter
 from podium.agent.runner import TaskRunner
 from podium.v1 import dispatcher, objects
@@ -34,8 +31,6 @@ class Worker:
         self._reporter = reporter
         self._runners: dict[str, tuple[TaskRunner, asyncio.Task[None]]] = {}
         self._lock = asyncio.Lock()
-        # One HTTP session for every agent-run probe, made on first use.
-        self._http: aiohttp.ClientSession | None = None
 
     def fence(self, lost_for: float) -> None:
         """Stops the tasks whose service asks to be fenced after `lost_for` seconds without the
@@ -82,11 +77,8 @@ class Worker:
         if entry is not None:
             entry[0].update(task)
             return
-        if task.spec.HasField("probe") and self._http is None:
-            self._http = session_for_probes()
         runner = TaskRunner(
             task, executor=self._executor, reporter=self._reporter, container_id=container_id,
-            http=self._http,
         )
         self._runners[task.id] = (runner, asyncio.create_task(runner.run(), name=task.id))
 
@@ -125,6 +117,3 @@ class Worker:
             job.cancel()
             with contextlib.suppress(asyncio.CancelledError, ExecutorError):
                 await job
-        if self._http is not None:
-            await self._http.close()
-            self._http = None

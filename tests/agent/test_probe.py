@@ -1,4 +1,8 @@
-"""HealthTracker without an event loop; Prober against local HTTP and TCP servers (no engine)."""
+"""HealthTracker without an event loop; Prober against local HTTP and TCP servers (no engine).
+
+The async tests run on asyncio's default loop; check_http's cases run on uvloop's as well (the
+agent's loop when installed).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-import aiohttp
 import pytest
 from aiohttp import web
 from google.protobuf.duration_pb2 import Duration
 
-from podium.agent.probe import HealthTracker, Prober, check_http, check_tcp, session_for_probes
+from podium.agent.probe import HealthTracker, Prober, check_http, check_tcp
 from podium.v1 import objects
 
 STARTING = objects.HEALTH_STARTING
@@ -173,11 +176,11 @@ async def test_http_healthy_then_unhealthy_within_interval_times_retries(server:
                                             (404, False), (503, False)])
 async def test_http_status_range(server: Server, status: int, ok: bool) -> None:
     server.status = status
-    url = f"http://127.0.0.1:{server.port}/health"
-    async with session_for_probes() as session:
-        assert await check_http(session, url, 1.0) == (ok, "" if ok else f"HTTP {status}")
-        # A custom range: only 404 passes.
-        assert (await check_http(session, url, 1.0, 404, 404))[0] == (status == 404)
+    assert await check_http("127.0.0.1", server.port, "/health", 1.0) == (
+        ok, "" if ok else f"HTTP {status}")
+    # A custom range: only 404 passes.
+    assert (await check_http("127.0.0.1", server.port, "/health", 1.0, 404, 404))[0] == (
+        status == 404)
 
 
 async def test_http_probe_status_range_from_spec(server: Server) -> None:
@@ -194,14 +197,11 @@ async def test_http_probe_status_range_from_spec(server: Server) -> None:
 async def test_http_timeout_is_a_failure(server: Server) -> None:
     server.delay = 1.0
     changes = Changes()
-    async with aiohttp.ClientSession() as shared:
-        prober = Prober(probe=http_probe(server.port, interval=0.05, timeout=0.1, retries=1),
-                        address="127.0.0.1", started_at=time.monotonic(), on_change=changes,
-                        session=shared)
-        async with running(prober):
-            t0 = time.monotonic()
-            at = await until(lambda: prober.tracker.state == UNHEALTHY, what="unhealthy")
-        assert not shared.closed  # a session passed in is the caller's to close
+    prober = Prober(probe=http_probe(server.port, interval=0.05, timeout=0.1, retries=1),
+                    address="127.0.0.1", started_at=time.monotonic(), on_change=changes)
+    async with running(prober):
+        t0 = time.monotonic()
+        at = await until(lambda: prober.tracker.state == UNHEALTHY, what="unhealthy")
     assert changes.seen == [UNHEALTHY]
     assert prober.tracker.last_error == "timeout after 0.1s"
     assert at - t0 < 0.05 + 0.1 + 0.5
@@ -212,9 +212,110 @@ async def test_http_connection_refused() -> None:
     port = listener.sockets[0].getsockname()[1]
     listener.close()
     await listener.wait_closed()
-    async with session_for_probes() as session:
-        result = await check_http(session, f"http://127.0.0.1:{port}/health", 1.0)
+    result = await check_http("127.0.0.1", port, "/health", 1.0)
     assert result == (False, "connect: Connection refused")
+
+
+@dataclass
+class RawServer:
+    """Answers every connection with `reply` (after `delay` s), recording what it was sent."""
+
+    reply: bytes = b""
+    delay: float = 0.0
+    requests: list[bytes] = field(default_factory=list)
+    handlers: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[tuple[RawServer, int]]:
+    srv = RawServer()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        srv.handlers.add(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            srv.requests.append(await reader.readuntil(b"\r\n\r\n"))
+            await asyncio.sleep(srv.delay)
+            writer.write(srv.reply)
+            await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass  # the probe hung up first
+        finally:
+            writer.close()
+
+    listener = await asyncio.start_server(answer, "127.0.0.1", 0)
+    async with listener:
+        yield srv, listener.sockets[0].getsockname()[1]
+        # Let handlers finish (a cancelled one makes asyncio 3.11's streams log an error).
+        await asyncio.gather(*srv.handlers)
+
+
+async def test_http_sends_a_minimal_request(raw: tuple[RawServer, int]) -> None:
+    srv, port = raw
+    srv.reply = b"HTTP/1.1 204 No Content\r\n\r\n"
+    assert await check_http("127.0.0.1", port, "/health?deep=1", 1.0) == (True, "")
+    assert srv.requests == [
+        f"GET /health?deep=1 HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n"
+        "User-Agent: podium-probe\r\nConnection: close\r\n\r\n".encode()]
+
+
+async def test_http_reads_only_the_status_line(raw: tuple[RawServer, int]) -> None:
+    srv, port = raw
+    # A status line arriving without its reason phrase's CRLF before close still counts; a big
+    # body is not read.
+    srv.reply = b"HTTP/1.0 503 Service Unavailable\r\n" + b"x" * 1_000_000
+    assert await check_http("127.0.0.1", port, "/", 1.0) == (False, "HTTP 503")
+    srv.reply = b"HTTP/1.0 200"
+    assert await check_http("127.0.0.1", port, "/", 1.0) == (True, "")
+
+
+@pytest.mark.parametrize(("reply", "text"), [
+    (b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3 and then some more\r\n",
+     "bad response: 'SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3 a'"),
+    (b"HTTP/1.1 2000 OK\r\n", "bad response: 'HTTP/1.1 2000 OK\\r\\n'"),
+    (b"HTTP/2 200\r\n", "bad response: 'HTTP/2 200\\r\\n'"),
+    (b"", "bad response: ''"),  # closed without a word
+    (b"x" * 100_000, "bad response: '" + "x" * 40 + "'"),  # no line end within the cap
+])
+async def test_http_malformed_response(raw: tuple[RawServer, int], reply: bytes,
+                                       text: str) -> None:
+    srv, port = raw
+    srv.reply = reply
+    assert await check_http("127.0.0.1", port, "/", 1.0) == (False, text)
+
+
+async def test_http_timeout_covers_the_response(raw: tuple[RawServer, int]) -> None:
+    srv, port = raw
+    srv.reply, srv.delay = b"HTTP/1.0 200 OK\r\n\r\n", 0.5
+    t0 = time.monotonic()
+    assert await check_http("127.0.0.1", port, "/", 0.1) == (False, "timeout after 0.1s")
+    assert time.monotonic() - t0 < 0.5
+
+
+async def test_http_ipv6_host_header() -> None:
+    requests: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.0 200 OK\r\n\r\n")
+        writer.close()
+
+    try:
+        listener = await asyncio.start_server(answer, "::1", 0)
+    except OSError as err:
+        pytest.skip(f"no IPv6 loopback: {err}")
+    async with listener:
+        port = listener.sockets[0].getsockname()[1]
+        assert await check_http("::1", port, "/", 1.0) == (True, "")
+    assert f"Host: [::1]:{port}\r\n".encode() in requests[0]
+
+
+async def test_prober_encodes_the_path(raw: tuple[RawServer, int]) -> None:
+    srv, port = raw
+    srv.reply = b"HTTP/1.0 200 OK\r\n\r\n"
+    prober = Prober(probe=http_probe(port, "health check/é?a=1&b=%20#frag"),
+                    address="127.0.0.1", started_at=time.monotonic(), on_change=Changes())
+    assert await prober.check() == (True, "")
+    assert srv.requests[0].startswith(b"GET /health%20check/%C3%A9?a=1&b=%20 HTTP/1.0\r\n")
 
 
 async def test_tcp_probe_follows_the_listener() -> None:
@@ -262,3 +363,41 @@ def test_wake_ups_align_on_the_grid() -> None:
         assert 1.0 <= delay < 1.1 + 1e-9
         assert abs(((now + delay) / 0.1) - round((now + delay) / 0.1)) < 1e-6
     assert aligned(0.0, 5.5) == 0.0
+
+
+def test_check_http_on_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    replies = {b"/ok": b"HTTP/1.1 200 OK\r\n" + b"x" * 1_000_000,
+               b"/down": b"HTTP/1.1 503 Service Unavailable\r\n\r\n",
+               b"/junk": b"hello\r\n", b"/slow": b"HTTP/1.1 200 OK\r\n\r\n"}
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.add(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            target = (await reader.readuntil(b"\r\n")).split()[1]
+            if target == b"/slow":
+                await asyncio.sleep(0.3)
+            writer.write(replies[target])
+            await writer.drain()
+        except OSError:
+            pass  # the probe hung up first
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        listener = await asyncio.start_server(answer, "127.0.0.1", 0)
+        async with listener:
+            port = listener.sockets[0].getsockname()[1]
+            assert await check_http("127.0.0.1", port, "/ok", 1.0) == (True, "")
+            assert await check_http("127.0.0.1", port, "/down", 1.0) == (False, "HTTP 503")
+            assert await check_http("127.0.0.1", port, "/junk", 1.0) == (
+                False, "bad response: 'hello\\r\\n'")
+            assert await check_http("127.0.0.1", port, "/slow", 0.1) == (
+                False, "timeout after 0.1s")
+            await asyncio.gather(*handlers)  # the slow one included
+        assert await check_http("127.0.0.1", port, "/ok", 1.0) == (
+            False, "connect: Connection refused")
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())

@@ -48,7 +48,7 @@ def test_a_crashing_container_restarts_with_growing_delays(cluster: Cluster,
     init: true
 """, "--detach")
     task = eventually(lambda: (t := live(cluster, "crash"))["restarts"] >= 4 and t,
-                      timeout=30, what="4 restarts")
+                      timeout=60, what="4 restarts")
     restarts = event_times(task, "restart")
     gaps = [b - a for a, b in itertools.pairwise(restarts)]
     assert all(later > earlier for earlier, later in itertools.pairwise(gaps)), gaps
