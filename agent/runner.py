@@ -85,7 +85,9 @@ class TaskRunner:
             policy=task.spec.restart_policy, prior_attempts=task.attempt,
             restarts=self._status.restarts,
         )
+        # When a pending restart is due, on the event loop's clock, and the timer that wakes us.
         self._restart_at: float | None = None
+        self._restart_timer: asyncio.TimerHandle | None = None
         self._restart_reason = ""
         self._prober: tuple[Prober, asyncio.Task[None], int] | None = None
         self.pid = 0
@@ -192,8 +194,9 @@ class TaskRunner:
         if state > RUNNING:
             return  # ended; the manager decides what follows
         if self._restart_at is not None:
-            if time.time() < self._restart_at:
-                return  # a timer pokes us when the delay is over
+            if asyncio.get_running_loop().time() < self._restart_at:
+                self._arm_restart_timer()  # woken early: wait for the rest of the delay
+                return
             self._restart_at = None
             await self._start(restart=True)
             return
@@ -274,11 +277,14 @@ class TaskRunner:
         self._event("restart", f"restart {self._book.restarts} in {verdict.delay:g}s: {reason}")
         self._report(RUNNING, f"restarting in {verdict.delay:g}s after {reason}",
                      container=container, health=objects.HEALTH_NONE)
-        self._restart_at = now + verdict.delay
-        if verdict.delay > 0:
-            asyncio.get_running_loop().call_later(verdict.delay, self._wake.set)
-        else:
-            self._wake.set()
+        self._restart_at = asyncio.get_running_loop().time() + verdict.delay
+        self._arm_restart_timer()
+
+    def _arm_restart_timer(self) -> None:
+        if self._restart_timer is not None:
+            self._restart_timer.cancel()
+        assert self._restart_at is not None
+        self._restart_timer = asyncio.get_running_loop().call_at(self._restart_at, self._wake.set)
 
     async def _start(self, *, restart: bool) -> None:
         if not restart and self._status.state < objects.TASK_STATE_PREPARING:
