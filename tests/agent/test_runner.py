@@ -1,0 +1,84 @@
+"""The task runner on the in-memory executor: restarts in place, and when it gives up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+from podium.agent.reporter import Reporter
+from podium.agent.runner import TaskRunner
+from podium.v1 import objects
+from tests.fakes import FakeExecutor
+
+
+def _task(**policy: int) -> objects.Task:
+    task = objects.Task(id="t1", service_id="s1", service_name="web", slot=1,
+                        desired_state=objects.TASK_STATE_RUNNING)
+    task.spec.container.image = "app:1"
+    for key, value in policy.items():
+        setattr(task.spec.restart_policy, key, value)
+    return task
+
+
+async def _until(fn: Callable[[], bool], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not fn():
+        assert time.monotonic() < deadline, f"{what} not reached within {within} s"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_crashing_container_is_restarted_with_growing_delays() -> None:
+    executor, reporter = FakeExecutor(), Reporter()
+    runner = TaskRunner(_task(), executor=executor, reporter=reporter)
+    job = asyncio.create_task(runner.run())
+
+    def up() -> bool:
+        status = reporter.latest("t1")
+        return (status is not None and status.state == objects.TASK_STATE_RUNNING
+                and status.message == "running")
+
+    try:
+        downtimes = []
+        for n in range(1, 4):
+            await _until(up, 10, f"running before crash {n}")
+            status = reporter.latest("t1")
+            assert status is not None
+            executor.crash(status.container_id, exit_code=1)
+            crashed = time.monotonic()
+            runner.poke()  # as the engine's die event would
+            await _until(lambda n=n: (s := reporter.latest("t1")) is not None
+                         and s.restarts == n and up(), 10, f"restart {n}")
+            downtimes.append(time.monotonic() - crashed)
+        # Delays 0, 1 and 2 s: each restart waits longer than the one before.
+        assert downtimes[0] < 0.5 < 0.9 < downtimes[1] < downtimes[2], downtimes
+        status = reporter.latest("t1")
+        assert status is not None and status.exit_code == 1
+        assert [e.kind for e in status.history].count("restart") == 3
+    finally:
+        job.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await job
+
+
+async def test_condition_none_ends_the_task() -> None:
+    executor, reporter = FakeExecutor(), Reporter()
+    runner = TaskRunner(_task(condition=objects.RestartPolicy.CONDITION_NONE),
+                        executor=executor, reporter=reporter)
+    job = asyncio.create_task(runner.run())
+    try:
+        await _until(lambda: (s := reporter.latest("t1")) is not None
+                     and s.state == objects.TASK_STATE_RUNNING, 10, "running")
+        status = reporter.latest("t1")
+        assert status is not None
+        executor.crash(status.container_id, exit_code=3)
+        runner.poke()
+        await _until(lambda: (s := reporter.latest("t1")) is not None
+                     and s.state == objects.TASK_STATE_FAILED, 10, "failed")
+        status = reporter.latest("t1")
+        assert status is not None and status.restarts == 0 and status.err == "exit code 3"
+    finally:
+        job.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await job
