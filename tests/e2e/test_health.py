@@ -215,10 +215,10 @@ def test_load_is_reported_per_task(cluster: Cluster, tmp_path: pathlib.Path) -> 
                            what="busy task at 0.8 core or more")
     assert time.monotonic() - running_at <= 3
     assert cores <= 1.2
-    idle = eventually(lambda: (t := live(cluster, "idle"))["cpu_cores"] is not None
-                      and t["memory_bytes"] > 20_000_000 and t, timeout=10,
-                      what="idle task reported with its memory")
-    assert idle["cpu_cores"] < 0.05
+    # Once it has filled its memory (which takes some cpu), the idle task reads below 0.05.
+    eventually(lambda: (t := live(cluster, "idle"))["cpu_cores"] is not None
+               and t["memory_bytes"] > 20_000_000 and t["cpu_cores"] < 0.05, timeout=15,
+               what="idle task below 0.05 core, with its memory")
 
     def memory_agrees() -> bool:
         reported = live(cluster, "idle")["memory_bytes"]
