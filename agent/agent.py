@@ -13,6 +13,7 @@ import pathlib
 import secrets
 
 from podium.agent.executor import Executor
+from podium.agent.kernelmesh import KernelMesh
 from podium.agent.load import LoadSampler
 from podium.agent.loadreport import LoadReporter
 from podium.agent.proxy import Mesh
@@ -50,6 +51,7 @@ class Agent:
         node_id: str,
         executor: Executor,
         labels: dict[str, str] | None = None,
+        mesh: str = "asyncio",
     ) -> None:
         self.node_id = node_id
         self._name = name
@@ -58,7 +60,8 @@ class Agent:
         self._reporter = Reporter()
         self._worker = Worker(executor=executor, reporter=self._reporter)
         self._routes = RoutingTable()
-        self._mesh = Mesh()
+        # "kernel": nftables DNAT rules (podium.agent.kernelmesh) instead of the asyncio proxy.
+        self._mesh: Mesh | KernelMesh = KernelMesh() if mesh == "kernel" else Mesh()
         load = LoadReporter(sampler=LoadSampler(), running=self._worker.running_pids,
                             connections=self._mesh_connections)
         self._session = Session(

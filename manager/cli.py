@@ -2,6 +2,7 @@
 
     podium manager --listen HOST:PORT --data-dir DIR
     podium agent --join HOST:PORT --name NAME --data-dir DIR [--docker-host URL] [--label k=v]
+                 [--mesh asyncio|kernel]
     podium [--manager HOST:PORT] deploy -f FILE [--stack NAME] [--detach] [--timeout S]
     podium services | ps [SERVICE] | nodes | scale SERVICE=N ... | rm SERVICE ... | inspect REF
     podium events [--kind KIND]
@@ -96,7 +97,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
     async def main() -> None:
         executor = DockerExecutor(node_id=node_id, docker_host=args.docker_host)
         agent = Agent(
-            manager=args.join, name=args.name, node_id=node_id, executor=executor, labels=labels
+            manager=args.join, name=args.name, node_id=node_id, executor=executor, labels=labels,
+            mesh=args.mesh,
         )
         await _run_until_signalled(agent.start, agent.serve_forever, agent.stop)
 
@@ -476,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--data-dir", required=True, help="where the agent keeps its node id")
     a.add_argument("--docker-host", default=None, help="engine URL, e.g. unix:///run/docker.sock")
     a.add_argument("--label", action="append", default=[], help="node label KEY=VALUE")
+    a.add_argument("--mesh", choices=("asyncio", "kernel"), default="asyncio",
+                   help="routing mesh data path: the asyncio proxy (default) or nftables DNAT")
     a.set_defaults(daemon=cmd_agent)
 
     def client_cmd(
