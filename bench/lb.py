@@ -32,7 +32,9 @@ host); every row crosses the same two veth hops, and "direct" is routed through 
 namespace (ip_forward) without any proxy. The kernel rules load conntrack in the proxy namespace,
 for every row alike, as on any Docker node; there its TIME_WAIT timeout is cut to 2 s
 (`nf_conntrack_tcp_timeout_time_wait`, per namespace) so that ~20k new connections/s stay far
-below the 262,144 entries of the machine-wide limit. The root namespace's conntrack table is never
+below the 262,144 entries of the machine-wide limit. The client and proxy namespaces reuse
+TIME_WAIT ports for their outgoing connections (`tcp_tw_reuse=1`, what loopback gets by default):
+without it wrk's connect() stalls once its ports fill with TIME_WAIT sockets. The root namespace's conntrack table is never
 used: where Docker's iptables rules load it there, a full table makes the kernel drop packets for
 every process on the machine, and other work's sockets neither disturb nor share our ports.
 --no-netns measures in the current namespace instead, everything on 127.0.0.1 and without the
@@ -475,8 +477,15 @@ def make_netns(prefix: str) -> None:
     ip("-n", f"{prefix}-p", "addr", "add", f"{PROXY_SOURCE}/24", "dev", f"lbb{tag}b")
     ip("-n", f"{prefix}-p", "route", "replace", f"{BACKEND_NET[1].rsplit('.', 1)[0]}.0/24", "dev",
        f"lbb{tag}b", "src", PROXY_SOURCE)
-    for setting in ("net.ipv4.ip_forward=1", "net.netfilter.nf_conntrack_tcp_timeout_time_wait=2"):
-        subprocess.run(["ip", "netns", "exec", f"{prefix}-p", "sysctl", "-q", "-w", setting],
+    # TIME_WAIT reuse for outgoing connections (wrk's, the proxies'): without it, at ~15k new
+    # connections/s the client's 28k ephemeral ports fill with TIME_WAIT sockets (60 s each) and
+    # every connect() scans them for a free port: HAProxy fell from 11k to 0.9k req/s within
+    # 15 s, with no drop or retransmit in any counter. Loopback gets this reuse by default
+    # (tcp_tw_reuse=2), so the single-namespace layout never showed it.
+    for role, setting in (("c", "net.ipv4.tcp_tw_reuse=1"), ("p", "net.ipv4.tcp_tw_reuse=1"),
+                          ("p", "net.ipv4.ip_forward=1"),
+                          ("p", "net.netfilter.nf_conntrack_tcp_timeout_time_wait=2")):
+        subprocess.run(["ip", "netns", "exec", f"{prefix}-{role}", "sysctl", "-q", "-w", setting],
                        check=False, timeout=30)
 
 
