@@ -16,6 +16,7 @@ from podium.agent.executor import Executor
 from podium.agent.kernelmesh import KernelMesh
 from podium.agent.load import LoadSampler
 from podium.agent.loadreport import LoadReporter
+from podium.agent.meshpool import MeshPool
 from podium.agent.proxy import Mesh
 from podium.agent.reporter import Reporter
 from podium.agent.routing import RoutingTable
@@ -52,6 +53,7 @@ class Agent:
         executor: Executor,
         labels: dict[str, str] | None = None,
         mesh: str = "asyncio",
+        mesh_workers: int = 0,
     ) -> None:
         self.node_id = node_id
         self._name = name
@@ -60,8 +62,16 @@ class Agent:
         self._reporter = Reporter()
         self._worker = Worker(executor=executor, reporter=self._reporter)
         self._routes = RoutingTable()
-        # "kernel": nftables DNAT rules (podium.agent.kernelmesh) instead of the asyncio proxy.
-        self._mesh: Mesh | KernelMesh = KernelMesh() if mesh == "kernel" else Mesh()
+        # "kernel": nftables DNAT rules (podium.agent.kernelmesh) instead of the asyncio proxy,
+        # which runs in `mesh_workers` processes of its own (podium.agent.meshpool), or in this
+        # process's event loop with 0.
+        self._mesh: Mesh | MeshPool | KernelMesh
+        if mesh == "kernel":
+            self._mesh = KernelMesh()
+        elif mesh_workers:
+            self._mesh = MeshPool(workers=mesh_workers)
+        else:
+            self._mesh = Mesh()
         load = LoadReporter(sampler=LoadSampler(), running=self._worker.running_pids,
                             connections=self._mesh_connections)
         self._session = Session(

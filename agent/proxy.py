@@ -6,18 +6,21 @@ Contract
 - `Balancer`: `pick(endpoints, active, exclude) -> Endpoint | None`, `active` counting connections
   per key: `LeastConnections` (the default; ties go round-robin) and `RoundRobin`.
 - `Listener(port=..., host="0.0.0.0", balance="least_conn"|"round_robin", proxy_protocol=False,
-  connect_timeout=1.0)`: one published port. `start()` binds it (port 0: a free one, see `.port`);
-  `stop(close_connections=False)` is idempotent and closes the listening socket only: open
-  connections finish on their own unless `close_connections=True` aborts them. `set_endpoints()`
-  replaces the endpoint set atomically for new connections; those to a removed endpoint carry on
-  until either side closes (they drain). `configure()` changes balance and PROXY protocol for new
-  connections. `stats()`: endpoint key -> connections (connecting or open), for every current
-  endpoint and removed ones still draining.
-- `Mesh(host=..., connect_timeout=...)`: all listeners of an agent. `apply({port: ListenerSpec})`
-  starts, stops and reconfigures listeners so exactly the wanted ports are served and returns
-  errors ("port 8080 in use: ...") instead of raising: one bad port never stops the others, and
-  the next apply tries it again. A port no longer wanted stops listening at once; its connections
-  drain (and still show in `stats()`). `close()` stops everything, aborting connections.
+  connect_timeout=1.0, reuse_port=False)`: one published port (`reuse_port`: SO_REUSEPORT, so
+  that listeners of several processes share it, the kernel spreading connections over them).
+  `start()` binds it (port 0: a free one, see `.port`); `stop(close_connections=False)` is
+  idempotent and closes the listening socket only: open connections finish on their own unless
+  `close_connections=True` aborts them. `set_endpoints()` replaces the endpoint set atomically
+  for new connections; those to a removed endpoint carry on until either side closes (they
+  drain). `configure()` changes balance and PROXY protocol for new connections. `stats()`:
+  endpoint key -> connections (connecting or open), for every current endpoint and removed ones
+  still draining.
+- `Mesh(host=..., connect_timeout=..., reuse_port=False)`: all listeners of an agent (or of one
+  mesh worker, podium.agent.meshpool). `apply({port: ListenerSpec})` starts, stops and
+  reconfigures listeners so exactly the wanted ports are served and returns errors ("port 8080
+  in use: ...") instead of raising: one bad port never stops the others, and the next apply
+  tries it again. A port no longer wanted stops listening at once; its connections drain (and
+  still show in `stats()`). `close()` stops everything, aborting connections.
 - `new_event_loop()`: uvloop's loop when installed, else asyncio's, for the agent's
   `asyncio.Runner(loop_factory=...)`. Importing this module sets no loop policy; the proxy works
   on whichever loop runs it.
@@ -310,8 +313,10 @@ class Listener:
     """One published port: accepts connections and forwards each to an endpoint."""
 
     def __init__(self, *, port: int, host: str = "0.0.0.0", balance: str = "least_conn",
-                 proxy_protocol: bool = False, connect_timeout: float = 1.0) -> None:
+                 proxy_protocol: bool = False, connect_timeout: float = 1.0,
+                 reuse_port: bool = False) -> None:
         self.host = host
+        self.reuse_port = reuse_port
         self.connect_timeout = connect_timeout
         self.balance = balance
         self.balancer = _balancer(balance)
@@ -333,7 +338,8 @@ class Listener:
             return
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self, loop).client, self.host, self._port, backlog=BACKLOG)
+            lambda: _Connection(self, loop).client, self.host, self._port, backlog=BACKLOG,
+            reuse_port=self.reuse_port or None)
         self._port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self, *, close_connections: bool = False) -> None:
@@ -395,9 +401,11 @@ class ListenerSpec:
 class Mesh:
     """All listeners of an agent, reconciled to a wanted set by `apply`."""
 
-    def __init__(self, *, host: str = "0.0.0.0", connect_timeout: float = 1.0) -> None:
+    def __init__(self, *, host: str = "0.0.0.0", connect_timeout: float = 1.0,
+                 reuse_port: bool = False) -> None:
         self.host = host
         self.connect_timeout = connect_timeout
+        self.reuse_port = reuse_port
         self._listeners: dict[int, Listener] = {}
         self._draining: list[Listener] = []  # stopped, with connections still open
         self._lock = asyncio.Lock()
@@ -426,7 +434,7 @@ class Mesh:
                 return None
             listener = Listener(port=port, host=self.host, balance=spec.balance,
                                 proxy_protocol=spec.proxy_protocol,
-                                connect_timeout=self.connect_timeout)
+                                connect_timeout=self.connect_timeout, reuse_port=self.reuse_port)
             listener.set_endpoints(spec.endpoints)
             await listener.start()
         except OSError as exc:

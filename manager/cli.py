@@ -2,7 +2,7 @@
 
     podium manager --listen HOST:PORT --data-dir DIR
     podium agent --join HOST:PORT --name NAME --data-dir DIR [--docker-host URL] [--label k=v]
-                 [--mesh asyncio|kernel]
+                 [--mesh asyncio|kernel] [--mesh-workers N]
     podium [--manager HOST:PORT] deploy -f FILE [--stack NAME] [--detach] [--timeout S]
     podium services | ps [SERVICE] | nodes | scale SERVICE=N ... | rm SERVICE ... | inspect REF
     podium events [--kind KIND]
@@ -76,6 +76,27 @@ def cmd_manager(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_MESH_WORKERS = 4
+
+
+def default_mesh_workers() -> int:
+    """One mesh worker per core the agent may run on, at most MAX_MESH_WORKERS; 0 (the proxy in
+    the agent's own loop) on a single core, where a second process would only add memory."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(cores or 1, MAX_MESH_WORKERS) if (cores or 1) > 1 else 0
+
+
+def _mesh_workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"--mesh-workers must be a whole number from 0 to 64, "
+                                         f"not {text!r}")
+    return value
+
+
 def _labels(pairs: list[str]) -> dict[str, str]:
     labels = {}
     for pair in pairs:
@@ -98,7 +119,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         executor = DockerExecutor(node_id=node_id, docker_host=args.docker_host)
         agent = Agent(
             manager=args.join, name=args.name, node_id=node_id, executor=executor, labels=labels,
-            mesh=args.mesh,
+            mesh=args.mesh, mesh_workers=args.mesh_workers,
         )
         await _run_until_signalled(agent.start, agent.serve_forever, agent.stop)
 
@@ -480,6 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--label", action="append", default=[], help="node label KEY=VALUE")
     a.add_argument("--mesh", choices=("asyncio", "kernel"), default="asyncio",
                    help="routing mesh data path: the asyncio proxy (default) or nftables DNAT")
+    a.add_argument("--mesh-workers", type=_mesh_workers, default=default_mesh_workers(),
+                   metavar="N",
+                   help="processes running the asyncio proxy, each on every published port "
+                   "(SO_REUSEPORT); 0 runs it in the agent's own event loop (default: one per "
+                   f"core, at most {MAX_MESH_WORKERS}, or 0 on one core: %(default)s here)")
     a.set_defaults(daemon=cmd_agent)
 
     def client_cmd(

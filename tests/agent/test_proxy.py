@@ -13,7 +13,6 @@ import os
 import socket
 import struct
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TypeVar
 
 import pytest
 
@@ -26,9 +25,8 @@ from podium.agent.proxy import (
     RoundRobin,
     proxy_header,
 )
+from tests.agent._proxykit import HOST, Backend, Client, ask, eventually, free_port
 
-T = TypeVar("T")
-HOST = "127.0.0.1"
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
 with contextlib.suppress(ImportError):
     import uvloop
@@ -48,113 +46,6 @@ def run(request: pytest.FixtureRequest) -> Iterator[Run]:
         with asyncio.Runner(loop_factory=LOOPS[request.param]) as runner:
             runner.run(bounded())
     yield _run
-
-
-async def eventually(fn: Callable[[], T], *, within: float = 5.0, what: str = "condition") -> T:
-    """Polls `fn` until it returns a truthy value or the deadline passes."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not (value := fn()):
-        assert loop.time() < deadline, f"{what} not reached within {within:g} s; last: {value!r}"
-        await asyncio.sleep(0.01)
-    return value
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound then released)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-class Backend:
-    """A test server on 127.0.0.1. Modes: "name" answers each line with its name; "echo" echoes
-    and, on EOF, sends b"bye" and closes; "greet" sends b"hello", half-closes and records what
-    it receives until EOF; "sink" reads nothing until `release` is set, then records all;
-    "slam" closes each connection at once."""
-
-    def __init__(self, name: str, mode: str = "name") -> None:
-        self.name, self.mode = name, mode
-        self.received: list[bytes] = []
-        self.release = asyncio.Event()
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._server: asyncio.Server | None = None
-        self.port = 0
-
-    @property
-    def endpoint(self) -> Endpoint:
-        return Endpoint(self.name, HOST, self.port)
-
-    async def __aenter__(self) -> Backend:
-        self._server = await asyncio.start_server(self._serve, HOST, 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.close()
-        await eventually(lambda: not self._writers, what=f"backend {self.name} closed")
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        try:
-            if self.mode == "name":
-                while await reader.readline():
-                    writer.write(self.name.encode() + b"\n")
-            elif self.mode == "echo":
-                while data := await reader.read(1 << 16):
-                    writer.write(data)
-                    await writer.drain()
-                writer.write(b"bye")
-            elif self.mode == "greet":
-                writer.write(b"hello")
-                writer.write_eof()
-                self.received.append(await reader.read())
-            elif self.mode == "slam":
-                pass
-            elif self.mode == "sink":
-                await self.release.wait()
-                self.received.append(await reader.read())
-            await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-            self._writers.discard(writer)
-
-
-class Client:
-    """A connection to a proxy port."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def connect(cls, port: int) -> Client:
-        return cls(*await asyncio.open_connection(HOST, port))
-
-    async def ask(self) -> str:
-        """Which backend answers a line ("" when the proxy closed the connection)."""
-        self.writer.write(b"?\n")
-        return (await self.reader.readline()).decode().strip()
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(ConnectionError):
-            await self.writer.wait_closed()
-
-
-async def ask(port: int) -> str:
-    """One request on a new connection: the name of the backend that answered it."""
-    client = await Client.connect(port)
-    try:
-        return await client.ask()
-    finally:
-        await client.close()
 
 
 def test_balancers_are_pure() -> None:

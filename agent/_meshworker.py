@@ -1,0 +1,107 @@
+"""One mesh worker process: a `podium.agent.proxy.Mesh` driven over a socket by `MeshPool`.
+
+    python -m podium.agent._meshworker --fd FD --host HOST --connect-timeout S
+
+FD is this process's end of a Unix socket pair; the other end belongs to the agent. Messages are
+msgpack arrays, streamed back to back in both directions (see `encode_specs`):
+
+- agent -> worker: `["apply", seq, specs]`: make exactly these ports listen (SO_REUSEPORT, so
+  every worker binds the same ports and the kernel spreads new connections over them); the
+  worker answers `["applied", seq, errors]`.
+- worker -> agent: `["stats", [[port, {key: connections}], ...]]` whenever its counts changed,
+  looked at every `STATS_PERIOD` seconds.
+
+The worker lives exactly as long as its socket: at EOF (the agent stopped, or died, even by
+SIGKILL) it aborts its connections and exits. SIGINT is ignored (a terminal's Ctrl-C reaches the
+whole process group; the agent decides when its workers stop). It imports only the proxy and
+msgpack, never the agent's gRPC or Docker stacks, so that it stays small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+import msgpack
+
+from podium.agent.proxy import Endpoint, ListenerSpec, Mesh, new_event_loop
+
+STATS_PERIOD = 0.2  # seconds between looks at the connection counts
+
+# The wire form of a mesh's wanted state: [[port, [[key, host, port], ...], balance, proxy], ...]
+WireSpecs = list[list[Any]]
+
+
+def encode_specs(wanted: Mapping[int, ListenerSpec]) -> WireSpecs:
+    return [[port, [[e.key, e.host, e.port] for e in spec.endpoints], spec.balance,
+             spec.proxy_protocol] for port, spec in sorted(wanted.items())]
+
+
+def decode_specs(wire: WireSpecs) -> dict[int, ListenerSpec]:
+    return {int(port): ListenerSpec(endpoints=tuple(Endpoint(str(k), str(h), int(p))
+                                                    for k, h, p in endpoints),
+                                    balance=str(balance), proxy_protocol=bool(proxy))
+            for port, endpoints, balance, proxy in wire}
+
+
+def encode_stats(stats: Mapping[int, Mapping[str, int]]) -> list[list[Any]]:
+    return [[port, dict(counts)] for port, counts in sorted(stats.items())]
+
+
+def decode_stats(wire: list[list[Any]]) -> dict[int, dict[str, int]]:
+    return {int(port): {str(k): int(n) for k, n in counts.items()} for port, counts in wire}
+
+
+async def serve(fd: int, host: str, connect_timeout: float) -> None:
+    reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fd))
+    unpacker = msgpack.Unpacker(raw=False)
+
+    def send(message: list[Any]) -> None:
+        writer.write(msgpack.packb(message))
+
+    async def report_stats() -> None:
+        last: dict[int, dict[str, int]] = {}
+        while True:
+            await asyncio.sleep(STATS_PERIOD)
+            stats = mesh.stats()
+            if stats != last:
+                send(["stats", encode_stats(stats)])
+                last = stats
+
+    async with Mesh(host=host, connect_timeout=connect_timeout, reuse_port=True) as mesh:
+        reporter = asyncio.create_task(report_stats())
+        try:
+            while chunk := await reader.read(65536):
+                unpacker.feed(chunk)
+                for message in unpacker:
+                    if message[0] == "apply":
+                        errors = await mesh.apply(decode_specs(message[2]))
+                        send(["applied", message[1], errors])
+                await writer.drain()
+        except ConnectionError:
+            pass  # the agent is gone: as at EOF
+        finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+            writer.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--connect-timeout", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(serve(args.fd, args.host, args.connect_timeout))
+
+
+if __name__ == "__main__":
+    main()

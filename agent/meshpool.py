@@ -1,0 +1,233 @@
+"""The asyncio mesh spread over worker processes, one event loop per core.
+
+A single Python event loop forwards at most what one core can: about 10k new connections/s
+here. `MeshPool` runs `workers` processes (`podium.agent._meshworker`), each a whole
+`podium.agent.proxy.Mesh` binding every published port with SO_REUSEPORT, so that the kernel
+spreads new connections over them, as nginx's workers and HAProxy's threads share a port.
+
+Contract (that of `Mesh`, which the agent uses interchangeably):
+- `MeshPool(workers=N, host="0.0.0.0", connect_timeout=1.0)`, N >= 1.
+- `apply({port: ListenerSpec})` sends the wanted set to every worker and returns the errors they
+  report, each once ("port 8080 in use: ..."), or one per worker that did not answer. The
+  workers start with the first non-empty set, so an agent that publishes nothing runs none.
+- `stats()`: published port -> endpoint key -> connections, summed over the workers from what
+  each last reported (they report changes every 0.2 s: counts lag by that much).
+- `close()`: idempotent; stops the workers (their connections are aborted, as `Mesh.close()`
+  does) and waits for them to exit, killing one that takes over `STOP_TIMEOUT`.
+
+A worker that exits is started again after `RESTART_DELAY` (doubling while it keeps exiting
+within a minute, up to 30 s) with the current wanted set. Only its own connections are lost:
+the others keep serving the port meanwhile. Each worker balances its own connections
+(least-connections counts per worker), as HAProxy does per thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import msgpack
+
+from podium.agent._meshworker import decode_stats, encode_specs
+from podium.agent.proxy import ListenerSpec
+
+log = logging.getLogger(__name__)
+
+APPLY_TIMEOUT = 10.0  # seconds a worker has to answer an apply
+STOP_TIMEOUT = 5.0
+RESTART_DELAY = 0.5
+MAX_RESTART_DELAY = 30.0
+STABLE_AFTER = 60.0  # a worker that ran this long restarts after RESTART_DELAY again
+
+
+class _Worker:
+    """One worker process and the agent's end of its socket."""
+
+    def __init__(self, index: int, proc: asyncio.subprocess.Process,
+                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.index = index
+        self.proc = proc
+        self._reader = reader
+        self._writer = writer
+        self._seq = 0
+        self._pending: dict[int, asyncio.Future[list[str]]] = {}
+        self.stats: dict[int, dict[str, int]] = {}
+        self.reading = asyncio.create_task(self._read(), name=f"mesh-worker-{index}")
+
+    @classmethod
+    async def spawn(cls, index: int, *, host: str, connect_timeout: float) -> _Worker:
+        ours, theirs = socket.socketpair()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "podium.agent._meshworker", "--fd", str(theirs.fileno()),
+                "--host", host, "--connect-timeout", str(connect_timeout),
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        return cls(index, proc, reader, writer)
+
+    async def _read(self) -> None:
+        unpacker = msgpack.Unpacker(raw=False)
+        with contextlib.suppress(ConnectionError):
+            while chunk := await self._reader.read(65536):
+                unpacker.feed(chunk)
+                for message in unpacker:
+                    if message[0] == "applied":
+                        future = self._pending.pop(message[1], None)
+                        if future is not None and not future.done():
+                            future.set_result([str(e) for e in message[2]])
+                    elif message[0] == "stats":
+                        self.stats = decode_stats(message[1])
+        self.stats = {}
+        for future in self._pending.values():
+            if not future.done():
+                future.set_result([f"mesh worker {self.index} exited"])
+        self._pending.clear()
+
+    async def apply(self, wire: list[list[Any]]) -> list[str]:
+        if self.reading.done():
+            return [f"mesh worker {self.index} is not running"]
+        self._seq += 1
+        future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._pending[self._seq] = future
+        try:
+            self._writer.write(msgpack.packb(["apply", self._seq, wire]))
+            async with asyncio.timeout(APPLY_TIMEOUT):
+                await self._writer.drain()
+                return await future
+        except (ConnectionError, TimeoutError) as exc:
+            self._pending.pop(self._seq, None)
+            return [f"mesh worker {self.index}: {exc or 'no answer'}"]
+
+    async def exited(self) -> int:
+        """Waits until the worker has exited and its socket is read to the end."""
+        code = await self.proc.wait()
+        await self.reading
+        return code
+
+    async def stop(self) -> None:
+        """Closing our end tells the worker to stop; it is killed if it takes too long."""
+        self._writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self._writer.wait_closed()
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await self.proc.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+        self.reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.reading
+
+
+class MeshPool:
+    """The routing mesh's listeners, run by `workers` processes sharing every port."""
+
+    def __init__(self, *, workers: int, host: str = "0.0.0.0",
+                 connect_timeout: float = 1.0) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
+        self.host = host
+        self.connect_timeout = connect_timeout
+        self._size = workers
+        self._workers: list[_Worker] = []
+        self._supervisors: list[asyncio.Task[None]] = []
+        self._wire: list[list[Any]] = []
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    async def apply(self, wanted: Mapping[int, ListenerSpec]) -> list[str]:
+        """Makes exactly `wanted` listen in every worker; returns their errors, each once."""
+        async with self._lock:
+            if self._closed:
+                return ["the mesh is closed"]
+            self._wire = encode_specs(wanted)
+            if not self._workers:
+                if not wanted:
+                    return []
+                try:
+                    await self._start()
+                except OSError as exc:
+                    return [f"mesh workers could not start: {exc}"]
+            results = await asyncio.gather(*(w.apply(self._wire) for w in self._workers))
+        return list(dict.fromkeys(error for errors in results for error in errors))
+
+    async def _start(self) -> None:
+        for index in range(self._size):
+            self._workers.append(await self._spawn(index))
+        self._supervisors = [asyncio.create_task(self._supervise(i), name=f"mesh-supervisor-{i}")
+                             for i in range(self._size)]
+
+    async def _spawn(self, index: int) -> _Worker:
+        return await _Worker.spawn(index, host=self.host, connect_timeout=self.connect_timeout)
+
+    async def _supervise(self, index: int) -> None:
+        """Starts worker `index` again whenever it exits (with backoff), with the wanted set."""
+        loop = asyncio.get_running_loop()
+        delay = RESTART_DELAY
+        started = loop.time()
+        while True:
+            exited = self._workers[index]
+            code = await exited.exited()
+            await exited.stop()  # closes its socket
+            if loop.time() - started >= STABLE_AFTER:
+                delay = RESTART_DELAY
+            log.error("mesh worker %d exited with %s; starting it again in %.1f s",
+                      index, code, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RESTART_DELAY)
+            async with self._lock:
+                try:
+                    worker = await self._spawn(index)
+                except OSError as exc:
+                    log.error("mesh worker %d could not start: %s", index, exc)
+                    continue  # its old, exited process is waited on again at once
+                self._workers[index] = worker
+                started = loop.time()
+                for error in await worker.apply(self._wire):
+                    log.error("mesh: %s", error)
+
+    def stats(self) -> dict[int, dict[str, int]]:
+        """Published port -> endpoint key -> connections, summed over the workers."""
+        total: dict[int, dict[str, int]] = {}
+        for worker in self._workers:
+            for port, counts in worker.stats.items():
+                per_key = total.setdefault(port, {})
+                for key, n in counts.items():
+                    per_key[key] = per_key.get(key, 0) + n
+        return total
+
+    def pids(self) -> list[int]:
+        """The workers' process ids (for measuring them)."""
+        return [w.proc.pid for w in self._workers]
+
+    async def close(self) -> None:
+        """Stops every worker and waits for it; idempotent."""
+        self._closed = True
+        for task in self._supervisors:
+            task.cancel()
+        for task in self._supervisors:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._supervisors = []
+        async with self._lock:
+            workers, self._workers = self._workers, []
+            await asyncio.gather(*(w.stop() for w in workers))
+
+    async def __aenter__(self) -> MeshPool:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

@@ -1,0 +1,154 @@
+"""podium.agent.meshpool: the asyncio mesh in worker processes sharing each port (no Docker).
+
+The workers are real processes (`python -m podium.agent._meshworker`) forwarding to asyncio
+backends on 127.0.0.1. Waits poll with a deadline (`eventually`), never a bare sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+
+import pytest
+
+from podium.agent.meshpool import MeshPool
+from podium.agent.proxy import ListenerSpec
+from tests.agent._proxykit import HOST, Backend, Client, ask, eventually, free_port
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie, exited but not yet waited for, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_workers_share_the_port_and_their_counts_add_up() -> None:
+    port = free_port()
+    async with Backend("a") as a, Backend("b") as b, MeshPool(workers=2, host=HOST) as pool:
+        assert pool.pids() == []  # nothing published: no worker runs
+        assert await pool.apply({}) == []
+        assert pool.pids() == []
+        assert await pool.apply({port: ListenerSpec((a.endpoint, b.endpoint))}) == []
+        assert len(pool.pids()) == 2
+        clients = [await Client.connect(port) for _ in range(40)]
+        try:
+            answers = [await c.ask() for c in clients]
+            assert set(answers) == {"a", "b"}
+            # Each worker balances its own connections: together they use both backends.
+            await eventually(lambda: sum(pool.stats().get(port, {}).values()) == 40,
+                             what="40 connections counted")
+            assert all(pool.stats()[port][key] > 0 for key in "ab"), pool.stats()
+            # The kernel spread the connections over both workers: each reports some.
+            await eventually(lambda: all(w.stats.get(port) for w in pool._workers),
+                             what="both workers serving")
+        finally:
+            for client in clients:
+                await client.close()
+        await eventually(lambda: pool.stats() == {port: {"a": 0, "b": 0}},
+                         what="closed connections counted out")
+
+
+async def test_a_port_in_use_is_reported_once() -> None:
+    with socket.socket() as blocker:
+        blocker.bind((HOST, 0))
+        blocker.listen()
+        taken = blocker.getsockname()[1]
+        ok = free_port()
+        async with Backend("a") as a, MeshPool(workers=2, host=HOST) as pool:
+            errors = await pool.apply({taken: ListenerSpec((a.endpoint,)),
+                                       ok: ListenerSpec((a.endpoint,))})
+            assert len(errors) == 1 and errors[0].startswith(f"port {taken} in use: "), errors
+            assert await ask(ok) == "a"
+            blocker.close()
+            assert await pool.apply({taken: ListenerSpec((a.endpoint,))}) == []
+            assert await ask(taken) == "a"
+            with pytest.raises(ConnectionRefusedError):
+                await ask(ok)
+
+
+async def test_a_killed_worker_is_replaced_while_the_other_serves() -> None:
+    port = free_port()
+    async with Backend("a") as a, MeshPool(workers=2, host=HOST) as pool:
+        assert await pool.apply({port: ListenerSpec((a.endpoint,))}) == []
+        victim, survivor = pool.pids()
+        os.kill(victim, signal.SIGKILL)
+        await eventually(lambda: not alive(victim), what="worker killed")
+        # Its listening socket is gone with it: every new connection reaches the survivor.
+        assert [await ask(port) for _ in range(20)] == ["a"] * 20
+        await eventually(lambda: len(set(pool.pids()) - {victim, survivor}) == 1, within=10,
+                         what="a new worker started")
+        new = (set(pool.pids()) - {survivor}).pop()
+        index = pool.pids().index(new)
+        # It is given the wanted set: it listens on the port and reports its (empty) counts.
+        await eventually(lambda: pool._workers[index].stats == {port: {"a": 0}},
+                         what="the new worker listening")
+        clients = [await Client.connect(port) for _ in range(20)]
+        try:
+            assert [await c.ask() for c in clients] == ["a"] * 20
+            await eventually(lambda: pool._workers[index].stats[port]["a"],
+                             what="the new worker serving some of 20 connections")
+        finally:
+            for client in clients:
+                await client.close()
+        assert alive(survivor)
+
+
+async def test_close_stops_every_worker_and_their_connections() -> None:
+    port = free_port()
+    async with Backend("a") as a:
+        pool = MeshPool(workers=2, host=HOST)
+        assert await pool.apply({port: ListenerSpec((a.endpoint,))}) == []
+        pids = pool.pids()
+        held = await Client.connect(port)
+        assert await held.ask() == "a"
+        await pool.close()
+        await pool.close()  # idempotent
+        assert not any(alive(pid) for pid in pids)
+        assert await held.ask() == ""  # aborted with its worker
+        await held.close()
+        with pytest.raises(ConnectionRefusedError):
+            await ask(port)
+        assert await pool.apply({port: ListenerSpec((a.endpoint,))}) == ["the mesh is closed"]
+
+
+async def test_workers_exit_when_the_agent_dies() -> None:
+    """An agent killed with SIGKILL cannot stop its workers: they must notice on their own."""
+    port = free_port()
+    async with Backend("a") as a:
+        script = (
+            "import asyncio, sys\n"
+            "from podium.agent.meshpool import MeshPool\n"
+            "from podium.agent.proxy import Endpoint, ListenerSpec\n"
+            "async def main():\n"
+            f"    pool = MeshPool(workers=2, host={HOST!r})\n"
+            f"    spec = ListenerSpec((Endpoint('a', {HOST!r}, {a.port}),))\n"
+            f"    assert await pool.apply({{{port}: spec}}) == []\n"
+            "    print(*pool.pids(), flush=True)\n"
+            "    await asyncio.Event().wait()\n"
+            "asyncio.run(main())\n")
+        agent = await asyncio.create_subprocess_exec(sys.executable, "-c", script,
+                                                     stdout=asyncio.subprocess.PIPE)
+        try:
+            async with asyncio.timeout(30):
+                line = await agent.stdout.readline() if agent.stdout else b""
+            pids = [int(p) for p in line.split()]
+            assert len(pids) == 2, line
+            assert await ask(port) == "a"
+        finally:
+            agent.kill()
+            await agent.wait()
+        await eventually(lambda: not any(alive(pid) for pid in pids), within=10,
+                         what="workers gone after their agent")
+        with pytest.raises(ConnectionRefusedError):
+            await ask(port)
+
+
+def test_workers_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="workers must be at least 1, not 0"):
+        MeshPool(workers=0)
