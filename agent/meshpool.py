@@ -6,7 +6,8 @@ here. `MeshPool` runs `workers` processes (`podium.agent._meshworker`), each a w
 spreads new connections over them, as nginx's workers and HAProxy's threads share a port.
 
 Contract (that of `Mesh`, which the agent uses interchangeably):
-- `MeshPool(workers=N, host="0.0.0.0", connect_timeout=1.0)`, N >= 1.
+- `MeshPool(workers=N, host="0.0.0.0", connect_timeout=1.0)`, N >= 1; `default_workers()` is
+  the agent's default N (one per core, at most 4; 0, no pool, on one core).
 - `apply({port: ListenerSpec})` sends the wanted set to every worker and returns the errors they
   report, each once ("port 8080 in use: ..."), or one per worker that did not answer. The
   workers start with the first non-empty set, so an agent that publishes nothing runs none.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -44,6 +46,17 @@ STOP_TIMEOUT = 5.0
 RESTART_DELAY = 0.5
 MAX_RESTART_DELAY = 30.0
 STABLE_AFTER = 60.0  # a worker that ran this long restarts after RESTART_DELAY again
+
+
+MAX_DEFAULT_WORKERS = 4
+
+
+def default_workers() -> int:
+    """One worker per core this process may run on, at most MAX_DEFAULT_WORKERS; 0 (the proxy in
+    the agent's own event loop) on a single core, where a second process would only add memory."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    return min(cores, MAX_DEFAULT_WORKERS) if cores > 1 else 0
 
 
 class _Worker:

@@ -2,6 +2,8 @@
 
 - `status_value(pid, key)`: the number on a `key:` line of /proc/PID/status (KiB for Vm*).
 - `cpu_seconds(pid)`: utime + stime of the process (all its threads) from /proc/PID/stat.
+- `tree_cpu_seconds(pid)`: the same summed over the process and all its descendants (a proxy
+  and its worker processes).
 - `observe(processes, window)`: records each `Watched` process's cpu time at the start and end
   of a window and samples its VmRSS once a second in between (bounded: one sample per whole
   second of the window, plus one at the end); returns the window's wall time.
@@ -32,6 +34,29 @@ def cpu_seconds(pid: int) -> float:
     # Fields after the parenthesised command name, which may itself contain spaces.
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+    return children
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """cpu_seconds of `pid` and of every process descended from it (alive at the call)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            total += cpu_seconds(current)
+            todo += _children(current)
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # exited meanwhile
+    return total
 
 
 @dataclass(slots=True)

@@ -34,9 +34,10 @@ for every row alike, as on any Docker node; there its TIME_WAIT timeout is cut t
 (`nf_conntrack_tcp_timeout_time_wait`, per namespace) so that ~20k new connections/s stay far
 below the 262,144 entries of the machine-wide limit. The client and proxy namespaces reuse
 TIME_WAIT ports for their outgoing connections (`tcp_tw_reuse=1`, what loopback gets by default):
-without it wrk's connect() stalls once its ports fill with TIME_WAIT sockets. The root namespace's conntrack table is never
-used: where Docker's iptables rules load it there, a full table makes the kernel drop packets for
-every process on the machine, and other work's sockets neither disturb nor share our ports.
+without it wrk's connect() stalls once its ports fill with TIME_WAIT sockets. The root
+namespace's conntrack table is never used: where Docker's iptables rules load it there, a full
+table makes the kernel drop packets for every process on the machine, and other work's sockets
+neither disturb nor share our ports.
 --no-netns measures in the current namespace instead, everything on 127.0.0.1 and without the
 kernel row (the layout of earlier runs: compare ratios, not req/s, across the two layouts).
 
@@ -68,7 +69,7 @@ from typing import NoReturn
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from bench._proc import cpu_seconds
+from bench._proc import tree_cpu_seconds
 
 HOST = "127.0.0.1"
 # The three-namespace layout: (client-side, proxy-side) addresses of each link.
@@ -76,7 +77,12 @@ CLIENT_NET = ("10.252.1.2", "10.252.1.1")
 BACKEND_NET = ("10.252.2.2", "10.252.2.1")
 PROXY_SOURCE = "10.252.2.3"  # the userspace proxies' source address (see make_netns)
 PACKAGES = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk", "nft": "nftables"}
-MODES = {"keepalive": [], "close": ["-H", "Connection: close"]}
+# Saturated: every wrk connection sends its next request as soon as it has an answer. Paced: it
+# waits PACE_MS first (a wrk script's delay()), which holds every target to the same rate, far
+# below what any of them can serve, so latency is that of a request, not of a queue.
+MODES = ("keepalive", "close", "keepalive_paced", "close_paced")
+CLOSE = ["-H", "Connection: close"]
+PACE_SCRIPT = "function delay()\n  return {ms}\nend\n"
 NGINX_CONF = """\
 worker_processes 1;
 daemon off;
@@ -108,8 +114,8 @@ listen lb
     server b1 {backend}:{b1}
     server b2 {backend}:{b2}
 """
-# The Podium side: run as `python bench/lb.py --serve PORT B1,B2 BALANCE LISTEN BACKEND`.
-KINDS = ("direct", "haproxy", "haproxy_1t", "podium", "podium_rr", "podium_kernel")
+# The Podium side: run as `python bench/lb.py --serve PORT B1,B2 BALANCE LISTEN BACKEND WORKERS`.
+KINDS = ("direct", "haproxy", "haproxy_1t", "podium", "podium_rr", "podium_1p", "podium_kernel")
 GOALS = {"keepalive_ratio": 0.9, "close_ratio": 0.7, "added_p99_ms": 1.0}
 KERNEL_GOALS = {"keepalive_ratio": 1.0, "close_ratio": 1.0, "added_p99_ms": 1.0}
 
@@ -247,17 +253,22 @@ class Result:
 UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def wrk(target: tuple[str, int], mode: str, duration: float, threads: int, connections: int,
-        pid: int | None = None) -> Result:
+def wrk(target: tuple[str, int], mode: str, args: argparse.Namespace, root: pathlib.Path,
+        duration: float, pid: int | None = None) -> Result:
     host, port = target
-    args = [*NET.client, "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s",
-            "--latency", *MODES[mode], f"http://{host}:{port}/"]
-    cpu_before = cpu_seconds(pid) if pid else 0.0
+    extra = CLOSE if mode.startswith("close") else []
+    if mode.endswith("_paced"):
+        script = root / "pace.lua"
+        script.write_text(PACE_SCRIPT.format(ms=args.pace_ms))
+        extra = [*extra, "-s", str(script)]
+    command = [*NET.client, "wrk", f"-t{args.threads}", f"-c{args.connections}",
+               f"-d{duration:g}s", "--latency", *extra, f"http://{host}:{port}/"]
+    cpu_before = tree_cpu_seconds(pid) if pid else 0.0
     started = time.monotonic()
-    out = subprocess.run(args, capture_output=True, text=True, timeout=duration + 60,
+    out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60,
                          check=True).stdout
     elapsed = time.monotonic() - started
-    cpu = 100 * (cpu_seconds(pid) - cpu_before) / elapsed if pid else None
+    cpu = 100 * (tree_cpu_seconds(pid) - cpu_before) / elapsed if pid else None
 
     def latency(pct: str) -> float:
         match = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -274,20 +285,26 @@ def wrk(target: tuple[str, int], mode: str, duration: float, threads: int, conne
     return Result(float(rps[1]), latency("50"), latency("99"), errors, cpu)
 
 
-def serve(port: int, backends: str, balance: str, listen: str, backend: str) -> None:
-    """The Podium side, in its own process: one Listener until SIGTERM."""
-    from podium.agent.proxy import Endpoint, Listener, new_event_loop
+def serve(port: int, backends: str, balance: str, listen: str, backend: str,
+          workers: int) -> None:
+    """The Podium side, in its own process, until SIGTERM: the agent's mesh, in `workers`
+    processes (podium.agent.meshpool) or, with 0, in this process's event loop."""
+    from podium.agent.meshpool import MeshPool
+    from podium.agent.proxy import Endpoint, ListenerSpec, Mesh, new_event_loop
 
     async def main() -> None:
-        listener = Listener(port=port, host=listen, balance=balance)
-        listener.set_endpoints([Endpoint(f"b{i}", backend, int(p))
-                                for i, p in enumerate(backends.split(","))])
-        await listener.start()
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        print(f"listening on {port} ({type(asyncio.get_running_loop()).__module__})", flush=True)
-        await stop.wait()
-        await listener.stop(close_connections=True)
+        endpoints = tuple(Endpoint(f"b{i}", backend, int(p))
+                          for i, p in enumerate(backends.split(",")))
+        mesh = MeshPool(workers=workers, host=listen) if workers else Mesh(host=listen)
+        async with mesh:
+            errors = await mesh.apply({port: ListenerSpec(endpoints=endpoints, balance=balance)})
+            if errors:
+                raise SystemExit(f"mesh: {'; '.join(errors)}")
+            stop = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+            print(f"listening on {port} ({type(asyncio.get_running_loop()).__module__}, "
+                  f"{workers} workers)", flush=True)
+            await stop.wait()
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(main())
@@ -337,10 +354,13 @@ def start_target(procs: Processes, kind: str,
                                             b1=backends[0], b2=backends[1], threads=threads))
         proc = procs.start(kind, ["haproxy", "-db", "-f", str(conf)], port)
     else:
+        from podium.agent.meshpool import default_workers
+
         balance = "round_robin" if kind == "podium_rr" else "least_conn"
+        workers = 0 if kind == "podium_1p" else default_workers()
         proc = procs.start(kind, [sys.executable, __file__, "--serve", str(port),
                                   ",".join(map(str, backends)), balance, NET.listen,
-                                  NET.backend], port)
+                                  NET.backend, str(workers)], port)
     return (NET.listen, port), proc.pid
 
 
@@ -360,7 +380,8 @@ def measure(args: argparse.Namespace) -> dict[str, Result]:
     kinds = NET.kinds()
     samples: dict[str, list[Result]] = {f"{k}_{m}": [] for k in kinds for m in MODES}
     with tempfile.TemporaryDirectory(prefix="podium-bench-lb-") as tmp:
-        procs = Processes(pathlib.Path(tmp))
+        root = pathlib.Path(tmp)
+        procs = Processes(root)
         try:
             backends = [free_port(), free_port()]
             for port in backends:
@@ -369,14 +390,13 @@ def measure(args: argparse.Namespace) -> dict[str, Result]:
             for target, _ in targets.values():
                 for mode in MODES:
                     if args.warmup:
-                        wrk(target, mode, args.warmup, args.threads, args.connections)
+                        wrk(target, mode, args, root, args.warmup)
             for n in range(args.rounds):
                 order = kinds[n % len(kinds):] + kinds[:n % len(kinds)]
                 for mode in MODES:
                     for kind in order:
                         target, pid = targets[kind]
-                        result = wrk(target, mode, args.duration, args.threads,
-                                     args.connections, pid)
+                        result = wrk(target, mode, args, root, args.duration, pid)
                         samples[f"{kind}_{mode}"].append(result)
                         print(f"  round {n + 1}: {kind} {mode} {result.rps:,.0f} req/s",
                               file=sys.stderr)
@@ -396,7 +416,7 @@ def figures(results: dict[str, Result]) -> dict[str, float | int | str]:
         out[f"{name}_errors_count"] = r.errors
         if r.proxy_cpu_pct is not None:
             out[f"{name}_proxy_cpu_pct"] = round(r.proxy_cpu_pct, 1)
-    for kind in ("podium", "podium_rr", "podium_kernel"):
+    for kind in ("podium", "podium_rr", "podium_1p", "podium_kernel"):
         for base in ("haproxy", "haproxy_1t"):
             for mode in MODES:
                 if f"{kind}_{mode}" not in results:
@@ -405,45 +425,63 @@ def figures(results: dict[str, Result]) -> dict[str, float | int | str]:
                 out[f"{kind}_to_{base}_{mode}_ratio"] = round(mine.rps / theirs.rps, 3)
                 out[f"{kind}_over_{base}_{mode}_p99_ms"] = round(mine.p99_ms - theirs.p99_ms, 3)
     out["podium_loop_name"] = loop_name()
+    out["podium_mesh_workers_count"] = mesh_workers()
     return out
+
+
+def mesh_workers() -> int:
+    from podium.agent.meshpool import default_workers
+
+    return default_workers()
 
 
 def goal_lines(fig: dict[str, float | int | str], base: str, kind: str = "podium",
                goals: dict[str, float] = GOALS) -> list[str]:
+    """Throughput ratios at saturation; added p99 both at saturation and paced (equal load)."""
+    def met(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    limit = goals["added_p99_ms"]
     lines = []
     for mode, goal in (("keepalive", goals["keepalive_ratio"]), ("close", goals["close_ratio"])):
         ratio = float(fig[f"{kind}_to_{base}_{mode}_ratio"])
         added = float(fig[f"{kind}_over_{base}_{mode}_p99_ms"])
+        paced = float(fig[f"{kind}_over_{base}_{mode}_paced_p99_ms"])
         lines.append(f"  vs {base:<11}{mode:<10} ratio {ratio:.2f} (goal >= {goal}: "
-                     f"{'met' if ratio >= goal else 'MISSED'}); p99 {added:+.2f} ms "
-                     f"(goal <= +{goals['added_p99_ms']:g}: "
-                     f"{'met' if added <= goals['added_p99_ms'] else 'MISSED'})")
+                     f"{met(ratio >= goal)}); added p99 {added:+.2f} ms saturated, "
+                     f"{paced:+.2f} ms paced (goal <= +{limit:g}: saturated "
+                     f"{met(added <= limit)}, paced {met(paced <= limit)})")
     return lines
 
 
 LABELS = {"direct": "direct (one nginx)", "haproxy": "haproxy tcp roundrobin",
           "haproxy_1t": "haproxy ... nbthread 1", "podium": "podium least_conn",
-          "podium_rr": "podium round_robin", "podium_kernel": "podium kernel (nftables)"}
+          "podium_rr": "podium round_robin", "podium_1p": "podium, agent's own loop",
+          "podium_kernel": "podium kernel (nftables)"}
 
 
 def table(results: dict[str, Result], fig: dict[str, float | int | str],
           args: argparse.Namespace, where: str) -> str:
     lines = [f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, median of "
-             f"{args.rounds} rounds; two "
-             f"{'nginx' if shutil.which('nginx') else 'busybox httpd'} backends on {NET.backend} "
-             f"({where}); {os.cpu_count()} cores shared by all; Podium on "
-             f"{fig['podium_loop_name']}",
-             f"{'target':<26}{'mode':<11}{'req/s':>9}{'vs haproxy':>12}{'vs 1 thread':>12}"
+             f"{args.rounds} rounds (paced: each connection waits {args.pace_ms} ms before each "
+             f"request); two {'nginx' if shutil.which('nginx') else 'busybox httpd'} backends "
+             f"on {NET.backend} ({where}); {os.cpu_count()} cores shared by all; Podium on "
+             f"{fig['podium_loop_name']}, {fig['podium_mesh_workers_count']} mesh workers",
+             f"{'target':<26}{'mode':<16}{'req/s':>9}{'vs haproxy':>12}{'vs 1 thread':>12}"
              f"{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'proxy cpu %':>13}"]
-    for name, r in results.items():
-        kind, mode = name.rsplit("_", 1)
-        ratio = r.rps / results[f"haproxy_{mode}"].rps
-        ratio_1t = r.rps / results[f"haproxy_1t_{mode}"].rps
-        cpu = "" if r.proxy_cpu_pct is None else f"{r.proxy_cpu_pct:.0f}"
-        lines.append(f"{LABELS[kind]:<26}{mode:<11}{r.rps:>9,.0f}{ratio:>11.2f}x{ratio_1t:>11.2f}x"
-                     f"{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.errors:>8}{cpu:>13}")
-    lines.append("goals (podium least_conn):")
+    for mode in MODES:
+        for kind in NET.kinds():
+            r = results[f"{kind}_{mode}"]
+            ratio = r.rps / results[f"haproxy_{mode}"].rps
+            ratio_1t = r.rps / results[f"haproxy_1t_{mode}"].rps
+            cpu = "" if r.proxy_cpu_pct is None else f"{r.proxy_cpu_pct:.0f}"
+            lines.append(f"{LABELS[kind]:<26}{mode:<16}{r.rps:>9,.0f}{ratio:>11.2f}x"
+                         f"{ratio_1t:>11.2f}x{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.errors:>8}"
+                         f"{cpu:>13}")
+    lines.append("goals (podium least_conn, the agent's default mesh):")
     lines += goal_lines(fig, "haproxy") + goal_lines(fig, "haproxy_1t")
+    lines.append("the same in the agent's own event loop (--mesh-workers 0, the previous design):")
+    lines += goal_lines(fig, "haproxy", "podium_1p")
     if "podium_kernel_keepalive_rps" in fig:
         lines.append("goals (podium kernel):")
         lines += goal_lines(fig, "haproxy", "podium_kernel", KERNEL_GOALS)
@@ -515,8 +553,9 @@ def in_own_netns(argv: list[str]) -> int:
 
 def main() -> int:
     global NET
-    if len(sys.argv) == 7 and sys.argv[1] == "--serve":
-        serve(int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6])
+    if len(sys.argv) == 8 and sys.argv[1] == "--serve":
+        serve(int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6],
+              int(sys.argv[7]))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -525,13 +564,17 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of wrk before all")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections")
+    parser.add_argument("--pace-ms", type=int, default=10,
+                        help="paced modes: each connection's wait before each request")
     parser.add_argument("--no-netns", action="store_true",
                         help="measure in the current network namespace")
     parser.add_argument("--in-netns", metavar="PREFIX", help=argparse.SUPPRESS)
     argv = sys.argv[1:]
     args = parser.parse_args(argv)
-    if not (1 <= args.duration <= 60 and 0 <= args.warmup <= 60 and 1 <= args.rounds <= 10):
-        parser.error("1 <= --duration <= 60, 0 <= --warmup <= 60 and 1 <= --rounds <= 10")
+    if not (1 <= args.duration <= 60 and 0 <= args.warmup <= 60 and 1 <= args.rounds <= 10
+            and 1 <= args.pace_ms <= 1000):
+        parser.error("1 <= --duration <= 60, 0 <= --warmup <= 60, 1 <= --rounds <= 10 and "
+                     "1 <= --pace-ms <= 1000")
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         if args.in_netns:

@@ -30,6 +30,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
+from podium.agent.meshpool import MAX_DEFAULT_WORKERS, default_workers
 from podium.manager import views
 from podium.manager.taskstate import has_finished, holds_resources, is_live
 from podium.v1 import control, control_grpc, objects
@@ -74,16 +75,6 @@ def cmd_manager(args: argparse.Namespace) -> int:
     )
     asyncio.run(_run_until_signalled(manager.start, manager.serve_forever, manager.stop))
     return 0
-
-
-MAX_MESH_WORKERS = 4
-
-
-def default_mesh_workers() -> int:
-    """One mesh worker per core the agent may run on, at most MAX_MESH_WORKERS; 0 (the proxy in
-    the agent's own loop) on a single core, where a second process would only add memory."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return min(cores or 1, MAX_MESH_WORKERS) if (cores or 1) > 1 else 0
 
 
 def _mesh_workers(text: str) -> int:
@@ -501,11 +492,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--label", action="append", default=[], help="node label KEY=VALUE")
     a.add_argument("--mesh", choices=("asyncio", "kernel"), default="asyncio",
                    help="routing mesh data path: the asyncio proxy (default) or nftables DNAT")
-    a.add_argument("--mesh-workers", type=_mesh_workers, default=default_mesh_workers(),
+    a.add_argument("--mesh-workers", type=_mesh_workers, default=default_workers(),
                    metavar="N",
                    help="processes running the asyncio proxy, each on every published port "
                    "(SO_REUSEPORT); 0 runs it in the agent's own event loop (default: one per "
-                   f"core, at most {MAX_MESH_WORKERS}, or 0 on one core: %(default)s here)")
+                   f"core, at most {MAX_DEFAULT_WORKERS}, or 0 on one core: %(default)s here)")
     a.set_defaults(daemon=cmd_agent)
 
     def client_cmd(
