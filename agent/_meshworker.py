@@ -1,15 +1,20 @@
 """One mesh worker process: a `podium.agent.proxy.Mesh` driven over a socket by `MeshPool`.
 
-    python -m podium.agent._meshworker --fd FD --host HOST --connect-timeout S
+    python -m podium.agent._meshworker --fd FD --sockets-fd FD2 --host HOST --connect-timeout S
 
-FD is this process's end of a Unix socket pair; the other end belongs to the agent. Messages are
-msgpack arrays, streamed back to back in both directions (see `encode_specs`):
+FD is this process's end of a Unix stream socket pair; the other end belongs to the agent.
+Messages are msgpack arrays, streamed back to back in both directions (see `encode_specs`):
 
-- agent -> worker: `["apply", seq, specs]`: make exactly these ports listen (SO_REUSEPORT, so
-  every worker binds the same ports and the kernel spreads new connections over them); the
-  worker answers `["applied", seq, errors]`.
+- agent -> worker: `["apply", seq, specs]`: make exactly these ports listen; the worker answers
+  `["applied", seq, errors]`.
 - worker -> agent: `["stats", [[port, {key: connections}], ...]]` whenever its counts changed,
   looked at every `STATS_PERIOD` seconds.
+
+The agent binds every published port itself, once, and hands each worker the listening socket
+over FD2, a Unix datagram socket pair: one datagram per socket, its port number in ASCII with
+the descriptor attached (SCM_RIGHTS), always sent before the apply that needs it. All workers
+accept from that one socket, so an idle worker takes the next connection (no hashing of
+connections onto a busy one), and a worker that dies loses none queued for it.
 
 The worker lives exactly as long as its socket: at EOF (the agent stopped, or died, even by
 SIGKILL) it aborts its connections and exits. SIGINT is ignored (a terminal's Ctrl-C reaches the
@@ -57,8 +62,45 @@ def decode_stats(wire: list[list[Any]]) -> dict[int, dict[str, int]]:
     return {int(port): {str(k): int(n) for k, n in counts.items()} for port, counts in wire}
 
 
-async def serve(fd: int, host: str, connect_timeout: float) -> None:
+class Handed:
+    """The listening sockets the agent has sent and no listener has taken yet."""
+
+    def __init__(self, channel: socket.socket) -> None:
+        self._channel = channel
+        # Non-blocking: socket.recv_fds ignores its flags (MSG_DONTWAIT) before Python 3.12.
+        channel.setblocking(False)
+        self._sockets: dict[int, socket.socket] = {}
+
+    def receive(self) -> None:
+        """Takes every socket waiting on the channel (they were sent before the apply)."""
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(self._channel, 32, 1)
+            except BlockingIOError:
+                return
+            if not fds:
+                return  # not one of the agent's datagrams: nothing more to take
+            port = int(data)
+            sock = socket.socket(fileno=fds[0])
+            sock.setblocking(False)
+            old = self._sockets.pop(port, None)
+            if old is not None:  # sent again (the port was re-bound): the newest one counts
+                old.close()
+            self._sockets[port] = sock
+
+    def take(self, port: int) -> socket.socket:
+        return self._sockets.pop(port)
+
+    def close(self) -> None:
+        for sock in self._sockets.values():
+            sock.close()
+        self._sockets.clear()
+        self._channel.close()
+
+
+async def serve(fd: int, sockets_fd: int, host: str, connect_timeout: float) -> None:
     reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fd))
+    handed = Handed(socket.socket(fileno=sockets_fd))
     unpacker = msgpack.Unpacker(raw=False)
 
     def send(message: list[Any]) -> None:
@@ -73,13 +115,14 @@ async def serve(fd: int, host: str, connect_timeout: float) -> None:
                 send(["stats", encode_stats(stats)])
                 last = stats
 
-    async with Mesh(host=host, connect_timeout=connect_timeout, reuse_port=True) as mesh:
+    async with Mesh(host=host, connect_timeout=connect_timeout, sockets=handed.take) as mesh:
         reporter = asyncio.create_task(report_stats())
         try:
             while chunk := await reader.read(65536):
                 unpacker.feed(chunk)
                 for message in unpacker:
                     if message[0] == "apply":
+                        handed.receive()
                         errors = await mesh.apply(decode_specs(message[2]))
                         send(["applied", message[1], errors])
                 await writer.drain()
@@ -90,17 +133,19 @@ async def serve(fd: int, host: str, connect_timeout: float) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter
             writer.close()
+            handed.close()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--sockets-fd", type=int, required=True)
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--connect-timeout", type=float, default=1.0)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        runner.run(serve(args.fd, args.host, args.connect_timeout))
+        runner.run(serve(args.fd, args.sockets_fd, args.host, args.connect_timeout))
 
 
 if __name__ == "__main__":

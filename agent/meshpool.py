@@ -2,15 +2,22 @@
 
 A single Python event loop forwards at most what one core can: about 10k new connections/s
 here. `MeshPool` runs `workers` processes (`podium.agent._meshworker`), each a whole
-`podium.agent.proxy.Mesh` binding every published port with SO_REUSEPORT, so that the kernel
-spreads new connections over them, as nginx's workers and HAProxy's threads share a port.
+`podium.agent.proxy.Mesh`. The pool binds every published port itself, once, and hands the
+listening socket to every worker: they all accept from it, as nginx's workers and HAProxy's
+threads share a port, and whichever is free takes the next connection. Binding in the agent
+keeps a port's errors single ("in use" is found once, here) and the port bound while workers
+come and go: a worker that dies loses no connection waiting to be accepted. Running the data
+path outside the agent's process also keeps a flood of connections from delaying its
+heartbeats.
 
 Contract (that of `Mesh`, which the agent uses interchangeably):
 - `MeshPool(workers=N, host="0.0.0.0", connect_timeout=1.0)`, N >= 1; `default_workers()` is
   the agent's default N (one per core, at most 4; 0, no pool, on one core).
-- `apply({port: ListenerSpec})` sends the wanted set to every worker and returns the errors they
-  report, each once ("port 8080 in use: ..."), or one per worker that did not answer. The
-  workers start with the first non-empty set, so an agent that publishes nothing runs none.
+- `apply({port: ListenerSpec})` binds the new ports, sends their sockets and the wanted set to
+  every worker, closes the ports no longer wanted, and returns the errors: a port that cannot
+  be bound ("port 8080 in use: ...", the others still served; the next apply tries again),
+  and what the workers report, each once, or one per worker that did not answer. The workers
+  start with the first non-empty set, so an agent that publishes nothing runs none.
 - `stats()`: published port -> endpoint key -> connections, summed over the workers from what
   each last reported (they report changes every 0.2 s: counts lag by that much).
 - `close()`: idempotent; stops the workers (their connections are aborted, as `Mesh.close()`
@@ -37,7 +44,7 @@ from typing import Any
 import msgpack
 
 from podium.agent._meshworker import decode_stats, encode_specs
-from podium.agent.proxy import ListenerSpec
+from podium.agent.proxy import ListenerSpec, listening_socket, port_error
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +70,11 @@ class _Worker:
     """One worker process and the agent's end of its socket."""
 
     def __init__(self, index: int, proc: asyncio.subprocess.Process,
-                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 sockets: socket.socket) -> None:
         self.index = index
         self.proc = proc
+        self._sockets = sockets  # where listening sockets are handed over
         self._reader = reader
         self._writer = writer
         self._seq = 0
@@ -76,18 +85,31 @@ class _Worker:
     @classmethod
     async def spawn(cls, index: int, *, host: str, connect_timeout: float) -> _Worker:
         ours, theirs = socket.socketpair()
+        our_sockets, their_sockets = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        our_sockets.setblocking(False)
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "podium.agent._meshworker", "--fd", str(theirs.fileno()),
-                "--host", host, "--connect-timeout", str(connect_timeout),
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+                "--sockets-fd", str(their_sockets.fileno()), "--host", host,
+                "--connect-timeout", str(connect_timeout),
+                pass_fds=(theirs.fileno(), their_sockets.fileno()), stdin=subprocess.DEVNULL)
         except BaseException:
             ours.close()
+            our_sockets.close()
             raise
         finally:
             theirs.close()
+            their_sockets.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours)
-        return cls(index, proc, reader, writer)
+        return cls(index, proc, reader, writer, our_sockets)
+
+    def hand_over(self, port: int, sock: socket.socket) -> str | None:
+        """Sends the worker `port`'s listening socket; an error text when it cannot."""
+        try:
+            socket.send_fds(self._sockets, [str(port).encode()], [sock.fileno()])
+        except OSError as exc:  # its queue is full (it is stuck) or it is gone
+            return f"mesh worker {self.index}: port {port} not handed over: {exc}"
+        return None
 
     async def _read(self) -> None:
         unpacker = msgpack.Unpacker(raw=False)
@@ -120,7 +142,7 @@ class _Worker:
                 return await future
         except (ConnectionError, TimeoutError) as exc:
             self._pending.pop(self._seq, None)
-            return [f"mesh worker {self.index}: {exc or 'no answer'}"]
+            return [f"mesh worker {self.index}: {str(exc) or 'no answer within the timeout'}"]
 
     async def exited(self) -> int:
         """Waits until the worker has exited and its socket is read to the end."""
@@ -143,6 +165,7 @@ class _Worker:
         self.reading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.reading
+        self._sockets.close()
 
 
 class MeshPool:
@@ -157,7 +180,8 @@ class MeshPool:
         self._size = workers
         self._workers: list[_Worker] = []
         self._supervisors: list[asyncio.Task[None]] = []
-        self._wire: list[list[Any]] = []
+        self._listening: dict[int, socket.socket] = {}  # port -> the socket the workers share
+        self._wire: list[list[Any]] = []  # the wanted set of the ports bound, as sent
         self._lock = asyncio.Lock()
         self._closed = False
 
@@ -166,16 +190,32 @@ class MeshPool:
         async with self._lock:
             if self._closed:
                 return ["the mesh is closed"]
-            self._wire = encode_specs(wanted)
-            if not self._workers:
-                if not wanted:
-                    return []
+            errors, bound = self._bind(wanted)
+            self._wire = encode_specs({p: s for p, s in wanted.items() if p in self._listening})
+            if not self._workers and self._wire:
                 try:
                     await self._start()
                 except OSError as exc:
-                    return [f"mesh workers could not start: {exc}"]
+                    return [*errors, f"mesh workers could not start: {exc}"]
+            for worker in self._workers:
+                errors += filter(None, (worker.hand_over(p, self._listening[p]) for p in bound))
             results = await asyncio.gather(*(w.apply(self._wire) for w in self._workers))
-        return list(dict.fromkeys(error for errors in results for error in errors))
+            # The workers have closed their copies: closing ours frees the port.
+            for port in set(self._listening) - set(wanted):
+                self._listening.pop(port).close()
+        return list(dict.fromkeys(errors + [e for result in results for e in result]))
+
+    def _bind(self, wanted: Mapping[int, ListenerSpec]) -> tuple[list[str], list[int]]:
+        """Binds the wanted ports not bound yet: (errors, the ports newly bound)."""
+        errors, bound = [], []
+        for port in sorted(set(wanted) - set(self._listening)):
+            try:
+                self._listening[port] = listening_socket(self.host, port)
+            except OSError as exc:
+                errors.append(port_error(port, exc))
+            else:
+                bound.append(port)
+        return errors, bound
 
     async def _start(self) -> None:
         for index in range(self._size):
@@ -209,7 +249,8 @@ class MeshPool:
                     continue  # its old, exited process is waited on again at once
                 self._workers[index] = worker
                 started = loop.time()
-                for error in await worker.apply(self._wire):
+                handed = [worker.hand_over(p, s) for p, s in self._listening.items()]
+                for error in [*filter(None, handed), *await worker.apply(self._wire)]:
                     log.error("mesh: %s", error)
 
     def stats(self) -> dict[int, dict[str, int]]:
@@ -238,6 +279,9 @@ class MeshPool:
         async with self._lock:
             workers, self._workers = self._workers, []
             await asyncio.gather(*(w.stop() for w in workers))
+            for sock in self._listening.values():
+                sock.close()
+            self._listening.clear()
 
     async def __aenter__(self) -> MeshPool:
         return self

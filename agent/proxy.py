@@ -6,21 +6,24 @@ Contract
 - `Balancer`: `pick(endpoints, active, exclude) -> Endpoint | None`, `active` counting connections
   per key: `LeastConnections` (the default; ties go round-robin) and `RoundRobin`.
 - `Listener(port=..., host="0.0.0.0", balance="least_conn"|"round_robin", proxy_protocol=False,
-  connect_timeout=1.0, reuse_port=False)`: one published port (`reuse_port`: SO_REUSEPORT, so
-  that listeners of several processes share it, the kernel spreading connections over them).
-  `start()` binds it (port 0: a free one, see `.port`); `stop(close_connections=False)` is
+  connect_timeout=1.0, sock=None)`: one published port. `start()` binds it (port 0: a free one,
+  see `.port`), or serves `sock`, a listening socket bound elsewhere (by the agent, for a mesh
+  worker), which the listener then owns; `stop(close_connections=False)` is
   idempotent and closes the listening socket only: open connections finish on their own unless
   `close_connections=True` aborts them. `set_endpoints()` replaces the endpoint set atomically
   for new connections; those to a removed endpoint carry on until either side closes (they
   drain). `configure()` changes balance and PROXY protocol for new connections. `stats()`:
   endpoint key -> connections (connecting or open), for every current endpoint and removed ones
   still draining.
-- `Mesh(host=..., connect_timeout=..., reuse_port=False)`: all listeners of an agent (or of one
-  mesh worker, podium.agent.meshpool). `apply({port: ListenerSpec})` starts, stops and
+- `Mesh(host=..., connect_timeout=..., sockets=None)`: all listeners of an agent, or of one mesh
+  worker (podium.agent.meshpool), whose `sockets(port)` hands over the listening socket the
+  agent bound for a port (KeyError: none). `apply({port: ListenerSpec})` starts, stops and
   reconfigures listeners so exactly the wanted ports are served and returns errors ("port 8080
   in use: ...") instead of raising: one bad port never stops the others, and the next apply
   tries it again. A port no longer wanted stops listening at once; its connections drain (and
   still show in `stats()`). `close()` stops everything, aborting connections.
+- `listening_socket(host, port)`: a bound, listening, non-blocking TCP socket (SO_REUSEADDR, as
+  asyncio's servers); `port_error(port, exc)`: the error text `apply` reports for it.
 - `new_event_loop()`: uvloop's loop when installed, else asyncio's, for the agent's
   `asyncio.Runner(loop_factory=...)`. Importing this module sets no loop policy; the proxy works
   on whichever loop runs it.
@@ -48,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import socket
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
@@ -314,9 +318,9 @@ class Listener:
 
     def __init__(self, *, port: int, host: str = "0.0.0.0", balance: str = "least_conn",
                  proxy_protocol: bool = False, connect_timeout: float = 1.0,
-                 reuse_port: bool = False) -> None:
+                 sock: socket.socket | None = None) -> None:
         self.host = host
-        self.reuse_port = reuse_port
+        self._sock = sock  # handed to the server at start()
         self.connect_timeout = connect_timeout
         self.balance = balance
         self.balancer = _balancer(balance)
@@ -333,14 +337,20 @@ class Listener:
         return self._port
 
     async def start(self) -> None:
-        """Binds the port; OSError (e.g. EADDRINUSE) when it cannot."""
+        """Binds the port (unless given a socket); OSError (e.g. EADDRINUSE) when it cannot."""
         if self._server is not None:
             return
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Connection(self, loop).client, self.host, self._port, backlog=BACKLOG,
-            reuse_port=self.reuse_port or None)
-        self._port = self._server.sockets[0].getsockname()[1]
+        sock, self._sock = self._sock, None
+        if sock is None:
+            sock = listening_socket(self.host, self._port)
+        try:
+            self._server = await loop.create_server(
+                lambda: _Connection(self, loop).client, sock=sock, backlog=BACKLOG)
+        except BaseException:
+            sock.close()
+            raise
+        self._port = sock.getsockname()[1]
 
     async def stop(self, *, close_connections: bool = False) -> None:
         """Closes the listening socket (idempotent); with `close_connections`, aborts the
@@ -402,10 +412,10 @@ class Mesh:
     """All listeners of an agent, reconciled to a wanted set by `apply`."""
 
     def __init__(self, *, host: str = "0.0.0.0", connect_timeout: float = 1.0,
-                 reuse_port: bool = False) -> None:
+                 sockets: Callable[[int], socket.socket] | None = None) -> None:
         self.host = host
         self.connect_timeout = connect_timeout
-        self.reuse_port = reuse_port
+        self._sockets = sockets
         self._listeners: dict[int, Listener] = {}
         self._draining: list[Listener] = []  # stopped, with connections still open
         self._lock = asyncio.Lock()
@@ -432,17 +442,19 @@ class Mesh:
                 listener.configure(balance=spec.balance, proxy_protocol=spec.proxy_protocol)
                 listener.set_endpoints(spec.endpoints)
                 return None
+            sock = None
+            if self._sockets is not None:
+                try:
+                    sock = self._sockets(port)
+                except KeyError:
+                    return f"port {port}: no listening socket was handed over"
             listener = Listener(port=port, host=self.host, balance=spec.balance,
                                 proxy_protocol=spec.proxy_protocol,
-                                connect_timeout=self.connect_timeout, reuse_port=self.reuse_port)
+                                connect_timeout=self.connect_timeout, sock=sock)
             listener.set_endpoints(spec.endpoints)
             await listener.start()
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return f"port {port} in use: {exc}"
-            return f"port {port}: {exc}"
-        except ValueError as exc:
-            return f"port {port}: {exc}"
+        except (OSError, ValueError) as exc:
+            return port_error(port, exc)
         self._listeners[port] = listener
         return None
 
@@ -470,6 +482,21 @@ class Mesh:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port and listening, non-blocking; OSError when it cannot."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+def port_error(port: int, exc: Exception) -> str:
+    """How a port that cannot be served is reported ("port 8080 in use: ...")."""
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return f"port {port} in use: {exc}"
+    return f"port {port}: {exc}"
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
