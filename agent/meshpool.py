@@ -17,7 +17,8 @@ Contract (that of `Mesh`, which the agent uses interchangeably):
   every worker, closes the ports no longer wanted, and returns the errors: a port that cannot
   be bound ("port 8080 in use: ...", the others still served; the next apply tries again),
   and what the workers report, each once, or one per worker that did not answer. The workers
-  start with the first non-empty set, so an agent that publishes nothing runs none.
+  start with the first non-empty set, so an agent that publishes nothing runs none (each costs
+  about 13 MB of its own, 25 MB RSS).
 - `stats()`: published port -> endpoint key -> connections, summed over the workers from what
   each last reported (they report changes every 0.2 s: counts lag by that much).
 - `close()`: idempotent; stops the workers (their connections are aborted, as `Mesh.close()`
