@@ -7,8 +7,8 @@ listening socket to every worker: they all accept from it, as nginx's workers an
 threads share a port, and whichever is free takes the next connection. Binding in the agent
 keeps a port's errors single ("in use" is found once, here) and the port bound while workers
 come and go: a worker that dies loses no connection waiting to be accepted. Running the data
-path outside the agent's process also keeps a flood of connections from delaying its
-heartbeats.
+path outside the agent's process also keeps the traffic off the event loop that runs its
+session and heartbeats.
 
 Contract (that of `Mesh`, which the agent uses interchangeably):
 - `MeshPool(workers=N, host="0.0.0.0", connect_timeout=1.0)`, N >= 1; `default_workers()` is
