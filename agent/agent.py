@@ -27,6 +27,7 @@ from podium.v1 import dispatcher, objects
 log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
+MESH_RETRY = 2.0  # seconds between attempts to serve ports the mesh could not (e.g. in use)
 
 
 def load_node_id(data_dir: pathlib.Path) -> str:
@@ -84,11 +85,33 @@ class Agent:
             on_endpoints=self._route,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._mesh_errors: list[str] = []  # from the last apply: ports not served
+        # Held while reading the routing tables and applying them: a retry never applies a
+        # table older than one a routing change applied meanwhile.
+        self._mesh_lock = asyncio.Lock()
 
     async def _route(self, message: dispatcher.Endpoints) -> None:
         self._routes.apply(message)
-        for error in await self._mesh.apply(self._routes.listeners()):
-            log.error("mesh: %s", error)
+        await self._apply_mesh()
+
+    async def _apply_mesh(self) -> None:
+        async with self._mesh_lock:
+            errors = await self._mesh.apply(self._routes.listeners())
+            for error in errors:
+                if error not in self._mesh_errors:  # each once, not at every retry
+                    log.error("mesh: %s", error)
+            for error in self._mesh_errors:
+                if error not in errors:
+                    log.info("mesh: resolved: %s", error)
+            self._mesh_errors = errors
+
+    async def _retry_mesh(self) -> None:
+        """A port that could not be served (in use by another process, say) is tried again
+        every MESH_RETRY seconds, not only when the routing tables next change."""
+        while True:
+            await asyncio.sleep(MESH_RETRY)
+            if self._mesh_errors:
+                await self._apply_mesh()
 
     def _mesh_connections(self) -> dict[str, int]:
         """Task id -> connections open to it through this node's mesh."""
@@ -115,6 +138,7 @@ class Agent:
             asyncio.create_task(self._worker.follow_events(), name="events"),
             asyncio.create_task(self._session.run(), name="session"),
             asyncio.create_task(self._fence(), name="fence"),
+            asyncio.create_task(self._retry_mesh(), name="mesh-retry"),
         ]
 
     async def _fence(self, period: float = 0.5) -> None:

@@ -92,16 +92,36 @@ def live(hosts: HostCluster) -> list[dict[str, object]]:
     return [t for t in hosts.json("ps", "web") if t["desired"] == "running"]
 
 
+# Holds a port in a host's namespace until its stdin closes.
+BLOCKER = r"""
+import socket, sys
+server = socket.create_server(("0.0.0.0", int(sys.argv[1])))
+print("bound", flush=True)
+sys.stdin.read()
+"""
+
+
 def test_every_host_answers_from_all_replicas(hosts: HostCluster, tmp_path: pathlib.Path) -> None:
-    deploy(hosts, tmp_path, stack(3))
-    assert {t["node"] for t in live(hosts)} == {"h1", "h2"}
-    replicas = {str(t["container_id"])[:12] for t in live(hosts)}
-    for via in hosts.names:
-        def all_answer(via: str = via) -> bool:
+    # Another process holds the port on h2 at first: h2 serves it once it is free, with no
+    # routing change to prompt it (the agent tries such ports again every 2 s).
+    blocker = subprocess.Popen(["ip", "netns", "exec", hosts.host("h2").netns, sys.executable,
+                                "-I", "-c", BLOCKER, str(PORT)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert blocker.stdout is not None and blocker.stdout.readline() == "bound\n"
+        deploy(hosts, tmp_path, stack(3))
+        assert {t["node"] for t in live(hosts)} == {"h1", "h2"}
+        replicas = {str(t["container_id"])[:12] for t in live(hosts)}
+
+        def all_answer(via: str) -> bool:
             result = finish(start_client(hosts, via, 1.5))
             return set(result["answers"]) == replicas  # type: ignore[arg-type]
 
-        eventually(all_answer, timeout=20, what=f"every replica answering through {via}")
+        eventually(lambda: all_answer("h1"), timeout=20, what="every replica answering via h1")
+        assert not all_answer("h2")  # the blocker has the port
+    finally:
+        blocker.communicate(input="", timeout=30)
+    eventually(lambda: all_answer("h2"), timeout=20, what="every replica answering via h2")
     hosts.ok("rm", "web")
 
 
