@@ -17,9 +17,10 @@ accept from that one socket, so an idle worker takes the next connection (no has
 connections onto a busy one), and a worker that dies loses none queued for it.
 
 The worker lives exactly as long as its socket: at EOF (the agent stopped, or died, even by
-SIGKILL) it aborts its connections and exits. SIGINT is ignored (a terminal's Ctrl-C reaches the
-whole process group; the agent decides when its workers stop). It imports only the proxy and
-msgpack, never the agent's gRPC or Docker stacks, so that it stays small.
+SIGKILL) it aborts its connections and exits. Should it be too stuck to notice, the kernel kills
+it when the agent dies (PR_SET_PDEATHSIG, on Linux). SIGINT is ignored (a terminal's Ctrl-C
+reaches the whole process group; the agent decides when its workers stop). It imports only the
+proxy and msgpack, never the agent's gRPC or Docker stacks, so that it stays small.
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
+import os
 import signal
 import socket
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -136,6 +141,21 @@ async def serve(fd: int, sockets_fd: int, host: str, connect_timeout: float) -> 
             handed.close()
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Asks the kernel for SIGKILL when the agent exits (Linux); exits at once if it already
+    has (the worker was started just before the agent died)."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        raise SystemExit(0)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fd", type=int, required=True)
@@ -143,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--connect-timeout", type=float, default=1.0)
     args = parser.parse_args(argv)
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(serve(args.fd, args.sockets_fd, args.host, args.connect_timeout))

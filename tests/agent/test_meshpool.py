@@ -123,7 +123,7 @@ async def test_close_stops_every_worker_and_their_connections() -> None:
 
 
 async def test_workers_exit_when_the_agent_dies() -> None:
-    """An agent killed with SIGKILL cannot stop its workers: they must notice on their own."""
+    """An agent killed with SIGKILL cannot stop its workers: they must go on their own."""
     port = free_port()
     async with Backend("a") as a:
         script = (
@@ -145,9 +145,13 @@ async def test_workers_exit_when_the_agent_dies() -> None:
             pids = [int(p) for p in line.split()]
             assert len(pids) == 2, line
             assert await ask(port) == "a"
+            # One is stuck (stopped): it cannot notice its socket close; the kernel kills it.
+            os.kill(pids[0], signal.SIGSTOP)
         finally:
             agent.kill()
-            await agent.wait()
+            # The workers share the agent's stdout: wait() returns once they are gone too.
+            async with asyncio.timeout(10):
+                await agent.wait()
         await eventually(lambda: not any(alive(pid) for pid in pids), within=10,
                          what="workers gone after their agent")
         with pytest.raises(ConnectionRefusedError):
