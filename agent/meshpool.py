@@ -49,13 +49,13 @@ from podium.agent.proxy import ListenerSpec, listening_socket, port_error
 
 log = logging.getLogger(__name__)
 
-APPLY_TIMEOUT = 10.0  # seconds a worker has to answer an apply
+# Seconds a worker has to answer an apply (a healthy one takes milliseconds); one that does
+# not is killed and started again, so a stuck worker delays routing changes once, not each time.
+APPLY_TIMEOUT = 5.0
 STOP_TIMEOUT = 5.0
 RESTART_DELAY = 0.5
 MAX_RESTART_DELAY = 30.0
 STABLE_AFTER = 60.0  # a worker that ran this long restarts after RESTART_DELAY again
-
-
 MAX_DEFAULT_WORKERS = 4
 
 
@@ -133,17 +133,23 @@ class _Worker:
     async def apply(self, wire: list[list[Any]]) -> list[str]:
         if self.reading.done():
             return [f"mesh worker {self.index} is not running"]
-        self._seq += 1
+        self._seq = seq = self._seq + 1
         future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
-        self._pending[self._seq] = future
+        self._pending[seq] = future
         try:
-            self._writer.write(msgpack.packb(["apply", self._seq, wire]))
+            self._writer.write(msgpack.packb(["apply", seq, wire]))
             async with asyncio.timeout(APPLY_TIMEOUT):
                 await self._writer.drain()
                 return await future
-        except (ConnectionError, TimeoutError) as exc:
-            self._pending.pop(self._seq, None)
-            return [f"mesh worker {self.index}: {str(exc) or 'no answer within the timeout'}"]
+        except ConnectionError as exc:
+            self._pending.pop(seq, None)
+            return [f"mesh worker {self.index}: {exc}"]
+        except TimeoutError:
+            self._pending.pop(seq, None)
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()  # its supervisor starts it again
+            return [f"mesh worker {self.index} did not answer within {APPLY_TIMEOUT:g} s: "
+                    "killed, to be started again"]
 
     async def exited(self) -> int:
         """Waits until the worker has exited and its socket is read to the end."""
@@ -154,8 +160,6 @@ class _Worker:
     async def stop(self) -> None:
         """Closing our end tells the worker to stop; it is killed if it takes too long."""
         self._writer.close()
-        with contextlib.suppress(ConnectionError):
-            await self._writer.wait_closed()
         try:
             async with asyncio.timeout(STOP_TIMEOUT):
                 await self.proc.wait()
@@ -163,6 +167,8 @@ class _Worker:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
             await self.proc.wait()
+        with contextlib.suppress(ConnectionError):
+            await self._writer.wait_closed()  # its peer is gone: this cannot wait long
         self.reading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.reading
@@ -219,8 +225,13 @@ class MeshPool:
         return errors, bound
 
     async def _start(self) -> None:
-        for index in range(self._size):
-            self._workers.append(await self._spawn(index))
+        try:
+            for index in range(self._size):
+                self._workers.append(await self._spawn(index))
+        except BaseException:
+            workers, self._workers = self._workers, []
+            await asyncio.gather(*(w.stop() for w in workers))
+            raise
         self._supervisors = [asyncio.create_task(self._supervise(i), name=f"mesh-supervisor-{i}")
                              for i in range(self._size)]
 

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from podium.agent import meshpool
 from podium.agent.meshpool import MeshPool
 from podium.agent.proxy import ListenerSpec
 from tests.agent._proxykit import HOST, Backend, Client, ask, eventually, free_port
@@ -102,6 +103,27 @@ async def test_a_killed_worker_is_replaced_while_the_other_serves() -> None:
                          what="the new worker listening")
         assert await served_by_only(pool, new, port) == "a"
         assert alive(survivor)
+
+
+async def test_a_stuck_worker_is_killed_and_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(meshpool, "APPLY_TIMEOUT", 0.5)
+    port = free_port()
+    async with Backend("a") as a, Backend("b") as b, MeshPool(workers=2, host=HOST) as pool:
+        assert await pool.apply({port: ListenerSpec((a.endpoint,))}) == []
+        stuck, other = pool.pids()
+        os.kill(stuck, signal.SIGSTOP)
+        errors = await pool.apply({port: ListenerSpec((b.endpoint,))})
+        assert errors == ["mesh worker 0 did not answer within 0.5 s: killed, to be started "
+                          "again"], errors
+        await eventually(lambda: not alive(stuck), what="the stuck worker killed")
+        await eventually(lambda: len(set(pool.pids()) - {stuck, other}) == 1, within=10,
+                         what="a new worker started")
+        new = (set(pool.pids()) - {other}).pop()
+        index = pool.pids().index(new)
+        await eventually(lambda: pool._workers[index].stats == {port: {"b": 0}},
+                         what="the new worker given the latest endpoints")
+        assert await served_by_only(pool, new, port) == "b"
+        assert await served_by_only(pool, other, port) == "b"
 
 
 async def test_close_stops_every_worker_and_their_connections() -> None:
