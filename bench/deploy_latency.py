@@ -6,10 +6,11 @@ The bench starts its own manager and one agent (tests.helpers.Cluster, real proc
 on the local engine and, per trial and in a rotating order:
 
 - podium: the wall time of the whole `podium deploy -f stack.yaml` CLI invocation (it waits for
-  convergence itself, polling every 0.2 s) of a service of N replicas of podium/web:latest with
-  init: true and port "80" published on an engine-chosen host port. Also, from the same start
-  instant: the last container's State.StartedAt (the engine's clock) and the last task's
-  running timestamp (set by the agent), which leave out the CLI's own polling.
+  convergence itself, woken by the manager's event stream) of a service of N replicas of
+  podium/web:latest with init: true and port "80" published on an engine-chosen host port.
+  Also, from the same start instant: the last container's State.StartedAt (the engine's clock)
+  and the last task's running timestamp (set by the agent), which leave out the CLI's own
+  start-up and wait.
 - raw sequential / raw concurrent: aiodocker create+start of N containers with the same
   config as the agent sends (same image, Init, port binding, restart policy "no", log options,
   a label), one after another / all at once with asyncio.gather.

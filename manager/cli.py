@@ -23,6 +23,7 @@ import os
 import pathlib
 import signal
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -148,6 +149,40 @@ class Client:
 
     def close(self) -> None:
         self._channel.close()
+
+
+class Changes:
+    """Wakes a waiting command as soon as the manager reports a change: its event stream is
+    read on a thread, and `wait(timeout)` returns at the next event (or after `timeout`).
+    Without the stream (an error, an older manager) it waits at most POLL seconds: polling."""
+
+    POLL = 0.1
+
+    def __init__(self, client: Client, kinds: list[str]) -> None:
+        self._changed = threading.Event()
+        self._call = client.api.WatchEvents(control.WatchEventsRequest(kinds=kinds))
+        self._thread = threading.Thread(target=self._follow, name="changes", daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        with contextlib.suppress(grpc.RpcError):
+            for _ in self._call:
+                self._changed.set()
+
+    def wait(self, timeout: float) -> None:
+        """Returns at the next change since the last wait, or after `timeout` seconds."""
+        self._changed.wait(timeout if self._thread.is_alive() else min(timeout, self.POLL))
+        self._changed.clear()
+
+    def close(self) -> None:
+        self._call.cancel()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> Changes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _emit(args: argparse.Namespace, rows: list[views.Row], columns: list[tuple[str, str]]) -> None:
@@ -362,20 +397,21 @@ def cmd_node(client: Client, args: argparse.Namespace) -> int:
         return 0
     deadline = time.monotonic() + args.timeout
     shown = -1
-    while True:
-        left = [t for t in client.call("ListTasks", control.ListTasksRequest(node=node.id)).tasks
-                if holds_resources(t)]
-        if len(left) != shown:
-            print(f"{name}: {len(left)} task(s) left", flush=True)
-            shown = len(left)
-        if not left:
-            return 0
-        if time.monotonic() > deadline:
-            reasons = "; ".join(sorted({t.status.message for t in left}))
-            print(f"error: {name} still runs {len(left)} task(s) after {args.timeout:g} s: "
-                  f"{reasons}", file=sys.stderr)
-            return 1
-        time.sleep(0.2)
+    with Changes(client, ["task"]) as changes:
+        while True:
+            tasks = client.call("ListTasks", control.ListTasksRequest(node=node.id)).tasks
+            left = [t for t in tasks if holds_resources(t)]
+            if len(left) != shown:
+                print(f"{name}: {len(left)} task(s) left", flush=True)
+                shown = len(left)
+            if not left:
+                return 0
+            if time.monotonic() > deadline:
+                reasons = "; ".join(sorted({t.status.message for t in left}))
+                print(f"error: {name} still runs {len(left)} task(s) after {args.timeout:g} s: "
+                      f"{reasons}", file=sys.stderr)
+                return 1
+            changes.wait(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
 def cmd_events(client: Client, args: argparse.Namespace) -> int:
@@ -436,6 +472,11 @@ def convergence(client: Client, name: str) -> tuple[bool, str]:
 
 
 def wait_converged(client: Client, names: list[str], timeout: float) -> int:
+    with Changes(client, ["service", "task"]) as changes:
+        return _wait_converged(client, names, timeout, changes)
+
+
+def _wait_converged(client: Client, names: list[str], timeout: float, changes: Changes) -> int:
     deadline = time.monotonic() + timeout
     shown: dict[str, str] = {}
     pending = list(names)
@@ -457,7 +498,8 @@ def wait_converged(client: Client, names: list[str], timeout: float) -> int:
                     file=sys.stderr,
                 )
             return 1
-        time.sleep(0.1)
+        # Looked at again at the next change (every 1 s regardless, should one be missed).
+        changes.wait(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
 # -- parser ------------------------------------------------------------------------
