@@ -1,7 +1,7 @@
 """Benchmark: the routing mesh's data path (podium.agent.proxy) against HAProxy, on one machine.
 
     .venv/bin/python bench/lb.py [--json] [--duration S] [--rounds N] [--warmup S]
-                                 [--threads N] [--connections N] [--no-netns]
+                                 [--threads N] [--connections N] [--pace-ms MS] [--no-netns]
 
 In one run the bench starts two nginx backends on 127.0.0.1 (a tiny config in a temp dir, each
 answering a 3-byte static body; busybox httpd when nginx is missing), then measures with wrk
@@ -11,18 +11,25 @@ answering a 3-byte static body; busybox httpd when nginx is missing), then measu
 - haproxy: HAProxy in tcp mode, round-robin over both backends: the baseline, with its default
   threads (one per core); and again with `nbthread 1` (`haproxy_1t_*`), one event loop like the
   Podium listener;
-- podium:  a podium.agent.proxy Listener in a subprocess, on uvloop when installed, else on
-  asyncio's default loop; least-connections (`podium_*`) and round-robin (`podium_rr_*`);
+- podium:  the agent's asyncio mesh in a subprocess, on uvloop when installed, else on asyncio's
+  default loop, as the agent runs it: in its mesh worker processes (podium.agent.meshpool, one
+  per core up to 4), least-connections (`podium_*`) and round-robin (`podium_rr_*`); and in one
+  event loop, the agent's own (`--mesh-workers 0`, the previous design: `podium_1p_*`);
 - podium kernel (nftables): podium.agent.kernelmesh's DNAT rules, `numgen inc` (round-robin)
   over both backends (`podium_kernel_*`; not with --no-netns);
 
-each with keep-alive connections and with one new connection per request (`Connection: close`).
+each with keep-alive connections and with one new connection per request (`Connection: close`),
+saturated (each wrk connection sends its next request as soon as it has an answer) and paced
+(`*_paced`: each waits --pace-ms, 10 ms, first, so every target serves the same ~4.7k req/s:
+the latency a proxy adds to a request, without the queueing that saturation adds in proportion
+to a target's slowness).
 All targets run side by side and are measured in turns, in a rotating order, --rounds times (3);
 each figure is the median of its rounds, so that a busy spell of a shared machine hits every
 target alike rather than whichever ran during it. It prints a table with the ratios to HAProxy
-and the goals (>= 0.9 keep-alive, >= 0.7 new connection, p99 at most 1 ms over HAProxy's); with
+and the goals (>= 0.9 keep-alive, >= 0.7 new connection, p99 at most 1 ms over HAProxy's,
+saturated and paced); with
 --json, one JSON object whose keys end in their unit. The proxies' CPU use over each run is
-shown too (percent of one core).
+shown too (percent of one core, summed over a proxy's processes).
 
 Run as root, everything runs in three network namespaces of its own (`ip netns`), deleted at the
 end, joined by veth pairs as separate hosts would be: client (wrk, 10.252.1.2) -> proxy
@@ -44,7 +51,8 @@ kernel row (the layout of earlier runs: compare ratios, not req/s, across the tw
 Missing nginx, haproxy or wrk are installed with apt-get (quietly; needs root). Every process the
 bench starts runs in its own session and is stopped (SIGTERM, then SIGKILL) when it ends, however
 it ends. Durations are bounded (--duration and --warmup at most 60 s, --rounds at most 10): the
-run takes 6 targets x 2 modes x (warmup + rounds x duration), 192 s by default.
+run takes 7 targets x 4 modes x (warmup + rounds x duration) plus wrk's own start-up, about
+9 minutes by default.
 """
 
 from __future__ import annotations
