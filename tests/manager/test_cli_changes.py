@@ -1,0 +1,99 @@
+"""podium.manager.cli.Changes: a CLI wait that wakes at the manager's next event, and falls back to
+polling when the event stream fails. The stream is a stand-in here (no manager)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, cast
+
+import grpc
+
+from podium.manager.cli import Changes, Client
+
+
+class Stream:
+    """A server stream: yields what is put in it; `cancel()` or `fail()` end it with an error."""
+
+    def __init__(self) -> None:
+        self.items: queue.Queue[object] = queue.Queue()
+        self.cancelled = threading.Event()
+
+    def __iter__(self) -> Iterator[object]:
+        while True:
+            item = self.items.get()
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        self.items.put(Failed())
+
+    def fail(self) -> None:
+        self.items.put(Failed())
+
+
+class Failed(grpc.RpcError):
+    pass
+
+
+class FakeApi:
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self.kinds: list[str] = []
+
+    def WatchEvents(self, request: Any) -> Stream:  # the gRPC method's name
+        self.kinds = list(request.kinds)
+        return self.stream
+
+
+class FakeClient:
+    def __init__(self, stream: Stream) -> None:
+        self.api = FakeApi(stream)
+
+
+def changes_on(stream: Stream) -> tuple[Changes, FakeApi]:
+    client = FakeClient(stream)
+    return Changes(cast(Client, client), ["task"]), client.api
+
+
+def timed_wait(changes: Changes, timeout: float) -> float:
+    started = time.monotonic()
+    changes.wait(timeout)
+    return time.monotonic() - started
+
+
+def test_an_event_ends_the_wait_at_once() -> None:
+    stream = Stream()
+    changes, api = changes_on(stream)
+    try:
+        assert api.kinds == ["task"]
+        assert timed_wait(changes, 0.3) >= 0.29  # nothing happened: the whole timeout
+        threading.Timer(0.1, stream.items.put, ["event"]).start()
+        assert timed_wait(changes, 10) < 5  # woken by the event, not the timeout
+        # An event that came while nobody waited wakes the next wait at once.
+        stream.items.put("event")
+        deadline = time.monotonic() + 5
+        while not changes._changed.is_set():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert timed_wait(changes, 10) < 1
+    finally:
+        changes.close()
+    assert stream.cancelled.is_set()
+    assert not changes._thread.is_alive()
+
+
+def test_without_the_stream_it_polls() -> None:
+    stream = Stream()
+    changes, _ = changes_on(stream)
+    try:
+        stream.fail()  # e.g. a manager without WatchEvents
+        changes._thread.join(timeout=5)
+        assert not changes._thread.is_alive()
+        assert timed_wait(changes, 10) < 1  # at most Changes.POLL, not the 10 s asked for
+    finally:
+        changes.close()
