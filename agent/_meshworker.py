@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import signal
 import socket
@@ -149,6 +147,9 @@ def die_with_parent() -> None:
     has (the worker was started just before the agent died)."""
     if not sys.platform.startswith("linux"):
         return
+    import ctypes  # here: the agent imports this module too, and needs no ctypes
+    import ctypes.util
+
     parent = os.getppid()
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
