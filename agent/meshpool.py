@@ -203,7 +203,12 @@ class MeshPool:
                 try:
                     await self._start()
                 except OSError as exc:
+                    # Unbound again: with nobody to accept, clients would hang, not be refused.
+                    for sock in self._listening.values():
+                        sock.close()
+                    self._listening.clear()
                     return [*errors, f"mesh workers could not start: {exc}"]
+                bound = list(self._listening)  # new workers need every socket
             for worker in self._workers:
                 errors += filter(None, (worker.hand_over(p, self._listening[p]) for p in bound))
             results = await asyncio.gather(*(w.apply(self._wire) for w in self._workers))

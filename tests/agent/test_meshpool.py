@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import sys
+from typing import Any
 
 import pytest
 
@@ -124,6 +125,30 @@ async def test_a_stuck_worker_is_killed_and_replaced(monkeypatch: pytest.MonkeyP
                          what="the new worker given the latest endpoints")
         assert await served_by_only(pool, new, port) == "b"
         assert await served_by_only(pool, other, port) == "b"
+
+
+async def test_workers_that_cannot_start_leave_no_port_bound(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    real_spawn = meshpool._Worker.spawn
+    failing = True
+
+    async def spawn(index: int, **kwargs: Any) -> meshpool._Worker:
+        if failing:
+            raise OSError("no interpreter")
+        return await real_spawn(index, **kwargs)
+
+    monkeypatch.setattr(meshpool._Worker, "spawn", staticmethod(spawn))
+    port = free_port()
+    async with Backend("a") as a, MeshPool(workers=2, host=HOST) as pool:
+        assert await pool.apply({port: ListenerSpec((a.endpoint,))}) == [
+            "mesh workers could not start: no interpreter"]
+        with pytest.raises(ConnectionRefusedError):  # refused, not left hanging
+            async with asyncio.timeout(5):
+                await ask(port)
+        failing = False  # the agent tries again (every 2 s)
+        assert await pool.apply({port: ListenerSpec((a.endpoint,))}) == []
+        for pid in pool.pids():
+            assert await served_by_only(pool, pid, port) == "a"
 
 
 async def test_close_stops_every_worker_and_their_connections() -> None:
