@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import grpc
@@ -212,19 +212,13 @@ def cmd_services(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_ps(client: Client, args: argparse.Namespace) -> int:
     tasks = client.call("ListTasks", control.ListTasksRequest(service=args.service or "")).tasks
-    names = client.node_names()
     if not args.all:
         tasks = [
             t
             for t in tasks
             if is_live(t) or not has_finished(t) or t.status.err
         ]
-    rows = [views.task_row(t, names) for t in tasks]
-    load = {t.task_id: t for t in client.call("GetLoad", control.GetLoadRequest()).tasks}
-    nodes = {n.id: n for n in client.call("ListNodes", control.ListNodesRequest()).nodes}
-    for row, task in zip(rows, tasks, strict=True):
-        views.add_task_load(row, load.get(row["id"]))
-        views.add_routing(row, task, nodes.get(task.node_id))
+    rows = _task_rows(client, tasks)
     now = time.time()
     last = ""
     for row, task in zip(rows, tasks, strict=True):
@@ -298,16 +292,23 @@ def _replica_rows(client: Client, service_id: str) -> list[views.Row]:
     """Each live replica's state, health and routing, for `inspect SERVICE`."""
     tasks = [t for t in client.call("ListTasks", control.ListTasksRequest(service=service_id)).tasks
              if is_live(t)]
-    names = client.node_names()
-    load = {t.task_id: t for t in client.call("GetLoad", control.GetLoadRequest()).tasks}
+    return [{k: row[k] for k in ("id", "name", "node", "state", "health", "ready", "routing",
+                                 "connections", "restarts")}
+            for row in _task_rows(client, tasks)]
+
+
+def _task_rows(client: Client, tasks: Sequence[objects.Task]) -> list[views.Row]:
+    """Rows for `tasks` with their node names, load and routing state (one ListNodes, one
+    GetLoad for all of them)."""
     nodes = {n.id: n for n in client.call("ListNodes", control.ListNodesRequest()).nodes}
+    names = {node_id: n.description.name for node_id, n in nodes.items()}
+    load = {t.task_id: t for t in client.call("GetLoad", control.GetLoadRequest()).tasks}
     rows = []
     for task in tasks:
         row = views.task_row(task, names)
         views.add_task_load(row, load.get(task.id))
         views.add_routing(row, task, nodes.get(task.node_id))
-        rows.append({k: row[k] for k in ("id", "name", "node", "state", "health", "ready",
-                                         "routing", "connections", "restarts")})
+        rows.append(row)
     return rows
 
 

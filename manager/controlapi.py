@@ -7,7 +7,6 @@ request is an object id, a unique id prefix or a name.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TypeVar
@@ -16,7 +15,7 @@ import grpc
 
 from podium.manager import ids, scheduling
 from podium.manager.endpoints import ingress_ports
-from podium.manager.load import LoadBook
+from podium.manager.load import HISTORY, LoadBook
 from podium.manager.store import ConflictError, ExistsError, ReadTx, Store, WriteTx
 from podium.manager.taskstate import is_live
 from podium.v1 import control, control_grpc, objects
@@ -112,9 +111,8 @@ def find_task(view: ReadTx, ref: str) -> objects.Task:
     found = view.get_task(ref)
     if found is not None:
         return found
-    live = [t for t in view.tasks() if is_live(t)]
-    for task in live:  # "web.2" names the live task of a slot
-        if _task_name(task) == ref:
+    for task in view.tasks():  # "web.2" names the live task of a slot
+        if is_live(task) and _task_name(task) == ref:
             return task
     return resolve(view.tasks(), ref, lambda t: t.id, "task")
 
@@ -155,6 +153,8 @@ class ControlAPI(control_grpc.ControlServicer):
     def _check_ports_free(tx: ReadTx, spec: objects.ServiceSpec, service_id: str) -> None:
         """An ingress port is served by every node: two services cannot publish the same one."""
         mine = {(p.protocol, p.published_port) for p in ingress_ports(spec)}
+        if not mine:
+            return
         for other in tx.services():
             if other.id == service_id:
                 continue
@@ -252,13 +252,16 @@ class ControlAPI(control_grpc.ControlServicer):
 
     async def ListTasks(self, request, context):  # type: ignore[no-untyped-def]
         def select(view: ReadTx) -> list[objects.Task]:
-            if request.service:
-                tasks = view.tasks_of_service(find_service(view, request.service).id)
+            service_id = find_service(view, request.service).id if request.service else ""
+            node_id = find_node(view, request.node).id if request.node else ""
+            if service_id:
+                tasks = view.tasks_of_service(service_id)
+                if node_id:
+                    tasks = [t for t in tasks if t.node_id == node_id]
+            elif node_id:
+                tasks = view.tasks_of_node(node_id)
             else:
                 tasks = list(view.tasks())
-            if request.node:
-                node_id = find_node(view, request.node).id
-                tasks = [t for t in tasks if t.node_id == node_id]
             return sorted(
                 tasks,
                 key=lambda t: (t.service_name, t.slot, t.node_id, -t.meta.created.ToNanoseconds()),
@@ -291,7 +294,7 @@ class ControlAPI(control_grpc.ControlServicer):
         return control.NodeResponse(node=await self._write(context, apply))
 
     async def GetLoad(self, request, context):  # type: ignore[no-untyped-def]
-        return self._load.snapshot(history=min(request.history, 60))
+        return self._load.snapshot(history=min(request.history, HISTORY))
 
     async def WatchEvents(  # type: ignore[no-untyped-def]
         self, request, context
@@ -311,7 +314,5 @@ class ControlAPI(control_grpc.ControlServicer):
                 event = control.Event(action=actions[change.action], timestamp=ids.timestamp())
                 getattr(event, change.kind).CopyFrom(change.obj)
                 yield event
-        except asyncio.CancelledError:
-            raise
         finally:
             watch.close()

@@ -33,7 +33,6 @@ from podium.v1 import dispatcher, dispatcher_grpc, objects
 log = logging.getLogger(__name__)
 
 READY = objects.NodeStatus.STATE_READY
-DOWN = objects.NodeStatus.STATE_DOWN
 
 
 @dataclass(slots=True, eq=False)

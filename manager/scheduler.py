@@ -13,7 +13,7 @@ import time
 from podium.manager import ids, scheduling
 from podium.manager._loop import ReconcileLoop
 from podium.manager.store import Change, ReadTx, WriteTx
-from podium.manager.taskstate import has_finished, holds_resources, is_pending
+from podium.manager.taskstate import has_finished, is_pending
 from podium.v1 import objects
 
 _ALL = "*"
@@ -44,10 +44,10 @@ class Scheduler(ReconcileLoop):
         pending = [t for t in tasks if is_pending(t)]
         if not pending:
             return
-        placed = [t for t in tasks if holds_resources(t) and not is_pending(t)]
         now = time.time()
+        # Every task: schedule() counts only those that hold resources on a node.
         plan = scheduling.schedule(
-            list(view.nodes()), placed, pending, now, failures=recent_failures(tasks, now)
+            list(view.nodes()), tasks, pending, now, failures=recent_failures(tasks, now)
         )
         if plan.wake_at is not None:
             self.wake_at(plan.wake_at)

@@ -35,6 +35,7 @@ import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from podium.manager.taskstate import holds_resources
 from podium.v1 import objects
 
 __all__ = ["Constraint", "Decision", "Plan", "Unplaced", "parse_constraint", "schedule"]
@@ -189,7 +190,7 @@ def schedule(
     for task in tasks:
         state = states.get(task.node_id) if task.node_id else None
         if (state is None or task.id in to_place or task.id in delayed
-                or task.desired_state > _RUNNING or task.status.state > _RUNNING):
+                or not holds_resources(task)):
             continue
         res = task.spec.resources.reservations
         state.add(task.service_id, res.nano_cpus, res.memory_bytes, _host_ports(task))

@@ -140,11 +140,8 @@ class Transaction(ReadView):
         self.changes: list[Change] = []
 
     def _get(self, kind: Kind, id: str) -> Obj | None:
-        key = (kind, id)
-        obj = self.staged[key] if key in self.staged else self._t.objects[kind].get(id)
-        if obj is None:
-            return None
-        return clone(obj)
+        obj = self._current(kind, id)
+        return None if obj is None else clone(obj)
 
     def _current(self, kind: Kind, id: str) -> Obj | None:
         key = (kind, id)

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import pathlib
 import sqlite3
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
+from podium.manager import ids
 from podium.manager.store import _codec
 from podium.manager.store._base import CLASSES, QueueWatch, ReadTx, WriteTx
 from podium.manager.store._memory import ReadView, Tables, Transaction
@@ -59,9 +57,7 @@ class SqliteStore:
         """Synchronous form of update(), for callers outside a coroutine."""
         if self._closed:
             raise RuntimeError("store is closed")
-        now = Timestamp()
-        now.FromNanoseconds(time.time_ns())
-        tx = Transaction(self._tables, now)
+        tx = Transaction(self._tables, ids.timestamp())
         result = fn(tx)
         if tx.staged:
             self._commit(tx)
