@@ -164,17 +164,14 @@ class DockerExecutor:
 
     async def remove(self, container_id: str) -> None:
         container = self._client().containers.container(container_id)
-        try:
-            # v: also remove the container's anonymous volumes, which nothing else would reuse.
-            await container.delete(force=True, v=True)
-        except DockerError as err:
-            if err.status == 404:
-                return
-            if err.status == 409 and "already in progress" in err.message:
-                return  # a concurrent remove() is doing the work
-            raise _executor_error(err) from err
-        except aiohttp.ClientError as err:
-            raise ExecutorError(f"Docker engine connection failed: {err}") from err
+        with _engine_errors(ok=(404,)):
+            try:
+                # v: also remove the container's anonymous volumes, which nothing else would reuse.
+                await container.delete(force=True, v=True)
+            except DockerError as err:
+                if not (err.status == 409 and "already in progress" in err.message):
+                    raise
+                # else a concurrent remove() is doing the work
 
     def events(self) -> AsyncIterator[ContainerEvent]:
         return self._events()

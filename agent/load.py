@@ -152,13 +152,13 @@ class LoadSampler:
         return list(self._tracked)
 
     def _resolve(self, pid: int) -> tuple[str, str] | None:
+        if self._v2 is None and not self._v1:
+            return None  # no cgroup hierarchy to read
         try:
             lines = _read(f"{self._proc}/{pid}/cgroup").decode().splitlines()
         except OSError:
             return None  # gone already
         cpu_dir = memory_dir = None
-        if self._v2 is None and not self._v1:
-            return None
         for line in lines:
             _, controllers, path = line.split(":", 2)
             if self._v2 is not None:

@@ -207,8 +207,8 @@ class _Side(asyncio.Protocol):
 class _Connection:
     """A client connection and its backend connection (the one being made, then the one made)."""
 
-    __slots__ = ("backend", "client", "closed", "early", "key", "listener", "loop", "task",
-                 "timed_out")
+    __slots__ = ("backend", "client", "closed", "early", "early_size", "key", "listener", "loop",
+                 "task", "timed_out")
 
     def __init__(self, listener: Listener, loop: asyncio.AbstractEventLoop) -> None:
         self.listener = listener
@@ -218,6 +218,7 @@ class _Connection:
         self.key: str | None = None  # the endpoint this connection is counted against
         self.task: asyncio.Task[None] | None = None
         self.early: list[bytes] = []
+        self.early_size = 0  # bytes in `early`
         self.closed = False
         self.timed_out = False
 
@@ -238,7 +239,8 @@ class _Connection:
 
     def early_data(self, data: bytes) -> None:
         self.early.append(data)
-        if sum(map(len, self.early)) >= EARLY_DATA_LIMIT:
+        self.early_size += len(data)
+        if self.early_size >= EARLY_DATA_LIMIT:
             self.client.transport.pause_reading()
 
     async def _connect(self) -> None:
@@ -278,7 +280,7 @@ class _Connection:
         client.out = out = backend.transport
         if self.early:
             out.writelines(self.early)
-            self.early = []
+            self.early, self.early_size = [], 0
         if client.eof:
             client.pass_eof_on()
         else:

@@ -49,8 +49,11 @@ class Worker:
             if assignments.type == dispatcher.Assignments.TYPE_COMPLETE:
                 await self._replace(list(assignments.tasks))
             else:
-                for task_id in assignments.removed:
-                    await self._drop(task_id, remove_container=True)
+                dropped = [t for t in assignments.removed if await self._drop(t)]
+                if dropped:  # one listing of the engine's containers for all of them
+                    for container in await self._executor.list_containers():
+                        if container.task_id in dropped:
+                            await self._executor.remove(container.container_id)
                 for task in assignments.tasks:
                     self._upsert(task, "")
 
@@ -59,7 +62,7 @@ class Worker:
         containers = await self._executor.list_containers()
         for task_id in list(self._runners):
             if task_id not in wanted:
-                await self._drop(task_id, remove_container=False)
+                await self._drop(task_id)
         found: dict[str, str] = {}
         for container in containers:
             if container.task_id in wanted:
@@ -82,19 +85,17 @@ class Worker:
         )
         self._runners[task.id] = (runner, asyncio.create_task(runner.run(), name=task.id))
 
-    async def _drop(self, task_id: str, *, remove_container: bool) -> None:
+    async def _drop(self, task_id: str) -> bool:
+        """Stops the task's runner (its container stays); whether it had one."""
         entry = self._runners.pop(task_id, None)
         self._reporter.forget(task_id)
         if entry is None:
-            return
+            return False
         _, job = entry
         job.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await job
-        if remove_container:
-            for container in await self._executor.list_containers():
-                if container.task_id == task_id:
-                    await self._executor.remove(container.container_id)
+        return True
 
     async def follow_events(self) -> None:
         """Routes engine events to runners until cancelled."""
