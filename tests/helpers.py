@@ -19,6 +19,18 @@ T = TypeVar("T")
 
 IMAGE = "podium/web:latest"
 REPO = pathlib.Path(__file__).resolve().parents[1]
+PODIUM = [sys.executable, "-m", "podium.manager.cli"]
+# Three replicas of the test image, each publishing 80 on an engine-chosen host port.
+WEB = f"""
+services:
+  web:
+    image: {IMAGE}
+    init: true
+    stop_grace_period: 2s
+    ports: ["80"]
+    deploy:
+      replicas: 3
+"""
 
 
 def eventually(fn: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.2,
@@ -104,7 +116,31 @@ def remove_containers_of(node_ids: list[str]) -> None:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
 
 
-class Cluster:
+class CliClient:
+    """The podium CLI against the manager at `self.address`, for the test clusters."""
+
+    address: str
+
+    def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*PODIUM, "--manager", self.address, *args],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def ok(self, *args: str) -> str:
+        result = self.run(*args)
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+        return result.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.ok(*args, "-o", "json"))
+
+    def node_state(self, name: str) -> str:
+        for node in self.json("nodes"):
+            if node["name"] == name:
+                return str(node["state"])
+        return ""
+
+
+class Cluster(CliClient):
     """A manager and agents as real processes on the local engine."""
 
     def __init__(self, root: pathlib.Path, *, manager_args: tuple[str, ...] = ()) -> None:
@@ -138,30 +174,10 @@ class Cluster:
         self.node_ids[name] = node_id.strip()
         eventually(lambda: self.node_state(name) == "ready", timeout=20, what=f"{name} ready")
 
-    def node_state(self, name: str) -> str:
-        for node in self.json("nodes"):
-            if node["name"] == name:
-                return str(node["state"])
-        return ""
-
     def kill(self, key: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.pop(key)
         proc.send_signal(sig)
         proc.wait(timeout=30)
-
-    def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "podium.manager.cli", "--manager", self.address, *args],
-            capture_output=True, text=True, timeout=timeout,
-        )
-
-    def ok(self, *args: str) -> str:
-        result = self.run(*args)
-        assert result.returncode == 0, (args, result.stdout, result.stderr)
-        return result.stdout
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ok(*args, "-o", "json"))
 
     def containers(self) -> dict[str, str]:
         return containers_of(list(self.node_ids.values()))

@@ -64,11 +64,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from podium.agent.executor import LABEL_TASK
-from tests.helpers import IMAGE, REPO, eventually
+from tests.helpers import IMAGE, PODIUM, REPO, CliClient, eventually
 
 MANAGER_PORT = 7070
 CGROUP_ROOT = "/sys/fs/cgroup"
-PODIUM = [sys.executable, "-m", "podium.manager.cli"]
 STATE_FILE = "state.json"
 
 
@@ -92,7 +91,7 @@ class Host:
         return f"unix://{self.socket}"
 
 
-class HostCluster:
+class HostCluster(CliClient):
     """A manager and `hosts` simulated hosts; see the module docstring. Needs root."""
 
     def __init__(self, root: pathlib.Path, *, hosts: int = 3, run_id: str | None = None,
@@ -264,24 +263,6 @@ class HostCluster:
                               str(timeout), timeout=timeout + 10)
         return result.returncode == 0
 
-    def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        """The podium CLI against the manager."""
-        return subprocess.run([*PODIUM, "--manager", self.address, *args],
-                              capture_output=True, text=True, timeout=timeout)
-
-    def ok(self, *args: str) -> str:
-        result = self.run(*args)
-        assert result.returncode == 0, (args, result.stdout, result.stderr)
-        return result.stdout
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ok(*args, "-o", "json"))
-
-    def node_state(self, name: str) -> str:
-        for node in self.json("nodes"):
-            if node["name"] == name:
-                return str(node["state"])
-        return ""
 
     def leftovers(self) -> list[str]:
         """What of this run still exists: empty after close()."""

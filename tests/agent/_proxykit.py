@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import Callable
 from typing import TypeVar
 
 from podium.agent.proxy import Endpoint
+from tests.helpers import free_port
+
+__all__ = ["HOST", "Backend", "Client", "ask", "eventually", "free_port"]
 
 T = TypeVar("T")
 HOST = "127.0.0.1"
@@ -25,13 +27,6 @@ async def eventually(fn: Callable[[], T], *, within: float = 5.0, what: str = "c
         assert loop.time() < deadline, f"{what} not reached within {within:g} s; last: {value!r}"
         await asyncio.sleep(0.01)
     return value
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound then released)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 class Backend:

@@ -10,20 +10,9 @@ import urllib.request
 
 import pytest
 
-from tests.helpers import IMAGE, Cluster, containers_of, docker, eventually
+from tests.helpers import IMAGE, WEB, Cluster, containers_of, docker, eventually
 
 pytestmark = pytest.mark.engine
-
-WEB = f"""
-services:
-  web:
-    image: {IMAGE}
-    init: true
-    stop_grace_period: 2s
-    ports: ["80"]
-    deploy:
-      replicas: 3
-"""
 
 
 def write(tmp_path: pathlib.Path, text: str, name: str = "stack.yaml") -> str:

@@ -221,8 +221,9 @@ def test_load_is_reported_per_task(cluster: Cluster, tmp_path: pathlib.Path) -> 
                what="idle task below 0.05 core, with its memory")
 
     def memory_agrees() -> bool:
-        reported = live(cluster, "idle")["memory_bytes"]
-        engine = _engine_memory(live(cluster, "idle")["container_id"])
+        task = live(cluster, "idle")
+        reported = task["memory_bytes"]
+        engine = _engine_memory(task["container_id"])
         return abs(reported - engine) <= 0.1 * engine
 
     eventually(memory_agrees, timeout=10, what="memory within 10% of the engine's figure")

@@ -110,8 +110,9 @@ def test_every_host_answers_from_all_replicas(hosts: HostCluster, tmp_path: path
     try:
         assert blocker.stdout is not None and blocker.stdout.readline() == "bound\n"
         deploy(hosts, tmp_path, stack(3))
-        assert {t["node"] for t in live(hosts)} == {"h1", "h2"}
-        replicas = {str(t["container_id"])[:12] for t in live(hosts)}
+        tasks = live(hosts)
+        assert {t["node"] for t in tasks} == {"h1", "h2"}
+        replicas = {str(t["container_id"])[:12] for t in tasks}
 
         def all_answer(via: str) -> bool:
             result = finish(start_client(hosts, via, 1.5))

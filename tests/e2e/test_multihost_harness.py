@@ -11,21 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import IMAGE, eventually
+from tests.helpers import IMAGE, WEB, eventually
 from tests.multihost import MANAGER_PORT, HostCluster
 
 pytestmark = pytest.mark.engine
-
-WEB = f"""
-services:
-  web:
-    image: {IMAGE}
-    init: true
-    stop_grace_period: 2s
-    ports: ["80"]
-    deploy:
-      replicas: 3
-"""
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from typing import Any, cast
 import grpc
 
 from podium.manager.cli import Changes, Client
+from tests.helpers import eventually
 
 
 class Stream:
@@ -76,10 +77,7 @@ def test_an_event_ends_the_wait_at_once() -> None:
         assert timed_wait(changes, 10) < 5  # woken by the event, not the timeout
         # An event that came while nobody waited wakes the next wait at once.
         stream.items.put("event")
-        deadline = time.monotonic() + 5
-        while not changes._changed.is_set():
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        eventually(changes._changed.is_set, timeout=5, interval=0.01, what="the event seen")
         assert timed_wait(changes, 10) < 1
     finally:
         changes.close()

@@ -106,13 +106,7 @@ def test_global_runs_one_task_per_eligible_node(tmp_path: pathlib.Path) -> None:
     _reconcile(store, orch)
     assert sorted(t.node_id for t in _live(store)) == ["n1", "n2"]
 
-    def drain(tx: WriteTx) -> None:
-        node = tx.get_node("n2")
-        assert node is not None
-        node.spec.availability = objects.NodeSpec.AVAILABILITY_DRAIN
-        tx.update(node)
-
-    store.update_now(drain)
+    _set_node(store, "n2", availability=objects.NodeSpec.AVAILABILITY_DRAIN)
     _reconcile(store, orch)
     assert [t.node_id for t in _live(store)] == ["n1"]
 
