@@ -42,6 +42,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import aiodocker
 import aiohttp
 
+from podium.agent._container import container_config
+from podium.manager.compose import load_stack
+from podium.v1 import objects
 from tests.helpers import IMAGE, Cluster, docker, eventually, one_node_cluster
 
 NODE = "bench-node"
@@ -64,18 +67,11 @@ services:
 
 
 def raw_config(run_id: str) -> dict[str, Any]:
-    """What the agent's container_config() sends for this spec, with a bench label instead."""
-    return {
-        "Image": IMAGE,
-        "Labels": {RAW_LABEL: run_id},
-        "ExposedPorts": {"80/tcp": {}},
-        "HostConfig": {
-            "Init": True,
-            "RestartPolicy": {"Name": "no"},
-            "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
-            "PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": ""}]},
-        },
-    }
+    """What the agent's container_config() sends for this stack, with a bench label instead."""
+    [spec] = load_stack(stack(1))
+    config = container_config(objects.Task(spec=spec), node_id="bench")
+    config["Labels"] = {RAW_LABEL: run_id}
+    return config
 
 
 async def raw_create_start(run_id: str, count: int, *, concurrent: bool) -> float:

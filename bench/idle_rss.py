@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import statistics
 import subprocess
 import sys
 import time
@@ -90,8 +89,8 @@ def main() -> int:
         floor.kill()
         floor.wait()
 
-    rss_mb = {w.name: statistics.median(w.rss_kib) / 1024 for w in watched}
-    cpu_pct = {w.name: 100 * (w.cpu_end - w.cpu_start) / elapsed for w in watched}
+    rss_mb = {w.name: w.rss_mb() for w in watched}
+    cpu_pct = {w.name: w.cpu_pct(elapsed) for w in watched}
     base = watched[2].name
     figures = {
         "manager_idle_rss_mb": round(rss_mb["manager"], 1),

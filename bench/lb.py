@@ -261,14 +261,13 @@ class Result:
 UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def wrk(target: tuple[str, int], mode: str, args: argparse.Namespace, root: pathlib.Path,
+def wrk(target: tuple[str, int], mode: str, args: argparse.Namespace, pace: pathlib.Path,
         duration: float, pid: int | None = None) -> Result:
+    """One wrk run; `pace` is the script of the paced modes."""
     host, port = target
     extra = CLOSE if mode.startswith("close") else []
     if mode.endswith("_paced"):
-        script = root / "pace.lua"
-        script.write_text(PACE_SCRIPT.format(ms=args.pace_ms))
-        extra = [*extra, "-s", str(script)]
+        extra = [*extra, "-s", str(pace)]
     command = [*NET.client, "wrk", f"-t{args.threads}", f"-c{args.connections}",
                f"-d{duration:g}s", "--latency", *extra, f"http://{host}:{port}/"]
     cpu_before = tree_cpu_seconds(pid) if pid else 0.0
@@ -362,10 +361,8 @@ def start_target(procs: Processes, kind: str,
                                             b1=backends[0], b2=backends[1], threads=threads))
         proc = procs.start(kind, ["haproxy", "-db", "-f", str(conf)], port)
     else:
-        from podium.agent.meshpool import default_workers
-
         balance = "round_robin" if kind == "podium_rr" else "least_conn"
-        workers = 0 if kind == "podium_1p" else default_workers()
+        workers = 0 if kind == "podium_1p" else mesh_workers()
         proc = procs.start(kind, [sys.executable, __file__, "--serve", str(port),
                                   ",".join(map(str, backends)), balance, NET.listen,
                                   NET.backend, str(workers)], port)
@@ -389,6 +386,8 @@ def measure(args: argparse.Namespace) -> dict[str, Result]:
     samples: dict[str, list[Result]] = {f"{k}_{m}": [] for k in kinds for m in MODES}
     with tempfile.TemporaryDirectory(prefix="podium-bench-lb-") as tmp:
         root = pathlib.Path(tmp)
+        pace = root / "pace.lua"
+        pace.write_text(PACE_SCRIPT.format(ms=args.pace_ms))
         procs = Processes(root)
         try:
             backends = [free_port(), free_port()]
@@ -398,13 +397,13 @@ def measure(args: argparse.Namespace) -> dict[str, Result]:
             for target, _ in targets.values():
                 for mode in MODES:
                     if args.warmup:
-                        wrk(target, mode, args, root, args.warmup)
+                        wrk(target, mode, args, pace, args.warmup)
             for n in range(args.rounds):
                 order = kinds[n % len(kinds):] + kinds[:n % len(kinds)]
                 for mode in MODES:
                     for kind in order:
                         target, pid = targets[kind]
-                        result = wrk(target, mode, args, root, args.duration, pid)
+                        result = wrk(target, mode, args, pace, args.duration, pid)
                         samples[f"{kind}_{mode}"].append(result)
                         print(f"  round {n + 1}: {kind} {mode} {result.rps:,.0f} req/s",
                               file=sys.stderr)
@@ -438,6 +437,7 @@ def figures(results: dict[str, Result]) -> dict[str, float | int | str]:
 
 
 def mesh_workers() -> int:
+    """How many mesh workers the agent runs on this machine by default."""
     from podium.agent.meshpool import default_workers
 
     return default_workers()

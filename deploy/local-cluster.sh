@@ -74,11 +74,8 @@ manager_answers() {
 node_ready() {
     "$PY" -c '
 import json, sys
-rows = json.load(sys.stdin)
-if isinstance(rows, dict):  # tolerate {"nodes": [...]}
-    rows = next((v for v in rows.values() if isinstance(v, list)), [])
-for r in rows:
-    if isinstance(r, dict) and r.get("name") == sys.argv[1]:
+for r in json.load(sys.stdin):
+    if r.get("name") == sys.argv[1]:
         if str(r.get("state", "")).lower() == "ready":
             print(r.get("id") or "")
             sys.exit(0)
@@ -111,12 +108,9 @@ wait_node_ready() {
 print_curl_lines() {
     "$PY" -c '
 import json, sys
-rows = json.load(sys.stdin)
-if isinstance(rows, dict):  # tolerate {"tasks": [...]}
-    rows = next((v for v in rows.values() if isinstance(v, list)), [])
 seen = []
-for task in rows:
-    for mapping in (task.get("ports") or []) if isinstance(task, dict) else []:
+for task in json.load(sys.stdin):
+    for mapping in task.get("ports") or []:
         # "0.0.0.0:32768->80/tcp" or ":::32768->80/tcp": the host port ends the left side.
         host = str(mapping).split("->", 1)[0]
         port = host.rsplit(":", 1)[-1]
