@@ -37,7 +37,8 @@ from typing import Any
 
 import msgpack
 
-from podium.agent.proxy import Endpoint, ListenerSpec, Mesh, new_event_loop
+from podium.agent.meshspec import Endpoint, ListenerSpec
+from podium.agent.proxy import Mesh, new_event_loop
 
 STATS_PERIOD = 0.2  # seconds between looks at the connection counts
 

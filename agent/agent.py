@@ -14,13 +14,13 @@ import secrets
 
 from podium.agent.executor import Executor
 from podium.agent.kernelmesh import KernelMesh
-from podium.agent.load import LoadSampler
-from podium.agent.loadreport import LoadReporter
+from podium.agent.loadstream import LoadStream
 from podium.agent.meshpool import MeshPool
 from podium.agent.proxy import Mesh
-from podium.agent.reporter import Reporter
 from podium.agent.routing import RoutingTable
+from podium.agent.sampler import LoadSampler
 from podium.agent.session import Session
+from podium.agent.status import StatusReporter
 from podium.agent.worker import Worker
 from podium.v1 import dispatcher, objects
 
@@ -60,7 +60,7 @@ class Agent:
         self._name = name
         self._labels = dict(labels or {})
         self._executor = executor
-        self._reporter = Reporter()
+        self._reporter = StatusReporter()
         self._worker = Worker(executor=executor, reporter=self._reporter)
         self._routes = RoutingTable()
         # "kernel": nftables DNAT rules (podium.agent.kernelmesh) instead of the asyncio proxy,
@@ -73,7 +73,7 @@ class Agent:
             self._mesh = MeshPool(workers=mesh_workers)
         else:
             self._mesh = Mesh()
-        load = LoadReporter(sampler=LoadSampler(), running=self._worker.running_pids,
+        load = LoadStream(sampler=LoadSampler(), running=self._worker.running_pids,
                             connections=self._mesh_connections)
         self._session = Session(
             manager=manager,

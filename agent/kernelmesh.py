@@ -64,7 +64,7 @@ import ipaddress
 import pathlib
 from collections.abc import Mapping
 
-from podium.agent.proxy import ListenerSpec
+from podium.agent.meshspec import ListenerSpec
 
 TABLE = "podium_mesh"
 FAMILY = "ip"

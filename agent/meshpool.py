@@ -45,7 +45,8 @@ from typing import Any
 import msgpack
 
 from podium.agent._meshworker import decode_stats, encode_specs
-from podium.agent.proxy import ListenerSpec, listening_socket, port_error
+from podium.agent.meshspec import ListenerSpec
+from podium.agent.proxy import listening_socket, port_error
 
 log = logging.getLogger(__name__)
 

@@ -53,20 +53,12 @@ import contextlib
 import errno
 import socket
 from collections.abc import Callable, Container, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Protocol, cast
+
+from podium.agent.meshspec import Endpoint, ListenerSpec
 
 EARLY_DATA_LIMIT = 64 * 1024  # bytes buffered per client while its backend connection is made
 BACKLOG = 1024
-
-
-@dataclass(slots=True, frozen=True)
-class Endpoint:
-    """One replica a listener may forward to."""
-
-    key: str
-    host: str
-    port: int
 
 
 class Balancer(Protocol):
@@ -399,15 +391,6 @@ class Listener:
         counts = {e.key: self.active.get(e.key, 0) for e in self.endpoints}
         counts.update(self.active)
         return counts
-
-
-@dataclass(slots=True, frozen=True)
-class ListenerSpec:
-    """What one published port should do."""
-
-    endpoints: tuple[Endpoint, ...] = ()
-    balance: str = "least_conn"
-    proxy_protocol: bool = False
 
 
 class Mesh:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from podium.agent.proxy import Endpoint, ListenerSpec
+from podium.agent.meshspec import Endpoint, ListenerSpec
 from podium.v1 import dispatcher, objects
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from collections import deque
 from podium.agent._netstat import established
 from podium.agent.executor import ContainerState, Executor, ExecutorError
 from podium.agent.probe import HealthTracker, Prober
-from podium.agent.reporter import Reporter
 from podium.agent.restarts import RestartBook
+from podium.agent.status import StatusReporter
 from podium.v1 import objects
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class TaskRunner:
         task: objects.Task,
         *,
         executor: Executor,
-        reporter: Reporter,
+        reporter: StatusReporter,
         container_id: str = "",
     ) -> None:
         self.task = task

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
-from podium.agent.reporter import Reporter
+from podium.agent.status import StatusReporter
 from podium.v1 import dispatcher, dispatcher_grpc, objects
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class Session:
         node_id: str,
         describe: Callable[[], Awaitable[objects.NodeDescription]],
         on_assignments: Callable[[dispatcher.Assignments], Awaitable[None]],
-        reporter: Reporter,
+        reporter: StatusReporter,
         load: Callable[[], dispatcher.LoadReport] | None = None,
         on_endpoints: Callable[[dispatcher.Endpoints], Awaitable[None]] | None = None,
     ) -> None:

@@ -18,15 +18,15 @@ from podium.agent.executor import (
     Executor,
     ExecutorError,
 )
-from podium.agent.reporter import Reporter
 from podium.agent.runner import TaskRunner
+from podium.agent.status import StatusReporter
 from podium.v1 import dispatcher, objects
 
 log = logging.getLogger(__name__)
 
 
 class Worker:
-    def __init__(self, *, executor: Executor, reporter: Reporter) -> None:
+    def __init__(self, *, executor: Executor, reporter: StatusReporter) -> None:
         self._executor = executor
         self._reporter = reporter
         self._runners: dict[str, tuple[TaskRunner, asyncio.Task[None]]] = {}

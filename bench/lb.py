@@ -297,7 +297,8 @@ def serve(port: int, backends: str, balance: str, listen: str, backend: str,
     """The Podium side, in its own process, until SIGTERM: the agent's mesh, in `workers`
     processes (podium.agent.meshpool) or, with 0, in this process's event loop."""
     from podium.agent.meshpool import MeshPool
-    from podium.agent.proxy import Endpoint, ListenerSpec, Mesh, new_event_loop
+    from podium.agent.meshspec import Endpoint, ListenerSpec
+    from podium.agent.proxy import Mesh, new_event_loop
 
     async def main() -> None:
         endpoints = tuple(Endpoint(f"b{i}", backend, int(p))
@@ -328,7 +329,7 @@ def loop_name() -> str:
 def apply_kernel(port: int | None, backends: list[int]) -> None:
     """Loads (port given) or deletes (None) the kernel mesh's rules in this namespace."""
     from podium.agent.kernelmesh import KernelMesh
-    from podium.agent.proxy import Endpoint, ListenerSpec
+    from podium.agent.meshspec import Endpoint, ListenerSpec
 
     async def main() -> list[str]:
         mesh = KernelMesh()

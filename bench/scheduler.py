@@ -23,8 +23,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from podium.manager.placement import parse_constraint, schedule
 from podium.manager.scheduler import commit_plan
-from podium.manager.scheduling import parse_constraint, schedule
 from podium.manager.store import SqliteStore, WriteTx
 from podium.v1 import objects
 

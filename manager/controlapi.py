@@ -13,9 +13,9 @@ from typing import TypeVar
 
 import grpc
 
-from podium.manager import ids, scheduling
+from podium.manager import ids, placement
 from podium.manager.endpoints import ingress_ports
-from podium.manager.load import HISTORY, LoadBook
+from podium.manager.loadbook import HISTORY, LoadBook
 from podium.manager.store import ConflictError, ExistsError, ReadTx, Store, WriteTx
 from podium.manager.taskstate import is_live
 from podium.v1 import control, control_grpc, objects
@@ -51,7 +51,7 @@ def validate_spec(spec: objects.ServiceSpec) -> None:
         raise bad(f"{where}: spec.replicas {spec.replicas}: at most {MAX_REPLICAS}")
     for expr in spec.placement.constraints:
         try:
-            scheduling.parse_constraint(expr)
+            placement.parse_constraint(expr)
         except ValueError as err:
             raise bad(f"{where}: spec.placement.constraints: {err}") from None
     for i, port in enumerate(spec.ports):

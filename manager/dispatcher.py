@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import grpc
 
 from podium.manager import ids
-from podium.manager.endpoints import RoutingTables
-from podium.manager.load import LoadBook
+from podium.manager.endpoints import EndpointTables
+from podium.manager.loadbook import LoadBook
 from podium.manager.nodemonitor import NodeMonitor, Transition
 from podium.manager.store import Change, Store, WriteTx
 from podium.v1 import dispatcher, dispatcher_grpc, objects
@@ -69,7 +69,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
             startup_grace=startup_grace, now=time.monotonic(),
         )
         self._sessions: dict[str, _Session] = {}
-        self._routes = RoutingTables()
+        self._routes = EndpointTables()
 
     async def run(self) -> None:
         view = self._store.view()

@@ -71,7 +71,7 @@ def service_endpoints(
     return table
 
 
-class RoutingTables:
+class EndpointTables:
     """The current table of every service with ingress ports, kept in step with the store's
     changes: `changed()` returns the delta to push to every agent, `complete()` the full set
     for a session that just opened."""

@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from podium.manager._loop import ReconcileLoop
 from podium.manager.controlapi import ControlAPI
 from podium.manager.dispatcher import Dispatcher
-from podium.manager.load import LoadBook
+from podium.manager.loadbook import LoadBook
 from podium.manager.orchestrator import Orchestrator
 from podium.manager.reaper import Reaper
 from podium.manager.scheduler import Scheduler

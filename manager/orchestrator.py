@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from podium.manager import ids, scheduling
+from podium.manager import ids, placement
 from podium.manager._loop import ReconcileLoop
 from podium.manager.store import Change, ReadTx, WriteTx
 from podium.manager.taskstate import has_finished, is_live
@@ -200,7 +200,7 @@ class Orchestrator(ReconcileLoop):
     def _reconcile_global(
         self, tx: WriteTx, service: objects.Service, live: list[objects.Task]
     ) -> None:
-        constraints = [scheduling.parse_constraint(c) for c in service.spec.placement.constraints]
+        constraints = [placement.parse_constraint(c) for c in service.spec.placement.constraints]
 
         def eligible(node: objects.Node | None) -> bool:
             return (

@@ -1,6 +1,6 @@
 """Scheduler: places pending tasks on nodes.
 
-The decisions come from the pure `scheduling.schedule()`; this loop only feeds
+The decisions come from the pure `placement.schedule()`; this loop only feeds
 it a snapshot and commits its plan in one transaction, re-checking each task
 and node against the current state (a plan made on a snapshot may be stale).
 A task that fits nowhere stays PENDING with the reason in its status message.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from podium.manager import ids, scheduling
+from podium.manager import ids, placement
 from podium.manager._loop import ReconcileLoop
 from podium.manager.store import Change, ReadTx, WriteTx
 from podium.manager.taskstate import has_finished, is_pending
@@ -46,7 +46,7 @@ class Scheduler(ReconcileLoop):
             return
         now = time.time()
         # Every task: schedule() counts only those that hold resources on a node.
-        plan = scheduling.schedule(
+        plan = placement.schedule(
             list(view.nodes()), tasks, pending, now, failures=recent_failures(tasks, now)
         )
         if plan.wake_at is not None:
@@ -67,7 +67,7 @@ def recent_failures(tasks: list[objects.Task], now: float) -> set[tuple[str, str
     }
 
 
-def commit_plan(tx: WriteTx, plan: scheduling.Plan) -> int:
+def commit_plan(tx: WriteTx, plan: placement.Plan) -> int:
     """Applies a plan; returns the number of tasks assigned."""
     now = ids.timestamp()
     assigned = 0

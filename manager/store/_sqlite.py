@@ -16,7 +16,7 @@ from typing import TypeVar
 from podium.manager import ids
 from podium.manager.store import _codec
 from podium.manager.store._base import CLASSES, QueueWatch, ReadTx, WriteTx
-from podium.manager.store._memory import ReadView, Tables, Transaction
+from podium.manager.store._tables import ReadView, Tables, Transaction
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Callable
 from typing import TypeVar
 
-from podium.agent.proxy import Endpoint
+from podium.agent.meshspec import Endpoint
 from tests.helpers import free_port
 
 __all__ = ["HOST", "Backend", "Client", "ask", "eventually", "free_port"]

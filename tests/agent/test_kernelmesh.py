@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pytest
 
 from podium.agent.kernelmesh import MASQ_MARK, count_connections, render
-from podium.agent.proxy import Endpoint, ListenerSpec
+from podium.agent.meshspec import Endpoint, ListenerSpec
 
 
 def spec(*endpoints: tuple[str, str, int], balance: str = "least_conn",
@@ -119,7 +119,7 @@ asyncio.run(main())
 MESH = """
 import asyncio, json, sys
 from podium.agent.kernelmesh import KernelMesh
-from podium.agent.proxy import Endpoint, ListenerSpec
+from podium.agent.meshspec import Endpoint, ListenerSpec
 async def main():
     mesh = KernelMesh()
     for line in sys.stdin:

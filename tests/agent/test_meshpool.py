@@ -17,7 +17,7 @@ import pytest
 
 from podium.agent import meshpool
 from podium.agent.meshpool import MeshPool
-from podium.agent.proxy import ListenerSpec
+from podium.agent.meshspec import ListenerSpec
 from tests.agent._proxykit import HOST, Backend, Client, ask, eventually, free_port
 
 
@@ -176,7 +176,7 @@ async def test_workers_exit_when_the_agent_dies() -> None:
         script = (
             "import asyncio, sys\n"
             "from podium.agent.meshpool import MeshPool\n"
-            "from podium.agent.proxy import Endpoint, ListenerSpec\n"
+            "from podium.agent.meshspec import Endpoint, ListenerSpec\n"
             "async def main():\n"
             f"    pool = MeshPool(workers=2, host={HOST!r})\n"
             f"    spec = ListenerSpec((Endpoint('a', {HOST!r}, {a.port}),))\n"

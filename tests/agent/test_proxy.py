@@ -16,11 +16,10 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
+from podium.agent.meshspec import Endpoint, ListenerSpec
 from podium.agent.proxy import (
-    Endpoint,
     LeastConnections,
     Listener,
-    ListenerSpec,
     Mesh,
     RoundRobin,
     proxy_header,

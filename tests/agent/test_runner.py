@@ -7,8 +7,8 @@ import contextlib
 import time
 from collections.abc import Callable
 
-from podium.agent.reporter import Reporter
 from podium.agent.runner import TaskRunner
+from podium.agent.status import StatusReporter
 from podium.v1 import objects
 from tests.fakes import FakeExecutor
 
@@ -30,7 +30,7 @@ async def _until(fn: Callable[[], bool], within: float, what: str) -> None:
 
 
 async def test_a_crashing_container_is_restarted_with_growing_delays() -> None:
-    executor, reporter = FakeExecutor(), Reporter()
+    executor, reporter = FakeExecutor(), StatusReporter()
     runner = TaskRunner(_task(), executor=executor, reporter=reporter)
     job = asyncio.create_task(runner.run())
 
@@ -63,7 +63,7 @@ async def test_a_crashing_container_is_restarted_with_growing_delays() -> None:
 
 
 async def test_condition_none_ends_the_task() -> None:
-    executor, reporter = FakeExecutor(), Reporter()
+    executor, reporter = FakeExecutor(), StatusReporter()
     runner = TaskRunner(_task(condition=objects.RestartPolicy.CONDITION_NONE),
                         executor=executor, reporter=reporter)
     job = asyncio.create_task(runner.run())

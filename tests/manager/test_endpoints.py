@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 
-from podium.manager.endpoints import RoutingTables, node_address, service_endpoints
+from podium.manager.endpoints import EndpointTables, node_address, service_endpoints
 from podium.manager.store import SqliteStore, WriteTx
 from podium.v1 import objects
 
@@ -74,7 +74,7 @@ def test_tables_push_only_what_changed(tmp_path: pathlib.Path) -> None:
         tx.create(_task("a", "n1"))
 
     store.update_now(seed)
-    routes = RoutingTables()
+    routes = EndpointTables()
     first = routes.changed(store.view(), ["s1"])
     assert first is not None and [e.task_id for e in first.services[0].endpoints] == ["a"]
     assert routes.changed(store.view(), ["s1"]) is None  # nothing new

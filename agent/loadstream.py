@@ -1,9 +1,9 @@
-"""LoadReporter: turns load samples into the LoadReports an agent streams to the manager.
+"""LoadStream: turns load samples into the LoadReports an agent streams to the manager.
 
 Every period the node's figures travel; a task's figures travel only when they moved
 noticeably since they were last sent (CPU_STEP cores, MEMORY_STEP bytes), and every
 `summary_every`-th report lists every task, so only changes and periodic summaries cross the
-network. Sampling reads cgroup files (podium.agent.load): one cheap synchronous pass per period.
+network. Sampling reads cgroup files (podium.agent.sampler): one cheap synchronous pass per period.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from podium.agent.load import LoadSampler, TaskSample
+from podium.agent.sampler import LoadSampler, TaskSample
 from podium.v1 import dispatcher
 
 CPU_STEP = 0.02
 MEMORY_STEP = 1 << 20
 
 
-class LoadReporter:
+class LoadStream:
     def __init__(self, *, sampler: LoadSampler, running: Callable[[], dict[str, int]],
                  connections: Callable[[], dict[str, int]] = dict,
                  summary_every: int = 10) -> None:

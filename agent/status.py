@@ -1,4 +1,4 @@
-"""Reporter: the latest status of each task, until the manager has it.
+"""StatusReporter: the latest status of each task, until the manager has it.
 
 Only the newest status of a task matters (a later state supersedes an earlier
 one), so the reporter keeps one per task and a set of those not yet sent. When
@@ -13,7 +13,7 @@ import asyncio
 from podium.v1 import dispatcher, objects
 
 
-class Reporter:
+class StatusReporter:
     def __init__(self) -> None:
         self._latest: dict[str, objects.TaskStatus] = {}
         self._unsent: set[str] = set()

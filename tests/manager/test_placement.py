@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from podium.manager.scheduling import (
+from podium.manager.placement import (
     Constraint,
     Decision,
     Plan,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from podium.agent.load import LoadSampler, TaskSample
+from podium.agent.sampler import LoadSampler, TaskSample
 from tests.helpers import IMAGE, docker, eventually
 
 LABEL = "io.podium.test.load"
