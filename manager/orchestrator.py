@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from podium.manager import ids, placement
 from podium.manager._loop import ReconcileLoop
+from podium.manager.eligibility import is_eligible
 from podium.manager.store import Change, ReadTx, WriteTx
 from podium.manager.taskstate import has_finished, is_live
 from podium.v1 import objects
@@ -66,13 +67,6 @@ def may_replace(task: objects.Task) -> bool:
     if policy.max_attempts and next_attempt(task) > policy.max_attempts:
         return False
     return True
-
-
-def node_is_eligible(node: objects.Node) -> bool:
-    return (
-        node.status.state == objects.NodeStatus.STATE_READY
-        and node.spec.availability == objects.NodeSpec.AVAILABILITY_ACTIVE
-    )
 
 
 def new_task(service: objects.Service, *, slot: int, node_id: str, attempt: int) -> objects.Task:
@@ -205,7 +199,7 @@ class Orchestrator(ReconcileLoop):
         def eligible(node: objects.Node | None) -> bool:
             return (
                 node is not None
-                and node_is_eligible(node)
+                and is_eligible(node)
                 and all(
                     c.matches(node.id, node.description.name, node.description.labels)
                     for c in constraints

@@ -35,6 +35,7 @@ import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from podium.manager.eligibility import NOT_READY, ineligible
 from podium.manager.taskstate import holds_resources
 from podium.v1 import objects
 
@@ -227,10 +228,8 @@ def schedule(
 
 def _node_state(node: objects.Node) -> _NodeState:
     unavailable: _Rejection | None = None
-    if node.status.state != objects.NodeStatus.STATE_READY:
-        unavailable = (_NOT_READY, 0, "")
-    elif node.spec.availability != objects.NodeSpec.AVAILABILITY_ACTIVE:
-        unavailable = (_UNAVAILABLE, 0, "")
+    if reason := ineligible(node):
+        unavailable = (_NOT_READY if reason == NOT_READY else _UNAVAILABLE, 0, reason)
     desc = node.description
     return _NodeState(node.id, desc.name, dict(desc.labels), unavailable,
                       desc.capacity.nano_cpus, desc.capacity.memory_bytes, set())
@@ -315,7 +314,7 @@ def _describe(rejection: _Rejection, count: int) -> str:
         return f"no node has {detail} free ({nodes})"
     if rank == _CONSTRAINT_RANK:
         return f"{nodes} {'fails' if count == 1 else 'fail'} {detail}"
-    return f"{nodes} {'paused/draining' if rank == _UNAVAILABLE else 'not ready'}"
+    return f"{nodes} {detail}"
 
 
 def _fail(plan: Plan, tasks: list[objects.Task], reason: str) -> None:

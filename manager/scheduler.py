@@ -12,6 +12,7 @@ import time
 
 from podium.manager import ids, placement
 from podium.manager._loop import ReconcileLoop
+from podium.manager.eligibility import is_eligible
 from podium.manager.store import Change, ReadTx, WriteTx
 from podium.manager.taskstate import has_finished, is_pending
 from podium.v1 import objects
@@ -76,7 +77,7 @@ def commit_plan(tx: WriteTx, plan: placement.Plan) -> int:
         node = tx.get_node(decision.node_id)
         if task is None or not is_pending(task) or node is None:
             continue
-        if node.status.state != objects.NodeStatus.STATE_READY:
+        if not is_eligible(node):
             continue  # went away since the snapshot; the next pass places the task
         task.node_id = decision.node_id
         task.status.state = objects.TASK_STATE_ASSIGNED

@@ -1,0 +1,26 @@
+"""Which nodes take new tasks: the one rule the scheduler, its commit and the orchestrator share.
+
+A node takes new tasks when its status is READY and its availability ACTIVE. `ineligible(node)`
+returns why it does not ("" when it does), worded for the scheduler's reasons
+("2 nodes not ready").
+"""
+
+from __future__ import annotations
+
+from podium.v1 import objects
+
+NOT_READY = "not ready"
+NOT_ACTIVE = "paused/draining"
+
+
+def ineligible(node: objects.Node) -> str:
+    """Why `node` takes no new tasks, or "" when it does."""
+    if node.status.state != objects.NodeStatus.STATE_READY:
+        return NOT_READY
+    if node.spec.availability != objects.NodeSpec.AVAILABILITY_ACTIVE:
+        return NOT_ACTIVE
+    return ""
+
+
+def is_eligible(node: objects.Node) -> bool:
+    return not ineligible(node)
