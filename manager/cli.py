@@ -72,7 +72,8 @@ def cmd_manager(args: argparse.Namespace) -> int:
 
     manager = Manager(
         listen=args.listen, data_dir=args.data_dir, heartbeat_period=args.heartbeat_period,
-        down_grace=args.down_grace,
+        down_grace=args.down_grace, restart_grace=args.agent_restart_grace,
+        probe_timeout=args.probe_timeout,
     )
     asyncio.run(_run_until_signalled(manager.start, manager.serve_forever, manager.stop))
     return 0
@@ -87,6 +88,20 @@ def _mesh_workers(text: str) -> int:
         raise argparse.ArgumentTypeError(f"--mesh-workers must be a whole number from 0 to 64, "
                                          f"not {text!r}")
     return value
+
+
+def _seconds(flag: str, low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be a number of seconds from {low:g} to {high:g}, not {text!r}")
+        return value
+
+    return parse
 
 
 def _labels(pairs: list[str]) -> dict[str, str]:
@@ -275,7 +290,7 @@ def cmd_nodes(client: Client, args: argparse.Namespace) -> int:
         [
             ("ID", "id"),
             ("NAME", "name"),
-            ("STATE", "state"),
+            ("STATE", "state_text"),
             ("AVAILABILITY", "availability"),
             ("ADDRESS", "addr"),
             ("CPUS", "cpus"),
@@ -521,9 +536,23 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--data-dir", required=True, help="where the manager keeps its state")
     m.add_argument("--heartbeat-period", type=float, default=1.0, help="seconds")
     m.add_argument(
-        "--down-grace", type=float, default=1.0,
-        help="seconds a node whose session broke stays suspect before it is down and its tasks "
-        "move (default %(default)s); a restarted agent that reconnects within it keeps its tasks",
+        "--down-grace", type=_seconds("--down-grace", 0.1, 3600), default=1.0,
+        help="longest a node whose session broke stays suspect while its host is probed; "
+        "without a conclusive answer by then it is down (default %(default)s s)",
+    )
+    m.add_argument(
+        "--agent-restart-grace", type=_seconds("--agent-restart-grace", 0, 86400),
+        default=30.0, metavar="SECONDS",
+        help="how long the tasks of a node whose agent is gone while its host still answers "
+        "(a restart, an upgrade, a crash) are held before they are replaced (default "
+        "%(default)s s)",
+    )
+    m.add_argument(
+        "--probe-timeout", type=_seconds("--probe-timeout", 0.05, 10), default=0.5,
+        metavar="SECONDS",
+        help="how long the manager waits for a node's host to answer a TCP connect when its "
+        "session breaks or runs late; no answer means the host is gone and its tasks are "
+        "replaced at once (default %(default)s s)",
     )
     m.set_defaults(daemon=cmd_manager)
 

@@ -4,7 +4,9 @@ Each agent holds one bidirectional stream. On Register the dispatcher records
 the node as ready, sends the heartbeat period and the complete set of tasks
 assigned to the node, then forwards changes to that set as they commit. It
 applies the agents' status reports, which may only move a task forward, and
-marks a node down when its session ends or falls silent.
+feeds the node monitor (nodemonitor.py decides; this module acts): sessions
+opening, ending (with the agent's "leaving to restart" when it said so) or
+running late, and the results of the host probes (hostprobe.py) it asks for.
 
 Invariant: a session's complete set is taken from the store in the same
 synchronous step that registers the session for forwarding, so no change can
@@ -23,10 +25,17 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from podium.manager import ids
-from podium.manager.endpoints import EndpointTables
+from podium.manager import hostprobe, ids
+from podium.manager.endpoints import EndpointTables, node_address
 from podium.manager.loadbook import LoadBook
-from podium.manager.nodemonitor import NodeMonitor, Transition
+from podium.manager.nodemonitor import (
+    AGENT_DOWN,
+    DEFAULT_PROBE_TIMEOUT_S,
+    DEFAULT_RESTART_GRACE_S,
+    Decisions,
+    NodeMonitor,
+    Transition,
+)
 from podium.manager.store import Change, Store, WriteTx
 from podium.v1 import dispatcher, dispatcher_grpc, objects
 
@@ -41,8 +50,10 @@ class _Session:
     outbox: asyncio.Queue[dispatcher.ManagerMessage | None] = field(default_factory=asyncio.Queue)
     # Desired state last sent per task: only changes the agent acts on travel.
     sent: dict[str, int] = field(default_factory=dict)
-    # Set when the monitor closes a silent session: the node is down already.
+    # Set when the monitor closes a silent session: the node's new state is decided already.
     silenced: bool = False
+    # The agent's reason, when it said it is leaving to restart.
+    leaving: str = ""
 
     def close(self) -> None:
         self.outbox.put_nowait(None)
@@ -59,22 +70,38 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         missed_heartbeats: int = 3,
         down_grace: float = 1.0,
         startup_grace: float = 10.0,
+        restart_grace: float = DEFAULT_RESTART_GRACE_S,
+        probe_timeout: float = DEFAULT_PROBE_TIMEOUT_S,
     ) -> None:
         self._store = store
         self._period = heartbeat_period
         self._load_period = load_period
         self._load = load
+        # Fine-grained: a down grace of 1 s should not become 1.25 s.
+        self._tick = min(heartbeat_period, 1.0) / 20
         self._monitor = NodeMonitor(
             period=heartbeat_period, missed=missed_heartbeats, down_grace=down_grace,
-            startup_grace=startup_grace, now=time.monotonic(),
+            startup_grace=startup_grace, restart_grace=restart_grace,
+            # Twice the tick: the loop's ordinary jitter is no stall.
+            tick=2 * self._tick, now=time.monotonic(),
         )
+        self._probe_timeout = probe_timeout
+        self._probes: dict[str, asyncio.Task[None]] = {}  # node id -> its probe in flight
         self._sessions: dict[str, _Session] = {}
         self._routes = EndpointTables()
 
     async def run(self) -> None:
         view = self._store.view()
         self._routes.changed(view, [s.id for s in view.services()])
-        await asyncio.gather(self._forward_changes(), self._watch_nodes())
+        try:
+            await asyncio.gather(self._forward_changes(), self._watch_nodes())
+        finally:
+            probes = list(self._probes.values())
+            for job in probes:
+                job.cancel()
+            for job in probes:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
 
     # -- agent -> manager ------------------------------------------------------
 
@@ -124,8 +151,8 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                 del self._sessions[session.node_id]
                 self._load.forget_node(session.node_id)
                 if not session.silenced:
-                    closed = self._monitor.closed(session.node_id, time.monotonic())
-                    await self._apply([closed])
+                    await self._act(self._monitor.closed(
+                        session.node_id, time.monotonic(), restarting=session.leaving))
 
     def _open(self, node_id: str) -> _Session:
         old = self._sessions.get(node_id)
@@ -136,6 +163,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         info = dispatcher.SessionInfo(node_id=node_id)
         info.heartbeat_period.FromNanoseconds(int(self._period * 1e9))
         info.load_period.FromNanoseconds(int(self._load_period * 1e9))
+        info.restart_grace.FromNanoseconds(int(self._monitor.restart_grace * 1e9))
         session.outbox.put_nowait(dispatcher.ManagerMessage(session=info))
         full = dispatcher.Assignments(type=dispatcher.Assignments.TYPE_COMPLETE)
         for task in self._store.view().tasks_of_node(node_id):
@@ -150,6 +178,11 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
     ) -> None:
         async for message in requests:
             self._monitor.heard(session.node_id, time.monotonic())
+            if message.HasField("leaving"):
+                if message.leaving.restarting:
+                    session.leaving = message.leaving.reason or "said so"
+                log.info("node %s is leaving (%s)", session.node_id,
+                         session.leaving or "not restarting")
             if message.HasField("load"):
                 self._load.record(session.node_id, message.load)
             if message.HasField("status") and message.status.updates:
@@ -158,13 +191,53 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                 )
                 await self._store.update(apply)
 
+    async def _act(self, decisions: Decisions) -> None:
+        for node_id in decisions.close:
+            session = self._sessions.get(node_id)
+            if session is not None:
+                session.silenced = True
+                session.close()
+        for node_id in decisions.probe:
+            self._start_probe(node_id)
+        await self._apply(decisions.transitions)
+
+    def _start_probe(self, node_id: str) -> None:
+        if node_id in self._probes:
+            return  # one at a time; its result covers this request too
+        view = self._store.view()
+        node = view.get_node(node_id)
+        addr = node_address(node) if node is not None else ""
+        # TCP ports the engine published for its running tasks: known to be open.
+        published = [b.published_port for t in view.tasks_of_node(node_id)
+                     if t.status.state == objects.TASK_STATE_RUNNING for b in t.status.ports
+                     if b.published_port and ":" not in b.host_ip
+                     and b.protocol == objects.PortConfig.PROTOCOL_TCP]
+        ports = hostprobe.candidate_ports(published)
+        self._probes[node_id] = asyncio.create_task(
+            self._probe(node_id, addr, ports), name=f"probe {node_id}")
+
+    async def _probe(self, node_id: str, addr: str, ports: list[int]) -> None:
+        try:
+            result = await hostprobe.probe(addr, ports, answer_within=self._probe_timeout)
+        finally:
+            del self._probes[node_id]
+        log.info("probe of node %s: %s", node_id, result.detail)
+        await self._act(self._monitor.probed(node_id, result.answered, result.detail,
+                                             time.monotonic()))
+
     async def _apply(self, transitions: list[Transition]) -> None:
+        wall_offset = time.time() - time.monotonic()
+
         def apply(tx: WriteTx) -> None:
             for change in transitions:
                 node = tx.get_node(change.node_id)
-                if node is None or node.status.state == change.state:
+                if node is None or (node.status.state == change.state
+                                    and change.state != AGENT_DOWN):
                     continue
                 _set_node_state(node, change.state, change.reason)
+                if change.state == AGENT_DOWN:
+                    node.status.held_until.CopyFrom(
+                        ids.timestamp(change.held_until + wall_offset))
                 tx.update(node)
                 log.warning("node %s is %s: %s", node.description.name,
                             objects.NodeStatus.State.Name(change.state)[6:].lower(),
@@ -222,21 +295,12 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                 session.outbox.put_nowait(message)
 
     async def _watch_nodes(self) -> None:
-        # Fine-grained: a down grace of 1 s should not become 1.25 s.
-        tick = min(self._period, 1.0) / 20
-
         def nodes() -> list[tuple[str, int]]:
             return [(n.id, n.status.state) for n in self._store.view().nodes()]
 
         while True:
-            await asyncio.sleep(tick)
-            transitions, silent = self._monitor.tick(time.monotonic(), nodes)
-            for node_id in silent:
-                session = self._sessions.get(node_id)
-                if session is not None:
-                    session.silenced = True
-                    session.close()
-            await self._apply(transitions)
+            await asyncio.sleep(self._tick)
+            await self._act(self._monitor.tick(time.monotonic(), nodes))
 
 
 class NameInUseError(Exception):
@@ -255,6 +319,7 @@ def _set_node_state(node: objects.Node, state: int, message: str) -> None:
     node.status.state = state  # type: ignore[assignment]
     node.status.message = message
     node.status.timestamp.CopyFrom(ids.timestamp())
+    node.status.ClearField("held_until")
 
 
 def _register(tx: WriteTx, reg: dispatcher.Register, peer: str) -> None:

@@ -1,9 +1,11 @@
 """Routing tables for the mesh: which replicas of a service may take new connections, and where.
 
 Pure. A replica is in its service's table while its task is live, running, ready (its check
-passes, or it has none) and its node is ready: it leaves the table as soon as it turns unhealthy,
-its node goes suspect or down, or the manager asks it to stop (the agent then waits for its
-connections to drain before it signals the container).
+passes, or it has none) and its node is ready or agent-down: it leaves the table as soon as it
+turns unhealthy, its node goes suspect or down, or the manager asks it to stop (the agent then waits
+for its connections to drain before it signals the container). A node whose agent is down while its
+host answers keeps its replicas in the tables: their containers keep serving, and the other hosts'
+mesh reaches them through the ports the engine published, without the agent.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from podium.manager.taskstate import is_live
 from podium.v1 import dispatcher, objects
 
 INGRESS = objects.PortConfig.PUBLISH_MODE_INGRESS
+# Node states whose running replicas take traffic.
+_SERVING = (objects.NodeStatus.STATE_READY, objects.NodeStatus.STATE_AGENT_DOWN)
 
 
 def node_address(node: objects.Node) -> str:
@@ -40,7 +44,7 @@ def in_rotation(task: objects.Task, node: objects.Node | None) -> bool:
         and task.status.state == objects.TASK_STATE_RUNNING
         and task.status.ready
         and node is not None
-        and node.status.state == objects.NodeStatus.STATE_READY
+        and node.status.state in _SERVING
     )
 
 

@@ -19,6 +19,7 @@ from podium.manager._loop import ReconcileLoop
 from podium.manager.controlapi import ControlAPI
 from podium.manager.dispatcher import Dispatcher
 from podium.manager.loadbook import LoadBook
+from podium.manager.nodemonitor import DEFAULT_PROBE_TIMEOUT_S, DEFAULT_RESTART_GRACE_S
 from podium.manager.orchestrator import Orchestrator
 from podium.manager.reaper import Reaper
 from podium.manager.scheduler import Scheduler
@@ -46,11 +47,15 @@ class Manager:
         data_dir: pathlib.Path | str,
         heartbeat_period: float = 1.0,
         down_grace: float = 1.0,
+        restart_grace: float = DEFAULT_RESTART_GRACE_S,
+        probe_timeout: float = DEFAULT_PROBE_TIMEOUT_S,
     ) -> None:
         self._listen = listen
         self._data_dir = pathlib.Path(data_dir)
         self._heartbeat_period = heartbeat_period
         self._down_grace = down_grace
+        self._restart_grace = restart_grace
+        self._probe_timeout = probe_timeout
         self._store: SqliteStore | None = None
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -67,7 +72,8 @@ class Manager:
         load = LoadBook()
         dispatch = Dispatcher(
             store=store, load=load, heartbeat_period=self._heartbeat_period,
-            down_grace=self._down_grace,
+            down_grace=self._down_grace, restart_grace=self._restart_grace,
+            probe_timeout=self._probe_timeout,
         )
         for loop in loops:
             self._tasks.append(asyncio.create_task(loop.run(), name=loop.name))

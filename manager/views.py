@@ -24,7 +24,18 @@ def task_state(value: int) -> str:
 
 
 def node_state(value: int) -> str:
-    return enum_name(value, objects.NodeStatus.State, "STATE_")
+    """ready, suspect, agent-down, down, unknown."""
+    return enum_name(value, objects.NodeStatus.State, "STATE_").replace("_", "-")
+
+
+def node_state_text(node: objects.Node, now: float | None = None) -> str:
+    """The state as `podium nodes` shows it: a held node says how long its tasks stay put."""
+    state = node_state(node.status.state)
+    if node.status.state == objects.NodeStatus.STATE_AGENT_DOWN and node.status.HasField(
+            "held_until"):
+        left = max(0.0, node.status.held_until.ToNanoseconds() / 1e9 - (now or time.time()))
+        return f"{state} (tasks held {left:.0f}s)"
+    return state
 
 
 def ago(ts_seconds: float, now: float | None = None) -> str:
@@ -132,6 +143,9 @@ def node_row(node: objects.Node, task_count: int) -> Row:
         "id": node.id,
         "name": desc.name,
         "state": node_state(node.status.state),
+        "state_text": node_state_text(node),
+        "held_until": (node.status.held_until.ToNanoseconds() / 1e9
+                       if node.status.HasField("held_until") else None),
         "availability": enum_name(
             node.spec.availability, objects.NodeSpec.Availability, "AVAILABILITY_"
         ),
