@@ -5,6 +5,7 @@ network namespace, Docker engine and agent, for end-to-end tests and demos.
         c.ok("deploy", "-f", path)                  # the podium CLI, against the manager
         c.docker("h2", "ps")                        # the docker CLI, against h2's engine
         c.crash("h3"); c.partition("h2"); c.heal("h2"); c.restart_host("h3")
+        c.power_off("h3")                           # link down first, then crash: no FIN out
 
 Layout of one run (run id: 6 hex digits; every name starts with podium-<run id>):
 - netns podium-<id>-mgr holds the bridge br0 (10.231.<x>.1/24, x chosen per run), the manager
@@ -172,16 +173,27 @@ class HostCluster(CliClient):
         self.timings["total"] = time.monotonic() - t0
 
     def crash(self, host: str) -> None:
-        """Power-off: SIGKILL every process of the host (agent, engine, containers) and wipe its
-        volatile state. Its data (engine data-root, agent data dir) stays, for restart_host()."""
+        """SIGKILL every process of the host (agent, engine, containers) and wipe its volatile
+        state. Its data (engine data-root, agent data dir) stays, for restart_host(). Its kernel
+        stays up and reachable: its sessions end with a FIN or RST and its address still answers
+        (refused), which is what an agent and engine crash look like, not a power cut."""
         h = self.hosts[host]
         self._kill_all(h.netns, h.cgroup)
         shutil.rmtree(h.run, ignore_errors=True)
         _remove_cgroup(h.cgroup)
 
+    def power_off(self, host: str) -> None:
+        """A power cut as the others see it: the host's link goes down first, then every
+        process dies (crash()), so no FIN or RST reaches anyone and its address answers nothing.
+        restart_host() brings the link back up."""
+        self.partition(host)
+        self.crash(host)
+
     def restart_host(self, host: str) -> None:
-        """Boots a crashed host again: its engine, then its agent, with the same data."""
+        """Boots a crashed (or powered-off) host again: its link, its engine, then its agent,
+        with the same data."""
         h = self.hosts[host]
+        self.heal(host)
         self._start_engine(h)
         self._wait_engine(h)
         self.start_agent(host)
@@ -731,10 +743,10 @@ def _usage(c: HostCluster, script: str) -> str:
         f"  docker -H {other.docker_host} ps",
         f"  ip netns exec {first.netns} wget -qO- http://{other.address}:PORT/   "
         f"({first.name} -> {other.name})",
-        f"  {script} crash {other.name} | restart {other.name} | partition {other.name} | "
-        f"heal {other.name}",
-        f"  {script} stop-agent {other.name} | start-agent {other.name} | "
-        f"pause-agent {other.name} | resume-agent {other.name}",
+        f"  {script} crash {other.name} | power-off {other.name} | restart {other.name} | "
+        f"partition {other.name} | heal {other.name}",
+        f"  {script} stop-agent {other.name} | kill-agent {other.name} | "
+        f"start-agent {other.name} | pause-agent {other.name} | resume-agent {other.name}",
         f"  {script} status | down",
     ]
     return "\n".join(lines)
@@ -751,8 +763,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="tear everything down")
     sub.add_parser("status", help="show the hosts and the nodes")
     sub.add_parser("env", help="print export PODIUM_MANAGER=...")
-    for name in ("crash", "restart", "partition", "heal", "stop-agent", "start-agent",
-                 "pause-agent", "resume-agent"):
+    for name in ("crash", "power-off", "restart", "partition", "heal", "stop-agent",
+                 "start-agent", "pause-agent", "resume-agent", "kill-agent"):
         sub.add_parser(name).add_argument("host")
     fwd = sub.add_parser("forward", help=argparse.SUPPRESS)
     fwd.add_argument("--fd", type=int, required=True)
@@ -807,8 +819,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no host {args.host} (hosts: {' '.join(c.names)})", file=sys.stderr)
         return 2
     action: dict[str, Callable[[str], None]] = {
-        "crash": c.crash, "restart": c.restart_host, "partition": c.partition, "heal": c.heal,
-        "stop-agent": c.stop_agent, "start-agent": c.start_agent,
+        "crash": c.crash, "power-off": c.power_off, "restart": c.restart_host,
+        "partition": c.partition, "heal": c.heal, "stop-agent": c.stop_agent,
+        "kill-agent": functools.partial(c.stop_agent, sig=signal.SIGKILL),
+        "start-agent": c.start_agent,
         "pause-agent": c.pause_agent, "resume-agent": c.resume_agent,
     }
     action[args.command](args.host)
