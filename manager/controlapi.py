@@ -14,10 +14,10 @@ from typing import TypeVar
 import grpc
 
 from podium.manager import ids, placement
-from podium.manager.endpoints import ingress_ports
 from podium.manager.loadbook import HISTORY, LoadBook
 from podium.manager.store import ConflictError, ExistsError, ReadTx, Store, WriteTx
-from podium.manager.taskstate import is_live
+from podium.rules.routing import ingress_ports
+from podium.rules.taskstate import is_live
 from podium.v1 import control, control_grpc, objects
 
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")

@@ -23,7 +23,7 @@ from podium.manager import ids, placement
 from podium.manager._loop import ReconcileLoop
 from podium.manager.eligibility import is_eligible
 from podium.manager.store import Change, ReadTx, WriteTx
-from podium.manager.taskstate import has_finished, is_live
+from podium.rules.taskstate import has_finished, is_live
 from podium.v1 import objects
 
 RUNNING = objects.TASK_STATE_RUNNING

@@ -36,7 +36,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from podium.manager.eligibility import NOT_READY, ineligible
-from podium.manager.taskstate import holds_resources
+from podium.rules.taskstate import holds_resources
 from podium.v1 import objects
 
 __all__ = ["Constraint", "Decision", "Plan", "Unplaced", "parse_constraint", "schedule"]

@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from podium.rules.routing import BALANCE
 from podium.v1 import objects
 
 __all__ = ["SpecError", "load_stack", "parse_bytes", "parse_duration"]
@@ -369,17 +370,11 @@ def _deploy(value: object, spec: objects.ServiceSpec, at: _At) -> None:
         spec.placement.constraints.append(" ".join(match.groups()))
 
 
-_BALANCE = {
-    "least-connections": objects.Routing.BALANCE_LEAST_CONNECTIONS,
-    "round-robin": objects.Routing.BALANCE_ROUND_ROBIN,
-}
-
-
 def _routing(value: object, at: _At) -> objects.Routing:
     data = _mapping(value, at, _ROUTING_KEY)
     routing = objects.Routing()
     if "balance" in data:
-        routing.balance = _BALANCE[_choice(data["balance"], tuple(_BALANCE), at.sub("balance"))]
+        routing.balance = BALANCE[_choice(data["balance"], tuple(BALANCE), at.sub("balance"))]
     if "proxy_protocol" in data:
         flag = data["proxy_protocol"]
         if not isinstance(flag, bool):
@@ -421,7 +416,7 @@ def _service(key: object, value: object, stack: str | None) -> objects.ServiceSp
     spec.ports.extend(_ports(data.get("ports", []), at.sub("ports")))
     _deploy(data.get("deploy", {}), spec, at.sub("deploy"))
     # Imported here, not at the top: _compose_checks builds on this module's helpers.
-    from podium.manager._compose_checks import set_checks
+    from podium.client._compose_checks import set_checks
 
     set_checks(data, spec, at.service)
     return spec

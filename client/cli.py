@@ -32,8 +32,8 @@ import grpc
 from google.protobuf import json_format
 
 from podium.agent.meshpool import MAX_DEFAULT_WORKERS, default_workers
-from podium.manager import views
-from podium.manager.taskstate import has_finished, holds_resources, is_live
+from podium.client import views
+from podium.rules.taskstate import has_finished, holds_resources, is_live
 from podium.v1 import control, control_grpc, objects
 
 DEFAULT_MANAGER = "127.0.0.1:7070"
@@ -328,7 +328,7 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_deploy(client: Client, args: argparse.Namespace) -> int:
     # Imported here: the agent runs from this module too and needs no YAML parser.
-    from podium.manager.compose import SpecError, load_stack
+    from podium.client.compose import SpecError, load_stack
 
     path = pathlib.Path(args.file)
     try:

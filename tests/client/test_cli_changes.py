@@ -1,4 +1,4 @@
-"""podium.manager.cli.Changes: a CLI wait that wakes at the manager's next event, and falls back to
+"""podium.client.cli.Changes: a CLI wait that wakes at the manager's next event, and falls back to
 polling when the event stream fails. The stream is a stand-in here (no manager)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import grpc
 
-from podium.manager.cli import Changes, Client
+from podium.client.cli import Changes, Client
 from tests.helpers import eventually
 
 

@@ -8,8 +8,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from podium.manager.endpoints import in_rotation, ingress_ports
-from podium.manager.taskstate import is_live
+from podium.rules.routing import in_rotation, ingress_ports
+from podium.rules.taskstate import is_live
 from podium.v1 import objects
 
 Row = dict[str, Any]
