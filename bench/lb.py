@@ -439,7 +439,7 @@ def figures(results: dict[str, Result]) -> dict[str, float | int | str]:
 
 def mesh_workers() -> int:
     """How many mesh workers the agent runs on this machine by default."""
-    from podium.agent.meshpool import default_workers
+    from podium.agent.main import default_workers
 
     return default_workers()
 

@@ -3,7 +3,6 @@ printed as an aligned table or, with `-o json`, as a JSON list of the same rows.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -163,5 +162,7 @@ def table(rows: Sequence[Row], columns: Sequence[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def to_json(rows: Any) -> str:
-    return json.dumps(rows, indent=2, sort_keys=True)
+def to_json(rows: Any, *, indent: int | None = 2) -> str:
+    import json  # only for -o json
+
+    return json.dumps(rows, indent=indent, sort_keys=True)
