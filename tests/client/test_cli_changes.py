@@ -1,5 +1,5 @@
-"""podium.client._commands.Changes: a CLI wait that wakes at the manager's next event, and falls back to
-polling when the event stream fails. The stream is a stand-in here (no manager)."""
+"""podium.client._commands.Changes: a CLI wait that wakes at the manager's next event, and falls
+back to polling when the event stream fails. The stream is a stand-in here (no manager)."""
 
 from __future__ import annotations
 
