@@ -19,10 +19,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from podium.manager import ids, placement
+from podium.manager import ids
 from podium.manager._loop import ReconcileLoop
 from podium.manager.eligibility import is_eligible
 from podium.manager.store import Change, ReadTx, WriteTx
+from podium.rules.constraints import parse_constraint
 from podium.rules.taskstate import has_finished, is_live
 from podium.v1 import objects
 
@@ -194,7 +195,7 @@ class Orchestrator(ReconcileLoop):
     def _reconcile_global(
         self, tx: WriteTx, service: objects.Service, live: list[objects.Task]
     ) -> None:
-        constraints = [placement.parse_constraint(c) for c in service.spec.placement.constraints]
+        constraints = [parse_constraint(c) for c in service.spec.placement.constraints]
 
         def eligible(node: objects.Node | None) -> bool:
             return (
