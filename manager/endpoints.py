@@ -1,11 +1,9 @@
 """Routing tables for the mesh: which replicas of a service may take new connections, and where.
 
 Pure. A replica is in its service's table while its task is live, running, ready (its check
-passes, or it has none) and its node is ready or agent-down: it leaves the table as soon as it
-turns unhealthy, its node goes suspect or down, or the manager asks it to stop (the agent then waits
-for its connections to drain before it signals the container). A node whose agent is down while its
-host answers keeps its replicas in the tables: their containers keep serving, and the other hosts'
-mesh reaches them through the ports the engine published, without the agent.
+passes, or it has none) and its node is ready or agent-down (podium.rules.routing.in_rotation): it
+leaves the table as soon as it turns unhealthy, its node goes suspect or down, or the manager asks
+it to stop (the agent then waits for its connections to drain before it signals the container).
 """
 
 from __future__ import annotations
@@ -13,12 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from podium.manager.store import Change, ReadTx
-from podium.manager.taskstate import is_live
+from podium.rules.routing import in_rotation, ingress_ports
 from podium.v1 import dispatcher, objects
-
-INGRESS = objects.PortConfig.PUBLISH_MODE_INGRESS
-# Node states whose running replicas take traffic.
-_SERVING = (objects.NodeStatus.STATE_READY, objects.NodeStatus.STATE_AGENT_DOWN)
 
 
 def node_address(node: objects.Node) -> str:
@@ -32,20 +26,6 @@ def node_address(node: objects.Node) -> str:
     if kind == "ipv6":
         return rest.rpartition(":")[0].strip("[]")
     return ""
-
-
-def ingress_ports(spec: objects.ServiceSpec) -> list[objects.PortConfig]:
-    return [p for p in spec.ports if p.mode == INGRESS and p.published_port]
-
-
-def in_rotation(task: objects.Task, node: objects.Node | None) -> bool:
-    return (
-        is_live(task)
-        and task.status.state == objects.TASK_STATE_RUNNING
-        and task.status.ready
-        and node is not None
-        and node.status.state in _SERVING
-    )
 
 
 def service_endpoints(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from podium.manager.compose import (
+from podium.client.compose import (
     _PROBE_KEY,
     SpecError,
     _At,

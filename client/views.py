@@ -3,13 +3,12 @@ printed as an aligned table or, with `-o json`, as a JSON list of the same rows.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from podium.manager.endpoints import in_rotation, ingress_ports
-from podium.manager.taskstate import is_live
+from podium.rules.routing import in_rotation, ingress_ports
+from podium.rules.taskstate import is_live
 from podium.v1 import objects
 
 Row = dict[str, Any]
@@ -177,5 +176,7 @@ def table(rows: Sequence[Row], columns: Sequence[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def to_json(rows: Any) -> str:
-    return json.dumps(rows, indent=2, sort_keys=True)
+def to_json(rows: Any, *, indent: int | None = 2) -> str:
+    import json  # only for -o json
+
+    return json.dumps(rows, indent=indent, sort_keys=True)

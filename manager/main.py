@@ -1,0 +1,96 @@
+"""The manager daemon's entry point: `podium manager ...` or `python -m podium.manager ...`.
+
+Argument parsing imports nothing heavy, so that `podium --help` stays fast; the manager itself
+is imported only when it runs. SIGTERM and SIGINT stop it cleanly (`Manager.stop()`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--listen", default="0.0.0.0:7070", help="address to serve on")
+    p.add_argument("--data-dir", required=True, help="where the manager keeps its state")
+    p.add_argument("--heartbeat-period", type=float, default=1.0, help="seconds")
+    p.add_argument(
+        "--down-grace", type=_seconds("--down-grace", 0.1, 3600), default=1.0,
+        help="longest a node whose session broke stays suspect while its host is probed; "
+        "without a conclusive answer by then it is down (default %(default)s s)",
+    )
+    p.add_argument(
+        "--agent-restart-grace", type=_seconds("--agent-restart-grace", 0, 86400),
+        default=30.0, metavar="SECONDS",
+        help="how long the tasks of a node whose agent is gone while its host still answers "
+        "(a restart, an upgrade, a crash) are held before they are replaced (default "
+        "%(default)s s)",
+    )
+    p.add_argument(
+        "--probe-timeout", type=_seconds("--probe-timeout", 0.05, 10), default=0.5,
+        metavar="SECONDS",
+        help="how long the manager waits for a node's host to answer a TCP connect when its "
+        "session breaks or runs late; no answer means the host is gone and its tasks are "
+        "replaced at once (default %(default)s s)",
+    )
+
+
+def _seconds(flag: str, low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be a number of seconds from {low:g} to {high:g}, not {text!r}")
+        return value
+
+    return parse
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from podium.manager.manager import Manager
+
+    manager = Manager(
+        listen=args.listen, data_dir=args.data_dir, heartbeat_period=args.heartbeat_period,
+        down_grace=args.down_grace, restart_grace=args.agent_restart_grace,
+        probe_timeout=args.probe_timeout,
+    )
+
+    async def serve() -> None:
+        await manager.start()
+        try:
+            serving = asyncio.ensure_future(manager.serve_forever())
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, serving.cancel)
+            try:
+                await serving
+            except asyncio.CancelledError:
+                pass
+        finally:
+            await manager.stop()
+
+    asyncio.run(serve())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="podium manager", description="Run a manager.")
+    add_arguments(parser)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    args = parser.parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
