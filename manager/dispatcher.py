@@ -212,9 +212,8 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                      if t.status.state == objects.TASK_STATE_RUNNING for b in t.status.ports
                      if b.published_port and ":" not in b.host_ip
                      and b.protocol == objects.PortConfig.PROTOCOL_TCP]
-        ports = hostprobe.candidate_ports(published)
         self._probes[node_id] = asyncio.create_task(
-            self._probe(node_id, addr, ports), name=f"probe {node_id}")
+            self._probe(node_id, addr, published), name=f"probe {node_id}")
 
     async def _probe(self, node_id: str, addr: str, ports: list[int]) -> None:
         try:
@@ -222,8 +221,8 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         finally:
             del self._probes[node_id]
         log.info("probe of node %s: %s", node_id, result.detail)
-        await self._act(self._monitor.probed(node_id, result.answered, result.detail,
-                                             time.monotonic()))
+        await self._act(self._monitor.probed(node_id, result.host, result.serving,
+                                             result.detail, time.monotonic()))
 
     async def _apply(self, transitions: list[Transition]) -> None:
         wall_offset = time.time() - time.monotonic()

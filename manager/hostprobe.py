@@ -1,24 +1,29 @@
-"""Host probe: does a node's host still answer on the network, whatever became of its agent?
+"""Host probe: does a node's host still answer on the network, whatever became of its agent, and
+do its tasks' published ports still accept connections?
 
-`probe(addr, ports, answer_within=T)` opens TCP connections to addr on each port, in two waves
-(at 0 and at T / 2, so that one lost SYN does not decide), and returns as soon as one port
-answers:
+`probe(addr, task_ports, answer_within=T)` opens TCP connections to addr on each of the task
+ports (the host ports the engine published for the node's running tasks) and on
+`FALLBACK_PORTS`, in two waves (at 0 and at T / 2, so that one lost SYN does not decide):
 
-- accepted: something listens there (the engine's published port of a task, say);
+- accepted: something listens there;
 - refused (a RST, or an ICMP port-unreachable from the host's own firewall): nothing listens,
   but the host's kernel is alive and reachable;
-- nothing within T (or host/network unreachable): the host is gone, powered off, or cut
-  off from the manager.
+- nothing within T (or host/network unreachable): gone, powered off, or cut off.
 
-Either answer means "the host is alive". Ports known to be open are tried first: the host ports
-the engine published for the node's running tasks; `FALLBACK_PORTS` are tried as well, since a
-closed port answers with a refusal just as well on a host without a firewall.
+The result says whether the host answered at all (`host`: any port accepted or refused) and
+whether its workload does (`serving`: a task port accepted; None when the node has no task
+port to try). It returns as soon as a task port accepts (or, without task ports, at the first
+answer); otherwise at T, so that a slow task port is given its full time.
+
+Why both: an agent killed alone leaves its containers serving (a task port accepts: hold its
+tasks); an agent killed together with its engine (the containers die with it) leaves a live
+kernel whose task ports answer nothing, or refuse (replace them now: nothing serves).
 
 Limits (written down in the node monitor's docstring too): a host firewall that silently DROPs
-the ports probed makes a live host look gone (prefer nodes whose tasks publish ports, or allow
-the fallback port through); a router that rejects on the host's behalf makes a gone host look
-alive until the restart grace ends. The probe runs in the manager's event loop: if the loop was
-stalled while it ran, its "no answer" cannot be trusted, and the result is `None` (asked again).
+every port probed makes a live host look gone (allow the manager to port 22, or to the published
+ports); a router that rejects on the host's behalf makes a gone host look alive until the restart
+grace ends. The probe runs in the manager's event loop: if the loop was stalled while it ran, its
+"no answer" cannot be trusted, and `host` is None (asked for again).
 """
 
 from __future__ import annotations
@@ -29,12 +34,11 @@ import errno
 import socket
 import struct
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-# Tried after the task ports: ssh is open on most hosts, and a closed port answers with a RST.
+# Tried besides the task ports: ssh is open on most hosts, and a closed port answers with a RST.
 FALLBACK_PORTS = (22,)
-MAX_PORTS = 4
+MAX_TASK_PORTS = 3
 # How late the probe may finish, beyond its timeout, before its "no answer" is distrusted.
 STALL_SLACK_S = 0.25
 
@@ -43,15 +47,9 @@ _ALIVE_ERRORS = {errno.ECONNREFUSED, errno.ECONNRESET}
 
 @dataclass(slots=True, frozen=True)
 class ProbeResult:
-    answered: bool | None  # None: inconclusive (the manager itself stalled)
+    host: bool | None  # the host answered; None: inconclusive (the manager itself stalled)
+    serving: bool | None  # a task port accepted; None: no task port to try, or inconclusive
     detail: str
-
-
-def candidate_ports(published: Iterable[int]) -> list[int]:
-    """Ports to probe: the published ones first (distinct, in order), then the fallback."""
-    ports = [p for p in dict.fromkeys(published) if 0 < p < 65536]
-    ports = ports[: MAX_PORTS - len(FALLBACK_PORTS)]
-    return ports + [p for p in FALLBACK_PORTS if p not in ports]
 
 
 async def _connect(addr: str, port: int) -> str:
@@ -73,14 +71,15 @@ async def _connect(addr: str, port: int) -> str:
         sock.close()
 
 
-async def probe(addr: str, ports: list[int], *, answer_within: float) -> ProbeResult:
+async def probe(addr: str, task_ports: list[int], *, answer_within: float) -> ProbeResult:
     timeout = answer_within
     if not addr:
-        return ProbeResult(False, "no address known to probe")
-    if not ports:
-        ports = list(FALLBACK_PORTS)
+        return ProbeResult(False, None, "no address known to probe")
+    task_ports = [p for p in dict.fromkeys(task_ports) if 0 < p < 65536][:MAX_TASK_PORTS]
+    ports = task_ports + [p for p in FALLBACK_PORTS if p not in task_ports]
     started = time.monotonic()
     pending: dict[asyncio.Task[str], int] = {}
+    answers: list[str] = []  # "addr:port how", in the order they came
     errors: list[str] = []
 
     def launch() -> None:
@@ -103,7 +102,11 @@ async def probe(addr: str, ports: list[int], *, answer_within: float) -> ProbeRe
                     except OSError as err:
                         errors.append(f"{port}: {err.strerror or err}")
                         continue
-                    return ProbeResult(True, f"{addr}:{port} {how}")
+                    answers.append(f"{addr}:{port} {how}")
+                    if port in task_ports and how == "accepted":
+                        return ProbeResult(True, True, answers[-1])
+                    if not task_ports:
+                        return ProbeResult(True, None, answers[-1])
     finally:
         for job in pending:
             job.cancel()
@@ -112,7 +115,11 @@ async def probe(addr: str, ports: list[int], *, answer_within: float) -> ProbeRe
                 await job
     took = time.monotonic() - started
     if took > timeout + STALL_SLACK_S:
-        return ProbeResult(None, f"probe took {took:.2f} s (manager stalled)")
+        return ProbeResult(None, None, f"probe took {took:.2f} s (manager stalled)")
+    if answers:
+        listed = ",".join(str(p) for p in task_ports)
+        return ProbeResult(True, False, f"{answers[0]}, but no task port ({listed}) accepted "
+                           f"in {timeout:g} s")
     tried = ",".join(str(p) for p in ports)
     why = f"; {errors[-1]}" if errors else ""
-    return ProbeResult(False, f"no answer from {addr} on port {tried} in {timeout:g} s{why}")
+    return ProbeResult(False, None, f"no answer from {addr} on port {tried} in {timeout:g} s{why}")

@@ -7,14 +7,17 @@ It tells an agent that is gone from a host that is gone, and replaces tasks only
 - An agent that says it is leaving to restart (SIGTERM) makes its node AGENT_DOWN at once: its
   tasks are held (not replaced; their replicas stay in the routing tables) for `restart_grace`.
 - A session that breaks without a word (the agent crashed, or its host did) makes the node
-  SUSPECT at once and asks for a probe of the host: a TCP connect to its address (see
-  `hostprobe`). The host answers (accepted or refused: its kernel is alive) -> AGENT_DOWN, held
-  for `restart_grace`. No answer within the probe's deadline -> DOWN: the host is gone or cut
-  off, and its tasks are replaced at once. No conclusive answer within `down_grace` -> DOWN.
+  SUSPECT at once and asks for a probe of the host: TCP connects to its address, on the ports
+  the engine published for its tasks and a fallback port (see `hostprobe`). The host answers
+  (accepted or refused: its kernel is alive) and a task port accepts, or it has none ->
+  AGENT_DOWN, held for `restart_grace`. The host answers but no task port accepts (the engine
+  and its containers died with the agent) -> DOWN: nothing of it serves. No answer within the
+  probe's deadline -> DOWN: the host is gone or cut off, and its tasks are replaced at once.
+  No conclusive answer within `down_grace` -> DOWN.
 - A session that runs late (no message for `late_after`, 1.2 heartbeat periods by default) asks
   for a probe as well: no answer -> DOWN at once (a power cut, a partition), and its session is
   closed; an answer changes nothing visible. A session silent for `missed` periods is closed:
-  AGENT_DOWN (held) if the host answered meanwhile (a hung agent), DOWN otherwise.
+  AGENT_DOWN (held) if the host and its tasks answered meanwhile (a hung agent), DOWN otherwise.
 - A held node whose agent is not back when the restart grace ends is DOWN.
 - After the manager starts, nodes get `startup_grace` to reconnect before any is marked DOWN.
 - If the monitor itself did not run for longer than its tick (the manager was stalled, so
@@ -80,7 +83,8 @@ class NodeMonitor:
         self._last_tick = now
         self._heard: dict[str, float] = {}  # open sessions: when last heard from
         self._late_probed: set[str] = set()  # open, late, a probe asked for
-        self._answered: dict[str, str] = {}  # open, late, and its host answered (how)
+        # Open, late, and its host answered: how, and whether a task port accepted.
+        self._answered: dict[str, tuple[str, bool | None]] = {}
         self._closed: dict[str, float] = {}  # broke, probe pending: when it broke
         self._held: dict[str, float] = {}  # agent down, host up: hold until
         self._swept = False
@@ -106,20 +110,25 @@ class NodeMonitor:
         return Decisions([Transition(node_id, SUSPECT, "session closed; probing the host")],
                          probe=[node_id])
 
-    def probed(self, node_id: str, answered: bool | None, detail: str, now: float) -> Decisions:
-        """The result of a probe asked for earlier: the host answered (True), did not (False),
-        or the probe could not tell (None: asked for again)."""
-        if answered is None:
+    def probed(self, node_id: str, host: bool | None, serving: bool | None, detail: str,
+               now: float) -> Decisions:
+        """The result of a probe asked for earlier: whether the host answered (None: the probe
+        could not tell, asked for again) and whether one of its task ports accepted (None: it
+        has none)."""
+        if host is None:
             pending = node_id in self._closed or node_id in self._late_probed
             return Decisions(probe=[node_id] if pending else [])
         if node_id in self._closed:
             del self._closed[node_id]
-            if answered:
+            if host and serving is not False:
                 return Decisions([self._hold(node_id, now, f"agent gone; host answers ({detail})")])
+            if host:
+                return Decisions([Transition(
+                    node_id, DOWN, f"agent gone and its tasks not answering ({detail})")])
             return Decisions([Transition(node_id, DOWN, f"host not answering ({detail})")])
         if node_id in self._late_probed:
-            if answered:
-                self._answered[node_id] = detail
+            if host:
+                self._answered[node_id] = (detail, serving)
                 return Decisions()
             heard = self._heard[node_id]
             self._forget(node_id)
@@ -145,10 +154,10 @@ class NodeMonitor:
                 answered = self._answered.get(node_id)
                 self._forget(node_id)
                 out.close.append(node_id)
-                if answered is not None:
+                if answered is not None and answered[1] is not False:
                     out.transitions.append(self._hold(
                         node_id, now, f"no heartbeat for {quiet:.1f} s; host answers "
-                        f"({answered}): agent hung?"))
+                        f"({answered[0]}): agent hung?"))
                 else:
                     out.transitions.append(
                         Transition(node_id, DOWN, f"no heartbeat for {quiet:.1f} s"))

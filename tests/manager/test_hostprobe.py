@@ -8,29 +8,29 @@ import socket
 from podium.manager import hostprobe
 
 
-def test_published_ports_come_first_then_the_fallback() -> None:
-    assert hostprobe.candidate_ports([30001, 30001, 0, 30002]) == [30001, 30002, 22]
-    assert hostprobe.candidate_ports([]) == [22]
-    assert len(hostprobe.candidate_ports(range(30000, 30010))) == hostprobe.MAX_PORTS
-
-
-async def test_a_listening_port_is_an_answer() -> None:
+async def test_a_task_port_that_accepts_means_the_host_and_its_tasks_answer() -> None:
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         result = await hostprobe.probe("127.0.0.1", [port], answer_within=1.0)
-    assert result.answered is True
+    assert (result.host, result.serving) == (True, True)
     assert result.detail == f"127.0.0.1:{port} accepted"
 
 
-async def test_a_closed_port_is_an_answer_too() -> None:
+async def test_a_refused_task_port_means_the_host_answers_but_its_tasks_do_not() -> None:
     with socket.socket() as s:  # bound, never listening: connects are refused
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-        result = await hostprobe.probe("127.0.0.1", [port], answer_within=1.0)
-    assert result.answered is True
-    assert result.detail == f"127.0.0.1:{port} refused"
+        result = await hostprobe.probe("127.0.0.1", [port], answer_within=0.3)
+    assert (result.host, result.serving) == (True, False)
+    assert result.detail.startswith(f"127.0.0.1:{port} refused")
+
+
+async def test_without_task_ports_any_answer_will_do() -> None:
+    # Port 22 on loopback: accepted (an ssh server) or refused, either is an answer.
+    result = await hostprobe.probe("127.0.0.1", [], answer_within=1.0)
+    assert (result.host, result.serving) == (True, None)
 
 
 async def test_no_address_is_no_answer() -> None:
     result = await hostprobe.probe("", [80], answer_within=1.0)
-    assert result.answered is False
+    assert result.host is False

@@ -65,7 +65,7 @@ def test_a_broken_session_on_a_host_that_answers_is_held() -> None:
     m.opened("n1", 0.0)
     broke = m.closed("n1", 0.5)
     assert states(broke) == [("n1", SUSPECT)] and broke.probe == ["n1"]
-    answered = m.probed("n1", True, "10.0.0.3:22 refused", 0.52)
+    answered = m.probed("n1", True, None, "10.0.0.3:22 refused", 0.52)
     assert states(answered) == [("n1", AGENT_DOWN)]
     assert answered.transitions[0].held_until == 5.52
     assert "host answers (10.0.0.3:22 refused)" in answered.transitions[0].reason
@@ -77,9 +77,27 @@ def test_a_broken_session_on_a_host_that_answers_nothing_is_down_at_once() -> No
     m = monitor()
     m.opened("n1", 0.0)
     m.closed("n1", 0.5)
-    gone = m.probed("n1", False, "no answer", 1.0)
+    gone = m.probed("n1", False, None, "no answer", 1.0)
     assert states(gone) == [("n1", DOWN)]
     assert run(m, 1.0, 40.0) == []
+
+
+def test_a_broken_session_on_a_live_host_whose_tasks_do_not_answer_is_down_at_once() -> None:
+    # The agent died together with its engine: the kernel answers, the containers do not.
+    m = monitor()
+    m.opened("n1", 0.0)
+    m.closed("n1", 0.5)
+    dead = m.probed("n1", True, False, "10.0.0.3:22 refused, but no task port accepted", 1.0)
+    assert states(dead) == [("n1", DOWN)]
+    assert "its tasks not answering" in dead.transitions[0].reason
+
+
+def test_a_silent_node_whose_host_answers_but_tasks_do_not_is_down() -> None:
+    m = monitor()
+    m.opened("n1", 0.0)
+    assert probes(m, 0.25, 1.25) == [(1.25, "n1")]
+    assert m.probed("n1", True, False, "refused", 1.5).transitions == []
+    assert run(m, 1.5, 3.25) == [(3.25, "n1", DOWN)]
 
 
 def test_a_broken_session_without_a_probe_answer_is_down_after_the_down_grace() -> None:
@@ -87,7 +105,7 @@ def test_a_broken_session_without_a_probe_answer_is_down_after_the_down_grace() 
     m.opened("n1", 0.0)
     m.closed("n1", 0.5)
     assert run(m, 0.25, 2.0) == [(1.5, "n1", DOWN)]
-    assert states(m.probed("n1", True, "late answer", 2.1)) == []  # stale: decided already
+    assert states(m.probed("n1", True, True, "late answer", 2.1)) == []  # stale: decided already
 
 
 def test_a_late_heartbeat_asks_for_one_probe_and_no_answer_is_down_at_once() -> None:
@@ -95,7 +113,7 @@ def test_a_late_heartbeat_asks_for_one_probe_and_no_answer_is_down_at_once() -> 
     m.opened("n1", 0.0)
     # 1.2 periods without a message: one probe per silence.
     assert probes(m, 0.25, 1.5) == [(1.25, "n1")]
-    gone = m.probed("n1", False, "no answer", 1.75)
+    gone = m.probed("n1", False, None, "no answer", 1.75)
     assert states(gone) == [("n1", DOWN)] and gone.close == ["n1"]
     assert "host not answering" in gone.transitions[0].reason
     assert run(m, 2.0, 10.0) == []  # decided once
@@ -105,7 +123,7 @@ def test_a_late_node_whose_host_answers_stays_ready_until_silent_then_is_held() 
     m = monitor(restart_grace=10.0)
     m.opened("n1", 0.0)
     assert probes(m, 0.25, 1.25) == [(1.25, "n1")]
-    assert m.probed("n1", True, "accepted", 1.5).transitions == []
+    assert m.probed("n1", True, True, "10.0.0.3:32768 accepted", 1.5).transitions == []
     assert run(m, 1.5, 3.0) == []
     silent = m.tick(3.25, tuple)  # 3 periods: a hung agent on a live host
     assert states(silent) == [("n1", AGENT_DOWN)] and silent.close == ["n1"]
@@ -118,7 +136,7 @@ def test_a_node_heard_again_ignores_its_late_probe() -> None:
     m.opened("n1", 0.0)
     assert probes(m, 0.25, 1.25) == [(1.25, "n1")]
     m.heard("n1", 1.3)
-    assert m.probed("n1", False, "no answer", 1.75).transitions == []
+    assert m.probed("n1", False, None, "no answer", 1.75).transitions == []
     assert run(m, 1.75, 3.0, heard=("n1",)) == []
 
 
@@ -126,7 +144,7 @@ def test_an_inconclusive_probe_is_asked_for_again() -> None:
     m = monitor()
     m.opened("n1", 0.0)
     m.closed("n1", 0.5)
-    again = m.probed("n1", None, "manager stalled", 0.9)
+    again = m.probed("n1", None, None, "manager stalled", 0.9)
     assert again.transitions == [] and again.probe == ["n1"]
 
 
