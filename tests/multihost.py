@@ -176,8 +176,11 @@ class HostCluster(CliClient):
         """SIGKILL every process of the host (agent, engine, containers) and wipe its volatile
         state. Its data (engine data-root, agent data dir) stays, for restart_host(). Its kernel
         stays up and reachable: its sessions end with a FIN or RST and its address still answers
-        (refused), which is what an agent and engine crash look like, not a power cut."""
+        (refused), which is what an agent and engine crash look like, not a power cut. The agent
+        dies last: when its session ends, nothing else of the host is left (killed one by one,
+        the engine's proxies could otherwise still answer the manager for a few milliseconds)."""
         h = self.hosts[host]
+        self._kill_all(h.netns, h.cgroup, spare=frozenset(self._agent_pids(h)))
         self._kill_all(h.netns, h.cgroup)
         shutil.rmtree(h.run, ignore_errors=True)
         _remove_cgroup(h.cgroup)
@@ -463,10 +466,11 @@ class HostCluster(CliClient):
 
     # -- teardown ------------------------------------------------------------------------
 
-    def _kill_all(self, netns: str, cgroup: str | None, *, timeout: float = 15) -> None:
-        """SIGKILLs every process in the netns and the cgroup until none is left."""
+    def _kill_all(self, netns: str, cgroup: str | None, *, timeout: float = 15,
+                  spare: frozenset[int] = frozenset()) -> None:
+        """SIGKILLs every process in the netns and the cgroup (but `spare`) until none is left."""
         def members() -> set[int]:
-            return _netns_pids(netns) | (_cgroup_pids(cgroup) if cgroup else set())
+            return (_netns_pids(netns) | (_cgroup_pids(cgroup) if cgroup else set())) - spare
 
         deadline = time.monotonic() + timeout
         while True:
