@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from podium.rules import daemon
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listen", default="0.0.0.0:7070", help="address to serve on")
@@ -23,7 +25,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
-    import signal
 
     from podium.manager.manager import Manager
 
@@ -31,35 +32,13 @@ def run(args: argparse.Namespace) -> int:
         listen=args.listen, data_dir=args.data_dir, heartbeat_period=args.heartbeat_period,
         down_grace=args.down_grace,
     )
-
-    async def serve() -> None:
-        await manager.start()
-        try:
-            serving = asyncio.ensure_future(manager.serve_forever())
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, serving.cancel)
-            try:
-                await serving
-            except asyncio.CancelledError:
-                pass
-        finally:
-            await manager.stop()
-
-    asyncio.run(serve())
+    asyncio.run(daemon.serve_until_signalled(manager))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="podium manager", description="Run a manager.")
-    add_arguments(parser)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
-    args = parser.parse_args(argv)
-    import logging
-
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(args)
+    return daemon.main(argv, prog="podium manager", description="Run a manager.",
+                       add_arguments=add_arguments, run=run)
 
 
 if __name__ == "__main__":
