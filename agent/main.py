@@ -11,6 +11,8 @@ import argparse
 import os
 import sys
 
+from podium.rules import daemon
+
 MAX_DEFAULT_WORKERS = 4
 
 
@@ -60,7 +62,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
     import pathlib
-    import signal
 
     from podium.agent._docker import DockerExecutor
     from podium.agent.agent import Agent, load_node_id
@@ -70,22 +71,10 @@ def run(args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         executor = DockerExecutor(node_id=node_id, docker_host=args.docker_host)
-        agent = Agent(
+        await daemon.serve_until_signalled(Agent(
             manager=args.join, name=args.name, node_id=node_id, executor=executor,
             labels=dict(args.label), mesh=args.mesh, mesh_workers=args.mesh_workers,
-        )
-        await agent.start()
-        try:
-            serving = asyncio.ensure_future(agent.serve_forever())
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, serving.cancel)
-            try:
-                await serving
-            except asyncio.CancelledError:
-                pass
-        finally:
-            await agent.stop()
+        ))
 
     # uvloop where installed: the mesh's data path is markedly faster on it.
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
@@ -94,15 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="podium agent", description="Run an agent on this host.")
-    add_arguments(parser)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
-    args = parser.parse_args(argv)
-    import logging
-
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(args)
+    return daemon.main(argv, prog="podium agent", description="Run an agent on this host.",
+                       add_arguments=add_arguments, run=run)
 
 
 if __name__ == "__main__":

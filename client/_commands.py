@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from podium.client import views
 from podium.client._api import Client, NotFound, PodiumError
 from podium.client.cli import CliError
+from podium.rules import units
 from podium.rules.taskstate import has_finished, holds_resources, is_live
 from podium.v1 import control, objects
 
@@ -140,12 +141,12 @@ def cmd_nodes(client: Client, args: argparse.Namespace) -> int:
     rows = [views.node_row(n, counts.get(n.id, 0)) for n in nodes]
     load = {n.node_id: n.latest for n in client.load().nodes}
     for row in rows:
-        row["memory"] = views.gib(row["memory_bytes"])
+        row["memory"] = units.size(row["memory_bytes"])
         latest = load.get(row["id"])
         row["cpu_used_cores"] = round(latest.cpu_cores_used, 2) if latest else None
         row["memory_used_bytes"] = latest.memory_used_bytes if latest else None
         row["load"] = (
-            f"{latest.cpu_cores_used:.2f} cpu, {views.gib(latest.memory_used_bytes)}"
+            f"{latest.cpu_cores_used:.2f} cpu, {units.size(latest.memory_used_bytes)}"
             if latest else ""
         )
     _emit(

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from podium.rules import units
 from podium.rules.routing import in_rotation, ingress_ports
 from podium.rules.taskstate import is_live
 from podium.v1 import objects
@@ -45,12 +46,6 @@ def ago(ts_seconds: float, now: float | None = None) -> str:
         if delta >= size:
             return f"{int(delta // size)}{unit} ago"
     return f"{int(delta)}s ago"
-
-
-def gib(n: int) -> str:
-    if n >= 1 << 30:
-        return f"{n / (1 << 30):.1f}GiB"
-    return f"{n / (1 << 20):.0f}MiB"
 
 
 def port_text(p: objects.PortBinding) -> str:
@@ -104,7 +99,7 @@ def add_task_load(row: Row, load: Any | None) -> None:
     row["memory_bytes"] = load.latest.memory_bytes if load is not None else None
     row["memory_share"] = round(load.latest.memory_share, 3) if load is not None else None
     row["cpu"] = f"{row['cpu_cores']:.2f}" if load is not None else ""
-    row["mem"] = mib(row["memory_bytes"]) if load is not None else ""
+    row["mem"] = units.size(row["memory_bytes"]) if load is not None else ""
 
 
 def add_routing(row: Row, task: objects.Task, node: objects.Node | None) -> None:
@@ -114,10 +109,6 @@ def add_routing(row: Row, task: objects.Task, node: objects.Node | None) -> None
     row["routing"] = ("in" if row["in_rotation"] else "out") if meshed else ""
     connections = row.get("connections", 0)
     row["routing_text"] = f"{row['routing']} ({connections} conn)" if meshed else ""
-
-
-def mib(n: int) -> str:
-    return f"{n / (1 << 20):.1f}MiB"
 
 
 def service_row(service: objects.Service, tasks: Sequence[objects.Task]) -> Row:

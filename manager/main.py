@@ -10,6 +10,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from podium.rules import daemon
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listen", default="0.0.0.0:7070", help="address to serve on")
@@ -52,7 +54,6 @@ def _seconds(flag: str, low: float, high: float) -> Callable[[str], float]:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
-    import signal
 
     from podium.manager.manager import Manager
 
@@ -61,35 +62,13 @@ def run(args: argparse.Namespace) -> int:
         down_grace=args.down_grace, restart_grace=args.agent_restart_grace,
         probe_timeout=args.probe_timeout,
     )
-
-    async def serve() -> None:
-        await manager.start()
-        try:
-            serving = asyncio.ensure_future(manager.serve_forever())
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, serving.cancel)
-            try:
-                await serving
-            except asyncio.CancelledError:
-                pass
-        finally:
-            await manager.stop()
-
-    asyncio.run(serve())
+    asyncio.run(daemon.serve_until_signalled(manager))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="podium manager", description="Run a manager.")
-    add_arguments(parser)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
-    args = parser.parse_args(argv)
-    import logging
-
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(args)
+    return daemon.main(argv, prog="podium manager", description="Run a manager.",
+                       add_arguments=add_arguments, run=run)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from podium.manager.eligibility import NOT_READY, ineligible
+from podium.rules import units
 from podium.rules.constraints import parse_constraint
 from podium.rules.taskstate import holds_resources
 from podium.v1 import objects
@@ -111,9 +112,9 @@ class _Group:
     def shortfall(self, node: _NodeState) -> _Rejection | None:
         """The first resource filter ``node`` fails for this group, given its current use."""
         if self.cpu and node.free_cpu < self.cpu:
-            return (_CPU, 0, _cpus(self.cpu))
+            return (_CPU, 0, units.cpus(self.cpu))
         if self.memory and node.free_memory < self.memory:
-            return (_MEMORY, 0, _size(self.memory))
+            return (_MEMORY, 0, units.size(self.memory))
         for index, port in enumerate(self.ports):
             if port in node.ports:
                 return (_PORT, index, f"{port[1]}/{'udp' if port[0] else 'tcp'}")
@@ -273,19 +274,3 @@ def _describe(rejection: _Rejection, count: int) -> str:
 
 def _fail(plan: Plan, tasks: list[objects.Task], reason: str) -> None:
     plan.unplaced.extend(Unplaced(task.id, reason) for task in tasks)
-
-
-def _number(value: float) -> str:
-    return f"{value:.2f}".rstrip("0").rstrip(".")
-
-
-def _cpus(nano_cpus: int) -> str:
-    cpus = nano_cpus / 1e9
-    return f"{_number(cpus)} cpu{'' if cpus == 1 else 's'}"
-
-
-def _size(size: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size >= scale:
-            return f"{_number(size / scale)} {unit}"
-    return f"{size} B"
