@@ -118,8 +118,8 @@ async def probe(addr: str, task_ports: list[int], *, answer_within: float) -> Pr
         return ProbeResult(None, None, f"probe took {took:.2f} s (manager stalled)")
     if answers:
         listed = ",".join(str(p) for p in task_ports)
-        return ProbeResult(True, False, f"{answers[0]}, but no task port ({listed}) accepted "
-                           f"in {timeout:g} s")
+        return ProbeResult(True, False, f"{', '.join(dict.fromkeys(answers))}, but no task port "
+                           f"({listed}) accepted in {timeout:g} s")
     tried = ",".join(str(p) for p in ports)
     why = f"; {errors[-1]}" if errors else ""
     return ProbeResult(False, None, f"no answer from {addr} on port {tried} in {timeout:g} s{why}")

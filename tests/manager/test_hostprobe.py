@@ -22,7 +22,7 @@ async def test_a_refused_task_port_means_the_host_answers_but_its_tasks_do_not()
         port = s.getsockname()[1]
         result = await hostprobe.probe("127.0.0.1", [port], answer_within=0.3)
     assert (result.host, result.serving) == (True, False)
-    assert result.detail.startswith(f"127.0.0.1:{port} refused")
+    assert f"127.0.0.1:{port} refused" in result.detail
 
 
 async def test_without_task_ports_any_answer_will_do() -> None:
