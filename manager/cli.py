@@ -275,7 +275,7 @@ def cmd_nodes(client: Client, args: argparse.Namespace) -> int:
         [
             ("ID", "id"),
             ("NAME", "name"),
-            ("STATE", "state"),
+            ("STATE", "state_text"),
             ("AVAILABILITY", "availability"),
             ("ADDRESS", "addr"),
             ("CPUS", "cpus"),

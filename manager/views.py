@@ -13,6 +13,7 @@ from podium.manager.taskstate import is_live
 from podium.v1 import objects
 
 Row = dict[str, Any]
+_NODE_READY = objects.NodeStatus.STATE_READY
 
 
 def enum_name(value: int, enum: Any, prefix: str) -> str:
@@ -142,6 +143,13 @@ def node_row(node: objects.Node, task_count: int) -> Row:
         "engine": desc.engine_version,
         "labels": dict(desc.labels),
         "message": node.status.message,
+        "engine_answering": not node.status.engine_unresponsive,
+        "engine_error": node.status.engine_error,
+        # What the table's STATE column shows: the state, and what keeps a ready node from
+        # taking new tasks besides its availability.
+        "state_text": node_state(node.status.state) + (
+            ", engine not answering"
+            if node.status.engine_unresponsive and node.status.state == _NODE_READY else ""),
     }
 
 
