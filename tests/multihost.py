@@ -527,7 +527,7 @@ class HostCluster(CliClient):
 
     def _agent_pids(self, h: Host) -> set[int]:
         return {pid for pid in _netns_pids(h.netns)
-                if b"podium.manager.cli\0agent\0" in _cmdline(pid)}
+                if b"podium.client.cli\0agent\0" in _cmdline(pid)}
 
 
 # -- processes, namespaces, cgroups ------------------------------------------------------------
