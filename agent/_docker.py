@@ -281,6 +281,10 @@ class DockerExecutor:
                 if self._closed:
                     return
                 log.warning("engine event stream failed (%s); reconnecting in %.1fs", err, delay)
+            except Exception:
+                if self._closed:
+                    return  # close() tore the client down under a call in flight
+                raise
             if self._closed:
                 return
             await self._pause(delay * random.uniform(0.5, 1.0))

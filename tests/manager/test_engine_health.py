@@ -170,7 +170,7 @@ async def _true(value: bool) -> bool:
 
 
 def test_podium_nodes_shows_an_engine_that_does_not_answer() -> None:
-    from podium.manager import views
+    from podium.client import views
 
     node = objects.Node(id="n1")
     node.status.state = READY
