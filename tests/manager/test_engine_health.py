@@ -53,7 +53,9 @@ class InProcessCluster:
 
 
 @contextlib.asynccontextmanager
-async def cluster(tmp_path: pathlib.Path, hosts: int = 3) -> AsyncIterator[InProcessCluster]:
+async def cluster(tmp_path: pathlib.Path, hosts: int = 3,
+                  prepare: Callable[[Agent], None] | None = None,
+                  ) -> AsyncIterator[InProcessCluster]:
     manager = Manager(listen="127.0.0.1:0", data_dir=tmp_path / "manager")
     await manager.start()
     agents: dict[str, Agent] = {}
@@ -65,6 +67,8 @@ async def cluster(tmp_path: pathlib.Path, hosts: int = 3) -> AsyncIterator[InPro
             agents[name] = Agent(manager=f"127.0.0.1:{manager.port}", name=name,
                                  node_id=f"node-{name}", executor=executors[name],
                                  engine_ping=(0.2, 0.5))
+            if prepare is not None:
+                prepare(agents[name])
             await agents[name].start()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{manager.port}") as channel:
             c = InProcessCluster(manager, agents, executors, control_grpc.ControlStub(channel))
@@ -179,3 +183,34 @@ def test_podium_nodes_shows_an_engine_that_does_not_answer() -> None:
     row = views.node_row(node, 0)
     assert row["state_text"] == "ready, engine not answering"
     assert row["state"] == "ready" and row["engine_answering"] is False
+
+
+class HangingMesh:
+    """A mesh whose every apply hangs (a stuck data path), as far as the agent can tell."""
+
+    def __init__(self) -> None:
+        self.applies = 0
+
+    async def apply(self, listeners: object) -> list[str]:
+        self.applies += 1
+        await asyncio.Event().wait()
+        return []
+
+    def stats(self) -> dict[int, dict[str, int]]:
+        return {}
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_hung_mesh_holds_up_no_assignment(tmp_path: pathlib.Path) -> None:
+    mesh = HangingMesh()
+
+    def hang(agent: Agent) -> None:
+        agent._mesh = mesh  # type: ignore[assignment]
+
+    async with cluster(tmp_path, hosts=1, prepare=hang) as c:
+        await until(lambda: _true(mesh.applies > 0), 5, "the routing tables reached the mesh")
+        # The mesh never finishes applying them, yet assignments keep flowing.
+        await c.create("web", 2)
+        await until(lambda: _count(c, "web", 2), 10, "web running")
