@@ -5,6 +5,12 @@ sets) and status reports, and hands assignments to the worker. When the stream
 breaks it reconnects with jittered exponential backoff (0.1 s doubling to 5 s)
 so that a manager restart is not met by every agent at the same instant.
 
+The read loop never waits on the engine or on the mesh: it only hands each
+assignment and routing message, in order, to a synchronous callback whose owner
+queues it for a consumer of its own (the worker, the agent's mesh applier). So a
+wedged engine cannot stop the session from reading, and what the heartbeat says
+about the engine is always current (heartbeat_now() sends one at once).
+
 `leave()` ends the session on purpose (the agent is stopping: a restart, an upgrade): it sends
 Leaving(restarting) as the last message, half-closes the stream and waits briefly for the
 manager to end it, so the manager holds the node's tasks for its restart grace instead of
@@ -53,11 +59,14 @@ class Session:
         manager: str,
         node_id: str,
         describe: Callable[[], Awaitable[objects.NodeDescription]],
-        on_assignments: Callable[[dispatcher.Assignments], Awaitable[None]],
+        on_assignments: Callable[[dispatcher.Assignments], None],
         reporter: StatusReporter,
         load: Callable[[], dispatcher.LoadReport] | None = None,
-        on_endpoints: Callable[[dispatcher.Endpoints], Awaitable[None]] | None = None,
+        on_endpoints: Callable[[dispatcher.Endpoints], None] | None = None,
+        heartbeat: Callable[[], dispatcher.Heartbeat] | None = None,
     ) -> None:
+        """`on_assignments` and `on_endpoints` must not block (they queue); `heartbeat` gives
+        each heartbeat's content (the engine's health)."""
         self._manager = manager
         self._node_id = node_id
         self._describe = describe
@@ -65,6 +74,8 @@ class Session:
         self._reporter = reporter
         self._load = load
         self._on_endpoints = on_endpoints
+        self._heartbeat_content = heartbeat
+        self._beat_now = asyncio.Event()
         # When the last session ended (monotonic seconds); None while one is open.
         self._lost_since: float | None = time.monotonic()
         # The open session's outbox (None while there is none) and its end.
@@ -94,6 +105,10 @@ class Session:
     def lost_for(self) -> float:
         """Seconds without a session to the manager (0 while connected)."""
         return 0.0 if self._lost_since is None else time.monotonic() - self._lost_since
+
+    def heartbeat_now(self) -> None:
+        """Send a heartbeat at once (what it says changed), not at the next period."""
+        self._beat_now.set()
 
     async def run(self) -> None:
         """Keeps a session open until cancelled."""
@@ -153,9 +168,9 @@ class Session:
                             )
                         log.info("session open to %s (heartbeat %.1fs)", self._manager, period)
                 elif message.HasField("assignments"):
-                    await self._on_assignments(message.assignments)
+                    self._on_assignments(message.assignments)
                 elif message.HasField("endpoints") and self._on_endpoints is not None:
-                    await self._on_endpoints(message.endpoints)
+                    self._on_endpoints(message.endpoints)
         finally:
             if registered:
                 self._lost_since = time.monotonic()
@@ -169,11 +184,15 @@ class Session:
                     await helper
         return registered
 
-    @staticmethod
-    async def _heartbeat(outbox: asyncio.Queue[dispatcher.AgentMessage], period: float) -> None:
+    async def _heartbeat(self, outbox: asyncio.Queue[dispatcher.AgentMessage],
+                         period: float) -> None:
         while True:
-            outbox.put_nowait(dispatcher.AgentMessage(heartbeat=dispatcher.Heartbeat()))
-            await asyncio.sleep(period)
+            self._beat_now.clear()
+            content = self._heartbeat_content() if self._heartbeat_content else None
+            outbox.put_nowait(dispatcher.AgentMessage(heartbeat=content or dispatcher.Heartbeat()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(period):
+                    await self._beat_now.wait()
 
     async def _send_load(
         self, outbox: asyncio.Queue[dispatcher.AgentMessage], period: float

@@ -13,6 +13,7 @@ from podium.rules.taskstate import is_live
 from podium.v1 import objects
 
 Row = dict[str, Any]
+_NODE_READY = objects.NodeStatus.STATE_READY
 
 
 def enum_name(value: int, enum: Any, prefix: str) -> str:
@@ -29,8 +30,11 @@ def node_state(value: int) -> str:
 
 
 def node_state_text(node: objects.Node, now: float | None = None) -> str:
-    """The state as `podium nodes` shows it: a held node says how long its tasks stay put."""
+    """What the table's STATE column shows: the state, what keeps a ready node from taking new
+    tasks besides its availability, and how long a held node's tasks stay put."""
     state = node_state(node.status.state)
+    if node.status.state == _NODE_READY and node.status.engine_unresponsive:
+        return f"{state}, engine not answering"
     if node.status.state == objects.NodeStatus.STATE_AGENT_DOWN and node.status.HasField(
             "held_until"):
         left = max(0.0, node.status.held_until.ToNanoseconds() / 1e9 - (now or time.time()))
@@ -146,6 +150,8 @@ def node_row(node: objects.Node, task_count: int) -> Row:
         "engine": desc.engine_version,
         "labels": dict(desc.labels),
         "message": node.status.message,
+        "engine_answering": not node.status.engine_unresponsive,
+        "engine_error": node.status.engine_error,
     }
 
 

@@ -241,10 +241,10 @@ def _orphan(tx: WriteTx, task: objects.Task) -> None:
 
 
 def _may_keep(node: objects.Node, eligible: Callable[[objects.Node], bool]) -> bool:
-    """A global task stays on a node that is merely not ready (it may come
-    back); it leaves a node that is drained or no longer matches."""
+    """A global task stays on a node that is merely not ready or whose engine does not answer
+    (it may come back); it leaves a node that is drained or no longer matches."""
     if node.spec.availability == objects.NodeSpec.AVAILABILITY_DRAIN:
         return False
-    if node.status.state != objects.NodeStatus.STATE_READY:
+    if node.status.state != objects.NodeStatus.STATE_READY or node.status.engine_unresponsive:
         return True
     return eligible(node) or node.spec.availability == objects.NodeSpec.AVAILABILITY_PAUSE
