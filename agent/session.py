@@ -4,6 +4,12 @@ Registers, then concurrently sends heartbeats (at the period the manager
 sets) and status reports, and hands assignments to the worker. When the stream
 breaks it reconnects with jittered exponential backoff (0.1 s doubling to 5 s)
 so that a manager restart is not met by every agent at the same instant.
+
+What waits to be sent is bounded (OUTBOX_LIMIT messages): when the manager stops
+reading the stream, gRPC's flow control holds the sender and the outbox would
+grow by a heartbeat and a load report every period. Once it is full the session
+is closed and opened again: the reporter resends every task's latest status on
+the new session, so nothing that matters is lost with what was dropped.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from podium.v1 import dispatcher, dispatcher_grpc, objects
 
 log = logging.getLogger(__name__)
 
+# Heartbeats, load reports and status batches waiting: minutes of a manager not reading.
+OUTBOX_LIMIT = 1000
 BACKOFF_BASE_S = 0.1
 BACKOFF_MAX_S = 5.0
 CHANNEL_OPTIONS = [
@@ -31,6 +39,28 @@ CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2_000),
 ]
+
+
+class Outbox:
+    """Messages to the manager, at most `limit`; one more marks it `full` and empties it."""
+
+    def __init__(self, limit: int = OUTBOX_LIMIT) -> None:
+        self._queue: asyncio.Queue[dispatcher.AgentMessage] = asyncio.Queue()
+        self._limit = limit
+        self.full = asyncio.Event()
+
+    def put(self, message: dispatcher.AgentMessage) -> None:
+        if self.full.is_set():
+            return
+        if self._queue.qsize() >= self._limit:
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self.full.set()
+        else:
+            self._queue.put_nowait(message)
+
+    async def get(self) -> dispatcher.AgentMessage:
+        return await self._queue.get()
 
 
 def backoff(attempt: int) -> float:
@@ -50,8 +80,10 @@ class Session:
         reporter: StatusReporter,
         load: Callable[[], dispatcher.LoadReport] | None = None,
         on_endpoints: Callable[[dispatcher.Endpoints], Awaitable[None]] | None = None,
+        outbox_limit: int = OUTBOX_LIMIT,
     ) -> None:
         self._manager = manager
+        self._outbox_limit = outbox_limit
         self._node_id = node_id
         self._describe = describe
         self._on_assignments = on_assignments
@@ -84,9 +116,9 @@ class Session:
 
     async def _session(self, stub: dispatcher_grpc.DispatcherStub) -> bool:
         """One session; returns whether it got as far as registering."""
-        outbox: asyncio.Queue[dispatcher.AgentMessage] = asyncio.Queue()
+        outbox = Outbox(self._outbox_limit)
         register = dispatcher.Register(node_id=self._node_id, description=await self._describe())
-        outbox.put_nowait(dispatcher.AgentMessage(register=register))
+        outbox.put(dispatcher.AgentMessage(register=register))
 
         async def requests() -> AsyncIterator[dispatcher.AgentMessage]:
             while True:
@@ -95,7 +127,9 @@ class Session:
         call = stub.Session(requests())
         registered = False
         helpers: list[asyncio.Task[None]] = []
-        try:
+
+        async def receive() -> None:
+            nonlocal registered
             async for message in call:
                 if message.HasField("session"):
                     period = message.session.heartbeat_period.ToNanoseconds() / 1e9 or 1.0
@@ -115,32 +149,40 @@ class Session:
                     await self._on_assignments(message.assignments)
                 elif message.HasField("endpoints") and self._on_endpoints is not None:
                     await self._on_endpoints(message.endpoints)
+
+        receiving = asyncio.create_task(receive())
+        full = asyncio.create_task(outbox.full.wait())
+        try:
+            await asyncio.wait({receiving, full}, return_when=asyncio.FIRST_COMPLETED)
+            if receiving.done():
+                receiving.result()  # the stream's end or error
+            else:
+                log.warning("the manager at %s read nothing of the last %d messages: "
+                            "reconnecting", self._manager, self._outbox_limit)
         finally:
             if registered:
                 self._lost_since = time.monotonic()
             call.cancel()
-            for helper in helpers:
-                helper.cancel()
-            for helper in helpers:
+            for job in (receiving, full, *helpers):
+                job.cancel()
+            for job in (receiving, full, *helpers):
                 with contextlib.suppress(asyncio.CancelledError):
-                    await helper
+                    await job
         return registered
 
     @staticmethod
-    async def _heartbeat(outbox: asyncio.Queue[dispatcher.AgentMessage], period: float) -> None:
+    async def _heartbeat(outbox: Outbox, period: float) -> None:
         while True:
-            outbox.put_nowait(dispatcher.AgentMessage(heartbeat=dispatcher.Heartbeat()))
+            outbox.put(dispatcher.AgentMessage(heartbeat=dispatcher.Heartbeat()))
             await asyncio.sleep(period)
 
-    async def _send_load(
-        self, outbox: asyncio.Queue[dispatcher.AgentMessage], period: float
-    ) -> None:
+    async def _send_load(self, outbox: Outbox, period: float) -> None:
         assert self._load is not None
         while True:
-            outbox.put_nowait(dispatcher.AgentMessage(load=self._load()))
+            outbox.put(dispatcher.AgentMessage(load=self._load()))
             await asyncio.sleep(period)
 
-    async def _send_status(self, outbox: asyncio.Queue[dispatcher.AgentMessage]) -> None:
+    async def _send_status(self, outbox: Outbox) -> None:
         while True:
             report = await self._reporter.next_batch()
-            outbox.put_nowait(dispatcher.AgentMessage(status=report))
+            outbox.put(dispatcher.AgentMessage(status=report))

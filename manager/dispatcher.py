@@ -9,6 +9,11 @@ marks a node down when its session ends or falls silent.
 Invariant: a session's complete set is taken from the store in the same
 synchronous step that registers the session for forwarding, so no change can
 fall between the snapshot and the stream of changes.
+
+Each session's outbox is bounded (`outbox_limit` messages): an agent that reads
+so slowly that more wait is cut off (RESOURCE_EXHAUSTED) and what waited is
+dropped; it reconnects and gets the complete set, which replaces every change it
+missed.
 """
 
 from __future__ import annotations
@@ -33,16 +38,33 @@ from podium.v1 import dispatcher, dispatcher_grpc, objects
 log = logging.getLogger(__name__)
 
 READY = objects.NodeStatus.STATE_READY
+# Messages waiting for one agent. Each forwarding pass adds at most one assignments and one
+# endpoints message per session, so this is hundreds of passes the agent did not read.
+OUTBOX_LIMIT = 1000
 
 
 @dataclass(slots=True, eq=False)
 class _Session:
     node_id: str
+    limit: int = OUTBOX_LIMIT
     outbox: asyncio.Queue[dispatcher.ManagerMessage | None] = field(default_factory=asyncio.Queue)
     # Desired state last sent per task: only changes the agent acts on travel.
     sent: dict[str, int] = field(default_factory=dict)
     # Set when the monitor closes a silent session: the node is down already.
     silenced: bool = False
+    # Set when the agent fell `limit` messages behind: the session ends with RESOURCE_EXHAUSTED.
+    overflowed: bool = False
+
+    def send(self, message: dispatcher.ManagerMessage) -> None:
+        if self.overflowed:
+            return
+        if self.outbox.qsize() >= self.limit:
+            self.overflowed = True
+            while not self.outbox.empty():  # freed now, not when the agent reads again
+                self.outbox.get_nowait()
+            self.close()
+        else:
+            self.outbox.put_nowait(message)
 
     def close(self) -> None:
         self.outbox.put_nowait(None)
@@ -59,8 +81,10 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         missed_heartbeats: int = 3,
         down_grace: float = 1.0,
         startup_grace: float = 10.0,
+        outbox_limit: int = OUTBOX_LIMIT,
     ) -> None:
         self._store = store
+        self._outbox_limit = outbox_limit
         self._period = heartbeat_period
         self._load_period = load_period
         self._load = load
@@ -116,6 +140,14 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                 if message is None:
                     break
                 yield message
+            if session.overflowed:
+                log.warning("node %s fell %d messages behind: session closed",
+                            reg.description.name, session.limit)
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"this agent fell more than {session.limit} messages behind: "
+                    "reconnect for the complete set",
+                )
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -131,18 +163,18 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         old = self._sessions.get(node_id)
         if old is not None:
             old.close()
-        session = _Session(node_id)
+        session = _Session(node_id, limit=self._outbox_limit)
         self._sessions[node_id] = session
         info = dispatcher.SessionInfo(node_id=node_id)
         info.heartbeat_period.FromNanoseconds(int(self._period * 1e9))
         info.load_period.FromNanoseconds(int(self._load_period * 1e9))
-        session.outbox.put_nowait(dispatcher.ManagerMessage(session=info))
+        session.send(dispatcher.ManagerMessage(session=info))
         full = dispatcher.Assignments(type=dispatcher.Assignments.TYPE_COMPLETE)
         for task in self._store.view().tasks_of_node(node_id):
             full.tasks.append(task)
             session.sent[task.id] = task.desired_state
-        session.outbox.put_nowait(dispatcher.ManagerMessage(assignments=full))
-        session.outbox.put_nowait(dispatcher.ManagerMessage(endpoints=self._routes.complete()))
+        session.send(dispatcher.ManagerMessage(assignments=full))
+        session.send(dispatcher.ManagerMessage(endpoints=self._routes.complete()))
         return session
 
     async def _read(
@@ -204,7 +236,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                 for node_id, batch in batches.items():
                     session = self._sessions.get(node_id)
                     if session is not None and (batch.tasks or batch.removed):
-                        session.outbox.put_nowait(dispatcher.ManagerMessage(assignments=batch))
+                        session.send(dispatcher.ManagerMessage(assignments=batch))
                 self._publish_routes(changes)
         finally:
             watch.close()
@@ -219,7 +251,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         if delta is not None:
             message = dispatcher.ManagerMessage(endpoints=delta)
             for session in self._sessions.values():
-                session.outbox.put_nowait(message)
+                session.send(message)
 
     async def _watch_nodes(self) -> None:
         # Fine-grained: a down grace of 1 s should not become 1.25 s.
