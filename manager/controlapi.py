@@ -32,7 +32,7 @@ MAX_REPLICAS = 10_000
 # Changes that may wait unread for one WatchEvents client before it is cut off. Twice the
 # largest burst one request causes (MAX_REPLICAS tasks created in one transaction), so a client
 # that keeps up is never cut off by a burst; a stalled one holds at most this many changes
-# (about 2.6 KB each for a task: ~50 MB), not every change until it reads again.
+# (about 1.3 KB each for a task: ~26 MB), not every change until it reads again.
 WATCH_LIMIT = 2 * MAX_REPLICAS
 
 O = TypeVar("O", objects.Node, objects.Service, objects.Task)  # noqa: E741
