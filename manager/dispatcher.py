@@ -129,6 +129,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
             "node %s (%s) connected from %s", reg.description.name, reg.node_id, context.peer()
         )
         reader = asyncio.create_task(self._read(session, request_iterator))
+        get: asyncio.Future[dispatcher.ManagerMessage | None] | None = None
         try:
             while True:
                 get = asyncio.ensure_future(session.outbox.get())
@@ -149,6 +150,9 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                     "reconnect for the complete set",
                 )
         finally:
+            # Cancelled mid-wait (the server stopping), the pending get would outlive the call.
+            if get is not None:
+                get.cancel()
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader

@@ -3,11 +3,12 @@ from __future__ import annotations
 import pathlib
 import subprocess
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 
 import pytest
 
 from tests.helpers import IMAGE, Cluster, ensure_image
+from tests.inprocess import InProcessCluster, in_process_cluster
 
 # How long a test's agents get, after the test, to remove what it removed (`podium rm` returns
 # before the containers are gone).
@@ -71,3 +72,10 @@ def cluster(engine: None, tmp_path: pathlib.Path,
     finally:
         c.close()
     assert not left, f"containers left behind: {sorted(left.values())}"
+
+
+@pytest.fixture
+async def mini(tmp_path: pathlib.Path) -> AsyncIterator[InProcessCluster]:
+    """A manager and agents node-a and node-b in this test's event loop (tests/inprocess.py)."""
+    async with in_process_cluster(tmp_path, agents=2) as c:
+        yield c
