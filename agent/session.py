@@ -45,7 +45,7 @@ class Outbox:
     """Messages to the manager, at most `limit`; one more marks it `full` and empties it."""
 
     def __init__(self, limit: int = OUTBOX_LIMIT) -> None:
-        self._queue: asyncio.Queue[dispatcher.AgentMessage] = asyncio.Queue()
+        self._queue: asyncio.Queue[dispatcher.AgentMessage | None] = asyncio.Queue()
         self._limit = limit
         self.full = asyncio.Event()
 
@@ -59,8 +59,14 @@ class Outbox:
         else:
             self._queue.put_nowait(message)
 
-    async def get(self) -> dispatcher.AgentMessage:
+    async def get(self) -> dispatcher.AgentMessage | None:
+        """The next message, or None once closed."""
         return await self._queue.get()
+
+    def close(self) -> None:
+        """Ends the request stream: gRPC's task that consumes it would wait forever when the
+        call ended from the manager's side (an abort), as cancel() does not stop it then."""
+        self._queue.put_nowait(None)
 
 
 def backoff(attempt: int) -> float:
@@ -121,8 +127,8 @@ class Session:
         outbox.put(dispatcher.AgentMessage(register=register))
 
         async def requests() -> AsyncIterator[dispatcher.AgentMessage]:
-            while True:
-                yield await outbox.get()
+            while (message := await outbox.get()) is not None:
+                yield message
 
         call = stub.Session(requests())
         registered = False
@@ -163,6 +169,7 @@ class Session:
             if registered:
                 self._lost_since = time.monotonic()
             call.cancel()
+            outbox.close()
             for job in (receiving, full, *helpers):
                 job.cancel()
             for job in (receiving, full, *helpers):

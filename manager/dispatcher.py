@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
@@ -54,6 +55,8 @@ class _Session:
     silenced: bool = False
     # Set when the agent fell `limit` messages behind: the session ends with RESOURCE_EXHAUSTED.
     overflowed: bool = False
+    # Set by close(): the session ends even while a write waits for the agent to read.
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
 
     def send(self, message: dispatcher.ManagerMessage) -> None:
         if self.overflowed:
@@ -68,6 +71,7 @@ class _Session:
 
     def close(self) -> None:
         self.outbox.put_nowait(None)
+        self.closing.set()
 
 
 class Dispatcher(dispatcher_grpc.DispatcherServicer):
@@ -106,7 +110,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         self,
         request_iterator: AsyncIterator[dispatcher.AgentMessage],
         context: grpc.aio.ServicerContext[dispatcher.AgentMessage, dispatcher.ManagerMessage],
-    ) -> AsyncIterator[dispatcher.ManagerMessage]:
+    ) -> None:
         first = await anext(aiter(request_iterator), None)
         if first is None or not first.HasField("register"):
             await context.abort(
@@ -129,18 +133,27 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
             "node %s (%s) connected from %s", reg.description.name, reg.node_id, context.peer()
         )
         reader = asyncio.create_task(self._read(session, request_iterator))
-        get: asyncio.Future[dispatcher.ManagerMessage | None] | None = None
+        closing = asyncio.ensure_future(session.closing.wait())
+        jobs: list[asyncio.Future[Any]] = [reader, closing]
         try:
             while True:
                 get = asyncio.ensure_future(session.outbox.get())
+                jobs.append(get)
                 await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if not get.done():
-                    get.cancel()
                     break
                 message = get.result()
                 if message is None:
                     break
-                yield message
+                # Not a generator's yield: a write that flow control holds (the agent reads
+                # nothing) must not hold the session open once it is closed.
+                write = asyncio.ensure_future(context.write(message))
+                jobs.append(write)
+                await asyncio.wait({write, reader, closing}, return_when=asyncio.FIRST_COMPLETED)
+                if not write.done():
+                    break
+                write.result()
+                jobs = [reader, closing]
             if session.overflowed:
                 log.warning("node %s fell %d messages behind: session closed",
                             reg.description.name, session.limit)
@@ -150,9 +163,9 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                     "reconnect for the complete set",
                 )
         finally:
-            # Cancelled mid-wait (the server stopping), the pending get would outlive the call.
-            if get is not None:
-                get.cancel()
+            # Cancelled mid-wait (the server stopping), pending futures would outlive the call.
+            for job in jobs[1:]:
+                job.cancel()
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader

@@ -103,7 +103,7 @@ class RawAgent:
         self.error: grpc.aio.AioRpcError | None = None
         self._heartbeat, self._read = heartbeat, read
         self._capacity = objects.Resources(nano_cpus=nano_cpus, memory_bytes=memory_bytes)
-        self._outbox: asyncio.Queue[dispatcher.AgentMessage] = asyncio.Queue()
+        self._outbox: asyncio.Queue[dispatcher.AgentMessage | None] = asyncio.Queue()
         self._jobs: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> RawAgent:
@@ -113,8 +113,8 @@ class RawAgent:
             register=dispatcher.Register(node_id=self.node_id, description=description)))
 
         async def requests() -> AsyncIterator[dispatcher.AgentMessage]:
-            while True:
-                yield await self._outbox.get()
+            while (message := await self._outbox.get()) is not None:
+                yield message
 
         self.call = dispatcher_grpc.DispatcherStub(self._channel).Session(requests())
         self._jobs.append(asyncio.create_task(self._beat()))
@@ -124,6 +124,7 @@ class RawAgent:
 
     async def __aexit__(self, *exc: object) -> None:
         self.call.cancel()
+        self._outbox.put_nowait(None)  # ends gRPC's request consumer even after an abort
         for job in self._jobs:
             job.cancel()
         for job in self._jobs:
