@@ -7,11 +7,16 @@ this module only makes the calls and maps the engine's errors:
   409 (the deterministic name is taken) -> the existing container's id, 400 -> permanent error.
 - start() of a running container (304), stop() of a stopped (304) or missing (404) one and
   remove() of a missing one succeed.
+- Every call has a deadline (call_timeout, 20 s by default; stop(): its grace plus
+  STOP_MARGIN_S) and fails with EngineTimeout past it, so a wedged engine stalls no caller for
+  good. ping() is GET /_ping with the caller's deadline.
 - events() holds one streaming GET /events per iterator, filtered by the engine to this node's
-  containers. On every (re)connection it first yields ACTION_RESYNC: the caller re-lists. The
-  stream is opened with `since` set to the engine's clock read just before connecting, so events
-  between that instant and the subscription are replayed, not lost: a re-list made after the
-  resync misses nothing. When the stream drops it reconnects with jittered backoff until close().
+  containers. The stream itself has no deadline (it is idle while nothing happens), but opening
+  it has one, and an engine that dies closes its socket, which ends the stream. On every
+  (re)connection it first yields ACTION_RESYNC: the caller re-lists. The stream is opened with
+  `since` set to the engine's clock read just before connecting, so events between that instant
+  and the subscription are replayed, not lost: a re-list made after the resync misses nothing.
+  When the stream drops it reconnects with jittered backoff until close().
 
 The client owns its connector: limit=0, because every open event stream holds one pooled
 connection and a full pool blocks every other call (see ENVIRONMENT.md).
@@ -48,6 +53,7 @@ from podium.agent.executor import (
     ContainerEvent,
     ContainerState,
     EngineInfo,
+    EngineTimeout,
     ExecutorError,
 )
 from podium.v1 import objects
@@ -61,6 +67,11 @@ _INSPECT_CONCURRENCY = 16  # list_containers() inspects this many containers at 
 # create(): how long to wait for a concurrent create of the same name to finish.
 _CREATE_RETRY_MIN = 0.02
 _CREATE_RETRY_FOR = 30.0
+# The deadline of every engine call but stop() and the event stream. Generous: 50 containers
+# started at once keep a 2-core engine busy ~5 s, and a slow answer is still an answer.
+CALL_TIMEOUT_S = 20.0
+# stop() waits the grace period (the engine's own wait before SIGKILL) plus this.
+STOP_MARGIN_S = 10.0
 
 
 class DockerExecutor:
@@ -70,10 +81,14 @@ class DockerExecutor:
     event loop) and released by close(); use `async with` or call close().
     """
 
-    def __init__(self, *, node_id: str, docker_host: str | None = None) -> None:
+    def __init__(self, *, node_id: str, docker_host: str | None = None,
+                 call_timeout: float = CALL_TIMEOUT_S) -> None:
         if not node_id:
             raise ValueError("node_id must not be empty")
+        if call_timeout <= 0:
+            raise ValueError(f"call_timeout must be > 0 seconds, got {call_timeout}")
         self._node_id = node_id
+        self._timeout = call_timeout
         host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
         self._url, self._socket_path = _parse_host(host)
         self._connector: aiohttp.BaseConnector | None = None
@@ -94,17 +109,30 @@ class DockerExecutor:
 
     async def info(self) -> EngineInfo:
         with _engine_errors():
-            data = await self._client().system.info()
+            async with _deadline(self._timeout, "GET /info"):
+                data = await self._client().system.info()
         return EngineInfo(
             version=str(data.get("ServerVersion", "")),
             nano_cpus=int(data.get("NCPU", 0)) * 1_000_000_000,
             memory_bytes=int(data.get("MemTotal", 0)),
         )
 
+    async def ping(self, deadline: float) -> None:
+        with _engine_errors():
+            async with _deadline(deadline, "GET /_ping"):
+                response = await self._client()._do_query(
+                    "_ping", method="GET", versioned_api=False
+                )
+                try:
+                    await response.read()
+                finally:
+                    response.release()
+
     async def list_containers(self) -> list[ContainerState]:
         filters = json.dumps({"label": [f"{LABEL_NODE}={self._node_id}"]})
         with _engine_errors():
-            summaries = await self._client().containers.list(all=True, filters=filters)
+            async with _deadline(self._timeout, "GET /containers/json"):
+                summaries = await self._client().containers.list(all=True, filters=filters)
         # The summaries lack exit codes, times and errors: inspect each, a few at a time.
         limit = asyncio.Semaphore(_INSPECT_CONCURRENCY)
 
@@ -119,7 +147,8 @@ class DockerExecutor:
     async def inspect(self, container_id: str) -> ContainerState | None:
         data: dict[str, Any] | None = None
         with _engine_errors(ok=(404,)):
-            data = await self._client().containers.container(container_id).show()
+            async with _deadline(self._timeout, "inspect"):
+                data = await self._client().containers.container(container_id).show()
         return None if data is None else container_state(data)
 
     async def create(self, task: objects.Task) -> str:
@@ -130,7 +159,8 @@ class DockerExecutor:
         deadline = time.monotonic() + _CREATE_RETRY_FOR
         while True:
             try:
-                return (await containers.create(config, name=name)).id
+                async with _deadline(self._timeout, "create"):
+                    return (await containers.create(config, name=name)).id
             except DockerError as err:
                 if err.status == 404:
                     raise ExecutorError(f"No such image: {task.spec.container.image}") from err
@@ -140,7 +170,8 @@ class DockerExecutor:
             # of this agent): adopt it.
             existing: dict[str, Any] | None = None
             with _engine_errors(ok=(404,)):
-                existing = await containers.container(name).show()
+                async with _deadline(self._timeout, "inspect"):
+                    existing = await containers.container(name).show()
             if existing is not None:
                 return str(existing["Id"])
             # The name is reserved but the container not yet visible: another create of the
@@ -154,20 +185,23 @@ class DockerExecutor:
     async def start(self, container_id: str) -> None:
         # 304 Not Modified (already running) is not an error status for aiodocker.
         with _engine_errors():
-            await self._client().containers.container(container_id).start()
+            async with _deadline(self._timeout, "start"):
+                await self._client().containers.container(container_id).start()
 
     async def stop(self, container_id: str, grace: float) -> None:
         # The engine counts the grace in whole seconds; round up so a short grace is not zero.
         seconds = max(0, math.ceil(grace))
         with _engine_errors(ok=(304, 404)):
-            await self._client().containers.container(container_id).stop(t=seconds)
+            async with _deadline(seconds + STOP_MARGIN_S, "stop"):
+                await self._client().containers.container(container_id).stop(t=seconds)
 
     async def remove(self, container_id: str) -> None:
         container = self._client().containers.container(container_id)
         with _engine_errors(ok=(404,)):
             try:
                 # v: also remove the container's anonymous volumes, which nothing else would reuse.
-                await container.delete(force=True, v=True)
+                async with _deadline(self._timeout, "remove"):
+                    await container.delete(force=True, v=True)
             except DockerError as err:
                 if not (err.status == 409 and "already in progress" in err.message):
                     raise
@@ -197,8 +231,8 @@ class DockerExecutor:
                 self._connector = aiohttp.UnixConnector(self._socket_path, limit=0)
             else:
                 self._connector = aiohttp.TCPConnector(limit=0)
-            # No total timeout: stop() legitimately waits out the grace period. Callers that
-            # need a deadline wrap the call in asyncio.timeout().
+            # No total timeout here: each call sets its own deadline (_deadline), and the event
+            # stream has none.
             self._docker = aiodocker.Docker(
                 url=self._url,
                 connector=self._connector,
@@ -211,37 +245,46 @@ class DockerExecutor:
         while not self._closed:
             try:
                 client = self._client()
-                info = await client.system.info()
+                async with _deadline(self._timeout, "GET /info"):
+                    info = await client.system.info()
                 since_ns = parse_time_ns(str(info.get("SystemTime", "")))
-                async with client._query(
-                    "events", params=self._event_params(since_ns), timeout=aiohttp.ClientTimeout()
-                ) as response:
-                    self._streams.add(response)
-                    try:
-                        if self._closed:
-                            return  # close() ran while we connected; it missed this response
-                        delay = _RECONNECT_MIN
-                        yield ContainerEvent(
-                            task_id="",
-                            container_id="",
-                            action=ACTION_RESYNC,
-                            exit_code=None,
-                            time_ns=time.time_ns() if since_ns is None else since_ns,
-                        )
-                        async for line in response.content:
-                            event = _parse_event_line(line)
-                            if event is not None:
-                                yield event
-                    finally:
-                        self._streams.discard(response)
-                        response.close()
+                # The deadline covers connecting and the response's headers, not the stream.
+                async with _deadline(self._timeout, "GET /events"):
+                    response = await client._do_query(
+                        "events", method="GET", params=self._event_params(since_ns),
+                        timeout=aiohttp.ClientTimeout(),
+                    )
+                self._streams.add(response)
+                try:
+                    if self._closed:
+                        return  # close() ran while we connected; it missed this response
+                    delay = _RECONNECT_MIN
+                    yield ContainerEvent(
+                        task_id="",
+                        container_id="",
+                        action=ACTION_RESYNC,
+                        exit_code=None,
+                        time_ns=time.time_ns() if since_ns is None else since_ns,
+                    )
+                    async for line in response.content:
+                        event = _parse_event_line(line)
+                        if event is not None:
+                            yield event
+                finally:
+                    self._streams.discard(response)
+                    response.close()
                 if not self._closed:
                     log.warning("engine event stream ended; reconnecting")
             except (DockerError, ExecutorError, aiohttp.ClientError, OSError, ValueError) as err:
+                # EngineTimeout (an ExecutorError): the engine is wedged; keep trying.
                 # ValueError: a line that is not JSON, or longer than the reader's limit.
                 if self._closed:
                     return
                 log.warning("engine event stream failed (%s); reconnecting in %.1fs", err, delay)
+            except Exception:
+                if self._closed:
+                    return  # close() tore the client down under a call in flight
+                raise
             if self._closed:
                 return
             await self._pause(delay * random.uniform(0.5, 1.0))
@@ -263,6 +306,18 @@ class DockerExecutor:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._closing.wait()
+
+
+@contextlib.asynccontextmanager
+async def _deadline(seconds: float, what: str) -> AsyncIterator[None]:
+    """Fails the body with EngineTimeout when it takes more than `seconds`."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError as err:
+        raise EngineTimeout(
+            f"Docker engine did not answer ({what}) within {seconds:g}s"
+        ) from err
 
 
 @contextlib.contextmanager

@@ -2,6 +2,12 @@
 
 The node's identity is a random id kept in DATA_DIR/node_id, so an agent
 restarted with the same data dir is the same node and adopts its containers.
+
+Every loop is a task the agent owns: the session (reads and sends only), the
+worker (applies assignments), the engine's events, the engine's health, the
+mesh applier and fencing. None waits on another: routing messages update the
+routing table at once, in order, and the mesh applier then serves the latest
+table (coalescing bursts, and retrying ports it could not serve).
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ import logging
 import pathlib
 import secrets
 
-from podium.agent.executor import Executor
+from podium.agent.enginehealth import PERIOD_S, PING_TIMEOUT_S, EngineHealth
+from podium.agent.executor import Executor, ExecutorError
 from podium.agent.kernelmesh import KernelMesh
 from podium.agent.loadstream import LoadStream
 from podium.agent.meshpool import MeshPool
@@ -55,7 +62,10 @@ class Agent:
         labels: dict[str, str] | None = None,
         mesh: str = "asyncio",
         mesh_workers: int = 0,
+        engine_ping: tuple[float, float] = (PERIOD_S, PING_TIMEOUT_S),
     ) -> None:
+        """`engine_ping`: how often the engine's health is checked, and the deadline of each
+        check, in seconds."""
         self.node_id = node_id
         self._name = name
         self._labels = dict(labels or {})
@@ -75,28 +85,56 @@ class Agent:
             self._mesh = Mesh()
         load = LoadStream(sampler=LoadSampler(), running=self._worker.running_pids,
                             connections=self._mesh_connections)
+        self._engine = EngineHealth(executor=executor, on_change=self._engine_changed,
+                                    period=engine_ping[0], timeout=engine_ping[1])
         self._session = Session(
             manager=manager,
             node_id=node_id,
             describe=self._describe,
-            on_assignments=self._worker.apply,
+            on_assignments=self._worker.submit,
             reporter=self._reporter,
             load=load.next_report,
             on_endpoints=self._route,
+            heartbeat=self._heartbeat,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._mesh_errors: list[str] = []  # from the last apply: ports not served
-        # Held while reading the routing tables and applying them: a retry never applies a
-        # table older than one a routing change applied meanwhile.
-        self._mesh_lock = asyncio.Lock()
+        self._mesh_due = asyncio.Event()
+        self._description: objects.NodeDescription | None = None  # the last one the engine gave
 
-    async def _route(self, message: dispatcher.Endpoints) -> None:
+    def _heartbeat(self) -> dispatcher.Heartbeat:
+        return dispatcher.Heartbeat(engine_unresponsive=self._engine.unresponsive,
+                                    engine_error=self._engine.error)
+
+    def _engine_changed(self) -> None:
+        self._session.heartbeat_now()
+        if not self._engine.unresponsive:
+            # Events may have been missed while it did not answer (a restarted engine's
+            # stream is new): every runner looks at its container again.
+            self._worker.resync()
+
+    def _route(self, message: dispatcher.Endpoints) -> None:
+        """Called by the session's read loop: must not block."""
         self._routes.apply(message)
-        await self._apply_mesh()
+        self._mesh_due.set()
 
-    async def _apply_mesh(self) -> None:
-        async with self._mesh_lock:
-            errors = await self._mesh.apply(self._routes.listeners())
+    async def _serve_mesh(self) -> None:
+        """Serves the latest routing table after every change; a port that could not be served
+        (in use by another process, say) is tried again every MESH_RETRY seconds, not only
+        when the routing tables next change."""
+        while True:
+            if self._mesh_errors:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(MESH_RETRY):
+                        await self._mesh_due.wait()
+            else:
+                await self._mesh_due.wait()
+            self._mesh_due.clear()
+            try:
+                errors = await self._mesh.apply(self._routes.listeners())
+            except Exception:  # a fault in the mesh must not stop the agent's routing for good
+                log.exception("mesh: could not apply the routing tables; retrying")
+                errors = ["the routing tables could not be applied"]
             for error in errors:
                 if error not in self._mesh_errors:  # each once, not at every retry
                     log.error("mesh: %s", error)
@@ -104,14 +142,6 @@ class Agent:
                 if error not in errors:
                     log.info("mesh: resolved: %s", error)
             self._mesh_errors = errors
-
-    async def _retry_mesh(self) -> None:
-        """A port that could not be served (in use by another process, say) is tried again
-        every MESH_RETRY seconds, not only when the routing tables next change."""
-        while True:
-            await asyncio.sleep(MESH_RETRY)
-            if self._mesh_errors:
-                await self._apply_mesh()
 
     def _mesh_connections(self) -> dict[str, int]:
         """Task id -> connections open to it through this node's mesh."""
@@ -122,7 +152,15 @@ class Agent:
         return counts
 
     async def _describe(self) -> objects.NodeDescription:
-        info = await self._executor.info()
+        try:
+            info = await self._executor.info()
+        except ExecutorError as err:
+            # A session must still open while the engine does not answer (the heartbeat then
+            # says so): describe the node as the engine last did.
+            if self._description is None:
+                raise
+            log.warning("engine info unavailable (%s): registering with the last one", err)
+            return self._description
         desc = objects.NodeDescription(
             name=self._name,
             labels=self._labels,
@@ -131,14 +169,17 @@ class Agent:
         )
         desc.capacity.nano_cpus = info.nano_cpus
         desc.capacity.memory_bytes = info.memory_bytes
+        self._description = desc
         return desc
 
     async def start(self) -> None:
         self._tasks = [
+            asyncio.create_task(self._worker.run(), name="worker"),
             asyncio.create_task(self._worker.follow_events(), name="events"),
+            asyncio.create_task(self._engine.run(), name="engine-health"),
             asyncio.create_task(self._session.run(), name="session"),
             asyncio.create_task(self._fence(), name="fence"),
-            asyncio.create_task(self._retry_mesh(), name="mesh-retry"),
+            asyncio.create_task(self._serve_mesh(), name="mesh"),
         ]
 
     async def _fence(self, period: float = 0.5) -> None:

@@ -13,6 +13,10 @@ Contract:
 - Engine failures surface as ExecutorError, whose str() is fit to show the user. `permanent` says
   that retrying the same spec cannot help (the engine rejected the configuration); a missing
   image is not permanent, since the image may be loaded later.
+- Every call has a deadline: a wedged engine makes it fail with EngineTimeout (an ExecutorError),
+  never hang. stop() waits its grace period plus a margin; events() is exempt (it is a stream),
+  but it notices a dead engine and reconnects. ping() is the cheap call that tells whether the
+  engine answers at all.
 - events() yields container lifecycle events as hints, possibly duplicated or stale. After every
   (re)connection of the engine's event stream, the first event is ACTION_RESYNC: the caller must
   then re-list (list_containers()) because events may have been missed while disconnected. The
@@ -63,6 +67,10 @@ class ExecutorError(Exception):
         self.permanent = permanent
 
 
+class EngineTimeout(ExecutorError):
+    """The engine did not answer a call within its deadline (wedged or overloaded)."""
+
+
 @dataclass(slots=True, frozen=True)
 class ContainerState:
     """A container as the engine last reported it."""
@@ -111,6 +119,11 @@ class EngineInfo:
 class Executor(Protocol):
     async def info(self) -> EngineInfo:
         """The engine's version and capacity."""
+        ...
+
+    async def ping(self, deadline: float) -> None:
+        """Returns when the engine answers a trivial request; raises ExecutorError (EngineTimeout
+        after `deadline` seconds) when it does not."""
         ...
 
     async def list_containers(self) -> list[ContainerState]:

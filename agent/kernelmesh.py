@@ -19,9 +19,9 @@ as `podium.agent.proxy.Mesh`:
 What the rules do, per published port with at least one endpoint:
 - prerouting (traffic from other hosts) and output (connections made on the node itself): a TCP
   packet to a *local* address (`fib daddr type local`, so traffic passing through to other hosts
-  is never touched) on the port is DNATed to `numgen inc mod N` (balance "round_robin") or
+  is never touched) on the port is DNATed to `numgen inc mod N` (balance "round-robin") or
   `numgen random mod N` (anything else: the kernel has no per-endpoint connection counts at DNAT
-  time, so "least_conn" becomes a uniform random spread) looked up in the map `ep_<port>`
+  time, so "least-connections" becomes a uniform random spread) looked up in the map `ep_<port>`
   (index : endpoint address . port). The packet gets the mark bit `MASQ_MARK`;
 - postrouting masquerades marked packets, so replies come back through this node.
 Only the first packet of a connection passes NAT chains; the rest follow its conntrack entry. So
@@ -112,7 +112,7 @@ def render(wanted: Mapping[int, ListenerSpec], *, loopback: bool = False) -> tup
         if not elements:
             continue  # no rule: connections are refused
         n = len(elements)
-        spread = "inc" if spec.balance == "round_robin" else "random"
+        spread = "inc" if spec.balance == "round-robin" else "random"
         body = ", ".join(f"{i} : {element}" for i, element in enumerate(elements))
         maps.append(f"\tmap ep_{port} {{\n"
                     f"\t\ttypeof numgen inc mod {n} : ip daddr . tcp dport\n"

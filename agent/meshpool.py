@@ -11,8 +11,9 @@ path outside the agent's process also keeps the traffic off the event loop that 
 session and heartbeats.
 
 Contract (that of `Mesh`, which the agent uses interchangeably):
-- `MeshPool(workers=N, host="0.0.0.0", connect_timeout=1.0)`, N >= 1; `default_workers()` is
-  the agent's default N (one per core, at most 4; 0, no pool, on one core).
+- `MeshPool(workers=N, host="0.0.0.0", connect_timeout=1.0)`, N >= 1;
+  `podium.agent.main.default_workers()` is the agent's default N (one per core, at most 4; 0,
+  no pool, on one core).
 - `apply({port: ListenerSpec})` binds the new ports, sends their sockets and the wanted set to
   every worker, closes the ports no longer wanted, and returns the errors: a port that cannot
   be bound ("port 8080 in use: ...", the others still served; the next apply tries again),
@@ -35,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 import subprocess
 import sys
@@ -57,16 +57,6 @@ STOP_TIMEOUT = 5.0
 RESTART_DELAY = 0.5
 MAX_RESTART_DELAY = 30.0
 STABLE_AFTER = 60.0  # a worker that ran this long restarts after RESTART_DELAY again
-MAX_DEFAULT_WORKERS = 4
-
-
-def default_workers() -> int:
-    """One worker per core this process may run on, at most MAX_DEFAULT_WORKERS; 0 (the proxy in
-    the agent's own event loop) on a single core, where a second process would only add memory."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
-    return min(cores, MAX_DEFAULT_WORKERS) if cores > 1 else 0
-
 
 class _Worker:
     """One worker process and the agent's end of its socket."""

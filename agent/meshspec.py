@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from podium.rules.routing import LEAST_CONNECTIONS
+
 
 @dataclass(slots=True, frozen=True)
 class Endpoint:
@@ -24,5 +26,5 @@ class ListenerSpec:
     """What one published port should do."""
 
     endpoints: tuple[Endpoint, ...] = ()
-    balance: str = "least_conn"
+    balance: str = LEAST_CONNECTIONS  # a name from podium.rules.routing.BALANCE
     proxy_protocol: bool = False

@@ -26,8 +26,8 @@ measured per check against a local nginx, 50 at a time, 69 us of cpu instead of 
 (114 instead of 171 on asyncio's loop); an agent probing 50 containers every second went from
 2.6% to 1.45% of a core (bench/agent_overhead.py).
 
-Zero durations mean the defaults Docker uses: interval and timeout DEFAULT_INTERVAL_S and
-DEFAULT_TIMEOUT_S; a zero status range means 200-399.
+Zero fields mean the defaults of podium.rules.probe, which the Compose parser writes for a
+file that leaves them out: interval 10 s, timeout 2 s, 3 retries, status 200-399.
 """
 
 from __future__ import annotations
@@ -42,12 +42,14 @@ from urllib.parse import quote
 
 from google.protobuf.duration_pb2 import Duration
 
+from podium.rules import probe as defaults
 from podium.v1 import objects
 
-DEFAULT_INTERVAL_S = 30.0
-DEFAULT_TIMEOUT_S = 30.0
-DEFAULT_STATUS_MIN = 200
-DEFAULT_STATUS_MAX = 399
+DEFAULT_INTERVAL_S = defaults.INTERVAL_S
+DEFAULT_TIMEOUT_S = defaults.TIMEOUT_S
+DEFAULT_RETRIES = defaults.RETRIES
+DEFAULT_STATUS_MIN = defaults.STATUS_MIN
+DEFAULT_STATUS_MAX = defaults.STATUS_MAX
 STATUS_LIMIT = 64 * 1024  # bytes read at most while looking for the status line
 
 
@@ -207,7 +209,7 @@ class Prober:
                  clock: Callable[[], float] = time.monotonic) -> None:
         if probe.kind not in (objects.Probe.KIND_HTTP, objects.Probe.KIND_TCP):
             raise ValueError(f"unknown probe kind {probe.kind}")
-        self.tracker = HealthTracker(retries=probe.retries,
+        self.tracker = HealthTracker(retries=probe.retries or DEFAULT_RETRIES,
                                      start_period=seconds(probe.start_period),
                                      started_at=started_at)
         self._kind = probe.kind

@@ -5,7 +5,8 @@ Contract
 - `Endpoint(key, host, port)`: one replica (`key` is e.g. its task id).
 - `Balancer`: `pick(endpoints, active, exclude) -> Endpoint | None`, `active` counting connections
   per key: `LeastConnections` (the default; ties go round-robin) and `RoundRobin`.
-- `Listener(port=..., host="0.0.0.0", balance="least_conn"|"round_robin", proxy_protocol=False,
+- `Listener(port=..., host="0.0.0.0", balance="least-connections"|"round-robin",
+  proxy_protocol=False,
   connect_timeout=1.0, sock=None)`: one published port. `start()` binds it (port 0: a free one,
   see `.port`), or serves `sock`, a listening socket bound elsewhere (by the agent, for a mesh
   worker), which the listener then owns; `stop(close_connections=False)` is
@@ -56,6 +57,7 @@ from collections.abc import Callable, Container, Mapping, Sequence
 from typing import Protocol, cast
 
 from podium.agent.meshspec import Endpoint, ListenerSpec
+from podium.rules.routing import LEAST_CONNECTIONS, ROUND_ROBIN
 
 EARLY_DATA_LIMIT = 64 * 1024  # bytes buffered per client while its backend connection is made
 BACKLOG = 1024
@@ -114,8 +116,8 @@ class LeastConnections(_Rotating):
         return best
 
 
-BALANCERS: dict[str, Callable[[], Balancer]] = {"least_conn": LeastConnections,
-                                                 "round_robin": RoundRobin}
+BALANCERS: dict[str, Callable[[], Balancer]] = {LEAST_CONNECTIONS: LeastConnections,
+                                                 ROUND_ROBIN: RoundRobin}
 
 
 def _balancer(name: str) -> Balancer:
@@ -310,7 +312,7 @@ class _Connection:
 class Listener:
     """One published port: accepts connections and forwards each to an endpoint."""
 
-    def __init__(self, *, port: int, host: str = "0.0.0.0", balance: str = "least_conn",
+    def __init__(self, *, port: int, host: str = "0.0.0.0", balance: str = LEAST_CONNECTIONS,
                  proxy_protocol: bool = False, connect_timeout: float = 1.0,
                  sock: socket.socket | None = None) -> None:
         self.host = host

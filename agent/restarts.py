@@ -5,9 +5,10 @@ backoff between them. The clock is an argument.
   container; `any` (the default) restarts every stop the manager did not ask for.
 - `max_attempts` counts restarts within `window` (or the task's whole life), together with the
   slot's earlier attempts the manager made (the task's `attempt`).
-- Consecutive failures back off: the first restart waits `delay` (default none), later ones
-  double from max(delay, 0.5 s) up to 5 minutes. A container that ran for `reset_after` seconds
-  starts the streak over.
+- Consecutive failures back off as podium.rules.restart says (the manager's replacements follow
+  the same schedule): the first restart waits `delay` (default none), later ones double from
+  max(delay, 0.5 s) up to 5 minutes. A container that ran for `reset_after` seconds starts the
+  streak over.
 - After `replace_after` consecutive failures the agent gives up on the task so the manager
   replaces it, preferably on another node.
 """
@@ -17,12 +18,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from podium.rules.restart import REPLACE_AFTER, RESET_AFTER_S, attempts_exhausted, backoff
 from podium.v1 import objects
 
-MAX_DELAY_S = 300.0
-MIN_BACKOFF_S = 0.5
-RESET_AFTER_S = 60.0
-REPLACE_AFTER = 5
+__all__ = ["REPLACE_AFTER", "RestartBook", "Verdict"]
 
 ANY = objects.RestartPolicy.CONDITION_ANY
 ON_FAILURE = objects.RestartPolicy.CONDITION_ON_FAILURE
@@ -54,10 +53,7 @@ class RestartBook:
 
     def backoff(self, streak: int) -> float:
         """Delay before the restart that follows `streak` consecutive failures."""
-        base = _seconds(self.policy.delay)
-        if streak <= 1:
-            return base
-        return float(min(max(base, MIN_BACKOFF_S) * 2 ** min(streak - 1, 20), MAX_DELAY_S))
+        return backoff(streak, _seconds(self.policy.delay))
 
     def decide(self, *, failed: bool, ran_for: float, now: float) -> Verdict:
         """Whether to restart a container that stopped on its own (`failed`: non-zero exit,
@@ -72,7 +68,7 @@ class RestartBook:
         while window and self.times and now - self.times[0] > window:
             self.times.popleft()
         attempts = self.prior_attempts + len(self.times)
-        if self.policy.max_attempts and attempts >= self.policy.max_attempts:
+        if attempts_exhausted(attempts, self.policy.max_attempts):
             return Verdict(False, reason=f"max_attempts ({self.policy.max_attempts}) reached")
         if streak > self.replace_after:
             return Verdict(False, reason=f"failed {streak - 1} times in a row on this node")

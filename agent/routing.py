@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from podium.agent.meshspec import Endpoint, ListenerSpec
+from podium.rules.routing import balance_name
 from podium.v1 import dispatcher, objects
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ class Route:
     service: str
     # (task id, address, port) of every replica in rotation.
     backends: tuple[tuple[str, str, int], ...]
-    round_robin: bool
+    balance: str  # a name from podium.rules.routing.BALANCE
     proxy_protocol: bool
 
 
@@ -47,7 +48,7 @@ class RoutingTable:
         return {
             port: ListenerSpec(
                 endpoints=tuple(Endpoint(key, host, target) for key, host, target in r.backends),
-                balance="round_robin" if r.round_robin else "least_conn",
+                balance=r.balance,
                 proxy_protocol=r.proxy_protocol,
             )
             for port, r in self.routes().items()
@@ -73,7 +74,7 @@ class RoutingTable:
                 )
                 routes[port.published_port] = Route(
                     table.service_name, backends,
-                    table.routing.balance == objects.Routing.BALANCE_ROUND_ROBIN,
+                    balance_name(table.routing.balance),
                     table.routing.proxy_protocol,
                 )
         return routes

@@ -11,6 +11,11 @@ HEALTHCHECK or agent-run probe) reports it unhealthy, is restarted in place as t
 policy allows (podium.agent.restarts). The task stays RUNNING across restarts, with `restarts`
 counted and each one's reason in its history. When the policy says no more, the task ends
 (COMPLETE or FAILED) and the manager decides what follows.
+
+An engine error in a step is retried (ENGINE_RETRY_S later). Any other exception in a step is
+a fault of the agent: it is logged with the task id and a traceback, the task is reported
+FAILED with the error's text (the manager replaces it), and the runner keeps following the
+desired state, so the manager's stop or remove of the failed task is still carried out.
 """
 
 from __future__ import annotations
@@ -127,8 +132,29 @@ class TaskRunner:
                     log.warning("task %s: %s; retrying", self.task.id, err)
                     await asyncio.sleep(ENGINE_RETRY_S)
                     self._wake.set()
+                except Exception as err:
+                    log.exception("task %s: unexpected error", self.task.id)
+                    self.fail_unexpectedly(err)
+                    # No immediate retry: the same step would likely fail the same way. The
+                    # next wake (an update from the manager, an engine event) tries again.
+                    await asyncio.sleep(ENGINE_RETRY_S)
         finally:
             await self._stop_prober()
+
+    def fail_unexpectedly(self, err: BaseException) -> None:
+        """Reports the task FAILED because of an agent fault (an exception no step expects)."""
+        text = f"agent error: {type(err).__name__}: {err}"
+        if self._status.state > RUNNING:
+            return  # ended already; the manager is replacing it
+        try:
+            self._report(FAILED, "agent error", err=text)
+        except Exception:  # reporting itself is broken: report the bare minimum
+            log.exception("task %s: could not report the error normally", self.task.id)
+            status = objects.TaskStatus(state=FAILED, message="agent error", err=text,
+                                        container_id=self._container_id)
+            status.timestamp.GetCurrentTime()
+            self._status = status
+            self._reporter.report(self.task.id, status)
 
     # -- reporting -------------------------------------------------------------------------
 

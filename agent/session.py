@@ -10,6 +10,12 @@ reading the stream, gRPC's flow control holds the sender and the outbox would
 grow by a heartbeat and a load report every period. Once it is full the session
 is closed and opened again: the reporter resends every task's latest status on
 the new session, so nothing that matters is lost with what was dropped.
+
+The read loop never waits on the engine or on the mesh: it only hands each
+assignment and routing message, in order, to a synchronous callback whose owner
+queues it for a consumer of its own (the worker, the agent's mesh applier). So a
+wedged engine cannot stop the session from reading, and what the heartbeat says
+about the engine is always current (heartbeat_now() sends one at once).
 """
 
 from __future__ import annotations
@@ -82,12 +88,15 @@ class Session:
         manager: str,
         node_id: str,
         describe: Callable[[], Awaitable[objects.NodeDescription]],
-        on_assignments: Callable[[dispatcher.Assignments], Awaitable[None]],
+        on_assignments: Callable[[dispatcher.Assignments], None],
         reporter: StatusReporter,
         load: Callable[[], dispatcher.LoadReport] | None = None,
-        on_endpoints: Callable[[dispatcher.Endpoints], Awaitable[None]] | None = None,
+        on_endpoints: Callable[[dispatcher.Endpoints], None] | None = None,
+        heartbeat: Callable[[], dispatcher.Heartbeat] | None = None,
         outbox_limit: int = OUTBOX_LIMIT,
     ) -> None:
+        """`on_assignments` and `on_endpoints` must not block (they queue); `heartbeat` gives
+        each heartbeat's content (the engine's health)."""
         self._manager = manager
         self._outbox_limit = outbox_limit
         self._node_id = node_id
@@ -96,12 +105,18 @@ class Session:
         self._reporter = reporter
         self._load = load
         self._on_endpoints = on_endpoints
+        self._heartbeat_content = heartbeat
+        self._beat_now = asyncio.Event()
         # When the last session ended (monotonic seconds); None while one is open.
         self._lost_since: float | None = time.monotonic()
 
     def lost_for(self) -> float:
         """Seconds without a session to the manager (0 while connected)."""
         return 0.0 if self._lost_since is None else time.monotonic() - self._lost_since
+
+    def heartbeat_now(self) -> None:
+        """Send a heartbeat at once (what it says changed), not at the next period."""
+        self._beat_now.set()
 
     async def run(self) -> None:
         """Keeps a session open until cancelled."""
@@ -152,9 +167,9 @@ class Session:
                             )
                         log.info("session open to %s (heartbeat %.1fs)", self._manager, period)
                 elif message.HasField("assignments"):
-                    await self._on_assignments(message.assignments)
+                    self._on_assignments(message.assignments)
                 elif message.HasField("endpoints") and self._on_endpoints is not None:
-                    await self._on_endpoints(message.endpoints)
+                    self._on_endpoints(message.endpoints)
 
         receiving = asyncio.create_task(receive())
         full = asyncio.create_task(outbox.full.wait())
@@ -177,11 +192,14 @@ class Session:
                     await job
         return registered
 
-    @staticmethod
-    async def _heartbeat(outbox: Outbox, period: float) -> None:
+    async def _heartbeat(self, outbox: Outbox, period: float) -> None:
         while True:
-            outbox.put(dispatcher.AgentMessage(heartbeat=dispatcher.Heartbeat()))
-            await asyncio.sleep(period)
+            self._beat_now.clear()
+            content = self._heartbeat_content() if self._heartbeat_content else None
+            outbox.put(dispatcher.AgentMessage(heartbeat=content or dispatcher.Heartbeat()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(period):
+                    await self._beat_now.wait()
 
     async def _send_load(self, outbox: Outbox, period: float) -> None:
         assert self._load is not None

@@ -43,7 +43,7 @@ import aiodocker
 import aiohttp
 
 from podium.agent._container import container_config
-from podium.manager.compose import load_stack
+from podium.client.compose import load_stack
 from podium.v1 import objects
 from tests.helpers import IMAGE, Cluster, docker, eventually, one_node_cluster
 

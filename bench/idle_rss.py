@@ -3,7 +3,7 @@
     .venv/bin/python bench/idle_rss.py [--json] [--no-with-service] [--settle S] [--window S]
 
 The bench starts its own manager and one agent (tests.helpers.Cluster: real processes,
-`python -m podium.manager.cli ...`, in a temp dir) on the local engine, waits until the node
+`python -m podium.client.cli ...`, in a temp dir) on the local engine, waits until the node
 is ready and, unless --no-with-service, until a 3-replica service of podium/web:latest runs.
 It then lets everything settle (--settle, default 5 s) and, over an idle window (--window,
 default 10 s) in which the bench sends nothing to the manager:

@@ -337,7 +337,7 @@ def apply_kernel(port: int | None, backends: list[int]) -> None:
             await mesh.close()
             return []
         endpoints = tuple(Endpoint(f"b{i}", NET.backend, p) for i, p in enumerate(backends))
-        return await mesh.apply({port: ListenerSpec(endpoints=endpoints, balance="round_robin")})
+        return await mesh.apply({port: ListenerSpec(endpoints=endpoints, balance="round-robin")})
 
     errors = asyncio.run(main())
     if errors:
@@ -362,7 +362,7 @@ def start_target(procs: Processes, kind: str,
                                             b1=backends[0], b2=backends[1], threads=threads))
         proc = procs.start(kind, ["haproxy", "-db", "-f", str(conf)], port)
     else:
-        balance = "round_robin" if kind == "podium_rr" else "least_conn"
+        balance = "round-robin" if kind == "podium_rr" else "least-connections"
         workers = 0 if kind == "podium_1p" else mesh_workers()
         proc = procs.start(kind, [sys.executable, __file__, "--serve", str(port),
                                   ",".join(map(str, backends)), balance, NET.listen,
@@ -439,7 +439,7 @@ def figures(results: dict[str, Result]) -> dict[str, float | int | str]:
 
 def mesh_workers() -> int:
     """How many mesh workers the agent runs on this machine by default."""
-    from podium.agent.meshpool import default_workers
+    from podium.agent.main import default_workers
 
     return default_workers()
 

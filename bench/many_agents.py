@@ -45,7 +45,7 @@ async def run_agents(manager: str, prefix: str, count: int, lifetime: float) -> 
 def count_transitions(cluster: Cluster, stop: threading.Event, seen: list[str]) -> None:
     """Follows node events; records each node that left READY."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "podium.manager.cli", "--manager", cluster.address, "events",
+        [sys.executable, "-m", "podium.client.cli", "--manager", cluster.address, "events",
          "--kind", "node", "-o", "json"], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     try:

@@ -45,7 +45,7 @@ case $command in
         ;;
     podium)
         manager=$(multihost env) || exit 1
-        PODIUM_MANAGER=${manager#export PODIUM_MANAGER=} exec "$PY" -m podium.manager.cli "$@"
+        PODIUM_MANAGER=${manager#export PODIUM_MANAGER=} exec "$PY" -m podium.client.cli "$@"
         ;;
     up|down|status|crash|restart|partition|heal|stop-agent|start-agent|pause-agent|resume-agent)
         ((EUID == 0)) || die "$command needs root (network namespaces, dockerd)"

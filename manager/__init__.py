@@ -1,1 +1,1 @@
-"""podium.manager: the manager (store, control loops, gRPC services) and the `podium` CLI."""
+"""podium.manager: the manager (store, control loops, gRPC services), run by podium.manager.main."""

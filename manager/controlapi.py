@@ -7,14 +7,12 @@ request is an object id, a unique id prefix or a name.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TypeVar
 
 import grpc
 
-from podium.manager import ids, placement
-from podium.manager.endpoints import ingress_ports
+from podium.manager import ids
 from podium.manager.loadbook import HISTORY, LoadBook
 from podium.manager.store import (
     ConflictError,
@@ -24,10 +22,13 @@ from podium.manager.store import (
     WatchOverflowError,
     WriteTx,
 )
-from podium.manager.taskstate import is_live
+from podium.rules.constraints import parse_constraint
+from podium.rules.names import RULE as NAME_RULE
+from podium.rules.names import is_valid_name
+from podium.rules.routing import ingress_ports
+from podium.rules.taskstate import is_live
 from podium.v1 import control, control_grpc, objects
 
-_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 MAX_REPLICAS = 10_000
 # Changes that may wait unread for one WatchEvents client before it is cut off. Twice the
 # largest burst one request causes (MAX_REPLICAS tasks created in one transaction), so a client
@@ -51,11 +52,8 @@ def validate_spec(spec: objects.ServiceSpec) -> None:
     def bad(message: str) -> RequestError:
         return RequestError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
-    if not _NAME.match(spec.name):
-        raise bad(
-            f"spec.name {spec.name!r}: expected 1-63 characters of letters, digits, '_', '.', '-', "
-            "starting with a letter or digit"
-        )
+    if not is_valid_name(spec.name):
+        raise bad(f"spec.name {spec.name!r}: expected {NAME_RULE}")
     where = f"service {spec.name!r}"
     if not spec.container.image.strip():
         raise bad(f"{where}: spec.container.image is empty: name an image present on the nodes")
@@ -63,7 +61,7 @@ def validate_spec(spec: objects.ServiceSpec) -> None:
         raise bad(f"{where}: spec.replicas {spec.replicas}: at most {MAX_REPLICAS}")
     for expr in spec.placement.constraints:
         try:
-            placement.parse_constraint(expr)
+            parse_constraint(expr)
         except ValueError as err:
             raise bad(f"{where}: spec.placement.constraints: {err}") from None
     for i, port in enumerate(spec.ports):

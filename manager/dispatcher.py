@@ -4,7 +4,13 @@ Each agent holds one bidirectional stream. On Register the dispatcher records
 the node as ready, sends the heartbeat period and the complete set of tasks
 assigned to the node, then forwards changes to that set as they commit. It
 applies the agents' status reports, which may only move a task forward, and
-marks a node down when its session ends or falls silent.
+marks a node down when its session ends or falls silent. Heartbeats say whether
+the node's container engine answers; the node records it (NodeStatus
+.engine_unresponsive), which takes it out of placement without touching its tasks.
+
+Nothing an agent sends ends its session by surprise: a message that cannot be
+applied is logged with a traceback and skipped, and the session's end is logged
+with its cause.
 
 Invariant: a session's complete set is taken from the store in the same
 synchronous step that registers the session for forwarding, so no change can
@@ -19,7 +25,6 @@ missed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -68,6 +73,8 @@ class _Session:
             self.close()
         else:
             self.outbox.put_nowait(message)
+    # What the last heartbeat said of the engine (None: none yet in this session).
+    engine: tuple[bool, str] | None = None
 
     def close(self) -> None:
         self.outbox.put_nowait(None)
@@ -132,7 +139,8 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         log.info(
             "node %s (%s) connected from %s", reg.description.name, reg.node_id, context.peer()
         )
-        reader = asyncio.create_task(self._read(session, request_iterator))
+        reader = asyncio.create_task(self._read(session, request_iterator),
+                                     name=f"read {reg.node_id}")
         closing = asyncio.ensure_future(session.closing.wait())
         jobs: list[asyncio.Future[Any]] = [reader, closing]
         try:
@@ -167,8 +175,14 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
             for job in jobs[1:]:
                 job.cancel()
             reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            try:
                 await reader
+            except asyncio.CancelledError:
+                pass
+            except grpc.aio.AioRpcError as err:  # the stream broke: the agent or its link went
+                log.info("node %s: session stream ended: %s", session.node_id, err.code().name)
+            except Exception:
+                log.exception("node %s: session reader failed", session.node_id)
             if self._sessions.get(session.node_id) is session:
                 del self._sessions[session.node_id]
                 self._load.forget_node(session.node_id)
@@ -199,13 +213,47 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
     ) -> None:
         async for message in requests:
             self._monitor.heard(session.node_id, time.monotonic())
-            if message.HasField("load"):
-                self._load.record(session.node_id, message.load)
-            if message.HasField("status") and message.status.updates:
-                apply = functools.partial(
-                    _apply_status, node_id=session.node_id, updates=list(message.status.updates)
-                )
-                await self._store.update(apply)
+            try:
+                await self._handle(session, message)
+            except Exception:
+                # A fault in applying one message must not end the session (the node would be
+                # marked down and its tasks replaced); the agent resends its statuses on every
+                # new session and its next heartbeat repeats the engine's state.
+                log.exception("node %s: could not apply its %s message; skipped",
+                              session.node_id, message.WhichOneof("message"))
+
+    async def _handle(self, session: _Session, message: dispatcher.AgentMessage) -> None:
+        if message.HasField("load"):
+            self._load.record(session.node_id, message.load)
+        if message.HasField("status") and message.status.updates:
+            await self._apply_statuses(session.node_id, list(message.status.updates))
+        if message.HasField("heartbeat"):
+            engine = (message.heartbeat.engine_unresponsive, message.heartbeat.engine_error)
+            if engine != session.engine:
+                await self._store.update(functools.partial(
+                    _set_engine, node_id=session.node_id, unresponsive=engine[0], error=engine[1]))
+                session.engine = engine
+
+    async def _apply_statuses(self, node_id: str,
+                              updates: list[dispatcher.StatusReport.Update]) -> None:
+        """Applies a report in one transaction; if that fails, each update on its own, so that a
+        fault in one task's update (logged) loses no other task's status."""
+        try:
+            await self._store.update(
+                functools.partial(_apply_status, node_id=node_id, updates=updates))
+            return
+        except Exception:
+            if len(updates) == 1:
+                raise
+            log.exception("node %s: could not apply a status report of %d tasks; "
+                          "applying them one by one", node_id, len(updates))
+        for update in updates:
+            try:
+                await self._store.update(
+                    functools.partial(_apply_status, node_id=node_id, updates=[update]))
+            except Exception:
+                log.exception("node %s: could not apply the status of task %s; skipped",
+                              node_id, update.task_id)
 
     async def _apply(self, transitions: list[Transition]) -> None:
         def apply(tx: WriteTx) -> None:
@@ -304,6 +352,26 @@ def _set_node_state(node: objects.Node, state: int, message: str) -> None:
     node.status.state = state  # type: ignore[assignment]
     node.status.message = message
     node.status.timestamp.CopyFrom(ids.timestamp())
+
+
+def _set_engine(tx: WriteTx, node_id: str, unresponsive: bool, error: str) -> None:
+    node = tx.get_node(node_id)
+    if node is None:
+        return
+    status = node.status
+    if (status.engine_unresponsive, status.engine_error) == (unresponsive, error):
+        return
+    if unresponsive != status.engine_unresponsive:
+        name = node.description.name
+        if unresponsive:
+            log.warning("node %s: engine not answering (%s); it takes no new tasks", name, error)
+        else:
+            log.warning("node %s: engine answering again", name)
+        status.message = f"engine not answering: {error}" if unresponsive else "engine answering"
+        status.timestamp.CopyFrom(ids.timestamp())
+    status.engine_unresponsive = unresponsive
+    status.engine_error = error
+    tx.update(node)
 
 
 def _register(tx: WriteTx, reg: dispatcher.Register, peer: str) -> None:

@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from podium.manager.store import Change, ReadTx
-from podium.manager.taskstate import is_live
+from podium.rules.routing import in_rotation, ingress_ports
 from podium.v1 import dispatcher, objects
-
-INGRESS = objects.PortConfig.PUBLISH_MODE_INGRESS
 
 
 def node_address(node: objects.Node) -> str:
@@ -28,20 +26,6 @@ def node_address(node: objects.Node) -> str:
     if kind == "ipv6":
         return rest.rpartition(":")[0].strip("[]")
     return ""
-
-
-def ingress_ports(spec: objects.ServiceSpec) -> list[objects.PortConfig]:
-    return [p for p in spec.ports if p.mode == INGRESS and p.published_port]
-
-
-def in_rotation(task: objects.Task, node: objects.Node | None) -> bool:
-    return (
-        is_live(task)
-        and task.status.state == objects.TASK_STATE_RUNNING
-        and task.status.ready
-        and node is not None
-        and node.status.state == objects.NodeStatus.STATE_READY
-    )
 
 
 def service_endpoints(

@@ -19,11 +19,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from podium.manager import ids, placement
+from podium.manager import ids
 from podium.manager._loop import ReconcileLoop
 from podium.manager.eligibility import is_eligible
 from podium.manager.store import Change, ReadTx, WriteTx
-from podium.manager.taskstate import has_finished, is_live
+from podium.rules.constraints import parse_constraint
+from podium.rules.restart import RESET_AFTER_S, attempts_exhausted, backoff
+from podium.rules.taskstate import has_finished, is_live
 from podium.v1 import objects
 
 RUNNING = objects.TASK_STATE_RUNNING
@@ -31,16 +33,14 @@ SHUTDOWN = objects.TASK_STATE_SHUTDOWN
 REMOVED = objects.TASK_STATE_REMOVED
 GLOBAL = objects.ServiceSpec.MODE_GLOBAL
 
-RESTART_DELAY_BASE_S = 0.5
-RESTART_DELAY_MAX_S = 300.0
-RESET_AFTER_S = 60.0
+def restart_delay(attempt: int, first: float = 0.0) -> float:
+    """Delay before the `attempt`-th replacement in a slot may start: the restart backoff
+    (podium.rules.restart) after `attempt` + 1 failures, the first of which the agent met."""
+    return backoff(attempt + 1, first) if attempt > 0 else 0.0
 
 
-def restart_delay(attempt: int) -> float:
-    """Delay before the `attempt`-th replacement in a slot may start."""
-    if attempt <= 0:
-        return 0.0
-    return float(min(RESTART_DELAY_BASE_S * 2 ** min(attempt - 1, 20), RESTART_DELAY_MAX_S))
+def _first_delay(spec: objects.ServiceSpec) -> float:
+    return spec.restart_policy.delay.ToNanoseconds() / 1e9
 
 
 def next_attempt(task: objects.Task) -> int:
@@ -50,7 +50,7 @@ def next_attempt(task: objects.Task) -> int:
     lived = (
         ids.seconds(task.status.timestamp)
         - ids.seconds(task.meta.created)
-        - restart_delay(task.attempt)
+        - restart_delay(task.attempt, _first_delay(task.spec))
     )
     window = task.spec.restart_policy.window.ToNanoseconds() / 1e9 or RESET_AFTER_S
     return 1 if lived > window else task.attempt + task.status.restarts + 1
@@ -64,7 +64,7 @@ def may_replace(task: objects.Task) -> bool:
     if (policy.condition == objects.RestartPolicy.CONDITION_ON_FAILURE
             and task.status.state == objects.TASK_STATE_COMPLETE):
         return False
-    if policy.max_attempts and next_attempt(task) > policy.max_attempts:
+    if attempts_exhausted(next_attempt(task) - 1, policy.max_attempts):
         return False
     return True
 
@@ -84,7 +84,7 @@ def new_task(service: objects.Service, *, slot: int, node_id: str, attempt: int)
     task.status.state = objects.TASK_STATE_PENDING
     task.status.timestamp.CopyFrom(ids.timestamp())
     task.status.message = "waiting for a node"
-    delay = restart_delay(attempt)
+    delay = restart_delay(attempt, _first_delay(service.spec))
     if delay:
         task.not_before.CopyFrom(ids.timestamp(time.time() + delay))
         task.status.message = f"restarting in {delay:g} s (attempt {attempt})"
@@ -194,7 +194,7 @@ class Orchestrator(ReconcileLoop):
     def _reconcile_global(
         self, tx: WriteTx, service: objects.Service, live: list[objects.Task]
     ) -> None:
-        constraints = [placement.parse_constraint(c) for c in service.spec.placement.constraints]
+        constraints = [parse_constraint(c) for c in service.spec.placement.constraints]
 
         def eligible(node: objects.Node | None) -> bool:
             return (
@@ -241,10 +241,10 @@ def _orphan(tx: WriteTx, task: objects.Task) -> None:
 
 
 def _may_keep(node: objects.Node, eligible: Callable[[objects.Node], bool]) -> bool:
-    """A global task stays on a node that is merely not ready (it may come
-    back); it leaves a node that is drained or no longer matches."""
+    """A global task stays on a node that is merely not ready or whose engine does not answer
+    (it may come back); it leaves a node that is drained or no longer matches."""
     if node.spec.availability == objects.NodeSpec.AVAILABILITY_DRAIN:
         return False
-    if node.status.state != objects.NodeStatus.STATE_READY:
+    if node.status.state != objects.NodeStatus.STATE_READY or node.status.engine_unresponsive:
         return True
     return eligible(node) or node.spec.availability == objects.NodeSpec.AVAILABILITY_PAUSE

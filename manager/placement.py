@@ -31,61 +31,16 @@ each therefore cost about a node scan per task (roughly 10k placements/s over 1,
 from __future__ import annotations
 
 import heapq
-import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from podium.manager.eligibility import NOT_READY, ineligible
-from podium.manager.taskstate import holds_resources
+from podium.rules import units
+from podium.rules.constraints import parse_constraint
+from podium.rules.taskstate import holds_resources
 from podium.v1 import objects
 
-__all__ = ["Constraint", "Decision", "NodeFit", "Plan", "Unplaced", "parse_constraint", "schedule"]
-
-
-@dataclass(frozen=True, slots=True)
-class Constraint:
-    """One placement expression; ``attribute`` is "id", "name" or "label" (named by ``label``)."""
-
-    attribute: str
-    label: str
-    equal: bool
-    value: str
-
-    def matches(self, node_id: str, name: str, labels: Mapping[str, str]) -> bool:
-        if self.attribute == "id":
-            actual: str | None = node_id
-        elif self.attribute == "name":
-            actual = name
-        else:
-            actual = labels.get(self.label)
-        # An absent label is unequal to every value, so `!=` matches it.
-        return (actual == self.value) == self.equal
-
-    def __str__(self) -> str:
-        key = f"node.labels.{self.label}" if self.attribute == "label" else f"node.{self.attribute}"
-        return f"{key} {'==' if self.equal else '!='} {self.value}"
-
-
-_CONSTRAINT = re.compile(r"\s*(?P<key>[^\s=!]+)\s*(?P<op>==|!=)\s*(?P<value>.*?)\s*")
-_ATTRIBUTES = {"node.id": "id", "node.name": "name", "node.hostname": "name"}
-
-
-def parse_constraint(expr: str) -> Constraint:
-    """Parse "node.labels.zone == a", "node.name != db1", node.id, node.hostname (= node.name)."""
-    match = _CONSTRAINT.fullmatch(expr)
-    if match is None:
-        raise ValueError(f"invalid constraint {expr!r}: expected '<key> == <value>' or "
-                         "'<key> != <value>'")
-    key, op, value = match["key"], match["op"], match["value"]
-    if not value or "==" in value or "!=" in value:
-        raise ValueError(f"invalid constraint {expr!r}: expected one value after {op!r}")
-    if key.lower() in _ATTRIBUTES:
-        return Constraint(_ATTRIBUTES[key.lower()], "", op == "==", value)
-    prefix = "node.labels."
-    if key[: len(prefix)].lower() == prefix and len(key) > len(prefix):
-        return Constraint("label", key[len(prefix):], op == "==", value)
-    raise ValueError(f"invalid constraint {expr!r}: unknown key {key!r}; expected node.id, "
-                     "node.name, node.hostname or node.labels.<name>")
+__all__ = ["Decision", "NodeFit", "Plan", "Unplaced", "schedule"]
 
 
 @dataclass(slots=True)
@@ -157,9 +112,9 @@ class _Group:
     def shortfall(self, node: _NodeState) -> _Rejection | None:
         """The first resource filter ``node`` fails for this group, given its current use."""
         if self.cpu and node.free_cpu < self.cpu:
-            return (_CPU, 0, _cpus(self.cpu))
+            return (_CPU, 0, units.cpus(self.cpu))
         if self.memory and node.free_memory < self.memory:
-            return (_MEMORY, 0, _size(self.memory))
+            return (_MEMORY, 0, units.size(self.memory))
         for index, port in enumerate(self.ports):
             if port in node.ports:
                 return (_PORT, index, f"{port[1]}/{'udp' if port[0] else 'tcp'}")
@@ -354,19 +309,3 @@ def _describe(rejection: _Rejection, count: int) -> str:
 
 def _fail(plan: Plan, tasks: list[objects.Task], reason: str) -> None:
     plan.unplaced.extend(Unplaced(task.id, reason) for task in tasks)
-
-
-def _number(value: float) -> str:
-    return f"{value:.2f}".rstrip("0").rstrip(".")
-
-
-def _cpus(nano_cpus: int) -> str:
-    cpus = nano_cpus / 1e9
-    return f"{_number(cpus)} cpu{'' if cpus == 1 else 's'}"
-
-
-def _size(size: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size >= scale:
-            return f"{_number(size / scale)} {unit}"
-    return f"{size} B"

@@ -18,7 +18,7 @@ from podium.manager import ids, placement
 from podium.manager._loop import ReconcileLoop
 from podium.manager.eligibility import is_eligible
 from podium.manager.store import Change, ReadTx, WriteTx
-from podium.manager.taskstate import has_finished, is_pending
+from podium.rules.taskstate import has_finished, is_pending
 from podium.v1 import objects
 
 _ALL = "*"

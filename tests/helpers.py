@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 IMAGE = "podium/web:latest"
 REPO = pathlib.Path(__file__).resolve().parents[1]
-PODIUM = [sys.executable, "-m", "podium.manager.cli"]
+PODIUM = [sys.executable, "-m", "podium.client.cli"]
 # Three replicas of the test image, each publishing 80 on an engine-chosen host port.
 WEB = f"""
 services:
@@ -183,7 +183,7 @@ class Cluster(CliClient):
     def _spawn(self, key: str, args: list[str]) -> None:
         log = open(self.root / f"{key}.log", "ab")
         self.procs[key] = subprocess.Popen(
-            [sys.executable, "-m", "podium.manager.cli", *args],
+            [sys.executable, "-m", "podium.client.cli", *args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()

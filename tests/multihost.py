@@ -5,6 +5,8 @@ network namespace, Docker engine and agent, for end-to-end tests and demos.
         c.ok("deploy", "-f", path)                  # the podium CLI, against the manager
         c.docker("h2", "ps")                        # the docker CLI, against h2's engine
         c.crash("h3"); c.partition("h2"); c.heal("h2"); c.restart_host("h3")
+        c.pause_engine("h2"); c.resume_engine("h2")  # a wedged engine
+        c.restart_engine("h2")    # kill -9 of dockerd, started again (kill_engine, start_engine)
 
 Layout of one run (run id: 6 hex digits; every name starts with podium-<run id>):
 - netns podium-<id>-mgr holds the bridge br0 (10.231.<x>.1/24, x chosen per run), the manager
@@ -26,9 +28,11 @@ target netns, without the cgroup hierarchies. dockerd and the agent are each sta
 `ip netns exec NS sh -c 'mount ...; exec "$@"'`, which mounts a copy of the root namespace's cgroup
 hierarchies first (read from /proc/self/mountinfo, so v1, hybrid or v2). dockerd's wrapper also
 binds root/h<i>/etc-docker over /etc/docker (else every engine has the same engine ID, from
-/etc/docker/key.json) and a tmpfs over /run/containerd (so that dockerd never adopts a system
-containerd and the shims' sockets stay private to the host). Those mounts live only in the
-wrapper's namespace (`ip netns exec` makes / a slave): they vanish with its last process.
+/etc/docker/key.json) and /run/<id>/h<i>/containerd over /run/containerd (so that dockerd never
+adopts a system containerd and the shims' sockets stay private to the host, yet an engine
+started again after restart_engine() finds the shims of the containers that outlived it; crash()
+wipes it, as a power-off wipes /run). Those mounts live only in the wrapper's namespace
+(`ip netns exec` makes / a slave): they vanish with its last process.
 
 A host's processes are found without pid files: those in its netns (dockerd, containerd, shims,
 docker-proxy, agent) plus those in its engine's cgroup parent (the containers, which have netns
@@ -215,6 +219,54 @@ class HostCluster(CliClient):
     def resume_agent(self, host: str) -> None:
         self._signal_agent(host, signal.SIGCONT)
 
+    def pause_engine(self, host: str) -> None:
+        """SIGSTOP of the host's dockerd: a wedged engine (its socket accepts connections, it
+        answers nothing). Its containers keep running (containerd and the shims are not
+        stopped)."""
+        self._signal_engine(host, signal.SIGSTOP)
+
+    def resume_engine(self, host: str) -> None:
+        self._signal_engine(host, signal.SIGCONT)
+
+    def restart_engine(self, host: str) -> None:
+        """kill_engine() then start_engine(), as a package upgrade restarts the engine."""
+        self.kill_engine(host)
+        self.start_engine(host)
+
+    def kill_engine(self, host: str) -> None:
+        """kill -9 of the host's dockerd; its containerd follows it, the containers and their
+        shims outlive both. The agent is left alone."""
+        h = self.hosts[host]
+        self._signal_engine(host, signal.SIGKILL)
+
+        def gone() -> bool:
+            self._reap()
+            return not self._engine_pids(h, "dockerd") and not self._engine_pids(h, "containerd")
+
+        eventually(gone, timeout=15, interval=0.05, what=f"{host} engine gone")
+        # The killed containerd is reparented to pid 1, which here reaps no orphans: it stays a
+        # zombie whose pid the new dockerd would take for a live containerd (and wait for it
+        # forever). A host's init reaps it at once; forget it as that would.
+        (h.run / "exec" / "containerd" / "containerd.pid").unlink(missing_ok=True)
+
+    def start_engine(self, host: str) -> None:
+        """Starts the host's engine again on its data (after kill_engine()), until it answers."""
+        h = self.hosts[host]
+        self._start_engine(h)
+        self._wait_engine(h)
+
+    def _signal_engine(self, host: str, sig: int) -> None:
+        h = self.hosts[host]
+        pids = self._engine_pids(h, "dockerd")
+        assert pids, f"{host} has no dockerd"
+        for pid in pids:
+            _signal(pid, sig, lambda pid: pid in self._engine_pids(h, "dockerd"))
+
+    def _engine_pids(self, h: Host, program: str) -> set[int]:
+        """The host's processes whose program is `program` (dockerd, containerd)."""
+        return {pid for pid in _netns_pids(h.netns)
+                if os.path.basename(_cmdline(pid).split(b"\0", 1)[0]) == program.encode()}
+
     def _signal_agent(self, host: str, sig: int) -> None:
         h = self.hosts[host]
         for pid in self._agent_pids(h):
@@ -378,6 +430,7 @@ class HostCluster(CliClient):
     def _start_engine(self, h: Host) -> None:
         (h.data / "etc-docker").mkdir(parents=True, exist_ok=True)
         h.run.mkdir(parents=True, exist_ok=True)
+        (h.run / "containerd").mkdir(mode=0o700, exist_ok=True)
         for stale in (h.socket, h.run / "docker.pid"):
             stale.unlink(missing_ok=True)
         setup = [
@@ -385,7 +438,7 @@ class HostCluster(CliClient):
             "[ -d /etc/docker ] || mkdir -p /etc/docker",
             f"mount --bind {shlex.quote(str(h.data / 'etc-docker'))} /etc/docker",
             "[ -d /run/containerd ] || mkdir -p -m 700 /run/containerd",
-            "mount -t tmpfs -o mode=700 podium-containerd /run/containerd",
+            f"mount --bind {shlex.quote(str(h.run / 'containerd'))} /run/containerd",
         ]
         self._spawn(_host_exec(h.netns, setup, [
             "dockerd", "--data-root", str(h.data / "docker"), "--exec-root", str(h.run / "exec"),
@@ -474,7 +527,7 @@ class HostCluster(CliClient):
 
     def _agent_pids(self, h: Host) -> set[int]:
         return {pid for pid in _netns_pids(h.netns)
-                if b"podium.manager.cli\0agent\0" in _cmdline(pid)}
+                if b"podium.client.cli\0agent\0" in _cmdline(pid)}
 
 
 # -- processes, namespaces, cgroups ------------------------------------------------------------
@@ -735,6 +788,8 @@ def _usage(c: HostCluster, script: str) -> str:
         f"heal {other.name}",
         f"  {script} stop-agent {other.name} | start-agent {other.name} | "
         f"pause-agent {other.name} | resume-agent {other.name}",
+        f"  {script} pause-engine {other.name} | resume-engine {other.name} | "
+        f"restart-engine {other.name} | kill-engine {other.name} | start-engine {other.name}",
         f"  {script} status | down",
     ]
     return "\n".join(lines)
@@ -752,7 +807,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="show the hosts and the nodes")
     sub.add_parser("env", help="print export PODIUM_MANAGER=...")
     for name in ("crash", "restart", "partition", "heal", "stop-agent", "start-agent",
-                 "pause-agent", "resume-agent"):
+                 "pause-agent", "resume-agent", "pause-engine", "resume-engine",
+                 "restart-engine", "kill-engine", "start-engine"):
         sub.add_parser(name).add_argument("host")
     fwd = sub.add_parser("forward", help=argparse.SUPPRESS)
     fwd.add_argument("--fd", type=int, required=True)
@@ -810,6 +866,9 @@ def main(argv: list[str] | None = None) -> int:
         "crash": c.crash, "restart": c.restart_host, "partition": c.partition, "heal": c.heal,
         "stop-agent": c.stop_agent, "start-agent": c.start_agent,
         "pause-agent": c.pause_agent, "resume-agent": c.resume_agent,
+        "pause-engine": c.pause_engine, "resume-engine": c.resume_engine,
+        "restart-engine": c.restart_engine, "kill-engine": c.kill_engine,
+        "start-engine": c.start_engine,
     }
     action[args.command](args.host)
     print(f"{args.command} {args.host}: done")

@@ -25,7 +25,7 @@ from podium.agent.kernelmesh import MASQ_MARK, count_connections, render
 from podium.agent.meshspec import Endpoint, ListenerSpec
 
 
-def spec(*endpoints: tuple[str, str, int], balance: str = "least_conn",
+def spec(*endpoints: tuple[str, str, int], balance: str = "least-connections",
          proxy_protocol: bool = False) -> ListenerSpec:
     return ListenerSpec(endpoints=tuple(Endpoint(*e) for e in endpoints), balance=balance,
                         proxy_protocol=proxy_protocol)
@@ -51,7 +51,7 @@ def test_script_flushes_and_rebuilds_its_own_table_only() -> None:
 
 
 def test_balance_picks_numgen_and_loopback_is_left_out_by_default() -> None:
-    script, _ = render({80: spec(("a", "10.0.0.1", 1), balance="round_robin"),
+    script, _ = render({80: spec(("a", "10.0.0.1", 1), balance="round-robin"),
                         81: spec(("a", "10.0.0.1", 1), ("b", "10.0.0.2", 2), ("c", "10.0.0.3", 3))})
     rules = [line.strip() for line in script.splitlines() if "dnat" in line]
     assert rules == [
@@ -233,21 +233,21 @@ def test_dnat_spreads_follows_the_endpoint_set_and_cleans_up(netns: Netns) -> No
             return result
 
         both = [["t1", "10.251.2.2", 9001], ["t2", "10.251.2.2", 9002]]
-        assert apply({"8080": {"endpoints": both, "balance": "round_robin"}}) == []
+        assert apply({"8080": {"endpoints": both, "balance": "round-robin"}}) == []
         # From another host (prerouting): round-robin alternates exactly.
         assert netns.clients("c", "10.251.1.1") == {"b1": 20, "b2": 20}
         # From the node itself to its own address (output chain); random spreads over both.
-        assert apply({"8080": {"endpoints": both, "balance": "least_conn"}}) == []
+        assert apply({"8080": {"endpoints": both, "balance": "least-connections"}}) == []
         seen = netns.clients("p", "10.251.1.1")
         assert set(seen) == {"b1", "b2"} and sum(seen.values()) == 40
         # An endpoint removed: new connections only go to the other.
-        assert apply({"8080": {"endpoints": both[1:], "balance": "round_robin"}}) == []
+        assert apply({"8080": {"endpoints": both[1:], "balance": "round-robin"}}) == []
         assert netns.clients("c", "10.251.1.1") == {"b2": 40}
         assert netns.clients("p", "10.251.1.1", 10) == {"b2": 10}
         # Zero endpoints: no rule, nothing listens, connections are refused.
-        assert apply({"8080": {"endpoints": [], "balance": "round_robin"}}) == []
+        assert apply({"8080": {"endpoints": [], "balance": "round-robin"}}) == []
         assert netns.clients("c", "10.251.1.1", 3) == {"ConnectionRefusedError": 3}
-        assert apply({"8080": {"endpoints": both, "balance": "round_robin"}}) == []
+        assert apply({"8080": {"endpoints": both, "balance": "round-robin"}}) == []
         assert "podium_mesh" in netns.run("p", "nft", "list", "tables")
         assert apply("close") == []
         assert "podium_mesh" not in netns.run("p", "nft", "list", "tables")

@@ -126,7 +126,7 @@ def test_flow_control_pushes_back_to_the_client(run: Run) -> None:
 def test_half_close_is_passed_on_both_ways(run: Run) -> None:
     async def main() -> None:
         async with (Backend("echo", "echo") as echo, Backend("greet", "greet") as greet,
-                    Listener(port=0, host=HOST, balance="round_robin") as listener):
+                    Listener(port=0, host=HOST, balance="round-robin") as listener):
             # The client half-closes first: the backend still answers after seeing the EOF.
             listener.set_endpoints([echo.endpoint])
             client = await Client.connect(listener.port)
@@ -177,7 +177,7 @@ def test_least_connections_picks_the_least_loaded(run: Run) -> None:
 def test_round_robin_alternates(run: Run) -> None:
     async def main() -> None:
         async with (Backend("a") as a, Backend("b") as b,
-                    Listener(port=0, host=HOST, balance="round_robin") as listener):
+                    Listener(port=0, host=HOST, balance="round-robin") as listener):
             listener.set_endpoints([a.endpoint, b.endpoint])
             names = [await ask(listener.port) for _ in range(6)]
             assert names in (["a", "b"] * 3, ["b", "a"] * 3)
@@ -185,7 +185,7 @@ def test_round_robin_alternates(run: Run) -> None:
     run(main)
 
 
-@pytest.mark.parametrize("balance", ["least_conn", "round_robin"])
+@pytest.mark.parametrize("balance", ["least-connections", "round-robin"])
 def test_a_refusing_backend_costs_clients_nothing(run: Run, balance: str) -> None:
     async def main() -> None:
         async with Backend("live") as live, Listener(port=0, host=HOST, balance=balance) as lst:
@@ -208,7 +208,7 @@ def test_a_backend_that_never_answers_is_skipped_after_the_timeout(run: Run) -> 
             filler.connect(blackhole.getsockname())
             hung = Endpoint("hung", HOST, blackhole.getsockname()[1])
             async with (Backend("live") as live,
-                        Listener(port=0, host=HOST, balance="round_robin",
+                        Listener(port=0, host=HOST, balance="round-robin",
                                  connect_timeout=0.2) as listener):
                 listener.set_endpoints([hung, live.endpoint])
                 loop = asyncio.get_running_loop()
@@ -345,7 +345,7 @@ def test_mesh_applies_ports_and_reports_the_one_in_use(run: Run) -> None:
             p3 = blocker.getsockname()[1]
             async with Backend("a") as a, Backend("b") as b, Mesh(host=HOST) as mesh:
                 assert await mesh.apply({p1: ListenerSpec((a.endpoint,)),
-                                         p2: ListenerSpec((b.endpoint,), "round_robin")}) == []
+                                         p2: ListenerSpec((b.endpoint,), "round-robin")}) == []
                 assert [await ask(p1), await ask(p2)] == ["a", "b"]
                 errors = await mesh.apply({p1: ListenerSpec((b.endpoint,)),
                                            p3: ListenerSpec((a.endpoint,))})
@@ -356,7 +356,7 @@ def test_mesh_applies_ports_and_reports_the_one_in_use(run: Run) -> None:
                 await eventually_async(lambda: mesh.stats() == {p1: {"b": 0}},
                                        what="p1 counted out")
                 assert await mesh.apply({p1: ListenerSpec(balance="nope")}) == [
-                    f"port {p1}: unknown balance 'nope' (one of least_conn, round_robin)"]
+                    f"port {p1}: unknown balance 'nope' (one of least-connections, round-robin)"]
                 blocker.close()
                 assert await mesh.apply({p1: ListenerSpec((b.endpoint,)),
                                          p3: ListenerSpec((a.endpoint,))}) == []

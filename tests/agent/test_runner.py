@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import time
 
+import pytest
+
 from podium.agent.runner import TaskRunner
 from podium.agent.status import StatusReporter
 from podium.v1 import objects
@@ -74,6 +76,40 @@ async def test_condition_none_ends_the_task() -> None:
                                what="failed")
         status = reporter.latest("t1")
         assert status is not None and status.restarts == 0 and status.err == "exit code 3"
+    finally:
+        job.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await job
+
+
+async def test_an_unexpected_error_fails_the_task_and_the_runner_carries_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    executor, reporter = FakeExecutor(), StatusReporter()
+    runner = TaskRunner(_task(), executor=executor, reporter=reporter)
+    job = asyncio.create_task(runner.run())
+    try:
+        await eventually_async(lambda: (s := reporter.latest("t1")) is not None
+                               and s.state == objects.TASK_STATE_RUNNING, timeout=10,
+                               what="running")
+        executor.fail["inspect"] = KeyError("boom")  # a fault no step expects
+        runner.poke()
+        await eventually_async(lambda: (s := reporter.latest("t1")) is not None
+                               and s.state == objects.TASK_STATE_FAILED, timeout=10,
+                               what="failed")
+        status = reporter.latest("t1")
+        assert status is not None and status.err == "agent error: KeyError: 'boom'"
+        assert any(r.exc_info and "t1" in r.getMessage() for r in caplog.records)
+        assert not job.done()
+        # The manager then removes the failed task: the runner still carries that out.
+        del executor.fail["inspect"]
+        task = _task()
+        task.desired_state = objects.TASK_STATE_REMOVED
+        runner.update(task)
+        await eventually_async(lambda: (s := reporter.latest("t1")) is not None
+                               and s.state == objects.TASK_STATE_REMOVED, timeout=10,
+                               what="removed")
+        assert await executor.list_containers() == []
     finally:
         job.cancel()
         with contextlib.suppress(asyncio.CancelledError):

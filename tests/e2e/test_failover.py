@@ -61,7 +61,7 @@ services:
     cluster.ok("node", "activate", "node-b")
 
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "podium.manager.cli", "--manager", cluster.address,
+        [sys.executable, "-m", "podium.client.cli", "--manager", cluster.address,
          "node", "drain", "node-a", "--timeout", "60"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

@@ -111,6 +111,36 @@ def test_global_runs_one_task_per_eligible_node(tmp_path: pathlib.Path) -> None:
     assert [t.node_id for t in _live(store)] == ["n1"]
 
 
+def test_a_global_task_stays_on_a_node_whose_engine_does_not_answer(
+    tmp_path: pathlib.Path,
+) -> None:
+    store, orch = _store(tmp_path)
+
+    def seed(tx: WriteTx) -> None:
+        tx.create(_node("n1", "a"))
+        tx.create(_service(mode=objects.ServiceSpec.MODE_GLOBAL))
+
+    store.update_now(seed)
+    _reconcile(store, orch)
+    [kept] = _live(store)
+
+    def engine(tx: WriteTx, node_id: str, unresponsive: bool) -> None:
+        node = tx.get_node(node_id)
+        assert node is not None
+        node.status.engine_unresponsive = unresponsive
+        tx.update(node)
+
+    store.update_now(lambda tx: engine(tx, "n1", True))
+    # A new node whose engine does not answer gets no task; n1 keeps its own.
+    store.update_now(lambda tx: tx.create(_node("n2", "a")))
+    store.update_now(lambda tx: engine(tx, "n2", True))
+    _reconcile(store, orch)
+    assert [t.id for t in _live(store)] == [kept.id]
+    store.update_now(lambda tx: engine(tx, "n2", False))
+    _reconcile(store, orch)
+    assert sorted(t.node_id for t in _live(store)) == ["n1", "n2"]
+
+
 def test_removing_the_service_removes_its_tasks(tmp_path: pathlib.Path) -> None:
     store, orch = _store(tmp_path)
     store.update_now(lambda tx: tx.create(_service(replicas=2)))

@@ -80,8 +80,12 @@ class Register(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., description: _Optional[_Union[_objects_pb2.NodeDescription, _Mapping]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("engine_unresponsive", "engine_error")
+    ENGINE_UNRESPONSIVE_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    engine_unresponsive: bool
+    engine_error: str
+    def __init__(self, engine_unresponsive: _Optional[bool] = ..., engine_error: _Optional[str] = ...) -> None: ...
 
 class StatusReport(_message.Message):
     __slots__ = ("updates",)

@@ -37,6 +37,12 @@ from typing import Any
 
 import yaml
 
+from podium.rules.constraints import FORM as CONSTRAINT_FORM
+from podium.rules.constraints import parse_constraint
+from podium.rules.names import MAX_LENGTH as MAX_NAME
+from podium.rules.names import RULE as NAME_RULE
+from podium.rules.names import is_valid_name
+from podium.rules.routing import BALANCE
 from podium.v1 import objects
 
 __all__ = ["SpecError", "load_stack", "parse_bytes", "parse_duration"]
@@ -331,12 +337,8 @@ def _ports(value: object, at: _At) -> list[objects.PortConfig]:
     return ports
 
 
-_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
-_NAME_RULE = "letters, digits, '_', '.' and '-', starting with a letter or digit"
-_CONSTRAINT = re.compile(r"\s*(node\.(?:name|id|hostname|labels\.[^\s=!]+))\s*(==|!=)\s*(\S.*?)\s*")
 _SERVICE_MODES = {"replicated": objects.ServiceSpec.MODE_REPLICATED,
                   "global": objects.ServiceSpec.MODE_GLOBAL}  # fmt: skip
-_CONSTRAINT_FORM = "'node.name|node.id|node.hostname|node.labels.KEY ==|!= VALUE'"
 
 
 def _deploy(value: object, spec: objects.ServiceSpec, at: _At) -> None:
@@ -363,23 +365,20 @@ def _deploy(value: object, spec: objects.ServiceSpec, at: _At) -> None:
     if not isinstance(constraints, list):
         raise where.error("a list of constraints", constraints)
     for i, text in enumerate(constraints):
-        match = _CONSTRAINT.fullmatch(text) if isinstance(text, str) else None
-        if match is None:
-            raise where.sub(i).error(_CONSTRAINT_FORM, text)
-        spec.placement.constraints.append(" ".join(match.groups()))
-
-
-_BALANCE = {
-    "least-connections": objects.Routing.BALANCE_LEAST_CONNECTIONS,
-    "round-robin": objects.Routing.BALANCE_ROUND_ROBIN,
-}
+        try:
+            if not isinstance(text, str):
+                raise ValueError
+            constraint = parse_constraint(text)
+        except ValueError:
+            raise where.sub(i).error(CONSTRAINT_FORM, text) from None
+        spec.placement.constraints.append(str(constraint))
 
 
 def _routing(value: object, at: _At) -> objects.Routing:
     data = _mapping(value, at, _ROUTING_KEY)
     routing = objects.Routing()
     if "balance" in data:
-        routing.balance = _BALANCE[_choice(data["balance"], tuple(_BALANCE), at.sub("balance"))]
+        routing.balance = BALANCE[_choice(data["balance"], tuple(BALANCE), at.sub("balance"))]
     if "proxy_protocol" in data:
         flag = data["proxy_protocol"]
         if not isinstance(flag, bool):
@@ -390,11 +389,11 @@ def _routing(value: object, at: _At) -> objects.Routing:
 
 def _service(key: object, value: object, stack: str | None) -> objects.ServiceSpec:
     at = _At(str(key))
-    if not isinstance(key, str) or not _NAME.fullmatch(key):
-        raise SpecError(f"{at}: invalid service name: use {_NAME_RULE}")
+    if not is_valid_name(key):
+        raise SpecError(f"{at}: invalid service name: use {NAME_RULE}")
     name = f"{stack}_{key}" if stack is not None else key
-    if len(name) > 63:
-        raise SpecError(f"{at}: service name {name!r} is longer than 63 characters")
+    if not is_valid_name(name):
+        raise SpecError(f"{at}: service name {name!r} is longer than {MAX_NAME} characters")
     data = _mapping(value, at, "")
     image = data.get("image")
     if not isinstance(image, str) or not image.strip():
@@ -421,7 +420,7 @@ def _service(key: object, value: object, stack: str | None) -> objects.ServiceSp
     spec.ports.extend(_ports(data.get("ports", []), at.sub("ports")))
     _deploy(data.get("deploy", {}), spec, at.sub("deploy"))
     # Imported here, not at the top: _compose_checks builds on this module's helpers.
-    from podium.manager._compose_checks import set_checks
+    from podium.client._compose_checks import set_checks
 
     set_checks(data, spec, at.service)
     return spec
@@ -444,8 +443,8 @@ def _load(text: str, stack: str | None) -> list[objects.ServiceSpec]:
             raise SpecError(f"top-level key {key!r} is not supported by Podium {supported}")
     if stack is None and "name" in document:
         stack = document["name"]
-    if stack is not None and (not isinstance(stack, str) or not _NAME.fullmatch(stack)):
-        raise SpecError(f"invalid stack name {_show(stack)}: use {_NAME_RULE}")
+    if stack is not None and not is_valid_name(stack):
+        raise SpecError(f"invalid stack name {_show(stack)}: use {NAME_RULE}")
     services = document.get("services")
     if not isinstance(services, dict) or not services:
         raise SpecError(f"services: expected a non-empty mapping, got {_show(services)}")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from podium.manager.compose import (
+from podium.client.compose import (
     _PROBE_KEY,
     SpecError,
     _At,
@@ -33,6 +33,7 @@ from podium.manager.compose import (
     _nanos,
     _port,
 )
+from podium.rules import probe as defaults
 from podium.v1 import objects
 
 __all__ = ["set_checks"]
@@ -92,7 +93,10 @@ def _healthcheck(value: object, at: _At) -> objects.HealthCheck:
 
 
 _PROBE_KINDS = {"http": objects.Probe.KIND_HTTP, "tcp": objects.Probe.KIND_TCP}
-_PROBE_DEFAULTS: dict[str, object] = {"interval": "10s", "timeout": "2s", "start_period": 0}
+_PROBE_DEFAULTS: dict[str, object] = {
+    "interval": defaults.INTERVAL_S, "timeout": defaults.TIMEOUT_S,
+    "start_period": defaults.START_PERIOD_S,
+}
 _STATUS = re.compile(r"([1-5][0-9][0-9])(?:-([1-5][0-9][0-9]))?")
 _STATUS_FORM = "an HTTP status such as 200, or a range such as '200-299' (100 to 599)"
 
@@ -123,7 +127,10 @@ def _probe(value: object, at: _At) -> objects.Probe:
         if not isinstance(path, str) or not re.fullmatch(r"/\S*", path):
             raise where.sub("path").error("a path starting with '/', without spaces", path)
         probe.path = path
-        status = _status_range(target.get("status", "200-399"), where.sub("status"))
+        if "status" in target:
+            status = _status_range(target["status"], where.sub("status"))
+        else:
+            status = defaults.STATUS_MIN, defaults.STATUS_MAX
         probe.status_min, probe.status_max = status
     for key in _DURATIONS:
         if key in data or key in _PROBE_DEFAULTS:
@@ -131,7 +138,8 @@ def _probe(value: object, at: _At) -> objects.Probe:
             nanos = _nanos(duration, at.sub(key), positive=key in ("interval", "timeout"))
             getattr(probe, key).FromNanoseconds(nanos)
     # 0 would be read by the agent as 1: ask for what is meant.
-    probe.retries = _count(data.get("retries", 3), at.sub("retries"), positive=True)
+    probe.retries = _count(data.get("retries", defaults.RETRIES), at.sub("retries"),
+                           positive=True)
     return probe
 
 

@@ -3,16 +3,17 @@ printed as an aligned table or, with `-o json`, as a JSON list of the same rows.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from podium.manager.endpoints import in_rotation, ingress_ports
-from podium.manager.taskstate import is_live
+from podium.rules import units
+from podium.rules.routing import in_rotation, ingress_ports
+from podium.rules.taskstate import is_live
 from podium.v1 import objects
 
 Row = dict[str, Any]
+_NODE_READY = objects.NodeStatus.STATE_READY
 
 
 def enum_name(value: int, enum: Any, prefix: str) -> str:
@@ -35,12 +36,6 @@ def ago(ts_seconds: float, now: float | None = None) -> str:
         if delta >= size:
             return f"{int(delta // size)}{unit} ago"
     return f"{int(delta)}s ago"
-
-
-def gib(n: int) -> str:
-    if n >= 1 << 30:
-        return f"{n / (1 << 30):.1f}GiB"
-    return f"{n / (1 << 20):.0f}MiB"
 
 
 def port_text(p: objects.PortBinding) -> str:
@@ -94,7 +89,7 @@ def add_task_load(row: Row, load: Any | None) -> None:
     row["memory_bytes"] = load.latest.memory_bytes if load is not None else None
     row["memory_share"] = round(load.latest.memory_share, 3) if load is not None else None
     row["cpu"] = f"{row['cpu_cores']:.2f}" if load is not None else ""
-    row["mem"] = mib(row["memory_bytes"]) if load is not None else ""
+    row["mem"] = units.size(row["memory_bytes"]) if load is not None else ""
 
 
 def add_routing(row: Row, task: objects.Task, node: objects.Node | None) -> None:
@@ -104,10 +99,6 @@ def add_routing(row: Row, task: objects.Task, node: objects.Node | None) -> None
     row["routing"] = ("in" if row["in_rotation"] else "out") if meshed else ""
     connections = row.get("connections", 0)
     row["routing_text"] = f"{row['routing']} ({connections} conn)" if meshed else ""
-
-
-def mib(n: int) -> str:
-    return f"{n / (1 << 20):.1f}MiB"
 
 
 def service_row(service: objects.Service, tasks: Sequence[objects.Task]) -> Row:
@@ -142,6 +133,13 @@ def node_row(node: objects.Node, task_count: int) -> Row:
         "engine": desc.engine_version,
         "labels": dict(desc.labels),
         "message": node.status.message,
+        "engine_answering": not node.status.engine_unresponsive,
+        "engine_error": node.status.engine_error,
+        # What the table's STATE column shows: the state, and what keeps a ready node from
+        # taking new tasks besides its availability.
+        "state_text": node_state(node.status.state) + (
+            ", engine not answering"
+            if node.status.engine_unresponsive and node.status.state == _NODE_READY else ""),
     }
 
 
@@ -163,5 +161,7 @@ def table(rows: Sequence[Row], columns: Sequence[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def to_json(rows: Any) -> str:
-    return json.dumps(rows, indent=2, sort_keys=True)
+def to_json(rows: Any, *, indent: int | None = 2) -> str:
+    import json  # only for -o json
+
+    return json.dumps(rows, indent=indent, sort_keys=True)

@@ -1,5 +1,5 @@
-"""podium.manager.cli.Changes: a CLI wait that wakes at the manager's next event, and falls back to
-polling when the event stream fails. The stream is a stand-in here (no manager)."""
+"""podium.client._commands.Changes: a CLI wait that wakes at the manager's next event, and falls
+back to polling when the event stream fails. The stream is a stand-in here (no manager)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any, cast
 
 import grpc
 
-from podium.manager.cli import Changes, Client
+from podium.client._api import Client, Events
+from podium.client._commands import Changes
 from tests.helpers import eventually
 
 
@@ -38,27 +39,26 @@ class Stream:
 
 
 class Failed(grpc.RpcError):
-    pass
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
 
-
-class FakeApi:
-    def __init__(self, stream: Stream) -> None:
-        self.stream = stream
-        self.kinds: list[str] = []
-
-    def WatchEvents(self, request: Any) -> Stream:  # the gRPC method's name
-        self.kinds = list(request.kinds)
-        return self.stream
+    def details(self) -> str:
+        return "stream failed"
 
 
 class FakeClient:
     def __init__(self, stream: Stream) -> None:
-        self.api = FakeApi(stream)
+        self.stream = stream
+        self.kinds: list[str] = []
+
+    def events(self, kinds: Any) -> Events:
+        self.kinds = list(kinds)
+        return Events(self.stream, "127.0.0.1:7070")
 
 
-def changes_on(stream: Stream) -> tuple[Changes, FakeApi]:
+def changes_on(stream: Stream) -> tuple[Changes, FakeClient]:
     client = FakeClient(stream)
-    return Changes(cast(Client, client), ["task"]), client.api
+    return Changes(cast(Client, client), ["task"]), client
 
 
 def timed_wait(changes: Changes, timeout: float) -> float:

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from podium.manager.compose import SpecError, load_stack, parse_bytes, parse_duration
+from podium.client.compose import SpecError, load_stack, parse_bytes, parse_duration
 from podium.v1 import objects
 
 PortConfig = objects.PortConfig

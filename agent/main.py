@@ -1,0 +1,91 @@
+"""The agent daemon's entry point: `podium agent ...` or `python -m podium.agent ...`.
+
+Argument parsing imports nothing heavy, so that `podium --help` stays fast; the agent, its Docker
+executor and the mesh are imported only when it runs. SIGTERM and SIGINT stop it cleanly
+(`Agent.stop()`): its containers keep running for the next agent to adopt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from podium.rules import daemon
+
+MAX_DEFAULT_WORKERS = 4
+
+
+def default_workers() -> int:
+    """One mesh worker per core this process may run on, at most MAX_DEFAULT_WORKERS; 0 (the
+    proxy in the agent's own event loop) on a single core, where a second process would only add
+    memory."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    return min(cores, MAX_DEFAULT_WORKERS) if cores > 1 else 0
+
+
+def _mesh_workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"--mesh-workers must be a whole number from 0 to 64, "
+                                         f"not {text!r}")
+    return value
+
+
+def _label(pair: str) -> tuple[str, str]:
+    key, eq, value = pair.partition("=")
+    if not eq or not key:
+        raise argparse.ArgumentTypeError(f"--label {pair!r}: expected KEY=VALUE")
+    return key, value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--join", required=True, help="manager address HOST:PORT")
+    p.add_argument("--name", required=True, help="node name, unique in the cluster")
+    p.add_argument("--data-dir", required=True, help="where the agent keeps its node id")
+    p.add_argument("--docker-host", default=None, help="engine URL, e.g. unix:///run/docker.sock")
+    p.add_argument("--label", type=_label, action="append", default=[],
+                   help="node label KEY=VALUE (repeatable)")
+    p.add_argument("--mesh", choices=("asyncio", "kernel"), default="asyncio",
+                   help="routing mesh data path: the asyncio proxy (default) or nftables DNAT")
+    p.add_argument("--mesh-workers", type=_mesh_workers, default=default_workers(),
+                   metavar="N",
+                   help="processes running the asyncio proxy, each accepting on every published "
+                   "port; 0 runs it in the agent's own event loop (default: one per core, at "
+                   f"most {MAX_DEFAULT_WORKERS}, or 0 on one core: %(default)s here)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import pathlib
+
+    from podium.agent._docker import DockerExecutor
+    from podium.agent.agent import Agent, load_node_id
+    from podium.agent.proxy import new_event_loop
+
+    node_id = load_node_id(pathlib.Path(args.data_dir))
+
+    async def serve() -> None:
+        executor = DockerExecutor(node_id=node_id, docker_host=args.docker_host)
+        await daemon.serve_until_signalled(Agent(
+            manager=args.join, name=args.name, node_id=node_id, executor=executor,
+            labels=dict(args.label), mesh=args.mesh, mesh_workers=args.mesh_workers,
+        ))
+
+    # uvloop where installed: the mesh's data path is markedly faster on it.
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(serve())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return daemon.main(argv, prog="podium agent", description="Run an agent on this host.",
+                       add_arguments=add_arguments, run=run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""The Control API as Python calls: what the `podium` CLI, scripts and other tools use.
+
+    from podium.client import Client
+
+    with Client("127.0.0.1:7070") as podium:
+        for task in podium.tasks(service="web"):
+            print(task.id, task.node_id, task.status.state)
+
+Every call is a blocking gRPC call with a deadline (`timeout`, 10 s by default) and returns the
+API's own messages (podium.v1.objects). Failures are `PodiumError`s that tell a manager that
+cannot be reached (`ManagerUnreachable`, naming its address) apart from a refusal
+(`NotFound`, `InvalidArgument`, `AlreadyExists`, `Conflict`, `Unavailable`); `str(err)` is fit
+to show a user.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from podium.v1 import control, control_grpc, objects
+
+DEFAULT_MANAGER = "127.0.0.1:7070"
+
+AVAILABILITY = {
+    "active": objects.NodeSpec.AVAILABILITY_ACTIVE,
+    "pause": objects.NodeSpec.AVAILABILITY_PAUSE,
+    "drain": objects.NodeSpec.AVAILABILITY_DRAIN,
+}
+
+
+class PodiumError(Exception):
+    """A call failed; str(err) says why."""
+
+
+class ManagerUnreachable(PodiumError):
+    """No manager answered at the address (not running, wrong address, or a network fault)."""
+
+    def __init__(self, address: str, detail: str) -> None:
+        super().__init__(
+            f"cannot reach the manager at {address} ({detail}); start one with `podium manager` "
+            "or point to it with --manager HOST:PORT or PODIUM_MANAGER"
+        )
+        self.address = address
+
+
+class NotFound(PodiumError):
+    """No service, task or node has that name or id."""
+
+
+class InvalidArgument(PodiumError):
+    """The manager refused the request's content; the message names the field."""
+
+
+class AlreadyExists(PodiumError):
+    """The name is taken."""
+
+
+class Conflict(PodiumError):
+    """The object changed since it was read (a stale version): read it again and retry."""
+
+
+class Unavailable(PodiumError):
+    """The manager answered but refused for another reason (e.g. a client fell behind)."""
+
+
+_ERRORS: dict[grpc.StatusCode, type[PodiumError]] = {
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.FAILED_PRECONDITION: InvalidArgument,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
+    grpc.StatusCode.ABORTED: Conflict,
+}
+
+
+def error_of(err: grpc.RpcError, address: str) -> PodiumError:
+    """The PodiumError for a failed call to the manager at `address`."""
+    code = err.code()
+    details = str(err.details() or code.name)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return ManagerUnreachable(address, details)
+    return _ERRORS.get(code, Unavailable)(details)
+
+
+class Events:
+    """An open `WatchEvents` stream: iterate for `control.Event`s; `close()` ends it (also from
+    another thread)."""
+
+    def __init__(self, call: Any, address: str) -> None:
+        self._call = call
+        self._address = address
+
+    def __iter__(self) -> Iterator[control.Event]:
+        try:
+            yield from self._call
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.CANCELLED:
+                return
+            raise error_of(err, self._address) from None
+
+    def close(self) -> None:
+        self._call.cancel()
+
+    def __enter__(self) -> Events:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Client:
+    """A connection to one manager. `address` defaults to $PODIUM_MANAGER, else
+    127.0.0.1:7070. Use it as a context manager, or call close()."""
+
+    def __init__(self, address: str | None = None, *, timeout: float = 10.0) -> None:
+        self.address = address or os.environ.get("PODIUM_MANAGER") or DEFAULT_MANAGER
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(self.address)
+        self._stub = control_grpc.ControlStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _call(self, method: str, request: Any) -> Any:
+        try:
+            return getattr(self._stub, method)(request, timeout=self.timeout)
+        except grpc.RpcError as err:
+            raise error_of(err, self.address) from None
+
+    # -- services --------------------------------------------------------------------
+
+    def services(self) -> list[objects.Service]:
+        return list(self._call("ListServices", control.ListServicesRequest()).services)
+
+    def service(self, ref: str) -> objects.Service:
+        """A service by name, id or unique id prefix; NotFound otherwise."""
+        return self._call("GetService", control.GetRequest(ref=ref)).service  # type: ignore[no-any-return]
+
+    def create_service(self, spec: objects.ServiceSpec) -> objects.Service:
+        request = control.CreateServiceRequest(spec=spec)
+        return self._call("CreateService", request).service  # type: ignore[no-any-return]
+
+    def update_service(self, service: objects.Service,
+                       spec: objects.ServiceSpec) -> objects.Service:
+        """Replaces the spec of `service` as read; Conflict when it changed meanwhile."""
+        request = control.UpdateServiceRequest(
+            service_id=service.id, version=service.meta.version, spec=spec)
+        return self._call("UpdateService", request).service  # type: ignore[no-any-return]
+
+    def deploy(self, spec: objects.ServiceSpec) -> tuple[objects.Service, str]:
+        """Creates the service or updates the one of that name: (service, "created" |
+        "updated" | "unchanged")."""
+        try:
+            current = self.service(spec.name)
+        except NotFound:
+            current = None
+        if current is None or current.spec.name != spec.name:
+            return self.create_service(spec), "created"
+        updated = self.update_service(current, spec)
+        changed = updated.meta.version != current.meta.version
+        return updated, "updated" if changed else "unchanged"
+
+    def scale(self, ref: str, replicas: int) -> objects.Service:
+        request = control.ScaleServiceRequest(ref=ref, replicas=replicas)
+        return self._call("ScaleService", request).service  # type: ignore[no-any-return]
+
+    def remove_service(self, ref: str) -> None:
+        self._call("RemoveService", control.RemoveServiceRequest(ref=ref))
+
+    # -- tasks and nodes ---------------------------------------------------------------
+
+    def tasks(self, *, service: str = "", node: str = "") -> list[objects.Task]:
+        """Tasks, optionally of one service and/or one node (names or ids)."""
+        request = control.ListTasksRequest(service=service, node=node)
+        return list(self._call("ListTasks", request).tasks)
+
+    def task(self, ref: str) -> objects.Task:
+        """A task by id, unique id prefix or name (`web.2`); NotFound otherwise."""
+        return self._call("GetTask", control.GetRequest(ref=ref)).task  # type: ignore[no-any-return]
+
+    def nodes(self) -> list[objects.Node]:
+        return list(self._call("ListNodes", control.ListNodesRequest()).nodes)
+
+    def node(self, ref: str) -> objects.Node:
+        return self._call("GetNode", control.GetRequest(ref=ref)).node  # type: ignore[no-any-return]
+
+    def set_availability(self, ref: str, availability: str) -> objects.Node:
+        """`availability` is "active", "pause" (no new tasks) or "drain" (move them away)."""
+        if availability not in AVAILABILITY:
+            raise InvalidArgument(f"availability {availability!r}: expected one of "
+                                  f"{', '.join(AVAILABILITY)}")
+        request = control.UpdateNodeRequest(ref=ref, availability=AVAILABILITY[availability])
+        return self._call("UpdateNode", request).node  # type: ignore[no-any-return]
+
+    def load(self, *, history: int = 0) -> control.GetLoadResponse:
+        """The latest load of every node and task (with `history` samples each)."""
+        return self._call("GetLoad", control.GetLoadRequest(history=history))  # type: ignore[no-any-return]
+
+    def events(self, kinds: Iterable[str] = ()) -> Events:
+        """The cluster's changes from now on ("node", "service", "task"; empty: all)."""
+        call = self._stub.WatchEvents(control.WatchEventsRequest(kinds=list(kinds)))
+        return Events(call, self.address)

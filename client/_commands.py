@@ -1,0 +1,366 @@
+"""The `podium` commands that talk to the manager, on podium.client.Client. Imported by
+podium.client.cli only when such a command runs (it loads gRPC and protobuf)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import pathlib
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from google.protobuf.message import Message
+
+from podium.client import views
+from podium.client._api import Client, NotFound, PodiumError
+from podium.client.cli import CliError
+from podium.rules import units
+from podium.rules.taskstate import has_finished, holds_resources, is_live
+from podium.v1 import control, objects
+
+RUNNING = objects.TASK_STATE_RUNNING
+
+
+def _plain(message: Message) -> dict[str, Any]:
+    """The message as JSON-ready data, with the .proto's field names."""
+    from google.protobuf import json_format  # only for inspect and -o json: it is slow to load
+
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+class Changes:
+    """Wakes a waiting command as soon as the manager reports a change: its event stream is
+    read on a thread, and `wait(timeout)` returns at the next event (or after `timeout`).
+    Without the stream (an error, an older manager) it waits at most POLL seconds: polling."""
+
+    POLL = 0.1
+
+    def __init__(self, client: Client, kinds: list[str]) -> None:
+        self._changed = threading.Event()
+        self._events = client.events(kinds)
+        self._thread = threading.Thread(target=self._follow, name="changes", daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        with contextlib.suppress(PodiumError):
+            for _ in self._events:
+                self._changed.set()
+
+    def wait(self, timeout: float) -> None:
+        """Returns at the next change since the last wait, or after `timeout` seconds."""
+        self._changed.wait(timeout if self._thread.is_alive() else min(timeout, self.POLL))
+        self._changed.clear()
+
+    def close(self) -> None:
+        self._events.close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> Changes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _emit(args: argparse.Namespace, rows: list[views.Row], columns: list[tuple[str, str]]) -> None:
+    print(views.to_json(rows) if args.output == "json" else views.table(rows, columns))
+
+
+def cmd_services(client: Client, args: argparse.Namespace) -> int:
+    services = client.services()
+    tasks = client.tasks()
+    rows = [views.service_row(s, [t for t in tasks if t.service_id == s.id]) for s in services]
+    for row in rows:
+        row["replicas"] = f"{row['running']}/{row['desired']}"
+    _emit(
+        args,
+        rows,
+        [
+            ("ID", "id"),
+            ("NAME", "name"),
+            ("MODE", "mode"),
+            ("REPLICAS", "replicas"),
+            ("IMAGE", "image"),
+            ("PORTS", "ports"),
+        ],
+    )
+    return 0
+
+
+def cmd_ps(client: Client, args: argparse.Namespace) -> int:
+    tasks = client.tasks(service=args.service or "")
+    if not args.all:
+        tasks = [
+            t
+            for t in tasks
+            if is_live(t) or not has_finished(t) or t.status.err
+        ]
+    rows = _task_rows(client, tasks)
+    now = time.time()
+    last = ""
+    for row, task in zip(rows, tasks, strict=True):
+        row["current"] = f"{row['state']} {views.ago(row['since'], now)}".strip()
+        history = not is_live(task)
+        row["display"] = (" \\_ " if history and row["name"] == last else "") + row["name"]
+        last = row["name"]
+        row["detail"] = row["error"] or ("" if row["message"] == "running" else row["message"])
+        if not row["detail"] and row["restarts"]:
+            row["detail"] = f"last exit code {row['exit_code']}"
+        row["health_text"] = "" if row["health"] == "none" else row["health"]
+    _emit(
+        args,
+        rows,
+        [
+            ("ID", "id"),
+            ("NAME", "display"),
+            ("NODE", "node"),
+            ("DESIRED", "desired"),
+            ("CURRENT", "current"),
+            ("HEALTH", "health_text"),
+            ("RESTARTS", "restarts"),
+            ("CPU", "cpu"),
+            ("MEM", "mem"),
+            ("ROUTING", "routing_text"),
+            ("ERROR", "detail"),
+            ("PORTS", "ports"),
+        ],
+    )
+    return 0
+
+
+def cmd_nodes(client: Client, args: argparse.Namespace) -> int:
+    nodes = client.nodes()
+    tasks = client.tasks()
+    counts: dict[str, int] = {}
+    for t in tasks:
+        if holds_resources(t):
+            counts[t.node_id] = counts.get(t.node_id, 0) + 1
+    rows = [views.node_row(n, counts.get(n.id, 0)) for n in nodes]
+    load = {n.node_id: n.latest for n in client.load().nodes}
+    for row in rows:
+        row["memory"] = units.size(row["memory_bytes"])
+        latest = load.get(row["id"])
+        row["cpu_used_cores"] = round(latest.cpu_cores_used, 2) if latest else None
+        row["memory_used_bytes"] = latest.memory_used_bytes if latest else None
+        row["load"] = (
+            f"{latest.cpu_cores_used:.2f} cpu, {units.size(latest.memory_used_bytes)}"
+            if latest else ""
+        )
+    _emit(
+        args,
+        rows,
+        [
+            ("ID", "id"),
+            ("NAME", "name"),
+            ("STATE", "state_text"),
+            ("AVAILABILITY", "availability"),
+            ("ADDRESS", "addr"),
+            ("CPUS", "cpus"),
+            ("MEMORY", "memory"),
+            ("LOAD", "load"),
+            ("TASKS", "tasks"),
+            ("ENGINE", "engine"),
+        ],
+    )
+    return 0
+
+
+def _replica_rows(client: Client, service_id: str) -> list[views.Row]:
+    """Each live replica's state, health and routing, for `inspect SERVICE`."""
+    tasks = [t for t in client.tasks(service=service_id)
+             if is_live(t)]
+    return [{k: row[k] for k in ("id", "name", "node", "state", "health", "ready", "routing",
+                                 "connections", "restarts")}
+            for row in _task_rows(client, tasks)]
+
+
+def _task_rows(client: Client, tasks: Sequence[objects.Task]) -> list[views.Row]:
+    """Rows for `tasks` with their node names, load and routing state (one ListNodes, one
+    GetLoad for all of them)."""
+    nodes = {n.id: n for n in client.nodes()}
+    names = {node_id: n.description.name for node_id, n in nodes.items()}
+    load = {t.task_id: t for t in client.load().tasks}
+    rows = []
+    for task in tasks:
+        row = views.task_row(task, names)
+        views.add_task_load(row, load.get(task.id))
+        views.add_routing(row, task, nodes.get(task.node_id))
+        rows.append(row)
+    return rows
+
+
+def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
+    getters: list[tuple[str, Callable[[str], Message]]] = [
+        ("service", client.service), ("task", client.task), ("node", client.node)]
+    for field, get in getters:
+        try:
+            found = get(args.ref)
+        except NotFound:
+            continue
+        data = _plain(found)
+        if field == "service":
+            assert isinstance(found, objects.Service)
+            data["replicas_status"] = _replica_rows(client, found.id)
+        print(views.to_json({"kind": field, **data}))
+        return 0
+    raise CliError(f"no service, task or node {args.ref!r}", 2)
+
+
+def cmd_deploy(client: Client, args: argparse.Namespace) -> int:
+    # Imported here: the agent runs from this module too and needs no YAML parser.
+    from podium.client.compose import SpecError, load_stack
+
+    path = pathlib.Path(args.file)
+    try:
+        text = sys.stdin.read() if args.file == "-" else path.read_text()
+    except OSError as err:
+        raise CliError(f"{args.file}: {err.strerror}", 2) from None
+    try:
+        specs = load_stack(text, source=args.file, stack=args.stack)
+    except SpecError as err:
+        raise CliError(str(err), 2) from None
+    names = []
+    for spec in specs:
+        _, outcome = client.deploy(spec)
+        print(f"{outcome} service {spec.name}")
+        names.append(spec.name)
+    return 0 if args.detach else wait_converged(client, names, args.timeout)
+
+
+def cmd_scale(client: Client, args: argparse.Namespace) -> int:
+    wanted = []
+    for pair in args.pairs:
+        name, eq, count = pair.partition("=")
+        if not eq or not name or not count.isdigit():
+            raise CliError(f"{pair!r}: expected SERVICE=REPLICAS, e.g. web=3", 2)
+        wanted.append((name, int(count)))
+    names = []
+    for name, count in wanted:
+        service = client.scale(name, count)
+        print(f"{service.spec.name} scaled to {count}")
+        names.append(service.spec.name)
+    return 0 if args.detach else wait_converged(client, names, args.timeout)
+
+
+def cmd_rm(client: Client, args: argparse.Namespace) -> int:
+    for ref in args.services:
+        client.remove_service(ref)
+        print(f"removed service {ref}")
+    return 0
+
+
+def cmd_node(client: Client, args: argparse.Namespace) -> int:
+    """podium node drain|pause|activate NODE."""
+    availability = "active" if args.action == "activate" else args.action
+    node = client.set_availability(args.node, availability)
+    name = node.description.name
+    print(f"node {name}: {views.node_row(node, 0)['availability']}")
+    if args.action != "drain" or args.detach:
+        return 0
+    deadline = time.monotonic() + args.timeout
+    shown = -1
+    with Changes(client, ["task"]) as changes:
+        while True:
+            tasks = client.tasks(node=node.id)
+            left = [t for t in tasks if holds_resources(t)]
+            if len(left) != shown:
+                print(f"{name}: {len(left)} task(s) left", flush=True)
+                shown = len(left)
+            if not left:
+                return 0
+            if time.monotonic() > deadline:
+                reasons = "; ".join(sorted({t.status.message for t in left}))
+                print(f"error: {name} still runs {len(left)} task(s) after {args.timeout:g} s: "
+                      f"{reasons}", file=sys.stderr)
+                return 1
+            changes.wait(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+def cmd_events(client: Client, args: argparse.Namespace) -> int:
+    """Follows the cluster's changes until interrupted (or --limit events)."""
+    names = {n.id: n.description.name for n in client.nodes()}
+    shown = 0
+    with client.events(args.kind) as events:
+        for event in events:
+            kind = event.WhichOneof("object") or ""
+            obj = getattr(event, kind)
+            action = views.enum_name(event.action, control.Event.Action, "ACTION_")
+            when = event.timestamp.ToDatetime().strftime("%H:%M:%S.%f")[:-3]
+            if args.output == "json":
+                data = _plain(obj)
+                print(views.to_json({"time": when, "action": action, "kind": kind,
+                                     "object": data}, indent=None), flush=True)
+            else:
+                print(f"{when} {kind} {action} {_describe(kind, obj, names)}", flush=True)
+            shown += 1
+            if args.limit and shown >= args.limit:
+                break
+    return 0
+
+
+def _describe(kind: str, obj: Any, names: dict[str, str]) -> str:
+    if kind == "task":
+        row = views.task_row(obj, names)
+        detail = row["error"] or row["message"]
+        return f"{row['name']} ({row['id']}) {row['state']} on {row['node'] or '-'}: {detail}"
+    if kind == "node":
+        return f"{obj.description.name} {views.node_state(obj.status.state)}: {obj.status.message}"
+    return f"{obj.spec.name} ({obj.id})"
+
+
+def convergence(client: Client, name: str) -> tuple[bool, str]:
+    """Whether a service runs as its spec says, and a progress line."""
+    service = client.service(name)
+    tasks = client.tasks(service=service.id)
+    live = [t for t in tasks if is_live(t)]
+    current = [t for t in live if t.spec_version == service.spec_version]
+    running = [t for t in current if t.status.state == RUNNING]
+    stopping = [t for t in tasks if not is_live(t) and not has_finished(t)]
+    glob = service.spec.mode == objects.ServiceSpec.MODE_GLOBAL
+    desired = len(live) if glob else service.spec.replicas
+    done = len(running) == desired == len(live) and not stopping
+    line = f"{name}: {len(running)}/{desired} running"
+    if stopping:
+        line += f", {len(stopping)} stopping"
+    waiting = [t for t in live if t.status.state != RUNNING]
+    if waiting:
+        t = waiting[0]
+        why = t.status.err or t.status.message
+        line += f" ({views.task_state(t.status.state)}: {why})" if why else ""
+    return done, line
+
+
+def wait_converged(client: Client, names: list[str], timeout: float) -> int:
+    with Changes(client, ["service", "task"]) as changes:
+        return _wait_converged(client, names, timeout, changes)
+
+
+def _wait_converged(client: Client, names: list[str], timeout: float, changes: Changes) -> int:
+    deadline = time.monotonic() + timeout
+    shown: dict[str, str] = {}
+    pending = list(names)
+    while True:
+        for name in list(pending):
+            done, line = convergence(client, name)
+            if line != shown.get(name):
+                print(line, flush=True)
+                shown[name] = line
+            if done:
+                pending.remove(name)
+        if not pending:
+            print("converged")
+            return 0
+        if time.monotonic() > deadline:
+            for name in pending:
+                print(
+                    f"error: {name} did not converge within {timeout:g} s: {shown[name]}",
+                    file=sys.stderr,
+                )
+            return 1
+        # Looked at again at the next change (every 1 s regardless, should one be missed).
+        changes.wait(min(1.0, max(0.0, deadline - time.monotonic())))
+
+

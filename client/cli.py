@@ -1,0 +1,147 @@
+"""The `podium` command: the operators' client, built on podium.client.Client, and the entry to
+the daemons (`podium manager`, `podium agent`: podium.manager.main and podium.agent.main).
+
+    podium manager --listen HOST:PORT --data-dir DIR
+    podium agent --join HOST:PORT --name NAME --data-dir DIR [--docker-host URL] [--label k=v]
+                 [--mesh asyncio|kernel] [--mesh-workers N]
+    podium [--manager HOST:PORT] deploy -f FILE [--stack NAME] [--detach] [--timeout S]
+    podium services | ps [SERVICE] | nodes | scale SERVICE=N ... | rm SERVICE ... | inspect REF
+    podium node drain|pause|activate NODE | events [--kind KIND]
+
+The manager address defaults to $PODIUM_MANAGER, else 127.0.0.1:7070. Exit status: 0 on success,
+1 when the cluster refuses, cannot be reached or fails to converge, 2 for bad input or an unknown
+name. Only what a command needs is imported: `podium --help` loads neither gRPC nor protobuf.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from podium.agent import main as agent_main
+from podium.manager import main as manager_main
+
+if TYPE_CHECKING:
+    from podium.client._api import Client
+
+DEFAULT_MANAGER = "127.0.0.1:7070"
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# -- parser ------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="podium", description="Run services across Docker hosts.")
+    p.add_argument(
+        "--manager",
+        default=os.environ.get("PODIUM_MANAGER", DEFAULT_MANAGER),
+        help="manager address HOST:PORT (default: $PODIUM_MANAGER or %(default)s)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    m = sub.add_parser("manager", help="run a manager")
+    manager_main.add_arguments(m)
+    m.set_defaults(daemon=manager_main.run)
+    a = sub.add_parser("agent", help="run an agent on this host")
+    agent_main.add_arguments(a)
+    a.set_defaults(daemon=agent_main.run)
+
+    def client_cmd(name: str, help: str, output: bool = True) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help)
+        if output:
+            c.add_argument("-o", "--output", choices=("table", "json"), default="table")
+        c.set_defaults(client=name)  # run by podium.client._commands.cmd_<name>
+        return c
+
+    def waits(c: argparse.ArgumentParser) -> None:
+        c.add_argument("-d", "--detach", action="store_true", help="return without waiting")
+        c.add_argument(
+            "--timeout",
+            type=float,
+            default=120.0,
+            help="seconds to wait for convergence (default %(default)s)",
+        )
+
+    d = client_cmd("deploy", "create or update the services of a Compose file", output=False
+    )
+    d.add_argument("-f", "--file", required=True, help="Compose file ('-' for stdin)")
+    d.add_argument("--stack", default=None, help="stack name (default: the file's name:)")
+    waits(d)
+    client_cmd("services", "list services")
+    ps = client_cmd("ps", "list tasks")
+    ps.add_argument("service", nargs="?", help="only this service's tasks")
+    ps.add_argument("-a", "--all", action="store_true", help="include all finished tasks")
+    client_cmd("nodes", "list nodes")
+    s = client_cmd("scale", "set replica counts", output=False)
+    s.add_argument("pairs", nargs="+", metavar="SERVICE=N")
+    waits(s)
+    r = client_cmd("rm", "remove services", output=False)
+    r.add_argument("services", nargs="+", metavar="SERVICE")
+    i = client_cmd("inspect", "show a service, task or node", output=False)
+    i.add_argument("ref", help="name or id (or unique id prefix)")
+    n = client_cmd("node", "drain, pause or activate a node", output=False)
+    n.add_argument("action", choices=("activate", "drain", "pause"),
+                   help="drain: move its tasks away (replacements first); pause: no new tasks; "
+                   "activate: back to normal")
+    n.add_argument("node", help="node name or id")
+    waits(n)
+    e = client_cmd("events", "follow the cluster's changes")
+    e.add_argument("--kind", action="append", default=[], choices=("node", "service", "task"),
+                   help="only these kinds (repeatable)")
+    e.add_argument("--limit", type=int, default=0, help="stop after this many events")
+    return p
+
+
+def _run_client_command(args: argparse.Namespace) -> int:
+    from podium.client import _commands
+    from podium.client._api import Client, InvalidArgument, NotFound, PodiumError
+
+    command: Callable[[Client, argparse.Namespace], int] = getattr(_commands, f"cmd_{args.client}")
+    try:
+        with Client(args.manager) as client:
+            return int(command(client, args))
+    except PodiumError as err:
+        # A name that is not there or input the manager refused is bad input (2); a manager
+        # that cannot be reached or refuses for another reason is a failure (1).
+        raise CliError(str(err), 2 if isinstance(err, NotFound | InvalidArgument) else 1) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import logging
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if hasattr(args, "daemon"):
+            return int(args.daemon(args))
+        return _run_client_command(args)
+    except CliError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):
+            sys.stdout.close()
+        return 0
+
+
+if __name__ == "__main__":
+    # Run through the package's own copy of this module: the commands raise its CliError.
+    from podium.client.cli import main as package_main
+
+    sys.exit(package_main())
