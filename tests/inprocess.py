@@ -27,7 +27,7 @@ import grpc
 
 from podium.agent.agent import Agent
 from podium.manager.manager import Manager
-from podium.manager.taskstate import is_live
+from podium.rules.taskstate import is_live
 from podium.v1 import control, control_grpc, objects
 from tests.fakes import FakeExecutor
 from tests.helpers import eventually_async
