@@ -5,6 +5,12 @@ sets) and status reports, and hands assignments to the worker. When the stream
 breaks it reconnects with jittered exponential backoff (0.1 s doubling to 5 s)
 so that a manager restart is not met by every agent at the same instant.
 
+What waits to be sent is bounded (OUTBOX_LIMIT messages): when the manager stops
+reading the stream, gRPC's flow control holds the sender and the outbox would
+grow by a heartbeat and a load report every period. Once it is full the session
+is closed and opened again: the reporter resends every task's latest status on
+the new session, so nothing that matters is lost with what was dropped.
+
 The read loop never waits on the engine or on the mesh: it only hands each
 assignment and routing message, in order, to a synchronous callback whose owner
 queues it for a consumer of its own (the worker, the agent's mesh applier). So a
@@ -33,7 +39,10 @@ from podium.v1 import dispatcher, dispatcher_grpc, objects
 
 log = logging.getLogger(__name__)
 
+# Heartbeats, load reports and status batches waiting: minutes of a manager not reading.
+OUTBOX_LIMIT = 1000
 BACKOFF_BASE_S = 0.1
+MAX_MESSAGE_BYTES = 256 << 20
 BACKOFF_MAX_S = 5.0
 # How long leave() waits for the manager to take note and end the session.
 LEAVE_TIMEOUT_S = 2.0
@@ -43,7 +52,38 @@ CHANNEL_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2_000),
+    # A node's complete set can outgrow gRPC's 4 MiB default (many tasks with large specs): a
+    # session that cannot receive it could never open.
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 ]
+
+
+class Outbox:
+    """Messages to the manager, at most `limit`; one more marks it `full` and empties it."""
+
+    def __init__(self, limit: int = OUTBOX_LIMIT) -> None:
+        self._queue: asyncio.Queue[dispatcher.AgentMessage | None] = asyncio.Queue()
+        self._limit = limit
+        self.full = asyncio.Event()
+
+    def put(self, message: dispatcher.AgentMessage) -> None:
+        if self.full.is_set():
+            return
+        if self._queue.qsize() >= self._limit:
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self.full.set()
+        else:
+            self._queue.put_nowait(message)
+
+    async def get(self) -> dispatcher.AgentMessage | None:
+        """The next message, or None once closed."""
+        return await self._queue.get()
+
+    def close(self) -> None:
+        """Ends the request stream: gRPC's task that consumes it would wait forever when the
+        call ended from the manager's side (an abort), as cancel() does not stop it then."""
+        self._queue.put_nowait(None)
 
 
 def backoff(attempt: int) -> float:
@@ -64,10 +104,12 @@ class Session:
         load: Callable[[], dispatcher.LoadReport] | None = None,
         on_endpoints: Callable[[dispatcher.Endpoints], None] | None = None,
         heartbeat: Callable[[], dispatcher.Heartbeat] | None = None,
+        outbox_limit: int = OUTBOX_LIMIT,
     ) -> None:
         """`on_assignments` and `on_endpoints` must not block (they queue); `heartbeat` gives
         each heartbeat's content (the engine's health)."""
         self._manager = manager
+        self._outbox_limit = outbox_limit
         self._node_id = node_id
         self._describe = describe
         self._on_assignments = on_assignments
@@ -79,7 +121,7 @@ class Session:
         # When the last session ended (monotonic seconds); None while one is open.
         self._lost_since: float | None = time.monotonic()
         # The open session's outbox (None while there is none) and its end.
-        self._outbox: asyncio.Queue[dispatcher.AgentMessage] | None = None
+        self._outbox: Outbox | None = None
         self._ended = asyncio.Event()
         self._leaving = False
         self._restart_grace = 0.0  # as the manager said in SessionInfo
@@ -93,7 +135,7 @@ class Session:
         if self._outbox is None:
             return
         leaving = dispatcher.Leaving(restarting=True, reason=reason)
-        self._outbox.put_nowait(dispatcher.AgentMessage(leaving=leaving))
+        self._outbox.put(dispatcher.AgentMessage(leaving=leaving))
         try:
             await asyncio.wait_for(self._ended.wait(), LEAVE_TIMEOUT_S)
             log.info("left the manager (%s); it holds this node's tasks for %g s", reason,
@@ -131,13 +173,12 @@ class Session:
 
     async def _session(self, stub: dispatcher_grpc.DispatcherStub) -> bool:
         """One session; returns whether it got as far as registering."""
-        outbox: asyncio.Queue[dispatcher.AgentMessage] = asyncio.Queue()
+        outbox = Outbox(self._outbox_limit)
         register = dispatcher.Register(node_id=self._node_id, description=await self._describe())
-        outbox.put_nowait(dispatcher.AgentMessage(register=register))
+        outbox.put(dispatcher.AgentMessage(register=register))
 
         async def requests() -> AsyncIterator[dispatcher.AgentMessage]:
-            while True:
-                message = await outbox.get()
+            while (message := await outbox.get()) is not None:
                 yield message
                 if message.HasField("leaving"):
                     return  # half-close: the manager ends the session when it has read it
@@ -145,7 +186,9 @@ class Session:
         call = stub.Session(requests())
         registered = False
         helpers: list[asyncio.Task[None]] = []
-        try:
+
+        async def receive() -> None:
+            nonlocal registered
             async for message in call:
                 if message.HasField("session"):
                     period = message.session.heartbeat_period.ToNanoseconds() / 1e9 or 1.0
@@ -156,7 +199,7 @@ class Session:
                         self._ended.clear()
                         self._outbox = outbox
                         if self._leaving:  # stop() came while this session was opening
-                            outbox.put_nowait(dispatcher.AgentMessage(
+                            outbox.put(dispatcher.AgentMessage(
                                 leaving=dispatcher.Leaving(restarting=True, reason="stopping")))
                         self._reporter.resend_all()
                         helpers.append(asyncio.create_task(self._heartbeat(outbox, period)))
@@ -171,38 +214,46 @@ class Session:
                     self._on_assignments(message.assignments)
                 elif message.HasField("endpoints") and self._on_endpoints is not None:
                     self._on_endpoints(message.endpoints)
+
+        receiving = asyncio.create_task(receive())
+        full = asyncio.create_task(outbox.full.wait())
+        try:
+            await asyncio.wait({receiving, full}, return_when=asyncio.FIRST_COMPLETED)
+            if receiving.done():
+                receiving.result()  # the stream's end or error
+            else:
+                log.warning("the manager at %s read nothing of the last %d messages: "
+                            "reconnecting", self._manager, self._outbox_limit)
         finally:
             if registered:
                 self._lost_since = time.monotonic()
                 self._outbox = None
                 self._ended.set()
             call.cancel()
-            for helper in helpers:
-                helper.cancel()
-            for helper in helpers:
+            outbox.close()
+            for job in (receiving, full, *helpers):
+                job.cancel()
+            for job in (receiving, full, *helpers):
                 with contextlib.suppress(asyncio.CancelledError):
-                    await helper
+                    await job
         return registered
 
-    async def _heartbeat(self, outbox: asyncio.Queue[dispatcher.AgentMessage],
-                         period: float) -> None:
+    async def _heartbeat(self, outbox: Outbox, period: float) -> None:
         while True:
             self._beat_now.clear()
             content = self._heartbeat_content() if self._heartbeat_content else None
-            outbox.put_nowait(dispatcher.AgentMessage(heartbeat=content or dispatcher.Heartbeat()))
+            outbox.put(dispatcher.AgentMessage(heartbeat=content or dispatcher.Heartbeat()))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(period):
                     await self._beat_now.wait()
 
-    async def _send_load(
-        self, outbox: asyncio.Queue[dispatcher.AgentMessage], period: float
-    ) -> None:
+    async def _send_load(self, outbox: Outbox, period: float) -> None:
         assert self._load is not None
         while True:
-            outbox.put_nowait(dispatcher.AgentMessage(load=self._load()))
+            outbox.put(dispatcher.AgentMessage(load=self._load()))
             await asyncio.sleep(period)
 
-    async def _send_status(self, outbox: asyncio.Queue[dispatcher.AgentMessage]) -> None:
+    async def _send_status(self, outbox: Outbox) -> None:
         while True:
             report = await self._reporter.next_batch()
-            outbox.put_nowait(dispatcher.AgentMessage(status=report))
+            outbox.put(dispatcher.AgentMessage(status=report))

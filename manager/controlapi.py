@@ -14,7 +14,14 @@ import grpc
 
 from podium.manager import ids
 from podium.manager.loadbook import HISTORY, LoadBook
-from podium.manager.store import ConflictError, ExistsError, ReadTx, Store, WriteTx
+from podium.manager.store import (
+    ConflictError,
+    ExistsError,
+    ReadTx,
+    Store,
+    WatchOverflowError,
+    WriteTx,
+)
 from podium.rules.constraints import parse_constraint
 from podium.rules.names import RULE as NAME_RULE
 from podium.rules.names import is_valid_name
@@ -23,6 +30,11 @@ from podium.rules.taskstate import is_live
 from podium.v1 import control, control_grpc, objects
 
 MAX_REPLICAS = 10_000
+# Changes that may wait unread for one WatchEvents client before it is cut off. Twice the
+# largest burst one request causes (MAX_REPLICAS tasks created in one transaction), so a client
+# that keeps up is never cut off by a burst; a stalled one holds at most this many changes
+# (about 1.3 KB each for a task: ~26 MB), not every change until it reads again.
+WATCH_LIMIT = 2 * MAX_REPLICAS
 
 O = TypeVar("O", objects.Node, objects.Service, objects.Task)  # noqa: E741
 R = TypeVar("R")
@@ -125,9 +137,10 @@ def _task_spec_changed(old: objects.ServiceSpec, new: objects.ServiceSpec) -> bo
 
 
 class ControlAPI(control_grpc.ControlServicer):
-    def __init__(self, *, store: Store, load: LoadBook) -> None:
+    def __init__(self, *, store: Store, load: LoadBook, watch_limit: int = WATCH_LIMIT) -> None:
         self._store = store
         self._load = load
+        self._watch_limit = watch_limit
 
     async def _write(self, context: grpc.aio.ServicerContext, fn: Callable[[WriteTx], R]) -> R:  # type: ignore[type-arg]
         try:
@@ -298,7 +311,9 @@ class ControlAPI(control_grpc.ControlServicer):
         self, request, context
     ) -> AsyncIterator[control.Event]:
         kinds = set(request.kinds)
-        watch = self._store.watch()
+        # Bounded: once the client stops reading, gRPC's flow control holds this generator at
+        # its yield and the changes pile up in the watch instead.
+        watch = self._store.watch(limit=self._watch_limit)
         actions = {
             "create": control.Event.ACTION_CREATE,
             "update": control.Event.ACTION_UPDATE,
@@ -306,7 +321,15 @@ class ControlAPI(control_grpc.ControlServicer):
         }
         try:
             while True:
-                change = await watch.get()
+                try:
+                    change = await watch.get()
+                except WatchOverflowError:
+                    await context.abort(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"this client fell more than {self._watch_limit} changes behind and its "
+                        "watch was closed: reconnect to watch again (and list the current state)",
+                    )
+                    raise
                 if kinds and change.kind not in kinds:
                     continue
                 event = control.Event(action=actions[change.action], timestamp=ids.timestamp())

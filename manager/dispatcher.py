@@ -18,6 +18,11 @@ with its cause.
 Invariant: a session's complete set is taken from the store in the same
 synchronous step that registers the session for forwarding, so no change can
 fall between the snapshot and the stream of changes.
+
+Each session's outbox is bounded (`outbox_limit` messages): an agent that reads
+so slowly that more wait is cut off (RESOURCE_EXHAUSTED) and what waited is
+dropped; it reconnects and gets the complete set, which replaces every change it
+missed.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
@@ -49,11 +55,15 @@ from podium.v1 import dispatcher, dispatcher_grpc, objects
 log = logging.getLogger(__name__)
 
 READY = objects.NodeStatus.STATE_READY
+# Messages waiting for one agent. Each forwarding pass adds at most one assignments and one
+# endpoints message per session, so this is hundreds of passes the agent did not read.
+OUTBOX_LIMIT = 1000
 
 
 @dataclass(slots=True, eq=False)
 class _Session:
     node_id: str
+    limit: int = OUTBOX_LIMIT
     outbox: asyncio.Queue[dispatcher.ManagerMessage | None] = field(default_factory=asyncio.Queue)
     # Desired state last sent per task: only changes the agent acts on travel.
     sent: dict[str, int] = field(default_factory=dict)
@@ -61,11 +71,27 @@ class _Session:
     silenced: bool = False
     # The agent's reason, when it said it is leaving to restart.
     leaving: str = ""
+    # Set when the agent fell `limit` messages behind: the session ends with RESOURCE_EXHAUSTED.
+    overflowed: bool = False
+    # Set by close(): the session ends even while a write waits for the agent to read.
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def send(self, message: dispatcher.ManagerMessage) -> None:
+        if self.overflowed:
+            return
+        if self.outbox.qsize() >= self.limit:
+            self.overflowed = True
+            while not self.outbox.empty():  # freed now, not when the agent reads again
+                self.outbox.get_nowait()
+            self.close()
+        else:
+            self.outbox.put_nowait(message)
     # What the last heartbeat said of the engine (None: none yet in this session).
     engine: tuple[bool, str] | None = None
 
     def close(self) -> None:
         self.outbox.put_nowait(None)
+        self.closing.set()
 
 
 class Dispatcher(dispatcher_grpc.DispatcherServicer):
@@ -81,8 +107,10 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         startup_grace: float = 10.0,
         restart_grace: float = DEFAULT_RESTART_GRACE_S,
         probe_timeout: float = DEFAULT_PROBE_TIMEOUT_S,
+        outbox_limit: int = OUTBOX_LIMIT,
     ) -> None:
         self._store = store
+        self._outbox_limit = outbox_limit
         self._period = heartbeat_period
         self._load_period = load_period
         self._load = load
@@ -118,7 +146,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         self,
         request_iterator: AsyncIterator[dispatcher.AgentMessage],
         context: grpc.aio.ServicerContext[dispatcher.AgentMessage, dispatcher.ManagerMessage],
-    ) -> AsyncIterator[dispatcher.ManagerMessage]:
+    ) -> None:
         first = await anext(aiter(request_iterator), None)
         if first is None or not first.HasField("register"):
             await context.abort(
@@ -142,18 +170,39 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         )
         reader = asyncio.create_task(self._read(session, request_iterator),
                                      name=f"read {reg.node_id}")
+        closing = asyncio.ensure_future(session.closing.wait())
+        jobs: list[asyncio.Future[Any]] = [reader, closing]
         try:
             while True:
                 get = asyncio.ensure_future(session.outbox.get())
+                jobs.append(get)
                 await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if not get.done():
-                    get.cancel()
                     break
                 message = get.result()
                 if message is None:
                     break
-                yield message
+                # Not a generator's yield: a write that flow control holds (the agent reads
+                # nothing) must not hold the session open once it is closed.
+                write = asyncio.ensure_future(context.write(message))
+                jobs.append(write)
+                await asyncio.wait({write, reader, closing}, return_when=asyncio.FIRST_COMPLETED)
+                if not write.done():
+                    break
+                write.result()
+                jobs = [reader, closing]
+            if session.overflowed:
+                log.warning("node %s fell %d messages behind: session closed",
+                            reg.description.name, session.limit)
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"this agent fell more than {session.limit} messages behind: "
+                    "reconnect for the complete set",
+                )
         finally:
+            # Cancelled mid-wait (the server stopping), pending futures would outlive the call.
+            for job in jobs[1:]:
+                job.cancel()
             reader.cancel()
             try:
                 await reader
@@ -161,6 +210,8 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                 pass
             except grpc.aio.AioRpcError as err:  # the stream broke: the agent or its link went
                 log.info("node %s: session stream ended: %s", session.node_id, err.code().name)
+            except grpc.aio.AbortError:  # this side ended the call (an agent that fell behind)
+                log.info("node %s: session aborted", session.node_id)
             except Exception:
                 log.exception("node %s: session reader failed", session.node_id)
             if self._sessions.get(session.node_id) is session:
@@ -174,19 +225,19 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         old = self._sessions.get(node_id)
         if old is not None:
             old.close()
-        session = _Session(node_id)
+        session = _Session(node_id, limit=self._outbox_limit)
         self._sessions[node_id] = session
         info = dispatcher.SessionInfo(node_id=node_id)
         info.heartbeat_period.FromNanoseconds(int(self._period * 1e9))
         info.load_period.FromNanoseconds(int(self._load_period * 1e9))
         info.restart_grace.FromNanoseconds(int(self._monitor.restart_grace * 1e9))
-        session.outbox.put_nowait(dispatcher.ManagerMessage(session=info))
+        session.send(dispatcher.ManagerMessage(session=info))
         full = dispatcher.Assignments(type=dispatcher.Assignments.TYPE_COMPLETE)
         for task in self._store.view().tasks_of_node(node_id):
             full.tasks.append(task)
             session.sent[task.id] = task.desired_state
-        session.outbox.put_nowait(dispatcher.ManagerMessage(assignments=full))
-        session.outbox.put_nowait(dispatcher.ManagerMessage(endpoints=self._routes.complete()))
+        session.send(dispatcher.ManagerMessage(assignments=full))
+        session.send(dispatcher.ManagerMessage(endpoints=self._routes.complete()))
         return session
 
     async def _read(
@@ -326,7 +377,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                 for node_id, batch in batches.items():
                     session = self._sessions.get(node_id)
                     if session is not None and (batch.tasks or batch.removed):
-                        session.outbox.put_nowait(dispatcher.ManagerMessage(assignments=batch))
+                        session.send(dispatcher.ManagerMessage(assignments=batch))
                 self._publish_routes(changes)
         finally:
             watch.close()
@@ -341,7 +392,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         if delta is not None:
             message = dispatcher.ManagerMessage(endpoints=delta)
             for session in self._sessions.values():
-                session.outbox.put_nowait(message)
+                session.send(message)
 
     async def _watch_nodes(self) -> None:
         def nodes() -> list[tuple[str, int]]:

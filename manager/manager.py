@@ -16,8 +16,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from podium.manager._loop import ReconcileLoop
-from podium.manager.controlapi import ControlAPI
-from podium.manager.dispatcher import Dispatcher
+from podium.manager.controlapi import WATCH_LIMIT, ControlAPI
+from podium.manager.dispatcher import OUTBOX_LIMIT, Dispatcher
 from podium.manager.loadbook import LoadBook
 from podium.manager.nodemonitor import DEFAULT_PROBE_TIMEOUT_S, DEFAULT_RESTART_GRACE_S
 from podium.manager.orchestrator import Orchestrator
@@ -49,6 +49,8 @@ class Manager:
         down_grace: float = 1.0,
         restart_grace: float = DEFAULT_RESTART_GRACE_S,
         probe_timeout: float = DEFAULT_PROBE_TIMEOUT_S,
+        watch_limit: int = WATCH_LIMIT,
+        outbox_limit: int = OUTBOX_LIMIT,
     ) -> None:
         self._listen = listen
         self._data_dir = pathlib.Path(data_dir)
@@ -56,6 +58,8 @@ class Manager:
         self._down_grace = down_grace
         self._restart_grace = restart_grace
         self._probe_timeout = probe_timeout
+        self._watch_limit = watch_limit
+        self._outbox_limit = outbox_limit
         self._store: SqliteStore | None = None
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -73,14 +77,15 @@ class Manager:
         dispatch = Dispatcher(
             store=store, load=load, heartbeat_period=self._heartbeat_period,
             down_grace=self._down_grace, restart_grace=self._restart_grace,
-            probe_timeout=self._probe_timeout,
+            probe_timeout=self._probe_timeout, outbox_limit=self._outbox_limit,
         )
         for loop in loops:
             self._tasks.append(asyncio.create_task(loop.run(), name=loop.name))
         self._tasks.append(asyncio.create_task(dispatch.run(), name="dispatcher"))
 
         server = self._server = grpc.aio.server(options=SERVER_OPTIONS)
-        control_grpc.add_ControlServicer_to_server(ControlAPI(store=store, load=load), server)
+        control_api = ControlAPI(store=store, load=load, watch_limit=self._watch_limit)
+        control_grpc.add_ControlServicer_to_server(control_api, server)
         dispatcher_grpc.add_DispatcherServicer_to_server(dispatch, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -98,6 +103,13 @@ class Manager:
         for name in ("", *names[:2]):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("manager listening on %s (data in %s)", self._listen, self._data_dir)
+
+    @property
+    def store(self) -> SqliteStore:
+        """The running manager's store (for in-process tests and tools; read it, never write)."""
+        if self._store is None:
+            raise RuntimeError("the manager is not running")
+        return self._store
 
     async def stop(self) -> None:
         """Idempotent."""

@@ -40,7 +40,7 @@ from podium.rules.constraints import parse_constraint
 from podium.rules.taskstate import holds_resources
 from podium.v1 import objects
 
-__all__ = ["Decision", "Plan", "Unplaced", "schedule"]
+__all__ = ["Decision", "NodeFit", "Plan", "Unplaced", "schedule"]
 
 
 @dataclass(slots=True)
@@ -179,6 +179,41 @@ def schedule(
         else:
             _place(plan, group, *filtered, failures=failures)
     return plan
+
+
+class NodeFit:
+    """One node's free cpu, memory and host ports, for re-checking decisions against the state
+    at commit time with the filters `schedule()` applies (a plan made on a snapshot may be stale).
+
+    ``tasks``: the node's tasks; those holding resources count, except pending ones (the plan
+    being committed is what places those). ``take()`` counts a task committed to the node."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, node: objects.Node, tasks: Iterable[objects.Task]) -> None:
+        self._state = _node_state(node)
+        for task in tasks:
+            if holds_resources(task) and task.status.state != objects.TASK_STATE_PENDING:
+                self.take(task)
+
+    def shortfall(self, task: objects.Task) -> str:
+        """Why ``task`` does not fit (worded as `schedule()`'s reasons), or "" when it does."""
+        node = self._state
+        try:
+            constraints = [parse_constraint(expr) for expr in task.spec.placement.constraints]
+        except ValueError as exc:
+            return str(exc)
+        for constraint in constraints:
+            if not constraint.matches(node.id, node.name, node.labels):
+                return _describe((_CONSTRAINT_RANK, 0, str(constraint)), 1)
+        res = task.spec.resources.reservations
+        group = _Group(task.service_id, res.nano_cpus, res.memory_bytes, (), _host_ports(task), "")
+        rejection = group.shortfall(node)
+        return "" if rejection is None else _describe(rejection, 1)
+
+    def take(self, task: objects.Task) -> None:
+        res = task.spec.resources.reservations
+        self._state.add(task.service_id, res.nano_cpus, res.memory_bytes, _host_ports(task))
 
 
 def _node_state(node: objects.Node) -> _NodeState:

@@ -2,7 +2,11 @@
 
 The decisions come from the pure `placement.schedule()`; this loop only feeds
 it a snapshot and commits its plan in one transaction, re-checking each task
-and node against the current state (a plan made on a snapshot may be stale).
+and node against the current state (a plan made on a snapshot may be stale):
+the task is still pending, the node still takes new tasks (eligibility.py) and
+still has the cpu, memory and host ports free next to the tasks on it at commit
+time (placement.NodeFit). A decision that fails the re-check is dropped: the
+task stays PENDING and the change that made the plan stale wakes the next pass.
 A task that fits nowhere stays PENDING with the reason in its status message.
 """
 
@@ -72,6 +76,9 @@ def commit_plan(tx: WriteTx, plan: placement.Plan) -> int:
     """Applies a plan; returns the number of tasks assigned."""
     now = ids.timestamp()
     assigned = 0
+    # Per node, built at its first decision from the tasks on it now, then kept up to date
+    # with this commit's own assignments (one pass over a node's tasks per commit).
+    fits: dict[str, placement.NodeFit] = {}
     for decision in plan.placed:
         task = tx.get_task(decision.task_id)
         node = tx.get_node(decision.node_id)
@@ -79,6 +86,12 @@ def commit_plan(tx: WriteTx, plan: placement.Plan) -> int:
             continue
         if not is_eligible(node):
             continue  # went away since the snapshot; the next pass places the task
+        fit = fits.get(node.id)
+        if fit is None:
+            fit = fits[node.id] = placement.NodeFit(node, tx.tasks_of_node(node.id))
+        if fit.shortfall(task):
+            continue  # filled up since the snapshot; the next pass places the task
+        fit.take(task)
         task.node_id = decision.node_id
         task.status.state = objects.TASK_STATE_ASSIGNED
         task.status.timestamp.CopyFrom(now)

@@ -2,17 +2,41 @@ from __future__ import annotations
 
 import pathlib
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Generator, Iterator
 
 import pytest
 
 from tests.helpers import IMAGE, Cluster, ensure_image
+from tests.inprocess import InProcessCluster, in_process_cluster
+
+# How long a test's agents get, after the test, to remove what it removed (`podium rm` returns
+# before the containers are gone).
+LEAK_GRACE_S = 20.0
 
 
 def _engine_answers() -> bool:
     result = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
                             capture_output=True, text=True)
     return result.returncode == 0
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keeps each phase's report on the item, for fixtures that check more after a passed test."""
+    report = yield
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+    return report
+
+
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+def _passed(request: pytest.FixtureRequest) -> bool:
+    reports = request.node.stash.get(_REPORTS, {})
+    return "call" in reports and reports["call"].passed
 
 
 @pytest.fixture(scope="session")
@@ -28,13 +52,30 @@ def engine() -> None:
 @pytest.fixture
 def cluster(engine: None, tmp_path: pathlib.Path,
             request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """A manager and agents node-a (zone=a) and node-b (zone=b) as real processes. A test must
+    remove every container it caused (`podium rm`): after a passed test, containers of these
+    nodes still there once the agents had LEAK_GRACE_S to act fail it. Everything is removed
+    either way."""
     marker = request.node.get_closest_marker("manager_args")
     c = Cluster(tmp_path, manager_args=tuple(marker.args) if marker else ())
+    left: dict[str, str] = {}
     try:
         c.start_manager()
         c.start_agent("node-a", "zone=a")
         c.start_agent("node-b", "zone=b")
         yield c
+        if _passed(request):
+            # Checked before close(), which removes them: checked after it, nothing could fail.
+            deadline = time.monotonic() + LEAK_GRACE_S
+            while (left := c.containers()) and time.monotonic() < deadline:
+                time.sleep(0.2)
     finally:
         c.close()
-    assert not c.containers(), "containers left behind"
+    assert not left, f"containers left behind: {sorted(left.values())}"
+
+
+@pytest.fixture
+async def mini(tmp_path: pathlib.Path) -> AsyncIterator[InProcessCluster]:
+    """A manager and agents node-a and node-b in this test's event loop (tests/inprocess.py)."""
+    async with in_process_cluster(tmp_path, agents=2) as c:
+        yield c

@@ -5,14 +5,19 @@ Faults on demand: wedge() makes every call hang until unwedge() (each call still
 EngineTimeout after `call_timeout`, as the Docker executor's do), `hang_create` holds the
 create() of the task ids it lists the same way, and `fail` maps a call name ("inspect",
 "create", ...) to an exception that call raises.
+
+RawAgent: an agent's session to the dispatcher spoken by hand over real gRPC.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+
+import grpc
 
 from podium.agent.executor import (
     ACTION_DIE,
@@ -24,7 +29,8 @@ from podium.agent.executor import (
     EngineTimeout,
     ExecutorError,
 )
-from podium.v1 import objects
+from podium.agent.session import CHANNEL_OPTIONS
+from podium.v1 import dispatcher, dispatcher_grpc, objects
 
 
 class FakeExecutor:
@@ -126,3 +132,71 @@ class FakeExecutor:
 
     async def close(self) -> None:
         self._events.put_nowait(None)
+
+
+class RawAgent:
+    """An agent's session to the dispatcher spoken by hand over real gRPC, for tests that need
+    to send what a real agent would not (stale statuses) or read at their own pace.
+
+    `async with RawAgent(address, name, node_id) as raw:` registers, heartbeats every
+    `heartbeat` seconds and collects what the manager sends in `received` (unless `read` is
+    False: then nothing is read from the stream, as with an agent that is stuck)."""
+
+    def __init__(self, address: str, name: str, node_id: str, *, heartbeat: float = 0.5,
+                 read: bool = True, nano_cpus: int = 64 * 10**9,
+                 memory_bytes: int = 256 << 30) -> None:
+        self.address, self.name, self.node_id = address, name, node_id
+        self.received: list[dispatcher.ManagerMessage] = []
+        self.error: grpc.aio.AioRpcError | None = None
+        self._heartbeat, self._read = heartbeat, read
+        self._capacity = objects.Resources(nano_cpus=nano_cpus, memory_bytes=memory_bytes)
+        self._outbox: asyncio.Queue[dispatcher.AgentMessage | None] = asyncio.Queue()
+        self._jobs: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> RawAgent:
+        self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        description = objects.NodeDescription(name=self.name, capacity=self._capacity)
+        self.send(dispatcher.AgentMessage(
+            register=dispatcher.Register(node_id=self.node_id, description=description)))
+
+        async def requests() -> AsyncIterator[dispatcher.AgentMessage]:
+            while (message := await self._outbox.get()) is not None:
+                yield message
+
+        self.call = dispatcher_grpc.DispatcherStub(self._channel).Session(requests())
+        self._jobs.append(asyncio.create_task(self._beat()))
+        if self._read:
+            self._jobs.append(asyncio.create_task(self.read_all()))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.call.cancel()
+        self._outbox.put_nowait(None)  # ends gRPC's request consumer even after an abort
+        for job in self._jobs:
+            job.cancel()
+        for job in self._jobs:
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
+        await self._channel.close()
+
+    def send(self, message: dispatcher.AgentMessage) -> None:
+        self._outbox.put_nowait(message)
+
+    def report(self, *updates: tuple[str, objects.TaskStatus]) -> None:
+        report = dispatcher.StatusReport()
+        for task_id, status in updates:
+            report.updates.add(task_id=task_id, status=status)
+        self.send(dispatcher.AgentMessage(status=report))
+
+    async def read_all(self) -> None:
+        """Collects messages until the stream ends; its error, if any, lands in `error`."""
+        try:
+            async for message in self.call:
+                self.received.append(message)
+        except grpc.aio.AioRpcError as err:
+            self.error = err
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            self.send(dispatcher.AgentMessage(heartbeat=dispatcher.Heartbeat()))

@@ -1,8 +1,11 @@
-"""Test helpers: polling with a deadline, and a cluster of real processes."""
+"""Test helpers: polling with a deadline (`eventually`, and `eventually_async` inside an event
+loop: the one pair of waiting helpers every test uses), and a cluster of real processes."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import json
 import os
 import pathlib
@@ -12,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, NoReturn, TypeVar
 
 T = TypeVar("T")
@@ -49,6 +52,32 @@ def eventually(fn: Callable[[], T], *, timeout: float = 30.0, interval: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout:g} s; last: {last!r}")
         time.sleep(interval)
+
+
+# The deadline is a parameter (ASYNC109), as in `eventually`: it bounds polling, not one call.
+async def eventually_async(
+    fn: Callable[[], T | Awaitable[T]], *, timeout: float = 10.0,  # noqa: ASYNC109
+    interval: float = 0.01,
+    what: str = "condition",
+) -> T:
+    """`eventually` for coroutines: polls `fn` (plain or async) on the running loop's clock
+    without blocking it, until it returns a truthy value (or stops raising AssertionError)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: Any = None
+    while True:
+        try:
+            value = fn()
+            if inspect.isawaitable(value):
+                value = await value
+            if value:
+                return value  # type: ignore[return-value]
+            last = value
+        except AssertionError as err:
+            last = err
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout:g} s; last: {last!r}")
+        await asyncio.sleep(interval)
 
 
 def consistently(fn: Callable[[], object], *, duration: float, interval: float = 0.2,

@@ -9,7 +9,9 @@ Contract:
   `tx.update` and `tx.delete` check the object's meta.version against the
   stored one and raise `ConflictError` when it moved on.
 - `Store.watch()` yields every committed change, in commit order, to each
-  watcher from the moment it subscribed.
+  watcher from the moment it subscribed. `watch(limit=N)` bounds what waits
+  unread: a watcher that falls N changes behind is closed and its reads raise
+  `WatchOverflowError` (for watchers outside the process, e.g. `podium events`).
 
 `SqliteStore` keeps everything in memory and writes through to SQLite; a
 distributed backend (etcd) can implement the same `Store` protocol.
@@ -28,6 +30,7 @@ from podium.manager.store._base import (
     Store,
     StoreError,
     Watch,
+    WatchOverflowError,
     WriteTx,
     kind_of,
 )
@@ -45,6 +48,7 @@ __all__ = [
     "Store",
     "StoreError",
     "Watch",
+    "WatchOverflowError",
     "WriteTx",
     "kind_of",
 ]

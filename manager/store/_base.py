@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
@@ -36,6 +37,11 @@ class ConflictError(StoreError):
 
 class NotFoundError(StoreError):
     """No object with that id."""
+
+
+class WatchOverflowError(StoreError):
+    """A bounded watch fell more than its limit of changes behind and was closed: the changes
+    it missed are gone, so its reader must read the state afresh and watch again."""
 
 
 class ExistsError(StoreError):
@@ -79,33 +85,60 @@ class Watch(Protocol):
 class Store(Protocol):
     def view(self) -> ReadTx: ...
     async def update(self, fn: Callable[[WriteTx], T]) -> T: ...
-    def watch(self) -> Watch: ...
+    def watch(self, *, limit: int = 0) -> Watch: ...
     def close(self) -> None: ...
 
 
 class QueueWatch:
-    """A watcher's queue of changes. Unbounded: watchers are in-process loops
-    that drain it promptly; close() detaches it from the store."""
+    """A watcher's queue of changes; close() detaches it from the store.
 
-    def __init__(self, detach: Callable[[QueueWatch], None]) -> None:
-        self._queue: asyncio.Queue[Change] = asyncio.Queue()
+    Unbounded with `limit` 0: for the manager's own loops, which drain it promptly (and
+    whose falling behind is only a delay). With a limit (a watcher outside the process, whose
+    pace nobody controls): once `limit` changes wait unread, the queue is emptied, detached,
+    and every later get() raises WatchOverflowError, so a reader that stalls holds at most
+    `limit` changes in memory."""
+
+    def __init__(self, detach: Callable[[QueueWatch], None], *, limit: int = 0) -> None:
+        self._items: deque[Change] = deque()
+        self._ready = asyncio.Event()
         self._detach = detach
+        self._limit = limit
+        self._overflowed = False
 
     def put(self, change: Change) -> None:
-        self._queue.put_nowait(change)
+        if self._overflowed:
+            return
+        if self._limit and len(self._items) >= self._limit:
+            self._overflowed = True
+            self._items.clear()  # what it held is freed now, not when the reader comes back
+            self._detach(self)
+        else:
+            self._items.append(change)
+        self._ready.set()
+
+    def _overflow(self) -> WatchOverflowError:
+        return WatchOverflowError(
+            f"the watch fell more than {self._limit} changes behind and was closed"
+        )
 
     async def get(self) -> Change:
-        return await self._queue.get()
+        while not self._items:
+            if self._overflowed:
+                raise self._overflow()
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
 
     def get_nowait(self) -> Change | None:
-        try:
-            return self._queue.get_nowait()
-        except asyncio.QueueEmpty:
-            return None
+        if self._items:
+            return self._items.popleft()
+        if self._overflowed:
+            raise self._overflow()
+        return None
 
     async def __aiter__(self) -> AsyncIterator[Change]:
         while True:
-            yield await self._queue.get()
+            yield await self.get()
 
     def close(self) -> None:
         self._detach(self)

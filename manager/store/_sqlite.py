@@ -91,11 +91,12 @@ class SqliteStore:
             else:
                 self._tables.put(obj)
         for change in tx.changes:
-            for watch in self._watches:
+            for watch in tuple(self._watches):  # a bounded watch that overflows detaches
                 watch.put(change)
 
-    def watch(self) -> QueueWatch:
-        watch = QueueWatch(self._detach)
+    def watch(self, *, limit: int = 0) -> QueueWatch:
+        """Every change from now on; see QueueWatch for `limit` (0: unbounded)."""
+        watch = QueueWatch(self._detach, limit=limit)
         self._watches.append(watch)
         return watch
 

@@ -1,32 +1,21 @@
-"""Shared by the mesh tests: asyncio test backends and clients on 127.0.0.1, and `eventually`.
+"""Shared by the mesh tests: asyncio test backends and clients on 127.0.0.1.
 
-Waits poll with a deadline (`eventually`), never a bare sleep.
+Waits poll with a deadline (tests.helpers.eventually_async), never a bare sleep.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from typing import TypeVar
 
 from podium.agent.meshspec import Endpoint
-from tests.helpers import free_port
+from tests.helpers import eventually_async, free_port
 
-__all__ = ["HOST", "Backend", "Client", "ask", "eventually", "free_port"]
+__all__ = ["HOST", "Backend", "Client", "ask", "free_port"]
 
 T = TypeVar("T")
 HOST = "127.0.0.1"
-
-
-async def eventually(fn: Callable[[], T], *, within: float = 5.0, what: str = "condition") -> T:
-    """Polls `fn` until it returns a truthy value or the deadline passes."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not (value := fn()):
-        assert loop.time() < deadline, f"{what} not reached within {within:g} s; last: {value!r}"
-        await asyncio.sleep(0.01)
-    return value
 
 
 class Backend:
@@ -57,7 +46,7 @@ class Backend:
         self._server.close()
         for writer in list(self._writers):
             writer.close()
-        await eventually(lambda: not self._writers, what=f"backend {self.name} closed")
+        await eventually_async(lambda: not self._writers, what=f"backend {self.name} closed")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)

@@ -12,7 +12,7 @@ import contextlib
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import aiohttp
 import pytest
@@ -25,7 +25,7 @@ from podium.agent.executor import (
     ExecutorError,
 )
 from podium.v1 import objects
-from tests.helpers import IMAGE, ensure_image
+from tests.helpers import IMAGE, ensure_image, eventually_async
 
 pytestmark = pytest.mark.engine
 
@@ -97,14 +97,6 @@ def make_task(
     return objects.Task(
         id=task_id, service_id="svc-" + task_id, service_name="web", slot=slot, spec=spec
     )
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
@@ -231,7 +223,7 @@ async def test_engine_chosen_published_port_serves_http(executor: DockerExecutor
             except (aiohttp.ClientError, TimeoutError):
                 return False  # httpd not listening yet
 
-        await eventually(answers)
+        await eventually_async(answers, what="the published port answers")
     assert body.strip() == f"hello from {container_id[:12]}"
 
 

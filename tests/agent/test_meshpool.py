@@ -18,7 +18,8 @@ import pytest
 from podium.agent import meshpool
 from podium.agent.meshpool import MeshPool
 from podium.agent.meshspec import ListenerSpec
-from tests.agent._proxykit import HOST, Backend, Client, ask, eventually, free_port
+from tests.agent._proxykit import HOST, Backend, Client, ask, free_port
+from tests.helpers import eventually_async
 
 
 def alive(pid: int) -> bool:
@@ -58,13 +59,13 @@ async def test_workers_share_the_port_and_their_counts_add_up() -> None:
         try:
             answers = [await c.ask() for c in clients]
             assert set(answers) == {"a", "b"}
-            await eventually(lambda: sum(pool.stats().get(port, {}).values()) == 40,
+            await eventually_async(lambda: sum(pool.stats().get(port, {}).values()) == 40,
                              what="40 connections counted over the workers")
             assert all(pool.stats()[port][key] > 0 for key in "ab"), pool.stats()
         finally:
             for client in clients:
                 await client.close()
-        await eventually(lambda: pool.stats() == {port: {"a": 0, "b": 0}},
+        await eventually_async(lambda: pool.stats() == {port: {"a": 0, "b": 0}},
                          what="closed connections counted out")
 
 
@@ -92,15 +93,15 @@ async def test_a_killed_worker_is_replaced_while_the_other_serves() -> None:
         assert await pool.apply({port: ListenerSpec((a.endpoint,))}) == []
         victim, survivor = pool.pids()
         os.kill(victim, signal.SIGKILL)
-        await eventually(lambda: not alive(victim), what="worker killed")
+        await eventually_async(lambda: not alive(victim), what="worker killed")
         # The port stays bound by the agent; every new connection reaches the survivor.
         assert [await ask(port) for _ in range(20)] == ["a"] * 20
-        await eventually(lambda: len(set(pool.pids()) - {victim, survivor}) == 1, within=10,
+        await eventually_async(lambda: len(set(pool.pids()) - {victim, survivor}) == 1, timeout=10,
                          what="a new worker started")
         new = (set(pool.pids()) - {survivor}).pop()
         index = pool.pids().index(new)
         # It is handed the port and the wanted set: it reports its (empty) counts, and serves.
-        await eventually(lambda: pool._workers[index].stats == {port: {"a": 0}},
+        await eventually_async(lambda: pool._workers[index].stats == {port: {"a": 0}},
                          what="the new worker listening")
         assert await served_by_only(pool, new, port) == "a"
         assert alive(survivor)
@@ -116,12 +117,12 @@ async def test_a_stuck_worker_is_killed_and_replaced(monkeypatch: pytest.MonkeyP
         errors = await pool.apply({port: ListenerSpec((b.endpoint,))})
         assert errors == ["mesh worker 0 did not answer within 0.5 s: killed, to be started "
                           "again"], errors
-        await eventually(lambda: not alive(stuck), what="the stuck worker killed")
-        await eventually(lambda: len(set(pool.pids()) - {stuck, other}) == 1, within=10,
+        await eventually_async(lambda: not alive(stuck), what="the stuck worker killed")
+        await eventually_async(lambda: len(set(pool.pids()) - {stuck, other}) == 1, timeout=10,
                          what="a new worker started")
         new = (set(pool.pids()) - {other}).pop()
         index = pool.pids().index(new)
-        await eventually(lambda: pool._workers[index].stats == {port: {"b": 0}},
+        await eventually_async(lambda: pool._workers[index].stats == {port: {"b": 0}},
                          what="the new worker given the latest endpoints")
         assert await served_by_only(pool, new, port) == "b"
         assert await served_by_only(pool, other, port) == "b"
@@ -199,7 +200,7 @@ async def test_workers_exit_when_the_agent_dies() -> None:
             # The workers share the agent's stdout: wait() returns once they are gone too.
             async with asyncio.timeout(10):
                 await agent.wait()
-        await eventually(lambda: not any(alive(pid) for pid in pids), within=10,
+        await eventually_async(lambda: not any(alive(pid) for pid in pids), timeout=10,
                          what="workers gone after their agent")
         with pytest.raises(ConnectionRefusedError):
             await ask(port)

@@ -18,6 +18,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from podium.agent.probe import HealthTracker, Prober, check_http, check_tcp
 from podium.v1 import objects
+from tests.helpers import eventually_async
 
 STARTING = objects.HEALTH_STARTING
 HEALTHY = objects.HEALTH_HEALTHY
@@ -90,13 +91,9 @@ def http_probe(port: int, path: str = "/health", *, interval: float = 0.2, timeo
                          status_min=status_min, status_max=status_max)
 
 
-async def until(fn: Callable[[], bool], *, within: float = 5.0, what: str = "condition") -> float:
-    """Polls `fn` until true; returns the monotonic time it became true."""
-    deadline = time.monotonic() + within
-    while not fn():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {within:g} s")
-        await asyncio.sleep(0.01)
+async def until(fn: Callable[[], bool], *, what: str) -> float:
+    """Waits for `fn`; returns the monotonic time it was seen true."""
+    await eventually_async(fn, timeout=5.0, what=what)
     return time.monotonic()
 
 

@@ -24,7 +24,8 @@ from podium.agent.proxy import (
     RoundRobin,
     proxy_header,
 )
-from tests.agent._proxykit import HOST, Backend, Client, ask, eventually, free_port
+from tests.agent._proxykit import HOST, Backend, Client, ask, free_port
+from tests.helpers import eventually_async
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
 with contextlib.suppress(ImportError):
@@ -89,7 +90,8 @@ def test_forwards_megabytes_both_ways(run: Run) -> None:
             client.writer.write_eof()
             assert await client.reader.read() == b"bye"
             await client.close()
-            await eventually(lambda: listener.stats() == {"a": 0}, what="connection counted out")
+            await eventually_async(lambda: listener.stats() == {"a": 0},
+                                   what="connection counted out")
 
     run(main)
 
@@ -114,7 +116,7 @@ def test_flow_control_pushes_back_to_the_client(run: Run) -> None:
             backend.release.set()
             await drained
             client.writer.write_eof()
-            await eventually(lambda: backend.received, what="backend received everything")
+            await eventually_async(lambda: backend.received, what="backend received everything")
             assert backend.received[0] == payload
             await client.close()
 
@@ -138,9 +140,10 @@ def test_half_close_is_passed_on_both_ways(run: Run) -> None:
             assert await client.reader.read() == b"hello"
             client.writer.write(b"still here")
             client.writer.write_eof()
-            await eventually(lambda: greet.received, what="backend got the client's last words")
+            await eventually_async(lambda: greet.received,
+                                   what="backend got the client's last words")
             assert greet.received == [b"still here"]
-            await eventually(lambda: not listener.connections, what="pair closed")
+            await eventually_async(lambda: not listener.connections, what="pair closed")
             await client.close()
             assert listener.stats() == {"greet": 0}
 
@@ -159,14 +162,14 @@ def test_least_connections_picks_the_least_loaded(run: Run) -> None:
             for client, name in zip(held, names, strict=True):
                 if name == "a":
                     await client.close()
-            await eventually(lambda: listener.stats() == {"a": 0, "b": 2}, what="a drained")
+            await eventually_async(lambda: listener.stats() == {"a": 0, "b": 2}, what="a drained")
             # Round-robin would send one of these to b; least-connections sends both to a.
             more = [await Client.connect(listener.port) for _ in range(2)]
             assert [await c.ask() for c in more] == ["a", "a"]
             assert listener.stats() == {"a": 2, "b": 2}
             for client in [*held, *more]:
                 await client.close()
-            await eventually(lambda: listener.stats() == {"a": 0, "b": 0}, what="all closed")
+            await eventually_async(lambda: listener.stats() == {"a": 0, "b": 0}, what="all closed")
 
     run(main)
 
@@ -189,7 +192,8 @@ def test_a_refusing_backend_costs_clients_nothing(run: Run, balance: str) -> Non
             lst.set_endpoints([Endpoint("dead", HOST, free_port()), live.endpoint])
             names = [await ask(lst.port) for _ in range(100)]
             assert names == ["live"] * 100
-            await eventually(lambda: lst.stats() == {"dead": 0, "live": 0}, what="counted out")
+            await eventually_async(lambda: lst.stats() == {"dead": 0, "live": 0},
+                                   what="counted out")
 
     run(main)
 
@@ -229,11 +233,11 @@ def test_a_client_leaving_while_its_backend_connects_leaves_nothing_behind(run: 
                 listener.set_endpoints([hung])
                 client = await Client.connect(listener.port)
                 client.writer.write(b"early bytes")
-                await eventually(lambda: listener.stats() == {"hung": 1}, what="dialing")
+                await eventually_async(lambda: listener.stats() == {"hung": 1}, what="dialing")
                 sock = client.writer.get_extra_info("socket")
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 await client.close()  # a reset: linger on with a zero timeout
-                await eventually(lambda: not listener.connections, within=2.0,
+                await eventually_async(lambda: not listener.connections, timeout=2.0,
                                  what="connection dropped before connect_timeout")
                 assert listener.stats() == {"hung": 0}
 
@@ -250,7 +254,7 @@ def test_a_backend_closing_at_once_closes_its_client(run: Run) -> None:
                 client.writer.write(b"x" * 100_000)  # more than is buffered before it connects
                 assert await client.reader.read() == b""
                 await client.close()
-            await eventually(lambda: not listener.connections, what="pairs closed")
+            await eventually_async(lambda: not listener.connections, what="pairs closed")
             assert listener.stats() == {"slam": 0}
 
     run(main)
@@ -280,9 +284,9 @@ def test_removed_endpoint_drains_while_new_connections_go_elsewhere(run: Run) ->
             new = await Client.connect(listener.port)
             assert [await new.ask(), await ask(listener.port)] == ["b", "b"]
             assert await old.ask() == "a"
-            await eventually(lambda: listener.stats() == {"a": 1, "b": 1}, what="2 held")
+            await eventually_async(lambda: listener.stats() == {"a": 1, "b": 1}, what="2 held")
             await old.close()
-            await eventually(lambda: listener.stats() == {"b": 1}, what="a drained away")
+            await eventually_async(lambda: listener.stats() == {"b": 1}, what="a drained away")
             await new.close()
 
     run(main)
@@ -298,7 +302,7 @@ def test_proxy_protocol_header_comes_first(run: Run) -> None:
             client_port = client.writer.get_extra_info("sockname")[1]
             client.writer.write(b"payload")
             client.writer.write_eof()
-            await eventually(lambda: sink.received, what="backend got the connection")
+            await eventually_async(lambda: sink.received, what="backend got the connection")
             header = f"PROXY TCP4 {HOST} {HOST} {client_port} {listener.port}\r\n".encode()
             assert sink.received == [header + b"payload"]
             await client.close()
@@ -322,7 +326,7 @@ def test_stop_leaves_open_connections_unless_asked(run: Run) -> None:
                 await Client.connect(port)
             assert [await c.ask() for c in clients] == ["a"] * 3
             await clients[0].close()
-            await eventually(lambda: listener.stats() == {"a": 2}, what="one closed")
+            await eventually_async(lambda: listener.stats() == {"a": 2}, what="one closed")
             await listener.stop(close_connections=True)
             assert listener.stats() == {"a": 0}
             assert [await c.ask() for c in clients[1:]] == ["", ""]
@@ -349,7 +353,8 @@ def test_mesh_applies_ports_and_reports_the_one_in_use(run: Run) -> None:
                 assert await ask(p1) == "b"  # reconfigured in place
                 with pytest.raises(ConnectionRefusedError):
                     await ask(p2)
-                await eventually(lambda: mesh.stats() == {p1: {"b": 0}}, what="p1 counted out")
+                await eventually_async(lambda: mesh.stats() == {p1: {"b": 0}},
+                                       what="p1 counted out")
                 assert await mesh.apply({p1: ListenerSpec(balance="nope")}) == [
                     f"port {p1}: unknown balance 'nope' (one of least-connections, round-robin)"]
                 blocker.close()
@@ -358,7 +363,7 @@ def test_mesh_applies_ports_and_reports_the_one_in_use(run: Run) -> None:
                 assert [await ask(p1), await ask(p3)] == ["b", "a"]
                 held = await Client.connect(p3)
                 assert await held.ask() == "a"
-                await eventually(lambda: mesh.stats() == {p1: {"b": 0}, p3: {"a": 1}},
+                await eventually_async(lambda: mesh.stats() == {p1: {"b": 0}, p3: {"a": 1}},
                                  what="only the held connection counted")
                 assert await mesh.apply({p1: ListenerSpec((b.endpoint,))}) == []
                 assert await held.ask() == "a"  # a removed port's connections drain

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
 
 import pytest
 
@@ -13,6 +12,7 @@ from podium.agent.runner import TaskRunner
 from podium.agent.status import StatusReporter
 from podium.v1 import objects
 from tests.fakes import FakeExecutor
+from tests.helpers import eventually_async
 
 
 def _task(**policy: int) -> objects.Task:
@@ -22,13 +22,6 @@ def _task(**policy: int) -> objects.Task:
     for key, value in policy.items():
         setattr(task.spec.restart_policy, key, value)
     return task
-
-
-async def _until(fn: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not fn():
-        assert time.monotonic() < deadline, f"{what} not reached within {within} s"
-        await asyncio.sleep(0.02)
 
 
 async def test_a_crashing_container_is_restarted_with_growing_delays() -> None:
@@ -44,14 +37,15 @@ async def test_a_crashing_container_is_restarted_with_growing_delays() -> None:
     try:
         downtimes = []
         for n in range(1, 4):
-            await _until(up, 10, f"running before crash {n}")
+            await eventually_async(up, timeout=10, what=f"running before crash {n}")
             status = reporter.latest("t1")
             assert status is not None
             executor.crash(status.container_id, exit_code=1)
             crashed = time.monotonic()
             runner.poke()  # as the engine's die event would
-            await _until(lambda n=n: (s := reporter.latest("t1")) is not None
-                         and s.restarts == n and up(), 10, f"restart {n}")
+            await eventually_async(lambda n=n: (s := reporter.latest("t1")) is not None
+                                   and s.restarts == n and up(), timeout=10,
+                                   what=f"restart {n}")
             downtimes.append(time.monotonic() - crashed)
         # Delays 0, 1 and 2 s: each restart waits longer than the one before.
         assert downtimes[0] < 0.5 < 0.9 < downtimes[1] < downtimes[2], downtimes
@@ -70,14 +64,16 @@ async def test_condition_none_ends_the_task() -> None:
                         executor=executor, reporter=reporter)
     job = asyncio.create_task(runner.run())
     try:
-        await _until(lambda: (s := reporter.latest("t1")) is not None
-                     and s.state == objects.TASK_STATE_RUNNING, 10, "running")
+        await eventually_async(lambda: (s := reporter.latest("t1")) is not None
+                               and s.state == objects.TASK_STATE_RUNNING, timeout=10,
+                               what="running")
         status = reporter.latest("t1")
         assert status is not None
         executor.crash(status.container_id, exit_code=3)
         runner.poke()
-        await _until(lambda: (s := reporter.latest("t1")) is not None
-                     and s.state == objects.TASK_STATE_FAILED, 10, "failed")
+        await eventually_async(lambda: (s := reporter.latest("t1")) is not None
+                               and s.state == objects.TASK_STATE_FAILED, timeout=10,
+                               what="failed")
         status = reporter.latest("t1")
         assert status is not None and status.restarts == 0 and status.err == "exit code 3"
     finally:
@@ -93,12 +89,14 @@ async def test_an_unexpected_error_fails_the_task_and_the_runner_carries_on(
     runner = TaskRunner(_task(), executor=executor, reporter=reporter)
     job = asyncio.create_task(runner.run())
     try:
-        await _until(lambda: (s := reporter.latest("t1")) is not None
-                     and s.state == objects.TASK_STATE_RUNNING, 10, "running")
+        await eventually_async(lambda: (s := reporter.latest("t1")) is not None
+                               and s.state == objects.TASK_STATE_RUNNING, timeout=10,
+                               what="running")
         executor.fail["inspect"] = KeyError("boom")  # a fault no step expects
         runner.poke()
-        await _until(lambda: (s := reporter.latest("t1")) is not None
-                     and s.state == objects.TASK_STATE_FAILED, 10, "failed")
+        await eventually_async(lambda: (s := reporter.latest("t1")) is not None
+                               and s.state == objects.TASK_STATE_FAILED, timeout=10,
+                               what="failed")
         status = reporter.latest("t1")
         assert status is not None and status.err == "agent error: KeyError: 'boom'"
         assert any(r.exc_info and "t1" in r.getMessage() for r in caplog.records)
@@ -108,8 +106,9 @@ async def test_an_unexpected_error_fails_the_task_and_the_runner_carries_on(
         task = _task()
         task.desired_state = objects.TASK_STATE_REMOVED
         runner.update(task)
-        await _until(lambda: (s := reporter.latest("t1")) is not None
-                     and s.state == objects.TASK_STATE_REMOVED, 10, "removed")
+        await eventually_async(lambda: (s := reporter.latest("t1")) is not None
+                               and s.state == objects.TASK_STATE_REMOVED, timeout=10,
+                               what="removed")
         assert await executor.list_containers() == []
     finally:
         job.cancel()

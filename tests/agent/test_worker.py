@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -15,6 +14,7 @@ from podium.agent.status import StatusReporter
 from podium.agent.worker import Worker
 from podium.v1 import dispatcher, objects
 from tests.fakes import FakeExecutor
+from tests.helpers import eventually_async
 
 RUNNING = objects.TASK_STATE_RUNNING
 
@@ -33,13 +33,6 @@ def _complete(*tasks: objects.Task) -> dispatcher.Assignments:
 def _incremental(*tasks: objects.Task, removed: tuple[str, ...] = ()) -> dispatcher.Assignments:
     return dispatcher.Assignments(type=dispatcher.Assignments.TYPE_INCREMENTAL, tasks=list(tasks),
                                   removed=list(removed))
-
-
-async def _until(fn: Callable[[], object], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not fn():
-        assert time.monotonic() < deadline, f"{what} not reached within {within} s"
-        await asyncio.sleep(0.02)
 
 
 def _state(reporter: StatusReporter, task_id: str) -> int:
@@ -64,8 +57,9 @@ async def test_applying_a_set_never_waits_on_the_engine() -> None:
     worker = Worker(executor=executor, reporter=reporter)
     try:
         await worker.apply(_complete(_task("t1"), _task("t2")))
-        await _until(lambda: _state(reporter, "t1") == RUNNING
-                     and _state(reporter, "t2") == RUNNING, 5, "t1 and t2 running")
+        await eventually_async(lambda: _state(reporter, "t1") == RUNNING
+                               and _state(reporter, "t2") == RUNNING,
+                               timeout=5, what="t1 and t2 running")
         executor.wedge()
         async with asyncio.timeout(1):
             await worker.apply(_complete(_task("t1")))
@@ -82,17 +76,19 @@ async def test_a_hung_create_holds_up_no_other_assignment() -> None:
     worker = Worker(executor=executor, reporter=reporter)
     async with _running(worker):
         worker.submit(_complete(_task("t1")))
-        await _until(lambda: executor.calls.get("create", 0) >= 1, 5, "t1's create called")
+        await eventually_async(lambda: executor.calls.get("create", 0) >= 1,
+                               timeout=5, what="t1's create called")
         # Both sets arrive while t1's create hangs: both are applied at once.
         worker.submit(_incremental(_task("t2")))
         worker.submit(_incremental(_task("t3")))
-        await _until(lambda: _state(reporter, "t2") == RUNNING
-                     and _state(reporter, "t3") == RUNNING, 5, "t2 and t3 running")
+        await eventually_async(lambda: _state(reporter, "t2") == RUNNING
+                               and _state(reporter, "t3") == RUNNING,
+                               timeout=5, what="t2 and t3 running")
         assert _state(reporter, "t1") == objects.TASK_STATE_PREPARING
         # A removal is carried out too, although t1 still hangs.
         worker.submit(_incremental(removed=("t2",)))
-        await _until(lambda: {c.task_id for c in executor._containers.values()} == {"t3"}, 5,
-                     "t2's container removed")
+        await eventually_async(lambda: {c.task_id for c in executor._containers.values()} == {"t3"},
+                               timeout=5, what="t2's container removed")
 
 
 async def test_assignments_are_taken_while_the_engine_is_wedged() -> None:
@@ -100,21 +96,25 @@ async def test_assignments_are_taken_while_the_engine_is_wedged() -> None:
     worker = Worker(executor=executor, reporter=reporter)
     async with _running(worker):
         worker.submit(_complete(_task("t1"), _task("t2")))
-        await _until(lambda: _state(reporter, "t1") == RUNNING
-                     and _state(reporter, "t2") == RUNNING, 5, "t1 and t2 running")
+        await eventually_async(lambda: _state(reporter, "t1") == RUNNING
+                               and _state(reporter, "t2") == RUNNING,
+                               timeout=5, what="t1 and t2 running")
         executor.wedge()
         # submit() never blocks, and the worker applies each set without waiting on the engine.
         worker.submit(_complete(_task("t1")))  # t2 no longer assigned
         worker.submit(_incremental(_task("t3")))
-        await _until(lambda: reporter.latest("t2") is None, 2, "t2's runner dropped")
-        await _until(lambda: _state(reporter, "t3") == objects.TASK_STATE_PREPARING, 2,
-                     "t3's runner started")
+        await eventually_async(lambda: reporter.latest("t2") is None,
+                               timeout=2, what="t2's runner dropped")
+        await eventually_async(lambda: _state(reporter, "t3") == objects.TASK_STATE_PREPARING,
+                               timeout=2, what="t3's runner started")
         assert len(executor._containers) == 2  # nothing could be removed yet
         executor.unwedge()
         # The sweep retries: t2's container goes once the engine answers again.
-        await _until(lambda: {c.task_id for c in executor._containers.values()} == {"t1", "t3"},
-                     10, "t2's container removed after the engine came back")
-        await _until(lambda: _state(reporter, "t3") == RUNNING, 5, "t3 running")
+        await eventually_async(lambda: {c.task_id for c in executor._containers.values()}
+                               == {"t1", "t3"},
+                               timeout=10, what="t2's container removed after the engine came back")
+        await eventually_async(lambda: _state(reporter, "t3") == RUNNING,
+                               timeout=5, what="t3 running")
         assert _state(reporter, "t1") == RUNNING
 
 
@@ -132,19 +132,23 @@ async def test_an_unexpected_error_in_one_runner_fails_only_that_task(
     worker = Worker(executor=executor, reporter=reporter)
     async with _running(worker):
         worker.submit(_complete(_task("t1"), _task("t2")))
-        await _until(lambda: _state(reporter, "t1") == objects.TASK_STATE_FAILED, 5, "t1 failed")
+        await eventually_async(lambda: _state(reporter, "t1") == objects.TASK_STATE_FAILED,
+                               timeout=5, what="t1 failed")
         status = reporter.latest("t1")
         assert status is not None and status.err == "agent error: KeyError: 'boom'"
-        await _until(lambda: _state(reporter, "t2") == RUNNING, 5, "t2 running")
+        await eventually_async(lambda: _state(reporter, "t2") == RUNNING,
+                               timeout=5, what="t2 running")
         logged = [r for r in caplog.records if r.exc_info and "t1" in r.getMessage()]
         assert logged, "the error is logged with the task id and a traceback"
         # The agent carries on: new assignments are applied, and the failed task's stop and
         # removal (what the manager sends next) is still carried out.
         worker.submit(_incremental(_task("t3")))
-        await _until(lambda: _state(reporter, "t3") == RUNNING, 5, "t3 running")
+        await eventually_async(lambda: _state(reporter, "t3") == RUNNING,
+                               timeout=5, what="t3 running")
         worker.submit(_incremental(_task("t1", desired=objects.TASK_STATE_REMOVED)))
-        await _until(lambda: "t1" not in {c.task_id for c in executor._containers.values()}, 5,
-                     "t1's container removed")
+        await eventually_async(lambda: "t1" not in {c.task_id
+                                                    for c in executor._containers.values()},
+                               timeout=5, what="t1's container removed")
         assert _state(reporter, "t2") == RUNNING
 
 
@@ -155,7 +159,8 @@ async def test_a_runner_that_escapes_its_own_handling_is_reported_and_dropped_cl
     worker = Worker(executor=executor, reporter=reporter)
     async with _running(worker):
         worker.submit(_complete(_task("t1"), _task("t2")))
-        await _until(lambda: _state(reporter, "t2") == RUNNING, 5, "t2 running")
+        await eventually_async(lambda: _state(reporter, "t2") == RUNNING,
+                               timeout=5, what="t2 running")
         # Reporting itself breaks for t1 (a fault outside the step's own handling).
         runner = worker._runners["t1"][0]
 
@@ -165,14 +170,16 @@ async def test_a_runner_that_escapes_its_own_handling_is_reported_and_dropped_cl
         runner._report = broken  # type: ignore[method-assign]
         executor.crash(reporter.latest("t1").container_id)  # type: ignore[union-attr]
         runner.poke()
-        await _until(lambda: _state(reporter, "t1") == objects.TASK_STATE_FAILED, 5, "t1 failed")
+        await eventually_async(lambda: _state(reporter, "t1") == objects.TASK_STATE_FAILED,
+                               timeout=5, what="t1 failed")
         status = reporter.latest("t1")
         assert status is not None and "report broken" in status.err
         assert any(r.exc_info for r in caplog.records if "t1" in r.getMessage())
         # Dropping the task later raises nothing into the worker.
         worker.submit(_incremental(removed=("t1",)))
         worker.submit(_incremental(_task("t3")))
-        await _until(lambda: _state(reporter, "t3") == RUNNING, 5, "t3 running")
+        await eventually_async(lambda: _state(reporter, "t3") == RUNNING,
+                               timeout=5, what="t3 running")
         assert _state(reporter, "t2") == RUNNING
 
 
@@ -188,10 +195,10 @@ async def test_engine_health_follows_the_engine() -> None:
         await asyncio.sleep(0.2)
         assert not health.unresponsive and changes == []
         executor.wedge()
-        await _until(lambda: health.unresponsive, 2, "unresponsive")
+        await eventually_async(lambda: health.unresponsive, timeout=2, what="unresponsive")
         assert "within 0.2s" in health.error
         executor.unwedge()
-        await _until(lambda: not health.unresponsive, 2, "answering again")
+        await eventually_async(lambda: not health.unresponsive, timeout=2, what="answering again")
         assert changes == [True, False] and health.error == ""
     finally:
         job.cancel()
@@ -205,5 +212,6 @@ async def test_logging_is_quiet_about_a_healthy_engine(caplog: pytest.LogCapture
     worker = Worker(executor=executor, reporter=reporter)
     async with _running(worker):
         worker.submit(_complete(_task("t1")))
-        await _until(lambda: _state(reporter, "t1") == RUNNING, 5, "t1 running")
+        await eventually_async(lambda: _state(reporter, "t1") == RUNNING,
+                               timeout=5, what="t1 running")
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -15,7 +15,7 @@ import pytest
 from tests.helpers import IMAGE, eventually
 from tests.multihost import HostCluster
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.multihost]
 
 PORT = 8080
 WEB_CMD = 'mkdir -p /www && echo ok > /www/health.html && hostname > /www/index.html && ' \

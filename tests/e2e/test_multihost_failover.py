@@ -11,7 +11,7 @@ import pytest
 from tests.helpers import IMAGE, consistently, eventually
 from tests.multihost import HostCluster
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.multihost]
 
 STACK = f"""
 services:

@@ -14,7 +14,7 @@ import pytest
 from tests.helpers import IMAGE, WEB, eventually
 from tests.multihost import MANAGER_PORT, HostCluster
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.multihost]
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ import asyncio
 import contextlib
 import logging
 import pathlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -21,6 +20,7 @@ from podium.manager import dispatcher as dispatcher_module
 from podium.manager.manager import Manager
 from podium.v1 import control, control_grpc, objects
 from tests.fakes import FakeExecutor
+from tests.helpers import eventually_async
 
 READY = objects.NodeStatus.STATE_READY
 RUNNING = objects.TASK_STATE_RUNNING
@@ -72,7 +72,7 @@ async def cluster(tmp_path: pathlib.Path, hosts: int = 3,
             await agents[name].start()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{manager.port}") as channel:
             c = InProcessCluster(manager, agents, executors, control_grpc.ControlStub(channel))
-            await until(lambda: _all_ready(c, hosts), 10, "agents ready")
+            await eventually_async(lambda: _all_ready(c, hosts), timeout=10, what="agents ready")
             yield c
     finally:
         for executor in executors.values():
@@ -87,40 +87,33 @@ async def _all_ready(c: InProcessCluster, count: int) -> bool:
     return len(nodes) == count and all(n.status.state == READY for n in nodes.values())
 
 
-async def until(fn: Callable[[], Awaitable[Any]], within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    last: Any = None
-    while True:
-        last = await fn()
-        if last:
-            return last
-        assert time.monotonic() < deadline, f"{what} not reached within {within} s: {last!r}"
-        await asyncio.sleep(0.05)
-
-
 async def test_a_node_whose_engine_stops_answering_keeps_its_tasks_and_takes_no_new_ones(
     tmp_path: pathlib.Path,
 ) -> None:
     async with cluster(tmp_path) as c:
         await c.create("web", 3)
-        before = await until(lambda: _spread(c, "web", 3), 10, "web on every node")
+        before = await eventually_async(lambda: _spread(c, "web", 3),
+                                        timeout=10, what="web on every node")
         c.executors["a2"].wedge()
-        a2 = await until(lambda: _node_if(c, "a2", lambda n: n.status.engine_unresponsive), 5,
-                         "a2's engine reported not answering")
+        a2 = await eventually_async(lambda: _node_if(c, "a2",
+                                                     lambda n: n.status.engine_unresponsive),
+                                    timeout=5, what="a2's engine reported not answering")
         assert a2.status.state == READY
         assert "did not answer" in a2.status.engine_error
         # A new service lands on a1 and a3 only, and converges.
         await c.create("api", 4)
-        api = await until(lambda: _count(c, "api", 4), 10, "api running")
+        api = await eventually_async(lambda: _count(c, "api", 4), timeout=10, what="api running")
         assert set(api.values()) == {"a1", "a3"}
         # a2's task is kept: the same tasks still run, nothing was replaced.
         assert await c.running("web") == before
         # Its engine answers again: a2 takes new tasks by itself.
         c.executors["a2"].unwedge()
-        await until(lambda: _node_if(c, "a2", lambda n: not n.status.engine_unresponsive), 5,
-                    "a2's engine answering again")
+        await eventually_async(lambda: _node_if(c, "a2",
+                                                lambda n: not n.status.engine_unresponsive),
+                               timeout=5, what="a2's engine answering again")
         await c.create("pinned", 1, "node.name == a2")
-        pinned = await until(lambda: _count(c, "pinned", 1), 10, "a task placed on a2")
+        pinned = await eventually_async(lambda: _count(c, "pinned", 1),
+                                        timeout=10, what="a task placed on a2")
         assert set(pinned.values()) == {"a2"}
         assert await c.running("web") == before
 
@@ -141,12 +134,13 @@ async def test_a_message_that_cannot_be_applied_is_logged_and_the_session_goes_o
     caplog.set_level(logging.INFO)
     async with cluster(tmp_path, hosts=1) as c:
         await c.create("web", 1)
-        await until(lambda: _true(not broken["left"]), 10, "a status report failed to apply")
+        await eventually_async(lambda: _true(not broken["left"]),
+                               timeout=10, what="a status report failed to apply")
         logged = [r for r in caplog.records if r.exc_info and "could not apply" in r.getMessage()]
         assert logged and "node-a1" in logged[0].getMessage()
         # Later reports still arrive on the same session.
         await c.create("api", 1)
-        await until(lambda: _count(c, "api", 1), 10, "api running")
+        await eventually_async(lambda: _count(c, "api", 1), timeout=10, what="api running")
         nodes = await c.nodes()
         assert nodes["a1"].status.state == READY
         assert not [r for r in caplog.records if "is suspect" in r.getMessage()
@@ -210,7 +204,8 @@ async def test_a_hung_mesh_holds_up_no_assignment(tmp_path: pathlib.Path) -> Non
         agent._mesh = mesh  # type: ignore[assignment]
 
     async with cluster(tmp_path, hosts=1, prepare=hang) as c:
-        await until(lambda: _true(mesh.applies > 0), 5, "the routing tables reached the mesh")
+        await eventually_async(lambda: _true(mesh.applies > 0),
+                               timeout=5, what="the routing tables reached the mesh")
         # The mesh never finishes applying them, yet assignments keep flowing.
         await c.create("web", 2)
-        await until(lambda: _count(c, "web", 2), 10, "web running")
+        await eventually_async(lambda: _count(c, "web", 2), timeout=10, what="web running")

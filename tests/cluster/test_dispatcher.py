@@ -1,0 +1,91 @@
+"""The dispatcher's sessions on the in-process cluster: complete sets, forward-only statuses,
+and an agent that falls behind."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+
+import grpc
+
+from podium.v1 import control, dispatcher, objects
+from tests.fakes import RawAgent
+from tests.helpers import eventually_async
+from tests.inprocess import InProcessCluster, in_process_cluster
+
+RUNNING = objects.TASK_STATE_RUNNING
+
+
+async def test_a_returning_agent_gets_the_complete_set(mini: InProcessCluster) -> None:
+    await mini.create("web", replicas=4)
+    await mini.wait_running("web", 4)
+    await mini.stop_agent("node-a")
+    # While node-a is away, its tasks are scaled away: only the complete set can tell it.
+    await mini.scale("web", 0)
+    await eventually_async(lambda: all(t.desired_state == objects.TASK_STATE_REMOVED
+                                       for t in mini.tasks("web")), what="tasks ended")
+    assert mini.containers("node-a")  # still there, as on a real host whose agent is down
+    await mini.start_agent("node-a")
+    await eventually_async(lambda: not mini.containers("node-a"), what="node-a cleaned up")
+    await eventually_async(lambda: not mini.tasks("web"), what="tasks reaped")
+
+
+async def test_statuses_only_move_forward(mini: InProcessCluster) -> None:
+    await mini.stop_agent("node-b")
+    await mini.create("one")
+    (task,) = await mini.wait_running("one", 1)
+    node_id = mini.node_ids["node-a"]
+    await mini.stop_agent("node-a")
+    async with RawAgent(mini.address, "node-a", node_id) as raw:
+        await eventually_async(lambda: mini.node_state("node-a") == "ready", what="raw ready")
+        stale = objects.TaskStatus(state=objects.TASK_STATE_STARTING, message="stale")
+        done = objects.TaskStatus(state=objects.TASK_STATE_COMPLETE, message="exit code 0")
+        raw.report((task.id, stale), ("no-such-task", done))
+        later = objects.TaskStatus(state=RUNNING, message="running again")
+        raw.report((task.id, later))  # same state, new details: applied
+        await eventually_async(lambda: mini.store_view.get_task(task.id).status.message
+                               == "running again", what="same-state update applied")
+        assert mini.store_view.get_task(task.id).status.state == RUNNING
+        # A report for a task of another node is ignored.
+        async with RawAgent(mini.address, "intruder", "i" * 20) as other:
+            other.report((task.id, done))
+            await asyncio.sleep(0.2)  # deliberate: nothing to wait for but its absence
+        assert mini.store_view.get_task(task.id).status.state == RUNNING
+
+
+async def test_an_agent_that_falls_behind_is_cut_off_and_resynced(
+    tmp_path: pathlib.Path,
+) -> None:
+    async with in_process_cluster(tmp_path, agents=0, outbox_limit=4) as c:
+        async with RawAgent(c.address, "slow", "s" * 20, read=False) as raw:
+            await eventually_async(lambda: c.node_state("slow") == "ready", what="slow ready")
+            # Big assignments, one per task: the stream's window fills, then the outbox.
+            env = {f"K{i}": "v" * 1000 for i in range(100)}
+            for n in range(60):
+                spec = objects.ServiceSpec(name=f"s{n}", replicas=1)
+                spec.container.image = "app:1"
+                spec.container.env.update(env)
+                await c.api.CreateService(control.CreateServiceRequest(spec=spec))
+                await eventually_async(lambda n=n: c.tasks(f"s{n}") and all(
+                    t.node_id for t in c.tasks(f"s{n}")), what=f"s{n} assigned")
+            await eventually_async(lambda: c.node_state("slow") != "ready", timeout=10,
+                                   what="session closed")
+            await raw.read_all()
+            assert raw.error is not None
+            assert raw.error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "reconnect for the complete set" in (raw.error.details() or "")
+        async with RawAgent(c.address, "slow", "s" * 20) as again:
+            def complete() -> dispatcher.Assignments | None:
+                for m in again.received:
+                    if m.HasField("assignments"):
+                        return m.assignments
+                return None
+
+            full = await eventually_async(complete, what="complete set")
+            assert full.type == dispatcher.Assignments.TYPE_COMPLETE
+            # Whatever the node holds now (its tasks may have been replaced while it was cut
+            # off and then down): the set replaces every change it missed.
+            held = {t.id for t in c.store_view.tasks_of_node("s" * 20)}
+            assert {t.id for t in full.tasks} <= held
+        for n in range(60):
+            await c.api.RemoveService(control.RemoveServiceRequest(ref=f"s{n}"))

@@ -1,0 +1,196 @@
+"""An in-process cluster: a real Manager and N real Agents (on FakeExecutors) in the test's own
+event loop, over real gRPC on 127.0.0.1 (port 0), as dask's `gen_cluster` does.
+
+For the logic of the dispatcher, control API, worker, session and reaper without an engine:
+each test takes well under a second. At teardown it checks what must hold whatever the test did:
+- no live task left PENDING without a reason in its status message (waited for briefly: the
+  scheduler may not have run yet);
+- at most one live task per slot of a replicated service;
+- after everything stopped, no asyncio task and no thread left behind that was not there
+  before the cluster started.
+
+    async def test_x(mini: InProcessCluster) -> None:     # manager + node-a, node-b
+        await mini.create("web", replicas=3)
+        await mini.wait_running("web", 3)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import pathlib
+import threading
+from collections import Counter
+from typing import Any
+
+import grpc
+
+from podium.agent.agent import Agent
+from podium.manager.manager import Manager
+from podium.rules.taskstate import is_live
+from podium.v1 import control, control_grpc, objects
+from tests.fakes import FakeExecutor
+from tests.helpers import eventually_async
+
+RUNNING = objects.TASK_STATE_RUNNING
+PENDING = objects.TASK_STATE_PENDING
+
+
+class InProcessCluster:
+    def __init__(self, root: pathlib.Path, **manager_args: Any) -> None:
+        self.root = root
+        self.manager_args = manager_args
+        self.port = 0
+        self.manager: Manager | None = None
+        self.agents: dict[str, Agent] = {}
+        self.executors: dict[str, FakeExecutor] = {}
+        self.node_ids: dict[str, str] = {}
+        self._channel: grpc.aio.Channel | None = None
+        self.api: control_grpc.ControlStub
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def store_view(self) -> Any:
+        assert self.manager is not None
+        return self.manager.store.view()
+
+    async def start_manager(self) -> None:
+        self.manager = Manager(listen=f"127.0.0.1:{self.port}", data_dir=self.root / "manager",
+                               **self.manager_args)
+        await self.manager.start()
+        self.port = self.manager.port
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.address)
+            self.api = control_grpc.ControlStub(self._channel)
+
+    async def stop_manager(self) -> None:
+        if self.manager is not None:
+            await self.manager.stop()
+            self.manager = None
+
+    async def start_agent(self, name: str, *, executor: FakeExecutor | None = None,
+                          labels: dict[str, str] | None = None, wait: bool = True) -> Agent:
+        """Starts node `name` (the same node id, and executor, as its last run if it had one)."""
+        executor = executor or self.executors.get(name) or FakeExecutor()
+        node_id = self.node_ids.setdefault(name, f"{name}-{len(self.node_ids):04d}")
+        agent = Agent(manager=self.address, name=name, node_id=node_id, executor=executor,
+                      labels=labels)
+        self.executors[name], self.agents[name] = executor, agent
+        await agent.start()
+        if wait:
+            await eventually_async(lambda: self.node_state(name) == "ready",
+                                   what=f"{name} ready")
+        return agent
+
+    async def stop_agent(self, name: str) -> None:
+        """Stops the agent; its FakeExecutor's containers stay, as on a real host."""
+        agent = self.agents.pop(name)
+        await agent.stop()
+        # Agent.stop() closes the executor; a restarted agent gets a fresh event stream.
+        self.executors[name]._events = asyncio.Queue()
+
+    def node_state(self, name: str) -> str:
+        node = self.store_view.node_by_name(name)
+        if node is None:
+            return ""
+        return str(objects.NodeStatus.State.Name(node.status.state)[6:].lower())
+
+    # -- the control API --------------------------------------------------------------------
+
+    async def create(self, name: str, *, replicas: int = 1, image: str = "app:1",
+                     **fields: Any) -> objects.Service:
+        spec = objects.ServiceSpec(name=name, replicas=replicas, **fields)
+        spec.container.image = image
+        reply = await self.api.CreateService(control.CreateServiceRequest(spec=spec))
+        return reply.service
+
+    async def scale(self, name: str, replicas: int) -> None:
+        await self.api.ScaleService(control.ScaleServiceRequest(ref=name, replicas=replicas))
+
+    def tasks(self, service: str) -> list[objects.Task]:
+        found = self.store_view.service_by_name(service)
+        return [] if found is None else self.store_view.tasks_of_service(found.id)
+
+    def running(self, service: str) -> list[objects.Task]:
+        return [t for t in self.tasks(service)
+                if is_live(t) and t.status.state == RUNNING]
+
+    async def wait_running(self, service: str, count: int) -> list[objects.Task]:
+        await eventually_async(lambda: len(self.running(service)) == count,
+                               what=f"{count} tasks of {service} running")
+        return self.running(service)
+
+    def containers(self, name: str) -> dict[str, bool]:
+        """Task id -> running, for every container on node `name`'s executor."""
+        return {c.task_id: c.running for c in self.executors[name]._containers.values()}
+
+    # -- teardown ---------------------------------------------------------------------------
+
+    def check_invariants(self) -> list[str]:
+        """What must hold at any quiet moment; returns the violations."""
+        if self.manager is None:
+            return []
+        problems: list[str] = []
+        slots: Counter[tuple[str, int]] = Counter()
+        for task in self.store_view.tasks():
+            if not is_live(task):
+                continue
+            if task.status.state == PENDING and not task.status.message:
+                problems.append(f"task {task.id} ({task.service_name}) pending without a reason")
+            if task.slot:
+                slots[(task.service_id, task.slot)] += 1
+        problems += [f"slot {slot} of service {sid} has {n} live tasks"
+                     for (sid, slot), n in slots.items() if n > 1]
+        return problems
+
+    async def close(self) -> None:
+        for name in list(self.agents):
+            await self.stop_agent(name)
+        await self.stop_manager()
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+
+def leaked_threads(before: set[threading.Thread]) -> set[threading.Thread]:
+    # grpc.aio's poller thread starts at its first use in the process and lives as long.
+    return {t for t in threading.enumerate()
+            if t not in before and t.is_alive() and "_poll_wrapper" not in t.name}
+
+
+@contextlib.asynccontextmanager
+async def in_process_cluster(root: pathlib.Path, *, agents: int = 2, **manager_args: Any
+                             ) -> Any:
+    """Yields a started InProcessCluster with `agents` nodes (node-a, node-b, ...); checks the
+    invariants and leaks described in the module at exit."""
+    tasks_before = asyncio.all_tasks()
+    threads_before = set(threading.enumerate())
+    cluster = InProcessCluster(root, **manager_args)
+    ok = False
+    try:
+        await cluster.start_manager()
+        for i in range(agents):
+            await cluster.start_agent(f"node-{chr(ord('a') + i)}")
+        yield cluster
+        ok = True
+        await eventually_async(lambda: not cluster.check_invariants() or None, timeout=5,
+                               what="cluster invariants")
+    except AssertionError:
+        if ok:  # the invariants: say which
+            raise AssertionError("; ".join(cluster.check_invariants())) from None
+        raise
+    finally:
+        await cluster.close()
+    # Leaks: every task and thread the cluster started must be gone once it stopped.
+    current = asyncio.current_task()
+
+    def leaked_tasks() -> set[asyncio.Task[Any]]:
+        return {t for t in asyncio.all_tasks() - tasks_before if t is not current}
+
+    await eventually_async(lambda: not leaked_tasks(), timeout=5,
+                           what=f"no asyncio task left behind: {leaked_tasks()}")
+    await eventually_async(lambda: not leaked_threads(threads_before), timeout=5,
+                           what=f"no thread left behind: {leaked_threads(threads_before)}")
