@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/agent_overhead.py [--json] [--replicas N] [--settle S] [--window S]
 
-The bench starts its own manager and one agent (tests.helpers.one_node_cluster: real processes
+The bench starts its own manager and one agent (podium.lab.local.one_node_cluster: real processes
 in a temp dir) on the local engine. In one run, on the same two processes:
 
 1. baseline: after --settle seconds (default 5), an idle window (--window, default 20 s) with no
@@ -33,7 +33,7 @@ from typing import Any
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from bench._proc import Watched, observe, status_value
-from tests.helpers import IMAGE, Cluster, eventually, one_node_cluster
+from podium.lab.local import IMAGE, Cluster, eventually, one_node_cluster
 
 NODE = "bench-node"
 SERVICE = "web"

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/deploy_latency.py [--json] [--trials N] [--replicas N]
 
-The bench starts its own manager and one agent (tests.helpers.Cluster, real processes, temp dir)
+The bench starts its own manager and one agent (podium.lab.local.Cluster, real processes, temp dir)
 on the local engine and, per trial and in a rotating order:
 
 - podium: the wall time of the whole `podium deploy -f stack.yaml` CLI invocation (it waits for
@@ -44,8 +44,8 @@ import aiohttp
 
 from podium.agent._container import container_config
 from podium.client.compose import load_stack
+from podium.lab.local import IMAGE, Cluster, docker, eventually, one_node_cluster
 from podium.v1 import objects
-from tests.helpers import IMAGE, Cluster, docker, eventually, one_node_cluster
 
 NODE = "bench-node"
 SERVICE = "bench"

@@ -3,7 +3,7 @@ Docker Swarm's failover on the same simulated hosts in the same run.
 
     python bench/failover.py [--json] [--trials 3] [--replicas 6] [--away 5] [--swarm-trials N]
 
-Three simulated hosts (tests/multihost.py: network namespaces, each with its own engine and
+Three simulated hosts (lab/hosts.py: network namespaces, each with its own engine and
 agent); a service of --replicas (ingress port 8080, served by every host's mesh) spread over
 them. Each trial, on one cluster:
 
@@ -46,9 +46,9 @@ import grpc
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from podium.lab.hosts import HostCluster
+from podium.lab.local import IMAGE, eventually
 from podium.v1 import control, control_grpc, objects
-from tests.helpers import IMAGE, eventually
-from tests.multihost import HostCluster
 
 PORT = 8080
 # Documented defaults, for scale: Swarm marks a node down after its heartbeat (5 s) times a grace

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/idle_rss.py [--json] [--no-with-service] [--settle S] [--window S]
 
-The bench starts its own manager and one agent (tests.helpers.Cluster: real processes,
+The bench starts its own manager and one agent (podium.lab.local.Cluster: real processes,
 `python -m podium.client.cli ...`, in a temp dir) on the local engine, waits until the node
 is ready and, unless --no-with-service, until a 3-replica service of podium/web:latest runs.
 It then lets everything settle (--settle, default 5 s) and, over an idle window (--window,
@@ -30,7 +30,7 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from bench._proc import Watched, observe, status_value
-from tests.helpers import IMAGE, eventually, one_node_cluster
+from podium.lab.local import IMAGE, eventually, one_node_cluster
 
 NODE = "bench-node"
 REPLICAS = 3

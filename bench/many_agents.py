@@ -24,12 +24,12 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from bench._proc import cpu_seconds, status_value
-from tests.helpers import Cluster, eventually
+from podium.lab.local import Cluster, eventually
 
 
 async def run_agents(manager: str, prefix: str, count: int, lifetime: float) -> None:
     from podium.agent.agent import Agent
-    from tests.fakes import FakeExecutor
+    from podium.lab.fakeexec import FakeExecutor
 
     agents = [Agent(manager=manager, name=f"{prefix}-{i:04d}", node_id=f"{prefix}-{i:04d}",
                     executor=FakeExecutor()) for i in range(count)]

@@ -40,7 +40,7 @@ flock -w 900 9 || die "another bootstrap has held var/.bootstrap.lock for 15 min
 # What the strict editable install depends on: it links the files present at install time, so a
 # module added (or removed) since then needs a reinstall; edits to existing files do not.
 source_listing() {
-    find manager agent client rules proto \( -name __pycache__ -prune \) -o \
+    find manager agent client lab rules proto \( -name __pycache__ -prune \) -o \
         \( -name '*.py' -o -name '*.pyi' -o -name py.typed \) -type f -print 2>/dev/null | LC_ALL=C sort
 }
 

@@ -57,8 +57,8 @@ bash deploy/bootstrap.sh
 VENV=.venv/bin
 say "ruff check ."
 "$VENV/ruff" check .
-say "mypy -p podium.manager -p podium.agent -p podium.client -p podium.rules"
-"$VENV/mypy" -p podium.manager -p podium.agent -p podium.client -p podium.rules
+say "mypy -p podium.manager -p podium.agent -p podium.client -p podium.rules -p podium.lab"
+"$VENV/mypy" -p podium.manager -p podium.agent -p podium.client -p podium.rules -p podium.lab
 say "pytest -q $*"
 "$VENV/pytest" -q "$@"
 say "all checks passed"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A demo cluster of simulated hosts on this machine: one manager and N hosts, each host a network
-# namespace with its own Docker engine and its own agent (see tests/multihost.py for the layout).
+# namespace with its own Docker engine and its own agent (see lab/hosts.py for the layout).
 #
 #   sudo deploy/hosts.sh up [N]            start the manager and N hosts (default 3), print how to use them
 #   sudo deploy/hosts.sh status            hosts, links, processes and `podium nodes`
@@ -29,11 +29,11 @@ SCRIPT=deploy/hosts.sh
 die() { printf 'hosts: ERROR: %s\n' "$*" >&2; exit 1; }
 
 multihost() {
-    "$PY" -m tests.multihost --dir "$DIR" --script "$SCRIPT" "$@"
+    "$PY" -m podium.lab.hosts --dir "$DIR" --script "$SCRIPT" "$@"
 }
 # exec: Ctrl-C and SIGTERM then reach the Python process, which tears down a half-started cluster.
 exec_multihost() {
-    exec "$PY" -m tests.multihost --dir "$DIR" --script "$SCRIPT" "$@"
+    exec "$PY" -m podium.lab.hosts --dir "$DIR" --script "$SCRIPT" "$@"
 }
 
 [[ -x $PY ]] || die "no virtualenv at $REPO/.venv (run deploy/bootstrap.sh)"

@@ -1,28 +1,38 @@
-"""Test helpers: polling with a deadline (`eventually`, and `eventually_async` inside an event
-loop: the one pair of waiting helpers every test uses), and a cluster of real processes."""
+"""Test helpers: the waits (`eventually` from podium.lab.local, and `eventually_async` inside an
+event loop: the one pair of polling helpers every test uses), the local cluster of real processes
+(podium.lab.local) and the stacks the tests deploy."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
-import json
-import os
-import pathlib
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from podium.lab.local import (
+    IMAGE,
+    PODIUM,
+    REPO,
+    CliClient,
+    Cluster,
+    consistently,
+    containers_of,
+    docker,
+    ensure_image,
+    eventually,
+    free_port,
+    one_node_cluster,
+    remove_containers_of,
+)
+
+__all__ = [
+    "IMAGE", "PODIUM", "REPO", "WEB", "CliClient", "Cluster", "consistently", "containers_of",
+    "docker", "ensure_image", "eventually", "eventually_async", "free_port", "one_node_cluster",
+    "remove_containers_of",
+]
 
 T = TypeVar("T")
 
-IMAGE = "podium/web:latest"
-REPO = pathlib.Path(__file__).resolve().parents[1]
-PODIUM = [sys.executable, "-m", "podium.client.cli"]
 # Three replicas of the test image, each publishing 80 on an engine-chosen host port.
 WEB = f"""
 services:
@@ -35,23 +45,6 @@ services:
       replicas: 3
 """
 
-
-def eventually(fn: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.2,
-               what: str = "condition") -> T:
-    """Polls `fn` until it returns a truthy value (or stops raising AssertionError)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            value = fn()
-            if value:
-                return value
-            last = value
-        except AssertionError as err:
-            last = err
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout:g} s; last: {last!r}")
-        time.sleep(interval)
 
 
 # The deadline is a parameter (ASYNC109), as in `eventually`: it bounds polling, not one call.
@@ -78,156 +71,3 @@ async def eventually_async(
         if loop.time() > deadline:
             raise AssertionError(f"{what} not reached within {timeout:g} s; last: {last!r}")
         await asyncio.sleep(interval)
-
-
-def consistently(fn: Callable[[], object], *, duration: float, interval: float = 0.2,
-                 what: str = "condition") -> None:
-    """Polls `fn` for `duration` seconds; every call must return a truthy value."""
-    deadline = time.monotonic() + duration
-    while time.monotonic() < deadline:
-        assert fn(), f"{what} stopped holding"
-        time.sleep(interval)
-
-
-def ensure_image() -> str:
-    """Builds the test image unless the engine has it (deploy/build-image.sh is idempotent)."""
-    subprocess.run(["bash", str(REPO / "deploy" / "build-image.sh")], check=True,
-                   capture_output=True, timeout=120)
-    return IMAGE
-
-
-@contextlib.contextmanager
-def one_node_cluster(node: str, *, prefix: str) -> Iterator[tuple[Cluster, pathlib.Path]]:
-    """A manager and one agent in a temporary directory, for benchmarks; SIGTERM arrives as
-    KeyboardInterrupt so that the cluster is always torn down."""
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    ensure_image()
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
-        root = pathlib.Path(tmp)
-        cluster = Cluster(root)
-        try:
-            cluster.start_manager()
-            cluster.start_agent(node)
-            yield cluster, root
-        finally:
-            cluster.close()
-
-
-def _raise_interrupt(signum: int, frame: object) -> NoReturn:
-    raise KeyboardInterrupt
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout
-
-
-def containers_of(node_ids: list[str], *, all: bool = True) -> dict[str, str]:
-    """Container id -> name for every container of these nodes."""
-    found: dict[str, str] = {}
-    for node_id in node_ids:
-        out = docker("ps", *(["-a"] if all else []), "--no-trunc", "--filter",
-                     f"label=io.podium.node.id={node_id}", "--format", "{{.ID}} {{.Names}}")
-        for line in out.splitlines():
-            cid, name = line.split(" ", 1)
-            found[cid] = name
-    return found
-
-
-def remove_containers_of(node_ids: list[str]) -> None:
-    ids = list(containers_of(node_ids))
-    if ids:
-        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
-
-
-class CliClient:
-    """The podium CLI against the manager at `self.address`, for the test clusters."""
-
-    address: str
-
-    def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*PODIUM, "--manager", self.address, *args],
-                              capture_output=True, text=True, timeout=timeout)
-
-    def ok(self, *args: str) -> str:
-        result = self.run(*args)
-        assert result.returncode == 0, (args, result.stdout, result.stderr)
-        return result.stdout
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ok(*args, "-o", "json"))
-
-    def node_state(self, name: str) -> str:
-        for node in self.json("nodes"):
-            if node["name"] == name:
-                return str(node["state"])
-        return ""
-
-
-class Cluster(CliClient):
-    """A manager and agents as real processes on the local engine."""
-
-    def __init__(self, root: pathlib.Path, *, manager_args: tuple[str, ...] = ()) -> None:
-        self.root = root
-        self.manager_args = manager_args
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.node_ids: dict[str, str] = {}
-
-    def _spawn(self, key: str, args: list[str]) -> None:
-        log = open(self.root / f"{key}.log", "ab")
-        self.procs[key] = subprocess.Popen(
-            [sys.executable, "-m", "podium.client.cli", *args],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        log.close()
-
-    def start_manager(self) -> None:
-        self._spawn("manager", ["manager", "--listen", self.address,
-                                "--data-dir", str(self.root / "manager"), *self.manager_args])
-        eventually(lambda: self.run("nodes").returncode == 0, timeout=20, what="manager up")
-
-    def start_agent(self, name: str, *labels: str) -> None:
-        data = self.root / name
-        args = ["agent", "--join", self.address, "--name", name, "--data-dir", str(data)]
-        for label in labels:
-            args += ["--label", label]
-        self._spawn(name, args)
-        node_id = eventually(lambda: _read(data / "node_id"), timeout=10, what=f"{name} id")
-        self.node_ids[name] = node_id.strip()
-        eventually(lambda: self.node_state(name) == "ready", timeout=20, what=f"{name} ready")
-
-    def kill(self, key: str, sig: int = signal.SIGKILL) -> None:
-        proc = self.procs.pop(key)
-        proc.send_signal(sig)
-        proc.wait(timeout=30)
-
-    def containers(self) -> dict[str, str]:
-        return containers_of(list(self.node_ids.values()))
-
-    def running_containers(self) -> dict[str, str]:
-        return containers_of(list(self.node_ids.values()), all=False)
-
-    def close(self) -> None:
-        for key in list(self.procs):
-            proc = self.procs.pop(key)
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        remove_containers_of(list(self.node_ids.values()))
-
-
-def _read(path: pathlib.Path) -> str:
-    try:
-        return path.read_text()
-    except FileNotFoundError:
-        return ""

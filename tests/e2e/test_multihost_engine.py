@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from podium.lab.hosts import HostCluster
 from tests.helpers import IMAGE, consistently, eventually
-from tests.multihost import HostCluster
 
 pytestmark = [pytest.mark.engine, pytest.mark.multihost]
 

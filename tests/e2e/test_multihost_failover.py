@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from podium.lab.hosts import HostCluster
 from tests.helpers import IMAGE, consistently, eventually
-from tests.multihost import HostCluster
 
 pytestmark = [pytest.mark.engine, pytest.mark.multihost]
 

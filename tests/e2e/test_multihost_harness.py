@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from podium.lab.hosts import MANAGER_PORT, HostCluster
 from tests.helpers import IMAGE, WEB, eventually
-from tests.multihost import MANAGER_PORT, HostCluster
 
 pytestmark = [pytest.mark.engine, pytest.mark.multihost]
 

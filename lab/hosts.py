@@ -42,7 +42,7 @@ pid is never hit) and wipes what a power-off wipes (exec-root, pidfile, socket, 
 close() does that for every host, then removes the namespaces, /run/podium-<id> and the data
 (keeping the *.log files); it runs when the body or start() fails halfway, and is idempotent.
 
-Also a small CLI, for deploy/hosts.sh: `python -m tests.multihost up N | down | crash h2 | ...`,
+Also a small CLI, for deploy/hosts.sh: `python -m podium.lab.hosts up N | down | crash h2 | ...`,
 keeping its state in --dir (default var/hosts).
 """
 
@@ -69,7 +69,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from podium.agent.executor import LABEL_TASK
-from tests.helpers import IMAGE, PODIUM, REPO, CliClient, eventually
+from podium.lab.local import IMAGE, PODIUM, REPO, CliClient, eventually
 
 MANAGER_PORT = 7070
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -438,7 +438,7 @@ class HostCluster(CliClient):
             self.save_state()
             # The listener belongs to the root namespace (where it was made); the forwarder's
             # own connections are made in the manager's namespace.
-            self._spawn([*_netns_exec(self.mgr_netns), sys.executable, "-m", "tests.multihost",
+            self._spawn([*_netns_exec(self.mgr_netns), sys.executable, "-m", "podium.lab.hosts",
                          "forward", "--fd", str(listener.fileno()), "--to", self.manager_address],
                         self.root / "forwarder.log", pass_fds=(listener.fileno(),))
 
@@ -812,10 +812,10 @@ def _usage(c: HostCluster, script: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tests.multihost", description=__doc__.split(
+    p = argparse.ArgumentParser(prog="python -m podium.lab.hosts", description=__doc__.split(
         "\n\n")[0] if __doc__ else None)
     p.add_argument("--dir", default=str(REPO / "var" / "hosts"), help="state and data")
-    p.add_argument("--script", default="python -m tests.multihost", help=argparse.SUPPRESS)
+    p.add_argument("--script", default="python -m podium.lab.hosts", help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start a manager and N hosts")
     up.add_argument("n", type=int, nargs="?", default=3)
