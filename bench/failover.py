@@ -46,7 +46,7 @@ import grpc
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from podium.lab.hosts import HostCluster
+from podium.lab.hosts import HostCluster, requests_result
 from podium.lab.local import IMAGE, eventually
 from podium.v1 import control, control_grpc, objects
 
@@ -57,24 +57,6 @@ PORT = 8080
 ANCHORS_S = {"Nomad": 25.0, "Kubernetes": 340.0}
 GOAL_POWER_LOSS_S = 3.0
 
-# Sequential client: one new connection per request, bounded in time and count; prints one JSON
-# object with the number of requests, answers per replica and failures.
-CLIENT = r"""
-import json, sys, time, urllib.request
-url, seconds, most = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-answers, failures, count = {}, [], 0
-end = time.time() + seconds
-while time.time() < end and count < most:
-    count += 1
-    try:
-        with urllib.request.urlopen(url, timeout=3) as reply:
-            body = reply.read().decode().strip()
-            answers[body] = answers.get(body, 0) + 1
-    except Exception as exc:
-        failures.append([time.time(), repr(exc)[:120]])
-    time.sleep(0.01)
-print(json.dumps({"count": count, "answers": answers, "failures": failures}))
-"""
 
 
 def stack(replicas: int) -> str:
@@ -115,17 +97,14 @@ def node_id(hosts: HostCluster, name: str) -> str:
 
 
 def start_client(hosts: HostCluster, seconds: float) -> subprocess.Popen[str]:
+    """Requests through h1's published mesh port, from inside h1."""
     h1 = hosts.host("h1")
-    return subprocess.Popen(
-        ["ip", "netns", "exec", h1.netns, sys.executable, "-I", "-c", CLIENT,
-         f"http://{h1.address}:{PORT}/", str(seconds), "20000"], stdout=subprocess.PIPE,
-        text=True)
+    return hosts.start_requests("h1", f"http://{h1.address}:{PORT}/", seconds=seconds,
+                                most=20000)
 
 
 def finish(client: subprocess.Popen[str]) -> dict[str, Any]:
-    out, _ = client.communicate(timeout=180)
-    result: dict[str, Any] = json.loads(out)
-    return result
+    return requests_result(client)
 
 
 def agent_restart(hosts: HostCluster, stub: Any, sig: int, away: float,

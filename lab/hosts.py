@@ -76,6 +76,35 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 STATE_FILE = "state.json"
 
 
+# A sequential HTTP client for a host's namespace (`python -c SEQUENTIAL_CLIENT URL SECONDS MOST`):
+# one new connection per request, bounded in time and count; prints one JSON object with the number
+# of requests, the answers per replica (the body: a container's hostname) and each failure with its
+# time.
+SEQUENTIAL_CLIENT = r"""
+import json, sys, time, urllib.request
+url, seconds, most = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+answers, failures, count = {}, [], 0
+end = time.time() + seconds
+while time.time() < end and count < most:
+    count += 1
+    try:
+        with urllib.request.urlopen(url, timeout=3) as reply:
+            body = reply.read().decode().strip()
+            answers[body] = answers.get(body, 0) + 1
+    except Exception as exc:
+        failures.append([time.time(), repr(exc)[:120]])
+    time.sleep(0.01)
+print(json.dumps({"count": count, "answers": answers, "failures": failures}))
+"""
+
+
+def requests_result(client: subprocess.Popen[str], *, timeout: float = 180) -> dict[str, Any]:
+    """What a start_requests() client printed: count, answers per replica, failures."""
+    out, _ = client.communicate(timeout=timeout)
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Host:
     name: str  # node name, label host=<name>
@@ -316,6 +345,13 @@ class HostCluster(CliClient):
         """Runs a command in the host's network namespace (not in its engine's mounts)."""
         return subprocess.run(["ip", "netns", "exec", self.hosts[host].netns, *argv],
                               capture_output=True, text=True, timeout=timeout)
+
+    def start_requests(self, host: str, url: str, *, seconds: float,
+                       most: int) -> subprocess.Popen[str]:
+        """SEQUENTIAL_CLIENT run inside `host` against `url`; read it with requests_result()."""
+        return subprocess.Popen(
+            [*_netns_exec(self.hosts[host].netns), sys.executable, "-I", "-c", SEQUENTIAL_CLIENT,
+             url, str(seconds), str(most)], stdout=subprocess.PIPE, text=True)
 
     def http_get(self, host: str, url: str, *, timeout: float = 3) -> str:
         """GET `url` from inside the host's namespace; raises AssertionError on failure."""

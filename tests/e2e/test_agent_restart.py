@@ -5,18 +5,17 @@ power has its tasks replaced at once."""
 
 from __future__ import annotations
 
-import json
 import pathlib
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from podium.lab.hosts import HostCluster
+from podium.lab.hosts import HostCluster, requests_result
 from tests.helpers import IMAGE, eventually
 
 pytestmark = pytest.mark.multihost
@@ -36,24 +35,6 @@ services:
       replicas: {REPLICAS}
 """
 
-# A sequential client (one new connection per request), bounded in time and count; prints one
-# JSON object: answers per replica (container hostname), and each failure with its time.
-CLIENT = r"""
-import json, sys, time, urllib.request
-url, seconds, most = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-answers, failures, count = {}, [], 0
-end = time.time() + seconds
-while time.time() < end and count < most:
-    count += 1
-    try:
-        with urllib.request.urlopen(url, timeout=3) as reply:
-            body = reply.read().decode().strip()
-            answers[body] = answers.get(body, 0) + 1
-    except Exception as exc:
-        failures.append([time.time(), repr(exc)[:120]])
-    time.sleep(0.01)
-print(json.dumps({"answers": answers, "failures": failures, "count": count}))
-"""
 
 
 @pytest.fixture
@@ -68,15 +49,12 @@ def hosts(tmp_path: pathlib.Path) -> Iterator[HostCluster]:
 def start_client(hosts: HostCluster, seconds: float) -> subprocess.Popen[str]:
     """Requests through h1's published mesh port, from inside h1."""
     h1 = hosts.host("h1")
-    return subprocess.Popen(
-        ["ip", "netns", "exec", h1.netns, sys.executable, "-I", "-c", CLIENT,
-         f"http://{h1.address}:{PORT}/", str(seconds), "5000"], stdout=subprocess.PIPE, text=True)
+    return hosts.start_requests("h1", f"http://{h1.address}:{PORT}/", seconds=seconds,
+                                most=5000)
 
 
-def finish(client: subprocess.Popen[str]) -> dict[str, object]:
-    out, _ = client.communicate(timeout=120)
-    result: dict[str, object] = json.loads(out)
-    return result
+def finish(client: subprocess.Popen[str]) -> dict[str, Any]:
+    return requests_result(client)
 
 
 def live(hosts: HostCluster) -> list[dict[str, object]]:
