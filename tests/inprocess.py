@@ -12,6 +12,11 @@ each test takes well under a second. At teardown it checks what must hold whatev
     async def test_x(mini: InProcessCluster) -> None:     # manager + node-a, node-b
         await mini.create("web", replicas=3)
         await mini.wait_running("web", 3)
+
+Options for every agent of a cluster: `agent_args` (extra Agent keyword arguments, e.g.
+engine_ping), `executor_args` (FakeExecutor's, e.g. call_timeout) and `prepare`, called with
+each Agent after it is built and before it starts (to swap in a double). Any other keyword
+argument goes to the Manager.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import contextlib
 import pathlib
 import threading
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -37,9 +43,14 @@ PENDING = objects.TASK_STATE_PENDING
 
 
 class InProcessCluster:
-    def __init__(self, root: pathlib.Path, **manager_args: Any) -> None:
+    def __init__(self, root: pathlib.Path, *, agent_args: dict[str, Any] | None = None,
+                 executor_args: dict[str, Any] | None = None,
+                 prepare: Callable[[Agent], None] | None = None, **manager_args: Any) -> None:
         self.root = root
         self.manager_args = manager_args
+        self.agent_args = agent_args or {}
+        self.executor_args = executor_args or {}
+        self.prepare = prepare
         self.port = 0
         self.manager: Manager | None = None
         self.agents: dict[str, Agent] = {}
@@ -72,12 +83,17 @@ class InProcessCluster:
             self.manager = None
 
     async def start_agent(self, name: str, *, executor: FakeExecutor | None = None,
-                          labels: dict[str, str] | None = None, wait: bool = True) -> Agent:
-        """Starts node `name` (the same node id, and executor, as its last run if it had one)."""
-        executor = executor or self.executors.get(name) or FakeExecutor()
+                          labels: dict[str, str] | None = None, wait: bool = True,
+                          **agent_args: Any) -> Agent:
+        """Starts node `name` (the same node id, and executor, as its last run if it had one).
+        `agent_args` add to (and override) the cluster's `agent_args`."""
+        executor = (executor or self.executors.get(name)
+                    or FakeExecutor(**self.executor_args))
         node_id = self.node_ids.setdefault(name, f"{name}-{len(self.node_ids):04d}")
         agent = Agent(manager=self.address, name=name, node_id=node_id, executor=executor,
-                      labels=labels)
+                      labels=labels, **(self.agent_args | agent_args))
+        if self.prepare is not None:
+            self.prepare(agent)
         self.executors[name], self.agents[name] = executor, agent
         await agent.start()
         if wait:
@@ -123,6 +139,11 @@ class InProcessCluster:
                                what=f"{count} tasks of {service} running")
         return self.running(service)
 
+    def placement(self, service: str) -> dict[str, str]:
+        """Task id -> node name of the service's running tasks."""
+        names = {n.id: n.description.name for n in self.store_view.nodes()}
+        return {t.id: names.get(t.node_id, "") for t in self.running(service)}
+
     def containers(self, name: str) -> dict[str, bool]:
         """Task id -> running, for every container on node `name`'s executor."""
         return {c.task_id: c.running for c in self.executors[name]._containers.values()}
@@ -147,6 +168,9 @@ class InProcessCluster:
         return problems
 
     async def close(self) -> None:
+        # A wedged engine would hold each agent's stop for its executor's call deadline.
+        for executor in self.executors.values():
+            executor.unwedge()
         for name in list(self.agents):
             await self.stop_agent(name)
         await self.stop_manager()
@@ -162,13 +186,18 @@ def leaked_threads(before: set[threading.Thread]) -> set[threading.Thread]:
 
 
 @contextlib.asynccontextmanager
-async def in_process_cluster(root: pathlib.Path, *, agents: int = 2, **manager_args: Any
-                             ) -> Any:
+async def in_process_cluster(root: pathlib.Path, *, agents: int = 2,
+                             agent_args: dict[str, Any] | None = None,
+                             executor_args: dict[str, Any] | None = None,
+                             prepare: Callable[[Agent], None] | None = None,
+                             **manager_args: Any) -> Any:
     """Yields a started InProcessCluster with `agents` nodes (node-a, node-b, ...); checks the
-    invariants and leaks described in the module at exit."""
+    invariants and leaks described in the module at exit. `agent_args`, `executor_args` and
+    `prepare` apply to every agent the cluster starts (see the module)."""
     tasks_before = asyncio.all_tasks()
     threads_before = set(threading.enumerate())
-    cluster = InProcessCluster(root, **manager_args)
+    cluster = InProcessCluster(root, agent_args=agent_args, executor_args=executor_args,
+                               prepare=prepare, **manager_args)
     ok = False
     try:
         await cluster.start_manager()
