@@ -57,6 +57,8 @@ async def test_a_node_whose_engine_stops_answering_keeps_its_tasks_and_takes_no_
         await _create(c, "api", 4)
         api = await eventually_async(lambda: _count(c, "api", 4), timeout=10, what="api running")
         assert set(api.values()) == {"node-a", "node-c"}
+        # None was even tried there (a create on its engine would time out and be replaced).
+        assert not [t for t in c.tasks("api") if t.node_id == c.node_ids["node-b"]]
         # node-b's task is kept: the same tasks still run, nothing was replaced.
         assert c.placement("web") == before
         # Its engine answers again: node-b takes new tasks by itself.
