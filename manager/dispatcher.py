@@ -62,6 +62,8 @@ class _Session:
     overflowed: bool = False
     # Set by close(): the session ends even while a write waits for the agent to read.
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    # What the last heartbeat said of the engine (None: none yet in this session).
+    engine: tuple[bool, str] | None = None
 
     def send(self, message: dispatcher.ManagerMessage) -> None:
         if self.overflowed:
@@ -73,8 +75,6 @@ class _Session:
             self.close()
         else:
             self.outbox.put_nowait(message)
-    # What the last heartbeat said of the engine (None: none yet in this session).
-    engine: tuple[bool, str] | None = None
 
     def close(self) -> None:
         self.outbox.put_nowait(None)
