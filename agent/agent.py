@@ -194,7 +194,10 @@ class Agent:
             task.result()
 
     async def stop(self) -> None:
-        """Idempotent. Leaves containers running for the next agent to adopt."""
+        """Idempotent. Leaves containers running for the next agent to adopt, and first tells
+        the manager this agent is restarting, so that it holds the node's tasks meanwhile."""
+        if self._tasks:
+            await self._session.leave("agent stopped")
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -27,7 +27,13 @@ import time
 from collections import deque
 
 from podium.agent._netstat import established
-from podium.agent.executor import ContainerState, Executor, ExecutorError
+from podium.agent.executor import (
+    ACTION_CREATE,
+    ACTION_START,
+    ContainerState,
+    Executor,
+    ExecutorError,
+)
 from podium.agent.probe import HealthTracker, Prober
 from podium.agent.restarts import RestartBook
 from podium.agent.status import StatusReporter
@@ -101,6 +107,7 @@ class TaskRunner:
         self._was_ready = self._status.ready
         self._wake = asyncio.Event()
         self._wake.set()
+        self._starting = False  # within _start(): the engine's create/start events are ours
 
     @property
     def task_id(self) -> str:
@@ -119,6 +126,14 @@ class TaskRunner:
     def poke(self) -> None:
         """Something may have changed in the engine: look again."""
         self._wake.set()
+
+    def notice(self, action: str) -> None:
+        """An engine event of this task's container. Events the runner's own calls caused are
+        not looked into again (an inspect each costs the engine, the bottleneck of a deploy):
+        a create, and a start while it is starting the container or already saw it running."""
+        if action == ACTION_CREATE or (action == ACTION_START and (self._starting or self.pid)):
+            return
+        self.poke()
 
     async def run(self) -> None:
         try:
@@ -313,6 +328,13 @@ class TaskRunner:
         self._restart_timer = asyncio.get_running_loop().call_at(self._restart_at, self._wake.set)
 
     async def _start(self, *, restart: bool) -> None:
+        self._starting = True
+        try:
+            await self._start_container(restart=restart)
+        finally:
+            self._starting = False
+
+    async def _start_container(self, *, restart: bool) -> None:
         if not restart and self._status.state < objects.TASK_STATE_PREPARING:
             self._report(objects.TASK_STATE_PREPARING, "creating container")
         try:

@@ -16,6 +16,11 @@ assignment and routing message, in order, to a synchronous callback whose owner
 queues it for a consumer of its own (the worker, the agent's mesh applier). So a
 wedged engine cannot stop the session from reading, and what the heartbeat says
 about the engine is always current (heartbeat_now() sends one at once).
+
+`leave()` ends the session on purpose (the agent is stopping: a restart, an upgrade): it sends
+Leaving(restarting) as the last message, half-closes the stream and waits briefly for the
+manager to end it, so the manager holds the node's tasks for its restart grace instead of
+treating the node as failed. No session is opened after it.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ log = logging.getLogger(__name__)
 OUTBOX_LIMIT = 1000
 BACKOFF_BASE_S = 0.1
 BACKOFF_MAX_S = 5.0
+# How long leave() waits for the manager to take note and end the session.
+LEAVE_TIMEOUT_S = 2.0
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
@@ -109,6 +116,29 @@ class Session:
         self._beat_now = asyncio.Event()
         # When the last session ended (monotonic seconds); None while one is open.
         self._lost_since: float | None = time.monotonic()
+        # The open session's outbox (None while there is none) and its end.
+        self._outbox: Outbox | None = None
+        self._ended = asyncio.Event()
+        self._leaving = False
+        self._restart_grace = 0.0  # as the manager said in SessionInfo
+
+    async def leave(self, reason: str) -> None:
+        """Tells the manager this agent is stopping to restart, then lets the session end.
+        Idempotent; returns at once when no session is open."""
+        if self._leaving:
+            return
+        self._leaving = True
+        if self._outbox is None:
+            return
+        leaving = dispatcher.Leaving(restarting=True, reason=reason)
+        self._outbox.put(dispatcher.AgentMessage(leaving=leaving))
+        try:
+            await asyncio.wait_for(self._ended.wait(), LEAVE_TIMEOUT_S)
+            log.info("left the manager (%s); it holds this node's tasks for %g s", reason,
+                     self._restart_grace)
+        except TimeoutError:
+            log.warning("the manager did not end the session within %g s of leaving",
+                        LEAVE_TIMEOUT_S)
 
     def lost_for(self) -> float:
         """Seconds without a session to the manager (0 while connected)."""
@@ -121,7 +151,7 @@ class Session:
     async def run(self) -> None:
         """Keeps a session open until cancelled."""
         attempt = 0
-        while True:
+        while not self._leaving:
             try:
                 async with grpc.aio.insecure_channel(self._manager, options=CHANNEL_OPTIONS) as ch:
                     if await self._session(dispatcher_grpc.DispatcherStub(ch)):
@@ -131,6 +161,8 @@ class Session:
                     log.error("manager refused this agent: %s", err.details())
                 else:
                     log.warning("session to %s lost: %s", self._manager, err.code().name)
+            if self._leaving:
+                return
             delay = backoff(attempt)
             attempt += 1
             await asyncio.sleep(delay)
@@ -144,6 +176,8 @@ class Session:
         async def requests() -> AsyncIterator[dispatcher.AgentMessage]:
             while (message := await outbox.get()) is not None:
                 yield message
+                if message.HasField("leaving"):
+                    return  # half-close: the manager ends the session when it has read it
 
         call = stub.Session(requests())
         registered = False
@@ -157,6 +191,12 @@ class Session:
                     if not registered:
                         registered = True
                         self._lost_since = None
+                        self._restart_grace = message.session.restart_grace.ToNanoseconds() / 1e9
+                        self._ended.clear()
+                        self._outbox = outbox
+                        if self._leaving:  # stop() came while this session was opening
+                            outbox.put(dispatcher.AgentMessage(
+                                leaving=dispatcher.Leaving(restarting=True, reason="stopping")))
                         self._reporter.resend_all()
                         helpers.append(asyncio.create_task(self._heartbeat(outbox, period)))
                         helpers.append(asyncio.create_task(self._send_status(outbox)))
@@ -183,6 +223,8 @@ class Session:
         finally:
             if registered:
                 self._lost_since = time.monotonic()
+                self._outbox = None
+                self._ended.set()
             call.cancel()
             outbox.close()
             for job in (receiving, full, *helpers):

@@ -174,7 +174,7 @@ class Worker:
             return
         entry = self._runners.get(event.task_id)
         if entry is not None:
-            entry[0].poke()
+            entry[0].notice(event.action)
 
     async def close(self) -> None:
         """Stops driving tasks; containers keep running (the next agent adopts them)."""

@@ -1,24 +1,46 @@
-"""Benchmark: time from a host failure to all of its replicas running elsewhere.
+"""Benchmark: what an agent restart, an agent crash, a power cut and a partition cost, next to
+Docker Swarm's failover on the same simulated hosts in the same run.
 
-    python bench/failover.py [--json] [--trials 5] [--replicas 6]
+    python bench/failover.py [--json] [--trials 3] [--replicas 6] [--away 5] [--swarm-trials N]
 
 Three simulated hosts (tests/multihost.py: network namespaces, each with its own engine and
-agent). Each trial deploys a service of --replicas spread over them, then either crashes host h3
-(agent, engine and containers killed: its sessions break) or partitions it (link down: silence),
-and times until every replica runs on the other hosts, polling the Control API directly every
-20 ms. Reported: the median of the trials for each failure, next to the anchors' documented
-defaults (the baseline this bench cannot run here: Swarm, Nomad and Kubernetes themselves).
+agent); a service of --replicas (ingress port 8080, served by every host's mesh) spread over
+them. Each trial, on one cluster:
+
+- agent restart: a client loops requests through h1's mesh port (one new connection each,
+  bounded in count and time) while h3's agent gets SIGTERM and is started again --away seconds
+  later. Reported: tasks replaced (goal 0) and failed requests (goal 0).
+- agent killed: the same with kill -9.
+- power loss: h3's link goes down, then every process of h3 is killed (no FIN reaches anyone).
+  Reported: time until --replicas run on h1 and h2 (goal <= 3 s median), polling the Control API
+  every 20 ms.
+then, on a fresh cluster, a partition (h3's link down, its processes alive): the same time. And on
+a fresh cluster, Docker Swarm (the engines' swarm mode: h1 manager, h2 and h3 workers, a service
+of --replicas created with --no-resolve-image, nothing published since its IPVS mesh does not work
+in this kernel): the same power cut of h3, timed until --replicas run on h1 and h2 (polling h1's
+engine API every 100 ms). Swarm's default dispatcher heartbeat is 5 s.
+
+`--json` prints the figures with names ending in their units (_s, _count, _list), and every
+trial. The worst trial is the figure for counts (goal 0), the median for times.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import http.client
 import json
 import pathlib
+import signal
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 
@@ -28,73 +50,267 @@ from podium.v1 import control, control_grpc, objects
 from tests.helpers import IMAGE, eventually
 from tests.multihost import HostCluster
 
-# Documented defaults: Swarm marks a node down after 5 heartbeats missed (its dispatcher's
-# heartbeat period 5 s x grace 3 ~ 15-20 s); Nomad's heartbeat TTL plus grace ~20-30 s;
-# Kubernetes' node-monitor-grace-period 40 s plus the 300 s default toleration before eviction.
-ANCHORS_S = {"Docker Swarm": 20.0, "Nomad": 25.0, "Kubernetes": 340.0}
-GOALS_S = {"crash": 1.5, "partition": 5.0}
+PORT = 8080
+# Documented defaults, for scale: Swarm marks a node down after its heartbeat (5 s) times a grace
+# multiplier; Nomad's heartbeat TTL plus grace ~20-30 s; Kubernetes' node-monitor-grace-period
+# 40 s plus the 300 s default toleration before eviction.
+ANCHORS_S = {"Nomad": 25.0, "Kubernetes": 340.0}
+GOAL_POWER_LOSS_S = 3.0
+
+# Sequential client: one new connection per request, bounded in time and count; prints one JSON
+# object with the number of requests, answers per replica and failures.
+CLIENT = r"""
+import json, sys, time, urllib.request
+url, seconds, most = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+answers, failures, count = {}, [], 0
+end = time.time() + seconds
+while time.time() < end and count < most:
+    count += 1
+    try:
+        with urllib.request.urlopen(url, timeout=3) as reply:
+            body = reply.read().decode().strip()
+            answers[body] = answers.get(body, 0) + 1
+    except Exception as exc:
+        failures.append([time.time(), repr(exc)[:120]])
+    time.sleep(0.01)
+print(json.dumps({"count": count, "answers": answers, "failures": failures}))
+"""
 
 
-def all_moved(stub: control_grpc.ControlStub, away_from: str, replicas: int) -> bool:
-    tasks = stub.ListTasks(control.ListTasksRequest(service="web"), timeout=5).tasks
-    running = [t for t in tasks if t.desired_state <= objects.TASK_STATE_RUNNING
-               and t.status.state == objects.TASK_STATE_RUNNING]
-    return len(running) == replicas and all(t.node_id != away_from for t in running)
+def stack(replicas: int) -> str:
+    return f"""services:
+  web:
+    image: {IMAGE}
+    command: ["sh", "-c",
+              "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"]
+    init: true
+    stop_grace_period: 1s
+    ports: ["{PORT}:80"]
+    deploy:
+      replicas: {replicas}
+"""
 
 
-def trial(root: pathlib.Path, failure: str, replicas: int) -> float:
+@contextlib.contextmanager
+def podium_cluster(root: pathlib.Path, replicas: int) -> Iterator[tuple[HostCluster, Any]]:
     with HostCluster(root, hosts=3) as hosts:
-        stack = root / "stack.yaml"
-        stack.write_text(f"services:\n  web:\n    image: {IMAGE}\n    init: true\n"
-                         f"    stop_grace_period: 1s\n    deploy:\n      replicas: {replicas}\n")
-        hosts.ok("deploy", "-f", str(stack))
-        node_id = next(n["id"] for n in hosts.json("nodes") if n["name"] == "h3")
+        (root / "stack.yaml").write_text(stack(replicas))
+        hosts.ok("deploy", "-f", str(root / "stack.yaml"))
         with grpc.insecure_channel(hosts.address) as channel:
-            stub = control_grpc.ControlStub(channel)
-            start = time.monotonic()
-            if failure == "crash":
-                hosts.crash("h3")
-            else:
-                hosts.partition("h3")
-            eventually(lambda: all_moved(stub, node_id, replicas), timeout=60, interval=0.02,
-                       what=f"replicas moved after the {failure}")
-            elapsed = time.monotonic() - start
-        hosts.ok("rm", "web")
-        return elapsed
+            yield hosts, control_grpc.ControlStub(channel)
+
+
+def tasks(stub: Any) -> list[objects.Task]:
+    return list(stub.ListTasks(control.ListTasksRequest(service="web"), timeout=5).tasks)
+
+
+def running_off(stub: Any, node_id: str, replicas: int) -> bool:
+    running = [t for t in tasks(stub) if t.desired_state <= objects.TASK_STATE_RUNNING
+               and t.status.state == objects.TASK_STATE_RUNNING]
+    return len(running) == replicas and all(t.node_id != node_id for t in running)
+
+
+def node_id(hosts: HostCluster, name: str) -> str:
+    return str(next(n["id"] for n in hosts.json("nodes") if n["name"] == name))
+
+
+def start_client(hosts: HostCluster, seconds: float) -> subprocess.Popen[str]:
+    h1 = hosts.host("h1")
+    return subprocess.Popen(
+        ["ip", "netns", "exec", h1.netns, sys.executable, "-I", "-c", CLIENT,
+         f"http://{h1.address}:{PORT}/", str(seconds), "20000"], stdout=subprocess.PIPE,
+        text=True)
+
+
+def finish(client: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = client.communicate(timeout=180)
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def agent_restart(hosts: HostCluster, stub: Any, sig: int, away: float,
+                  replicas: int) -> dict[str, Any]:
+    """h3's agent stopped with `sig` and started `away` s later, under a client through h1."""
+    eventually(lambda: len(finish(start_client(hosts, 1.0))["answers"]) == replicas,
+               timeout=30, what="every replica answering through h1")
+    before = {t.id for t in tasks(stub)}
+    client = start_client(hosts, away + 8)
+    time.sleep(1)  # deliberate: the client runs against every replica first
+    stopped = time.monotonic()
+    hosts.stop_agent("h3", sig=sig)
+    time.sleep(max(0.0, away - (time.monotonic() - stopped)))  # deliberate: the agent is away
+    hosts.start_agent("h3")
+    back = time.monotonic() - stopped
+    result = finish(client)
+    eventually(lambda: sum(t.status.state == objects.TASK_STATE_RUNNING for t in tasks(stub)
+                           if t.desired_state <= objects.TASK_STATE_RUNNING) == replicas,
+               timeout=30, what="all replicas running again")
+    replaced = len({t.id for t in tasks(stub)} - before)
+    return {"tasks_replaced_count": replaced, "failed_requests_count": len(result["failures"]),
+            "requests_count": result["count"], "away_s": round(back, 2)}
+
+
+def lose_host(hosts: HostCluster, stub: Any, how: Callable[[str], None],
+              replicas: int) -> float:
+    node = node_id(hosts, "h3")
+    start = time.monotonic()
+    how("h3")
+    eventually(lambda: running_off(stub, node, replicas), timeout=60, interval=0.02,
+               what="replicas running on h1 and h2")
+    return time.monotonic() - start
+
+
+# -- Docker Swarm on the same simulated hosts ------------------------------------------------
+
+
+def engine_get(hosts: HostCluster, host: str, path: str) -> Any:
+    """GET from the host's engine API over its unix socket (faster than the docker CLI)."""
+    conn = http.client.HTTPConnection("docker", timeout=5)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(5)
+    sock.connect(str(hosts.host(host).socket))
+    conn.sock = sock
+    try:
+        conn.request("GET", path)
+        reply = conn.getresponse()
+        return json.loads(reply.read())
+    finally:
+        conn.close()
+
+
+def swarm_running(hosts: HostCluster, away_from: str, replicas: int) -> bool:
+    filters = urllib.parse.quote(json.dumps({"service": ["web"], "desired-state": ["running"]}))
+    found = engine_get(hosts, "h1", f"/tasks?filters={filters}")
+    running = [t for t in found if t["Status"]["State"] == "running"]
+    return len(running) == replicas and all(t["NodeID"] != away_from for t in running)
+
+
+def swarm_trial(root: pathlib.Path, replicas: int) -> float:
+    with HostCluster(root, hosts=3) as hosts:
+        h1 = hosts.host("h1").address
+        hosts.docker("h1", "swarm", "init", "--advertise-addr", h1)
+        token = hosts.docker("h1", "swarm", "join-token", "-q", "worker").strip()
+        for name in ("h2", "h3"):
+            hosts.docker(name, "swarm", "join", "--token", token, "--advertise-addr",
+                         hosts.host(name).address, f"{h1}:2377")
+        hosts.docker("h1", "service", "create", "--detach", "--no-resolve-image", "--name",
+                     "web", "--replicas", str(replicas), "--stop-grace-period", "1s", IMAGE,
+                     "sh", "-c", "mkdir -p /www && exec httpd -f -p 80 -h /www")
+        h3 = hosts.docker("h3", "info", "--format", "{{.Swarm.NodeID}}").strip()
+
+        def spread() -> bool:
+            filters = urllib.parse.quote(json.dumps({"service": ["web"]}))
+            found = engine_get(hosts, "h1", f"/tasks?filters={filters}")
+            running = [t for t in found if t["Status"]["State"] == "running"]
+            return len(running) == replicas and any(t["NodeID"] == h3 for t in running)
+
+        eventually(spread, timeout=60, interval=0.1, what="swarm service running on h1-h3")
+        start = time.monotonic()
+        hosts.power_off("h3")
+        eventually(lambda: swarm_running(hosts, h3, replicas), timeout=120, interval=0.1,
+                   what="swarm replicas running on h1 and h2")
+        return time.monotonic() - start
+
+
+# -- the run ---------------------------------------------------------------------------------
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--swarm-trials", type=int, default=None,
+                        help="trials of Docker Swarm's power cut (default: --trials)")
     parser.add_argument("--replicas", type=int, default=6)
+    parser.add_argument("--away", type=float, default=5.0,
+                        help="seconds an agent stays stopped before it is started again")
     args = parser.parse_args()
-    if not (1 <= args.trials <= 20 and 3 <= args.replicas <= 60):
-        parser.error("1 <= --trials <= 20 and 3 <= --replicas <= 60")
-    samples: dict[str, list[float]] = {"crash": [], "partition": []}
-    for i in range(args.trials):
-        for failure in samples:
+    swarm_trials = args.trials if args.swarm_trials is None else args.swarm_trials
+    if not (1 <= args.trials <= 20 and 0 <= swarm_trials <= 20 and 3 <= args.replicas <= 30
+            and 0 <= args.away <= 25):
+        parser.error("1 <= --trials <= 20, 0 <= --swarm-trials <= 20, 3 <= --replicas <= 30, "
+                     "0 <= --away <= 25 (within the manager's 30 s restart grace)")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # clusters torn down on SIGTERM
+    restart: list[dict[str, Any]] = []
+    killed: list[dict[str, Any]] = []
+    power: list[float] = []
+    partition: list[float] = []
+    swarm: list[float] = []
+    started = time.monotonic()
+    for i in range(max(args.trials, swarm_trials)):
+        if i < args.trials:
             with tempfile.TemporaryDirectory(prefix="podium-failover-") as tmp:
-                samples[failure].append(trial(pathlib.Path(tmp), failure, args.replicas))
-        print(f"trial {i + 1}/{args.trials}: crash {samples['crash'][-1]:.2f} s, "
-              f"partition {samples['partition'][-1]:.2f} s", file=sys.stderr, flush=True)
-    medians = {k: statistics.median(v) for k, v in samples.items()}
+                with podium_cluster(pathlib.Path(tmp) / "hosts", args.replicas) as (hosts, stub):
+                    restart.append(agent_restart(hosts, stub, signal.SIGTERM, args.away,
+                                                 args.replicas))
+                    killed.append(agent_restart(hosts, stub, signal.SIGKILL, args.away,
+                                                args.replicas))
+                    power.append(lose_host(hosts, stub, hosts.power_off, args.replicas))
+            with tempfile.TemporaryDirectory(prefix="podium-failover-") as tmp:
+                with podium_cluster(pathlib.Path(tmp) / "hosts", args.replicas) as (hosts, stub):
+                    partition.append(lose_host(hosts, stub, hosts.partition, args.replicas))
+            print(f"trial {i + 1}: restart {restart[-1]}, killed {killed[-1]}, power loss "
+                  f"{power[-1]:.2f} s, partition {partition[-1]:.2f} s", file=sys.stderr,
+                  flush=True)
+        if i < swarm_trials:
+            with tempfile.TemporaryDirectory(prefix="podium-failover-swarm-") as tmp:
+                swarm.append(swarm_trial(pathlib.Path(tmp) / "hosts", args.replicas))
+            print(f"trial {i + 1}: swarm power loss {swarm[-1]:.2f} s", file=sys.stderr,
+                  flush=True)
+
+    def median(xs: list[float]) -> float | None:
+        return round(statistics.median(xs), 3) if xs else None
+
     figures = {
-        "crash_to_running_s": round(medians["crash"], 3),
-        "partition_to_running_s": round(medians["partition"], 3),
-        "crash_trials_s": [round(x, 3) for x in samples["crash"]],
-        "partition_trials_s": [round(x, 3) for x in samples["partition"]],
-        **{f"{name.lower().replace(' ', '_')}_default_s": s for name, s in ANCHORS_S.items()},
+        "agent_restart_tasks_replaced_count": max(r["tasks_replaced_count"] for r in restart),
+        "agent_restart_failed_requests_count": max(r["failed_requests_count"] for r in restart),
+        "agent_killed_tasks_replaced_count": max(r["tasks_replaced_count"] for r in killed),
+        "agent_killed_failed_requests_count": max(r["failed_requests_count"] for r in killed),
+        "agent_away_s": args.away,
+        "power_loss_to_running_median_s": median(power),
+        "partition_to_running_median_s": median(partition),
+        "swarm_power_loss_to_running_median_s": median(swarm),
+        "power_loss_goal_s": GOAL_POWER_LOSS_S,
+        "agent_restart_trials_list": restart,
+        "agent_killed_trials_list": killed,
+        "power_loss_trials_s": [round(x, 3) for x in power],
+        "partition_trials_s": [round(x, 3) for x in partition],
+        "swarm_power_loss_trials_s": [round(x, 3) for x in swarm],
+        **{f"{name.lower()}_documented_default_s": s for name, s in ANCHORS_S.items()},
+        "replicas_count": args.replicas,
+        "bench_wall_s": round(time.monotonic() - started, 1),
     }
     if args.json:
         print(json.dumps(figures))
         return 0
-    print(f"failover of {args.replicas} replicas over 3 hosts, median of {args.trials} trials")
-    print(f"{'':36}{'crash (s)':>12}{'partition (s)':>15}")
-    print(f"{'Podium':36}{medians['crash']:>12.2f}{medians['partition']:>15.2f}")
-    print(f"{'goal':36}{GOALS_S['crash']:>12.1f}{GOALS_S['partition']:>15.1f}")
+
+    def trials(xs: list[float]) -> str:
+        return ", ".join(f"{x:.2f}" for x in xs)
+
+    def counts(rows: list[dict[str, Any]], key: str) -> str:
+        return ", ".join(str(r[key]) for r in rows)
+
+    print(f"failover of {args.replicas} replicas over 3 simulated hosts, "
+          f"{args.trials} trials (Swarm: {swarm_trials})")
+    print(f"{'case':34}{'figure':>20}   trials")
+    print(f"{'agent restart (SIGTERM, back ' + f'{args.away:g} s)':34}"
+          f"{str(figures['agent_restart_tasks_replaced_count']) + ' replaced':>20}   "
+          f"{counts(restart, 'tasks_replaced_count')} (goal 0)")
+    print(f"{'':34}{str(figures['agent_restart_failed_requests_count']) + ' failed req':>20}   "
+          f"{counts(restart, 'failed_requests_count')} of {counts(restart, 'requests_count')}")
+    print(f"{'agent killed (kill -9, back ' + f'{args.away:g} s)':34}"
+          f"{str(figures['agent_killed_tasks_replaced_count']) + ' replaced':>20}   "
+          f"{counts(killed, 'tasks_replaced_count')} (goal 0)")
+    print(f"{'':34}{str(figures['agent_killed_failed_requests_count']) + ' failed req':>20}   "
+          f"{counts(killed, 'failed_requests_count')} of {counts(killed, 'requests_count')}")
+    print(f"{'host power loss -> running':34}{median(power) or 0:>18.2f} s   {trials(power)} "
+          f"(goal <= {GOAL_POWER_LOSS_S:g} s median)")
+    print(f"{'partition -> running':34}{median(partition) or 0:>18.2f} s   {trials(partition)}")
+    if swarm:
+        print(f"{'Docker Swarm power loss -> running':34}{median(swarm) or 0:>18.2f} s   "
+              f"{trials(swarm)} (measured, same hosts)")
     for name, seconds in ANCHORS_S.items():
-        print(f"{name + ' (default, documented)':36}{seconds:>12.0f}{seconds:>15.0f}")
+        print(f"{name + ' (documented default)':34}{seconds:>18.0f} s")
     return 0
 
 

@@ -25,7 +25,21 @@ def task_state(value: int) -> str:
 
 
 def node_state(value: int) -> str:
-    return enum_name(value, objects.NodeStatus.State, "STATE_")
+    """ready, suspect, agent-down, down, unknown."""
+    return enum_name(value, objects.NodeStatus.State, "STATE_").replace("_", "-")
+
+
+def node_state_text(node: objects.Node, now: float | None = None) -> str:
+    """What the table's STATE column shows: the state, what keeps a ready node from taking new
+    tasks besides its availability, and how long a held node's tasks stay put."""
+    state = node_state(node.status.state)
+    if node.status.state == _NODE_READY and node.status.engine_unresponsive:
+        return f"{state}, engine not answering"
+    if node.status.state == objects.NodeStatus.STATE_AGENT_DOWN and node.status.HasField(
+            "held_until"):
+        left = max(0.0, node.status.held_until.ToNanoseconds() / 1e9 - (now or time.time()))
+        return f"{state} (tasks held {left:.0f}s)"
+    return state
 
 
 def ago(ts_seconds: float, now: float | None = None) -> str:
@@ -123,6 +137,9 @@ def node_row(node: objects.Node, task_count: int) -> Row:
         "id": node.id,
         "name": desc.name,
         "state": node_state(node.status.state),
+        "state_text": node_state_text(node),
+        "held_until": (node.status.held_until.ToNanoseconds() / 1e9
+                       if node.status.HasField("held_until") else None),
         "availability": enum_name(
             node.spec.availability, objects.NodeSpec.Availability, "AVAILABILITY_"
         ),
@@ -135,11 +152,6 @@ def node_row(node: objects.Node, task_count: int) -> Row:
         "message": node.status.message,
         "engine_answering": not node.status.engine_unresponsive,
         "engine_error": node.status.engine_error,
-        # What the table's STATE column shows: the state, and what keeps a ready node from
-        # taking new tasks besides its availability.
-        "state_text": node_state(node.status.state) + (
-            ", engine not answering"
-            if node.status.engine_unresponsive and node.status.state == _NODE_READY else ""),
     }
 
 

@@ -4,10 +4,12 @@
 #
 #   sudo deploy/hosts.sh up [N]            start the manager and N hosts (default 3), print how to use them
 #   sudo deploy/hosts.sh status            hosts, links, processes and `podium nodes`
-#   sudo deploy/hosts.sh crash h2          power-off: kill h2's agent, engine and containers
+#   sudo deploy/hosts.sh crash h2          kill h2's agent, engine and containers (its kernel still answers)
+#   sudo deploy/hosts.sh power-off h2      a power cut: h2's link down first, then crash (no FIN goes out)
 #   sudo deploy/hosts.sh restart h2        boot a crashed host again (same engine and agent data)
 #   sudo deploy/hosts.sh partition h2      take h2's link down; `heal h2` brings it back up
 #   sudo deploy/hosts.sh stop-agent h2     stop only the agent; `start-agent h2` starts it again
+#   sudo deploy/hosts.sh kill-agent h2     kill -9 only the agent
 #   sudo deploy/hosts.sh pause-agent h2    SIGSTOP the agent (a hung host); `resume-agent h2`
 #   deploy/hosts.sh env                    print `export PODIUM_MANAGER=...`
 #   deploy/hosts.sh podium ARGS...         run the podium CLI against this cluster's manager
@@ -47,7 +49,7 @@ case $command in
         manager=$(multihost env) || exit 1
         PODIUM_MANAGER=${manager#export PODIUM_MANAGER=} exec "$PY" -m podium.client.cli "$@"
         ;;
-    up|down|status|crash|restart|partition|heal|stop-agent|start-agent|pause-agent|resume-agent)
+    up|down|status|crash|power-off|restart|partition|heal|stop-agent|kill-agent|start-agent|pause-agent|resume-agent)
         ((EUID == 0)) || die "$command needs root (network namespaces, dockerd)"
         for tool in ip dockerd docker; do
             command -v "$tool" >/dev/null || die "$tool not found (apt-get install docker.io iproute2)"

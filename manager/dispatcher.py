@@ -4,9 +4,12 @@ Each agent holds one bidirectional stream. On Register the dispatcher records
 the node as ready, sends the heartbeat period and the complete set of tasks
 assigned to the node, then forwards changes to that set as they commit. It
 applies the agents' status reports, which may only move a task forward, and
-marks a node down when its session ends or falls silent. Heartbeats say whether
-the node's container engine answers; the node records it (NodeStatus
-.engine_unresponsive), which takes it out of placement without touching its tasks.
+feeds the node monitor (nodemonitor.py decides; this module acts): sessions
+opening, ending (with the agent's "leaving to restart" when it said so) or
+running late, and the results of the host probes (hostprobe.py) it asks for.
+Heartbeats say whether the node's container engine answers; the node records it
+(NodeStatus.engine_unresponsive), which takes it out of placement without
+touching its tasks.
 
 Nothing an agent sends ends its session by surprise: a message that cannot be
 applied is logged with a traceback and skipped, and the session's end is logged
@@ -25,6 +28,7 @@ missed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -34,10 +38,17 @@ from typing import Any
 
 import grpc
 
-from podium.manager import ids
-from podium.manager.endpoints import EndpointTables
+from podium.manager import hostprobe, ids
+from podium.manager.endpoints import EndpointTables, node_address
 from podium.manager.loadbook import LoadBook
-from podium.manager.nodemonitor import NodeMonitor, Transition
+from podium.manager.nodemonitor import (
+    AGENT_DOWN,
+    DEFAULT_PROBE_TIMEOUT_S,
+    DEFAULT_RESTART_GRACE_S,
+    Decisions,
+    NodeMonitor,
+    Transition,
+)
 from podium.manager.store import Change, Store, WriteTx
 from podium.v1 import dispatcher, dispatcher_grpc, objects
 
@@ -56,12 +67,14 @@ class _Session:
     outbox: asyncio.Queue[dispatcher.ManagerMessage | None] = field(default_factory=asyncio.Queue)
     # Desired state last sent per task: only changes the agent acts on travel.
     sent: dict[str, int] = field(default_factory=dict)
-    # Set when the monitor closes a silent session: the node is down already.
+    # Set when the monitor closes a silent session: the node's new state is decided already.
     silenced: bool = False
     # Set when the agent fell `limit` messages behind: the session ends with RESOURCE_EXHAUSTED.
     overflowed: bool = False
     # Set by close(): the session ends even while a write waits for the agent to read.
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    # The agent's reason, when it said it is leaving to restart.
+    leaving: str = ""
     # What the last heartbeat said of the engine (None: none yet in this session).
     engine: tuple[bool, str] | None = None
 
@@ -93,23 +106,39 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         down_grace: float = 1.0,
         startup_grace: float = 10.0,
         outbox_limit: int = OUTBOX_LIMIT,
+        restart_grace: float = DEFAULT_RESTART_GRACE_S,
+        probe_timeout: float = DEFAULT_PROBE_TIMEOUT_S,
     ) -> None:
         self._store = store
         self._outbox_limit = outbox_limit
         self._period = heartbeat_period
         self._load_period = load_period
         self._load = load
+        # Fine-grained: a down grace of 1 s should not become 1.25 s.
+        self._tick = min(heartbeat_period, 1.0) / 20
         self._monitor = NodeMonitor(
             period=heartbeat_period, missed=missed_heartbeats, down_grace=down_grace,
-            startup_grace=startup_grace, now=time.monotonic(),
+            startup_grace=startup_grace, restart_grace=restart_grace,
+            # Twice the tick: the loop's ordinary jitter is no stall.
+            tick=2 * self._tick, now=time.monotonic(),
         )
+        self._probe_timeout = probe_timeout
+        self._probes: dict[str, asyncio.Task[None]] = {}  # node id -> its probe in flight
         self._sessions: dict[str, _Session] = {}
         self._routes = EndpointTables()
 
     async def run(self) -> None:
         view = self._store.view()
         self._routes.changed(view, [s.id for s in view.services()])
-        await asyncio.gather(self._forward_changes(), self._watch_nodes())
+        try:
+            await asyncio.gather(self._forward_changes(), self._watch_nodes())
+        finally:
+            probes = list(self._probes.values())
+            for job in probes:
+                job.cancel()
+            for job in probes:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
 
     # -- agent -> manager ------------------------------------------------------
 
@@ -187,8 +216,8 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                 del self._sessions[session.node_id]
                 self._load.forget_node(session.node_id)
                 if not session.silenced:
-                    closed = self._monitor.closed(session.node_id, time.monotonic())
-                    await self._apply([closed])
+                    await self._act(self._monitor.closed(
+                        session.node_id, time.monotonic(), restarting=session.leaving))
 
     def _open(self, node_id: str) -> _Session:
         old = self._sessions.get(node_id)
@@ -199,6 +228,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         info = dispatcher.SessionInfo(node_id=node_id)
         info.heartbeat_period.FromNanoseconds(int(self._period * 1e9))
         info.load_period.FromNanoseconds(int(self._load_period * 1e9))
+        info.restart_grace.FromNanoseconds(int(self._monitor.restart_grace * 1e9))
         session.send(dispatcher.ManagerMessage(session=info))
         full = dispatcher.Assignments(type=dispatcher.Assignments.TYPE_COMPLETE)
         for task in self._store.view().tasks_of_node(node_id):
@@ -223,6 +253,11 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                               session.node_id, message.WhichOneof("message"))
 
     async def _handle(self, session: _Session, message: dispatcher.AgentMessage) -> None:
+        if message.HasField("leaving"):
+            if message.leaving.restarting:
+                session.leaving = message.leaving.reason or "said so"
+            log.info("node %s is leaving (%s)", session.node_id,
+                     session.leaving or "not restarting")
         if message.HasField("load"):
             self._load.record(session.node_id, message.load)
         if message.HasField("status") and message.status.updates:
@@ -255,13 +290,52 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                 log.exception("node %s: could not apply the status of task %s; skipped",
                               node_id, update.task_id)
 
+    async def _act(self, decisions: Decisions) -> None:
+        for node_id in decisions.close:
+            session = self._sessions.get(node_id)
+            if session is not None:
+                session.silenced = True
+                session.close()
+        for node_id in decisions.probe:
+            self._start_probe(node_id)
+        await self._apply(decisions.transitions)
+
+    def _start_probe(self, node_id: str) -> None:
+        if node_id in self._probes:
+            return  # one at a time; its result covers this request too
+        view = self._store.view()
+        node = view.get_node(node_id)
+        addr = node_address(node) if node is not None else ""
+        # TCP ports the engine published for its running tasks: known to be open.
+        published = [b.published_port for t in view.tasks_of_node(node_id)
+                     if t.status.state == objects.TASK_STATE_RUNNING for b in t.status.ports
+                     if b.published_port and ":" not in b.host_ip
+                     and b.protocol == objects.PortConfig.PROTOCOL_TCP]
+        self._probes[node_id] = asyncio.create_task(
+            self._probe(node_id, addr, published), name=f"probe {node_id}")
+
+    async def _probe(self, node_id: str, addr: str, ports: list[int]) -> None:
+        try:
+            result = await hostprobe.probe(addr, ports, answer_within=self._probe_timeout)
+        finally:
+            del self._probes[node_id]
+        log.info("probe of node %s: %s", node_id, result.detail)
+        await self._act(self._monitor.probed(node_id, result.host, result.serving,
+                                             result.detail, time.monotonic()))
+
     async def _apply(self, transitions: list[Transition]) -> None:
+        wall_offset = time.time() - time.monotonic()
+
         def apply(tx: WriteTx) -> None:
             for change in transitions:
                 node = tx.get_node(change.node_id)
-                if node is None or node.status.state == change.state:
+                if node is None or (node.status.state == change.state
+                                    and change.state != AGENT_DOWN):
                     continue
                 _set_node_state(node, change.state, change.reason)
+                if change.state == AGENT_DOWN:
+                    node.status.held_until.CopyFrom(
+                        ids.timestamp(change.held_until + wall_offset))
                 tx.update(node)
                 log.warning("node %s is %s: %s", node.description.name,
                             objects.NodeStatus.State.Name(change.state)[6:].lower(),
@@ -319,21 +393,12 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                 session.send(message)
 
     async def _watch_nodes(self) -> None:
-        # Fine-grained: a down grace of 1 s should not become 1.25 s.
-        tick = min(self._period, 1.0) / 20
-
         def nodes() -> list[tuple[str, int]]:
             return [(n.id, n.status.state) for n in self._store.view().nodes()]
 
         while True:
-            await asyncio.sleep(tick)
-            transitions, silent = self._monitor.tick(time.monotonic(), nodes)
-            for node_id in silent:
-                session = self._sessions.get(node_id)
-                if session is not None:
-                    session.silenced = True
-                    session.close()
-            await self._apply(transitions)
+            await asyncio.sleep(self._tick)
+            await self._act(self._monitor.tick(time.monotonic(), nodes))
 
 
 class NameInUseError(Exception):
@@ -352,6 +417,7 @@ def _set_node_state(node: objects.Node, state: int, message: str) -> None:
     node.status.state = state  # type: ignore[assignment]
     node.status.message = message
     node.status.timestamp.CopyFrom(ids.timestamp())
+    node.status.ClearField("held_until")
 
 
 def _set_engine(tx: WriteTx, node_id: str, unresponsive: bool, error: str) -> None:

@@ -1,9 +1,9 @@
 """Routing tables for the mesh: which replicas of a service may take new connections, and where.
 
 Pure. A replica is in its service's table while its task is live, running, ready (its check
-passes, or it has none) and its node is ready: it leaves the table as soon as it turns unhealthy,
-its node goes suspect or down, or the manager asks it to stop (the agent then waits for its
-connections to drain before it signals the container).
+passes, or it has none) and its node is ready or agent-down (podium.rules.routing.in_rotation): it
+leaves the table as soon as it turns unhealthy, its node goes suspect or down, or the manager asks
+it to stop (the agent then waits for its connections to drain before it signals the container).
 """
 
 from __future__ import annotations

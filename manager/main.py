@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from podium.rules import daemon
 
@@ -17,10 +18,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", required=True, help="where the manager keeps its state")
     p.add_argument("--heartbeat-period", type=float, default=1.0, help="seconds")
     p.add_argument(
-        "--down-grace", type=float, default=1.0,
-        help="seconds a node whose session broke stays suspect before it is down and its tasks "
-        "move (default %(default)s); a restarted agent that reconnects within it keeps its tasks",
+        "--down-grace", type=_seconds("--down-grace", 0.1, 3600), default=1.0,
+        help="longest a node whose session broke stays suspect while its host is probed; "
+        "without a conclusive answer by then it is down (default %(default)s s)",
     )
+    p.add_argument(
+        "--agent-restart-grace", type=_seconds("--agent-restart-grace", 0, 86400),
+        default=30.0, metavar="SECONDS",
+        help="how long the tasks of a node whose agent is gone while its host still answers "
+        "(a restart, an upgrade, a crash) are held before they are replaced (default "
+        "%(default)s s)",
+    )
+    p.add_argument(
+        "--probe-timeout", type=_seconds("--probe-timeout", 0.05, 10), default=0.5,
+        metavar="SECONDS",
+        help="how long the manager waits for a node's host to answer a TCP connect when its "
+        "session breaks or runs late; no answer means the host is gone and its tasks are "
+        "replaced at once (default %(default)s s)",
+    )
+
+
+def _seconds(flag: str, low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be a number of seconds from {low:g} to {high:g}, not {text!r}")
+        return value
+
+    return parse
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     manager = Manager(
         listen=args.listen, data_dir=args.data_dir, heartbeat_period=args.heartbeat_period,
-        down_grace=args.down_grace,
+        down_grace=args.down_grace, restart_grace=args.agent_restart_grace,
+        probe_timeout=args.probe_timeout,
     )
     asyncio.run(daemon.serve_until_signalled(manager))
     return 0

@@ -19,6 +19,7 @@ from podium.manager._loop import ReconcileLoop
 from podium.manager.controlapi import WATCH_LIMIT, ControlAPI
 from podium.manager.dispatcher import OUTBOX_LIMIT, Dispatcher
 from podium.manager.loadbook import LoadBook
+from podium.manager.nodemonitor import DEFAULT_PROBE_TIMEOUT_S, DEFAULT_RESTART_GRACE_S
 from podium.manager.orchestrator import Orchestrator
 from podium.manager.reaper import Reaper
 from podium.manager.scheduler import Scheduler
@@ -48,6 +49,8 @@ class Manager:
         down_grace: float = 1.0,
         watch_limit: int = WATCH_LIMIT,
         outbox_limit: int = OUTBOX_LIMIT,
+        restart_grace: float = DEFAULT_RESTART_GRACE_S,
+        probe_timeout: float = DEFAULT_PROBE_TIMEOUT_S,
     ) -> None:
         self._listen = listen
         self._data_dir = pathlib.Path(data_dir)
@@ -55,6 +58,8 @@ class Manager:
         self._down_grace = down_grace
         self._watch_limit = watch_limit
         self._outbox_limit = outbox_limit
+        self._restart_grace = restart_grace
+        self._probe_timeout = probe_timeout
         self._store: SqliteStore | None = None
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -71,7 +76,8 @@ class Manager:
         load = LoadBook()
         dispatch = Dispatcher(
             store=store, load=load, heartbeat_period=self._heartbeat_period,
-            down_grace=self._down_grace, outbox_limit=self._outbox_limit,
+            down_grace=self._down_grace, restart_grace=self._restart_grace,
+            probe_timeout=self._probe_timeout, outbox_limit=self._outbox_limit,
         )
         for loop in loops:
             self._tasks.append(asyncio.create_task(loop.run(), name=loop.name))

@@ -33,13 +33,19 @@ def ingress_ports(spec: objects.ServiceSpec) -> list[objects.PortConfig]:
     return [p for p in spec.ports if p.mode == INGRESS and p.published_port]
 
 
+# Node states whose running replicas take traffic. A node whose agent is down while its host
+# answers (AGENT_DOWN) keeps its replicas in rotation: their containers keep serving, and the other
+# hosts' mesh reaches them through the ports the engine published, without the agent.
+SERVING_NODE_STATES = (objects.NodeStatus.STATE_READY, objects.NodeStatus.STATE_AGENT_DOWN)
+
+
 def in_rotation(task: objects.Task, node: objects.Node | None) -> bool:
     """Whether the replica takes new connections through the mesh: live, running, ready (its
-    check passes, or it has none) and on a ready node."""
+    check passes, or it has none) and on a node that is ready or whose agent alone is down."""
     return (
         is_live(task)
         and task.status.state == objects.TASK_STATE_RUNNING
         and task.status.ready
         and node is not None
-        and node.status.state == objects.NodeStatus.STATE_READY
+        and node.status.state in SERVING_NODE_STATES
     )

@@ -5,6 +5,7 @@ network namespace, Docker engine and agent, for end-to-end tests and demos.
         c.ok("deploy", "-f", path)                  # the podium CLI, against the manager
         c.docker("h2", "ps")                        # the docker CLI, against h2's engine
         c.crash("h3"); c.partition("h2"); c.heal("h2"); c.restart_host("h3")
+        c.power_off("h3")                           # link down first, then crash: no FIN out
         c.pause_engine("h2"); c.resume_engine("h2")  # a wedged engine
         c.restart_engine("h2")    # kill -9 of dockerd, started again (kill_engine, start_engine)
 
@@ -176,16 +177,30 @@ class HostCluster(CliClient):
         self.timings["total"] = time.monotonic() - t0
 
     def crash(self, host: str) -> None:
-        """Power-off: SIGKILL every process of the host (agent, engine, containers) and wipe its
-        volatile state. Its data (engine data-root, agent data dir) stays, for restart_host()."""
+        """SIGKILL every process of the host (agent, engine, containers) and wipe its volatile
+        state. Its data (engine data-root, agent data dir) stays, for restart_host(). Its kernel
+        stays up and reachable: its sessions end with a FIN or RST and its address still answers
+        (refused), which is what an agent and engine crash look like, not a power cut. The agent
+        dies last: when its session ends, nothing else of the host is left (killed one by one,
+        the engine's proxies could otherwise still answer the manager for a few milliseconds)."""
         h = self.hosts[host]
+        self._kill_all(h.netns, h.cgroup, spare=frozenset(self._agent_pids(h)))
         self._kill_all(h.netns, h.cgroup)
         shutil.rmtree(h.run, ignore_errors=True)
         _remove_cgroup(h.cgroup)
 
+    def power_off(self, host: str) -> None:
+        """A power cut as the others see it: the host's link goes down first, then every
+        process dies (crash()), so no FIN or RST reaches anyone and its address answers nothing.
+        restart_host() brings the link back up."""
+        self.partition(host)
+        self.crash(host)
+
     def restart_host(self, host: str) -> None:
-        """Boots a crashed host again: its engine, then its agent, with the same data."""
+        """Boots a crashed (or powered-off) host again: its link, its engine, then its agent,
+        with the same data."""
         h = self.hosts[host]
+        self.heal(host)
         self._start_engine(h)
         self._wait_engine(h)
         self.start_agent(host)
@@ -504,10 +519,11 @@ class HostCluster(CliClient):
 
     # -- teardown ------------------------------------------------------------------------
 
-    def _kill_all(self, netns: str, cgroup: str | None, *, timeout: float = 15) -> None:
-        """SIGKILLs every process in the netns and the cgroup until none is left."""
+    def _kill_all(self, netns: str, cgroup: str | None, *, timeout: float = 15,
+                  spare: frozenset[int] = frozenset()) -> None:
+        """SIGKILLs every process in the netns and the cgroup (but `spare`) until none is left."""
         def members() -> set[int]:
-            return _netns_pids(netns) | (_cgroup_pids(cgroup) if cgroup else set())
+            return (_netns_pids(netns) | (_cgroup_pids(cgroup) if cgroup else set())) - spare
 
         deadline = time.monotonic() + timeout
         while True:
@@ -784,10 +800,10 @@ def _usage(c: HostCluster, script: str) -> str:
         f"  docker -H {other.docker_host} ps",
         f"  ip netns exec {first.netns} wget -qO- http://{other.address}:PORT/   "
         f"({first.name} -> {other.name})",
-        f"  {script} crash {other.name} | restart {other.name} | partition {other.name} | "
-        f"heal {other.name}",
-        f"  {script} stop-agent {other.name} | start-agent {other.name} | "
-        f"pause-agent {other.name} | resume-agent {other.name}",
+        f"  {script} crash {other.name} | power-off {other.name} | restart {other.name} | "
+        f"partition {other.name} | heal {other.name}",
+        f"  {script} stop-agent {other.name} | kill-agent {other.name} | "
+        f"start-agent {other.name} | pause-agent {other.name} | resume-agent {other.name}",
         f"  {script} pause-engine {other.name} | resume-engine {other.name} | "
         f"restart-engine {other.name} | kill-engine {other.name} | start-engine {other.name}",
         f"  {script} status | down",
@@ -806,9 +822,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="tear everything down")
     sub.add_parser("status", help="show the hosts and the nodes")
     sub.add_parser("env", help="print export PODIUM_MANAGER=...")
-    for name in ("crash", "restart", "partition", "heal", "stop-agent", "start-agent",
-                 "pause-agent", "resume-agent", "pause-engine", "resume-engine",
-                 "restart-engine", "kill-engine", "start-engine"):
+    for name in ("crash", "power-off", "restart", "partition", "heal", "stop-agent",
+                 "kill-agent", "start-agent", "pause-agent", "resume-agent", "pause-engine",
+                 "resume-engine", "restart-engine", "kill-engine", "start-engine"):
         sub.add_parser(name).add_argument("host")
     fwd = sub.add_parser("forward", help=argparse.SUPPRESS)
     fwd.add_argument("--fd", type=int, required=True)
@@ -863,8 +879,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no host {args.host} (hosts: {' '.join(c.names)})", file=sys.stderr)
         return 2
     action: dict[str, Callable[[str], None]] = {
-        "crash": c.crash, "restart": c.restart_host, "partition": c.partition, "heal": c.heal,
-        "stop-agent": c.stop_agent, "start-agent": c.start_agent,
+        "crash": c.crash, "power-off": c.power_off, "restart": c.restart_host,
+        "partition": c.partition, "heal": c.heal, "stop-agent": c.stop_agent,
+        "kill-agent": functools.partial(c.stop_agent, sig=signal.SIGKILL),
+        "start-agent": c.start_agent,
         "pause-agent": c.pause_agent, "resume-agent": c.resume_agent,
         "pause-engine": c.pause_engine, "resume-engine": c.resume_engine,
         "restart-engine": c.restart_engine, "kill-engine": c.kill_engine,

@@ -19,6 +19,7 @@ services:
     image: {IMAGE}
     init: true
     stop_grace_period: 1s
+    ports: ["80"]
     deploy:
       replicas: 6
 """
@@ -43,6 +44,10 @@ def engine_containers(hosts: HostCluster) -> dict[str, int]:
 
 
 def test_a_crashed_host_s_tasks_run_on_the_others(hosts: HostCluster) -> None:
+    # Agent, engine and containers killed, the kernel alive: the host answers the manager's
+    # probe, but none of the ports its engine published for the tasks does, so nothing of it
+    # serves and its tasks move at once. (Tasks that publish no port cannot show that: they are
+    # held for the agent's restart grace first.)
     assert running_by_node(hosts) == {"h1": 2, "h2": 2, "h3": 2}
     hosts.crash("h3")
     eventually(lambda: hosts.node_state("h3") == "down", timeout=10, what="h3 down")

@@ -1,58 +1,174 @@
-"""Failure detection decisions, without an event loop."""
+"""Failure detection decisions, without an event loop: an agent that is gone is told apart from
+a host that is gone, and only the latter's tasks are replaced at once."""
 
 from __future__ import annotations
 
-from podium.manager.nodemonitor import DOWN, READY, SUSPECT, NodeMonitor
+from podium.manager.nodemonitor import AGENT_DOWN, DOWN, READY, SUSPECT, NodeMonitor
 
 
-def monitor(now: float = 0.0) -> NodeMonitor:
-    return NodeMonitor(period=1.0, missed=3, down_grace=1.0, startup_grace=10.0, now=now)
+def monitor(now: float = 0.0, restart_grace: float = 30.0) -> NodeMonitor:
+    return NodeMonitor(period=1.0, missed=3, down_grace=1.0, startup_grace=10.0,
+                       restart_grace=restart_grace, tick=0.25, now=now)
+
+
+def probes(m: NodeMonitor, start: float, end: float, step: float = 0.25) -> list[tuple[float, str]]:
+    """Ticks from start to end: the probes asked for (when a node has no transition)."""
+    asked, t = [], start
+    while t <= end + 1e-9:
+        decisions = m.tick(t, tuple)
+        assert decisions.transitions == []
+        asked += [(t, node_id) for node_id in decisions.probe]
+        t += step
+    return asked
 
 
 def run(m: NodeMonitor, start: float, end: float, step: float = 0.25,
-        nodes: tuple[tuple[str, int], ...] = ()) -> list[tuple[float, str, int]]:
+        nodes: tuple[tuple[str, int], ...] = (),
+        heard: tuple[str, ...] = ()) -> list[tuple[float, str, int]]:
+    """Ticks from start to end; the `heard` nodes send a message at every step."""
     seen, t = [], start
     while t <= end + 1e-9:
-        transitions, _ = m.tick(t, lambda: nodes)
-        seen += [(t, x.node_id, x.state) for x in transitions]
+        for node_id in heard:
+            m.heard(node_id, t)
+        decisions = m.tick(t, lambda: nodes)
+        seen += [(t, x.node_id, x.state) for x in decisions.transitions]
         t += step
     return seen
 
 
-def test_a_broken_session_is_suspect_then_down_after_the_grace() -> None:
+def states(decisions: object) -> list[tuple[str, int]]:
+    return [(t.node_id, t.state) for t in decisions.transitions]  # type: ignore[attr-defined]
+
+
+def test_an_agent_leaving_to_restart_is_held_not_down() -> None:
     m = monitor()
-    assert m.opened("n1", 0.0).state == READY
-    assert m.closed("n1", 0.5).state == SUSPECT
-    assert run(m, 0.25, 2.0) == [(1.5, "n1", DOWN)]
+    m.opened("n1", 0.0)
+    left = m.closed("n1", 0.5, restarting="agent stopped")
+    assert states(left) == [("n1", AGENT_DOWN)] and left.probe == []
+    assert left.transitions[0].held_until == 30.5
+    assert "agent restarting" in left.transitions[0].reason
+    # Back 20 s later: ready again, nothing ever went down.
+    assert run(m, 0.25, 20.0) == []
+    assert m.opened("n1", 20.5).state == READY
+    assert run(m, 20.5, 60.0, heard=("n1",)) == []
 
 
-def test_a_reconnect_within_the_grace_keeps_the_node() -> None:
+def test_a_held_node_whose_agent_does_not_return_is_down_after_the_grace() -> None:
+    m = monitor(restart_grace=5.0)
+    m.opened("n1", 0.0)
+    m.closed("n1", 1.0, restarting="agent stopped")
+    assert run(m, 0.25, 7.0) == [(6.0, "n1", DOWN)]
+
+
+def test_a_broken_session_on_a_host_that_answers_is_held() -> None:
+    m = monitor(restart_grace=5.0)
+    m.opened("n1", 0.0)
+    broke = m.closed("n1", 0.5)
+    assert states(broke) == [("n1", SUSPECT)] and broke.probe == ["n1"]
+    answered = m.probed("n1", True, None, "10.0.0.3:22 refused", 0.52)
+    assert states(answered) == [("n1", AGENT_DOWN)]
+    assert answered.transitions[0].held_until == 5.52
+    assert "host answers (10.0.0.3:22 refused)" in answered.transitions[0].reason
+    # Not down after the down grace; down when the restart grace ends without the agent.
+    assert run(m, 0.25, 6.0) == [(5.75, "n1", DOWN)]
+
+
+def test_a_broken_session_on_a_host_that_answers_nothing_is_down_at_once() -> None:
     m = monitor()
     m.opened("n1", 0.0)
     m.closed("n1", 0.5)
-    m.opened("n1", 1.0)
-    for t in (1.25, 1.5, 2.0, 2.5):
-        m.heard("n1", t)
-    assert run(m, 0.25, 2.5) == []
+    gone = m.probed("n1", False, None, "no answer", 1.0)
+    assert states(gone) == [("n1", DOWN)]
+    assert run(m, 1.0, 40.0) == []
 
 
-def test_silence_is_down_after_missed_heartbeats_and_closes_the_session() -> None:
+def test_a_broken_session_on_a_live_host_whose_tasks_do_not_answer_is_down_at_once() -> None:
+    # The agent died together with its engine: the kernel answers, the containers do not.
+    m = monitor()
+    m.opened("n1", 0.0)
+    m.closed("n1", 0.5)
+    dead = m.probed("n1", True, False, "10.0.0.3:22 refused, but no task port accepted", 1.0)
+    assert states(dead) == [("n1", DOWN)]
+    assert "its tasks not answering" in dead.transitions[0].reason
+
+
+def test_a_silent_node_whose_host_answers_but_tasks_do_not_is_down() -> None:
+    m = monitor()
+    m.opened("n1", 0.0)
+    assert probes(m, 0.25, 1.25) == [(1.25, "n1")]
+    assert m.probed("n1", True, False, "refused", 1.5).transitions == []
+    assert run(m, 1.5, 3.25) == [(3.25, "n1", DOWN)]
+
+
+def test_a_broken_session_without_a_probe_answer_is_down_after_the_down_grace() -> None:
+    m = monitor()
+    m.opened("n1", 0.0)
+    m.closed("n1", 0.5)
+    assert run(m, 0.25, 2.0) == [(1.5, "n1", DOWN)]
+    assert states(m.probed("n1", True, True, "late answer", 2.1)) == []  # stale: decided already
+
+
+def test_a_late_heartbeat_asks_for_one_probe_and_no_answer_is_down_at_once() -> None:
+    m = monitor()
+    m.opened("n1", 0.0)
+    # 1.2 periods without a message: one probe per silence.
+    assert probes(m, 0.25, 1.5) == [(1.25, "n1")]
+    gone = m.probed("n1", False, None, "no answer", 1.75)
+    assert states(gone) == [("n1", DOWN)] and gone.close == ["n1"]
+    assert "host not answering" in gone.transitions[0].reason
+    assert run(m, 2.0, 10.0) == []  # decided once
+
+
+def test_a_late_node_whose_host_answers_stays_ready_until_silent_then_is_held() -> None:
+    m = monitor(restart_grace=10.0)
+    m.opened("n1", 0.0)
+    assert probes(m, 0.25, 1.25) == [(1.25, "n1")]
+    assert m.probed("n1", True, True, "10.0.0.3:32768 accepted", 1.5).transitions == []
+    assert run(m, 1.5, 3.0) == []
+    silent = m.tick(3.25, tuple)  # 3 periods: a hung agent on a live host
+    assert states(silent) == [("n1", AGENT_DOWN)] and silent.close == ["n1"]
+    assert "agent hung" in silent.transitions[0].reason
+    assert run(m, 3.5, 14.0) == [(13.25, "n1", DOWN)]
+
+
+def test_a_node_heard_again_ignores_its_late_probe() -> None:
+    m = monitor()
+    m.opened("n1", 0.0)
+    assert probes(m, 0.25, 1.25) == [(1.25, "n1")]
+    m.heard("n1", 1.3)
+    assert m.probed("n1", False, None, "no answer", 1.75).transitions == []
+    assert run(m, 1.75, 3.0, heard=("n1",)) == []
+
+
+def test_an_inconclusive_probe_is_asked_for_again() -> None:
+    m = monitor()
+    m.opened("n1", 0.0)
+    m.closed("n1", 0.5)
+    again = m.probed("n1", None, None, "manager stalled", 0.9)
+    assert again.transitions == [] and again.probe == ["n1"]
+
+
+def test_silence_without_any_probe_answer_is_down_and_closes_the_session() -> None:
     m = monitor()
     m.opened("n1", 0.0)
     m.heard("n1", 1.0)
     assert run(m, 0.25, 4.0) == []
-    transitions, silent = m.tick(4.25, tuple)
-    assert [(t.node_id, t.state) for t in transitions] == [("n1", DOWN)]
-    assert silent == ["n1"]
+    silent = m.tick(4.25, tuple)
+    assert states(silent) == [("n1", DOWN)]
+    assert silent.close == ["n1"]
 
 
 def test_a_stalled_manager_blames_no_node() -> None:
-    m = monitor()
+    m = monitor(restart_grace=5.0)
     m.opened("n1", 0.0)
-    m.tick(1.0, tuple)
-    # The manager's loop hung for 5 s: the node's heartbeats waited unread.
-    transitions, silent = m.tick(6.0, tuple)
-    assert transitions == [] and silent == []
+    m.opened("n2", 0.0)
+    m.closed("n2", 0.5, restarting="agent stopped")
+    assert run(m, 0.25, 1.0, heard=("n1",)) == []
+    # The manager's loop hung for 5 s: the node's heartbeats waited unread, and the held node's
+    # grace moves on by the stall too.
+    stalled = m.tick(6.0, tuple)
+    assert stalled.transitions == [] and stalled.close == [] and stalled.probe == []
+    assert run(m, 6.25, 10.5, heard=("n1",)) == [(10.25, "n2", DOWN)]
 
 
 def test_nodes_get_a_grace_after_the_manager_starts() -> None:

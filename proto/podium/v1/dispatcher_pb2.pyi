@@ -13,16 +13,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AgentMessage(_message.Message):
-    __slots__ = ("register", "heartbeat", "status", "load")
+    __slots__ = ("register", "heartbeat", "status", "load", "leaving")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     LOAD_FIELD_NUMBER: _ClassVar[int]
+    LEAVING_FIELD_NUMBER: _ClassVar[int]
     register: Register
     heartbeat: Heartbeat
     status: StatusReport
     load: LoadReport
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., status: _Optional[_Union[StatusReport, _Mapping]] = ..., load: _Optional[_Union[LoadReport, _Mapping]] = ...) -> None: ...
+    leaving: Leaving
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., status: _Optional[_Union[StatusReport, _Mapping]] = ..., load: _Optional[_Union[LoadReport, _Mapping]] = ..., leaving: _Optional[_Union[Leaving, _Mapping]] = ...) -> None: ...
+
+class Leaving(_message.Message):
+    __slots__ = ("restarting", "reason")
+    RESTARTING_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    restarting: bool
+    reason: str
+    def __init__(self, restarting: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class TaskLoad(_message.Message):
     __slots__ = ("task_id", "cpu_cores", "memory_bytes", "memory_share")
@@ -147,14 +157,16 @@ class Endpoints(_message.Message):
     def __init__(self, complete: _Optional[bool] = ..., services: _Optional[_Iterable[_Union[ServiceEndpoints, _Mapping]]] = ..., removed: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SessionInfo(_message.Message):
-    __slots__ = ("node_id", "heartbeat_period", "load_period")
+    __slots__ = ("node_id", "heartbeat_period", "load_period", "restart_grace")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_PERIOD_FIELD_NUMBER: _ClassVar[int]
     LOAD_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    RESTART_GRACE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     heartbeat_period: _duration_pb2.Duration
     load_period: _duration_pb2.Duration
-    def __init__(self, node_id: _Optional[str] = ..., heartbeat_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., load_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    restart_grace: _duration_pb2.Duration
+    def __init__(self, node_id: _Optional[str] = ..., heartbeat_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., load_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., restart_grace: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Assignments(_message.Message):
     __slots__ = ("type", "tasks", "removed")

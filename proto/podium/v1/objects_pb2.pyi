@@ -392,30 +392,34 @@ class NodeSpec(_message.Message):
     def __init__(self, availability: _Optional[_Union[NodeSpec.Availability, str]] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("state", "timestamp", "message", "addr", "engine_unresponsive", "engine_error")
+    __slots__ = ("state", "timestamp", "message", "addr", "engine_unresponsive", "engine_error", "held_until")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNKNOWN: _ClassVar[NodeStatus.State]
         STATE_DOWN: _ClassVar[NodeStatus.State]
         STATE_READY: _ClassVar[NodeStatus.State]
         STATE_SUSPECT: _ClassVar[NodeStatus.State]
+        STATE_AGENT_DOWN: _ClassVar[NodeStatus.State]
     STATE_UNKNOWN: NodeStatus.State
     STATE_DOWN: NodeStatus.State
     STATE_READY: NodeStatus.State
     STATE_SUSPECT: NodeStatus.State
+    STATE_AGENT_DOWN: NodeStatus.State
     STATE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ADDR_FIELD_NUMBER: _ClassVar[int]
     ENGINE_UNRESPONSIVE_FIELD_NUMBER: _ClassVar[int]
     ENGINE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    HELD_UNTIL_FIELD_NUMBER: _ClassVar[int]
     state: NodeStatus.State
     timestamp: _timestamp_pb2.Timestamp
     message: str
     addr: str
     engine_unresponsive: bool
     engine_error: str
-    def __init__(self, state: _Optional[_Union[NodeStatus.State, str]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., addr: _Optional[str] = ..., engine_unresponsive: _Optional[bool] = ..., engine_error: _Optional[str] = ...) -> None: ...
+    held_until: _timestamp_pb2.Timestamp
+    def __init__(self, state: _Optional[_Union[NodeStatus.State, str]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., addr: _Optional[str] = ..., engine_unresponsive: _Optional[bool] = ..., engine_error: _Optional[str] = ..., held_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Node(_message.Message):
     __slots__ = ("id", "meta", "spec", "description", "status")

@@ -1,0 +1,148 @@
+"""An agent that is gone is not a host that is gone (3 simulated hosts, each with its own engine
+and agent): an agent stopped (SIGTERM) or killed (kill -9) and started again has none of its
+tasks replaced and its replicas keep answering through the other hosts' mesh; a host that loses
+power has its tasks replaced at once."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from tests.helpers import IMAGE, eventually
+from tests.multihost import HostCluster
+
+pytestmark = pytest.mark.multihost
+
+PORT = 8080
+REPLICAS = 6
+STACK = f"""
+services:
+  web:
+    image: {IMAGE}
+    command: ["sh", "-c",
+              "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"]
+    init: true
+    stop_grace_period: 1s
+    ports: ["{PORT}:80"]
+    deploy:
+      replicas: {REPLICAS}
+"""
+
+# A sequential client (one new connection per request), bounded in time and count; prints one
+# JSON object: answers per replica (container hostname), and each failure with its time.
+CLIENT = r"""
+import json, sys, time, urllib.request
+url, seconds, most = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+answers, failures, count = {}, [], 0
+end = time.time() + seconds
+while time.time() < end and count < most:
+    count += 1
+    try:
+        with urllib.request.urlopen(url, timeout=3) as reply:
+            body = reply.read().decode().strip()
+            answers[body] = answers.get(body, 0) + 1
+    except Exception as exc:
+        failures.append([time.time(), repr(exc)[:120]])
+    time.sleep(0.01)
+print(json.dumps({"answers": answers, "failures": failures, "count": count}))
+"""
+
+
+@pytest.fixture
+def hosts(tmp_path: pathlib.Path) -> Iterator[HostCluster]:
+    with HostCluster(tmp_path / "hosts", hosts=3) as cluster:
+        (tmp_path / "stack.yaml").write_text(STACK)
+        cluster.ok("deploy", "-f", str(tmp_path / "stack.yaml"))
+        yield cluster
+        cluster.ok("rm", "web")
+
+
+def start_client(hosts: HostCluster, seconds: float) -> subprocess.Popen[str]:
+    """Requests through h1's published mesh port, from inside h1."""
+    h1 = hosts.host("h1")
+    return subprocess.Popen(
+        ["ip", "netns", "exec", h1.netns, sys.executable, "-I", "-c", CLIENT,
+         f"http://{h1.address}:{PORT}/", str(seconds), "5000"], stdout=subprocess.PIPE, text=True)
+
+
+def finish(client: subprocess.Popen[str]) -> dict[str, object]:
+    out, _ = client.communicate(timeout=120)
+    result: dict[str, object] = json.loads(out)
+    return result
+
+
+def live(hosts: HostCluster) -> list[dict[str, object]]:
+    return [t for t in hosts.json("ps", "web") if t["desired"] == "running"]
+
+
+def running_by_node(hosts: HostCluster) -> Counter[str]:
+    return Counter(str(t["node"]) for t in live(hosts) if t["state"] == "running")
+
+
+def h3_replicas(hosts: HostCluster) -> set[str]:
+    """The hostnames (short container ids) of h3's replicas."""
+    return {str(t["container_id"])[:12] for t in live(hosts) if t["node"] == "h3"}
+
+
+def all_in_rotation(hosts: HostCluster) -> None:
+    assert running_by_node(hosts) == {"h1": 2, "h2": 2, "h3": 2}
+    replicas = {str(t["container_id"])[:12] for t in live(hosts)}
+    eventually(lambda: set(finish(start_client(hosts, 1.5))["answers"]) == replicas,  # type: ignore[arg-type]
+               timeout=30, what="every replica answering through h1")
+
+
+def restart_costs_nothing(hosts: HostCluster, sig: int) -> None:
+    all_in_rotation(hosts)
+    before = {str(t["id"]): t["container_id"] for t in live(hosts)}
+    on_h3 = h3_replicas(hosts)
+    client = start_client(hosts, 12)
+    time.sleep(1)  # deliberate: the client runs against every replica first
+    hosts.stop_agent("h3", sig=sig)
+    stopped = time.monotonic()
+    eventually(lambda: hosts.node_state("h3") == "agent-down", timeout=5, what="h3 agent-down")
+    time.sleep(max(0.0, 3 - (time.monotonic() - stopped)))  # deliberate: agent away for 3 s
+    hosts.start_agent("h3")
+    result = finish(client)
+    assert result["failures"] == [], result["failures"]
+    # h3's replicas kept answering through h1's mesh while its agent was away.
+    assert on_h3 <= set(result["answers"]), (on_h3, result["answers"])  # type: ignore[arg-type]
+    # Nothing replaced, nothing restarted: the same tasks on the same containers.
+    after = {str(t["id"]): t["container_id"] for t in live(hosts)}
+    assert after == before
+    assert all(t["state"] == "running" for t in live(hosts))
+    assert [t for t in hosts.json("ps", "web", "-a") if t["id"] not in before] == []
+    assert len(hosts.containers("h3", all=True)) == 2
+
+
+def test_an_agent_stopped_and_started_again_replaces_nothing(hosts: HostCluster) -> None:
+    restart_costs_nothing(hosts, signal.SIGTERM)
+
+
+def test_an_agent_killed_and_started_again_replaces_nothing(hosts: HostCluster) -> None:
+    restart_costs_nothing(hosts, signal.SIGKILL)
+
+
+def test_a_host_that_loses_power_has_its_tasks_replaced_at_once(hosts: HostCluster) -> None:
+    assert running_by_node(hosts) == {"h1": 2, "h2": 2, "h3": 2}
+    cut = time.monotonic()
+    hosts.power_off("h3")
+    eventually(lambda: hosts.node_state("h3") == "down", timeout=10, interval=0.05,
+               what="h3 down")
+    detected = time.monotonic() - cut
+    moved = eventually(lambda: (c := running_by_node(hosts)) == {"h1": 3, "h2": 3} and c,
+                       timeout=20, interval=0.05, what="h3's tasks running on h1 and h2")
+    took = time.monotonic() - cut
+    [h3] = [n for n in hosts.json("nodes") if n["name"] == "h3"]
+    print(f"power off: h3 down after {detected:.2f} s, replacements running after {took:.2f} s")
+    assert "host not answering" in str(h3["message"]), h3["message"]
+    # Silence alone takes 3 heartbeat periods (3 s); a probe of the late host decides sooner.
+    assert detected < 2.6, detected
+    assert sum(moved.values()) == REPLICAS
