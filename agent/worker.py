@@ -130,8 +130,14 @@ class Worker:
             return False
         _, job = entry
         job.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await job
+        except asyncio.CancelledError:
+            # The runner's cancellation is expected; the worker's own (the agent stopping
+            # while it waits here) must go on up, or run() would wait for the next set forever.
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
         return True
 
     async def _sweep_loop(self) -> None:

@@ -69,12 +69,14 @@ class _Session:
     sent: dict[str, int] = field(default_factory=dict)
     # Set when the monitor closes a silent session: the node's new state is decided already.
     silenced: bool = False
-    # The agent's reason, when it said it is leaving to restart.
-    leaving: str = ""
     # Set when the agent fell `limit` messages behind: the session ends with RESOURCE_EXHAUSTED.
     overflowed: bool = False
     # Set by close(): the session ends even while a write waits for the agent to read.
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    # The agent's reason, when it said it is leaving to restart.
+    leaving: str = ""
+    # What the last heartbeat said of the engine (None: none yet in this session).
+    engine: tuple[bool, str] | None = None
 
     def send(self, message: dispatcher.ManagerMessage) -> None:
         if self.overflowed:
@@ -86,8 +88,6 @@ class _Session:
             self.close()
         else:
             self.outbox.put_nowait(message)
-    # What the last heartbeat said of the engine (None: none yet in this session).
-    engine: tuple[bool, str] | None = None
 
     def close(self) -> None:
         self.outbox.put_nowait(None)

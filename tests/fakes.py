@@ -36,7 +36,10 @@ class RawAgent:
         self._jobs: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> RawAgent:
-        self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        # Its own connection, as an agent process has: channels to one address share one by
+        # default, and a stream that is not read would hold up the others' flow control.
+        self._channel = grpc.aio.insecure_channel(
+            self.address, options=[*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)])
         description = objects.NodeDescription(name=self.name, capacity=self._capacity)
         self.send(dispatcher.AgentMessage(
             register=dispatcher.Register(node_id=self.node_id, description=description)))

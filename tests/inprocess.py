@@ -168,15 +168,42 @@ class InProcessCluster:
         return problems
 
     async def close(self) -> None:
+        """Stops everything; a step that hangs fails with every pending task's stack."""
         # A wedged engine would hold each agent's stop for its executor's call deadline.
         for executor in self.executors.values():
             executor.unwedge()
         for name in list(self.agents):
-            await self.stop_agent(name)
-        await self.stop_manager()
+            await _bounded(self.stop_agent(name), f"stopping agent {name}")
+        await _bounded(self.stop_manager(), "stopping the manager")
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
+
+
+STOP_TIMEOUT_S = 5.0
+
+
+def _awaiting(task: asyncio.Task[Any]) -> str:
+    """Where a task waits, outermost call first (Task.get_stack shows only one frame)."""
+    where, coro = [], task.get_coro()
+    while coro is not None and len(where) < 20:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is not None:
+            name = frame.f_code.co_filename.rsplit("/", 1)[-1]
+            where.append(f"{name}:{frame.f_code.co_name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return " -> ".join(where)
+
+
+async def _bounded(step: Any, what: str) -> None:
+    job = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({job}, timeout=STOP_TIMEOUT_S)
+    if done:
+        job.result()
+        return
+    stacks = [f"{task.get_name()}: {_awaiting(task)}" for task in asyncio.all_tasks()]
+    job.cancel()
+    raise AssertionError(f"{what} took over {STOP_TIMEOUT_S:g} s; tasks:\n" + "\n".join(stacks))
 
 
 def leaked_threads(before: set[threading.Thread]) -> set[threading.Thread]:

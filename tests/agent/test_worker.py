@@ -215,3 +215,25 @@ async def test_logging_is_quiet_about_a_healthy_engine(caplog: pytest.LogCapture
         await eventually_async(lambda: _state(reporter, "t1") == RUNNING,
                                timeout=5, what="t1 running")
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_stopping_the_worker_while_it_drops_a_runner_ends_it() -> None:
+    """The agent stopping (its worker cancelled) while a removal waits for a runner to end:
+    the worker must end too, not swallow its own cancellation and wait for the next set."""
+    executor, reporter = FakeExecutor(), StatusReporter()
+    worker = Worker(executor=executor, reporter=reporter)
+    job = asyncio.create_task(worker.run())
+    try:
+        worker.submit(_complete(_task("t1")))
+        await eventually_async(lambda: _state(reporter, "t1") == RUNNING, what="t1 running")
+        worker.submit(_incremental(removed=("t1",)))
+        for _ in range(1000):  # until the worker popped t1's runner and waits for it to end
+            if "t1" not in worker._runners:
+                break
+            await asyncio.sleep(0)
+        job.cancel()
+        done, _ = await asyncio.wait({job}, timeout=5)
+        assert done and job.cancelled(), "the worker swallowed its cancellation"
+    finally:
+        job.cancel()
+        await worker.close()
