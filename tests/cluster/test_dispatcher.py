@@ -8,7 +8,7 @@ import pathlib
 
 import grpc
 
-from podium.v1 import control, objects
+from podium.v1 import control, dispatcher, objects
 from tests.fakes import RawAgent
 from tests.helpers import eventually_async
 from tests.inprocess import InProcessCluster, in_process_cluster
@@ -53,7 +53,7 @@ async def test_statuses_only_move_forward(mini: InProcessCluster) -> None:
         assert mini.store_view.get_task(task.id).status.state == RUNNING
 
 
-async def test_an_agent_that_falls_behind_is_cut_off(
+async def test_an_agent_that_falls_behind_is_cut_off_and_resynced(
     tmp_path: pathlib.Path,
 ) -> None:
     async with in_process_cluster(tmp_path, agents=0, outbox_limit=4) as c:
@@ -74,5 +74,19 @@ async def test_an_agent_that_falls_behind_is_cut_off(
             assert raw.error is not None
             assert raw.error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "reconnect for the complete set" in (raw.error.details() or "")
+        # Reconnecting gets the complete set: every task the node holds, in one message larger
+        # than gRPC's default 4 MiB limit (agents accept up to MAX_MESSAGE_BYTES).
+        async with RawAgent(c.address, "slow", "s" * 20) as again:
+            def complete() -> dispatcher.Assignments | None:
+                for m in again.received:
+                    if m.HasField("assignments"):
+                        return m.assignments
+                return None
+
+            full = await eventually_async(complete, what="complete set")
+            assert full.type == dispatcher.Assignments.TYPE_COMPLETE
+            assert full.ByteSize() > 4 << 20
+            assert {t.id for t in full.tasks} == {
+                t.id for t in c.store_view.tasks_of_node("s" * 20)}
         for n in range(60):
             await c.api.RemoveService(control.RemoveServiceRequest(ref=f"s{n}"))
