@@ -34,7 +34,6 @@ import pathlib
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -96,31 +95,24 @@ def node_id(hosts: HostCluster, name: str) -> str:
     return str(next(n["id"] for n in hosts.json("nodes") if n["name"] == name))
 
 
-def start_client(hosts: HostCluster, seconds: float) -> subprocess.Popen[str]:
-    """Requests through h1's published mesh port, from inside h1."""
-    h1 = hosts.host("h1")
-    return hosts.start_requests("h1", f"http://{h1.address}:{PORT}/", seconds=seconds,
-                                most=20000)
-
-
-def finish(client: subprocess.Popen[str]) -> dict[str, Any]:
-    return requests_result(client)
-
 
 def agent_restart(hosts: HostCluster, stub: Any, sig: int, away: float,
                   replicas: int) -> dict[str, Any]:
     """h3's agent stopped with `sig` and started `away` s later, under a client through h1."""
-    eventually(lambda: len(finish(start_client(hosts, 1.0))["answers"]) == replicas,
-               timeout=30, what="every replica answering through h1")
+    def answering() -> int:
+        return len(requests_result(hosts.start_mesh_requests("h1", PORT, seconds=1.0))["answers"])
+
+    eventually(lambda: answering() == replicas, timeout=30,
+               what="every replica answering through h1")
     before = {t.id for t in tasks(stub)}
-    client = start_client(hosts, away + 8)
+    client = hosts.start_mesh_requests("h1", PORT, seconds=away + 8)
     time.sleep(1)  # deliberate: the client runs against every replica first
     stopped = time.monotonic()
     hosts.stop_agent("h3", sig=sig)
     time.sleep(max(0.0, away - (time.monotonic() - stopped)))  # deliberate: the agent is away
     hosts.start_agent("h3")
     back = time.monotonic() - stopped
-    result = finish(client)
+    result = requests_result(client)
     eventually(lambda: sum(t.status.state == objects.TASK_STATE_RUNNING for t in tasks(stub)
                            if t.desired_state <= objects.TASK_STATE_RUNNING) == replicas,
                timeout=30, what="all replicas running again")

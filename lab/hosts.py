@@ -346,6 +346,13 @@ class HostCluster(CliClient):
         return subprocess.run(["ip", "netns", "exec", self.hosts[host].netns, *argv],
                               capture_output=True, text=True, timeout=timeout)
 
+    def start_mesh_requests(self, host: str, port: int, *, seconds: float,
+                            most: int = 20_000) -> subprocess.Popen[str]:
+        """Requests to `host`'s own published mesh port from inside it (a sequential client,
+        one new connection each); read the outcome with requests_result()."""
+        url = f"http://{self.hosts[host].address}:{port}/"
+        return self.start_requests(host, url, seconds=seconds, most=most)
+
     def start_requests(self, host: str, url: str, *, seconds: float,
                        most: int) -> subprocess.Popen[str]:
         """SEQUENTIAL_CLIENT run inside `host` against `url`; read it with requests_result()."""

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import pathlib
 import signal
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -46,16 +44,6 @@ def hosts(tmp_path: pathlib.Path) -> Iterator[HostCluster]:
         cluster.ok("rm", "web")
 
 
-def start_client(hosts: HostCluster, seconds: float) -> subprocess.Popen[str]:
-    """Requests through h1's published mesh port, from inside h1."""
-    h1 = hosts.host("h1")
-    return hosts.start_requests("h1", f"http://{h1.address}:{PORT}/", seconds=seconds,
-                                most=5000)
-
-
-def finish(client: subprocess.Popen[str]) -> dict[str, Any]:
-    return requests_result(client)
-
 
 def live(hosts: HostCluster) -> list[dict[str, object]]:
     return [t for t in hosts.json("ps", "web") if t["desired"] == "running"]
@@ -73,22 +61,25 @@ def h3_replicas(hosts: HostCluster) -> set[str]:
 def all_in_rotation(hosts: HostCluster) -> None:
     assert running_by_node(hosts) == {"h1": 2, "h2": 2, "h3": 2}
     replicas = {str(t["container_id"])[:12] for t in live(hosts)}
-    eventually(lambda: set(finish(start_client(hosts, 1.5))["answers"]) == replicas,  # type: ignore[arg-type]
-               timeout=30, what="every replica answering through h1")
+    def answering() -> set[str]:
+        return set(requests_result(hosts.start_mesh_requests("h1", PORT, seconds=1.5))["answers"])
+
+    eventually(lambda: answering() == replicas, timeout=30,
+               what="every replica answering through h1")
 
 
 def restart_costs_nothing(hosts: HostCluster, sig: int) -> None:
     all_in_rotation(hosts)
     before = {str(t["id"]): t["container_id"] for t in live(hosts)}
     on_h3 = h3_replicas(hosts)
-    client = start_client(hosts, 12)
+    client = hosts.start_mesh_requests("h1", PORT, seconds=12)
     time.sleep(1)  # deliberate: the client runs against every replica first
     hosts.stop_agent("h3", sig=sig)
     stopped = time.monotonic()
     eventually(lambda: hosts.node_state("h3") == "agent-down", timeout=5, what="h3 agent-down")
     time.sleep(max(0.0, 3 - (time.monotonic() - stopped)))  # deliberate: agent away for 3 s
     hosts.start_agent("h3")
-    result = finish(client)
+    result = requests_result(client)
     assert result["failures"] == [], result["failures"]
     # h3's replicas kept answering through h1's mesh while its agent was away.
     assert on_h3 <= set(result["answers"]), (on_h3, result["answers"])  # type: ignore[arg-type]
