@@ -9,8 +9,9 @@ on the local engine and, per trial and in a rotating order:
   convergence itself, woken by the manager's event stream) of a service of N replicas of
   podium/web:latest with init: true and port "80" published on an engine-chosen host port.
   Also, from the same start instant: the last container's State.StartedAt (the engine's clock)
-  and the last task's running timestamp (set by the agent), which leave out the CLI's own
-  start-up and wait.
+  and the last task's running timestamp (set by the agent), which leave out the CLI's wait; and
+  when the manager accepted the service (its meta.created), which splits the time into the CLI
+  process's share (interpreter, imports, two RPCs) and the cluster's (accepted -> last started).
 - raw sequential / raw concurrent: aiodocker create+start of N containers with the same
   config as the agent sends (same image, Init, port binding, restart policy "no", log options,
   a label), one after another / all at once with asyncio.gather.
@@ -43,6 +44,7 @@ import aiodocker
 import aiohttp
 
 from podium.agent._container import container_config
+from podium.client import Client
 from podium.client.compose import load_stack
 from podium.lab.local import IMAGE, Cluster, docker, eventually, one_node_cluster
 from podium.v1 import objects
@@ -124,6 +126,8 @@ def podium_deploy(cluster: Cluster, stack_file: str, replicas: int) -> dict[str,
     last_started = max(engine_time(line) for line in out.split())
     running = [t for t in cluster.json("ps", SERVICE) if t["state"] == "running"]
     last_running = max(float(t["since"]) for t in running)
+    with Client(cluster.address) as client:  # when the manager accepted the service
+        accepted = client.service(SERVICE).meta.created.ToNanoseconds() / 1e9
     cluster.ok("rm", SERVICE)
     eventually(lambda: not cluster.containers(), timeout=60, what="podium containers removed")
     eventually(lambda: cluster.json("ps") == [], timeout=60, what="tasks deleted")
@@ -131,6 +135,8 @@ def podium_deploy(cluster: Cluster, stack_file: str, replicas: int) -> dict[str,
         "deploy": elapsed,
         "last_started": last_started - started_wall,
         "last_running": last_running - started_wall,
+        "accepted": accepted - started_wall,
+        "accepted_to_last_started": last_started - accepted,
     }
 
 
@@ -192,6 +198,8 @@ def main() -> int:
         f"podium_deploy_{n}_s": round(med["podium_deploy"], 3),
         f"podium_last_started_{n}_s": round(med["podium_last_started"], 3),
         f"podium_last_running_{n}_s": round(med["podium_last_running"], 3),
+        "podium_cli_to_accepted_s": round(med["podium_accepted"], 3),
+        f"podium_accepted_to_last_started_{n}_s": round(med["podium_accepted_to_last_started"], 3),
         f"raw_sequential_{n}_s": round(med["raw_sequential"], 3),
         f"raw_concurrent_{n}_s": round(med["raw_concurrent"], 3),
         "cli_floor_s": round(med["cli_floor"], 3),
@@ -205,6 +213,8 @@ def main() -> int:
         (f"podium deploy (CLI wall, {n} replicas)", "podium_deploy"),
         ("  deploy start -> last container started", "podium_last_started"),
         ("  deploy start -> last task reported running", "podium_last_running"),
+        ("  deploy start -> service accepted (the CLI's share)", "podium_accepted"),
+        ("  service accepted -> last container started", "podium_accepted_to_last_started"),
         (f"raw engine, sequential create+start x{n}", "raw_sequential"),
         (f"raw engine, concurrent create+start x{n}", "raw_concurrent"),
         ("cli floor (`podium services`)", "cli_floor"),
