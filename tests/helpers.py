@@ -26,8 +26,21 @@ from podium.lab.local import (
 )
 
 __all__ = [
-    "IMAGE", "PODIUM", "REPO", "WEB", "CliClient", "Cluster", "consistently", "containers_of",
-    "docker", "ensure_image", "eventually", "eventually_async", "free_port", "one_node_cluster",
+    "IMAGE",
+    "PODIUM",
+    "REPO",
+    "WEB",
+    "CliClient",
+    "Cluster",
+    "consistently",
+    "consistently_async",
+    "containers_of",
+    "docker",
+    "ensure_image",
+    "eventually",
+    "eventually_async",
+    "free_port",
+    "one_node_cluster",
     "remove_containers_of",
 ]
 
@@ -70,4 +83,14 @@ async def eventually_async(
             last = err
         if loop.time() > deadline:
             raise AssertionError(f"{what} not reached within {timeout:g} s; last: {last!r}")
+        await asyncio.sleep(interval)
+
+
+async def consistently_async(fn: Callable[[], object], *, duration: float,
+                             interval: float = 0.01, what: str = "condition") -> None:
+    """`consistently` inside an event loop: `fn` must hold at every poll for `duration` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + duration
+    while loop.time() < deadline:
+        assert fn(), f"{what} stopped holding"
         await asyncio.sleep(interval)

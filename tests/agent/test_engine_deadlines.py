@@ -14,6 +14,7 @@ from podium.agent import _docker
 from podium.agent._docker import DockerExecutor
 from podium.agent.executor import EngineTimeout
 from podium.v1 import objects
+from tests.helpers import consistently_async
 
 
 @pytest.fixture
@@ -64,8 +65,8 @@ async def test_every_call_fails_at_its_deadline_on_a_wedged_engine(
         # ends when the executor closes.
         stream = executor.events()
         first = asyncio.ensure_future(anext(stream))
-        await asyncio.sleep(0.5)
-        assert not first.done()
+        await consistently_async(lambda: not first.done(), duration=0.5,
+                                 what="the event stream waiting for an engine")
         await executor.close()
         with pytest.raises(StopAsyncIteration):
             await asyncio.wait_for(first, 5)

@@ -14,7 +14,7 @@ from podium.agent.status import StatusReporter
 from podium.agent.worker import Worker
 from podium.v1 import dispatcher, objects
 from tests.fakes import FakeExecutor
-from tests.helpers import eventually_async
+from tests.helpers import consistently_async, eventually_async
 
 RUNNING = objects.TASK_STATE_RUNNING
 
@@ -192,8 +192,8 @@ async def test_engine_health_follows_the_engine() -> None:
                           on_change=lambda: changes.append(health.unresponsive))
     job = asyncio.create_task(health.run())
     try:
-        await asyncio.sleep(0.2)
-        assert not health.unresponsive and changes == []
+        await consistently_async(lambda: not health.unresponsive and changes == [],
+                                 duration=0.2, what="a healthy engine reported healthy")
         executor.wedge()
         await eventually_async(lambda: health.unresponsive, timeout=2, what="unresponsive")
         assert "within 0.2s" in health.error
