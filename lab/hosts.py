@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import json
@@ -65,14 +64,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from podium.agent.executor import LABEL_TASK
+from podium.lab import _system as system
 from podium.lab.local import IMAGE, PODIUM, REPO, CliClient, eventually
 
 MANAGER_PORT = 7070
-CGROUP_ROOT = "/sys/fs/cgroup"
 STATE_FILE = "state.json"
 
 
@@ -198,7 +197,7 @@ class HostCluster(CliClient):
         if image is not None:
             image.unlink()
         self.timings["images"] = time.monotonic() - t0
-        eventually(lambda: _listening(self.mgr_netns, MANAGER_PORT), timeout=20,
+        eventually(lambda: system.listening(self.mgr_netns, MANAGER_PORT), timeout=20,
                    interval=0.05, what="manager listening")
         for host in self.hosts.values():
             self._spawn_agent(host)
@@ -216,7 +215,7 @@ class HostCluster(CliClient):
         self._kill_all(h.netns, h.cgroup, spare=frozenset(self._agent_pids(h)))
         self._kill_all(h.netns, h.cgroup)
         shutil.rmtree(h.run, ignore_errors=True)
-        _remove_cgroup(h.cgroup)
+        system.remove_cgroup(h.cgroup)
 
     def power_off(self, host: str) -> None:
         """A power cut as the others see it: the host's link goes down first, then every
@@ -235,10 +234,10 @@ class HostCluster(CliClient):
         self.start_agent(host)
 
     def partition(self, host: str) -> None:
-        _ip("-n", self.mgr_netns, "link", "set", self.hosts[host].link, "down")
+        system.ip("-n", self.mgr_netns, "link", "set", self.hosts[host].link, "down")
 
     def heal(self, host: str) -> None:
-        _ip("-n", self.mgr_netns, "link", "set", self.hosts[host].link, "up")
+        system.ip("-n", self.mgr_netns, "link", "set", self.hosts[host].link, "up")
 
     def stop_agent(self, host: str, *, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
         """Signals the agent and waits until it is gone (SIGKILL after `timeout`)."""
@@ -304,17 +303,17 @@ class HostCluster(CliClient):
         pids = self._engine_pids(h, "dockerd")
         assert pids, f"{host} has no dockerd"
         for pid in pids:
-            _signal(pid, sig, lambda pid: pid in self._engine_pids(h, "dockerd"))
+            system.signal_pid(pid, sig, lambda pid: pid in self._engine_pids(h, "dockerd"))
 
     def _engine_pids(self, h: Host, program: str) -> set[int]:
         """The host's processes whose program is `program` (dockerd, containerd)."""
-        return {pid for pid in _netns_pids(h.netns)
-                if os.path.basename(_cmdline(pid).split(b"\0", 1)[0]) == program.encode()}
+        return {pid for pid in system.netns_pids(h.netns)
+                if os.path.basename(system.cmdline(pid).split(b"\0", 1)[0]) == program.encode()}
 
     def _signal_agent(self, host: str, sig: int) -> None:
         h = self.hosts[host]
         for pid in self._agent_pids(h):
-            _signal(pid, sig, lambda pid: pid in self._agent_pids(h))
+            system.signal_pid(pid, sig, lambda pid: pid in self._agent_pids(h))
 
     def start_agent(self, host: str, *, wait: bool = True) -> None:
         """Starts the agent; with `wait`, until the manager shows a new session of it ready."""
@@ -327,7 +326,7 @@ class HostCluster(CliClient):
     def pids(self, host: str) -> set[int]:
         """Every live process of the host: in its netns or in its engine's cgroups."""
         h = self.hosts[host]
-        return _netns_pids(h.netns) | _cgroup_pids(h.cgroup)
+        return system.netns_pids(h.netns) | system.cgroup_pids(h.cgroup)
 
     def docker(self, host: str, *args: str, timeout: float = 60) -> str:
         """The docker CLI against the host's engine; raises CalledProcessError on failure."""
@@ -357,7 +356,8 @@ class HostCluster(CliClient):
                        most: int) -> subprocess.Popen[str]:
         """SEQUENTIAL_CLIENT run inside `host` against `url`; read it with requests_result()."""
         return subprocess.Popen(
-            [*_netns_exec(self.hosts[host].netns), sys.executable, "-I", "-c", SEQUENTIAL_CLIENT,
+            [*system.netns_exec(self.hosts[host].netns), sys.executable, "-I", "-c",
+             SEQUENTIAL_CLIENT,
              url, str(seconds), str(most)], stdout=subprocess.PIPE, text=True)
 
     def http_get(self, host: str, url: str, *, timeout: float = 3) -> str:
@@ -381,12 +381,13 @@ class HostCluster(CliClient):
         found += [f"netns {ns}" for ns in namespaces if os.path.exists(f"/run/netns/{ns}")]
         for h in self.hosts.values():
             found += [f"process {pid} of {h.name}" for pid in sorted(self.pids(h.name))]
-            found += [f"cgroup {path}" for path in _cgroup_dirs(h.cgroup)]
-            found += [f"data {path}" for path in _data_paths(h.data) if path.exists()]
-        found += [f"process {pid} of the manager" for pid in sorted(_netns_pids(self.mgr_netns))]
+            found += [f"cgroup {path}" for path in system.cgroup_dirs(h.cgroup)]
+            found += [f"data {path}" for path in system.data_paths(h.data) if path.exists()]
+        found += [f"process {pid} of the manager"
+                  for pid in sorted(system.netns_pids(self.mgr_netns))]
         found += [f"data {p}" for p in (self.root / "manager", self.root / "image.tar")
                   if p.exists()]
-        found += [f"mount {point}" for point in _mounts_under(self.root, self.run_dir)]
+        found += [f"mount {point}" for point in system.mounts_under(self.root, self.run_dir)]
         if self.run_dir.exists():
             found.append(f"directory {self.run_dir}")
         return found
@@ -413,15 +414,15 @@ class HostCluster(CliClient):
         for proc in self._procs:
             step("reap", functools.partial(proc.wait, timeout=5))
         for h in hosts:
-            step(f"cgroups of {h.name}", functools.partial(_remove_cgroup, h.cgroup))
+            step(f"cgroups of {h.name}", functools.partial(system.remove_cgroup, h.cgroup))
         for ns in [*(h.netns for h in hosts), self.mgr_netns]:
-            step(f"delete {ns}", functools.partial(_delete_netns, ns))
-        step("unmount", functools.partial(_unmount_under, self.root, self.run_dir))
-        step(f"remove {self.run_dir}", functools.partial(_remove, self.run_dir))
-        garbage = [p for h in hosts for p in _data_paths(h.data)]
+            step(f"delete {ns}", functools.partial(system.delete_netns, ns))
+        step("unmount", functools.partial(system.unmount_under, self.root, self.run_dir))
+        step(f"remove {self.run_dir}", functools.partial(system.remove, self.run_dir))
+        garbage = [p for h in hosts for p in system.data_paths(h.data)]
         garbage += [self.root / "manager", self.root / "image.tar"]
         for path in garbage:
-            step(f"remove {path}", functools.partial(_remove, path))
+            step(f"remove {path}", functools.partial(system.remove, path))
         if errors:
             raise RuntimeError("cleanup incomplete: " + "; ".join(errors))
 
@@ -442,26 +443,26 @@ class HostCluster(CliClient):
 
     def _make_network(self) -> None:
         mgr = self.mgr_netns
-        _ip("netns", "add", mgr)
+        system.ip("netns", "add", mgr)
         for h in self.hosts.values():
-            _ip("netns", "add", h.netns)
+            system.ip("netns", "add", h.netns)
         commands = [
             "link set lo up",
             "link add br0 type bridge",
             f"addr add {self.manager_address.split(':')[0]}/24 dev br0",
             "link set br0 up",
         ]
-        _ip("-n", mgr, "-batch", "-", stdin="\n".join(commands) + "\n")
+        system.ip("-n", mgr, "-batch", "-", stdin="\n".join(commands) + "\n")
         for h in self.hosts.values():
             # Created straight inside the two namespaces: the root namespace never sees them.
-            _ip("link", "add", h.link, "netns", mgr, "type", "veth", "peer", "name", "eth0",
+            system.ip("link", "add", h.link, "netns", mgr, "type", "veth", "peer", "name", "eth0",
                 "netns", h.netns)
-            _ip("-n", mgr, "link", "set", h.link, "master", "br0", "up")
-            _ip("-n", h.netns, "-batch", "-", stdin="\n".join([
+            system.ip("-n", mgr, "link", "set", h.link, "master", "br0", "up")
+            system.ip("-n", h.netns, "-batch", "-", stdin="\n".join([
                 "link set lo up", f"addr add {h.address}/24 dev eth0", "link set eth0 up"]) + "\n")
 
     def _spawn_manager(self) -> None:
-        self._spawn([*_netns_exec(self.mgr_netns), *PODIUM, "manager",
+        self._spawn([*system.netns_exec(self.mgr_netns), *PODIUM, "manager",
                      "--listen", f"0.0.0.0:{MANAGER_PORT}", *self.manager_args,
                      "--data-dir", str(self.root / "manager")], self.root / "manager.log")
         self._manager = self._procs[-1]
@@ -481,7 +482,8 @@ class HostCluster(CliClient):
             self.save_state()
             # The listener belongs to the root namespace (where it was made); the forwarder's
             # own connections are made in the manager's namespace.
-            self._spawn([*_netns_exec(self.mgr_netns), sys.executable, "-m", "podium.lab.hosts",
+            self._spawn([*system.netns_exec(self.mgr_netns), sys.executable, "-m",
+                         "podium.lab.hosts",
                          "forward", "--fd", str(listener.fileno()), "--to", self.manager_address],
                         self.root / "forwarder.log", pass_fds=(listener.fileno(),))
 
@@ -492,19 +494,19 @@ class HostCluster(CliClient):
         for stale in (h.socket, h.run / "docker.pid"):
             stale.unlink(missing_ok=True)
         setup = [
-            *_cgroup_mount_commands(),
+            *system.cgroup_mount_commands(),
             "[ -d /etc/docker ] || mkdir -p /etc/docker",
             f"mount --bind {shlex.quote(str(h.data / 'etc-docker'))} /etc/docker",
             "[ -d /run/containerd ] || mkdir -p -m 700 /run/containerd",
             f"mount --bind {shlex.quote(str(h.run / 'containerd'))} /run/containerd",
         ]
-        self._spawn(_host_exec(h.netns, setup, [
+        self._spawn(system.host_exec(h.netns, setup, [
             "dockerd", "--data-root", str(h.data / "docker"), "--exec-root", str(h.run / "exec"),
             "--pidfile", str(h.run / "docker.pid"), "-H", h.docker_host, "--bip", h.bip,
             "--cgroup-parent", f"/{h.cgroup}"]), h.data / "dockerd.log")
 
     def _wait_engine(self, h: Host) -> None:
-        eventually(lambda: _engine_answers(h.socket), timeout=30, interval=0.05,
+        eventually(lambda: system.engine_answers(h.socket), timeout=30, interval=0.05,
                    what=f"{h.name} engine up (log: {h.data / 'dockerd.log'})")
 
     def _save_root_image(self) -> pathlib.Path | None:
@@ -532,7 +534,7 @@ class HostCluster(CliClient):
                 raise RuntimeError(f"image for {h.name}: {out.decode(errors='replace')}")
 
     def _spawn_agent(self, h: Host) -> None:
-        self._spawn(_host_exec(h.netns, _cgroup_mount_commands(), [
+        self._spawn(system.host_exec(h.netns, system.cgroup_mount_commands(), [
             *PODIUM, "agent", "--join", self.manager_address, "--name", h.name,
             "--data-dir", str(h.data / "agent"), "--docker-host", h.docker_host,
             "--label", f"host={h.name}"]), h.data / "agent.log")
@@ -566,7 +568,8 @@ class HostCluster(CliClient):
                   spare: frozenset[int] = frozenset()) -> None:
         """SIGKILLs every process in the netns and the cgroup (but `spare`) until none is left."""
         def members() -> set[int]:
-            return (_netns_pids(netns) | (_cgroup_pids(cgroup) if cgroup else set())) - spare
+            in_cgroup = system.cgroup_pids(cgroup) if cgroup else set()
+            return (system.netns_pids(netns) | in_cgroup) - spare
 
         deadline = time.monotonic() + timeout
         while True:
@@ -577,7 +580,7 @@ class HostCluster(CliClient):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"processes of {netns} survive SIGKILL: {sorted(pids)}")
             for pid in pids:
-                _signal(pid, signal.SIGKILL, lambda pid: pid in members())
+                system.signal_pid(pid, signal.SIGKILL, lambda pid: pid in members())
             time.sleep(0.02)
 
     def _reap(self) -> None:
@@ -585,200 +588,13 @@ class HostCluster(CliClient):
         self._procs = [p for p in self._procs if p.poll() is None]
 
     def _agent_pids(self, h: Host) -> set[int]:
-        return {pid for pid in _netns_pids(h.netns)
-                if b"podium.client.cli\0agent\0" in _cmdline(pid)}
+        return {pid for pid in system.netns_pids(h.netns)
+                if b"podium.client.cli\0agent\0" in system.cmdline(pid)}
 
 
 # -- processes, namespaces, cgroups ------------------------------------------------------------
 
 
-def _ip(*args: str, stdin: str | None = None) -> None:
-    result = subprocess.run(["ip", *args], input=stdin, capture_output=True, text=True,
-                            timeout=30)
-    if result.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
-
-
-def _delete_netns(netns: str) -> None:
-    result = subprocess.run(["ip", "netns", "delete", netns], capture_output=True, text=True,
-                            timeout=30)
-    if result.returncode != 0 and os.path.exists(f"/run/netns/{netns}"):
-        raise RuntimeError(f"ip netns delete {netns}: {result.stderr.strip()}")
-
-
-def _netns_exec(netns: str) -> list[str]:
-    return ["ip", "netns", "exec", netns]
-
-
-def _host_exec(netns: str, setup: list[str], argv: list[str]) -> list[str]:
-    """argv in the netns, in a fresh mount namespace prepared by the `setup` shell commands."""
-    script = "set -e\n" + "\n".join(setup) + '\nexec "$@"\n'
-    return [*_netns_exec(netns), "sh", "-c", script, "sh", *argv]
-
-
-def _cgroup_mount_commands() -> list[str]:
-    """Shell commands that mount the root namespace's cgroup hierarchies again under
-    /sys/fs/cgroup (which `ip netns exec` left empty), with the same options."""
-    mounts: list[tuple[str, str, str]] = []  # (point, type, options)
-    for fields, fstype, superopts in _mountinfo():
-        point = fields[4]
-        if fstype in ("cgroup", "cgroup2") and (
-                point == CGROUP_ROOT or point.startswith(CGROUP_ROOT + "/")):
-            keep = [o for o in fields[5].split(",") + superopts.split(",")
-                    if o not in ("rw", "") and not o.startswith("release_agent=")]
-            mounts.append((point, fstype, ",".join(dict.fromkeys(keep))))
-    commands: list[str] = []
-    if all(point != CGROUP_ROOT for point, _, _ in mounts):
-        commands.append(f"mount -t tmpfs -o mode=755 podium-cgroups {CGROUP_ROOT}")
-    for point, fstype, opts in mounts:
-        q = shlex.quote(point)
-        if point != CGROUP_ROOT:
-            commands.append(f"mkdir -p {q}")
-        commands.append(f"mount -t {fstype} -o {shlex.quote(opts or 'defaults')} {fstype} {q}")
-    with contextlib.suppress(OSError):
-        for entry in sorted(os.scandir(CGROUP_ROOT), key=lambda e: e.name):
-            if entry.is_symlink():  # e.g. cpu -> cpu,cpuacct
-                commands.append(f"ln -sfn {shlex.quote(os.readlink(entry.path))} "
-                                f"{shlex.quote(entry.path)}")
-    return commands
-
-
-def _mountinfo() -> Iterator[tuple[list[str], str, str]]:
-    """(fields before the separator, fstype, super options) for each mount of this process."""
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            before, _, after = line.partition(" - ")
-            rest = after.split()
-            if len(rest) >= 3:
-                yield before.split(), rest[0], rest[2]
-
-
-def _cgroup_points() -> list[str]:
-    return [fields[4] for fields, fstype, _ in _mountinfo() if fstype in ("cgroup", "cgroup2")]
-
-
-def _cgroup_dirs(cgroup: str) -> list[str]:
-    """The directories of the cgroup and its descendants in every hierarchy, deepest first."""
-    found: list[str] = []
-    for point in _cgroup_points():
-        top = os.path.join(point, cgroup)
-        for dirpath, _, _ in os.walk(top):
-            found.append(dirpath)
-    return sorted(found, key=lambda p: p.count("/"), reverse=True)
-
-
-def _cgroup_pids(cgroup: str) -> set[int]:
-    pids: set[int] = set()
-    for path in _cgroup_dirs(cgroup):
-        with contextlib.suppress(OSError):
-            pids.update(int(p) for p in pathlib.Path(path, "cgroup.procs").read_text().split())
-    return pids
-
-
-def _remove_cgroup(cgroup: str) -> None:
-    """Removes the (empty) cgroup directories, as a reboot would; raises if one is busy."""
-    for path in _cgroup_dirs(cgroup):
-        with contextlib.suppress(FileNotFoundError):
-            os.rmdir(path)
-
-
-def _netns_pids(netns: str) -> set[int]:
-    """Processes whose network namespace is /run/netns/<netns> (what `ip netns pids` does)."""
-    try:
-        ns = os.stat(f"/run/netns/{netns}")
-    except FileNotFoundError:
-        return set()
-    pids: set[int] = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                st = os.stat(f"/proc/{entry}/ns/net")
-            except OSError:  # gone, or a zombie
-                continue
-            if (st.st_dev, st.st_ino) == (ns.st_dev, ns.st_ino):
-                pids.add(int(entry))
-    return pids
-
-
-def _signal(pid: int, sig: int, still_ours: Callable[[int], bool]) -> None:
-    """Signals `pid` through a pidfd opened before re-checking that it is still ours, so that a
-    pid reused meanwhile by some other process is never signalled."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        if still_ours(pid):
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(fd, sig)
-    finally:
-        os.close(fd)
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
-def _listening(netns: str, port: int) -> bool:
-    """Whether some process of the netns has a TCP socket listening on `port` there."""
-    for pid in sorted(_netns_pids(netns)):
-        for table in ("tcp", "tcp6"):
-            try:
-                lines = pathlib.Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
-            except OSError:
-                continue
-            for line in lines:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    return True
-        return False  # every process of the netns sees the same tables
-    return False
-
-
-def _engine_answers(path: pathlib.Path) -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(2)
-            s.connect(str(path))
-            s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            status = s.recv(64).split(b"\r\n", 1)[0].split()  # [b"HTTP/1.0", b"200", b"OK"]
-            return status[1:2] == [b"200"]
-    except OSError:
-        return False
-
-
-def _data_paths(data: pathlib.Path) -> list[pathlib.Path]:
-    """What close() removes from a data directory: everything but the logs."""
-    if not data.is_dir():
-        return []
-    return [p for p in data.iterdir() if p.suffix != ".log"]
-
-
-def _remove(path: pathlib.Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        with contextlib.suppress(FileNotFoundError):  # someone else's cleanup got there first
-            shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _mounts_under(*roots: pathlib.Path) -> list[str]:
-    prefixes = [str(r).rstrip("/") + "/" for r in roots]
-    return [fields[4] for fields, _, _ in _mountinfo()
-            if any((fields[4] + "/").startswith(p) for p in prefixes)]
-
-
-def _unmount_under(*roots: pathlib.Path) -> None:
-    """Nothing the harness does mounts there in this namespace; this only makes sure that the
-    removal that follows cannot reach through a mount into something else."""
-    for point in sorted(_mounts_under(*roots), key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True, timeout=30)
-
-
-# Small programs run inside a host's namespace (argv: url timeout / address port timeout).
 _HTTP_GET = """
 import sys, urllib.request
 with urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])) as reply:
