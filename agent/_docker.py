@@ -108,9 +108,8 @@ class DockerExecutor:
         await self.close()
 
     async def info(self) -> EngineInfo:
-        with _engine_errors():
-            async with _deadline(self._timeout, "GET /info"):
-                data = await self._client().system.info()
+        async with self._call("GET /info"):
+            data = await self._client().system.info()
         return EngineInfo(
             version=str(data.get("ServerVersion", "")),
             nano_cpus=int(data.get("NCPU", 0)) * 1_000_000_000,
@@ -118,21 +117,17 @@ class DockerExecutor:
         )
 
     async def ping(self, deadline: float) -> None:
-        with _engine_errors():
-            async with _deadline(deadline, "GET /_ping"):
-                response = await self._client()._do_query(
-                    "_ping", method="GET", versioned_api=False
-                )
-                try:
-                    await response.read()
-                finally:
-                    response.release()
+        async with self._call("GET /_ping", seconds=deadline):
+            response = await self._client()._do_query("_ping", method="GET", versioned_api=False)
+            try:
+                await response.read()
+            finally:
+                response.release()
 
     async def list_containers(self) -> list[ContainerState]:
         filters = json.dumps({"label": [f"{LABEL_NODE}={self._node_id}"]})
-        with _engine_errors():
-            async with _deadline(self._timeout, "GET /containers/json"):
-                summaries = await self._client().containers.list(all=True, filters=filters)
+        async with self._call("GET /containers/json"):
+            summaries = await self._client().containers.list(all=True, filters=filters)
         # The summaries lack exit codes, times and errors: inspect each, a few at a time.
         limit = asyncio.Semaphore(_INSPECT_CONCURRENCY)
 
@@ -146,9 +141,8 @@ class DockerExecutor:
 
     async def inspect(self, container_id: str) -> ContainerState | None:
         data: dict[str, Any] | None = None
-        with _engine_errors(ok=(404,)):
-            async with _deadline(self._timeout, "inspect"):
-                data = await self._client().containers.container(container_id).show()
+        async with self._call("inspect", ok=(404,)):
+            data = await self._client().containers.container(container_id).show()
         return None if data is None else container_state(data)
 
     async def create(self, task: objects.Task) -> str:
@@ -169,9 +163,8 @@ class DockerExecutor:
             # 409: the task's container exists already (an earlier attempt, or a previous run
             # of this agent): adopt it.
             existing: dict[str, Any] | None = None
-            with _engine_errors(ok=(404,)):
-                async with _deadline(self._timeout, "inspect"):
-                    existing = await containers.container(name).show()
+            async with self._call("inspect", ok=(404,)):
+                existing = await containers.container(name).show()
             if existing is not None:
                 return str(existing["Id"])
             # The name is reserved but the container not yet visible: another create of the
@@ -184,24 +177,21 @@ class DockerExecutor:
 
     async def start(self, container_id: str) -> None:
         # 304 Not Modified (already running) is not an error status for aiodocker.
-        with _engine_errors():
-            async with _deadline(self._timeout, "start"):
-                await self._client().containers.container(container_id).start()
+        async with self._call("start"):
+            await self._client().containers.container(container_id).start()
 
     async def stop(self, container_id: str, grace: float) -> None:
         # The engine counts the grace in whole seconds; round up so a short grace is not zero.
         seconds = max(0, math.ceil(grace))
-        with _engine_errors(ok=(304, 404)):
-            async with _deadline(seconds + STOP_MARGIN_S, "stop"):
-                await self._client().containers.container(container_id).stop(t=seconds)
+        async with self._call("stop", ok=(304, 404), seconds=seconds + STOP_MARGIN_S):
+            await self._client().containers.container(container_id).stop(t=seconds)
 
     async def remove(self, container_id: str) -> None:
         container = self._client().containers.container(container_id)
-        with _engine_errors(ok=(404,)):
+        async with self._call("remove", ok=(404,)):
             try:
                 # v: also remove the container's anonymous volumes, which nothing else would reuse.
-                async with _deadline(self._timeout, "remove"):
-                    await container.delete(force=True, v=True)
+                await container.delete(force=True, v=True)
             except DockerError as err:
                 if not (err.status == 409 and "already in progress" in err.message):
                     raise
@@ -222,6 +212,15 @@ class DockerExecutor:
             await self._docker.close()  # does not close a connector it was given
         if self._connector is not None:
             await self._connector.close()
+
+    @contextlib.asynccontextmanager
+    async def _call(self, what: str, *, ok: tuple[int, ...] = (),
+                    seconds: float | None = None) -> AsyncIterator[None]:
+        """One engine call: its deadline (`seconds`, call_timeout by default) and its errors
+        translated, the statuses in `ok` swallowed."""
+        with _engine_errors(ok=ok):
+            async with _deadline(self._timeout if seconds is None else seconds, what):
+                yield
 
     def _client(self) -> aiodocker.Docker:
         if self._closed:
