@@ -83,14 +83,13 @@ class TaskRunner:
         *,
         executor: Executor,
         reporter: StatusReporter,
-        container_id: str = "",
     ) -> None:
         self.task = task
         self._executor = executor
         self._reporter = reporter
         self._status = objects.TaskStatus()
         self._status.CopyFrom(reporter.latest(task.id) or task.status)
-        self._container_id = container_id or self._status.container_id
+        self._container_id = self._status.container_id
         self._history: deque[objects.TaskEvent] = deque(self._status.history, maxlen=HISTORY)
         self._book = RestartBook(
             policy=task.spec.restart_policy, prior_attempts=task.attempt,
