@@ -45,11 +45,6 @@ from google.protobuf.duration_pb2 import Duration
 from podium.rules import probe as defaults
 from podium.v1 import objects
 
-DEFAULT_INTERVAL_S = defaults.INTERVAL_S
-DEFAULT_TIMEOUT_S = defaults.TIMEOUT_S
-DEFAULT_RETRIES = defaults.RETRIES
-DEFAULT_STATUS_MIN = defaults.STATUS_MIN
-DEFAULT_STATUS_MAX = defaults.STATUS_MAX
 STATUS_LIMIT = 64 * 1024  # bytes read at most while looking for the status line
 
 
@@ -139,8 +134,8 @@ class _StatusLine(asyncio.Protocol):
 # ("timeout after 1s"), not an exception.
 async def check_http(host: str, port: int, path: str,
                      timeout: float,  # noqa: ASYNC109
-                     status_min: int = DEFAULT_STATUS_MIN,
-                     status_max: int = DEFAULT_STATUS_MAX) -> tuple[bool, str]:
+                     status_min: int = defaults.STATUS_MIN,
+                     status_max: int = defaults.STATUS_MAX) -> tuple[bool, str]:
     """GETs `path` (a request target: "/health?x=1") from host:port within `timeout` seconds,
     connect included; passes when status_min <= status <= status_max. Never raises but for
     cancellation: a failure comes back as its text."""
@@ -209,17 +204,17 @@ class Prober:
                  clock: Callable[[], float] = time.monotonic) -> None:
         if probe.kind not in (objects.Probe.KIND_HTTP, objects.Probe.KIND_TCP):
             raise ValueError(f"unknown probe kind {probe.kind}")
-        self.tracker = HealthTracker(retries=probe.retries or DEFAULT_RETRIES,
+        self.tracker = HealthTracker(retries=probe.retries or defaults.RETRIES,
                                      start_period=seconds(probe.start_period),
                                      started_at=started_at)
         self._kind = probe.kind
         self._address = address
         self._port = probe.port
-        self._interval = seconds(probe.interval, DEFAULT_INTERVAL_S)
+        self._interval = seconds(probe.interval, defaults.INTERVAL_S)
         self._start_interval = seconds(probe.start_interval)
-        self._timeout = seconds(probe.timeout, DEFAULT_TIMEOUT_S)
-        self._status_min = probe.status_min or DEFAULT_STATUS_MIN
-        self._status_max = probe.status_max or DEFAULT_STATUS_MAX
+        self._timeout = seconds(probe.timeout, defaults.TIMEOUT_S)
+        self._status_min = probe.status_min or defaults.STATUS_MIN
+        self._status_max = probe.status_max or defaults.STATUS_MAX
         path = probe.path.partition("#")[0]  # a fragment is never sent
         path = path if path.startswith("/") else "/" + path
         # Percent-encoded once, as a URL library would: spaces, non-ASCII, CR and LF included.
