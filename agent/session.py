@@ -123,19 +123,19 @@ class Session:
         # The open session's outbox (None while there is none) and its end.
         self._outbox: Outbox | None = None
         self._ended = asyncio.Event()
-        self._leaving = False
+        # What leave() asked to send (None until it is called).
+        self._leaving: dispatcher.Leaving | None = None
         self._restart_grace = 0.0  # as the manager said in SessionInfo
 
     async def leave(self, reason: str) -> None:
         """Tells the manager this agent is stopping to restart, then lets the session end.
         Idempotent; returns at once when no session is open."""
-        if self._leaving:
+        if self._leaving is not None:
             return
-        self._leaving = True
+        self._leaving = dispatcher.Leaving(restarting=True, reason=reason)
         if self._outbox is None:
             return
-        leaving = dispatcher.Leaving(restarting=True, reason=reason)
-        self._outbox.put(dispatcher.AgentMessage(leaving=leaving))
+        self._outbox.put(dispatcher.AgentMessage(leaving=self._leaving))
         try:
             await asyncio.wait_for(self._ended.wait(), LEAVE_TIMEOUT_S)
             log.info("left the manager (%s); it holds this node's tasks for %g s", reason,
@@ -155,7 +155,7 @@ class Session:
     async def run(self) -> None:
         """Keeps a session open until cancelled."""
         attempt = 0
-        while not self._leaving:
+        while self._leaving is None:
             try:
                 async with grpc.aio.insecure_channel(self._manager, options=CHANNEL_OPTIONS) as ch:
                     if await self._session(dispatcher_grpc.DispatcherStub(ch)):
@@ -165,7 +165,7 @@ class Session:
                     log.error("manager refused this agent: %s", err.details())
                 else:
                     log.warning("session to %s lost: %s", self._manager, err.code().name)
-            if self._leaving:
+            if self._leaving is not None:
                 return
             delay = backoff(attempt)
             attempt += 1
@@ -198,9 +198,8 @@ class Session:
                         self._restart_grace = message.session.restart_grace.ToNanoseconds() / 1e9
                         self._ended.clear()
                         self._outbox = outbox
-                        if self._leaving:  # stop() came while this session was opening
-                            outbox.put(dispatcher.AgentMessage(
-                                leaving=dispatcher.Leaving(restarting=True, reason="stopping")))
+                        if self._leaving is not None:  # leave() came while this opened
+                            outbox.put(dispatcher.AgentMessage(leaving=self._leaving))
                         self._reporter.resend_all()
                         helpers.append(asyncio.create_task(self._heartbeat(outbox, period)))
                         helpers.append(asyncio.create_task(self._send_status(outbox)))
