@@ -99,7 +99,7 @@ class Worker:
         else:
             for task_id in assignments.removed:
                 if await self._drop(task_id) and self._complete:
-                    self._sweep_due.set()
+                    self._sweep_due.set()  # its container may be left: look for it
         for task in assignments.tasks:
             self._upsert(task)
 
@@ -123,11 +123,17 @@ class Worker:
             runner.fail_unexpectedly(err)
 
     async def _drop(self, task_id: str) -> bool:
-        """Stops the task's runner (its container stays); whether it had one."""
+        """Stops the task's runner (its container stays); whether that may leave a container
+        behind: not when the runner reported the task REMOVED with its container's id, which it
+        does only once it removed that container (the usual end of a task, which the manager
+        then forgets)."""
         entry = self._runners.pop(task_id, None)
+        status = self._reporter.latest(task_id)
         self._reporter.forget(task_id)
         if entry is None:
             return False
+        removed = (status is not None and status.state == objects.TASK_STATE_REMOVED
+                   and bool(status.container_id))
         _, job = entry
         job.cancel()
         try:
@@ -138,7 +144,7 @@ class Worker:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise
-        return True
+        return not removed
 
     async def _sweep_loop(self) -> None:
         while True:

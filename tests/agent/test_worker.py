@@ -183,6 +183,26 @@ async def test_a_runner_that_escapes_its_own_handling_is_reported_and_dropped_cl
         assert _state(reporter, "t2") == RUNNING
 
 
+async def test_forgetting_a_task_whose_container_is_removed_lists_no_container() -> None:
+    """The manager forgets a task once its agent reported it REMOVED, container and all: looking
+    through every container of the node again (an inspect each) would only load the engine."""
+    executor, reporter = FakeExecutor(), StatusReporter()
+    worker = Worker(executor=executor, reporter=reporter)
+    async with _running(worker):
+        worker.submit(_complete(_task("t1"), _task("t2")))
+        await eventually_async(lambda: _state(reporter, "t2") == RUNNING
+                               and executor.calls.get("list_containers", 0) == 1,
+                               timeout=5, what="t2 running, unassigned containers swept")
+        worker.submit(_incremental(_task("t1", desired=objects.TASK_STATE_REMOVED)))
+        await eventually_async(lambda: _state(reporter, "t1") == objects.TASK_STATE_REMOVED,
+                               timeout=5, what="t1 removed")
+        worker.submit(_incremental(removed=("t1",)))
+        await eventually_async(lambda: "t1" not in worker._runners, timeout=5, what="t1 dropped")
+        await consistently_async(lambda: executor.calls.get("list_containers", 0) == 1,
+                                 duration=0.3, what="no listing of the node's containers")
+        assert "t2" in {c.task_id for c in executor._containers.values()}
+
+
 async def test_engine_health_follows_the_engine() -> None:
     from podium.agent.enginehealth import EngineHealth
 
