@@ -37,6 +37,7 @@ from podium.agent.executor import (
 from podium.agent.probe import HealthTracker, Prober
 from podium.agent.restarts import RestartBook
 from podium.agent.status import StatusReporter
+from podium.rules.routing import ingress_ports
 from podium.v1 import objects
 
 log = logging.getLogger(__name__)
@@ -281,8 +282,7 @@ class TaskRunner:
         """Before a stop: leave the mesh first. Gives every agent DEREGISTER_S to drop the replica
         from its routing table, then lets connections already open to its published ports finish,
         for up to the stop grace period; only then is the container signalled."""
-        targets = {p.target_port for p in self.task.spec.ports
-                   if p.mode == objects.PortConfig.PUBLISH_MODE_INGRESS and p.published_port}
+        targets = {p.target_port for p in ingress_ports(self.task.spec)}
         if not targets or not self.pid or not self._was_ready:
             return
         self._was_ready = False
