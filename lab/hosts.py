@@ -373,7 +373,6 @@ class HostCluster(CliClient):
                               str(timeout), timeout=timeout + 10)
         return result.returncode == 0
 
-
     def leftovers(self) -> list[str]:
         """What of this run still exists: empty after close()."""
         found: list[str] = []
@@ -592,9 +591,7 @@ class HostCluster(CliClient):
                 if b"podium.client.cli\0agent\0" in system.cmdline(pid)}
 
 
-# -- processes, namespaces, cgroups ------------------------------------------------------------
-
-
+# Small programs run inside a host's namespace (argv: url timeout / address port timeout).
 _HTTP_GET = """
 import sys, urllib.request
 with urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])) as reply:
