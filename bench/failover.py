@@ -45,7 +45,7 @@ import grpc
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from podium.lab.hosts import HostCluster, requests_result
+from podium.lab.hosts import HostCluster, hostname_stack, requests_result
 from podium.lab.local import IMAGE, eventually
 from podium.v1 import control, control_grpc, objects
 
@@ -57,25 +57,10 @@ ANCHORS_S = {"Nomad": 25.0, "Kubernetes": 340.0}
 GOAL_POWER_LOSS_S = 3.0
 
 
-
-def stack(replicas: int) -> str:
-    return f"""services:
-  web:
-    image: {IMAGE}
-    command: ["sh", "-c",
-              "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"]
-    init: true
-    stop_grace_period: 1s
-    ports: ["{PORT}:80"]
-    deploy:
-      replicas: {replicas}
-"""
-
-
 @contextlib.contextmanager
 def podium_cluster(root: pathlib.Path, replicas: int) -> Iterator[tuple[HostCluster, Any]]:
     with HostCluster(root, hosts=3) as hosts:
-        (root / "stack.yaml").write_text(stack(replicas))
+        (root / "stack.yaml").write_text(hostname_stack(replicas=replicas, port=PORT))
         hosts.ok("deploy", "-f", str(root / "stack.yaml"))
         with grpc.insecure_channel(hosts.address) as channel:
             yield hosts, control_grpc.ControlStub(channel)
@@ -93,7 +78,6 @@ def running_off(stub: Any, node_id: str, replicas: int) -> bool:
 
 def node_id(hosts: HostCluster, name: str) -> str:
     return str(next(n["id"] for n in hosts.json("nodes") if n["name"] == name))
-
 
 
 def agent_restart(hosts: HostCluster, stub: Any, sig: int, away: float,

@@ -97,6 +97,26 @@ print(json.dumps({"count": count, "answers": answers, "failures": failures}))
 """
 
 
+# A web replica's command: it answers every GET with its hostname (its short container id), which
+# is what SEQUENTIAL_CLIENT counts answers by.
+HOSTNAME_HTTPD = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+def hostname_stack(*, replicas: int, port: int) -> str:
+    """A compose file: service `web`, `replicas` of the test image running HOSTNAME_HTTPD,
+    published on the ingress `port` (served by every host's mesh)."""
+    return f"""services:
+  web:
+    image: {IMAGE}
+    command: ["sh", "-c", "{HOSTNAME_HTTPD}"]
+    init: true
+    stop_grace_period: 1s
+    ports: ["{port}:80"]
+    deploy:
+      replicas: {replicas}
+"""
+
+
 def requests_result(client: subprocess.Popen[str], *, timeout: float = 180) -> dict[str, Any]:
     """What a start_requests() client printed: count, answers per replica, failures."""
     out, _ = client.communicate(timeout=timeout)

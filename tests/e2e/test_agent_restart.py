@@ -13,26 +13,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from podium.lab.hosts import HostCluster, requests_result
-from tests.helpers import IMAGE, eventually
+from podium.lab.hosts import HostCluster, hostname_stack, requests_result
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.multihost
 
 PORT = 8080
 REPLICAS = 6
-STACK = f"""
-services:
-  web:
-    image: {IMAGE}
-    command: ["sh", "-c",
-              "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"]
-    init: true
-    stop_grace_period: 1s
-    ports: ["{PORT}:80"]
-    deploy:
-      replicas: {REPLICAS}
-"""
-
+STACK = hostname_stack(replicas=REPLICAS, port=PORT)
 
 
 @pytest.fixture

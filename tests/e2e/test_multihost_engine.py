@@ -16,13 +16,12 @@ from typing import Any
 
 import pytest
 
-from podium.lab.hosts import HostCluster
+from podium.lab.hosts import HOSTNAME_HTTPD, HostCluster
 from tests.helpers import IMAGE, consistently, eventually
 
 pytestmark = [pytest.mark.engine, pytest.mark.multihost]
 
 PORT = 8080
-WEB_CMD = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"
 
 
 def service(name: str, replicas: int, *, port: int = 0, on: str = "") -> str:
@@ -30,7 +29,7 @@ def service(name: str, replicas: int, *, port: int = 0, on: str = "") -> str:
 services:
   {name}:
     image: {IMAGE}
-    command: ["sh", "-c", "{WEB_CMD}"]
+    command: ["sh", "-c", "{HOSTNAME_HTTPD}"]
     init: true
     stop_grace_period: 1s
 """
