@@ -60,8 +60,7 @@ GOAL_POWER_LOSS_S = 3.0
 @contextlib.contextmanager
 def podium_cluster(root: pathlib.Path, replicas: int) -> Iterator[tuple[HostCluster, Any]]:
     with HostCluster(root, hosts=3) as hosts:
-        (root / "stack.yaml").write_text(hostname_stack(replicas=replicas, port=PORT))
-        hosts.ok("deploy", "-f", str(root / "stack.yaml"))
+        hosts.deploy(hostname_stack(replicas=replicas, port=PORT))
         with grpc.insecure_channel(hosts.address) as channel:
             yield hosts, control_grpc.ControlStub(channel)
 

@@ -348,6 +348,13 @@ class HostCluster(CliClient):
         h = self.hosts[host]
         return system.netns_pids(h.netns) | system.cgroup_pids(h.cgroup)
 
+    def deploy(self, stack: str, *args: str, name: str = "stack") -> str:
+        """Writes the compose text `stack` to root/<name>.yaml and deploys it (`podium deploy
+        -f`, then `args`); the CLI's output."""
+        path = self.root / f"{name}.yaml"
+        path.write_text(stack)
+        return self.ok("deploy", "-f", str(path), *args)
+
     def docker(self, host: str, *args: str, timeout: float = 60) -> str:
         """The docker CLI against the host's engine; raises CalledProcessError on failure."""
         return subprocess.run(["docker", "-H", self.hosts[host].docker_host, *args], check=True,

@@ -26,8 +26,7 @@ STACK = hostname_stack(replicas=REPLICAS, port=PORT)
 @pytest.fixture
 def hosts(tmp_path: pathlib.Path) -> Iterator[HostCluster]:
     with HostCluster(tmp_path / "hosts", hosts=3) as cluster:
-        (tmp_path / "stack.yaml").write_text(STACK)
-        cluster.ok("deploy", "-f", str(tmp_path / "stack.yaml"))
+        cluster.deploy(STACK)
         yield cluster
         cluster.ok("rm", "web")
 
