@@ -69,10 +69,15 @@ def tasks(stub: Any) -> list[objects.Task]:
     return list(stub.ListTasks(control.ListTasksRequest(service="web"), timeout=5).tasks)
 
 
+def running(stub: Any) -> list[objects.Task]:
+    """The service's tasks that are meant to run and do."""
+    return [t for t in tasks(stub) if t.desired_state <= objects.TASK_STATE_RUNNING
+            and t.status.state == objects.TASK_STATE_RUNNING]
+
+
 def running_off(stub: Any, node_id: str, replicas: int) -> bool:
-    running = [t for t in tasks(stub) if t.desired_state <= objects.TASK_STATE_RUNNING
-               and t.status.state == objects.TASK_STATE_RUNNING]
-    return len(running) == replicas and all(t.node_id != node_id for t in running)
+    found = running(stub)
+    return len(found) == replicas and all(t.node_id != node_id for t in found)
 
 
 def node_id(hosts: HostCluster, name: str) -> str:
@@ -96,9 +101,8 @@ def agent_restart(hosts: HostCluster, stub: Any, sig: int, away: float,
     hosts.start_agent("h3")
     back = time.monotonic() - stopped
     result = requests_result(client)
-    eventually(lambda: sum(t.status.state == objects.TASK_STATE_RUNNING for t in tasks(stub)
-                           if t.desired_state <= objects.TASK_STATE_RUNNING) == replicas,
-               timeout=30, what="all replicas running again")
+    eventually(lambda: len(running(stub)) == replicas, timeout=30,
+               what="all replicas running again")
     replaced = len({t.id for t in tasks(stub)} - before)
     return {"tasks_replaced_count": replaced, "failed_requests_count": len(result["failures"]),
             "requests_count": result["count"], "away_s": round(back, 2)}
@@ -132,11 +136,16 @@ def engine_get(hosts: HostCluster, host: str, path: str) -> Any:
         conn.close()
 
 
+def swarm_running_tasks(hosts: HostCluster, **filters: list[str]) -> list[dict[str, Any]]:
+    """The running tasks of Swarm's service web that match `filters`, as h1's engine shows them."""
+    query = urllib.parse.quote(json.dumps({"service": ["web"], **filters}))
+    found: list[dict[str, Any]] = engine_get(hosts, "h1", f"/tasks?filters={query}")
+    return [t for t in found if t["Status"]["State"] == "running"]
+
+
 def swarm_running(hosts: HostCluster, away_from: str, replicas: int) -> bool:
-    filters = urllib.parse.quote(json.dumps({"service": ["web"], "desired-state": ["running"]}))
-    found = engine_get(hosts, "h1", f"/tasks?filters={filters}")
-    running = [t for t in found if t["Status"]["State"] == "running"]
-    return len(running) == replicas and all(t["NodeID"] != away_from for t in running)
+    found = swarm_running_tasks(hosts, **{"desired-state": ["running"]})
+    return len(found) == replicas and all(t["NodeID"] != away_from for t in found)
 
 
 def swarm_trial(root: pathlib.Path, replicas: int) -> float:
@@ -153,10 +162,8 @@ def swarm_trial(root: pathlib.Path, replicas: int) -> float:
         h3 = hosts.docker("h3", "info", "--format", "{{.Swarm.NodeID}}").strip()
 
         def spread() -> bool:
-            filters = urllib.parse.quote(json.dumps({"service": ["web"]}))
-            found = engine_get(hosts, "h1", f"/tasks?filters={filters}")
-            running = [t for t in found if t["Status"]["State"] == "running"]
-            return len(running) == replicas and any(t["NodeID"] == h3 for t in running)
+            found = swarm_running_tasks(hosts)
+            return len(found) == replicas and any(t["NodeID"] == h3 for t in found)
 
         eventually(spread, timeout=60, interval=0.1, what="swarm service running on h1-h3")
         start = time.monotonic()
