@@ -12,6 +12,7 @@ The names below are loaded on first use, so that `podium --help` starts without 
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -27,11 +28,33 @@ if TYPE_CHECKING:
         Unavailable,
     )
 
-__all__ = ["AlreadyExists", "Client", "Conflict", "Events", "InvalidArgument",
-           "ManagerUnreachable", "NotFound", "PodiumError", "Unavailable"]
+DEFAULT_MANAGER = "127.0.0.1:7070"
+
+
+def default_manager() -> str:
+    """The manager's address when none is given: $PODIUM_MANAGER, else 127.0.0.1:7070."""
+    return os.environ.get("PODIUM_MANAGER") or DEFAULT_MANAGER
+
+
+__all__ = [
+    "DEFAULT_MANAGER",
+    "AlreadyExists",
+    "Client",
+    "Conflict",
+    "Events",
+    "InvalidArgument",
+    "ManagerUnreachable",
+    "NotFound",
+    "PodiumError",
+    "Unavailable",
+    "default_manager",
+]
+
+
+_LAZY = frozenset(__all__) - {"DEFAULT_MANAGER", "default_manager"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
+    if name in _LAZY:
         return getattr(importlib.import_module("podium.client._api"), name)
     raise AttributeError(f"module 'podium.client' has no attribute {name!r}")

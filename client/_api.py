@@ -15,16 +15,14 @@ to show a user.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
 import grpc
 
+from podium.client import default_manager
 from podium.v1 import control, control_grpc, objects
-
-DEFAULT_MANAGER = "127.0.0.1:7070"
 
 AVAILABILITY = {
     "active": objects.NodeSpec.AVAILABILITY_ACTIVE,
@@ -117,7 +115,7 @@ class Client:
     127.0.0.1:7070. Use it as a context manager, or call close()."""
 
     def __init__(self, address: str | None = None, *, timeout: float = 10.0) -> None:
-        self.address = address or os.environ.get("PODIUM_MANAGER") or DEFAULT_MANAGER
+        self.address = address or default_manager()
         self.timeout = timeout
         self._channel = grpc.insecure_channel(self.address)
         self._stub = control_grpc.ControlStub(self._channel)

@@ -17,19 +17,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from podium.agent import main as agent_main
+from podium.client import default_manager
 from podium.manager import main as manager_main
 
 if TYPE_CHECKING:
     from podium.client._api import Client
-
-DEFAULT_MANAGER = "127.0.0.1:7070"
-
 
 class CliError(Exception):
     def __init__(self, message: str, code: int = 1) -> None:
@@ -44,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="podium", description="Run services across Docker hosts.")
     p.add_argument(
         "--manager",
-        default=os.environ.get("PODIUM_MANAGER", DEFAULT_MANAGER),
+        default=default_manager(),
         help="manager address HOST:PORT (default: $PODIUM_MANAGER or %(default)s)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")

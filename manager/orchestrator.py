@@ -21,7 +21,12 @@ from collections.abc import Callable
 
 from podium.manager import ids
 from podium.manager._loop import ReconcileLoop
-from podium.manager.eligibility import is_eligible
+from podium.manager.eligibility import (
+    ENGINE_NOT_ANSWERING,
+    NOT_READY,
+    ineligible,
+    is_eligible,
+)
 from podium.manager.store import Change, ReadTx, WriteTx
 from podium.rules.constraints import parse_constraint
 from podium.rules.restart import RESET_AFTER_S, attempts_exhausted, backoff
@@ -196,25 +201,19 @@ class Orchestrator(ReconcileLoop):
     ) -> None:
         constraints = [parse_constraint(c) for c in service.spec.placement.constraints]
 
-        def eligible(node: objects.Node | None) -> bool:
-            return (
-                node is not None
-                and is_eligible(node)
-                and all(
-                    c.matches(node.id, node.description.name, node.description.labels)
-                    for c in constraints
-                )
-            )
+        def matches(node: objects.Node) -> bool:
+            return all(c.matches(node.id, node.description.name, node.description.labels)
+                       for c in constraints)
 
         covered: set[str] = set()
         for task in live:
             node = tx.get_node(task.node_id)
-            if task.node_id in covered or (node is not None and not _may_keep(node, eligible)):
+            if task.node_id in covered or (node is not None and not _may_keep(node, matches)):
                 _end(tx, task, REMOVED)
             else:
                 covered.add(task.node_id)
         for node in tx.nodes():
-            if node.id not in covered and eligible(node):
+            if node.id not in covered and is_eligible(node) and matches(node):
                 tx.create(new_task(service, slot=0, node_id=node.id, attempt=0))
 
 
@@ -240,11 +239,11 @@ def _orphan(tx: WriteTx, task: objects.Task) -> None:
     tx.update(copy)
 
 
-def _may_keep(node: objects.Node, eligible: Callable[[objects.Node], bool]) -> bool:
-    """A global task stays on a node that is merely not ready or whose engine does not answer
-    (it may come back); it leaves a node that is drained or no longer matches."""
+def _may_keep(node: objects.Node, matches: Callable[[objects.Node], bool]) -> bool:
+    """A global task stays on a node that may come back (not ready, or its engine not
+    answering) and on a paused one; it leaves a node that is drained, or an active one that no
+    longer matches."""
     if node.spec.availability == objects.NodeSpec.AVAILABILITY_DRAIN:
         return False
-    if node.status.state != objects.NodeStatus.STATE_READY or node.status.engine_unresponsive:
-        return True
-    return eligible(node) or node.spec.availability == objects.NodeSpec.AVAILABILITY_PAUSE
+    return (ineligible(node) in (NOT_READY, ENGINE_NOT_ANSWERING)
+            or node.spec.availability == objects.NodeSpec.AVAILABILITY_PAUSE or matches(node))
