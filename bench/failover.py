@@ -45,7 +45,7 @@ import grpc
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from podium.lab.hosts import HostCluster, requests_result
+from podium.lab.hosts import HostCluster, hostname_stack, requests_result
 from podium.lab.local import IMAGE, eventually
 from podium.v1 import control, control_grpc, objects
 
@@ -57,26 +57,10 @@ ANCHORS_S = {"Nomad": 25.0, "Kubernetes": 340.0}
 GOAL_POWER_LOSS_S = 3.0
 
 
-
-def stack(replicas: int) -> str:
-    return f"""services:
-  web:
-    image: {IMAGE}
-    command: ["sh", "-c",
-              "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"]
-    init: true
-    stop_grace_period: 1s
-    ports: ["{PORT}:80"]
-    deploy:
-      replicas: {replicas}
-"""
-
-
 @contextlib.contextmanager
 def podium_cluster(root: pathlib.Path, replicas: int) -> Iterator[tuple[HostCluster, Any]]:
     with HostCluster(root, hosts=3) as hosts:
-        (root / "stack.yaml").write_text(stack(replicas))
-        hosts.ok("deploy", "-f", str(root / "stack.yaml"))
+        hosts.deploy(hostname_stack(replicas=replicas, port=PORT))
         with grpc.insecure_channel(hosts.address) as channel:
             yield hosts, control_grpc.ControlStub(channel)
 
@@ -85,15 +69,19 @@ def tasks(stub: Any) -> list[objects.Task]:
     return list(stub.ListTasks(control.ListTasksRequest(service="web"), timeout=5).tasks)
 
 
+def running(stub: Any) -> list[objects.Task]:
+    """The service's tasks that are meant to run and do."""
+    return [t for t in tasks(stub) if t.desired_state <= objects.TASK_STATE_RUNNING
+            and t.status.state == objects.TASK_STATE_RUNNING]
+
+
 def running_off(stub: Any, node_id: str, replicas: int) -> bool:
-    running = [t for t in tasks(stub) if t.desired_state <= objects.TASK_STATE_RUNNING
-               and t.status.state == objects.TASK_STATE_RUNNING]
-    return len(running) == replicas and all(t.node_id != node_id for t in running)
+    found = running(stub)
+    return len(found) == replicas and all(t.node_id != node_id for t in found)
 
 
 def node_id(hosts: HostCluster, name: str) -> str:
     return str(next(n["id"] for n in hosts.json("nodes") if n["name"] == name))
-
 
 
 def agent_restart(hosts: HostCluster, stub: Any, sig: int, away: float,
@@ -113,9 +101,8 @@ def agent_restart(hosts: HostCluster, stub: Any, sig: int, away: float,
     hosts.start_agent("h3")
     back = time.monotonic() - stopped
     result = requests_result(client)
-    eventually(lambda: sum(t.status.state == objects.TASK_STATE_RUNNING for t in tasks(stub)
-                           if t.desired_state <= objects.TASK_STATE_RUNNING) == replicas,
-               timeout=30, what="all replicas running again")
+    eventually(lambda: len(running(stub)) == replicas, timeout=30,
+               what="all replicas running again")
     replaced = len({t.id for t in tasks(stub)} - before)
     return {"tasks_replaced_count": replaced, "failed_requests_count": len(result["failures"]),
             "requests_count": result["count"], "away_s": round(back, 2)}
@@ -149,11 +136,16 @@ def engine_get(hosts: HostCluster, host: str, path: str) -> Any:
         conn.close()
 
 
+def swarm_running_tasks(hosts: HostCluster, **filters: list[str]) -> list[dict[str, Any]]:
+    """The running tasks of Swarm's service web that match `filters`, as h1's engine shows them."""
+    query = urllib.parse.quote(json.dumps({"service": ["web"], **filters}))
+    found: list[dict[str, Any]] = engine_get(hosts, "h1", f"/tasks?filters={query}")
+    return [t for t in found if t["Status"]["State"] == "running"]
+
+
 def swarm_running(hosts: HostCluster, away_from: str, replicas: int) -> bool:
-    filters = urllib.parse.quote(json.dumps({"service": ["web"], "desired-state": ["running"]}))
-    found = engine_get(hosts, "h1", f"/tasks?filters={filters}")
-    running = [t for t in found if t["Status"]["State"] == "running"]
-    return len(running) == replicas and all(t["NodeID"] != away_from for t in running)
+    found = swarm_running_tasks(hosts, **{"desired-state": ["running"]})
+    return len(found) == replicas and all(t["NodeID"] != away_from for t in found)
 
 
 def swarm_trial(root: pathlib.Path, replicas: int) -> float:
@@ -170,10 +162,8 @@ def swarm_trial(root: pathlib.Path, replicas: int) -> float:
         h3 = hosts.docker("h3", "info", "--format", "{{.Swarm.NodeID}}").strip()
 
         def spread() -> bool:
-            filters = urllib.parse.quote(json.dumps({"service": ["web"]}))
-            found = engine_get(hosts, "h1", f"/tasks?filters={filters}")
-            running = [t for t in found if t["Status"]["State"] == "running"]
-            return len(running) == replicas and any(t["NodeID"] == h3 for t in running)
+            found = swarm_running_tasks(hosts)
+            return len(found) == replicas and any(t["NodeID"] == h3 for t in found)
 
         eventually(spread, timeout=60, interval=0.1, what="swarm service running on h1-h3")
         start = time.monotonic()

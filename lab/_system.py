@@ -200,6 +200,3 @@ def unmount_under(*roots: pathlib.Path) -> None:
     removal that follows cannot reach through a mount into something else."""
     for point in sorted(mounts_under(*roots), key=len, reverse=True):
         subprocess.run(["umount", "-l", point], capture_output=True, timeout=30)
-
-
-# Small programs run inside a host's namespace (argv: url timeout / address port timeout).

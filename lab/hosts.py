@@ -97,6 +97,26 @@ print(json.dumps({"count": count, "answers": answers, "failures": failures}))
 """
 
 
+# A web replica's command: it answers every GET with its hostname (its short container id), which
+# is what SEQUENTIAL_CLIENT counts answers by.
+HOSTNAME_HTTPD = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+def hostname_stack(*, replicas: int, port: int) -> str:
+    """A compose file: service `web`, `replicas` of the test image running HOSTNAME_HTTPD,
+    published on the ingress `port` (served by every host's mesh)."""
+    return f"""services:
+  web:
+    image: {IMAGE}
+    command: ["sh", "-c", "{HOSTNAME_HTTPD}"]
+    init: true
+    stop_grace_period: 1s
+    ports: ["{port}:80"]
+    deploy:
+      replicas: {replicas}
+"""
+
+
 def requests_result(client: subprocess.Popen[str], *, timeout: float = 180) -> dict[str, Any]:
     """What a start_requests() client printed: count, answers per replica, failures."""
     out, _ = client.communicate(timeout=timeout)
@@ -328,6 +348,13 @@ class HostCluster(CliClient):
         h = self.hosts[host]
         return system.netns_pids(h.netns) | system.cgroup_pids(h.cgroup)
 
+    def deploy(self, stack: str, *args: str, name: str = "stack") -> str:
+        """Writes the compose text `stack` to root/<name>.yaml and deploys it (`podium deploy
+        -f`, then `args`); the CLI's output."""
+        path = self.root / f"{name}.yaml"
+        path.write_text(stack)
+        return self.ok("deploy", "-f", str(path), *args)
+
     def docker(self, host: str, *args: str, timeout: float = 60) -> str:
         """The docker CLI against the host's engine; raises CalledProcessError on failure."""
         return subprocess.run(["docker", "-H", self.hosts[host].docker_host, *args], check=True,
@@ -372,7 +399,6 @@ class HostCluster(CliClient):
         result = self.in_host(host, sys.executable, "-I", "-c", _CONNECT, address, str(port),
                               str(timeout), timeout=timeout + 10)
         return result.returncode == 0
-
 
     def leftovers(self) -> list[str]:
         """What of this run still exists: empty after close()."""
@@ -592,9 +618,7 @@ class HostCluster(CliClient):
                 if b"podium.client.cli\0agent\0" in system.cmdline(pid)}
 
 
-# -- processes, namespaces, cgroups ------------------------------------------------------------
-
-
+# Small programs run inside a host's namespace (argv: url timeout / address port timeout).
 _HTTP_GET = """
 import sys, urllib.request
 with urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])) as reply:

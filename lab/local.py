@@ -151,7 +151,7 @@ class Cluster(CliClient):
     def _spawn(self, key: str, args: list[str]) -> None:
         log = open(self.root / f"{key}.log", "ab")
         self.procs[key] = subprocess.Popen(
-            [sys.executable, "-m", "podium.client.cli", *args],
+            [*PODIUM, *args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()

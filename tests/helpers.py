@@ -13,7 +13,6 @@ from podium.lab.local import (
     IMAGE,
     PODIUM,
     REPO,
-    CliClient,
     Cluster,
     consistently,
     containers_of,
@@ -21,8 +20,6 @@ from podium.lab.local import (
     ensure_image,
     eventually,
     free_port,
-    one_node_cluster,
-    remove_containers_of,
 )
 
 __all__ = [
@@ -30,7 +27,6 @@ __all__ = [
     "PODIUM",
     "REPO",
     "WEB",
-    "CliClient",
     "Cluster",
     "consistently",
     "consistently_async",
@@ -40,8 +36,6 @@ __all__ = [
     "eventually",
     "eventually_async",
     "free_port",
-    "one_node_cluster",
-    "remove_containers_of",
 ]
 
 T = TypeVar("T")
@@ -57,7 +51,6 @@ services:
     deploy:
       replicas: 3
 """
-
 
 
 # The deadline is a parameter (ASYNC109), as in `eventually`: it bounds polling, not one call.

@@ -25,15 +25,9 @@ from podium.agent.executor import (
     ExecutorError,
 )
 from podium.v1 import objects
-from tests.helpers import IMAGE, ensure_image, eventually_async
+from tests.helpers import IMAGE, eventually_async
 
-pytestmark = pytest.mark.engine
-
-
-
-@pytest.fixture(scope="session", autouse=True)
-def image() -> str:
-    return ensure_image()
+pytestmark = [pytest.mark.engine, pytest.mark.usefixtures("engine")]
 
 
 def _remove_node_containers(node_id: str) -> None:

@@ -13,33 +13,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from podium.lab.hosts import HostCluster, requests_result
-from tests.helpers import IMAGE, eventually
+from podium.lab.hosts import HostCluster, hostname_stack, requests_result
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.multihost
 
 PORT = 8080
 REPLICAS = 6
-STACK = f"""
-services:
-  web:
-    image: {IMAGE}
-    command: ["sh", "-c",
-              "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"]
-    init: true
-    stop_grace_period: 1s
-    ports: ["{PORT}:80"]
-    deploy:
-      replicas: {REPLICAS}
-"""
-
+STACK = hostname_stack(replicas=REPLICAS, port=PORT)
 
 
 @pytest.fixture
 def hosts(tmp_path: pathlib.Path) -> Iterator[HostCluster]:
     with HostCluster(tmp_path / "hosts", hosts=3) as cluster:
-        (tmp_path / "stack.yaml").write_text(STACK)
-        cluster.ok("deploy", "-f", str(tmp_path / "stack.yaml"))
+        cluster.deploy(STACK)
         yield cluster
         cluster.ok("rm", "web")
 

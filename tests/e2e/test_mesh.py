@@ -69,11 +69,6 @@ def hosts(tmp_path: pathlib.Path) -> Iterator[HostCluster]:
         yield cluster
 
 
-def deploy(hosts: HostCluster, tmp_path: pathlib.Path, text: str) -> None:
-    (tmp_path / "stack.yaml").write_text(text)
-    hosts.ok("deploy", "-f", str(tmp_path / "stack.yaml"))
-
-
 def start_client(hosts: HostCluster, via: str, seconds: float) -> subprocess.Popen[str]:
     """The client runs in host `via`'s namespace and calls that host's published port."""
     url = f"http://{hosts.host(via).address}:{PORT}/"
@@ -101,7 +96,7 @@ sys.stdin.read()
 """
 
 
-def test_every_host_answers_from_all_replicas(hosts: HostCluster, tmp_path: pathlib.Path) -> None:
+def test_every_host_answers_from_all_replicas(hosts: HostCluster) -> None:
     # Another process holds the port on h2 at first: h2 serves it once it is free, with no
     # routing change to prompt it (the agent tries such ports again every 2 s).
     blocker = subprocess.Popen(["ip", "netns", "exec", hosts.host("h2").netns, sys.executable,
@@ -109,7 +104,7 @@ def test_every_host_answers_from_all_replicas(hosts: HostCluster, tmp_path: path
                                stdout=subprocess.PIPE, text=True)
     try:
         assert blocker.stdout is not None and blocker.stdout.readline() == "bound\n"
-        deploy(hosts, tmp_path, stack(3))
+        hosts.deploy(stack(3))
         tasks = live(hosts)
         assert {t["node"] for t in tasks} == {"h1", "h2"}
         replicas = {str(t["container_id"])[:12] for t in tasks}
@@ -126,9 +121,8 @@ def test_every_host_answers_from_all_replicas(hosts: HostCluster, tmp_path: path
     hosts.ok("rm", "web")
 
 
-def test_scale_down_and_drain_cost_a_client_nothing(hosts: HostCluster,
-                                                    tmp_path: pathlib.Path) -> None:
-    deploy(hosts, tmp_path, stack(4))
+def test_scale_down_and_drain_cost_a_client_nothing(hosts: HostCluster) -> None:
+    hosts.deploy(stack(4))
     eventually(lambda: len(finish(start_client(hosts, "h1", 1))["answers"]) == 4,  # type: ignore[arg-type]
                timeout=20, what="all 4 replicas in rotation")
     client = start_client(hosts, "h1", 20)
@@ -140,10 +134,8 @@ def test_scale_down_and_drain_cost_a_client_nothing(hosts: HostCluster,
     hosts.ok("rm", "web")
 
 
-def test_a_replica_turning_unready_leaves_rotation_without_errors(
-    hosts: HostCluster, tmp_path: pathlib.Path
-) -> None:
-    deploy(hosts, tmp_path, stack(3, probe=True))
+def test_a_replica_turning_unready_leaves_rotation_without_errors(hosts: HostCluster) -> None:
+    hosts.deploy(stack(3, probe=True))
     eventually(lambda: all(t["health"] == "healthy" for t in live(hosts)), timeout=20,
                what="all healthy")
     victim = live(hosts)[0]
@@ -172,9 +164,8 @@ def test_a_replica_turning_unready_leaves_rotation_without_errors(
     hosts.ok("rm", "web")
 
 
-def test_a_killed_replica_costs_no_new_connection(hosts: HostCluster,
-                                                  tmp_path: pathlib.Path) -> None:
-    deploy(hosts, tmp_path, stack(3))
+def test_a_killed_replica_costs_no_new_connection(hosts: HostCluster) -> None:
+    hosts.deploy(stack(3))
     eventually(lambda: len(finish(start_client(hosts, "h1", 1))["answers"]) == 3,  # type: ignore[arg-type]
                timeout=20, what="all 3 replicas in rotation")
     victim = next(t for t in live(hosts) if t["node"] == "h2")

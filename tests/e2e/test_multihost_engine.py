@@ -16,13 +16,12 @@ from typing import Any
 
 import pytest
 
-from podium.lab.hosts import HostCluster
+from podium.lab.hosts import HOSTNAME_HTTPD, HostCluster
 from tests.helpers import IMAGE, consistently, eventually
 
 pytestmark = [pytest.mark.engine, pytest.mark.multihost]
 
 PORT = 8080
-WEB_CMD = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"
 
 
 def service(name: str, replicas: int, *, port: int = 0, on: str = "") -> str:
@@ -30,7 +29,7 @@ def service(name: str, replicas: int, *, port: int = 0, on: str = "") -> str:
 services:
   {name}:
     image: {IMAGE}
-    command: ["sh", "-c", "{WEB_CMD}"]
+    command: ["sh", "-c", "{HOSTNAME_HTTPD}"]
     init: true
     stop_grace_period: 1s
 """
@@ -48,10 +47,8 @@ def hosts(tmp_path: pathlib.Path) -> Iterator[HostCluster]:
         yield cluster
 
 
-def deploy(hosts: HostCluster, tmp_path: pathlib.Path, name: str, text: str) -> str:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(text)
-    return hosts.ok("deploy", "-f", str(path), "--timeout", "60")
+def deploy(hosts: HostCluster, name: str, text: str) -> str:
+    return hosts.deploy(text, "--timeout", "60", name=name)
 
 
 def running(hosts: HostCluster, name: str) -> dict[str, str]:
@@ -76,10 +73,8 @@ def served_through(hosts: HostCluster, via: str, requests: int) -> set[str]:
     return {hosts.http_get("h1", url).strip() for _ in range(requests)}
 
 
-def test_a_wedged_engine_keeps_its_tasks_and_takes_no_new_ones(
-    hosts: HostCluster, tmp_path: pathlib.Path,
-) -> None:
-    deploy(hosts, tmp_path, "web", service("web", 3, port=PORT))
+def test_a_wedged_engine_keeps_its_tasks_and_takes_no_new_ones(hosts: HostCluster) -> None:
+    deploy(hosts, "web", service("web", 3, port=PORT))
     web = eventually(lambda: (r := running(hosts, "web")) and sorted(r.values()) == [
         "h1", "h2", "h3"] and r, timeout=30, what="web on every host")
     eventually(lambda: len(served_through(hosts, "h1", 12)) == 3, timeout=15,
@@ -97,7 +92,7 @@ def test_a_wedged_engine_keeps_its_tasks_and_takes_no_new_ones(
         # The other hosts keep serving, and h2's replica too (its container still runs).
         assert len(served_through(hosts, "h1", 12)) == 3
         # A new deploy lands on h1 and h3 only, and converges.
-        assert "converged" in deploy(hosts, tmp_path, "api", service("api", 4))
+        assert "converged" in deploy(hosts, "api", service("api", 4))
         assert sorted(running(hosts, "api").values()) == ["h1", "h1", "h3", "h3"]
         # h2's task was not replaced: the same tasks run where they ran.
         assert running(hosts, "web") == web
@@ -109,17 +104,15 @@ def test_a_wedged_engine_keeps_its_tasks_and_takes_no_new_ones(
     eventually(lambda: node(hosts, "h2")["engine_answering"], timeout=15,
                what="h2's engine answering again")
     assert "engine not answering" not in nodes_line(hosts, "h2")
-    assert "converged" in deploy(hosts, tmp_path, "pinned", service("pinned", 1, on="h2"))
+    assert "converged" in deploy(hosts, "pinned", service("pinned", 1, on="h2"))
     assert list(running(hosts, "pinned").values()) == ["h2"]
     assert running(hosts, "web") == web
     assert {h: len(hosts.containers(h, all=False)) for h in hosts.names} == {
         "h1": 3, "h2": 2, "h3": 3}
 
 
-def test_an_engine_restarted_under_the_agent_duplicates_nothing(
-    hosts: HostCluster, tmp_path: pathlib.Path,
-) -> None:
-    deploy(hosts, tmp_path, "web", service("web", 3, port=PORT))
+def test_an_engine_restarted_under_the_agent_duplicates_nothing(hosts: HostCluster) -> None:
+    deploy(hosts, "web", service("web", 3, port=PORT))
     web = eventually(lambda: (r := running(hosts, "web")) and sorted(r.values()) == [
         "h1", "h2", "h3"] and r, timeout=30, what="web on every host")
     agent_pids = hosts._agent_pids(hosts.host("h2"))

@@ -28,8 +28,7 @@ services:
 @pytest.fixture
 def hosts(tmp_path: pathlib.Path) -> Iterator[HostCluster]:
     with HostCluster(tmp_path / "hosts", hosts=3) as cluster:
-        (tmp_path / "stack.yaml").write_text(STACK)
-        cluster.ok("deploy", "-f", str(tmp_path / "stack.yaml"))
+        cluster.deploy(STACK)
         yield cluster
         cluster.ok("rm", "web")
 
