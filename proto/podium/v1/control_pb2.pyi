@@ -13,20 +13,38 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CreateServiceRequest(_message.Message):
-    __slots__ = ("spec",)
+    __slots__ = ("spec", "deploy_id")
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    DEPLOY_ID_FIELD_NUMBER: _ClassVar[int]
     spec: _objects_pb2.ServiceSpec
-    def __init__(self, spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ...) -> None: ...
+    deploy_id: str
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., deploy_id: _Optional[str] = ...) -> None: ...
 
 class UpdateServiceRequest(_message.Message):
-    __slots__ = ("service_id", "version", "spec")
+    __slots__ = ("service_id", "version", "spec", "deploy_id")
     SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    DEPLOY_ID_FIELD_NUMBER: _ClassVar[int]
     service_id: str
     version: int
     spec: _objects_pb2.ServiceSpec
-    def __init__(self, service_id: _Optional[str] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ...) -> None: ...
+    deploy_id: str
+    def __init__(self, service_id: _Optional[str] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., deploy_id: _Optional[str] = ...) -> None: ...
+
+class RollbackServiceRequest(_message.Message):
+    __slots__ = ("ref", "version")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    version: int
+    def __init__(self, ref: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class PromoteServiceRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
 
 class ScaleServiceRequest(_message.Message):
     __slots__ = ("ref", "replicas")

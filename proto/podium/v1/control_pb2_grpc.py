@@ -44,6 +44,16 @@ class ControlStub:
                 request_serializer=podium_dot_v1_dot_control__pb2.UpdateServiceRequest.SerializeToString,
                 response_deserializer=podium_dot_v1_dot_control__pb2.ServiceResponse.FromString,
                 _registered_method=True)
+        self.RollbackService = channel.unary_unary(
+                '/podium.v1.Control/RollbackService',
+                request_serializer=podium_dot_v1_dot_control__pb2.RollbackServiceRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__pb2.ServiceResponse.FromString,
+                _registered_method=True)
+        self.PromoteService = channel.unary_unary(
+                '/podium.v1.Control/PromoteService',
+                request_serializer=podium_dot_v1_dot_control__pb2.PromoteServiceRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__pb2.ServiceResponse.FromString,
+                _registered_method=True)
         self.ScaleService = channel.unary_unary(
                 '/podium.v1.Control/ScaleService',
                 request_serializer=podium_dot_v1_dot_control__pb2.ScaleServiceRequest.SerializeToString,
@@ -116,6 +126,22 @@ class ControlServicer:
         """Replaces a service's spec. `version` must be the service's current
         meta.version, or the call fails with ABORTED. Callers: operators.
         Idempotent for the same version and spec.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackService(self, request, context):
+        """Goes back to an earlier version of a service's spec (the previous one by default),
+        replacing its tasks under the service's rollback_config. Callers: operators.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PromoteService(self, request, context):
+        """Promotes the canaries of a service's update: the rest of its tasks are then updated.
+        Callers: operators. Idempotent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -209,6 +235,16 @@ def add_ControlServicer_to_server(servicer, server):
             'UpdateService': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateService,
                     request_deserializer=podium_dot_v1_dot_control__pb2.UpdateServiceRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__pb2.ServiceResponse.SerializeToString,
+            ),
+            'RollbackService': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackService,
+                    request_deserializer=podium_dot_v1_dot_control__pb2.RollbackServiceRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__pb2.ServiceResponse.SerializeToString,
+            ),
+            'PromoteService': grpc.unary_unary_rpc_method_handler(
+                    servicer.PromoteService,
+                    request_deserializer=podium_dot_v1_dot_control__pb2.PromoteServiceRequest.FromString,
                     response_serializer=podium_dot_v1_dot_control__pb2.ServiceResponse.SerializeToString,
             ),
             'ScaleService': grpc.unary_unary_rpc_method_handler(
@@ -320,6 +356,60 @@ class Control:
             target,
             '/podium.v1.Control/UpdateService',
             podium_dot_v1_dot_control__pb2.UpdateServiceRequest.SerializeToString,
+            podium_dot_v1_dot_control__pb2.ServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.Control/RollbackService',
+            podium_dot_v1_dot_control__pb2.RollbackServiceRequest.SerializeToString,
+            podium_dot_v1_dot_control__pb2.ServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PromoteService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.Control/PromoteService',
+            podium_dot_v1_dot_control__pb2.PromoteServiceRequest.SerializeToString,
             podium_dot_v1_dot_control__pb2.ServiceResponse.FromString,
             options,
             channel_credentials,

@@ -189,6 +189,48 @@ class Routing(_message.Message):
     proxy_protocol: bool
     def __init__(self, balance: _Optional[_Union[Routing.Balance, str]] = ..., proxy_protocol: _Optional[bool] = ...) -> None: ...
 
+class UpdateConfig(_message.Message):
+    __slots__ = ("parallelism", "delay", "failure_action", "monitor", "max_failure_ratio", "order", "healthy_deadline")
+    class FailureAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        FAILURE_ACTION_ROLLBACK: _ClassVar[UpdateConfig.FailureAction]
+        FAILURE_ACTION_PAUSE: _ClassVar[UpdateConfig.FailureAction]
+        FAILURE_ACTION_CONTINUE: _ClassVar[UpdateConfig.FailureAction]
+    FAILURE_ACTION_ROLLBACK: UpdateConfig.FailureAction
+    FAILURE_ACTION_PAUSE: UpdateConfig.FailureAction
+    FAILURE_ACTION_CONTINUE: UpdateConfig.FailureAction
+    class Order(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ORDER_DEFAULT: _ClassVar[UpdateConfig.Order]
+        ORDER_START_FIRST: _ClassVar[UpdateConfig.Order]
+        ORDER_STOP_FIRST: _ClassVar[UpdateConfig.Order]
+    ORDER_DEFAULT: UpdateConfig.Order
+    ORDER_START_FIRST: UpdateConfig.Order
+    ORDER_STOP_FIRST: UpdateConfig.Order
+    PARALLELISM_FIELD_NUMBER: _ClassVar[int]
+    DELAY_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_ACTION_FIELD_NUMBER: _ClassVar[int]
+    MONITOR_FIELD_NUMBER: _ClassVar[int]
+    MAX_FAILURE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    parallelism: int
+    delay: _duration_pb2.Duration
+    failure_action: UpdateConfig.FailureAction
+    monitor: _duration_pb2.Duration
+    max_failure_ratio: float
+    order: UpdateConfig.Order
+    healthy_deadline: _duration_pb2.Duration
+    def __init__(self, parallelism: _Optional[int] = ..., delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., failure_action: _Optional[_Union[UpdateConfig.FailureAction, str]] = ..., monitor: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_failure_ratio: _Optional[float] = ..., order: _Optional[_Union[UpdateConfig.Order, str]] = ..., healthy_deadline: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class Canary(_message.Message):
+    __slots__ = ("count", "auto_promote_after")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    AUTO_PROMOTE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    auto_promote_after: _duration_pb2.Duration
+    def __init__(self, count: _Optional[int] = ..., auto_promote_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
 class ContainerSpec(_message.Message):
     __slots__ = ("image", "command", "entrypoint", "env", "labels", "init", "stop_grace_period", "healthcheck")
     class EnvEntry(_message.Message):
@@ -224,7 +266,7 @@ class ContainerSpec(_message.Message):
     def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., init: _Optional[bool] = ..., stop_grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., healthcheck: _Optional[_Union[HealthCheck, _Mapping]] = ...) -> None: ...
 
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "labels", "container", "mode", "replicas", "resources", "placement", "ports", "stack", "probe", "restart_policy", "fence_after", "routing")
+    __slots__ = ("name", "labels", "container", "mode", "replicas", "resources", "placement", "ports", "stack", "probe", "restart_policy", "fence_after", "routing", "update_config", "rollback_config", "canary", "force_update")
     class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         MODE_REPLICATED: _ClassVar[ServiceSpec.Mode]
@@ -251,6 +293,10 @@ class ServiceSpec(_message.Message):
     RESTART_POLICY_FIELD_NUMBER: _ClassVar[int]
     FENCE_AFTER_FIELD_NUMBER: _ClassVar[int]
     ROUTING_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    ROLLBACK_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    CANARY_FIELD_NUMBER: _ClassVar[int]
+    FORCE_UPDATE_FIELD_NUMBER: _ClassVar[int]
     name: str
     labels: _containers.ScalarMap[str, str]
     container: ContainerSpec
@@ -264,19 +310,87 @@ class ServiceSpec(_message.Message):
     restart_policy: RestartPolicy
     fence_after: _duration_pb2.Duration
     routing: Routing
-    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., container: _Optional[_Union[ContainerSpec, _Mapping]] = ..., mode: _Optional[_Union[ServiceSpec.Mode, str]] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., stack: _Optional[str] = ..., probe: _Optional[_Union[Probe, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., fence_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., routing: _Optional[_Union[Routing, _Mapping]] = ...) -> None: ...
+    update_config: UpdateConfig
+    rollback_config: UpdateConfig
+    canary: Canary
+    force_update: int
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., container: _Optional[_Union[ContainerSpec, _Mapping]] = ..., mode: _Optional[_Union[ServiceSpec.Mode, str]] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., stack: _Optional[str] = ..., probe: _Optional[_Union[Probe, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., fence_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., routing: _Optional[_Union[Routing, _Mapping]] = ..., update_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., canary: _Optional[_Union[Canary, _Mapping]] = ..., force_update: _Optional[int] = ...) -> None: ...
+
+class UpdateStatus(_message.Message):
+    __slots__ = ("state", "started", "completed", "message", "from_version", "to_version", "done", "total", "failed_tasks", "deploy_id", "manual", "promoted")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_NONE: _ClassVar[UpdateStatus.State]
+        STATE_UPDATING: _ClassVar[UpdateStatus.State]
+        STATE_PAUSED: _ClassVar[UpdateStatus.State]
+        STATE_COMPLETED: _ClassVar[UpdateStatus.State]
+        STATE_ROLLING_BACK: _ClassVar[UpdateStatus.State]
+        STATE_ROLLBACK_PAUSED: _ClassVar[UpdateStatus.State]
+        STATE_ROLLED_BACK: _ClassVar[UpdateStatus.State]
+        STATE_CANARY: _ClassVar[UpdateStatus.State]
+    STATE_NONE: UpdateStatus.State
+    STATE_UPDATING: UpdateStatus.State
+    STATE_PAUSED: UpdateStatus.State
+    STATE_COMPLETED: UpdateStatus.State
+    STATE_ROLLING_BACK: UpdateStatus.State
+    STATE_ROLLBACK_PAUSED: UpdateStatus.State
+    STATE_ROLLED_BACK: UpdateStatus.State
+    STATE_CANARY: UpdateStatus.State
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TO_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    FAILED_TASKS_FIELD_NUMBER: _ClassVar[int]
+    DEPLOY_ID_FIELD_NUMBER: _ClassVar[int]
+    MANUAL_FIELD_NUMBER: _ClassVar[int]
+    PROMOTED_FIELD_NUMBER: _ClassVar[int]
+    state: UpdateStatus.State
+    started: _timestamp_pb2.Timestamp
+    completed: _timestamp_pb2.Timestamp
+    message: str
+    from_version: int
+    to_version: int
+    done: int
+    total: int
+    failed_tasks: _containers.RepeatedScalarFieldContainer[str]
+    deploy_id: str
+    manual: bool
+    promoted: bool
+    def __init__(self, state: _Optional[_Union[UpdateStatus.State, str]] = ..., started: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., from_version: _Optional[int] = ..., to_version: _Optional[int] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., failed_tasks: _Optional[_Iterable[str]] = ..., deploy_id: _Optional[str] = ..., manual: _Optional[bool] = ..., promoted: _Optional[bool] = ...) -> None: ...
+
+class ServiceVersion(_message.Message):
+    __slots__ = ("version", "time", "spec", "change")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    time: _timestamp_pb2.Timestamp
+    spec: ServiceSpec
+    change: str
+    def __init__(self, version: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., change: _Optional[str] = ...) -> None: ...
 
 class Service(_message.Message):
-    __slots__ = ("id", "meta", "spec", "spec_version")
+    __slots__ = ("id", "meta", "spec", "spec_version", "update_status", "versions", "last_version")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    LAST_VERSION_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: Meta
     spec: ServiceSpec
     spec_version: int
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ...) -> None: ...
+    update_status: UpdateStatus
+    versions: _containers.RepeatedCompositeFieldContainer[ServiceVersion]
+    last_version: int
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ..., versions: _Optional[_Iterable[_Union[ServiceVersion, _Mapping]]] = ..., last_version: _Optional[int] = ...) -> None: ...
 
 class PortBinding(_message.Message):
     __slots__ = ("protocol", "target_port", "published_port", "host_ip")
@@ -327,7 +441,7 @@ class TaskStatus(_message.Message):
     def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., container_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[PortBinding, _Mapping]]] = ..., health: _Optional[_Union[Health, str]] = ..., ready: _Optional[bool] = ..., restarts: _Optional[int] = ..., history: _Optional[_Iterable[_Union[TaskEvent, _Mapping]]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "attempt", "not_before")
+    __slots__ = ("id", "meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "attempt", "not_before", "canary")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -340,6 +454,7 @@ class Task(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    CANARY_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: Meta
     service_id: str
@@ -352,7 +467,8 @@ class Task(_message.Message):
     status: TaskStatus
     attempt: int
     not_before: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., attempt: _Optional[int] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    canary: bool
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., attempt: _Optional[int] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., canary: _Optional[bool] = ...) -> None: ...
 
 class NodeDescription(_message.Message):
     __slots__ = ("name", "labels", "capacity", "engine_version", "agent_version", "advertise_addr")
