@@ -28,6 +28,7 @@ from podium.rules.names import RULE as NAME_RULE
 from podium.rules.names import is_valid_name
 from podium.rules.routing import ingress_ports
 from podium.rules.taskstate import is_live
+from podium.rules.update import config_problem
 from podium.v1 import control, control_grpc, objects
 
 MAX_REPLICAS = 10_000
@@ -76,6 +77,8 @@ def validate_spec(spec: objects.ServiceSpec) -> None:
         res = getattr(spec.resources, kind)
         if res.nano_cpus < 0 or res.memory_bytes < 0:
             raise bad(f"{where}: spec.resources.{kind}: cpus and memory must not be negative")
+    if problem := config_problem(spec):
+        raise bad(f"{where}: {problem}")
 
 
 def resolve(items: Iterable[O], ref: str, name_of: Callable[[O], str], kind: str) -> O:
