@@ -3,7 +3,7 @@ through the mesh, next to each scenario's floor and a naive all-at-once update i
 
     python bench/update.py [--json] [--rate 700] [--parallelism N] [--monitor S]
                            [--probe-interval 0.25] [--lead 4] [--tail 4] [--canary-hold 6]
-                           [--calibrations 3] [--no-naive] [--dir DIR]
+                           [--calibrations 5] [--no-naive] [--dir DIR]
 
 Layout: three simulated hosts (podium.lab.hosts: network namespaces, each with its own engine
 and agent) and a manager; service `web`, --replicas (6) of podium/web:latest published on the
@@ -25,9 +25,10 @@ connection (RFC 9112 9.3.1) and counted as `retried_closed_keepalive`, never sil
 error, no answer within 2 s (--timeout) or a status outside 2xx is a failed request. The traffic
 runs from before the first scenario to after the last; its phases split it per scenario (a
 request counts in the phase it was due in). Each phase runs --lead seconds before its scenario's
-call and --tail seconds after its update ended and the old tasks are gone.
+call and --tail seconds after its update ended and the old tasks are gone; the last goal
+scenario's tail is lengthened when (a)-(d) would otherwise add up to fewer than 100,000 requests.
 
-Scenarios (through podium.client.Client and the Control API), in this order:
+Scenarios (podium.client.Client and the Control API; the settings as Compose keys), in order:
   (a) good update: VERSION v1 -> v2, until update_status COMPLETED;
   (b) bad update: v3 with its health check failing, until ROLLED_BACK (automatic);
   (c) manual rollback (RollbackService, the previous version), until ROLLED_BACK;
@@ -39,18 +40,22 @@ Update settings: Podium's defaults (parallelism 1, start-first, monitor 5 s, fai
 rollback) unless --parallelism / --monitor are given; the rollback config gets the same.
 
 Figures:
-- requests sent and failed per scenario and mode; achieved rate and late starts of the
-  generators (so that a generator that could not keep its rate shows).
-- each scenario's time: from the call (deploy, rollback, promote) to update_status.completed of
-  its terminal state (the manager's clock; same machine), and its floor: one task's start +
-  health time times the batches its settings need: (a) and (c) ceil(replicas / parallelism),
-  (d) 1 (the canary) + ceil((replicas - 1) / parallelism) with the canary hold left out, (b) one
-  task's start time (created -> running) + retries x probe interval (its checks failing) + the
-  batches of tasks the rollback itself had to start (0 when start-first left the old tasks
-  running). One task's start + health time is measured in the same run under the same traffic:
-  the service is scaled to replicas + 1 and the new task timed from its creation (Task.meta.created,
-  the manager's clock) to its "healthy" event (its status history, the agent's clock), median
-  of --calibrations trials; each scenario's own new tasks are shown beside it.
+- requests sent and failed per scenario and mode; the generators' achieved rate, how far behind
+  schedule a request started at worst, and latency (so that a generator that lags shows).
+- each scenario's time, from the call (deploy, rollback; for (d) deploy, then promote, the hold
+  between them left out) to update_status.completed of its terminal state (the manager's clock;
+  same machine), and its `replaced` time, to the first poll (every 20 ms) that sees every slot
+  done (update_status.done == total): the updater then still watches the last new task for
+  `monitor` before it completes. Next to them the floor: one task's start + health time times
+  the batches its settings need: (a) and (c) ceil(replicas / parallelism), (d) 1 (the canary)
+  + ceil((replicas - 1) / parallelism), (b) one task's start time (created -> running) +
+  retries x probe interval (its checks failing) + the batches of tasks the rollback had to start
+  (0 when start-first kept the old tasks running). One task's start + health time is measured in
+  the same run under the same traffic: the service is scaled to replicas + 1 and the new task
+  timed from its creation (Task.meta.created, the manager's clock) to its "healthy" event (its
+  status history, the agent's clock), median of --calibrations trials. As the machine is noisy,
+  the `own` floor is shown too: the scenario's own new tasks' start + health times, batch by
+  batch (the slowest of each batch), summed: replaced / own is the updater's own overhead.
 - detection of the bad version: from its first failed check to the first poll (every 20 ms) that
   sees the update leave UPDATING. The first failed check is computed, not observed (the agent
   records health changes, not each check): the task's "running" event (when its prober starts)
@@ -59,10 +64,12 @@ Figures:
 - the lowest count of ready replicas in rotation during each scenario (polled every 100 ms).
 
 Goals (the issue's): 0 failed of >= 100,000 requests over (a)-(d); detection <= monitor + 1 s;
-each scenario within 1.5x its floor. `--json` prints one JSON object whose keys end in their
-units. Everything (generators, containers, namespaces, processes) is torn down at the end,
-on failure and on Ctrl-C or SIGTERM. The run is bounded: every wait has a deadline (--deadline
-per scenario, 120 s) and the generators stop by themselves after 20 minutes.
+each scenario within 1.5x its floor (judged on `replaced`; the time to the terminal state is
+also shown against floor + monitor and against the floor alone). `--json` prints one JSON
+object whose keys end in their units. Everything (generators, containers, namespaces,
+processes) is torn down at the end, on failure and on Ctrl-C or SIGTERM. The run is bounded:
+every wait has a deadline (--deadline, 120 s) and the generators stop by themselves after 20
+minutes; a run takes about two minutes.
 """
 
 from __future__ import annotations
@@ -72,7 +79,6 @@ import json
 import math
 import pathlib
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,6 +92,18 @@ import grpc
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from bench._updatereport import (
+    GOAL_REQUESTS,
+    HEALTH_PATH,
+    MODES,
+    PORT,
+    PROBE_RETRIES,
+    SERVICE,
+    Run,
+    Scenario,
+    figures,
+    table,
+)
 from podium.client import Client
 from podium.client.compose import load_stack
 from podium.lab import _system as system
@@ -94,10 +112,6 @@ from podium.lab.local import IMAGE, eventually
 from podium.rules import update as rules
 from podium.v1 import control, control_grpc, objects
 
-PORT = 8080
-SERVICE = "web"
-HEALTH_PATH = "/healthz"
-PROBE_RETRIES = 3
 # The replica's server: the same command in every version (see the module docstring).
 COMMAND = ('mkdir -p /www && echo "$VERSION $(hostname)" > /www/index.html'
            ' && echo ok > "/www/$HEALTH_FILE" && exec httpd -f -p 80 -h /www')
@@ -108,59 +122,54 @@ TASKS_POLL_S = 0.1
 US = objects.UpdateStatus
 STATE_NAMES = {v: k[6:] for k, v in US.State.items()}
 ACTIVE = {US.STATE_UPDATING, US.STATE_ROLLING_BACK}
-GOAL_REQUESTS = 100_000
-GOAL_RATIO = 1.5
-GOAL_DETECTION_MARGIN_S = 1.0
 
 
 # -- the service ------------------------------------------------------------------------------
 
 
-def compose(*, version: str, health_file: str, replicas: int, interval: float) -> str:
-    return f"""services:
+def compose(args: argparse.Namespace, *, version: str, broken: bool = False, canary: int = 0,
+            naive: bool = False) -> str:
+    """The service's Compose file for one version. Its update and rollback settings are
+    Podium's defaults but for --parallelism / --monitor; the naive baseline's update replaces
+    every replica at once, stop-first."""
+    settings = []
+    if args.parallelism is not None:
+        settings.append(f"parallelism: {args.parallelism}")
+    if args.monitor is not None:
+        settings.append(f"monitor: {args.monitor:g}s")
+    rollback = ", ".join(settings)
+    if naive:
+        settings = [f"parallelism: {args.replicas}", "order: stop-first",
+                    *(x for x in settings if x.startswith("monitor"))]
+    text = f"""services:
   {SERVICE}:
     image: {IMAGE}
     command: ["sh", "-c", {json.dumps(COMMAND)}]
     environment:
       VERSION: {version}
-      HEALTH_FILE: {health_file}
+      HEALTH_FILE: {"health" if broken else "healthz"}
     init: true
     stop_grace_period: 2s
     ports: ["{PORT}:80"]
     x-podium-probe:
       http: {{port: 80, path: {HEALTH_PATH}}}
-      interval: {interval}s
+      interval: {args.probe_interval:g}s
       timeout: 1s
       retries: {PROBE_RETRIES}
     deploy:
-      replicas: {replicas}
+      replicas: {args.replicas}
+      update_config: {{{", ".join(settings)}}}
+      rollback_config: {{{rollback}}}
 """
-
-
-def update_config(args: argparse.Namespace, *, naive: bool = False) -> objects.UpdateConfig:
-    config = rules.default_config()
-    if args.parallelism is not None:
-        config.parallelism = args.parallelism
-    if args.monitor is not None:
-        config.monitor.FromNanoseconds(int(args.monitor * 1e9))
-    if naive:
-        config.parallelism = args.replicas
-        config.order = objects.UpdateConfig.ORDER_STOP_FIRST
-    return config
+    if canary:
+        text += f"    x-podium-canary: {{count: {canary}}}\n"
+    return text
 
 
 def spec_for(args: argparse.Namespace, version: str, *, broken: bool = False, canary: int = 0,
              naive: bool = False) -> objects.ServiceSpec:
-    text = compose(version=version, health_file="health" if broken else "healthz",
-                   replicas=args.replicas, interval=args.probe_interval)
-    spec = load_stack(text, source="bench")[0]
-    spec.update_config.CopyFrom(update_config(args, naive=naive))
-    rollback = update_config(args)
-    rollback.failure_action = objects.UpdateConfig.FAILURE_ACTION_PAUSE
-    spec.rollback_config.CopyFrom(rollback)
-    if canary:
-        spec.canary.count = canary
-    return spec
+    text = compose(args, version=version, broken=broken, canary=canary, naive=naive)
+    return load_stack(text, source="bench")[0]
 
 
 # -- traffic ----------------------------------------------------------------------------------
@@ -169,12 +178,10 @@ def spec_for(args: argparse.Namespace, version: str, *, broken: bool = False, ca
 class Traffic:
     """The two generators, in the manager's namespace; see the module docstring."""
 
-    MODES = ("new", "keepalive")
-
     def __init__(self, hosts: HostCluster, *, rate: float, timeout: float) -> None:
         targets = [f"{hosts.host(name).address}:{PORT}" for name in hosts.names]
         self.procs: dict[str, subprocess.Popen[str]] = {}
-        for mode in self.MODES:
+        for mode in MODES:
             argv = [*system.netns_exec(hosts.mgr_netns), sys.executable, str(LOADGEN),
                     "--mode", mode, "--rate", str(rate), "--timeout", str(timeout),
                     "--seconds", str(GENERATOR_SECONDS)]
@@ -242,6 +249,9 @@ class Watch:
     min_ready: int = 1 << 30
     max_ready: int = 0
     left_active: float | None = None  # first poll after the call that saw it leave UPDATING
+    # First poll that saw every slot on the target version and healthy (done == total), before
+    # the final monitor window.
+    replaced: float | None = None
     final: objects.Service | None = None
     ended: float = 0.0  # update_status.completed, else when polling saw the end
 
@@ -249,23 +259,14 @@ class Watch:
     def seconds(self) -> float:
         return self.ended - self.called
 
-
-def converged(service: objects.Service, tasks: list[objects.Task], replicas: int,
-              since: float) -> bool:
-    """Exactly `replicas` tasks run, all ready and of the service's version, one at least
-    created after `since`, and no other task of the service runs."""
-    running = [t for t in tasks if t.status.state == objects.TASK_STATE_RUNNING]
-    return (len(running) == replicas and all(in_rotation(t) for t in running)
-            and all(t.spec_version == service.spec_version for t in running)
-            and any(ts(t.meta.created) >= since for t in running))
+    @property
+    def replaced_s(self) -> float:
+        return (self.ended if self.replaced is None else self.replaced) - self.called
 
 
-def watch(client: Client, w: Watch, *, until: set[int], deadline: float,
-          replicas: int) -> Watch:
+def watch(client: Client, w: Watch, *, until: set[int], deadline: float) -> Watch:
     """Polls the service until its update reaches one of `until` after the call: an active
-    state seen first, or a `started` at or after the call. A manager without an updater
-    (update_status never leaves NONE: every task replaced at once, the previous design) ends
-    the wait when the service converged on its new version instead."""
+    state seen first, or a `started` at or after the call."""
     seen_active = False
     last_tasks = 0.0
     stop_at = time.monotonic() + deadline
@@ -279,11 +280,12 @@ def watch(client: Client, w: Watch, *, until: set[int], deadline: float,
         seen_active = seen_active or status.state in ACTIVE
         if w.left_active is None and seen_active and status.state != US.STATE_UPDATING:
             w.left_active = now
-        tasks: list[objects.Task] | None = None
+        if (w.replaced is None and status.state in ACTIVE and status.total
+                and status.done == status.total):
+            w.replaced = now
         if now - last_tasks >= TASKS_POLL_S:
             last_tasks = now
-            tasks = client.tasks(service=SERVICE)
-            ready = sum(1 for t in tasks if in_rotation(t))
+            ready = sum(1 for t in client.tasks(service=SERVICE) if in_rotation(t))
             w.min_ready = min(w.min_ready, ready)
             w.max_ready = max(w.max_ready, ready)
         fresh = seen_active or ts(status.started) >= w.called - 0.001
@@ -291,10 +293,6 @@ def watch(client: Client, w: Watch, *, until: set[int], deadline: float,
             w.final = service
             done = ts(status.completed)
             w.ended = done if done >= w.called else now
-            return w
-        if (status.state == US.STATE_NONE and tasks is not None
-                and converged(service, tasks, replicas, w.called)):
-            w.final, w.ended = service, now
             return w
         time.sleep(POLL_S)
     raise TimeoutError(f"update of {SERVICE} not in "
@@ -306,7 +304,11 @@ def settle(client: Client, replicas: int, *, deadline: float) -> None:
     """Waits until exactly `replicas` tasks run, all of the service's version, and no other
     task of it runs (the old ones are stopped)."""
     def settled() -> bool:
-        return converged(client.service(SERVICE), client.tasks(service=SERVICE), replicas, 0.0)
+        version = client.service(SERVICE).spec_version
+        running = [t for t in client.tasks(service=SERVICE)
+                   if t.status.state == objects.TASK_STATE_RUNNING]
+        return (len(running) == replicas and all(in_rotation(t) for t in running)
+                and all(t.spec_version == version for t in running))
 
     eventually(settled, timeout=deadline, interval=0.1, what=f"{replicas} replicas settled")
 
@@ -327,22 +329,6 @@ def task_times(task: objects.Task) -> tuple[float | None, float | None]:
 # -- the run ----------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class Scenario:
-    key: str  # JSON key stem: good_update, bad_update, manual_rollback, canary, naive_update
-    title: str
-    want: str  # the terminal state expected
-    seconds: float = 0.0
-    floor_s: float | None = None
-    batches: int = 0
-    state: str = ""
-    message: str = ""
-    versions: str = ""
-    min_ready: int = 0
-    task_ready_s: list[float] = field(default_factory=list)  # its new tasks: created -> healthy
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 class Bench:
     def __init__(self, args: argparse.Namespace, hosts: HostCluster, client: Client,
                  stub: Any) -> None:
@@ -351,8 +337,10 @@ class Bench:
         self.client = client
         self.stub = stub
         self.traffic: Traffic | None = None
-        self.scenarios: list[Scenario] = []
-        self.calibration: list[tuple[float, float]] = []  # (created->running, created->healthy)
+        self.plan = rules.plan(spec_for(args, "v1"))
+        self.rollback_plan = rules.plan(spec_for(args, "v1"), rollback=True)
+        self.run = Run(self.plan, self.rollback_plan)
+        self.goal_started = 0.0  # when the first scenario's traffic phase began (monotonic)
 
     # -- helpers
 
@@ -360,26 +348,49 @@ class Bench:
         _, outcome = self.client.deploy(spec)
         assert outcome != "unchanged", "the bench's spec change was not taken"
 
-    def phase(self, name: str) -> None:
+    def begin(self, key: str, title: str) -> Scenario:
+        """A scenario's traffic phase, --lead seconds of it before the call."""
         assert self.traffic is not None
-        self.traffic.phase(name)
+        self.traffic.phase(key)
+        time.sleep(self.args.lead)  # deliberate: the phase's traffic before the change
+        scenario = Scenario(key, title)
+        self.run.scenarios.append(scenario)
+        if self.goal_started == 0.0:
+            self.goal_started = time.monotonic() - self.args.lead
+        return scenario
 
     def await_update(self, called: float, until: set[int]) -> Watch:
-        return watch(self.client, Watch(called), until=until, deadline=self.args.deadline,
-                     replicas=self.args.replicas)
+        return watch(self.client, Watch(called), until=until, deadline=self.args.deadline)
 
-    def finish(self, scenario: Scenario, w: Watch, since: float) -> None:
+    def finish(self, scenario: Scenario, w: Watch, since: float, plan: rules.Plan) -> None:
+        """Records the scenario's outcome, waits for the old tasks to be gone, then --tail.
+        Its own floor: its new tasks' created -> healthy times, in batches of the plan's
+        parallelism in the order they were created, the slowest of each batch, summed."""
         assert w.final is not None
         status = w.final.update_status
-        scenario.seconds += w.seconds
         scenario.state = STATE_NAMES.get(status.state, str(status.state))
         scenario.message = status.message
         scenario.versions = f"{status.from_version} -> {status.to_version}"
-        scenario.min_ready = min(scenario.min_ready or w.min_ready, w.min_ready)
         settle(self.client, self.args.replicas, deadline=self.args.deadline)
-        scenario.task_ready_s = sorted(h for _, h in map(task_times, new_tasks(self.client, since))
-                                       if h is not None)
+        tasks = sorted(new_tasks(self.client, since), key=lambda t: ts(t.meta.created))
+        ready = [h for _, h in map(task_times, tasks) if h is not None]
+        scenario.task_ready_s = ready
+        width = plan.parallelism or len(ready) or 1
+        scenario.own_floor_s = sum(max(ready[i:i + width]) for i in range(0, len(ready), width))
         time.sleep(self.args.tail)  # deliberate: traffic after the old tasks are gone
+
+    def top_up(self) -> None:
+        """Lengthens the last goal scenario's tail until (a)-(d) add up to GOAL_REQUESTS at
+        the asked rate (at most --deadline seconds more); the report says by how much."""
+        wanted = GOAL_REQUESTS * 1.01 / (2 * self.args.rate)
+        extra = min(max(0.0, wanted - (time.monotonic() - self.goal_started)), self.args.deadline)
+        self.run.scenarios[-1].extra["tail_extended_s"] = extra
+        time.sleep(extra)  # deliberate: traffic until the goal's count is reached
+
+    def batches(self, tasks: int, plan: rules.Plan) -> int:
+        if tasks <= 0:
+            return 0
+        return 1 if plan.parallelism == 0 else math.ceil(tasks / plan.parallelism)
 
     # -- steps
 
@@ -395,12 +406,13 @@ class Bench:
 
             eventually(answers, timeout=30, interval=0.2, what=f"{url} answering")
         self.traffic = Traffic(self.hosts, rate=self.args.rate, timeout=self.args.timeout)
-        self.phase("warmup")
+        self.traffic.phase("warmup")
         time.sleep(self.args.lead)  # deliberate: steady traffic before anything changes
 
     def calibrate(self) -> None:
         """One task's start + health time, under the same traffic (see the module docstring)."""
-        self.phase("calibration")
+        assert self.traffic is not None
+        self.traffic.phase("calibration")
         for _ in range(self.args.calibrations):
             since = time.time()
             self.client.scale(SERVICE, self.args.replicas + 1)
@@ -414,45 +426,29 @@ class Bench:
             assert task is not None
             running, healthy = task_times(task)
             assert running is not None and healthy is not None
-            self.calibration.append((running, healthy))
+            self.run.calibration.append((running, healthy))
             self.client.scale(SERVICE, self.args.replicas)
             settle(self.client, self.args.replicas, deadline=self.args.deadline)
 
-    @property
-    def task_s(self) -> float:
-        return statistics.median(h for _, h in self.calibration)
-
-    @property
-    def start_s(self) -> float:
-        return statistics.median(r for r, _ in self.calibration)
-
-    def batches(self, tasks: int, *, rollback: bool = False) -> int:
-        parallelism = rules.plan(spec_for(self.args, "v1"), rollback=rollback).parallelism
-        if tasks <= 0:
-            return 0
-        return 1 if parallelism == 0 else math.ceil(tasks / parallelism)
-
     def good_update(self) -> None:
-        s = Scenario("good_update", "(a) good update", "COMPLETED")
-        self.phase("good_update")
-        time.sleep(self.args.lead)  # deliberate: the phase's traffic before the change
+        s = self.begin("good_update", "(a) good update")
         called = time.time()
         self.deploy(spec_for(self.args, "v2"))
         w = self.await_update(called, {US.STATE_COMPLETED, US.STATE_ROLLED_BACK, US.STATE_PAUSED})
-        s.batches = self.batches(self.args.replicas)
-        s.floor_s = s.batches * self.task_s
-        self.finish(s, w, called)
-        self.scenarios.append(s)
+        s.add(seconds=w.seconds, replaced_s=w.replaced_s, min_ready=w.min_ready)
+        s.batches = self.batches(self.args.replicas, self.plan)
+        s.floor_s = s.batches * self.run.task_s
+        s.monitor_s = self.plan.monitor_s
+        self.finish(s, w, called, self.plan)
 
     def bad_update(self) -> None:
-        s = Scenario("bad_update", "(b) bad update, rolled back", "ROLLED_BACK")
-        self.phase("bad_update")
-        time.sleep(self.args.lead)  # deliberate: the phase's traffic before the change
+        s = self.begin("bad_update", "(b) bad update, rolled back")
         called = time.time()
         self.deploy(spec_for(self.args, "v3", broken=True))
         bad_version = self.client.service(SERVICE).spec_version
         w = self.await_update(called, {US.STATE_ROLLED_BACK, US.STATE_COMPLETED,
                                        US.STATE_PAUSED, US.STATE_ROLLBACK_PAUSED})
+        s.add(seconds=w.seconds, replaced_s=w.replaced_s, min_ready=w.min_ready)
         tasks = new_tasks(self.client, called)
         bad = [t for t in tasks if t.spec_version == bad_version]
         running = [r for r in (event_time(t, "state", "running") for t in bad) if r is not None]
@@ -464,40 +460,41 @@ class Bench:
         if first_failed is not None and unhealthy:
             s.extra["unhealthy_after_first_failed_check_s"] = min(unhealthy) - first_failed
         s.extra["bad_tasks_count"] = len(bad)
-        rolled_back = [t for t in tasks if t.spec_version != bad_version
-                       and w.left_active is not None and ts(t.meta.created) >= w.left_active - 1]
-        s.extra["rollback_started_tasks_count"] = len(rolled_back)
-        s.batches = self.batches(len(rolled_back), rollback=True)
-        s.floor_s = (self.start_s + PROBE_RETRIES * self.args.probe_interval
-                     + s.batches * self.task_s)
-        self.finish(s, w, called)
-        s.task_ready_s = []  # the bad tasks never get healthy; the rollback's are few
-        self.scenarios.append(s)
+        left = w.left_active if w.left_active is not None else w.ended
+        restarted = [t for t in tasks if t.spec_version != bad_version
+                     and ts(t.meta.created) >= left - 0.1]
+        s.extra["rollback_started_tasks_count"] = len(restarted)
+        # Its floor: the bad task started, its checks failing `retries` times, and the tasks
+        # the rollback had to start (none when the old ones kept running: start-first).
+        s.batches = self.batches(len(restarted), self.rollback_plan)
+        s.floor_s = (self.run.start_s + PROBE_RETRIES * self.args.probe_interval
+                     + s.batches * self.run.task_s)
+        s.monitor_s = self.rollback_plan.monitor_s if restarted else 0.0
+        self.finish(s, w, called, self.rollback_plan)
 
     def manual_rollback(self) -> None:
-        s = Scenario("manual_rollback", "(c) manual rollback", "ROLLED_BACK")
-        self.phase("manual_rollback")
-        time.sleep(self.args.lead)  # deliberate: the phase's traffic before the change
+        s = self.begin("manual_rollback", "(c) manual rollback")
         called = time.time()
         self.stub.RollbackService(control.RollbackServiceRequest(ref=SERVICE), timeout=10)
         w = self.await_update(called, {US.STATE_ROLLED_BACK, US.STATE_ROLLBACK_PAUSED,
                                        US.STATE_COMPLETED})
-        s.batches = self.batches(self.args.replicas, rollback=True)
-        s.floor_s = s.batches * self.task_s
-        self.finish(s, w, called)
-        self.scenarios.append(s)
+        s.add(seconds=w.seconds, replaced_s=w.replaced_s, min_ready=w.min_ready)
+        s.batches = self.batches(self.args.replicas, self.rollback_plan)
+        s.floor_s = s.batches * self.run.task_s
+        s.monitor_s = self.rollback_plan.monitor_s
+        self.finish(s, w, called, self.rollback_plan)
 
     def canary(self) -> None:
-        s = Scenario("canary", "(d) canary, then promote", "COMPLETED")
-        self.phase("canary")
-        time.sleep(self.args.lead)  # deliberate: the phase's traffic before the change
+        """Deploy with a canary, until CANARY; --canary-hold; promote, until COMPLETED. The
+        hold is left out of its time (an operator's pause, not the updater's)."""
+        s = self.begin("canary", "(d) canary, then promote")
         called = time.time()
         self.deploy(spec_for(self.args, "v4", canary=1))
         w = self.await_update(called, {US.STATE_CANARY, US.STATE_ROLLED_BACK, US.STATE_PAUSED,
                                        US.STATE_COMPLETED})
+        s.add(seconds=w.seconds, replaced_s=w.replaced_s, min_ready=w.min_ready)
+        s.replaced_s = s.seconds  # the canary healthy: its part is done
         s.extra["to_canary_s"] = w.seconds
-        s.seconds += w.seconds
-        s.min_ready = w.min_ready
         assert w.final is not None
         if w.final.update_status.state == US.STATE_CANARY:
             time.sleep(self.args.canary_hold)  # deliberate: the canary serves beside v1
@@ -505,160 +502,26 @@ class Bench:
             self.stub.PromoteService(control.PromoteServiceRequest(ref=SERVICE), timeout=10)
             w = self.await_update(promoted, {US.STATE_COMPLETED, US.STATE_ROLLED_BACK,
                                              US.STATE_PAUSED})
+            s.add(seconds=w.seconds, replaced_s=w.replaced_s, min_ready=w.min_ready)
             s.extra["promote_s"] = w.seconds
-        s.batches = 1 + self.batches(self.args.replicas - 1)
-        s.floor_s = s.batches * self.task_s
-        self.finish(s, w, called)
-        self.scenarios.append(s)
+        s.batches = 1 + self.batches(self.args.replicas - 1, self.plan)
+        s.floor_s = s.batches * self.run.task_s
+        s.monitor_s = self.plan.monitor_s
+        self.finish(s, w, called, self.plan)
 
     def naive_update(self) -> None:
-        s = Scenario("naive_update", "baseline: stop-first, all at once", "COMPLETED")
-        self.phase("naive_update")
-        time.sleep(self.args.lead)  # deliberate: the phase's traffic before the change
+        s = self.begin("naive_update", "baseline: stop-first, all at once")
         called = time.time()
         self.deploy(spec_for(self.args, "v5", naive=True))
         w = self.await_update(called, {US.STATE_COMPLETED, US.STATE_ROLLED_BACK, US.STATE_PAUSED})
+        s.add(seconds=w.seconds, replaced_s=w.replaced_s, min_ready=w.min_ready)
         s.batches = 1
-        s.floor_s = self.task_s
-        self.finish(s, w, called)
-        self.scenarios.append(s)
+        s.floor_s = self.run.task_s
+        s.monitor_s = self.plan.monitor_s
+        self.finish(s, w, called, rules.plan(spec_for(self.args, "v5", naive=True)))
 
 
 # -- the report -------------------------------------------------------------------------------
-
-
-def phase_of(results: dict[str, Any], mode: str, name: str) -> dict[str, Any]:
-    return next((p for p in results[mode]["phases"] if p["phase"] == name), {})
-
-
-def figures(args: argparse.Namespace, bench: Bench, results: dict[str, Any],
-            wall: float) -> dict[str, Any]:
-    plan = rules.plan(spec_for(args, "v1"))
-    rollback_plan = rules.plan(spec_for(args, "v1"), rollback=True)
-    out: dict[str, Any] = {
-        "replicas_count": args.replicas,
-        "hosts_count": 3,
-        "parallelism_count": plan.parallelism,
-        "order": "start-first" if plan.start_first else "stop-first",
-        "monitor_s": plan.monitor_s,
-        "rollback_parallelism_count": rollback_plan.parallelism,
-        "probe_interval_s": args.probe_interval,
-        "probe_retries_count": PROBE_RETRIES,
-        "rate_per_mode_per_s": args.rate,
-        "request_timeout_s": args.timeout,
-        "task_start_health_s": round(bench.task_s, 3),
-        "task_start_s": round(bench.start_s, 3),
-        "task_start_health_trials_s": [round(h, 3) for _, h in bench.calibration],
-    }
-    goal_keys = [s.key for s in bench.scenarios if s.key != "naive_update"]
-    sent = failed = 0
-    for s in bench.scenarios:
-        per_mode = {m: phase_of(results, m, s.key) for m in Traffic.MODES}
-        s_sent = sum(p.get("sent_count", 0) for p in per_mode.values())
-        s_failed = sum(p.get("failed_count", 0) + p.get("skipped_count", 0)
-                       for p in per_mode.values())
-        if s.key in goal_keys:
-            sent += s_sent
-            failed += s_failed
-        out[f"{s.key}_s"] = round(s.seconds, 3)
-        out[f"{s.key}_floor_s"] = None if s.floor_s is None else round(s.floor_s, 3)
-        out[f"{s.key}_ratio"] = (None if not s.floor_s else round(s.seconds / s.floor_s, 2))
-        out[f"{s.key}_requests_count"] = s_sent
-        out[f"{s.key}_failed_requests_count"] = s_failed
-        out[f"{s.key}_min_ready_count"] = s.min_ready
-        out[f"{s.key}_state"] = s.state
-        out[f"{s.key}_message"] = s.message
-        out[f"{s.key}_versions"] = s.versions
-        out[f"{s.key}_batches_count"] = s.batches
-        out[f"{s.key}_task_ready_median_s"] = (round(statistics.median(s.task_ready_s), 3)
-                                               if s.task_ready_s else None)
-        for key, value in s.extra.items():
-            out[f"{s.key}_{key}"] = round(value, 3) if isinstance(value, float) else value
-        out[f"{s.key}_phases_list"] = per_mode
-    out["requests_count"] = sent
-    out["failed_requests_count"] = failed
-    out["detection_s"] = out.get("bad_update_detection_s")
-    out["detection_goal_s"] = plan.monitor_s + GOAL_DETECTION_MARGIN_S
-    for mode in Traffic.MODES:
-        for p in results[mode]["phases"]:
-            if p["phase"] in ("warmup", "calibration"):
-                out[f"{p['phase']}_{mode}_phase"] = p
-    out["bench_wall_s"] = round(wall, 1)
-    return out
-
-
-def table(args: argparse.Namespace, bench: Bench, f: dict[str, Any]) -> str:
-    lines = [
-        f"update bench: 3 simulated hosts, {args.replicas} replicas of {SERVICE} ({IMAGE}), "
-        f"ingress port {PORT} reached through h1, h2 and h3",
-        f"update settings: parallelism {f['parallelism_count']}, order {f['order']}, "
-        f"monitor {f['monitor_s']:g} s, failure action rollback; rollback: parallelism "
-        f"{f['rollback_parallelism_count']}; readiness: GET {HEALTH_PATH} every "
-        f"{args.probe_interval:g} s, {PROBE_RETRIES} retries",
-        f"one task's start + health time: {f['task_start_health_s']:.2f} s (created -> healthy, "
-        f"median of {', '.join(f'{x:.2f}' for x in f['task_start_health_trials_s'])}); "
-        f"start alone {f['task_start_s']:.2f} s",
-    ]
-    for mode, label in (("new", "new connection per request"), ("keepalive", "keep-alive")):
-        phases = [f[f"{s.key}_phases_list"][mode] for s in bench.scenarios]
-        rates = [p["achieved_rate_per_s"] for p in phases if p.get("achieved_rate_per_s")]
-        late = max((p.get("late_start_p99_ms") or 0 for p in phases), default=0)
-        lines.append(f"traffic, {label}: {args.rate:g}/s asked, achieved "
-                     f"{min(rates, default=0):.0f}-{max(rates, default=0):.0f}/s per scenario, "
-                     f"late starts p99 <= {late:.1f} ms")
-    ka = [f[f"{s.key}_phases_list"]["keepalive"] for s in bench.scenarios]
-    lines.append(
-        "keep-alive: server announced close on "
-        f"{sum(p.get('server_close_count', 0) for p in ka):,} of "
-        f"{sum(p.get('ok_count', 0) for p in ka):,} answers, "
-        f"{sum(p.get('reused_count', 0) for p in ka):,} requests on a reused connection, "
-        f"{sum(p.get('retried_closed_keepalive_count', 0) for p in ka):,} retried on a closed "
-        "keep-alive connection")
-    lines.append("")
-    head = (f"{'scenario':36}{'requests':>10}{'failed':>8}{'new/ka':>12}{'time s':>9}"
-            f"{'floor s':>9}{'ratio':>7}  {'min ready':>9}  result")
-    lines.append(head)
-    for s in bench.scenarios:
-        k = s.key
-        per = f[f"{k}_phases_list"]
-        split = "/".join(str(per[m].get("failed_count", 0)) for m in Traffic.MODES)
-        ratio = f[f"{k}_ratio"]
-        lines.append(
-            f"{s.title:36}{f[f'{k}_requests_count']:>10,}{f[f'{k}_failed_requests_count']:>8,}"
-            f"{split:>12}{s.seconds:>9.2f}{(s.floor_s or 0):>9.2f}"
-            f"{(f'{ratio:.2f}' if ratio else '-'):>7}  {s.min_ready:>9}  {s.state} "
-            f"({s.versions})")
-    lines.append("")
-    ok_failed = f["failed_requests_count"] == 0
-    ok_count = f["requests_count"] >= GOAL_REQUESTS
-    lines.append(f"failed requests over (a)-(d): {f['failed_requests_count']:,} of "
-                 f"{f['requests_count']:,} (goal 0 of >= {GOAL_REQUESTS:,}: "
-                 f"{'met' if ok_failed and ok_count else 'NOT met'})")
-    if "naive_update_failed_requests_count" in f:
-        lines.append("baseline, stop-first all at once: "
-                     f"{f['naive_update_failed_requests_count']:,} failed of "
-                     f"{f['naive_update_requests_count']:,}")
-    ratios = [f[f"{s.key}_ratio"] for s in bench.scenarios if s.key != "naive_update"]
-    if ratios and all(r is not None for r in ratios):
-        worst = max(ratios)
-        lines.append(f"slowest scenario: {worst:.2f}x its floor (goal <= {GOAL_RATIO:g}x: "
-                     f"{'met' if worst <= GOAL_RATIO else 'NOT met'})")
-    if f["detection_s"] is not None:
-        det, goal = f["detection_s"], f["detection_goal_s"]
-        after = f.get("bad_update_unhealthy_after_first_failed_check_s")
-        verdict = f"; the agent's verdict (unhealthy) came {after:.2f} s after it" if after else ""
-        lines.append(f"bad version detected {det:.2f} s after its first failed check (goal <= "
-                     f"monitor + 1 s = {goal:g} s: {'met' if det <= goal else 'NOT met'}){verdict}")
-    for s in bench.scenarios:
-        if s.task_ready_s:
-            lines.append(f"{s.title}: its new tasks created -> healthy "
-                         f"{', '.join(f'{x:.2f}' for x in s.task_ready_s)} s")
-    failures = [(s.title, m, f[f"{s.key}_phases_list"][m]) for s in bench.scenarios
-                for m in Traffic.MODES if f[f"{s.key}_phases_list"][m].get("failed_count")]
-    for title, mode, p in failures:
-        lines.append(f"{title}, {mode}: {p['failure_kinds']}, first: {p['failure_samples'][:3]}")
-    lines.append(f"bench wall time {f['bench_wall_s']:.0f} s")
-    return "\n".join(lines)
 
 
 @contextmanager
@@ -684,21 +547,19 @@ def run(args: argparse.Namespace, root: pathlib.Path) -> dict[str, Any]:
             bench.start()
             bench.calibrate()
             bench.good_update()
-            if bench.scenarios[-1].state != "NONE":
-                bench.bad_update()
-                bench.manual_rollback()
-                bench.canary()
-                if not args.no_naive:
-                    bench.naive_update()
-            else:  # no updater: (a) was the previous design's redeploy; nothing else applies
-                bench.scenarios[-1].title = "(a) redeploy without an updater"
+            bench.bad_update()
+            bench.manual_rollback()
+            bench.canary()
+            bench.top_up()
+            if not args.no_naive:
+                bench.naive_update()
             assert bench.traffic is not None
             results = bench.traffic.stop()
         finally:
             if bench.traffic is not None:
                 bench.traffic.close()
-        f = figures(args, bench, results, time.monotonic() - started)
-        f["_table"] = table(args, bench, f)
+        f = figures(args, bench.run, results, time.monotonic() - started)
+        f["_table"] = table(args, bench.run, f)
         return f
 
 
@@ -717,7 +578,7 @@ def main() -> int:
     parser.add_argument("--tail", type=float, default=4.0,
                         help="seconds of traffic in each phase after the old tasks are gone")
     parser.add_argument("--canary-hold", type=float, default=6.0)
-    parser.add_argument("--calibrations", type=int, default=3)
+    parser.add_argument("--calibrations", type=int, default=5)
     parser.add_argument("--deadline", type=float, default=120.0, help="per wait, seconds")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
     parser.add_argument("--dir", default=None, help="keep the hosts' logs here (default: a "
