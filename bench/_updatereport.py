@@ -5,6 +5,7 @@ next to its floor, and the goals of issue 10 checked against them."""
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,11 @@ class Run:
     # One task's (created -> running, created -> healthy), per calibration trial.
     calibration: list[tuple[float, float]] = field(default_factory=list)
     scenarios: list[Scenario] = field(default_factory=list)
+    # The machine's cpu time (busy, total) from /proc/stat when the traffic started and ended,
+    # and its 1-minute load average then: other work on a shared machine shows here.
+    cpu_start: tuple[int, int] = (0, 0)
+    cpu_end: tuple[int, int] = (0, 0)
+    load: tuple[float, float] = (0.0, 0.0)
 
     @property
     def task_s(self) -> float:
@@ -134,8 +140,20 @@ def figures(args: argparse.Namespace, run: Run, results: dict[str, Any],
         for p in results[mode]["phases"]:
             if p["phase"] in ("warmup", "calibration"):
                 out[f"{p['phase']}_{mode}_phase"] = p
+    busy, total = (e - s for s, e in zip(run.cpu_start, run.cpu_end, strict=True))
+    out["machine_busy_ratio"] = round(busy / total, 2) if total else None
+    out["machine_cpus_count"] = os.cpu_count()
+    out["machine_load_start_count"], out["machine_load_end_count"] = run.load
     out["bench_wall_s"] = round(wall, 1)
     return out
+
+
+def cpu_times() -> tuple[int, int]:
+    """The machine's (busy, total) cpu time so far, in clock ticks, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        ticks = [int(x) for x in stat.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return sum(ticks) - idle, sum(ticks)
 
 
 def _verdict(ok: bool) -> str:
@@ -233,5 +251,9 @@ def table(args: argparse.Namespace, run: Run, f: dict[str, Any]) -> str:
             if p.get("failed_count") or p.get("skipped_count"):
                 lines.append(f"{s.title}, {mode}: {p['failure_kinds']}, skipped "
                              f"{p['skipped_count']}, first: {p['failure_samples'][:2]}")
-    lines.append(f"bench wall time {f['bench_wall_s']:.0f} s")
+    lines.append(f"machine: {f['machine_cpus_count']} cpus, {f['machine_busy_ratio']:.0%} busy "
+                 f"during the traffic (everything on it, this run included), load average "
+                 f"{f['machine_load_start_count']:.1f} when the traffic started and "
+                 f"{f['machine_load_end_count']:.1f} when it ended; bench wall time "
+                 f"{f['bench_wall_s']:.0f} s")
     return "\n".join(lines)

@@ -77,6 +77,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import pathlib
 import signal
 import subprocess
@@ -101,6 +102,7 @@ from bench._updatereport import (
     SERVICE,
     Run,
     Scenario,
+    cpu_times,
     figures,
     table,
 )
@@ -406,6 +408,7 @@ class Bench:
 
             eventually(answers, timeout=30, interval=0.2, what=f"{url} answering")
         self.traffic = Traffic(self.hosts, rate=self.args.rate, timeout=self.args.timeout)
+        self.run.cpu_start, self.run.load = cpu_times(), (os.getloadavg()[0], 0.0)
         self.traffic.phase("warmup")
         time.sleep(self.args.lead)  # deliberate: steady traffic before anything changes
 
@@ -554,6 +557,8 @@ def run(args: argparse.Namespace, root: pathlib.Path) -> dict[str, Any]:
             if not args.no_naive:
                 bench.naive_update()
             assert bench.traffic is not None
+            bench.run.cpu_end = cpu_times()
+            bench.run.load = (bench.run.load[0], os.getloadavg()[0])
             results = bench.traffic.stop()
         finally:
             if bench.traffic is not None:
