@@ -88,7 +88,7 @@ def figures(args: argparse.Namespace, run: Run, results: dict[str, Any],
         "replicas_count": args.replicas,
         "hosts_count": 3,
         "parallelism_count": plan.parallelism,
-        "order": "start-first" if plan.start_first else "stop-first",
+        "order_text": "start-first" if plan.start_first else "stop-first",
         "monitor_s": plan.monitor_s,
         "rollback_parallelism_count": rollback_plan.parallelism,
         "rollback_monitor_s": rollback_plan.monitor_s,
@@ -123,23 +123,21 @@ def figures(args: argparse.Namespace, run: Run, results: dict[str, Any],
             f"{k}_requests_count": s_sent,
             f"{k}_failed_requests_count": s_failed,
             f"{k}_min_ready_count": s.min_ready,
-            f"{k}_state": s.state,
-            f"{k}_message": s.message,
-            f"{k}_versions": s.versions,
+            f"{k}_state_text": s.state,
+            f"{k}_message_text": s.message,
+            f"{k}_versions_text": s.versions,
             f"{k}_batches_count": s.batches,
             f"{k}_task_ready_s": [round(x, 3) for x in s.task_ready_s],
         }
         for key, value in s.extra.items():
             out[f"{k}_{key}"] = round(value, 3) if isinstance(value, float) else value
-        out[f"{k}_phases_list"] = per_mode
+        out[f"{k}_traffic_dict"] = per_mode
     out["requests_count"] = sent
     out["failed_requests_count"] = failed
     out["detection_s"] = out.get("bad_update_detection_s")
     out["detection_goal_s"] = plan.monitor_s + GOAL_DETECTION_MARGIN_S
-    for mode in MODES:
-        for p in results[mode]["phases"]:
-            if p["phase"] in ("warmup", "calibration"):
-                out[f"{p['phase']}_{mode}_phase"] = p
+    for name in ("warmup", "calibration"):  # the traffic before the scenarios
+        out[f"{name}_traffic_dict"] = {m: phase_of(results, m, name) for m in MODES}
     busy, total = (e - s for s, e in zip(run.cpu_start, run.cpu_end, strict=True))
     out["machine_busy_ratio"] = round(busy / total, 2) if total else None
     out["machine_cpus_count"] = os.cpu_count()
@@ -165,7 +163,7 @@ def table(args: argparse.Namespace, run: Run, f: dict[str, Any]) -> str:
     lines = [
         f"update bench: 3 simulated hosts, {args.replicas} replicas of {SERVICE} ({IMAGE}), "
         f"ingress port {PORT} reached through h1, h2 and h3",
-        f"update settings: parallelism {f['parallelism_count']}, order {f['order']}, "
+        f"update settings: parallelism {f['parallelism_count']}, order {f['order_text']}, "
         f"monitor {f['monitor_s']:g} s, failure action rollback; rollback: parallelism "
         f"{f['rollback_parallelism_count']}, monitor {f['rollback_monitor_s']:g} s; readiness: "
         f"GET {HEALTH_PATH} every {args.probe_interval:g} s, {PROBE_RETRIES} retries",
@@ -174,14 +172,14 @@ def table(args: argparse.Namespace, run: Run, f: dict[str, Any]) -> str:
         f"start alone {f['task_start_s']:.2f} s",
     ]
     for mode, label in (("new", "new connection per request"), ("keepalive", "keep-alive")):
-        phases = [f[f"{s.key}_phases_list"][mode] for s in run.scenarios]
+        phases = [f[f"{s.key}_traffic_dict"][mode] for s in run.scenarios]
         rates = [p["achieved_rate_per_s"] for p in phases if p.get("achieved_rate_per_s")]
         late = max((p.get("late_start_max_ms") or 0 for p in phases), default=0)
         p99 = max((p.get("latency_p99_ms") or 0 for p in phases), default=0)
         lines.append(f"traffic, {label}: {args.rate:g}/s asked, achieved "
                      f"{min(rates, default=0):.0f}-{max(rates, default=0):.0f}/s per scenario, "
                      f"latest start {late:.0f} ms behind schedule; latency p99 <= {p99:.0f} ms")
-    ka = [f[f"{s.key}_phases_list"]["keepalive"] for s in run.scenarios]
+    ka = [f[f"{s.key}_traffic_dict"]["keepalive"] for s in run.scenarios]
     lines.append(
         "keep-alive: the server announced `Connection: close` on "
         f"{sum(p.get('server_close_count', 0) for p in ka):,} of "
@@ -194,7 +192,7 @@ def table(args: argparse.Namespace, run: Run, f: dict[str, Any]) -> str:
               f"{'min ready':>10}  result"]
     for s in run.scenarios:
         k = s.key
-        per = f[f"{k}_phases_list"]
+        per = f[f"{k}_traffic_dict"]
         split = "/".join(str(per[m].get("failed_count", 0)) for m in MODES)
         r, own = f[f"{k}_replaced_floor_ratio"], f[f"{k}_replaced_own_tasks_floor_ratio"]
         p99 = max(per[m].get("latency_p99_ms") or 0 for m in MODES)
@@ -247,7 +245,7 @@ def table(args: argparse.Namespace, run: Run, f: dict[str, Any]) -> str:
                          f"{', '.join(f'{x:.2f}' for x in s.task_ready_s)} s")
     for s in run.scenarios:
         for mode in MODES:
-            p = f[f"{s.key}_phases_list"][mode]
+            p = f[f"{s.key}_traffic_dict"][mode]
             if p.get("failed_count") or p.get("skipped_count"):
                 lines.append(f"{s.title}, {mode}: {p['failure_kinds']}, skipped "
                              f"{p['skipped_count']}, first: {p['failure_samples'][:2]}")
