@@ -132,6 +132,7 @@ class Phase:
             "latency_p50_ms": _millis(self.latencies, 0.50),
             "latency_p99_ms": _millis(self.latencies, 0.99),
             "latency_max_ms": _millis(self.latencies, 1.0),
+            "answered_in_1s_or_more_count": sum(1 for x in self.latencies if x >= 1.0),
             "late_start_p99_ms": _millis(self.late, 0.99),
             "late_start_max_ms": _millis(self.late, 1.0),
         }

@@ -176,9 +176,11 @@ def table(args: argparse.Namespace, run: Run, f: dict[str, Any]) -> str:
         rates = [p["achieved_rate_per_s"] for p in phases if p.get("achieved_rate_per_s")]
         late = max((p.get("late_start_max_ms") or 0 for p in phases), default=0)
         p99 = max((p.get("latency_p99_ms") or 0 for p in phases), default=0)
+        slow = sum(p.get("answered_in_1s_or_more_count", 0) for p in phases)
         lines.append(f"traffic, {label}: {args.rate:g}/s asked, achieved "
                      f"{min(rates, default=0):.0f}-{max(rates, default=0):.0f}/s per scenario, "
-                     f"latest start {late:.0f} ms behind schedule; latency p99 <= {p99:.0f} ms")
+                     f"latest start {late:.0f} ms behind schedule; latency p99 <= {p99:.0f} ms, "
+                     f"{slow:,} answered in 1 s or more")
     ka = [f[f"{s.key}_traffic_dict"]["keepalive"] for s in run.scenarios]
     lines.append(
         "keep-alive: the server announced `Connection: close` on "
