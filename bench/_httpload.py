@@ -50,6 +50,7 @@ from typing import Any
 MAX_ANSWERS = 32
 MAX_SAMPLES = 20
 HEAD_LIMIT = 64 * 1024
+TICK_S = 0.001
 BODY_LIMIT = 1024 * 1024
 
 
@@ -349,7 +350,9 @@ class Generator:
                 break
             due = start + i * interval
             if due > now:
-                await asyncio.sleep(min(due, end) - now)
+                # Never less than a tick: the loop's timers have a millisecond's resolution,
+                # and a shorter sleep returns at once (the loop would spin between requests).
+                await asyncio.sleep(max(min(due, end) - now, TICK_S))
                 continue
             while due <= now and i < most:
                 self._launch(self.targets[i % len(self.targets)], now - due)
