@@ -66,10 +66,10 @@ Figures:
 Goals (the issue's): 0 failed of >= 100,000 requests over (a)-(d); detection <= monitor + 1 s;
 each scenario within 1.5x its floor (judged on `replaced`; the time to the terminal state is
 also shown against floor + monitor and against the floor alone). `--json` prints one JSON
-object whose keys end in their units. Everything (generators, containers, namespaces,
-processes) is torn down at the end, on failure and on Ctrl-C or SIGTERM. The run is bounded:
-every wait has a deadline (--deadline, 120 s) and the generators stop by themselves after 20
-minutes; a run takes about two minutes.
+object whose keys end in their units (and the table to stderr). Everything (generators,
+containers, namespaces, processes) is torn down at the end, on failure and on Ctrl-C or SIGTERM.
+The run is bounded: every wait has a deadline (--deadline, 120 s) and the generators stop by
+themselves after 20 minutes; a run takes about two minutes.
 """
 
 from __future__ import annotations
@@ -606,7 +606,11 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="podium-update-") as tmp:
             f = run(args, pathlib.Path(tmp) / "hosts")
     text = f.pop("_table")
-    print(json.dumps(f) if args.json else text)
+    if args.json:
+        print(text, file=sys.stderr)  # for people; stdout holds the JSON alone
+        print(json.dumps(f))
+    else:
+        print(text)
     return 0
 
 
