@@ -29,8 +29,9 @@ version first), at most MAX_ANSWERS distinct words.
 Control: stdin lines. `phase NAME` closes the current phase and starts NAME (a request belongs to
 the phase it was due in); `stop`, or EOF on stdin, ends the run: no new request starts, those in
 flight finish (each within --timeout), and one JSON object goes to stdout: per phase its counts,
-its failure kinds, up to MAX_SAMPLES failures with their wall-clock time, target and error, the
-achieved rate, and percentiles of latency and of late starts. SIGTERM and SIGINT end the run the
+its failure kinds, up to MAX_SAMPLES failures with their wall-clock time, target and error and
+as many requests answered in 1 s or more (when they started, target, seconds), the achieved rate,
+and percentiles of latency and of late starts. SIGTERM and SIGINT end the run the
 same way. The run also ends by itself after --seconds or --most requests.
 """
 
@@ -93,6 +94,7 @@ class Phase:
     failed_by_target: Counter[str] = field(default_factory=Counter)
     answers: Counter[str] = field(default_factory=Counter)
     samples: list[list[Any]] = field(default_factory=list)
+    slow_samples: list[list[Any]] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     late: list[float] = field(default_factory=list)
 
@@ -130,6 +132,7 @@ class Phase:
             "failed_by_target": dict(self.failed_by_target),
             "answers": dict(self.answers),
             "failure_samples": self.samples,
+            "slow_samples": self.slow_samples,
             "latency_p50_ms": _millis(self.latencies, 0.50),
             "latency_p99_ms": _millis(self.latencies, 0.99),
             "latency_max_ms": _millis(self.latencies, 1.0),
@@ -324,7 +327,10 @@ class Generator:
             phase.fail(target, Failed(_error_kind(err), repr(err)), time.time())
             return
         phase.ok += 1
-        phase.latencies.append(time.monotonic() - began)
+        took = time.monotonic() - began
+        phase.latencies.append(took)
+        if took >= 1.0 and len(phase.slow_samples) < MAX_SAMPLES:
+            phase.slow_samples.append([round(time.time() - took, 3), target, round(took, 3)])
         phase.answer(response.body)
 
     def _launch(self, target: str, late: float) -> None:

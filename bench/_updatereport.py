@@ -61,6 +61,8 @@ class Run:
     cpu_start: tuple[int, int] = (0, 0)
     cpu_end: tuple[int, int] = (0, 0)
     load: tuple[float, float] = (0.0, 0.0)
+    # Traffic phase -> times a replica's accept queue overflowed (bench/_backlog.py).
+    listen_overflows: dict[str, int] = field(default_factory=dict)
 
     @property
     def task_s(self) -> float:
@@ -123,6 +125,7 @@ def figures(args: argparse.Namespace, run: Run, results: dict[str, Any],
             f"{k}_requests_count": s_sent,
             f"{k}_failed_requests_count": s_failed,
             f"{k}_min_ready_count": s.min_ready,
+            f"{k}_listen_overflows_count": run.listen_overflows.get(k, 0),
             f"{k}_state_text": s.state,
             f"{k}_message_text": s.message,
             f"{k}_versions_text": s.versions,
@@ -138,6 +141,7 @@ def figures(args: argparse.Namespace, run: Run, results: dict[str, Any],
     out["detection_goal_s"] = plan.monitor_s + GOAL_DETECTION_MARGIN_S
     for name in ("warmup", "calibration"):  # the traffic before the scenarios
         out[f"{name}_traffic_dict"] = {m: phase_of(results, m, name) for m in MODES}
+        out[f"{name}_listen_overflows_count"] = run.listen_overflows.get(name, 0)
     busy, total = (e - s for s, e in zip(run.cpu_start, run.cpu_end, strict=True))
     out["machine_busy_ratio"] = round(busy / total, 2) if total else None
     out["machine_cpus_count"] = os.cpu_count()
@@ -189,7 +193,12 @@ def table(args: argparse.Namespace, run: Run, f: dict[str, Any]) -> str:
         f"{sum(p.get('reused_count', 0) for p in ka):,} requests went on a reused connection, "
         f"{sum(p.get('retried_closed_keepalive_count', 0) for p in ka):,} were retried on a "
         "closed keep-alive connection")
+    overflows = sum(f[f"{s.key}_listen_overflows_count"] for s in run.scenarios)
+    lines.append(f"the replicas' accept queues overflowed {overflows:,} times during the scenarios "
+                 "(busybox httpd listens with a backlog of 9; a dropped SYN is sent again 1 s "
+                 "later): column 1s/ovf")
     lines += ["", f"{'scenario':34}{'requests':>9}{'failed':>7}{'(new/ka)':>12}{'p99 ms':>7}"
+              f"{'1s/ovf':>8}"
               f"{'time s':>8}{'replaced':>9}{'floor s':>8}{'ratio':>6}{'own s':>7}{'ratio':>6}"
               f"{'min ready':>10}  result"]
     for s in run.scenarios:
@@ -198,9 +207,11 @@ def table(args: argparse.Namespace, run: Run, f: dict[str, Any]) -> str:
         split = "/".join(str(per[m].get("failed_count", 0)) for m in MODES)
         r, own = f[f"{k}_replaced_floor_ratio"], f[f"{k}_replaced_own_tasks_floor_ratio"]
         p99 = max(per[m].get("latency_p99_ms") or 0 for m in MODES)
+        slow = sum(per[m].get("answered_in_1s_or_more_count", 0) for m in MODES)
+        slow_ovf = f"{slow}/{f[f'{k}_listen_overflows_count']}"
         lines.append(
             f"{s.title:34}{f[f'{k}_requests_count']:>9,}{f[f'{k}_failed_requests_count']:>7,}"
-            f"{'(' + split + ')':>12}{p99:>7.0f}{s.seconds:>8.2f}{s.replaced_s:>9.2f}"
+            f"{'(' + split + ')':>12}{p99:>7.0f}{slow_ovf:>8}{s.seconds:>8.2f}{s.replaced_s:>9.2f}"
             f"{s.floor_s:>8.2f}"
             f"{(f'{r:.2f}' if r else '-'):>6}"
             f"{(f'{s.own_floor_s:.2f}' if s.own_floor_s else '-'):>7}"
@@ -210,7 +221,7 @@ def table(args: argparse.Namespace, run: Run, f: dict[str, Any]) -> str:
               "one task's start + health time x batches (b: start + retries x interval + the "
               "rollback's batches); own: the same from the scenario's own new tasks, batch by "
               "batch; ratio: replaced / floor, replaced / own; p99: latency of the answered "
-              "requests"]
+              "requests; 1s/ovf: requests answered in 1 s or more / accept queue overflows"]
     extended = next((s.extra["tail_extended_s"] for s in run.scenarios
                      if s.extra.get("tail_extended_s")), None)
     if extended:

@@ -93,6 +93,7 @@ import grpc
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from bench._backlog import BacklogWatch
 from bench._updatereport import (
     GOAL_REQUESTS,
     HEALTH_PATH,
@@ -266,9 +267,11 @@ class Watch:
         return (self.ended if self.replaced is None else self.replaced) - self.called
 
 
-def watch(client: Client, w: Watch, *, until: set[int], deadline: float) -> Watch:
+def watch(client: Client, w: Watch, *, until: set[int], deadline: float,
+          seen: dict[str, objects.Task]) -> Watch:
     """Polls the service until its update reaches one of `until` after the call: an active
-    state seen first, or a `started` at or after the call."""
+    state seen first, or a `started` at or after the call. Every task polled goes into
+    `seen` (by id: its latest copy)."""
     seen_active = False
     last_tasks = 0.0
     stop_at = time.monotonic() + deadline
@@ -287,7 +290,9 @@ def watch(client: Client, w: Watch, *, until: set[int], deadline: float) -> Watc
             w.replaced = now
         if now - last_tasks >= TASKS_POLL_S:
             last_tasks = now
-            ready = sum(1 for t in client.tasks(service=SERVICE) if in_rotation(t))
+            tasks = client.tasks(service=SERVICE)
+            seen.update((t.id, t) for t in tasks)
+            ready = sum(1 for t in tasks if in_rotation(t))
             w.min_ready = min(w.min_ready, ready)
             w.max_ready = max(w.max_ready, ready)
         fresh = seen_active or ts(status.started) >= w.called - 0.001
@@ -302,13 +307,15 @@ def watch(client: Client, w: Watch, *, until: set[int], deadline: float) -> Watc
                        f"states seen: {w.states}")
 
 
-def settle(client: Client, replicas: int, *, deadline: float) -> None:
+def settle(client: Client, replicas: int, *, deadline: float,
+           seen: dict[str, objects.Task]) -> None:
     """Waits until exactly `replicas` tasks run, all of the service's version, and no other
-    task of it runs (the old ones are stopped)."""
+    task of it runs (the old ones are stopped). Every task polled goes into `seen`."""
     def settled() -> bool:
         version = client.service(SERVICE).spec_version
-        running = [t for t in client.tasks(service=SERVICE)
-                   if t.status.state == objects.TASK_STATE_RUNNING]
+        tasks = client.tasks(service=SERVICE)
+        seen.update((t.id, t) for t in tasks)
+        running = [t for t in tasks if t.status.state == objects.TASK_STATE_RUNNING]
         return (len(running) == replicas and all(in_rotation(t) for t in running)
                 and all(t.spec_version == version for t in running))
 
@@ -339,10 +346,12 @@ class Bench:
         self.client = client
         self.stub = stub
         self.traffic: Traffic | None = None
+        self.backlog: BacklogWatch | None = None
         self.plan = rules.plan(spec_for(args, "v1"))
         self.rollback_plan = rules.plan(spec_for(args, "v1"), rollback=True)
         self.run = Run(self.plan, self.rollback_plan)
         self.goal_started = 0.0  # when the first scenario's traffic phase began (monotonic)
+        self.tasks: dict[str, objects.Task] = {}  # every task seen, by id
 
     # -- helpers
 
@@ -350,10 +359,17 @@ class Bench:
         _, outcome = self.client.deploy(spec)
         assert outcome != "unchanged", "the bench's spec change was not taken"
 
+    def phase(self, name: str) -> None:
+        """Starts the traffic's (and the overflow count's) next phase."""
+        assert self.traffic is not None
+        self.traffic.phase(name)
+        if self.backlog is not None:
+            self.backlog.phase(name)
+
     def begin(self, key: str, title: str) -> Scenario:
         """A scenario's traffic phase, --lead seconds of it before the call."""
         assert self.traffic is not None
-        self.traffic.phase(key)
+        self.phase(key)
         time.sleep(self.args.lead)  # deliberate: the phase's traffic before the change
         scenario = Scenario(key, title)
         self.run.scenarios.append(scenario)
@@ -362,7 +378,8 @@ class Bench:
         return scenario
 
     def await_update(self, called: float, until: set[int]) -> Watch:
-        return watch(self.client, Watch(called), until=until, deadline=self.args.deadline)
+        return watch(self.client, Watch(called), until=until, deadline=self.args.deadline,
+                     seen=self.tasks)
 
     def finish(self, scenario: Scenario, w: Watch, since: float, plan: rules.Plan) -> None:
         """Records the scenario's outcome, waits for the old tasks to be gone, then --tail.
@@ -370,16 +387,23 @@ class Bench:
         parallelism in the order they were created, the slowest of each batch, summed."""
         assert w.final is not None
         status = w.final.update_status
+        self.record_tasks()
         scenario.state = STATE_NAMES.get(status.state, str(status.state))
         scenario.message = status.message
         scenario.versions = f"{status.from_version} -> {status.to_version}"
-        settle(self.client, self.args.replicas, deadline=self.args.deadline)
+        settle(self.client, self.args.replicas, deadline=self.args.deadline, seen=self.tasks)
         tasks = sorted(new_tasks(self.client, since), key=lambda t: ts(t.meta.created))
         ready = [h for _, h in map(task_times, tasks) if h is not None]
         scenario.task_ready_s = ready
         width = plan.parallelism or len(ready) or 1
         scenario.own_floor_s = sum(max(ready[i:i + width]) for i in range(0, len(ready), width))
         time.sleep(self.args.tail)  # deliberate: traffic after the old tasks are gone
+        self.record_tasks()
+
+    def record_tasks(self) -> None:
+        """Keeps every task's latest copy (the reaper deletes old ones), for tasks.json."""
+        for task in self.client.tasks(service=SERVICE):
+            self.tasks[task.id] = task
 
     def top_up(self) -> None:
         """Lengthens the last goal scenario's tail until (a)-(d) add up to GOAL_REQUESTS at
@@ -399,7 +423,7 @@ class Bench:
     def start(self) -> None:
         """v1 running and answering through every host's mesh; traffic started."""
         self.deploy(spec_for(self.args, "v1"))
-        settle(self.client, self.args.replicas, deadline=self.args.deadline)
+        settle(self.client, self.args.replicas, deadline=self.args.deadline, seen=self.tasks)
         for name in self.hosts.names:
             url = f"http://{self.hosts.host(name).address}:{PORT}/"
 
@@ -409,13 +433,14 @@ class Bench:
             eventually(answers, timeout=30, interval=0.2, what=f"{url} answering")
         self.traffic = Traffic(self.hosts, rate=self.args.rate, timeout=self.args.timeout)
         self.run.cpu_start, self.run.load = cpu_times(), (os.getloadavg()[0], 0.0)
-        self.traffic.phase("warmup")
+        self.backlog = BacklogWatch([self.hosts.host(n).cgroup for n in self.hosts.names])
+        self.phase("warmup")
         time.sleep(self.args.lead)  # deliberate: steady traffic before anything changes
 
     def calibrate(self) -> None:
         """One task's start + health time, under the same traffic (see the module docstring)."""
         assert self.traffic is not None
-        self.traffic.phase("calibration")
+        self.phase("calibration")
         for _ in range(self.args.calibrations):
             since = time.time()
             self.client.scale(SERVICE, self.args.replicas + 1)
@@ -431,7 +456,7 @@ class Bench:
             assert running is not None and healthy is not None
             self.run.calibration.append((running, healthy))
             self.client.scale(SERVICE, self.args.replicas)
-            settle(self.client, self.args.replicas, deadline=self.args.deadline)
+            settle(self.client, self.args.replicas, deadline=self.args.deadline, seen=self.tasks)
 
     def good_update(self) -> None:
         s = self.begin("good_update", "(a) good update")
@@ -546,6 +571,7 @@ def run(args: argparse.Namespace, root: pathlib.Path) -> dict[str, Any]:
     with cluster(root) as hosts, Client(hosts.address, timeout=10) as client, \
             grpc.insecure_channel(hosts.address) as channel:
         bench = Bench(args, hosts, client, control_grpc.ControlStub(channel))
+        results: dict[str, Any] | None = None
         try:
             bench.start()
             bench.calibrate()
@@ -560,12 +586,36 @@ def run(args: argparse.Namespace, root: pathlib.Path) -> dict[str, Any]:
             bench.run.cpu_end = cpu_times()
             bench.run.load = (bench.run.load[0], os.getloadavg()[0])
             results = bench.traffic.stop()
+            assert bench.backlog is not None
+            bench.run.listen_overflows = bench.backlog.stop()
         finally:
             if bench.traffic is not None:
                 bench.traffic.close()
+            if bench.backlog is not None:
+                bench.backlog.stop()
+            if args.dir:
+                write_timeline(root / "timeline.json", bench, results)
         f = figures(args, bench.run, results, time.monotonic() - started)
         f["_table"] = table(args, bench.run, f)
         return f
+
+
+def write_timeline(path: pathlib.Path, bench: Bench, results: dict[str, Any] | None) -> None:
+    """For --dir: every task's versions, node, slot, creation and status history, and the
+    generators' output, to line slow or failed requests up with what the cluster did. Best
+    effort: it runs on the way out, also after a failure, which it must not hide."""
+    try:
+        nodes = {n.id: n.description.name for n in bench.client.nodes()}
+    except Exception as err:
+        print(f"timeline without node names: {err!r}", file=sys.stderr)
+        nodes = {}
+    tasks = [{
+        "id": t.id, "slot": t.slot, "canary": t.canary, "spec_version": t.spec_version,
+        "node": nodes.get(t.node_id, t.node_id), "created": ts(t.meta.created),
+        "desired": objects.TaskState.Name(t.desired_state),
+        "events": [[ts(e.time), e.kind, e.message] for e in t.status.history],
+    } for t in sorted(bench.tasks.values(), key=lambda t: ts(t.meta.created))]
+    path.write_text(json.dumps({"tasks": tasks, "traffic": results}, indent=1) + "\n")
 
 
 def main() -> int:
@@ -586,8 +636,9 @@ def main() -> int:
     parser.add_argument("--calibrations", type=int, default=5)
     parser.add_argument("--deadline", type=float, default=120.0, help="per wait, seconds")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
-    parser.add_argument("--dir", default=None, help="keep the hosts' logs here (default: a "
-                        "temporary directory, removed)")
+    parser.add_argument("--dir", default=None, help="keep the hosts' logs here, and "
+                        "timeline.json (every task's history and the traffic's phases); default: "
+                        "a temporary directory, removed")
     args = parser.parse_args()
     if not (3 <= args.replicas <= 30 and 1 <= args.rate <= 5000 and 0.1 <= args.timeout <= 30
             and (args.parallelism is None or 0 <= args.parallelism <= 30)
