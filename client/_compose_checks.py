@@ -1,7 +1,8 @@
-"""The service keys of a Compose file that say how a task is checked and restarted.
+"""The service keys of a Compose file that say how a task is checked, restarted and replaced.
 
-`set_checks(data, spec, service)` reads them from one service's mapping (which compose.py has
-checked to hold only supported keys) into `spec`, raising SpecError as compose.py does:
+`set_checks(data, spec, service)` and `set_updates(data, spec, service)` read them from one
+service's mapping (which compose.py has checked to hold only supported keys, and whose deploy
+mode and replicas it has read into `spec`) into `spec`, raising SpecError as compose.py does:
 
 - `healthcheck` (Compose) -> spec.container.healthcheck, the check the engine runs in the
   container. `test` is a string (run by the container's shell: ["CMD-SHELL", string]) or a list
@@ -17,6 +18,19 @@ checked to hold only supported keys) into `spec`, raising SpecError as compose.p
 - `deploy.restart_policy` (Compose) -> spec.restart_policy: condition none | on-failure | any
   (the default), delay, max_attempts and window; left out, delay, max_attempts and window stay
   unset for the restart logic's defaults.
+- `deploy.update_config` and `deploy.rollback_config` (Compose) -> spec.update_config and
+  spec.rollback_config, both always written: the fields a file gives over
+  podium.rules.update.default_config(rollback=...), so the stored spec shows the settings in
+  effect. parallelism is a non-negative integer (0: all at once), delay and monitor durations,
+  failure_action rollback | pause | continue (rollback_config: pause | continue, as a rollback is
+  never rolled back), max_failure_ratio a number from 0 to 1, order start-first | stop-first
+  (start-first is accepted with a fixed host-mode port: the manager then updates stop-first and
+  says why, podium.rules.update.stop_first_reason).
+- `x-podium-healthy-deadline` (a Podium extension): a duration > 0 written into both configs'
+  healthy_deadline; left out, healthy_deadline stays 0 (podium.rules.update.HEALTHY_DEADLINE_S).
+- `x-podium-canary` (a Podium extension) -> spec.canary: `count` (required, 1 to the replica
+  count; not on a global service) and `auto_promote_after` (a duration > 0; left out, canaries
+  wait for `podium promote`).
 """
 
 from __future__ import annotations
@@ -24,6 +38,8 @@ from __future__ import annotations
 import re
 
 from podium.client.compose import (
+    _CANARY_KEY,
+    _DEADLINE_KEY,
     _PROBE_KEY,
     SpecError,
     _At,
@@ -34,9 +50,10 @@ from podium.client.compose import (
     _port,
 )
 from podium.rules import probe as defaults
+from podium.rules import update as updates
 from podium.v1 import objects
 
-__all__ = ["set_checks"]
+__all__ = ["set_checks", "set_updates"]
 
 
 def set_checks(data: dict[str, object], spec: objects.ServiceSpec, service: str) -> None:
@@ -160,3 +177,75 @@ def _restart_policy(value: object, at: _At) -> objects.RestartPolicy:
     if "max_attempts" in data:
         policy.max_attempts = _count(data["max_attempts"], at.sub("max_attempts"))
     return policy
+
+
+_UPDATE_KEYS = ("update_config", "rollback_config")
+
+
+def set_updates(data: dict[str, object], spec: objects.ServiceSpec, service: str) -> None:
+    """Sets spec's update_config and rollback_config (always) and canary (when given) from the
+    mapping of service `service`; spec.mode and spec.replicas must already be set."""
+    at = _At(service)
+    deadline = 0
+    if _DEADLINE_KEY in data:
+        deadline = _nanos(data[_DEADLINE_KEY], at.sub(_DEADLINE_KEY), positive=True)
+    deploy = data.get("deploy")
+    for key in _UPDATE_KEYS:
+        rollback = key == "rollback_config"
+        config = updates.default_config(rollback=rollback)
+        if isinstance(deploy, dict) and key in deploy:
+            _update_config(deploy[key], config, at.sub("deploy").sub(key), key)
+        if deadline:
+            config.healthy_deadline.FromNanoseconds(deadline)
+        getattr(spec, key).CopyFrom(config)
+    if _CANARY_KEY in data:
+        spec.canary.CopyFrom(_canary(data[_CANARY_KEY], spec, at.sub(_CANARY_KEY)))
+
+
+def _update_config(value: object, config: objects.UpdateConfig, at: _At, key: str) -> None:
+    """Writes the fields `value` (deploy.KEY) gives over `config` (the defaults)."""
+    data = _mapping(value, at, f"deploy.{key}")
+    rollback = key == "rollback_config"
+    if "parallelism" in data:
+        config.parallelism = _count(data["parallelism"], at.sub("parallelism"))
+    for field in ("delay", "monitor"):
+        if field in data:
+            getattr(config, field).FromNanoseconds(_nanos(data[field], at.sub(field)))
+    if "failure_action" in data:
+        where, action = at.sub("failure_action"), data["failure_action"]
+        actions = updates.ROLLBACK_FAILURE_ACTIONS if rollback else updates.FAILURE_ACTIONS
+        if rollback and action == "rollback":
+            accepted = " or ".join(repr(name) for name in actions)
+            raise SpecError(f"{where}: expected {accepted}, got 'rollback': a rollback that "
+                            "fails is never rolled back")
+        config.failure_action = actions[_choice(action, actions, where)]
+    if "max_failure_ratio" in data:
+        ratio = data["max_failure_ratio"]
+        # bool is an int; nan fails both comparisons.
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
+            raise at.sub("max_failure_ratio").error("a number from 0 to 1, such as 0.2", ratio)
+        config.max_failure_ratio = ratio
+    if "order" in data:
+        order = _choice(data["order"], updates.ORDERS, at.sub("order"))
+        config.order = updates.ORDERS[order]
+
+
+def _canary(value: object, spec: objects.ServiceSpec, at: _At) -> objects.Canary:
+    data = _mapping(value, at, _CANARY_KEY)
+    if spec.mode == objects.ServiceSpec.MODE_GLOBAL:
+        raise SpecError(f"{at}: not allowed with mode: global (one task per node: no room for "
+                        "canaries beside it)")
+    if "count" not in data:
+        raise SpecError(f"{at}: 'count' is required (canary tasks, from 1 to deploy.replicas)")
+    count = data["count"]
+    if spec.replicas == 0:
+        raise SpecError(f"{at.sub('count')}: not allowed with deploy.replicas: 0 (a canary "
+                        "runs beside the service's tasks)")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= spec.replicas:
+        raise at.sub("count").error(f"an integer from 1 to {spec.replicas} (deploy.replicas)",
+                                    count)
+    canary = objects.Canary(count=count)
+    if "auto_promote_after" in data:
+        after = _nanos(data["auto_promote_after"], at.sub("auto_promote_after"), positive=True)
+        canary.auto_promote_after.FromNanoseconds(after)
+    return canary

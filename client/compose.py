@@ -8,15 +8,19 @@ Accepted: top-level services (required), name, version (ignored), x-* (ignored);
 command, entrypoint, environment, labels, init, ports, stop_grace_period, healthcheck {test,
 disable, interval, timeout, retries, start_period, start_interval} and deploy {mode, replicas,
 labels, resources {reservations, limits} {cpus, memory}, placement {constraints}, restart_policy
-{condition, delay, max_attempts, window}}. x-* keys are ignored in every mapping but three, read
-directly under a service and an error anywhere else: `x-podium-probe`, the check the agent itself
-runs (spec.probe); `x-podium-fence`, a duration after which an agent that lost the manager stops
-the service's tasks (spec.fence_after); `x-podium-routing` {balance: least-connections |
-round-robin, proxy_protocol: bool}, how the mesh spreads connections (spec.routing). Any other
+{condition, delay, max_attempts, window}, update_config and rollback_config {parallelism, delay,
+failure_action, monitor, max_failure_ratio, order}}. x-* keys are ignored in every mapping but
+five, read directly under a service and an error anywhere else: `x-podium-probe`, the check the
+agent itself runs (spec.probe); `x-podium-fence`, a duration after which an agent that lost the
+manager stops the service's tasks (spec.fence_after); `x-podium-routing` {balance:
+least-connections | round-robin, proxy_protocol: bool}, how the mesh spreads connections
+(spec.routing); `x-podium-canary` {count, auto_promote_after}, the tasks of a new version that
+start beside the old ones before the rest is updated (spec.canary); `x-podium-healthy-deadline`,
+how long a new task may take to become healthy before an update counts it as failed. Any other
 key is an error, never dropped: a dropped volume or network would deploy something else than what
-the file says. healthcheck,
-x-podium-probe and deploy.restart_policy are read by _compose_checks, whose docstring has their
-rules.
+the file says. healthcheck, x-podium-probe, deploy.restart_policy, deploy.update_config,
+deploy.rollback_config and the last two extensions are read by _compose_checks, whose docstring
+has their rules; every spec gets both update configs, the file's fields over Podium's defaults.
 
 With a stack name (the `stack` argument, else top-level `name:`), services are named STACK_KEY with
 spec.stack = STACK, as `docker stack deploy` does. Scalars are read as Compose reads them (22:22 is
@@ -100,10 +104,15 @@ def _show(value: object) -> str:
     return text if len(text := repr(value)) <= 60 else text[:57] + "..."
 
 
+_UPDATE_CONFIG = ("delay", "failure_action", "max_failure_ratio", "monitor", "order", "parallelism")
 _SUPPORTED = {
     "": ("command", "deploy", "entrypoint", "environment", "healthcheck", "image", "init", "labels",
-         "ports", "stop_grace_period", "x-podium-fence", "x-podium-probe", "x-podium-routing"),
-    "deploy": ("labels", "mode", "placement", "replicas", "resources", "restart_policy"),
+         "ports", "stop_grace_period", "x-podium-canary", "x-podium-fence",
+         "x-podium-healthy-deadline", "x-podium-probe", "x-podium-routing"),
+    "deploy": ("labels", "mode", "placement", "replicas", "resources", "restart_policy",
+               "rollback_config", "update_config"),
+    "deploy.update_config": _UPDATE_CONFIG,
+    "deploy.rollback_config": _UPDATE_CONFIG,
     "deploy.restart_policy": ("condition", "delay", "max_attempts", "window"),
     "deploy.resources": ("limits", "reservations"),
     "deploy.resources.limits": ("cpus", "memory"),
@@ -117,12 +126,15 @@ _SUPPORTED = {
     "x-podium-probe.http": ("path", "port", "status"),
     "x-podium-probe.tcp": ("port",),
     "x-podium-routing": ("balance", "proxy_protocol"),
+    "x-podium-canary": ("auto_promote_after", "count"),
 }  # fmt: skip
 _PROBE_KEY = "x-podium-probe"
 _FENCE_KEY = "x-podium-fence"
 _ROUTING_KEY = "x-podium-routing"
+_CANARY_KEY = "x-podium-canary"
+_DEADLINE_KEY = "x-podium-healthy-deadline"
 # The extension keys Podium reads, directly under a service.
-_PODIUM_KEYS = (_PROBE_KEY, _FENCE_KEY, _ROUTING_KEY)
+_PODIUM_KEYS = (_PROBE_KEY, _FENCE_KEY, _ROUTING_KEY, _CANARY_KEY, _DEADLINE_KEY)
 _EXPLAINED = {
     "build": "build and tag the image first (docker build -t NAME .), then set image: NAME",
     "container_name": "Podium names each task's container itself; remove the key",
@@ -142,7 +154,7 @@ def _mapping(value: object, at: _At, table: str) -> dict[str, object]:
             raise SpecError(f"{at.sub(key)}: only recognized directly under a service")
         if table == "" and key in _EXPLAINED:
             raise SpecError(f"{at}: {key!r} is not supported: {_EXPLAINED[key]}")
-        raise SpecError(  # also deploy.update_config: it will come later
+        raise SpecError(
             f"service {at.service!r}: key {at.sub(key).path!r} is not supported by Podium"
             f" (supported: {', '.join(_SUPPORTED[table])})"
         )
@@ -420,9 +432,10 @@ def _service(key: object, value: object, stack: str | None) -> objects.ServiceSp
     spec.ports.extend(_ports(data.get("ports", []), at.sub("ports")))
     _deploy(data.get("deploy", {}), spec, at.sub("deploy"))
     # Imported here, not at the top: _compose_checks builds on this module's helpers.
-    from podium.client._compose_checks import set_checks
+    from podium.client._compose_checks import set_checks, set_updates
 
     set_checks(data, spec, at.service)
+    set_updates(data, spec, at.service)
     return spec
 
 

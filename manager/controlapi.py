@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import grpc
 
-from podium.manager import ids
+from podium.manager import ids, versions
 from podium.manager.loadbook import HISTORY, LoadBook
 from podium.manager.store import (
     ConflictError,
@@ -22,11 +22,13 @@ from podium.manager.store import (
     WatchOverflowError,
     WriteTx,
 )
+from podium.rules import update as update_rules
 from podium.rules.constraints import parse_constraint
 from podium.rules.names import RULE as NAME_RULE
 from podium.rules.names import is_valid_name
 from podium.rules.routing import ingress_ports
 from podium.rules.taskstate import is_live
+from podium.rules.update import config_problem
 from podium.v1 import control, control_grpc, objects
 
 MAX_REPLICAS = 10_000
@@ -75,6 +77,8 @@ def validate_spec(spec: objects.ServiceSpec) -> None:
         res = getattr(spec.resources, kind)
         if res.nano_cpus < 0 or res.memory_bytes < 0:
             raise bad(f"{where}: spec.resources.{kind}: cpus and memory must not be negative")
+    if problem := config_problem(spec):
+        raise bad(f"{where}: {problem}")
 
 
 def resolve(items: Iterable[O], ref: str, name_of: Callable[[O], str], kind: str) -> O:
@@ -127,15 +131,6 @@ def find_task(view: ReadTx, ref: str) -> objects.Task:
     return resolve(view.tasks(), ref, lambda t: t.id, "task")
 
 
-def _task_spec_changed(old: objects.ServiceSpec, new: objects.ServiceSpec) -> bool:
-    """Whether tasks must be replaced: anything but the replica count changed."""
-    a, b = objects.ServiceSpec(), objects.ServiceSpec()
-    a.CopyFrom(old)
-    b.CopyFrom(new)
-    a.replicas = b.replicas = 0
-    return a != b
-
-
 class ControlAPI(control_grpc.ControlServicer):
     def __init__(self, *, store: Store, load: LoadBook, watch_limit: int = WATCH_LIMIT) -> None:
         self._store = store
@@ -183,9 +178,13 @@ class ControlAPI(control_grpc.ControlServicer):
 
         def apply(tx: WriteTx) -> objects.Service:
             validate_spec(spec)
-            service = objects.Service(id=ids.new_id(), spec_version=1)
+            service = objects.Service(id=ids.new_id(), spec_version=1, last_version=1)
             self._check_ports_free(tx, spec, service.id)
             service.spec.CopyFrom(spec)
+            first = objects.ServiceVersion(version=1, spec=spec, change="created")
+            first.time.CopyFrom(ids.timestamp())
+            service.versions.append(first)
+            service.update_status.deploy_id = request.deploy_id
             tx.create(service)
             return service
 
@@ -210,10 +209,56 @@ class ControlAPI(control_grpc.ControlServicer):
             if request.spec == service.spec:
                 return service
             self._check_ports_free(tx, request.spec, service.id)
-            if _task_spec_changed(service.spec, request.spec):
-                service.spec_version += 1
-            service.spec.CopyFrom(request.spec)
+            if update_rules.replaces_tasks(service.spec, request.spec):
+                versions.begin_update(service, request.spec, request.deploy_id)
+            else:
+                service.spec.CopyFrom(request.spec)
             tx.update(service)
+            return service
+
+        return control.ServiceResponse(service=await self._write(context, apply))
+
+    async def RollbackService(self, request, context):  # type: ignore[no-untyped-def]
+        def apply(tx: WriteTx) -> objects.Service:
+            service = find_service(tx, request.ref)
+            name = service.spec.name
+            kept = sorted(v.version for v in service.versions)
+            version = request.version
+            if not version:
+                earlier = [v for v in kept if v < service.spec_version]
+                if not earlier:
+                    raise RequestError(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        f"service {name!r} has no version before {service.spec_version} to go "
+                        "back to (`podium history` lists them)")
+                version = earlier[-1]
+            if version not in kept:
+                raise RequestError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"version {version}: service {name!r} keeps versions "
+                    f"{', '.join(map(str, kept))}")
+            if version == service.spec_version and service.update_status.state not in (
+                    versions.US.STATE_UPDATING, versions.US.STATE_CANARY, versions.US.STATE_PAUSED,
+                    versions.US.STATE_ROLLING_BACK, versions.US.STATE_ROLLBACK_PAUSED):
+                return service  # already there
+            versions.start_rollback(tx, service, version, reason="", manual=True)
+            service.update_status.message = f"rolling back to version {version} on request"
+            return service
+
+        return control.ServiceResponse(service=await self._write(context, apply))
+
+    async def PromoteService(self, request, context):  # type: ignore[no-untyped-def]
+        def apply(tx: WriteTx) -> objects.Service:
+            service = find_service(tx, request.ref)
+            status = service.update_status
+            if status.promoted and status.state == versions.US.STATE_UPDATING:
+                return service
+            if status.state not in (versions.US.STATE_UPDATING, versions.US.STATE_CANARY) \
+                    or not service.spec.canary.count:
+                raise RequestError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"service {service.spec.name!r} has no canaries waiting to be promoted")
+            versions.promote(tx, service, by="on request")
             return service
 
         return control.ServiceResponse(service=await self._write(context, apply))

@@ -24,6 +24,7 @@ from podium.manager.orchestrator import Orchestrator
 from podium.manager.reaper import Reaper
 from podium.manager.scheduler import Scheduler
 from podium.manager.store import SqliteStore
+from podium.manager.updater import Updater
 from podium.v1 import control, control_grpc, dispatcher, dispatcher_grpc
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class Manager:
             Orchestrator(store=store),
             Scheduler(store=store),
             Reaper(store=store),
+            Updater(store=store),
         ]
         load = LoadBook()
         dispatch = Dispatcher(

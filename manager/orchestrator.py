@@ -6,6 +6,9 @@ RUNNING; the orchestrator ends a task by lowering its desired state (SHUTDOWN
 to keep it as history, REMOVED to have it deleted once its container is gone)
 and never deletes tasks itself.
 
+A live task of another version than its service's is left running: replacing it is the
+updater's work (podium.manager.updater), and so are canaries.
+
 Agents restart containers in place; a live task whose status reached a final
 state (its agent gave up, or it could not start) is replaced, as its restart
 policy allows, in the same slot by a new task that may not be placed before a
@@ -150,55 +153,61 @@ class Orchestrator(ReconcileLoop):
             for task in tasks:
                 _end(tx, task, REMOVED)
             return
+        glob = service.spec.mode == GLOBAL
+        # Attempt numbers of the replacements of finished tasks, by slot (node id if global).
+        attempts: dict[str, int] = {}
         for task in tasks:
             if not is_live(task):
                 continue
-            if service.spec.mode != GLOBAL and _on_down_node(tx, task):
-                # Failover: replace at once, without the restart delay. The agent removes the
-                # old container if its node comes back.
+            if not glob and _on_down_node(tx, task):
+                # Failover: replace at once, without the restart delay (an empty slot is
+                # filled below). The agent removes the old container if its node comes back.
                 _orphan(tx, task)
-                if task.slot <= service.spec.replicas:
-                    tx.create(new_task(service, slot=task.slot, node_id="", attempt=0))
                 continue
-            finished = has_finished(task)
-            outdated = task.spec_version != service.spec_version
-            if not outdated and (not finished or not may_replace(task)):
-                continue  # running, or ended for good: it keeps its slot
-            # Finished (restart it) or outdated (replace it, stopping it first).
+            if task.canary or not has_finished(task):
+                continue  # canaries are the updater's; so are running tasks of another version
+            current = task.spec_version == service.spec_version
+            if current and not may_replace(task):
+                continue  # ended for good: it keeps its slot
             _end(tx, task, SHUTDOWN)
-            if service.spec.mode == GLOBAL or task.slot <= service.spec.replicas:
-                attempt = next_attempt(task) if finished and not outdated else 0
-                node_id = task.node_id if service.spec.mode == GLOBAL else ""
-                tx.create(new_task(service, slot=task.slot, node_id=node_id, attempt=attempt))
-        live = [t for t in tx.tasks_of_service(service_id) if is_live(t)]
-        if service.spec.mode == GLOBAL:
-            self._reconcile_global(tx, service, live)
+            key = task.node_id if glob else str(task.slot)
+            attempts[key] = next_attempt(task) if current else 0
+        live = [t for t in tx.tasks_of_service(service_id) if is_live(t) and not t.canary]
+        if glob:
+            self._reconcile_global(tx, service, live, attempts)
         else:
-            self._reconcile_replicated(tx, service, live)
+            self._reconcile_replicated(tx, service, live, attempts)
 
-    def _reconcile_replicated(
-        self, tx: WriteTx, service: objects.Service, live: list[objects.Task]
-    ) -> None:
+    def _reconcile_replicated(self, tx: WriteTx, service: objects.Service,
+                              live: list[objects.Task], attempts: dict[str, int]) -> None:
         wanted = service.spec.replicas
-        by_slot: dict[int, objects.Task] = {}
-        # Newest first. An older task in a slot gives way once the newer one runs (start first:
-        # a drain never lowers the running count); until then both live.
+        groups: dict[int, list[objects.Task]] = {}
         for task in sorted(live, key=lambda t: -t.meta.created.ToNanoseconds()):
-            newer = by_slot.get(task.slot)
-            if task.slot > wanted:
-                _end(tx, task, REMOVED)
-            elif newer is None:
-                by_slot[task.slot] = task
-            elif newer.status.state == RUNNING or has_finished(task):
-                _end(tx, task, REMOVED)
+            groups.setdefault(task.slot, []).append(task)
+        by_slot: dict[int, objects.Task] = {}
+        for slot, group in groups.items():
+            if slot > wanted:
+                for task in group:
+                    _end(tx, task, REMOVED)
+                continue
+            # The slot's task is its newest of the service's version (else its newest). Others
+            # give way once it serves: a replacement (update, drain) never lowers the count of
+            # ready tasks; until then both live.
+            current = [t for t in group if t.spec_version == service.spec_version]
+            keeper = current[0] if current else group[0]
+            serving = keeper.status.state == RUNNING and keeper.status.ready
+            for task in group:
+                if task is not keeper and (serving or has_finished(task)):
+                    _end(tx, task, REMOVED)
+            by_slot[slot] = keeper
         for slot in range(1, wanted + 1):
-            current = by_slot.get(slot)
-            if current is None or _draining(tx, current):
-                tx.create(new_task(service, slot=slot, node_id="", attempt=0))
+            current_task = by_slot.get(slot)
+            if current_task is None or _draining(tx, current_task):
+                attempt = attempts.get(str(slot), 0) if current_task is None else 0
+                tx.create(new_task(service, slot=slot, node_id="", attempt=attempt))
 
-    def _reconcile_global(
-        self, tx: WriteTx, service: objects.Service, live: list[objects.Task]
-    ) -> None:
+    def _reconcile_global(self, tx: WriteTx, service: objects.Service,
+                          live: list[objects.Task], attempts: dict[str, int]) -> None:
         constraints = [parse_constraint(c) for c in service.spec.placement.constraints]
 
         def matches(node: objects.Node) -> bool:
@@ -214,7 +223,8 @@ class Orchestrator(ReconcileLoop):
                 covered.add(task.node_id)
         for node in tx.nodes():
             if node.id not in covered and is_eligible(node) and matches(node):
-                tx.create(new_task(service, slot=0, node_id=node.id, attempt=0))
+                tx.create(new_task(service, slot=0, node_id=node.id,
+                                   attempt=attempts.get(node.id, 0)))
 
 
 def _on_down_node(tx: WriteTx, task: objects.Task) -> bool:

@@ -1,7 +1,8 @@
 """How a service's tasks are replaced when its spec changes: the defaults of `update_config`,
 `rollback_config` and `x-podium-canary` (one set for the Compose parser, which writes them into
 the spec, and the manager, which applies them to a spec whose caller left them out), the Compose
-spelling of their values, which spec changes replace tasks, and what changed between two specs.
+spelling of their values, what the Control API refuses in them (`config_problem`), which spec
+changes replace tasks, and what changed between two specs.
 
 Podium's defaults differ from Swarm's where Swarm's are unsafe: a failed update rolls back
 (Swarm pauses), and a task is started before the one it replaces is stopped wherever the
@@ -10,8 +11,12 @@ service's ports allow two tasks side by side (Swarm stops first).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
 
 from podium.v1 import objects
 
@@ -116,6 +121,65 @@ def plan(spec: objects.ServiceSpec, *, rollback: bool = False) -> Plan:
     )
 
 
+def _duration_problem(duration: Duration, where: str) -> str | None:
+    seconds, nanos = duration.seconds, duration.nanos
+    # google.protobuf.Duration's own rules: one sign, |nanos| below a second, 10,000 years.
+    if abs(nanos) > 999_999_999 or seconds * nanos < 0 or abs(seconds) > 315_576_000_000:
+        return (f"{where} (seconds={seconds}, nanos={nanos}): not a valid "
+                "google.protobuf.Duration")
+    if seconds < 0 or nanos < 0:
+        return f"{where} {duration.ToNanoseconds() / 1e9:g}s: expected a duration >= 0"
+    return None
+
+
+def _names(values: Sequence[int]) -> str:
+    return " or ".join(UC.FailureAction.Name(v) for v in values)
+
+
+def _config_problem(config: objects.UpdateConfig, where: str, *, rollback: bool) -> str | None:
+    action = config.failure_action
+    if rollback and action == UC.FAILURE_ACTION_ROLLBACK:
+        # Also what a caller who left the field out sends (it is the field's zero value).
+        return (f"{where}.failure_action FAILURE_ACTION_ROLLBACK: a rollback is never rolled "
+                f"back: expected {_names(list(ROLLBACK_FAILURE_ACTIONS.values()))}")
+    if action not in FAILURE_ACTIONS.values():
+        allowed = ROLLBACK_FAILURE_ACTIONS if rollback else FAILURE_ACTIONS
+        return f"{where}.failure_action {action}: expected {_names(list(allowed.values()))}"
+    if config.order not in UC.Order.values():
+        orders = " or ".join(UC.Order.keys())
+        return f"{where}.order {config.order}: expected {orders}"
+    ratio = config.max_failure_ratio
+    if math.isnan(ratio) or not 0 <= ratio <= 1:
+        return f"{where}.max_failure_ratio {ratio}: expected a number from 0 to 1"
+    for key in ("delay", "monitor", "healthy_deadline"):
+        if problem := _duration_problem(getattr(config, key), f"{where}.{key}"):
+            return problem
+    return None
+
+
+def config_problem(spec: objects.ServiceSpec) -> str | None:
+    """What is wrong with `spec`'s update_config, rollback_config or canary, naming the field
+    and what is accepted ("spec.update_config.max_failure_ratio 1.5: expected a number from 0
+    to 1"), or None. The Control API refuses such a spec; the Compose parser never writes one.
+    A rollback_config that is given must say pause or continue: its failure_action's zero value
+    means rollback, and a rollback is never rolled back."""
+    for key in ("update_config", "rollback_config"):
+        if spec.HasField(key):  # left out: the defaults apply
+            problem = _config_problem(getattr(spec, key), f"spec.{key}",
+                                      rollback=key == "rollback_config")
+            if problem:
+                return problem
+    canary = spec.canary
+    if problem := _duration_problem(canary.auto_promote_after, "spec.canary.auto_promote_after"):
+        return problem
+    if canary.count and spec.mode == objects.ServiceSpec.MODE_GLOBAL:
+        return (f"spec.canary.count {canary.count}: a global service (one task per node) has "
+                "no canaries: expected 0")
+    if canary.count > spec.replicas and spec.mode == objects.ServiceSpec.MODE_REPLICATED:
+        return f"spec.canary.count {canary.count}: at most spec.replicas ({spec.replicas})"
+    return None
+
+
 # Fields of a ServiceSpec that do not change what its tasks run: changing only these makes no
 # new version and replaces no task.
 NOT_TASK_FIELDS = ("replicas", "update_config", "rollback_config", "canary")
@@ -135,7 +199,9 @@ def replaces_tasks(old: objects.ServiceSpec, new: objects.ServiceSpec) -> bool:
 
 
 def changes(old: objects.ServiceSpec, new: objects.ServiceSpec, *, limit: int = 4) -> str:
-    """What changed from `old` to `new`, for people: "image a -> b; env VERSION 1 -> 2"."""
+    """What changed from `old` to `new`, for people, by field path: "container.image web:1 ->
+    web:2; container.env.VERSION 1 -> 2; container.stop_grace_period 10s -> 30s; probe added"
+    (the first `limit` changes, then how many more)."""
     items: list[str] = []
     _diff(task_spec(old), task_spec(new), "", items)
     if not items:
@@ -151,16 +217,34 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _diff(old: object, new: object, path: str, out: list[str]) -> None:
-    from google.protobuf.message import Message
+def _shown(field: object, value: object) -> str:
+    """A scalar as people read it: an enum by its name."""
+    enum = getattr(field, "enum_type", None)
+    if enum is not None and isinstance(value, int) and value in enum.values_by_number:
+        return str(enum.values_by_number[value].name)
+    return _short(value)
 
-    assert isinstance(old, Message) and isinstance(new, Message)
+
+def _diff(old: Message, new: Message, path: str, out: list[str]) -> None:
     for field in old.DESCRIPTOR.fields:
         name = field.name
         a, b = getattr(old, name), getattr(new, name)
+        where = f"{path}{name}"
+        if field.message_type is not None and field.has_presence:  # one message, maybe unset
+            had, has = old.HasField(name), new.HasField(name)
+            if had == has and a == b:  # equal contents but one unset is still a change
+                continue
+            if isinstance(a, Duration):
+                before = f"{a.ToNanoseconds() / 1e9:g}s" if had else "unset"
+                after = f"{b.ToNanoseconds() / 1e9:g}s" if has else "unset"
+                out.append(f"{where} {before} -> {after}")
+            elif had != has:
+                out.append(f"{where} {'added' if has else 'removed'}")
+            else:
+                _diff(a, b, where + ".", out)
+            continue
         if a == b:
             continue
-        where = f"{path}{name}"
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             for key in sorted(set(a) | set(b)):
                 if key not in b:
@@ -171,7 +255,5 @@ def _diff(old: object, new: object, path: str, out: list[str]) -> None:
                     out.append(f"{where}.{key} {_short(a[key])} -> {_short(b[key])}")
         elif not isinstance(a, str | bytes) and isinstance(a, Sequence):
             out.append(f"{where} changed")
-        elif field.message_type is not None:
-            _diff(a, b, where + ".", out)
         else:
-            out.append(f"{where} {_short(a)!s} -> {_short(b)!s}")
+            out.append(f"{where} {_shown(field, a)} -> {_shown(field, b)}")

@@ -155,16 +155,17 @@ class InProcessCluster:
         if self.manager is None:
             return []
         problems: list[str] = []
-        slots: Counter[tuple[str, int]] = Counter()
+        # Two tasks share a slot only while an update replaces one version with another.
+        slots: Counter[tuple[str, int, int]] = Counter()
         for task in self.store_view.tasks():
             if not is_live(task):
                 continue
             if task.status.state == PENDING and not task.status.message:
                 problems.append(f"task {task.id} ({task.service_name}) pending without a reason")
             if task.slot:
-                slots[(task.service_id, task.slot)] += 1
-        problems += [f"slot {slot} of service {sid} has {n} live tasks"
-                     for (sid, slot), n in slots.items() if n > 1]
+                slots[(task.service_id, task.slot, task.spec_version)] += 1
+        problems += [f"slot {slot} of service {sid} has {n} live tasks of version {v}"
+                     for (sid, slot, v), n in slots.items() if n > 1]
         return problems
 
     async def close(self) -> None:

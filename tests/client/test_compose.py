@@ -171,7 +171,8 @@ def _service_error(keys: str) -> str:
             "volumes: [data:/data]",
             "stack.yml: service 'web': key 'volumes' is not supported by Podium (supported:"
             " command, deploy, entrypoint, environment, healthcheck, image, init, labels, ports,"
-            " stop_grace_period, x-podium-fence, x-podium-probe, x-podium-routing)",
+            " stop_grace_period, x-podium-canary, x-podium-fence, x-podium-healthy-deadline,"
+            " x-podium-probe, x-podium-routing)",
         ),
         (
             "build: .",
@@ -183,7 +184,9 @@ def _service_error(keys: str) -> str:
         ("deploy: {restart_policy: {backoff: 2}}", "key 'deploy.restart_policy.backoff' is not"),
         ("x-podium-probe: {exec: {}}", "key 'x-podium-probe.exec' is not supported by Podium ("),
         ("x-podium-probe: {tcp: {port: 80, path: /}}", "key 'x-podium-probe.tcp.path' is not"),
-        ("deploy: {update_config: {}}", "key 'deploy.update_config' is not supported by"),
+        ("deploy: {update_config: {rollback: 1}}", "key 'deploy.update_config.rollback' is not"),
+        ("deploy: {rollback_config: {monitor: 1s, x: 1}}", "key 'deploy.rollback_config.x' is"),
+        ("x-podium-canary: {count: 1, promote: 1}", "key 'x-podium-canary.promote' is not"),
         ("deploy: {endpoint_mode: vip}", "key 'deploy.endpoint_mode' is not supported by Podium ("),
         ("deploy: {resources: {limits: {pids: 5}}}", "key 'deploy.resources.limits.pids'"),
         ("deploy: {placement: {preferences: []}}", "key 'deploy.placement.preferences'"),

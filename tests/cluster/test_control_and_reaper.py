@@ -28,6 +28,8 @@ async def rpc_error(call: object) -> grpc.aio.AioRpcError:
     ("replicas", 10_001, "spec.replicas 10001: at most 10000"),
     ("image", " ", "spec.container.image is empty"),
     ("constraint", "zone = a", "spec.placement.constraints: invalid constraint"),
+    ("max_failure_ratio", 1.5, "service 'web': spec.update_config.max_failure_ratio 1.5: "
+                               "expected a number from 0 to 1"),
 ])
 async def test_control_api_errors_name_the_field(mini: InProcessCluster, field: str,
                                                  value: object, named: str) -> None:
@@ -39,6 +41,8 @@ async def test_control_api_errors_name_the_field(mini: InProcessCluster, field: 
         spec.replicas = int(value)  # type: ignore[call-overload]
     elif field == "image":
         spec.container.image = str(value)
+    elif field == "max_failure_ratio":
+        spec.update_config.max_failure_ratio = float(value)  # type: ignore[arg-type]
     else:
         spec.placement.constraints.append(str(value))
     err = await rpc_error(mini.api.CreateService(control.CreateServiceRequest(spec=spec)))

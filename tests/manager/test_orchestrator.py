@@ -238,5 +238,16 @@ def test_drain_starts_replacements_before_stopping_the_old_tasks(tmp_path: pathl
 
     store.update_now(start)
     _reconcile(store, orch)
+    # Running is not enough: the old tasks give way once their replacements are ready.
+    assert len(_live(store)) == 4
+
+    def ready(tx: WriteTx) -> None:
+        for task in tx.tasks_of_service("s1"):
+            if task.node_id == "n2":
+                task.status.ready = True
+                tx.update(task)
+
+    store.update_now(ready)
+    _reconcile(store, orch)
     assert {t.node_id for t in _live(store)} == {"n2"}
     assert len(_live(store)) == 2

@@ -317,7 +317,7 @@ class ServiceSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., container: _Optional[_Union[ContainerSpec, _Mapping]] = ..., mode: _Optional[_Union[ServiceSpec.Mode, str]] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., stack: _Optional[str] = ..., probe: _Optional[_Union[Probe, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., fence_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., routing: _Optional[_Union[Routing, _Mapping]] = ..., update_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., canary: _Optional[_Union[Canary, _Mapping]] = ..., force_update: _Optional[int] = ...) -> None: ...
 
 class UpdateStatus(_message.Message):
-    __slots__ = ("state", "started", "completed", "message", "from_version", "to_version", "done", "total", "failed_tasks", "deploy_id", "manual", "promoted")
+    __slots__ = ("state", "started", "completed", "message", "from_version", "to_version", "done", "total", "failed_tasks", "deploy_id", "manual", "promoted", "reason")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_NONE: _ClassVar[UpdateStatus.State]
@@ -348,6 +348,7 @@ class UpdateStatus(_message.Message):
     DEPLOY_ID_FIELD_NUMBER: _ClassVar[int]
     MANUAL_FIELD_NUMBER: _ClassVar[int]
     PROMOTED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     state: UpdateStatus.State
     started: _timestamp_pb2.Timestamp
     completed: _timestamp_pb2.Timestamp
@@ -360,7 +361,8 @@ class UpdateStatus(_message.Message):
     deploy_id: str
     manual: bool
     promoted: bool
-    def __init__(self, state: _Optional[_Union[UpdateStatus.State, str]] = ..., started: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., from_version: _Optional[int] = ..., to_version: _Optional[int] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., failed_tasks: _Optional[_Iterable[str]] = ..., deploy_id: _Optional[str] = ..., manual: _Optional[bool] = ..., promoted: _Optional[bool] = ...) -> None: ...
+    reason: str
+    def __init__(self, state: _Optional[_Union[UpdateStatus.State, str]] = ..., started: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., from_version: _Optional[int] = ..., to_version: _Optional[int] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., failed_tasks: _Optional[_Iterable[str]] = ..., deploy_id: _Optional[str] = ..., manual: _Optional[bool] = ..., promoted: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ServiceVersion(_message.Message):
     __slots__ = ("version", "time", "spec", "change")
