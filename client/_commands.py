@@ -252,13 +252,16 @@ def cmd_history(client: Client, args: argparse.Namespace) -> int:
     """podium history SERVICE: the versions the service kept, oldest first."""
     service = client.service(args.service)
     rows = views.history_rows(service)
-    for row in rows:
-        row["version_text"] = f"{row['version']}" + (" (current)" if row["current"] else "")
-        row["time_text"] = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["time"]))
-                            if row["time"] else "")
-        row["change_text"] = row["change"] or "-"
-    _emit(args, rows, [("VERSION", "version_text"), ("TIME", "time_text"),
-                       ("CHANGE", "change_text")])
+    if args.output == "json":
+        print(views.to_json(rows))
+        return 0
+    shown = [{
+        "version": f"{row['version']}" + (" (current)" if row["current"] else ""),
+        "time": (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["time"]))
+                 if row["time"] else ""),
+        "change": row["change"] or "-",
+    } for row in rows]
+    print(views.table(shown, [("VERSION", "version"), ("TIME", "time"), ("CHANGE", "change")]))
     return 0
 
 
@@ -271,14 +274,16 @@ def cmd_rollback(client: Client, args: argparse.Namespace) -> int:
     service = client.rollback(args.service, args.to)
     status = service.update_status
     name = service.spec.name
-    if status.manual and status.to_version:
-        print(f"{name}: rolling back from version {status.from_version} to version "
-              f"{status.to_version}", flush=True)
-        goal = Goal(name, version=status.to_version, rollback_from=status.from_version)
-    else:
-        print(f"{name}: rolling back to version {service.spec_version}", flush=True)
-        goal = Goal(name)
-    return 0 if args.detach else wait_for(client, [goal], args.timeout)
+    if status.state != US.STATE_ROLLING_BACK or not status.manual:
+        # The manager started nothing: the service already runs that version.
+        print(f"{name}: already at version {service.spec_version}")
+        return 0
+    print(f"{name}: rolling back from version {status.from_version} to version "
+          f"{status.to_version}", flush=True)
+    if args.detach:
+        return 0
+    goal = Goal(name, version=status.to_version, rollback_from=status.from_version)
+    return wait_for(client, [goal], args.timeout)
 
 
 def cmd_promote(client: Client, args: argparse.Namespace) -> int:

@@ -206,6 +206,16 @@ def test_force_replaces_tasks_of_an_unchanged_spec(run: Run) -> None:
     assert run.control.sent(control.UpdateServiceRequest)[-1].spec.force_update == 4
 
 
+def test_an_update_overtaken_by_another_fails_naming_it(run: Run) -> None:
+    added(run)
+    run.control.script("web", Step(US.STATE_UPDATING, "updating to version 3: ...",
+                                   from_version=1, to_version=3, spec_version=3))
+    code, _, err = run.deploy(STACK)
+    assert code == 1
+    assert err.strip() == ("error: web: version 2 was replaced by version 3 (updating to "
+                           "version 3: ...)")
+
+
 def test_detach_returns_at_once(run: Run) -> None:
     added(run)
     run.control.script("web", Step(US.STATE_UPDATING, "updating 0/2"))  # never ends
