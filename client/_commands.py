@@ -207,16 +207,20 @@ def cmd_deploy(client: Client, args: argparse.Namespace) -> int:
 
 
 def _deploy_goal(service: objects.Service, outcome: str, deploy_id: str) -> Goal | None:
-    """What the deploy waits for: nothing for an unchanged service, the update this deploy
-    started (the manager's update status names its deploy id and new version), else (a
-    created service, a change that replaces no task) convergence."""
-    if outcome == "unchanged":
-        return None
+    """What the deploy waits for: the update this deploy started (the manager's update status
+    names its deploy id and new version); for a created service or a change that replaces no
+    task, convergence. An unchanged service needs no wait, unless the update to the version
+    it runs has not ended (a deploy run again follows it) or stands paused (it fails)."""
     status = service.update_status
-    if (outcome != "created" and status.state != US.STATE_NONE
-            and status.deploy_id == deploy_id and status.to_version == service.spec_version):
-        return Goal(service.spec.name, version=service.spec_version)
-    return Goal(service.spec.name)
+    name = service.spec.name
+    to_current = status.state != US.STATE_NONE and status.to_version == service.spec_version
+    if outcome == "unchanged":
+        unfinished = (US.STATE_UPDATING, US.STATE_CANARY, US.STATE_PAUSED)
+        return Goal(name, version=service.spec_version) if (
+            to_current and status.state in unfinished) else None
+    if outcome != "created" and to_current and status.deploy_id == deploy_id:
+        return Goal(name, version=service.spec_version)
+    return Goal(name)
 
 
 def _deployed(service: objects.Service, outcome: str, goal: Goal | None) -> str:
@@ -225,7 +229,7 @@ def _deployed(service: objects.Service, outcome: str, goal: Goal | None) -> str:
     web`."""
     verb, _, note = outcome.partition(" ")
     line = f"{verb} service {service.spec.name}" + (f" {note}" if note else "")
-    if goal is not None and goal.version:
+    if goal is not None and goal.version and verb == "updated":
         line += f": version {goal.version}"
         change = next((v.change for v in service.versions if v.version == goal.version), "")
         if change and not note:

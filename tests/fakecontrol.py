@@ -98,9 +98,11 @@ class FakeControl(control_grpc.ControlServicer):
             self._entries[name] = _Entry(service)
         return service
 
-    def script(self, name: str, *steps: Step) -> None:
+    def script(self, name: str, *steps: Step, at_once: bool = False) -> None:
+        """Steps for the reads after the next write (`at_once`: for every read from now)."""
         with self._lock:
             self._entries[name].steps.extend(steps)
+            self._entries[name].armed |= at_once
 
     def set_tasks(self, name: str, tasks: list[objects.Task]) -> None:
         with self._lock:

@@ -188,6 +188,30 @@ def test_an_unchanged_service_is_not_waited_for(run: Run) -> None:
     assert out == ["unchanged service web", "unchanged service db"]
 
 
+def test_a_deploy_run_again_follows_the_update_it_started(run: Run) -> None:
+    added(run)
+    code, _, err = run.deploy(STACK, "--detach")
+    assert code == 0, err
+    run.control.script("web", Step(US.STATE_UPDATING, "updating 0/2: web.1 starting"),
+                       Step(US.STATE_UPDATING, "updating 1/2: web.2 starting", done=1),
+                       Step(US.STATE_COMPLETED, "updated to version 2", done=2), at_once=True)
+    code, out, err = run.deploy(STACK)
+    assert code == 0, err
+    assert out == ["unchanged service web", "web: updating 1/2: web.2 starting",
+                   "web: updated to version 2", "converged"]
+
+
+def test_an_unchanged_service_whose_update_paused_fails(run: Run) -> None:
+    added(run)
+    run.control.script("web", Step(US.STATE_PAUSED, "web.1 exited; update to version 2 paused"))
+    code, _, err = run.deploy(STACK)
+    assert code == 1
+    code, out, err = run.deploy(STACK)
+    assert code == 1
+    assert out[0] == "unchanged service web"
+    assert err.strip() == "error: web: web.1 exited; update to version 2 paused"
+
+
 def test_force_replaces_tasks_of_an_unchanged_spec(run: Run) -> None:
     service = added(run)
     service.spec.force_update = 3  # two earlier --force deploys
