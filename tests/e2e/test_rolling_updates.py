@@ -3,6 +3,7 @@ going through the mesh sees no failed request, and a manager killed mid-update f
 
 from __future__ import annotations
 
+import json
 import pathlib
 from collections import Counter
 from collections.abc import Iterator
@@ -49,8 +50,13 @@ def hosts(tmp_path: pathlib.Path) -> Iterator[HostCluster]:
         yield cluster
 
 
+def inspect(hosts: HostCluster, ref: str) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(hosts.ok("inspect", ref))
+    return found
+
+
 def update_status(hosts: HostCluster) -> dict[str, Any]:
-    status: dict[str, Any] = hosts.json("inspect", "web").get("update_status", {})
+    status: dict[str, Any] = inspect(hosts, "web").get("update_status", {})
     return status
 
 
@@ -65,7 +71,7 @@ def live(hosts: HostCluster) -> list[dict[str, Any]]:
 
 
 def versions_running(hosts: HostCluster) -> Counter[str]:
-    return Counter(str(hosts.json("inspect", str(t["id"]))["spec_version"]) for t in live(hosts))
+    return Counter(str(inspect(hosts, str(t["id"]))["spec_version"]) for t in live(hosts))
 
 
 def test_updates_and_an_automatic_rollback_cost_a_client_nothing(hosts: HostCluster) -> None:
