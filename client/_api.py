@@ -81,6 +81,9 @@ def error_of(err: grpc.RpcError, address: str) -> PodiumError:
     details = str(err.details() or code.name)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return ManagerUnreachable(address, details)
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return Unavailable(f"the manager at {address} does not offer this call ({details}): "
+                           "it runs an older Podium")
     return _ERRORS.get(code, Unavailable)(details)
 
 
@@ -145,29 +148,67 @@ class Client:
         """A service by name, id or unique id prefix; NotFound otherwise."""
         return self._call("GetService", control.GetRequest(ref=ref)).service  # type: ignore[no-any-return]
 
-    def create_service(self, spec: objects.ServiceSpec) -> objects.Service:
-        request = control.CreateServiceRequest(spec=spec)
+    def create_service(self, spec: objects.ServiceSpec, *,
+                       deploy_id: str = "") -> objects.Service:
+        request = control.CreateServiceRequest(spec=spec, deploy_id=deploy_id)
         return self._call("CreateService", request).service  # type: ignore[no-any-return]
 
-    def update_service(self, service: objects.Service,
-                       spec: objects.ServiceSpec) -> objects.Service:
-        """Replaces the spec of `service` as read; Conflict when it changed meanwhile."""
+    def update_service(self, service: objects.Service, spec: objects.ServiceSpec, *,
+                       deploy_id: str = "") -> objects.Service:
+        """Replaces the spec of `service` as read; Conflict when it changed meanwhile.
+        `deploy_id` ties the updates of one deploy together: should one of them fail and roll
+        back, the others roll back too."""
         request = control.UpdateServiceRequest(
-            service_id=service.id, version=service.meta.version, spec=spec)
+            service_id=service.id, version=service.meta.version, spec=spec, deploy_id=deploy_id)
         return self._call("UpdateService", request).service  # type: ignore[no-any-return]
 
-    def deploy(self, spec: objects.ServiceSpec) -> tuple[objects.Service, str]:
+    # A deploy reads the service, then writes it with the version it read; the manager writes
+    # the service too while it updates it (its update status), so a read may go stale.
+    DEPLOY_ATTEMPTS = 5
+
+    def deploy(self, spec: objects.ServiceSpec, *, deploy_id: str = "",
+               force: bool = False) -> tuple[objects.Service, str]:
         """Creates the service or updates the one of that name: (service, "created" |
-        "updated" | "unchanged")."""
-        try:
-            current = self.service(spec.name)
-        except NotFound:
-            current = None
-        if current is None or current.spec.name != spec.name:
-            return self.create_service(spec), "created"
-        updated = self.update_service(current, spec)
-        changed = updated.meta.version != current.meta.version
-        return updated, "updated" if changed else "unchanged"
+        "updated" | "updated (forced)" | "unchanged"). A spec equal to the current one changes
+        nothing, unless `force`: then every task is replaced all the same (the spec's
+        force_update goes one above the current one's). Without `force`, a spec whose
+        force_update is 0 keeps the current count, so a plain redeploy after a forced one is
+        unchanged. `deploy_id` as in update_service()."""
+        for attempt in range(self.DEPLOY_ATTEMPTS):
+            try:
+                current = self.service(spec.name)
+            except NotFound:
+                current = None
+            if current is None or current.spec.name != spec.name:
+                return self.create_service(spec, deploy_id=deploy_id), "created"
+            wanted = objects.ServiceSpec()
+            wanted.CopyFrom(spec)
+            if force:
+                wanted.force_update = current.spec.force_update + 1
+            elif not spec.force_update:
+                wanted.force_update = current.spec.force_update
+            try:
+                updated = self.update_service(current, wanted, deploy_id=deploy_id)
+            except Conflict:
+                if attempt + 1 == self.DEPLOY_ATTEMPTS:
+                    raise
+                continue
+            if updated.meta.version == current.meta.version:
+                return updated, "unchanged"
+            return updated, "updated (forced)" if force else "updated"
+        raise AssertionError("unreachable")
+
+    def rollback(self, ref: str, version: int = 0) -> objects.Service:
+        """Puts the service back on an earlier version of its spec (`version`; 0: the one
+        before the current), replacing its tasks under its rollback_config. Returns the
+        service as the rollback starts (update_status ROLLING_BACK, `manual` set)."""
+        request = control.RollbackServiceRequest(ref=ref, version=version)
+        return self._call("RollbackService", request).service  # type: ignore[no-any-return]
+
+    def promote(self, ref: str) -> objects.Service:
+        """Promotes the canaries of the service's update: the rest of its tasks are updated."""
+        request = control.PromoteServiceRequest(ref=ref)
+        return self._call("PromoteService", request).service  # type: ignore[no-any-return]
 
     def scale(self, ref: str, replicas: int) -> objects.Service:
         request = control.ScaleServiceRequest(ref=ref, replicas=replicas)

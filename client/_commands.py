@@ -4,24 +4,25 @@ podium.client.cli only when such a command runs (it loads gRPC and protobuf)."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import pathlib
 import sys
-import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from google.protobuf.message import Message
 
 from podium.client import views
-from podium.client._api import Client, NotFound, PodiumError
+from podium.client._api import Client, NotFound
+from podium.client._waits import Changes, Goal, wait_converged, wait_for
 from podium.client.cli import CliError
 from podium.rules import units
 from podium.rules.taskstate import has_finished, holds_resources, is_live
 from podium.v1 import control, objects
 
 RUNNING = objects.TASK_STATE_RUNNING
+US = objects.UpdateStatus
 
 
 def _plain(message: Message) -> dict[str, Any]:
@@ -29,40 +30,6 @@ def _plain(message: Message) -> dict[str, Any]:
     from google.protobuf import json_format  # only for inspect and -o json: it is slow to load
 
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
-
-
-class Changes:
-    """Wakes a waiting command as soon as the manager reports a change: its event stream is
-    read on a thread, and `wait(timeout)` returns at the next event (or after `timeout`).
-    Without the stream (an error, an older manager) it waits at most POLL seconds: polling."""
-
-    POLL = 0.1
-
-    def __init__(self, client: Client, kinds: list[str]) -> None:
-        self._changed = threading.Event()
-        self._events = client.events(kinds)
-        self._thread = threading.Thread(target=self._follow, name="changes", daemon=True)
-        self._thread.start()
-
-    def _follow(self) -> None:
-        with contextlib.suppress(PodiumError):
-            for _ in self._events:
-                self._changed.set()
-
-    def wait(self, timeout: float) -> None:
-        """Returns at the next change since the last wait, or after `timeout` seconds."""
-        self._changed.wait(timeout if self._thread.is_alive() else min(timeout, self.POLL))
-        self._changed.clear()
-
-    def close(self) -> None:
-        self._events.close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> Changes:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _emit(args: argparse.Namespace, rows: list[views.Row], columns: list[tuple[str, str]]) -> None:
@@ -85,6 +52,7 @@ def cmd_services(client: Client, args: argparse.Namespace) -> int:
             ("REPLICAS", "replicas"),
             ("IMAGE", "image"),
             ("PORTS", "ports"),
+            ("UPDATE", "update"),
         ],
     )
     return 0
@@ -168,10 +136,9 @@ def cmd_nodes(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def _replica_rows(client: Client, service_id: str) -> list[views.Row]:
+def _replica_rows(client: Client, tasks: Sequence[objects.Task]) -> list[views.Row]:
     """Each live replica's state, health and routing, for `inspect SERVICE`."""
-    tasks = [t for t in client.tasks(service=service_id)
-             if is_live(t)]
+    tasks = [t for t in tasks if is_live(t)]
     return [{k: row[k] for k in ("id", "name", "node", "state", "health", "ready", "routing",
                                  "connections", "restarts")}
             for row in _task_rows(client, tasks)]
@@ -203,7 +170,9 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
         data = _plain(found)
         if field == "service":
             assert isinstance(found, objects.Service)
-            data["replicas_status"] = _replica_rows(client, found.id)
+            tasks = client.tasks(service=found.id)
+            data["replicas_status"] = _replica_rows(client, tasks)
+            data["update"] = views.update_summary(found, tasks)
         print(views.to_json({"kind": field, **data}))
         return 0
     raise CliError(f"no service, task or node {args.ref!r}", 2)
@@ -222,12 +191,50 @@ def cmd_deploy(client: Client, args: argparse.Namespace) -> int:
         specs = load_stack(text, source=args.file, stack=args.stack)
     except SpecError as err:
         raise CliError(str(err), 2) from None
-    names = []
+    # The services this deploy changes share its id: should one fail and roll back, the
+    # manager rolls the others back too.
+    deploy_id = uuid.uuid4().hex
+    goals = []
     for spec in specs:
-        _, outcome = client.deploy(spec)
-        print(f"{outcome} service {spec.name}")
-        names.append(spec.name)
-    return 0 if args.detach else wait_converged(client, names, args.timeout)
+        service, outcome = client.deploy(spec, deploy_id=deploy_id, force=args.force)
+        goal = _deploy_goal(service, outcome, deploy_id)
+        print(_deployed(service, outcome, goal), flush=True)
+        if goal is not None:
+            goals.append(goal)
+    if args.detach or not goals:
+        return 0
+    return wait_for(client, goals, args.timeout)
+
+
+def _deploy_goal(service: objects.Service, outcome: str, deploy_id: str) -> Goal | None:
+    """What the deploy waits for: the update this deploy started (the manager's update status
+    names its deploy id and new version); for a created service or a change that replaces no
+    task, convergence. An unchanged service needs no wait, unless the update to the version
+    it runs has not ended (a deploy run again follows it) or stands paused (it fails)."""
+    status = service.update_status
+    name = service.spec.name
+    to_current = status.state != US.STATE_NONE and status.to_version == service.spec_version
+    if outcome == "unchanged":
+        unfinished = (US.STATE_UPDATING, US.STATE_CANARY, US.STATE_PAUSED)
+        return Goal(name, version=service.spec_version) if (
+            to_current and status.state in unfinished) else None
+    if outcome != "created" and to_current and status.deploy_id == deploy_id:
+        return Goal(name, version=service.spec_version)
+    return Goal(name)
+
+
+def _deployed(service: objects.Service, outcome: str, goal: Goal | None) -> str:
+    """The line a deploy prints per service: `created service web`, `updated service web:
+    version 4 (image a -> b)`, `updated service web (forced): version 5`, `unchanged service
+    web`."""
+    verb, _, note = outcome.partition(" ")
+    line = f"{verb} service {service.spec.name}" + (f" {note}" if note else "")
+    if goal is not None and goal.version and verb == "updated":
+        line += f": version {goal.version}"
+        change = next((v.change for v in service.versions if v.version == goal.version), "")
+        if change and not note:
+            line += f" ({change})"
+    return line
 
 
 def cmd_scale(client: Client, args: argparse.Namespace) -> int:
@@ -243,6 +250,56 @@ def cmd_scale(client: Client, args: argparse.Namespace) -> int:
         print(f"{service.spec.name} scaled to {count}")
         names.append(service.spec.name)
     return 0 if args.detach else wait_converged(client, names, args.timeout)
+
+
+def cmd_history(client: Client, args: argparse.Namespace) -> int:
+    """podium history SERVICE: the versions the service kept, oldest first."""
+    service = client.service(args.service)
+    rows = views.history_rows(service)
+    if args.output == "json":
+        print(views.to_json(rows))
+        return 0
+    shown = [{
+        "version": f"{row['version']}" + (" (current)" if row["current"] else ""),
+        "time": (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["time"]))
+                 if row["time"] else ""),
+        "change": row["change"] or "-",
+    } for row in rows]
+    print(views.table(shown, [("VERSION", "version"), ("TIME", "time"), ("CHANGE", "change")]))
+    return 0
+
+
+def cmd_rollback(client: Client, args: argparse.Namespace) -> int:
+    """podium rollback SERVICE [--to VERSION]: waits until it is ROLLED_BACK (exit 0) or the
+    rollback pauses (exit 1)."""
+    if args.to < 0:
+        raise CliError(f"--to {args.to}: expected a version number (see `podium history "
+                       f"{args.service}`)", 2)
+    service = client.rollback(args.service, args.to)
+    status = service.update_status
+    name = service.spec.name
+    if status.state != US.STATE_ROLLING_BACK or not status.manual:
+        # The manager started nothing: the service already runs that version.
+        print(f"{name}: already at version {service.spec_version}")
+        return 0
+    print(f"{name}: rolling back from version {status.from_version} to version "
+          f"{status.to_version}", flush=True)
+    if args.detach:
+        return 0
+    goal = Goal(name, version=status.to_version, rollback_from=status.from_version)
+    return wait_for(client, [goal], args.timeout)
+
+
+def cmd_promote(client: Client, args: argparse.Namespace) -> int:
+    """podium promote SERVICE: waits until the update COMPLETED (exit 0) or failed (exit 1)."""
+    service = client.promote(args.service)
+    name = service.spec.name
+    version = service.update_status.to_version or service.spec_version
+    print(f"{name}: canaries promoted; updating the other tasks to version {version}",
+          flush=True)
+    if args.detach:
+        return 0
+    return wait_for(client, [Goal(name, version=version, promote=True)], args.timeout)
 
 
 def cmd_rm(client: Client, args: argparse.Namespace) -> int:
@@ -282,6 +339,9 @@ def cmd_node(client: Client, args: argparse.Namespace) -> int:
 def cmd_events(client: Client, args: argparse.Namespace) -> int:
     """Follows the cluster's changes until interrupted (or --limit events)."""
     names = {n.id: n.description.name for n in client.nodes()}
+    # Service id -> the update message last shown: a service event repeats it only while the
+    # update goes on or when it changed.
+    told: dict[str, str] = {}
     shown = 0
     with client.events(args.kind) as events:
         for event in events:
@@ -294,73 +354,26 @@ def cmd_events(client: Client, args: argparse.Namespace) -> int:
                 print(views.to_json({"time": when, "action": action, "kind": kind,
                                      "object": data}, indent=None), flush=True)
             else:
-                print(f"{when} {kind} {action} {_describe(kind, obj, names)}", flush=True)
+                print(f"{when} {kind} {action} {_describe(kind, obj, names, told)}", flush=True)
             shown += 1
             if args.limit and shown >= args.limit:
                 break
     return 0
 
 
-def _describe(kind: str, obj: Any, names: dict[str, str]) -> str:
+def _describe(kind: str, obj: Any, names: dict[str, str], told: dict[str, str]) -> str:
     if kind == "task":
         row = views.task_row(obj, names)
         detail = row["error"] or row["message"]
         return f"{row['name']} ({row['id']}) {row['state']} on {row['node'] or '-'}: {detail}"
     if kind == "node":
         return f"{obj.description.name} {views.node_state(obj.status.state)}: {obj.status.message}"
-    return f"{obj.spec.name} ({obj.id})"
-
-
-def convergence(client: Client, name: str) -> tuple[bool, str]:
-    """Whether a service runs as its spec says, and a progress line."""
-    service = client.service(name)
-    tasks = client.tasks(service=service.id)
-    live = [t for t in tasks if is_live(t)]
-    current = [t for t in live if t.spec_version == service.spec_version]
-    running = [t for t in current if t.status.state == RUNNING]
-    stopping = [t for t in tasks if not is_live(t) and not has_finished(t)]
-    glob = service.spec.mode == objects.ServiceSpec.MODE_GLOBAL
-    desired = len(live) if glob else service.spec.replicas
-    done = len(running) == desired == len(live) and not stopping
-    line = f"{name}: {len(running)}/{desired} running"
-    if stopping:
-        line += f", {len(stopping)} stopping"
-    waiting = [t for t in live if t.status.state != RUNNING]
-    if waiting:
-        t = waiting[0]
-        why = t.status.err or t.status.message
-        line += f" ({views.task_state(t.status.state)}: {why})" if why else ""
-    return done, line
-
-
-def wait_converged(client: Client, names: list[str], timeout: float) -> int:
-    with Changes(client, ["service", "task"]) as changes:
-        return _wait_converged(client, names, timeout, changes)
-
-
-def _wait_converged(client: Client, names: list[str], timeout: float, changes: Changes) -> int:
-    deadline = time.monotonic() + timeout
-    shown: dict[str, str] = {}
-    pending = list(names)
-    while True:
-        for name in list(pending):
-            done, line = convergence(client, name)
-            if line != shown.get(name):
-                print(line, flush=True)
-                shown[name] = line
-            if done:
-                pending.remove(name)
-        if not pending:
-            print("converged")
-            return 0
-        if time.monotonic() > deadline:
-            for name in pending:
-                print(
-                    f"error: {name} did not converge within {timeout:g} s: {shown[name]}",
-                    file=sys.stderr,
-                )
-            return 1
-        # Looked at again at the next change (every 1 s regardless, should one be missed).
-        changes.wait(min(1.0, max(0.0, deadline - time.monotonic())))
-
-
+    text = f"{obj.spec.name} ({obj.id})"
+    status = obj.update_status
+    if status.state == US.STATE_NONE or not status.message:
+        return text
+    active = status.state in (US.STATE_UPDATING, US.STATE_ROLLING_BACK)
+    if active or told.get(obj.id) != status.message:
+        told[obj.id] = status.message
+        return f"{text}: {status.message}"
+    return text

@@ -4,8 +4,9 @@ the daemons (`podium manager`, `podium agent`: podium.manager.main and podium.ag
     podium manager --listen HOST:PORT --data-dir DIR
     podium agent --join HOST:PORT --name NAME --data-dir DIR [--docker-host URL] [--label k=v]
                  [--mesh asyncio|kernel] [--mesh-workers N]
-    podium [--manager HOST:PORT] deploy -f FILE [--stack NAME] [--detach] [--timeout S]
+    podium [--manager HOST:PORT] deploy -f FILE [--stack NAME] [--force] [--detach] [--timeout S]
     podium services | ps [SERVICE] | nodes | scale SERVICE=N ... | rm SERVICE ... | inspect REF
+    podium history SERVICE | rollback SERVICE [--to VERSION] | promote SERVICE
     podium node drain|pause|activate NODE | events [--kind KIND]
 
 The manager address defaults to $PODIUM_MANAGER, else 127.0.0.1:7070. Exit status: 0 on success,
@@ -61,20 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
         c.set_defaults(client=name)  # run by podium.client._commands.cmd_<name>
         return c
 
-    def waits(c: argparse.ArgumentParser) -> None:
+    def waits(c: argparse.ArgumentParser, until: str = "convergence") -> None:
         c.add_argument("-d", "--detach", action="store_true", help="return without waiting")
         c.add_argument(
             "--timeout",
             type=float,
             default=120.0,
-            help="seconds to wait for convergence (default %(default)s)",
+            help=f"seconds to wait for {until} (default %(default)s)",
         )
 
     d = client_cmd("deploy", "create or update the services of a Compose file", output=False
     )
     d.add_argument("-f", "--file", required=True, help="Compose file ('-' for stdin)")
     d.add_argument("--stack", default=None, help="stack name (default: the file's name:)")
-    waits(d)
+    d.add_argument("--force", action="store_true",
+                   help="replace every task of the file's existing services, changed or not")
+    waits(d, "the updates to complete or new services to converge")
     client_cmd("services", "list services")
     ps = client_cmd("ps", "list tasks")
     ps.add_argument("service", nargs="?", help="only this service's tasks")
@@ -83,6 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = client_cmd("scale", "set replica counts", output=False)
     s.add_argument("pairs", nargs="+", metavar="SERVICE=N")
     waits(s)
+    h = client_cmd("history", "list the versions a service kept")
+    h.add_argument("service", metavar="SERVICE")
+    rb = client_cmd("rollback", "go back to an earlier version of a service", output=False)
+    rb.add_argument("service", metavar="SERVICE")
+    rb.add_argument("--to", type=int, default=0, metavar="VERSION",
+                    help="the version to go back to (default: the one before the current; "
+                    "see `podium history`)")
+    waits(rb, "the rollback to complete")
+    pr = client_cmd("promote", "promote the canaries of a service's update", output=False)
+    pr.add_argument("service", metavar="SERVICE")
+    waits(pr, "the update to complete")
     r = client_cmd("rm", "remove services", output=False)
     r.add_argument("services", nargs="+", metavar="SERVICE")
     i = client_cmd("inspect", "show a service, task or node", output=False)

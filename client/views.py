@@ -115,9 +115,64 @@ def add_routing(row: Row, task: objects.Task, node: objects.Node | None) -> None
     row["routing_text"] = f"{row['routing']} ({connections} conn)" if meshed else ""
 
 
-def service_row(service: objects.Service, tasks: Sequence[objects.Task]) -> Row:
+US = objects.UpdateStatus
+# How long the UPDATE column keeps saying "completed" after an update ended well.
+COMPLETED_SHOWN_S = 600.0
+
+
+def update_state(value: int) -> str:
+    """none, updating, paused, completed, rolling back, rollback paused, rolled back, canary."""
+    return enum_name(value, US.State, "STATE_").replace("_", " ")
+
+
+def update_text(service: objects.Service, tasks: Sequence[objects.Task] = (),
+                now: float | None = None) -> str:
+    """Where the service's update stands, in a few words for a table cell ("updating 2/6",
+    "canary 1/2 healthy", "rolled back"); "" when there is none to speak of (never updated, or
+    completed more than COMPLETED_SHOWN_S ago). `tasks` (the service's) count healthy canaries."""
+    status = service.update_status
+    state = status.state
+    progress = f"{status.done}/{status.total}"
+    glob = service.spec.mode == objects.ServiceSpec.MODE_GLOBAL
+    if (state == US.STATE_UPDATING and service.spec.canary.count and not status.promoted
+            and not glob):  # global services update without canaries
+        healthy = sum(1 for t in tasks if t.canary and is_live(t) and t.spec_version ==
+                      status.to_version and t.status.state == objects.TASK_STATE_RUNNING
+                      and t.status.ready)
+        return f"canary {healthy}/{service.spec.canary.count} healthy"
+    if state in (US.STATE_UPDATING, US.STATE_ROLLING_BACK):
+        return f"{update_state(state)} {progress}"
+    if state == US.STATE_CANARY:
+        return f"canary {service.spec.canary.count} healthy"
+    if state == US.STATE_COMPLETED:
+        ended = status.completed.ToNanoseconds() / 1e9 if status.HasField("completed") else 0
+        recent = (now or time.time()) - ended < COMPLETED_SHOWN_S
+        return "completed" if recent else ""
+    if state == US.STATE_NONE:
+        return ""
+    return update_state(state)
+
+
+def update_summary(service: objects.Service, tasks: Sequence[objects.Task] = ()) -> Row:
+    """The update state with readable names, for `inspect` and `-o json`."""
+    status = service.update_status
+    return {
+        "state": update_state(status.state),
+        "text": update_text(service, tasks),
+        "message": status.message,
+        "from_version": status.from_version,
+        "to_version": status.to_version,
+        "done": status.done,
+        "total": status.total,
+        "manual": status.manual,
+        "version": service.spec_version,
+    }
+
+
+def service_row(service: objects.Service, tasks: Sequence[objects.Task],
+                now: float | None = None) -> Row:
     spec = service.spec
-    live = [t for t in tasks if is_live(t)]
+    live = [t for t in tasks if is_live(t) and not t.canary]
     running = sum(1 for t in live if t.status.state == objects.TASK_STATE_RUNNING)
     glob = spec.mode == objects.ServiceSpec.MODE_GLOBAL
     return {
@@ -128,7 +183,25 @@ def service_row(service: objects.Service, tasks: Sequence[objects.Task]) -> Row:
         "desired": len(live) if glob else spec.replicas,
         "image": spec.container.image,
         "ports": [spec_port_text(p) for p in spec.ports],
+        "version": service.spec_version,
+        "update": update_text(service, tasks, now),
+        "update_state": update_state(service.update_status.state),
+        "update_message": service.update_status.message,
     }
+
+
+def history_rows(service: objects.Service) -> list[Row]:
+    """The service's kept versions, oldest first, the one it runs marked `current`."""
+    return [
+        {
+            "version": kept.version,
+            "time": kept.time.ToNanoseconds() / 1e9 if kept.HasField("time") else 0,
+            "change": kept.change,
+            "image": kept.spec.container.image,
+            "current": kept.version == service.spec_version,
+        }
+        for kept in service.versions
+    ]
 
 
 def node_row(node: objects.Node, task_count: int) -> Row:

@@ -292,6 +292,8 @@ class Updater(ReconcileLoop):
         elif not todo and not in_flight:
             detail = ": watching the new tasks"
         message = f"{verb} {done}/{total}{detail}"
+        if status.state == US.STATE_ROLLING_BACK and status.reason:
+            message += f" (after {status.reason})"
         if (status.done, status.total, status.message) != (done, total, message):
             status.done, status.total = done, total
             status.message = message

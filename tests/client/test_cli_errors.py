@@ -18,6 +18,7 @@ from tests.helpers import PODIUM, eventually, free_port
 COMMANDS = [
     ["services"], ["ps"], ["ps", "web"], ["nodes"], ["inspect", "web"], ["scale", "web=2"],
     ["rm", "web"], ["node", "drain", "node-1"], ["events", "--limit", "1"],
+    ["history", "web"], ["rollback", "web"], ["promote", "web"],
 ]
 
 
@@ -67,7 +68,9 @@ def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.mark.parametrize("command", [["inspect", "nosuch"], ["scale", "nosuch=2"],
                                      ["rm", "nosuch"], ["ps", "nosuch"],
-                                     ["node", "pause", "nosuch"]], ids=lambda c: " ".join(c))
+                                     ["node", "pause", "nosuch"], ["history", "nosuch"],
+                                     ["rollback", "nosuch"], ["promote", "nosuch"]],
+                         ids=lambda c: " ".join(c))
 def test_an_unknown_name_is_not_found(manager: str, command: list[str],
                                       capsys: pytest.CaptureFixture[str]) -> None:
     code, err = _run(capsys, "--manager", manager, *command)

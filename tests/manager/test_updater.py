@@ -111,7 +111,11 @@ class Cluster:
                 continue
             if task.status.state >= RUNNING:
                 continue
-            task.node_id = task.node_id or "n1"
+            if not task.node_id:  # the scheduler: the ready node with the fewest live tasks
+                ready = [n.id for n in tx.nodes()
+                         if n.status.state == objects.NodeStatus.STATE_READY]
+                task.node_id = min(ready, key=lambda n: (sum(
+                    1 for t in tx.tasks_of_node(n) if is_live(t)), n))
             outcome = self.behaviour(task)
             if outcome == "fail":
                 task.status.state = FAILED  # type: ignore[assignment]
@@ -449,3 +453,27 @@ def test_timestamps_are_set(cluster: Cluster) -> None:
     service = cluster.run_until("web", (US.STATE_COMPLETED,))
     status = service.update_status
     assert ids.seconds(status.completed) >= ids.seconds(status.started) > 0
+
+
+def test_a_host_lost_mid_update_does_not_stop_it(cluster: Cluster) -> None:
+    cluster.store.update_now(lambda tx: tx.create(_node("n2")))
+    cluster.create("web", replicas=4)
+    assert {t.node_id for t in cluster.live("web")} == {"n1", "n2"}
+    cluster.deploy("web", "2")
+    for _ in range(3):
+        cluster.round()
+        cluster.now += 0.5
+
+    def down(tx: WriteTx) -> None:
+        node = tx.get_node("n2")
+        assert node is not None
+        node.status.state = objects.NodeStatus.STATE_DOWN  # type: ignore[assignment]
+        tx.update(node)
+
+    cluster.store.update_now(down)
+    service = cluster.run_until("web", (US.STATE_COMPLETED, US.STATE_ROLLING_BACK))
+    assert service.update_status.state == US.STATE_COMPLETED
+    cluster.settle()
+    live = cluster.live("web")
+    assert sorted(t.slot for t in live) == [1, 2, 3, 4]
+    assert {t.node_id for t in live} == {"n1"} and _versions(cluster, "web") == {"2"}
