@@ -28,12 +28,13 @@ request counts in the phase it was due in). Each phase runs --lead seconds befor
 call and --tail seconds after its update ended and the old tasks are gone; the last goal
 scenario's tail is lengthened when (a)-(d) would otherwise add up to fewer than 100,000 requests.
 
-Scenarios (podium.client.Client and the Control API; the settings as Compose keys), in order:
+Scenarios (podium.client.Client; the settings as Compose keys), in order:
   (a) good update: VERSION v1 -> v2, until update_status COMPLETED;
   (b) bad update: v3 with its health check failing, until ROLLED_BACK (automatic);
-  (c) manual rollback (RollbackService, the previous version), until ROLLED_BACK;
+  (c) manual rollback (Client.rollback, as `podium rollback web`: to the version before the
+      current one), until ROLLED_BACK;
   (d) canary then promote: v4 with x-podium-canary count 1, until CANARY; --canary-hold seconds
-      with the canary in rotation; PromoteService, until COMPLETED;
+      with the canary in rotation; Client.promote (`podium promote web`), until COMPLETED;
   and the baseline: the same kind of change as (a) with `order: stop-first, parallelism: 6`
   (every replica at once), its failed requests reported next to (a)'s.
 Update settings: Podium's defaults (parallelism 1, start-first, monitor 5 s, failure action
@@ -89,8 +90,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
-
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from bench._backlog import BacklogWatch
@@ -113,7 +112,7 @@ from podium.lab import _system as system
 from podium.lab.hosts import HostCluster
 from podium.lab.local import IMAGE, eventually
 from podium.rules import update as rules
-from podium.v1 import control, control_grpc, objects
+from podium.v1 import objects
 
 # The replica's server: the same command in every version (see the module docstring).
 COMMAND = ('mkdir -p /www && echo "$VERSION $(hostname)" > /www/index.html'
@@ -339,12 +338,10 @@ def task_times(task: objects.Task) -> tuple[float | None, float | None]:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, hosts: HostCluster, client: Client,
-                 stub: Any) -> None:
+    def __init__(self, args: argparse.Namespace, hosts: HostCluster, client: Client) -> None:
         self.args = args
         self.hosts = hosts
         self.client = client
-        self.stub = stub
         self.traffic: Traffic | None = None
         self.backlog: BacklogWatch | None = None
         self.plan = rules.plan(spec_for(args, "v1"))
@@ -503,7 +500,7 @@ class Bench:
     def manual_rollback(self) -> None:
         s = self.begin("manual_rollback", "(c) manual rollback")
         called = time.time()
-        self.stub.RollbackService(control.RollbackServiceRequest(ref=SERVICE), timeout=10)
+        self.client.rollback(SERVICE)
         w = self.await_update(called, {US.STATE_ROLLED_BACK, US.STATE_ROLLBACK_PAUSED,
                                        US.STATE_COMPLETED})
         s.add(seconds=w.seconds, replaced_s=w.replaced_s, min_ready=w.min_ready)
@@ -527,7 +524,7 @@ class Bench:
         if w.final.update_status.state == US.STATE_CANARY:
             time.sleep(self.args.canary_hold)  # deliberate: the canary serves beside v1
             promoted = time.time()
-            self.stub.PromoteService(control.PromoteServiceRequest(ref=SERVICE), timeout=10)
+            self.client.promote(SERVICE)
             w = self.await_update(promoted, {US.STATE_COMPLETED, US.STATE_ROLLED_BACK,
                                              US.STATE_PAUSED})
             s.add(seconds=w.seconds, replaced_s=w.replaced_s, min_ready=w.min_ready)
@@ -568,9 +565,8 @@ def cluster(root: pathlib.Path) -> Iterator[HostCluster]:
 
 def run(args: argparse.Namespace, root: pathlib.Path) -> dict[str, Any]:
     started = time.monotonic()
-    with cluster(root) as hosts, Client(hosts.address, timeout=10) as client, \
-            grpc.insecure_channel(hosts.address) as channel:
-        bench = Bench(args, hosts, client, control_grpc.ControlStub(channel))
+    with cluster(root) as hosts, Client(hosts.address, timeout=10) as client:
+        bench = Bench(args, hosts, client)
         results: dict[str, Any] | None = None
         try:
             bench.start()
