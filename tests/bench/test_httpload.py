@@ -62,11 +62,11 @@ async def generate(*args: str, phases: list[str], seconds: float) -> dict[str, A
 async def test_a_request_on_a_keepalive_connection_the_server_closed_is_retried_and_counted(
         server: str) -> None:
     result = await generate("--mode", "keepalive", "--target", server, phases=["next"],
-                            seconds=0.6)
+                            seconds=1.0)
     phases = {p["phase"]: p for p in result["phases"]}
     assert list(phases) == ["start", "next"]
     for p in phases.values():
-        assert p["sent_count"] >= 80
+        assert p["sent_count"] >= 10  # the rate is not under test: a loaded machine starts late
         assert p["failed_count"] == 0, p["failure_samples"]
         assert p["ok_count"] == p["sent_count"]
         assert p["reused_count"] > 0
@@ -79,9 +79,9 @@ async def test_a_request_on_a_keepalive_connection_the_server_closed_is_retried_
 
 async def test_errors_and_non_2xx_statuses_are_failures_of_their_kind(server: str) -> None:
     result = await generate("--mode", "new", "--target", server, "--path", "/missing",
-                            "--target", "127.0.0.1:9", phases=[], seconds=0.5)
+                            "--target", "127.0.0.1:9", phases=[], seconds=1.0)
     (p,) = result["phases"]
-    assert p["sent_count"] >= 60
+    assert p["sent_count"] >= 10
     assert p["ok_count"] == 0
     assert p["failed_count"] == p["sent_count"]
     assert set(p["failure_kinds"]) == {"status 404", "refused"}
