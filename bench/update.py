@@ -651,11 +651,16 @@ def main() -> int:
                      "<= 5, --lead and --tail within 0..60, 0 <= --canary-hold <= 120, "
                      "1 <= --calibrations <= 10, 10 <= --deadline <= 600")
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # torn down on SIGTERM too
-    if args.dir:
-        f = run(args, pathlib.Path(args.dir).resolve())
-    else:
-        with tempfile.TemporaryDirectory(prefix="podium-update-") as tmp:
-            f = run(args, pathlib.Path(tmp) / "hosts")
+    try:
+        if args.dir:
+            f = run(args, pathlib.Path(args.dir).resolve())
+        else:
+            with tempfile.TemporaryDirectory(prefix="podium-update-") as tmp:
+                f = run(args, pathlib.Path(tmp) / "hosts")
+    except KeyboardInterrupt:
+        print("interrupted: the hosts, their containers and the load generators are gone",
+              file=sys.stderr)
+        return 130
     text = f.pop("_table")
     if args.json:
         print(text, file=sys.stderr)  # for people; stdout holds the JSON alone
