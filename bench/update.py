@@ -378,7 +378,8 @@ class Bench:
         return watch(self.client, Watch(called), until=until, deadline=self.args.deadline,
                      seen=self.tasks)
 
-    def finish(self, scenario: Scenario, w: Watch, since: float, plan: rules.Plan) -> None:
+    def finish(self, scenario: Scenario, w: Watch, since: float, plan: rules.Plan, *,
+               canary: bool = False) -> None:
         """Records the scenario's outcome, waits for the old tasks to be gone, then --tail.
         Its own floor: its new tasks' created -> healthy times, in batches of the plan's
         parallelism in the order they were created, the slowest of each batch, summed."""
@@ -392,8 +393,11 @@ class Bench:
         tasks = sorted(new_tasks(self.client, since), key=lambda t: ts(t.meta.created))
         ready = [h for _, h in map(task_times, tasks) if h is not None]
         scenario.task_ready_s = ready
-        width = plan.parallelism or len(ready) or 1
-        scenario.own_floor_s = sum(max(ready[i:i + width]) for i in range(0, len(ready), width))
+        # A canary is a batch of its own, before the others.
+        alone, rest = (ready[:1], ready[1:]) if canary else ([], ready)
+        width = plan.parallelism or len(rest) or 1
+        scenario.own_floor_s = sum(alone) + sum(
+            max(rest[i:i + width]) for i in range(0, len(rest), width))
         time.sleep(self.args.tail)  # deliberate: traffic after the old tasks are gone
         self.record_tasks()
 
@@ -532,7 +536,7 @@ class Bench:
         s.batches = 1 + self.batches(self.args.replicas - 1, self.plan)
         s.floor_s = s.batches * self.run.task_s
         s.monitor_s = self.plan.monitor_s
-        self.finish(s, w, called, self.plan)
+        self.finish(s, w, called, self.plan, canary=True)
 
     def naive_update(self) -> None:
         s = self.begin("naive_update", "baseline: stop-first, all at once")
@@ -647,11 +651,16 @@ def main() -> int:
                      "<= 5, --lead and --tail within 0..60, 0 <= --canary-hold <= 120, "
                      "1 <= --calibrations <= 10, 10 <= --deadline <= 600")
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # torn down on SIGTERM too
-    if args.dir:
-        f = run(args, pathlib.Path(args.dir).resolve())
-    else:
-        with tempfile.TemporaryDirectory(prefix="podium-update-") as tmp:
-            f = run(args, pathlib.Path(tmp) / "hosts")
+    try:
+        if args.dir:
+            f = run(args, pathlib.Path(args.dir).resolve())
+        else:
+            with tempfile.TemporaryDirectory(prefix="podium-update-") as tmp:
+                f = run(args, pathlib.Path(tmp) / "hosts")
+    except KeyboardInterrupt:
+        print("interrupted: the hosts, their containers and the load generators are gone",
+              file=sys.stderr)
+        return 130
     text = f.pop("_table")
     if args.json:
         print(text, file=sys.stderr)  # for people; stdout holds the JSON alone
