@@ -18,6 +18,7 @@ from podium.client._api import Client, NotFound
 from podium.client._waits import Changes, Goal, wait_converged, wait_for
 from podium.client.cli import CliError
 from podium.rules import units
+from podium.rules import update as update_rules
 from podium.rules.taskstate import has_finished, holds_resources, is_live
 from podium.v1 import control, objects
 
@@ -215,9 +216,8 @@ def _deploy_goal(service: objects.Service, outcome: str, deploy_id: str) -> Goal
     name = service.spec.name
     to_current = status.state != US.STATE_NONE and status.to_version == service.spec_version
     if outcome == "unchanged":
-        unfinished = (US.STATE_UPDATING, US.STATE_CANARY, US.STATE_PAUSED)
         return Goal(name, version=service.spec_version) if (
-            to_current and status.state in unfinished) else None
+            to_current and status.state in update_rules.UNFINISHED) else None
     if outcome != "created" and to_current and status.deploy_id == deploy_id:
         return Goal(name, version=service.spec_version)
     return Goal(name)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from podium.rules import units
+from podium.rules.names import task_name
 from podium.rules.routing import in_rotation, ingress_ports
 from podium.rules.taskstate import is_live
 from podium.v1 import objects
@@ -61,12 +62,6 @@ def spec_port_text(p: objects.PortConfig) -> str:
     proto = "udp" if p.protocol == objects.PortConfig.PROTOCOL_UDP else "tcp"
     published = str(p.published_port) if p.published_port else "*"
     return f"{published}->{p.target_port}/{proto}"
-
-
-def task_name(task: objects.Task, node_names: dict[str, str]) -> str:
-    if task.slot:
-        return f"{task.service_name}.{task.slot}"
-    return f"{task.service_name}.{node_names.get(task.node_id, task.node_id[:12])}"
 
 
 def task_row(task: objects.Task, node_names: dict[str, str]) -> Row:

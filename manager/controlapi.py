@@ -178,12 +178,10 @@ class ControlAPI(control_grpc.ControlServicer):
 
         def apply(tx: WriteTx) -> objects.Service:
             validate_spec(spec)
-            service = objects.Service(id=ids.new_id(), spec_version=1, last_version=1)
+            service = objects.Service(id=ids.new_id())
             self._check_ports_free(tx, spec, service.id)
             service.spec.CopyFrom(spec)
-            first = objects.ServiceVersion(version=1, spec=spec, change="created")
-            first.time.CopyFrom(ids.timestamp())
-            service.versions.append(first)
+            service.spec_version = versions.add_version(service, spec, "created")
             service.update_status.deploy_id = request.deploy_id
             tx.create(service)
             return service
@@ -237,12 +235,10 @@ class ControlAPI(control_grpc.ControlServicer):
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"version {version}: service {name!r} keeps versions "
                     f"{', '.join(map(str, kept))}")
-            if version == service.spec_version and service.update_status.state not in (
-                    versions.US.STATE_UPDATING, versions.US.STATE_CANARY, versions.US.STATE_PAUSED,
-                    versions.US.STATE_ROLLING_BACK, versions.US.STATE_ROLLBACK_PAUSED):
+            if version == service.spec_version \
+                    and service.update_status.state not in versions.UNSETTLED:
                 return service  # already there
             versions.start_rollback(tx, service, version, reason="", manual=True)
-            service.update_status.message = f"rolling back to version {version} on request"
             return service
 
         return control.ServiceResponse(service=await self._write(context, apply))

@@ -31,6 +31,7 @@ from podium.manager.eligibility import (
     is_eligible,
 )
 from podium.manager.store import Change, ReadTx, WriteTx
+from podium.manager.versions import end_task
 from podium.rules.constraints import parse_constraint
 from podium.rules.restart import RESET_AFTER_S, attempts_exhausted, backoff
 from podium.rules.taskstate import has_finished, is_live
@@ -99,14 +100,6 @@ def new_task(service: objects.Service, *, slot: int, node_id: str, attempt: int)
     return task
 
 
-def _end(tx: WriteTx, task: objects.Task, desired: int) -> None:
-    if task.desired_state < desired:
-        copy = tx.get_task(task.id)
-        if copy is not None:
-            copy.desired_state = desired  # type: ignore[assignment]
-            tx.update(copy)
-
-
 class Orchestrator(ReconcileLoop):
     """Reconciles services; the dirty set holds service ids."""
 
@@ -151,7 +144,7 @@ class Orchestrator(ReconcileLoop):
         tasks = tx.tasks_of_service(service_id)
         if service is None:
             for task in tasks:
-                _end(tx, task, REMOVED)
+                end_task(tx, task, REMOVED)
             return
         glob = service.spec.mode == GLOBAL
         # Attempt numbers of the replacements of finished tasks, by slot (node id if global).
@@ -169,7 +162,7 @@ class Orchestrator(ReconcileLoop):
             current = task.spec_version == service.spec_version
             if current and not may_replace(task):
                 continue  # ended for good: it keeps its slot
-            _end(tx, task, SHUTDOWN)
+            end_task(tx, task, SHUTDOWN)
             key = task.node_id if glob else str(task.slot)
             attempts[key] = next_attempt(task) if current else 0
         live = [t for t in tx.tasks_of_service(service_id) if is_live(t) and not t.canary]
@@ -188,7 +181,7 @@ class Orchestrator(ReconcileLoop):
         for slot, group in groups.items():
             if slot > wanted:
                 for task in group:
-                    _end(tx, task, REMOVED)
+                    end_task(tx, task, REMOVED)
                 continue
             # The slot's task is its newest of the service's version (else its newest). Others
             # give way once it serves: a replacement (update, drain) never lowers the count of
@@ -198,7 +191,7 @@ class Orchestrator(ReconcileLoop):
             serving = keeper.status.state == RUNNING and keeper.status.ready
             for task in group:
                 if task is not keeper and (serving or has_finished(task)):
-                    _end(tx, task, REMOVED)
+                    end_task(tx, task, REMOVED)
             by_slot[slot] = keeper
         for slot in range(1, wanted + 1):
             current_task = by_slot.get(slot)
@@ -218,7 +211,7 @@ class Orchestrator(ReconcileLoop):
         for task in live:
             node = tx.get_node(task.node_id)
             if task.node_id in covered or (node is not None and not _may_keep(node, matches)):
-                _end(tx, task, REMOVED)
+                end_task(tx, task, REMOVED)
             else:
                 covered.add(task.node_id)
         for node in tx.nodes():

@@ -38,19 +38,21 @@ slot may start); a restarted manager starts those clocks again, which only makes
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from podium.manager import ids
 from podium.manager._loop import ReconcileLoop
 from podium.manager.orchestrator import new_task
-from podium.manager.store import Change, ReadTx, WriteTx
+from podium.manager.store import Change, ReadTx, Store, WriteTx
 from podium.manager.versions import end_task, promote, start_rollback
 from podium.rules import update as rules
+from podium.rules.names import task_name
 from podium.rules.taskstate import is_live
 from podium.v1 import objects
 
 US = objects.UpdateStatus
-ACTIVE = (US.STATE_UPDATING, US.STATE_ROLLING_BACK, US.STATE_CANARY)
+ACTIVE = rules.ACTIVE
 REMOVED = objects.TASK_STATE_REMOVED
 RUNNING = objects.TASK_STATE_RUNNING
 GLOBAL = objects.ServiceSpec.MODE_GLOBAL
@@ -62,13 +64,6 @@ _FAILED_STATES = (
     objects.TASK_STATE_REJECTED,
 )
 PENDING, HEALTHY, FAILED = "pending", "healthy", "failed"
-
-
-def task_name(task: objects.Task, nodes: dict[str, str] | None = None) -> str:
-    if task.slot:
-        return f"{task.service_name}.{task.slot}"
-    node = (nodes or {}).get(task.node_id, task.node_id[:8])
-    return f"{task.service_name}.{node}"
 
 
 def why_failed(task: objects.Task) -> str:
@@ -94,8 +89,8 @@ class Updater(ReconcileLoop):
 
     name = "updater"
 
-    def __init__(self, *, store: object, clock: object = time.time) -> None:
-        super().__init__(store=store)  # type: ignore[arg-type]
+    def __init__(self, *, store: Store, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(store=store)
         self._now = clock
         # Task id -> when it was first seen running and ready (this process's clock).
         self._healthy_since: dict[str, float] = {}
@@ -132,7 +127,7 @@ class Updater(ReconcileLoop):
                 self.mark(service.id)
 
     async def reconcile(self, dirty: set[str]) -> None:
-        now = float(self._now())  # type: ignore[operator]
+        now = self._now()
 
         def apply(tx: WriteTx) -> None:
             for service_id in dirty:
@@ -166,7 +161,7 @@ class Updater(ReconcileLoop):
             first = failed[0]
             status.reason = f"{task_name(first)} {why_failed(first)}"
             status.message = status.reason
-            total = max(self._slot_count(tx, service), 1)
+            total = max(len(self._slots(service, tasks)), 1)
             if len(status.failed_tasks) > plan.max_failure_ratio * total:
                 self._on_failure(tx, service, plan, first, now)
                 return
@@ -211,13 +206,6 @@ class Updater(ReconcileLoop):
         return 0.0 if since is None else since + plan.monitor_s
 
     # -- slots -----------------------------------------------------------------------------
-
-    @staticmethod
-    def _slot_count(tx: ReadTx, service: objects.Service) -> int:
-        if service.spec.mode == GLOBAL:
-            return len({t.node_id for t in tx.tasks_of_service(service.id)
-                        if is_live(t) and not t.canary})
-        return int(service.spec.replicas)
 
     @staticmethod
     def _slots(service: objects.Service, tasks: list[objects.Task]) -> dict[str, _Slot]:

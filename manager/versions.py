@@ -8,8 +8,6 @@ says where the move to it stands. These functions write inside the caller's tran
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from podium.manager import ids
 from podium.manager.store import WriteTx
 from podium.rules import update as update_rules
@@ -18,14 +16,14 @@ from podium.v1 import objects
 
 REMOVED = objects.TASK_STATE_REMOVED
 US = objects.UpdateStatus
+UNSETTLED = update_rules.UNSETTLED
 
 
 def stable_version(service: objects.Service) -> int:
     """The version the service last ran in full: what a failed update goes back to. An update
     on top of an unfinished one still goes back to where the first one started."""
     status = service.update_status
-    if status.state in (US.STATE_UPDATING, US.STATE_CANARY, US.STATE_PAUSED) \
-            and status.from_version:
+    if status.state in update_rules.UNFINISHED and status.from_version:
         return int(status.from_version)
     return int(service.spec_version)
 
@@ -64,10 +62,12 @@ def begin_update(service: objects.Service, spec: objects.ServiceSpec, deploy_id:
     status.message = f"updating to version {version}: {change}" + (f" ({note})" if note else "")
 
 
-def end_task(tx: WriteTx, task: objects.Task) -> None:
+def end_task(tx: WriteTx, task: objects.Task, desired: int = REMOVED) -> None:
+    """Lowers the task's desired state to `desired` (SHUTDOWN keeps it as history, REMOVED has
+    it deleted once its container is gone); never raises it back."""
     copy = tx.get_task(task.id)
-    if copy is not None and copy.desired_state < REMOVED:
-        copy.desired_state = REMOVED  # type: ignore[assignment]
+    if copy is not None and copy.desired_state < desired:
+        copy.desired_state = desired  # type: ignore[assignment]
         tx.update(copy)
 
 
@@ -103,8 +103,8 @@ def start_rollback(tx: WriteTx, service: objects.Service, version: int, *, reaso
     status.deploy_id = deploy_id
     status.manual = manual
     status.reason = reason
-    status.message = f"{reason}; rolling back to version {version}" if reason else \
-        f"rolling back to version {version}"
+    status.message = (f"{reason}; rolling back to version {version}" if reason else
+                      f"rolling back to version {version}" + (" on request" if manual else ""))
     tx.update(service)
     for task in tx.tasks_of_service(service.id):
         if task.canary and is_live(task):
@@ -119,12 +119,9 @@ def promote(tx: WriteTx, service: objects.Service, *, by: str) -> None:
     target = service.spec_version
     tasks = tx.tasks_of_service(service.id)
     canaries = [t for t in tasks if t.canary and is_live(t) and t.spec_version == target]
-    by_slot: dict[int, list[objects.Task]] = defaultdict(list)
-    for task in tasks:
-        if is_live(task) and not task.canary:
-            by_slot[task.slot].append(task)
-    free = [slot for slot in range(1, service.spec.replicas + 1)
-            if not any(t.spec_version == target for t in by_slot.get(slot, []))]
+    on_target = {t.slot for t in tasks
+                 if is_live(t) and not t.canary and t.spec_version == target}
+    free = [slot for slot in range(1, service.spec.replicas + 1) if slot not in on_target]
     for canary, slot in zip(canaries, free, strict=False):
         copy = tx.get_task(canary.id)
         assert copy is not None

@@ -30,6 +30,14 @@ HEALTHY_DEADLINE_S = 300.0
 # Specs kept per service (Kubernetes keeps 10 revisions, Nomad 6 versions, Swarm 1).
 VERSIONS_KEPT = 10
 
+US = objects.UpdateStatus
+# States in which the updater has work to do.
+ACTIVE = (US.STATE_UPDATING, US.STATE_ROLLING_BACK, US.STATE_CANARY)
+# An update toward a new version that has not ended: a failure goes back to where it started.
+UNFINISHED = (US.STATE_UPDATING, US.STATE_CANARY, US.STATE_PAUSED)
+# Every state but the settled ones (none, completed, rolled back).
+UNSETTLED = (*UNFINISHED, US.STATE_ROLLING_BACK, US.STATE_ROLLBACK_PAUSED)
+
 UC = objects.UpdateConfig
 FAILURE_ACTIONS = {
     "rollback": UC.FAILURE_ACTION_ROLLBACK,
