@@ -22,6 +22,7 @@ from podium.manager.store import (
     WatchOverflowError,
     WriteTx,
 )
+from podium.rules import autoscale
 from podium.rules import update as update_rules
 from podium.rules.constraints import parse_constraint
 from podium.rules.names import RULE as NAME_RULE
@@ -77,7 +78,7 @@ def validate_spec(spec: objects.ServiceSpec) -> None:
         res = getattr(spec.resources, kind)
         if res.nano_cpus < 0 or res.memory_bytes < 0:
             raise bad(f"{where}: spec.resources.{kind}: cpus and memory must not be negative")
-    if problem := config_problem(spec):
+    if problem := config_problem(spec) or autoscale.config_problem(spec):
         raise bad(f"{where}: {problem}")
 
 
@@ -190,10 +191,14 @@ class ControlAPI(control_grpc.ControlServicer):
 
     async def UpdateService(self, request, context):  # type: ignore[no-untyped-def]
         def apply(tx: WriteTx) -> objects.Service:
-            validate_spec(request.spec)
             service = tx.get_service(request.service_id)
             if service is None:
+                validate_spec(request.spec)
                 raise RequestError(grpc.StatusCode.NOT_FOUND, f"no service {request.service_id!r}")
+            # An autoscaled service keeps the count its autoscaler chose (within the new bounds):
+            # redeploying the file does not reset it.
+            request.spec.replicas = autoscale.starting_replicas(service.spec, request.spec)
+            validate_spec(request.spec)
             if service.meta.version != request.version:
                 raise ConflictError(
                     f"service {service.spec.name!r} is at version {service.meta.version}, "
@@ -272,6 +277,15 @@ class ControlAPI(control_grpc.ControlServicer):
                 raise RequestError(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"replicas {request.replicas}: at most {MAX_REPLICAS}",
+                )
+            if autoscale.enabled(service.spec):
+                policy = service.spec.autoscale
+                raise RequestError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"service {service.spec.name!r} is autoscaled ({policy.min}..{policy.max} "
+                    f"replicas, {service.spec.replicas} now): its count follows the load; change "
+                    "x-podium-autoscale min/max in its file and deploy it again, or remove "
+                    "x-podium-autoscale to set the count by hand",
                 )
             if service.spec.replicas != request.replicas:
                 service.spec.replicas = request.replicas

@@ -190,7 +190,7 @@ def config_problem(spec: objects.ServiceSpec) -> str | None:
 
 # Fields of a ServiceSpec that do not change what its tasks run: changing only these makes no
 # new version and replaces no task.
-NOT_TASK_FIELDS = ("replicas", "update_config", "rollback_config", "canary")
+NOT_TASK_FIELDS = ("replicas", "update_config", "rollback_config", "canary", "autoscale")
 
 
 def task_spec(spec: objects.ServiceSpec) -> objects.ServiceSpec:

@@ -162,18 +162,20 @@ class GetLoadResponse(_message.Message):
         history: _containers.RepeatedCompositeFieldContainer[LoadSample]
         def __init__(self, node_id: _Optional[str] = ..., latest: _Optional[_Union[_dispatcher_pb2.NodeLoad, _Mapping]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., history: _Optional[_Iterable[_Union[LoadSample, _Mapping]]] = ...) -> None: ...
     class Task(_message.Message):
-        __slots__ = ("task_id", "latest", "time", "history", "connections")
+        __slots__ = ("task_id", "latest", "time", "history", "connections", "requests_per_second")
         TASK_ID_FIELD_NUMBER: _ClassVar[int]
         LATEST_FIELD_NUMBER: _ClassVar[int]
         TIME_FIELD_NUMBER: _ClassVar[int]
         HISTORY_FIELD_NUMBER: _ClassVar[int]
         CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+        REQUESTS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
         task_id: str
         latest: _dispatcher_pb2.TaskLoad
         time: _timestamp_pb2.Timestamp
         history: _containers.RepeatedCompositeFieldContainer[LoadSample]
         connections: int
-        def __init__(self, task_id: _Optional[str] = ..., latest: _Optional[_Union[_dispatcher_pb2.TaskLoad, _Mapping]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., history: _Optional[_Iterable[_Union[LoadSample, _Mapping]]] = ..., connections: _Optional[int] = ...) -> None: ...
+        requests_per_second: float
+        def __init__(self, task_id: _Optional[str] = ..., latest: _Optional[_Union[_dispatcher_pb2.TaskLoad, _Mapping]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., history: _Optional[_Iterable[_Union[LoadSample, _Mapping]]] = ..., connections: _Optional[int] = ..., requests_per_second: _Optional[float] = ...) -> None: ...
     NODES_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[GetLoadResponse.Node]

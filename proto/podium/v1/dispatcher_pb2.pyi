@@ -61,8 +61,15 @@ class NodeLoad(_message.Message):
     def __init__(self, cpu_cores_used: _Optional[float] = ..., cpu_cores_total: _Optional[float] = ..., memory_used_bytes: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., task_count: _Optional[int] = ...) -> None: ...
 
 class LoadReport(_message.Message):
-    __slots__ = ("time", "node", "tasks", "summary", "connections")
+    __slots__ = ("time", "node", "tasks", "summary", "connections", "requests")
     class ConnectionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class RequestsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -74,12 +81,14 @@ class LoadReport(_message.Message):
     TASKS_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
     time: _timestamp_pb2.Timestamp
     node: NodeLoad
     tasks: _containers.RepeatedCompositeFieldContainer[TaskLoad]
     summary: bool
     connections: _containers.ScalarMap[str, int]
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node: _Optional[_Union[NodeLoad, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[TaskLoad, _Mapping]]] = ..., summary: _Optional[bool] = ..., connections: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    requests: _containers.ScalarMap[str, int]
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node: _Optional[_Union[NodeLoad, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[TaskLoad, _Mapping]]] = ..., summary: _Optional[bool] = ..., connections: _Optional[_Mapping[str, int]] = ..., requests: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Register(_message.Message):
     __slots__ = ("node_id", "description")

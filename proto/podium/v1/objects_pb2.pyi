@@ -266,7 +266,7 @@ class ContainerSpec(_message.Message):
     def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., init: _Optional[bool] = ..., stop_grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., healthcheck: _Optional[_Union[HealthCheck, _Mapping]] = ...) -> None: ...
 
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "labels", "container", "mode", "replicas", "resources", "placement", "ports", "stack", "probe", "restart_policy", "fence_after", "routing", "update_config", "rollback_config", "canary", "force_update")
+    __slots__ = ("name", "labels", "container", "mode", "replicas", "resources", "placement", "ports", "stack", "probe", "restart_policy", "fence_after", "routing", "update_config", "rollback_config", "canary", "force_update", "autoscale")
     class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         MODE_REPLICATED: _ClassVar[ServiceSpec.Mode]
@@ -297,6 +297,7 @@ class ServiceSpec(_message.Message):
     ROLLBACK_CONFIG_FIELD_NUMBER: _ClassVar[int]
     CANARY_FIELD_NUMBER: _ClassVar[int]
     FORCE_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    AUTOSCALE_FIELD_NUMBER: _ClassVar[int]
     name: str
     labels: _containers.ScalarMap[str, str]
     container: ContainerSpec
@@ -314,7 +315,64 @@ class ServiceSpec(_message.Message):
     rollback_config: UpdateConfig
     canary: Canary
     force_update: int
-    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., container: _Optional[_Union[ContainerSpec, _Mapping]] = ..., mode: _Optional[_Union[ServiceSpec.Mode, str]] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., stack: _Optional[str] = ..., probe: _Optional[_Union[Probe, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., fence_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., routing: _Optional[_Union[Routing, _Mapping]] = ..., update_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., canary: _Optional[_Union[Canary, _Mapping]] = ..., force_update: _Optional[int] = ...) -> None: ...
+    autoscale: Autoscale
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., container: _Optional[_Union[ContainerSpec, _Mapping]] = ..., mode: _Optional[_Union[ServiceSpec.Mode, str]] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., stack: _Optional[str] = ..., probe: _Optional[_Union[Probe, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., fence_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., routing: _Optional[_Union[Routing, _Mapping]] = ..., update_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., canary: _Optional[_Union[Canary, _Mapping]] = ..., force_update: _Optional[int] = ..., autoscale: _Optional[_Union[Autoscale, _Mapping]] = ...) -> None: ...
+
+class Autoscale(_message.Message):
+    __slots__ = ("min", "max", "cpu", "memory", "requests_per_second", "connections", "tolerance", "scale_down_window", "max_step_up", "max_step_down")
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    CPU_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    TOLERANCE_FIELD_NUMBER: _ClassVar[int]
+    SCALE_DOWN_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    MAX_STEP_UP_FIELD_NUMBER: _ClassVar[int]
+    MAX_STEP_DOWN_FIELD_NUMBER: _ClassVar[int]
+    min: int
+    max: int
+    cpu: float
+    memory: float
+    requests_per_second: float
+    connections: float
+    tolerance: float
+    scale_down_window: _duration_pb2.Duration
+    max_step_up: int
+    max_step_down: int
+    def __init__(self, min: _Optional[int] = ..., max: _Optional[int] = ..., cpu: _Optional[float] = ..., memory: _Optional[float] = ..., requests_per_second: _Optional[float] = ..., connections: _Optional[float] = ..., tolerance: _Optional[float] = ..., scale_down_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_step_up: _Optional[int] = ..., max_step_down: _Optional[int] = ...) -> None: ...
+
+class AutoscaleMetric(_message.Message):
+    __slots__ = ("name", "target", "current", "partial")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    target: float
+    current: float
+    partial: bool
+    def __init__(self, name: _Optional[str] = ..., target: _Optional[float] = ..., current: _Optional[float] = ..., partial: _Optional[bool] = ...) -> None: ...
+
+class AutoscaleStatus(_message.Message):
+    __slots__ = ("last_decision", "last_time", "from_replicas", "to_replicas", "at_capacity", "desired", "holding", "metrics")
+    LAST_DECISION_FIELD_NUMBER: _ClassVar[int]
+    LAST_TIME_FIELD_NUMBER: _ClassVar[int]
+    FROM_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    TO_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    AT_CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_FIELD_NUMBER: _ClassVar[int]
+    HOLDING_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    last_decision: str
+    last_time: _timestamp_pb2.Timestamp
+    from_replicas: int
+    to_replicas: int
+    at_capacity: str
+    desired: int
+    holding: str
+    metrics: _containers.RepeatedCompositeFieldContainer[AutoscaleMetric]
+    def __init__(self, last_decision: _Optional[str] = ..., last_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., from_replicas: _Optional[int] = ..., to_replicas: _Optional[int] = ..., at_capacity: _Optional[str] = ..., desired: _Optional[int] = ..., holding: _Optional[str] = ..., metrics: _Optional[_Iterable[_Union[AutoscaleMetric, _Mapping]]] = ...) -> None: ...
 
 class UpdateStatus(_message.Message):
     __slots__ = ("state", "started", "completed", "message", "from_version", "to_version", "done", "total", "failed_tasks", "deploy_id", "manual", "promoted", "reason")
@@ -377,7 +435,7 @@ class ServiceVersion(_message.Message):
     def __init__(self, version: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., change: _Optional[str] = ...) -> None: ...
 
 class Service(_message.Message):
-    __slots__ = ("id", "meta", "spec", "spec_version", "update_status", "versions", "last_version")
+    __slots__ = ("id", "meta", "spec", "spec_version", "update_status", "versions", "last_version", "autoscale_status")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -385,6 +443,7 @@ class Service(_message.Message):
     UPDATE_STATUS_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     LAST_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AUTOSCALE_STATUS_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: Meta
     spec: ServiceSpec
@@ -392,7 +451,8 @@ class Service(_message.Message):
     update_status: UpdateStatus
     versions: _containers.RepeatedCompositeFieldContainer[ServiceVersion]
     last_version: int
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ..., versions: _Optional[_Iterable[_Union[ServiceVersion, _Mapping]]] = ..., last_version: _Optional[int] = ...) -> None: ...
+    autoscale_status: AutoscaleStatus
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ..., versions: _Optional[_Iterable[_Union[ServiceVersion, _Mapping]]] = ..., last_version: _Optional[int] = ..., autoscale_status: _Optional[_Union[AutoscaleStatus, _Mapping]] = ...) -> None: ...
 
 class PortBinding(_message.Message):
     __slots__ = ("protocol", "target_port", "published_port", "host_ip")
