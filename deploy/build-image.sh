@@ -4,9 +4,15 @@
 # No registry is reachable from the machines Podium is tested on, so the image is a tar of a
 # tiny rootfs (/bin/busybox plus applet symlinks) fed to `docker import`. Its default command
 # writes "hello from <hostname>" to /www/index.html and serves it with busybox httpd on port 80.
+# /www/cgi-bin/burn is a CGI script that burns a fixed amount of cpu per request (for the
+# autoscaling bench): GET /cgi-bin/burn?n=TURNS spins a shell loop TURNS times (default 3000,
+# at most 9,999,999; about 10 ms of cpu at the default here: ~1 ms to start the script plus
+# ~3 us a turn), then answers "hello from <hostname>". Any command serving /www with httpd
+# (as the default one does) serves it too.
 #
 # Usage: deploy/build-image.sh [--force]
-#   Idempotent: does nothing when the image already exists, unless --force is given.
+#   Idempotent: does nothing when the image already exists and was built by this version of the
+#   script (its label io.podium.recipe holds the script's sha256), unless --force is given.
 #   Needs a running engine (deploy/bootstrap.sh starts one) and busybox-static.
 set -euo pipefail
 
@@ -27,7 +33,11 @@ if ! docker info >/dev/null 2>&1; then
   exit 1
 fi
 
-if [[ $force -eq 0 ]] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
+# An image built by an older version of this script lacks what this one adds: built again.
+recipe=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)
+present=$(docker image inspect "$IMAGE" --format '{{index .Config.Labels "io.podium.recipe"}}' \
+  2>/dev/null || true)
+if [[ $force -eq 0 && $present == "$recipe" ]]; then
   echo "$IMAGE already present"
   exit 0
 fi
@@ -49,16 +59,39 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 rootfs="$tmp/rootfs"
-mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/root" "$rootfs/tmp"
+mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/root" "$rootfs/tmp" "$rootfs/www/cgi-bin"
 chmod 1777 "$rootfs/tmp"
 cp "$busybox" "$rootfs/bin/busybox"
 for applet in "${APPLETS[@]}"; do
   ln -s busybox "$rootfs/bin/$applet"
 done
 
+# busybox httpd runs it with QUERY_STRING set; it reads /etc/hostname (which the engine mounts)
+# with the shell's own `read`, so nothing but the loop costs a process.
+cat >"$rootfs/www/cgi-bin/burn" <<'CGI'
+#!/bin/sh
+n=3000
+case "$QUERY_STRING" in
+  n=*)
+    v=${QUERY_STRING#n=}
+    v=${v%%&*}
+    case $v in
+      '' | *[!0-9]*) ;;
+      *) [ ${#v} -le 7 ] && n=$v ;;
+    esac
+    ;;
+esac
+i=0
+while [ $i -lt "$n" ]; do i=$((i + 1)); done
+read -r host </etc/hostname
+printf 'Content-Type: text/plain\r\n\r\nhello from %s\n' "$host"
+CGI
+chmod 755 "$rootfs/www/cgi-bin/burn"
+
 # $(hostname) must reach the container unexpanded: it runs there, at container start.
 # shellcheck disable=SC2016
 cmd='CMD ["/bin/sh","-c","mkdir -p /www && echo \"hello from $(hostname)\" > /www/index.html && exec httpd -f -p 80 -h /www"]'
 tar --numeric-owner --owner=0 --group=0 -C "$rootfs" -cf - . \
-  | docker import --change "$cmd" --change 'EXPOSE 80/tcp' - "$IMAGE" >/dev/null
+  | docker import --change "$cmd" --change 'EXPOSE 80/tcp' \
+      --change "LABEL io.podium.recipe=$recipe" - "$IMAGE" >/dev/null
 echo "built $IMAGE"
