@@ -2,7 +2,8 @@
 count, with its outcome split into phases the caller names while it runs.
 
     python bench/_httpload.py --mode new|keepalive --rate 700 --target 10.231.7.11:8080 \
-        --target 10.231.7.12:8080 [--seconds 600] [--most 1000000] [--timeout 2] [--path /]
+        --target 10.231.7.12:8080 [--seconds 600] [--most 1000000] [--timeout 2] [--path /] \
+        [--answer-word 0]
 
 It runs on uvloop when installed. Request i is due at start + i / rate, whatever happened to the
 ones before (open loop: a slow answer never slows the rate down, as it would in a client that
@@ -23,16 +24,19 @@ Modes:
 
 Every other error (refused, reset, EOF, a malformed response), a request not answered within
 --timeout seconds (connect, retry and body included) and a status outside 2xx is a failed request.
-The first word of a 2xx body is tallied (`answers`: the bench's replicas answer with their
-version first), at most MAX_ANSWERS distinct words.
+The first word of a 2xx body (or word number --answer-word, counted from 0) is tallied
+(`answers`: the update bench's replicas answer with their version first; "hello from <hostname>"
+with --answer-word 2 tallies replicas), at most MAX_ANSWERS distinct words, with the wall-clock
+time each word was first answered in the phase (`first_answers_unix_s`).
 
 Control: stdin lines. `phase NAME` closes the current phase and starts NAME (a request belongs to
-the phase it was due in); `stop`, or EOF on stdin, ends the run: no new request starts, those in
-flight finish (each within --timeout), and one JSON object goes to stdout: per phase its counts,
-its failure kinds, up to MAX_SAMPLES failures with their wall-clock time, target and error and
-as many requests answered in 1 s or more (when they started, target, seconds), the achieved rate,
-and percentiles of latency and of late starts. SIGTERM and SIGINT end the run the
-same way. The run also ends by itself after --seconds or --most requests.
+the phase it was due in); `rate R` sends R requests per second from now on (the schedule starts
+again from the moment the line is read); `stop`, or EOF on stdin, ends the run: no new request
+starts, those in flight finish (each within --timeout), and one JSON object goes to stdout: per
+phase its counts, its failure kinds, up to MAX_SAMPLES failures with their wall-clock time,
+target and error and as many requests answered in 1 s or more (when they started, target,
+seconds), the achieved rate, and percentiles of latency and of late starts. SIGTERM and SIGINT
+end the run the same way. The run also ends by itself after --seconds or --most requests.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ MAX_ANSWERS = 32
 MAX_SAMPLES = 20
 HEAD_LIMIT = 64 * 1024
 TICK_S = 0.001
+MAX_RATE = 20_000
 BODY_LIMIT = 1024 * 1024
 
 
@@ -93,6 +98,7 @@ class Phase:
     kinds: Counter[str] = field(default_factory=Counter)
     failed_by_target: Counter[str] = field(default_factory=Counter)
     answers: Counter[str] = field(default_factory=Counter)
+    first_answers: dict[str, float] = field(default_factory=dict)  # word -> wall clock
     samples: list[list[Any]] = field(default_factory=list)
     slow_samples: list[list[Any]] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
@@ -105,12 +111,13 @@ class Phase:
         if len(self.samples) < MAX_SAMPLES:
             self.samples.append([round(when, 3), target, err.detail[:160]])
 
-    def answer(self, body: bytes) -> None:
-        word = body.split(maxsplit=1)[0].decode(errors="replace")[:40] if body.strip() else "-"
-        if word in self.answers or len(self.answers) < MAX_ANSWERS:
-            self.answers[word] += 1
-        else:
-            self.answers["(other)"] += 1
+    def answer(self, body: bytes, word_index: int = 0) -> None:
+        words = body.split(maxsplit=word_index + 1)
+        word = words[word_index].decode(errors="replace")[:40] if len(words) > word_index else "-"
+        if word not in self.answers and len(self.answers) >= MAX_ANSWERS:
+            word = "(other)"
+        self.answers[word] += 1
+        self.first_answers.setdefault(word, time.time())
 
     def report(self, now_mono: float) -> dict[str, Any]:
         seconds = (self.ended_mono or now_mono) - self.started_mono
@@ -131,6 +138,7 @@ class Phase:
             "failure_kinds": dict(self.kinds),
             "failed_by_target": dict(self.failed_by_target),
             "answers": dict(self.answers),
+            "first_answers_unix_s": {w: round(t, 3) for w, t in self.first_answers.items()},
             "failure_samples": self.samples,
             "slow_samples": self.slow_samples,
             "latency_p50_ms": _millis(self.latencies, 0.50),
@@ -216,9 +224,11 @@ async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 
 class Generator:
     def __init__(self, *, mode: str, rate: float, targets: list[str], path: str,
-                 timeout: float, max_inflight: int) -> None:
+                 timeout: float, max_inflight: int, answer_word: int = 0) -> None:
         self.mode = mode
         self.rate = rate
+        self.rate_changed = False  # set by set_rate(); run() starts its schedule again
+        self.answer_word = answer_word
         self.targets = targets
         self.timeout = timeout
         self.max_inflight = max_inflight
@@ -236,6 +246,10 @@ class Generator:
     @property
     def phase(self) -> Phase:
         return self.phases[-1]
+
+    def set_rate(self, rate: float) -> None:
+        self.rate = rate
+        self.rate_changed = True
 
     def new_phase(self, name: str) -> None:
         now = time.monotonic()
@@ -331,7 +345,7 @@ class Generator:
         phase.latencies.append(took)
         if took >= 1.0 and len(phase.slow_samples) < MAX_SAMPLES:
             phase.slow_samples.append([round(time.time() - took, 3), target, round(took, 3)])
-        phase.answer(response.body)
+        phase.answer(response.body, self.answer_word)
 
     def _launch(self, target: str, late: float) -> None:
         phase = self.phase
@@ -350,11 +364,15 @@ class Generator:
         end = start + seconds
         interval = 1.0 / self.rate
         i = 0
+        base = 0  # the request due at `start`: the schedule starts again on a change of rate
         while not self.stop.is_set() and i < most:
             now = loop.time()
             if now >= end:
                 break
-            due = start + i * interval
+            if self.rate_changed:
+                self.rate_changed = False
+                start, base, interval = now, i, 1.0 / self.rate
+            due = start + (i - base) * interval
             if due > now:
                 # Never less than a tick: the loop's timers have a millisecond's resolution,
                 # and a shorter sleep returns at once (the loop would spin between requests).
@@ -363,7 +381,7 @@ class Generator:
             while due <= now and i < most:
                 self._launch(self.targets[i % len(self.targets)], now - due)
                 i += 1
-                due = start + i * interval
+                due = start + (i - base) * interval
         self.stop.set()
         if self.inflight:
             await asyncio.wait(set(self.inflight), timeout=self.timeout + 1)
@@ -388,12 +406,23 @@ async def _control(gen: Generator) -> None:
         command, _, name = line.partition(" ")
         if command == "phase" and name:
             gen.new_phase(name)
+        elif command == "rate":
+            try:
+                rate = float(name)
+            except ValueError:
+                rate = 0.0
+            if 0 < rate <= MAX_RATE:
+                gen.set_rate(rate)
+            else:
+                print(f"ignored {line!r}: expected rate R with 0 < R <= {MAX_RATE}",
+                      file=sys.stderr, flush=True)
     gen.stop.set()
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
     gen = Generator(mode=args.mode, rate=args.rate, targets=args.target, path=args.path,
-                    timeout=args.timeout, max_inflight=args.max_inflight)
+                    timeout=args.timeout, max_inflight=args.max_inflight,
+                    answer_word=args.answer_word)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, gen.stop.set)
@@ -419,11 +448,14 @@ def main() -> int:
     p.add_argument("--most", type=int, default=1_000_000)
     p.add_argument("--timeout", type=float, default=2.0)
     p.add_argument("--max-inflight", type=int, default=2000)
+    p.add_argument("--answer-word", type=int, default=0,
+                   help="which word of a 2xx body is tallied (0: the first)")
     args = p.parse_args()
-    if not (0 < args.rate <= 20_000 and 0 < args.seconds <= 3600 and 0 < args.most <= 10_000_000
-            and 0 < args.timeout <= 60 and 0 < args.max_inflight <= 20_000):
-        p.error("0 < --rate <= 20000, 0 < --seconds <= 3600, 0 < --most <= 10^7, "
-                "0 < --timeout <= 60, 0 < --max-inflight <= 20000")
+    if not (0 < args.rate <= MAX_RATE and 0 < args.seconds <= 3600 and 0 < args.most <= 10_000_000
+            and 0 < args.timeout <= 60 and 0 < args.max_inflight <= 20_000
+            and 0 <= args.answer_word <= 100):
+        p.error(f"0 < --rate <= {MAX_RATE}, 0 < --seconds <= 3600, 0 < --most <= 10^7, "
+                "0 < --timeout <= 60, 0 < --max-inflight <= 20000, 0 <= --answer-word <= 100")
     try:
         import uvloop
         runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)

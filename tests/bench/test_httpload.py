@@ -8,6 +8,7 @@ import asyncio
 import json
 import pathlib
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -87,3 +88,50 @@ async def test_errors_and_non_2xx_statuses_are_failures_of_their_kind(server: st
     assert set(p["failure_kinds"]) == {"status 404", "refused"}
     assert p["failed_by_target"][server] == p["failure_kinds"]["status 404"]
     assert p["retried_closed_keepalive_count"] == 0
+
+
+async def test_a_rate_line_changes_the_rate_and_replicas_are_tallied_by_the_word_asked_for(
+) -> None:
+    served = 0
+
+    async def hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Answers "hello from a" and "hello from b" in turn, closing each connection."""
+        nonlocal served
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            name = b"ab"[served % 2:served % 2 + 1]
+            served += 1
+            writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello from " + name)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    srv = await asyncio.start_server(hello, "127.0.0.1", 0)
+    async with srv:
+        target = f"127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+        began = time.time()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(LOADGEN), "--rate", "4", "--timeout", "1", "--mode", "new",
+            "--target", target, "--answer-word", "2",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert proc.stdin is not None
+        await asyncio.sleep(1.0)  # deliberate: traffic at the first rate
+        proc.stdin.write(b"phase fast\nrate 100\n")
+        await proc.stdin.drain()
+        await asyncio.sleep(1.0)  # deliberate: traffic at the second rate
+        out, _ = await asyncio.wait_for(proc.communicate(b"stop\n"), timeout=20)
+        ended = time.time()
+    assert proc.returncode == 0
+    slow, fast = json.loads(out)["phases"]
+    # An open loop never sends ahead of its schedule, and catches up when it starts late.
+    assert slow["sent_count"] <= 6
+    assert fast["sent_count"] >= 50
+    for p in (slow, fast):
+        assert p["failed_count"] == 0, p["failure_samples"]
+        assert set(p["answers"]) <= {"a", "b"}
+        assert sum(p["answers"].values()) == p["ok_count"]
+        assert p["first_answers_unix_s"].keys() == p["answers"].keys()
+        assert all(began <= t <= ended for t in p["first_answers_unix_s"].values())
+    assert set(fast["answers"]) == {"a", "b"}
