@@ -20,6 +20,7 @@ from podium.manager.autoscaler import Autoscaler
 from podium.manager.loadbook import LoadBook
 from podium.manager.orchestrator import Orchestrator
 from podium.manager.store import SqliteStore, WriteTx
+from podium.manager.updater import Updater
 from podium.rules.taskstate import is_live
 from podium.v1 import dispatcher, objects
 
@@ -32,9 +33,10 @@ class Cluster:
     def __init__(self, tmp_path: pathlib.Path, nodes: tuple[str, ...] = ("n1", "n2")) -> None:
         self.store = SqliteStore(tmp_path / "state.db")
         self.orch = Orchestrator(store=self.store)
-        self.now = 1000.0
+        self.now = time.time()  # tasks and updates are stamped with the real clock
         self.book = LoadBook(clock=lambda: self.now)
         self.scaler = Autoscaler(store=self.store, load=self.book, clock=lambda: self.now)
+        self.updater = Updater(store=self.store)
         self.nodes = list(nodes)
         self.silent: set[str] = set()  # nodes whose agents stopped reporting
         self.cpu = 0.0  # offered load: cores in all
@@ -81,6 +83,8 @@ class Cluster:
         for _ in range(n):
             self.now += 1.0
             self.store.update_now(lambda tx: self.orch._reconcile_service(tx, "web"))
+            self.store.update_now(
+                lambda tx: self.updater.reconcile_service(tx, "web", self.now))
             self.store.update_now(self._agents)
             self._report()
             before = self.count
@@ -259,6 +263,7 @@ def test_no_scale_down_during_an_update_but_scale_up_goes_on(cluster: Cluster) -
         spec = objects.ServiceSpec()
         spec.CopyFrom(service.spec)
         spec.container.env["VERSION"] = "2"
+        spec.update_config.delay.FromSeconds(20)  # a slot every 20 s: 2 minutes in all
         versions.begin_update(service, spec, "")
         tx.update(service)
 
@@ -270,6 +275,11 @@ def test_no_scale_down_during_an_update_but_scale_up_goes_on(cluster: Cluster) -
     cluster.cpu = 4.5
     cluster.second(3)
     assert cluster.count == 9
+    cluster.second(200)  # the update carries on over the new count and completes
+    service = cluster.service()
+    assert service.update_status.state == US.STATE_COMPLETED and service.spec.replicas == 9
+    versions_running = [t.spec.container.env["VERSION"] for t in cluster.ready()]
+    assert versions_running == ["2"] * 9
 
 
 def test_at_capacity_it_says_so_and_asks_for_no_more(cluster: Cluster) -> None:
