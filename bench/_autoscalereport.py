@@ -1,0 +1,389 @@
+"""The autoscaling bench's figures, table, chart and replay, from what a run recorded (pure: no
+cluster, no clock; tests/bench/test_autoscalereport.py feeds it made-up runs).
+
+One `Trace` per scenario (a cpu target, a requests_per_second target): the load's schedule (low,
+4x from `step_up`, low again from `step_down`), one `Sample` a second (the count, ready replicas,
+the manager's figures), every decision the manager made (from its `service` events), and when each
+new replica first answered through the mesh. Times are seconds from the scenario's start.
+
+Figures per scenario (JSON names `<scenario>_<figure>_<unit>`, the HPA model's `hpa_` before):
+- decision_s: from the load step to the first scale-up decision; crossing_to_decision_s: from
+  the first sample whose average exceeds the target by more than the tolerance to that decision.
+- serving_s: from a scale-up decision to the last of its new replicas answering through the
+  mesh, the worst over the scale-ups after the step (a replica that never answered: None).
+- up_done_s: from the load step to the last scale-up of the high phase.
+- steady_changes_count: count changes from `steady_from` to `step_down` (the steady phase).
+- scale_down_start_s: from the load drop to the first decision that lowers the count;
+  scale_down_done_s: to the count reaching the run's last count.
+- failed_requests_count of requests_count, throughout the scenario.
+The HPA model (bench/_hpa.py) runs on the same demand for every scrape and sync phase and both
+rate windows (30 s, 60 s); its figures are the median over those runs, with the range.
+
+The replay feeds the recorded per-second totals (from the load step on) through
+podium.manager.scaling (recommend + Stabilizer, as the manager does) with other scale-down
+windows, replicas ready `ready_s` after a scale-up (the run's median serving time), and counts the
+changes each window would have made in the steady phase and when it would have started the
+scale-down. Open loop: the totals are what the real count saw; in the steady phase no replica is
+saturated, so a total does not depend on the count (demand is demand).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench import _hpa, _plot
+from podium.manager.scaling import Figure, Stabilizer, recommend
+from podium.rules import autoscale as rules
+
+GOAL_DECISION_S = 3.0
+GOAL_SERVING_S = 5.0
+GOAL_STEADY_CHANGES = 0
+GOAL_DOWN_MARGIN_S = 2.0
+REPLAY_WINDOWS_S = (0.0, 5.0, 10.0, 20.0, 30.0, 60.0)
+HPA_WINDOWS_S = (30, 60)
+SHORT = {"cpu": "cpu", "requests_per_second": "rps"}
+
+
+@dataclass(slots=True)
+class Sample:
+    t: float
+    replicas: int  # spec.replicas
+    ready: int  # tasks running and ready
+    total: float  # the target's figure summed over the ready replicas (from GetLoad)
+    current: float | None  # the manager's average per ready replica (autoscale_status.metrics)
+    partial: bool = False  # the manager's figures were missing for some replica
+    rate: float = 0.0  # the load asked for, requests/s
+    cpu_cores: float = 0.0  # every replica's cpu, summed
+    served_per_s: float = 0.0  # requests/s through the mesh, summed over the replicas
+    holding: str = ""
+
+
+@dataclass(slots=True)
+class Decision:
+    t: float  # autoscale_status.last_time
+    before: int
+    after: int
+    text: str
+
+
+@dataclass(slots=True)
+class Trace:
+    target_name: str  # "cpu" or "requests_per_second"
+    target: float  # per ready replica (a share of the cpus limit for cpu)
+    tolerance: float
+    window_s: float
+    min: int
+    max: int
+    cpus: float  # each replica's cpus limit
+    low_rate: float
+    high_rate: float
+    step_up: float
+    steady_from: float
+    step_down: float
+    end: float
+    samples: list[Sample] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    # Per scale-up decision after the step: (decision time, when its last new replica first
+    # answered through the mesh, or None if one never did).
+    serving: list[tuple[float, float | None]] = field(default_factory=list)
+    requests: int = 0
+    failed: int = 0
+    failure_kinds: dict[str, int] = field(default_factory=dict)
+    cpu_per_request_s: float = 0.0  # measured on the steady phase
+
+    @property
+    def key(self) -> str:
+        return SHORT[self.target_name]
+
+    def rate_at(self, t: float) -> float:
+        return self.high_rate if self.step_up <= t < self.step_down else self.low_rate
+
+
+# -- figures from a list of decisions (Podium's or the model's) ---------------------------------
+
+
+def first_up(decisions: Sequence[Decision], after: float) -> Decision | None:
+    return next((d for d in decisions if d.t >= after and d.after > d.before), None)
+
+
+def decision_figures(decisions: Sequence[Decision], *, step_up: float, steady_from: float,
+                     step_down: float, last_count: int) -> dict[str, float | int | None]:
+    up = first_up(decisions, step_up)
+    ups = [d for d in decisions if step_up <= d.t < step_down and d.after > d.before]
+    down = next((d for d in decisions if d.t >= step_down and d.after < d.before), None)
+    done = next((d for d in decisions if d.t >= step_down and d.after == last_count), None)
+    return {
+        "decision_s": None if up is None else up.t - step_up,
+        "up_done_s": ups[-1].t - step_up if ups else None,
+        "steady_changes_count": sum(1 for d in decisions if steady_from <= d.t < step_down),
+        "scale_down_start_s": None if down is None else down.t - step_down,
+        "scale_down_done_s": None if done is None else done.t - step_down,
+    }
+
+
+def crossing(trace: Trace) -> float | None:
+    """The first sample after the step whose average is above the target beyond the tolerance."""
+    for s in trace.samples:
+        if s.t >= trace.step_up and s.current is not None \
+                and s.current > trace.target * (1 + trace.tolerance):
+            return s.t
+    return None
+
+
+def podium_figures(trace: Trace) -> dict[str, Any]:
+    last = trace.samples[-1].replicas if trace.samples else trace.min
+    f: dict[str, Any] = decision_figures(trace.decisions, step_up=trace.step_up,
+                                         steady_from=trace.steady_from,
+                                         step_down=trace.step_down, last_count=last)
+    up = first_up(trace.decisions, trace.step_up)
+    crossed = crossing(trace)
+    f["crossing_to_decision_s"] = (None if up is None or crossed is None
+                                   else max(0.0, up.t - crossed))
+    waits = [None if answered is None else answered - at for at, answered in trace.serving]
+    f["serving_s"] = (None if not waits or any(w is None for w in waits)
+                      else max(w for w in waits if w is not None))
+    f["serving_each_s"] = waits
+    f["failed_requests_count"] = trace.failed
+    f["requests_count"] = trace.requests
+    f["count_over_time_text"] = count_text(trace.decisions, trace.samples[0].replicas
+                                           if trace.samples else trace.min)
+    return f
+
+
+def count_text(decisions: Sequence[Decision], first: int) -> str:
+    parts = [f"{first} @0s"] + [f"{d.after} @{d.t:.1f}s" for d in decisions]
+    return ", ".join(parts)
+
+
+# -- the HPA model on the same trace -------------------------------------------------------------
+
+
+def demand(trace: Trace, t: float) -> float:
+    """What the service is asked for at second t, in the target's total unit (shares of one
+    replica's limit for cpu, requests/s otherwise)."""
+    rate = trace.rate_at(t)
+    if trace.target_name == "cpu":
+        return rate * trace.cpu_per_request_s / trace.cpus
+    return rate
+
+
+def workload(trace: Trace, start_s: float, tail_s: float = 700.0) -> _hpa.Workload:
+    """The trace's demand, second by second, continued at the low rate for `tail_s` so that the
+    model's 300 s scale-down fits."""
+    seconds = math.ceil(max(trace.end, trace.step_down) + tail_s)
+    cpu = trace.cpu_per_request_s
+    capacity = 1.0 if trace.target_name == "cpu" else (trace.cpus / cpu if cpu > 0 else 1e9)
+    return _hpa.Workload(demand=[demand(trace, t) for t in range(seconds)], capacity=capacity,
+                         target=trace.target, min=trace.min, max=trace.max, start=trace.min,
+                         start_s=start_s)
+
+
+def hpa_runs(trace: Trace, start_s: float, phase_step: int = 1) -> list[_hpa.HpaRun]:
+    settings = [_hpa.HpaSettings(window_s=w, tolerance=trace.tolerance) for w in HPA_WINDOWS_S]
+    return _hpa.simulate_phases(workload(trace, start_s), settings, phase_step=phase_step)
+
+
+def model_decisions(run: _hpa.HpaRun) -> list[Decision]:
+    return [Decision(t, a, b, "") for t, a, b in run.decisions]
+
+
+def hpa_figures(trace: Trace, runs: Sequence[_hpa.HpaRun], start_s: float
+                ) -> tuple[dict[str, Any], _hpa.HpaRun]:
+    """Median and range of each figure over the model's runs; and the run whose first decision
+    is the median one (drawn in the chart)."""
+    per_run = [decision_figures(model_decisions(r), step_up=trace.step_up,
+                                steady_from=trace.steady_from, step_down=trace.step_down,
+                                last_count=r.counts[-1]) for r in runs]
+    out: dict[str, Any] = {}
+    for name in per_run[0]:
+        values = [float(v) for f in per_run if (v := f[name]) is not None]
+        out[name] = _median(values)
+        out[range_key(name)] = [min(values), max(values)] if values else None
+    out["serving_s"] = start_s
+    decisions = [f["decision_s"] for f in per_run]
+    known = sorted((float(d), i) for i, d in enumerate(decisions) if d is not None)
+    typical = runs[known[len(known) // 2][1]] if known else runs[0]
+    return out, typical
+
+
+def range_key(name: str) -> str:
+    """decision_s -> decision_range_s: the range's name keeps the unit last."""
+    base, _, unit = name.rpartition("_")
+    return f"{base}_range_{unit}"
+
+
+def _median(values: Sequence[float | int | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(statistics.median(known)) if known else None
+
+
+# -- replay through the manager's decision function ----------------------------------------------
+
+
+def replay(trace: Trace, window_s: float, ready_s: float) -> list[Decision]:
+    """The decisions podium.manager.scaling would make on the recorded totals from the load step
+    on, with scale-down window `window_s`; a new replica is ready `ready_s` after its decision."""
+    samples = [s for s in trace.samples if s.t >= trace.step_up]
+    if not samples:
+        return []
+    settings = rules.Settings(min=trace.min, max=trace.max,
+                              targets={trace.target_name: trace.target},
+                              tolerance=trace.tolerance, scale_down_window_s=window_s,
+                              max_step_up=0, max_step_down=0)
+    # The manager had watched the service since its deploy, long before the step.
+    stabilizer = Stabilizer(trace.samples[0].t)
+    count = samples[0].replicas
+    ready_at: list[float] = [trace.samples[0].t] * count
+    out: list[Decision] = []
+    for s in samples:
+        ready = sum(1 for r in ready_at if r <= s.t)
+        hold = "not ready" if ready < count else ("figures missing" if s.partial else "")
+        figure = Figure(trace.target_name, trace.target, s.total, s.partial)
+        rec = recommend(settings, count, ready, [figure])
+        decision = stabilizer.decide(s.t, settings, count, rec, hold_down=hold)
+        if decision.count != count:
+            out.append(Decision(s.t, count, decision.count, decision.reason))
+            if decision.count > count:
+                ready_at += [s.t + ready_s] * (decision.count - count)
+            else:
+                ready_at = sorted(ready_at)[:decision.count]
+            count = decision.count
+    return out
+
+
+def replay_figures(trace: Trace, ready_s: float,
+                   windows: Sequence[float] = REPLAY_WINDOWS_S) -> dict[str, dict[str, Any]]:
+    """Window (as text, seconds) -> steady changes and scale-down start of the replay."""
+    out: dict[str, dict[str, Any]] = {}
+    for window in windows:
+        made = replay(trace, window, ready_s)
+        f = decision_figures(made, step_up=trace.step_up, steady_from=trace.steady_from,
+                             step_down=trace.step_down, last_count=trace.min)
+        out[f"{window:g}"] = {"steady_changes_count": f["steady_changes_count"],
+                              "scale_down_start_s": f["scale_down_start_s"]}
+    return out
+
+
+# -- the whole report ------------------------------------------------------------------------------
+
+
+def scenario_figures(trace: Trace, *, phase_step: int = 1) -> tuple[dict[str, Any], _hpa.HpaRun]:
+    """Every figure of one scenario, keyed `<scenario>_...` and `hpa_<scenario>_...`; the HPA
+    model at scrape and sync phases `phase_step` seconds apart."""
+    mine = podium_figures(trace)
+    served = [w for w in mine["serving_each_s"] if w is not None]
+    start_s = float(statistics.median(served)) if served else 2.0
+    hpa, typical = hpa_figures(trace, hpa_runs(trace, start_s, phase_step), start_s)
+    k = trace.key
+    out: dict[str, Any] = {f"{k}_{name}": value for name, value in mine.items()}
+    out |= {f"hpa_{k}_{name}": value for name, value in hpa.items()}
+    out[f"hpa_{k}_count_over_time_text"] = count_text(model_decisions(typical), trace.min)
+    out[f"{k}_replay_by_window_dict"] = replay_figures(trace, start_s)
+    out[f"{k}_target_text"] = rules.show(trace.target_name, trace.target)
+    out[f"{k}_scale_down_window_s"] = trace.window_s
+    out[f"{k}_low_rate_per_s"] = trace.low_rate
+    out[f"{k}_high_rate_per_s"] = trace.high_rate
+    out[f"{k}_steady_s"] = trace.step_down - trace.steady_from
+    out[f"{k}_cpu_per_request_ms"] = round(trace.cpu_per_request_s * 1000, 2)
+    out[f"{k}_failure_kinds_dict"] = dict(trace.failure_kinds)
+    out[f"{k}_goals_met_dict"] = goals(trace, mine)
+    return out, typical
+
+
+def goals(trace: Trace, f: dict[str, Any]) -> dict[str, bool]:
+    def within(value: float | None, limit: float) -> bool:
+        return value is not None and value <= limit
+
+    return {
+        "decision": within(f["decision_s"], GOAL_DECISION_S),
+        "serving": within(f["serving_s"], GOAL_SERVING_S),
+        "steady": f["steady_changes_count"] == GOAL_STEADY_CHANGES,
+        "scale_down": within(f["scale_down_start_s"], trace.window_s + GOAL_DOWN_MARGIN_S),
+        "failed": f["failed_requests_count"] == 0,
+    }
+
+
+def _s(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f} s"
+
+
+def _range(r: Sequence[float] | None, unit: str = " s") -> str:
+    return "" if not r else f" ({r[0]:g}-{r[1]:g}{unit})"
+
+
+def table(trace: Trace, f: dict[str, Any]) -> str:
+    k = trace.key
+    g = f[f"{k}_goals_met_dict"]
+
+    def row(name: str, mine: str, goal: str, met: bool | None, hpa: str) -> str:
+        mark = "" if met is None else ("ok" if met else "MISSED")
+        return f"  {name:38}{mine:>14}  {goal:>11} {mark:6}  {hpa}"
+
+    def hpa(name: str) -> str:
+        value, spread = f[f"hpa_{k}_{name}"], f[f"hpa_{k}_{range_key(name)}"]
+        return "-" if value is None else f"{value:g} s{_range(spread)}"
+
+    window = trace.window_s
+    lines = [
+        f"{trace.target_name} target {f[f'{k}_target_text']} per replica (cpus limit "
+        f"{trace.cpus:g}), min {trace.min}, max {trace.max}, scale-down window {window:g} s; "
+        f"load {trace.low_rate:g} -> {trace.high_rate:g} -> {trace.low_rate:g} req/s "
+        f"({f[f'{k}_cpu_per_request_ms']:g} ms of cpu each), {f[f'{k}_steady_s']:g} s steady",
+        f"  {'figure':38}{'podium':>14}  {'goal':>11} {'':6}  hpa defaults, same trace "
+        "(median, range over phases)",
+        row("load step -> decision", _s(f[f"{k}_decision_s"]), f"<= {GOAL_DECISION_S:g} s",
+            g["decision"], hpa("decision_s")),
+        row("  average over target -> decision", _s(f[f"{k}_crossing_to_decision_s"]), "",
+            None, ""),
+        row("decision -> new replicas serving", _s(f[f"{k}_serving_s"]),
+            f"<= {GOAL_SERVING_S:g} s", g["serving"],
+            f"{f[f'hpa_{k}_serving_s']:.1f} s (podium's, assumed)"),
+        row("load step -> last scale-up", _s(f[f"{k}_up_done_s"]), "", None, hpa("up_done_s")),
+        row(f"changes in {f[f'{k}_steady_s']:g} s of steady load",
+            str(f[f"{k}_steady_changes_count"]), "0", g["steady"],
+            f"{f[f'hpa_{k}_steady_changes_count']:g}"
+            f"{_range(f[f'hpa_{k}_steady_changes_range_count'], '')}"),
+        row("load drop -> scale-down start", _s(f[f"{k}_scale_down_start_s"]),
+            f"<= {window + GOAL_DOWN_MARGIN_S:g} s", g["scale_down"], hpa("scale_down_start_s")),
+        row("load drop -> back to the low count", _s(f[f"{k}_scale_down_done_s"]), "", None,
+            hpa("scale_down_done_s")),
+        row("failed requests", f"{f[f'{k}_failed_requests_count']} of "
+            f"{f[f'{k}_requests_count']}", "0", g["failed"], ""),
+        f"  count over time: {f[f'{k}_count_over_time_text']}",
+        f"  hpa count over time (median phase): {f[f'hpa_{k}_count_over_time_text']}",
+        "  replay of the recorded figures through podium.manager.scaling, per scale-down window "
+        "(changes in the steady phase; scale-down start):",
+        "    " + "; ".join(
+            f"{w} s: {r['steady_changes_count']}, {_s(r['scale_down_start_s'])}"
+            for w, r in f[f"{k}_replay_by_window_dict"].items()),
+    ]
+    if f[f"{k}_failure_kinds_dict"]:
+        lines.append(f"  failures: {f[f'{k}_failure_kinds_dict']}")
+    return "\n".join(lines)
+
+
+def chart(trace: Trace, model: _hpa.HpaRun, f: dict[str, Any]) -> _plot.Canvas:
+    """The count, ready replicas, the HPA model's count and the load over time."""
+    end = trace.end
+    count = [(s.t, float(s.replicas)) for s in trace.samples]
+    ready = [(s.t, float(s.ready)) for s in trace.samples]
+    hpa = [(float(t), float(c)) for t, c in enumerate(model.counts) if t <= end]
+    load = [(s.t, s.served_per_s) for s in trace.samples]
+    asked = [(0.0, trace.low_rate), (trace.step_up, trace.low_rate),
+             (trace.step_up, trace.high_rate), (trace.step_down, trace.high_rate),
+             (trace.step_down, trace.low_rate), (end, trace.low_rate)]
+    series = [
+        _plot.Series("req/s asked", asked, _plot.ORANGE, axis="right"),
+        _plot.Series("req/s served", load, _plot.RED, axis="right"),
+        _plot.Series("hpa count", hpa, _plot.GREEN, step=True),
+        _plot.Series("ready", ready, _plot.GREY, step=True),
+        _plot.Series("count", count, _plot.BLUE, step=True),
+    ]
+    title = f"{trace.target_name} {f[f'{trace.key}_target_text']}"
+    return _plot.chart(series, title=title, left_unit="replicas", right_unit="req/s",
+                       marks=[(trace.step_up, "x4"), (trace.steady_from, "steady"),
+                              (trace.step_down, "/4")])
