@@ -8,7 +8,9 @@ new replica first answered through the mesh. Times are seconds from the scenario
 
 Figures per scenario (JSON names `<scenario>_<figure>_<unit>`, the HPA model's `hpa_` before):
 - decision_s: from the load step to the first scale-up decision; crossing_to_decision_s: from
-  the first sample whose average exceeds the target by more than the tolerance to that decision.
+  the last sample before that decision whose average (the manager's, autoscale_status.metrics)
+  was still within the tolerance, to the decision: the manager's own reaction, an upper bound
+  (the average crossed somewhere in between; samples are a second apart).
 - serving_s: from a scale-up decision to the last of its new replicas answering through the
   mesh, the worst over the scale-ups after the step (a replica that never answered: None).
 - up_done_s: from the load step to the last scale-up of the high phase.
@@ -16,6 +18,8 @@ Figures per scenario (JSON names `<scenario>_<figure>_<unit>`, the HPA model's `
 - scale_down_start_s: from the load drop to the first decision that lowers the count;
   scale_down_done_s: to the count reaching the run's last count.
 - failed_requests_count of requests_count, throughout the scenario.
+- steady_of_target_ratio: the average per ready replica in the steady phase over the target;
+  steady_noise_ratio: the standard deviation of the per-second total there over its mean.
 The HPA model (bench/_hpa.py) runs on the same demand for every scrape and sync phase and both
 rate windows (30 s, 60 s); its figures are the median over those runs, with the range.
 
@@ -125,13 +129,13 @@ def decision_figures(decisions: Sequence[Decision], *, step_up: float, steady_fr
     }
 
 
-def crossing(trace: Trace) -> float | None:
-    """The first sample after the step whose average is above the target beyond the tolerance."""
-    for s in trace.samples:
-        if s.t >= trace.step_up and s.current is not None \
-                and s.current > trace.target * (1 + trace.tolerance):
-            return s.t
-    return None
+def crossing(trace: Trace, before: float) -> float:
+    """The last sample (or the step) before `before` whose average was within the tolerance:
+    the average crossed the target after it."""
+    limit = trace.target * (1 + trace.tolerance)
+    under = [s.t for s in trace.samples if trace.step_up <= s.t <= before
+             and s.current is not None and s.current <= limit]
+    return max(under, default=trace.step_up)
 
 
 def podium_figures(trace: Trace) -> dict[str, Any]:
@@ -140,13 +144,19 @@ def podium_figures(trace: Trace) -> dict[str, Any]:
                                          steady_from=trace.steady_from,
                                          step_down=trace.step_down, last_count=last)
     up = first_up(trace.decisions, trace.step_up)
-    crossed = crossing(trace)
-    f["crossing_to_decision_s"] = (None if up is None or crossed is None
-                                   else max(0.0, up.t - crossed))
+    f["crossing_to_decision_s"] = None if up is None else up.t - crossing(trace, up.t)
     waits = [None if answered is None else answered - at for at, answered in trace.serving]
     f["serving_s"] = (None if not waits or any(w is None for w in waits)
                       else max(w for w in waits if w is not None))
     f["serving_each_s"] = waits
+    steady = [x for x in trace.samples if trace.steady_from <= x.t < trace.step_down and x.ready]
+    totals = [x.total for x in steady]
+    mean = statistics.fmean(totals) if totals else 0.0
+    # How much the per-second figures moved while the load did not: what the window rides out.
+    f["steady_noise_ratio"] = (round(statistics.pstdev(totals) / mean, 3)
+                               if len(totals) > 1 and mean > 0 else None)
+    f["steady_of_target_ratio"] = (round(statistics.fmean(x.total / x.ready for x in steady)
+                                         / trace.target, 3) if steady else None)
     f["failed_requests_count"] = trace.failed
     f["requests_count"] = trace.requests
     f["count_over_time_text"] = count_text(trace.decisions, trace.samples[0].replicas
@@ -195,9 +205,11 @@ def hpa_figures(trace: Trace, runs: Sequence[_hpa.HpaRun], start_s: float
                 ) -> tuple[dict[str, Any], _hpa.HpaRun]:
     """Median and range of each figure over the model's runs; and the run whose first decision
     is the median one (drawn in the chart)."""
-    per_run = [decision_figures(model_decisions(r), step_up=trace.step_up,
-                                steady_from=trace.steady_from, step_down=trace.step_down,
-                                last_count=r.counts[-1]) for r in runs]
+    # The model runs on whole seconds: its load steps at the first whole second of each phase.
+    per_run = [decision_figures(model_decisions(r), step_up=math.ceil(trace.step_up),
+                                steady_from=math.ceil(trace.steady_from),
+                                step_down=math.ceil(trace.step_down), last_count=r.counts[-1])
+               for r in runs]
     out: dict[str, Any] = {}
     for name in per_run[0]:
         values = [float(v) for f in per_run if (v := f[name]) is not None]
@@ -311,8 +323,12 @@ def _s(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f} s"
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f}%"
+
+
 def _range(r: Sequence[float] | None, unit: str = " s") -> str:
-    return "" if not r else f" ({r[0]:g}-{r[1]:g}{unit})"
+    return "" if not r else f" ({r[0]:.0f}-{r[1]:.0f}{unit})"
 
 
 def table(trace: Trace, f: dict[str, Any]) -> str:
@@ -325,14 +341,14 @@ def table(trace: Trace, f: dict[str, Any]) -> str:
 
     def hpa(name: str) -> str:
         value, spread = f[f"hpa_{k}_{name}"], f[f"hpa_{k}_{range_key(name)}"]
-        return "-" if value is None else f"{value:g} s{_range(spread)}"
+        return "-" if value is None else f"{value:.1f} s{_range(spread)}"
 
     window = trace.window_s
     lines = [
         f"{trace.target_name} target {f[f'{k}_target_text']} per replica (cpus limit "
         f"{trace.cpus:g}), min {trace.min}, max {trace.max}, scale-down window {window:g} s; "
         f"load {trace.low_rate:g} -> {trace.high_rate:g} -> {trace.low_rate:g} req/s "
-        f"({f[f'{k}_cpu_per_request_ms']:g} ms of cpu each), {f[f'{k}_steady_s']:g} s steady",
+        f"({f[f'{k}_cpu_per_request_ms']:g} ms of cpu each), {f[f'{k}_steady_s']:.0f} s steady",
         f"  {'figure':38}{'podium':>14}  {'goal':>11} {'':6}  hpa defaults, same trace "
         "(median, range over phases)",
         row("load step -> decision", _s(f[f"{k}_decision_s"]), f"<= {GOAL_DECISION_S:g} s",
@@ -343,7 +359,7 @@ def table(trace: Trace, f: dict[str, Any]) -> str:
             f"<= {GOAL_SERVING_S:g} s", g["serving"],
             f"{f[f'hpa_{k}_serving_s']:.1f} s (podium's, assumed)"),
         row("load step -> last scale-up", _s(f[f"{k}_up_done_s"]), "", None, hpa("up_done_s")),
-        row(f"changes in {f[f'{k}_steady_s']:g} s of steady load",
+        row(f"changes in {f[f'{k}_steady_s']:.0f} s of steady load",
             str(f[f"{k}_steady_changes_count"]), "0", g["steady"],
             f"{f[f'hpa_{k}_steady_changes_count']:g}"
             f"{_range(f[f'hpa_{k}_steady_changes_range_count'], '')}"),
@@ -353,6 +369,8 @@ def table(trace: Trace, f: dict[str, Any]) -> str:
             hpa("scale_down_done_s")),
         row("failed requests", f"{f[f'{k}_failed_requests_count']} of "
             f"{f[f'{k}_requests_count']}", "0", g["failed"], ""),
+        f"  steady phase: average {_pct(f[f'{k}_steady_of_target_ratio'])} of the target, "
+        f"per-second total +-{_pct(f[f'{k}_steady_noise_ratio'])} (standard deviation)",
         f"  count over time: {f[f'{k}_count_over_time_text']}",
         f"  hpa count over time (median phase): {f[f'hpa_{k}_count_over_time_text']}",
         "  replay of the recorded figures through podium.manager.scaling, per scale-down window "
@@ -369,7 +387,11 @@ def table(trace: Trace, f: dict[str, Any]) -> str:
 def chart(trace: Trace, model: _hpa.HpaRun, f: dict[str, Any]) -> _plot.Canvas:
     """The count, ready replicas, the HPA model's count and the load over time."""
     end = trace.end
-    count = [(s.t, float(s.replicas)) for s in trace.samples]
+    # The count from the decisions (exact times), the rest from the per-second samples.
+    first = trace.samples[0].replicas if trace.samples else trace.min
+    count = [(0.0, float(first))] + [(d.t, float(d.after)) for d in trace.decisions
+                                     if d.t <= end] + [(end, float(trace.decisions[-1].after
+                                                               if trace.decisions else first))]
     ready = [(s.t, float(s.ready)) for s in trace.samples]
     hpa = [(float(t), float(c)) for t, c in enumerate(model.counts) if t <= end]
     load = [(s.t, s.served_per_s) for s in trace.samples]

@@ -20,7 +20,7 @@ from bench._autoscalereport import (
     table,
 )
 
-UNITS = ("_s", "_count", "_text", "_dict", "_per_s", "_ms")
+UNITS = ("_s", "_count", "_text", "_dict", "_per_s", "_ms", "_ratio")
 
 
 def made_up(*, steady: float = 3.3, noise: float = 0.0, failed: int = 0,
@@ -54,8 +54,13 @@ def made_up(*, steady: float = 3.3, noise: float = 0.0, failed: int = 0,
 def test_each_figure_is_measured_from_its_own_moment() -> None:
     f = podium_figures(made_up())
     assert abs(f["decision_s"] - 1.4) < 1e-9
-    assert crossing(made_up()) == 20.0
+    assert crossing(made_up(), 21.4) == 20.0
     assert abs(f["crossing_to_decision_s"] - 1.4) < 1e-9
+    late = made_up()
+    late.samples[21].current = 0.5  # the manager's average still under the target at 21 s
+    assert abs(podium_figures(late)["crossing_to_decision_s"] - 0.4) < 1e-9
+    assert f["steady_noise_ratio"] == 0.0
+    assert abs(f["steady_of_target_ratio"] - 3.3 / 6 / 0.6) < 0.001
     assert abs(f["serving_s"] - 2.2) < 1e-9  # the worse of 1.7 and 2.2
     assert abs(f["up_done_s"] - 3.0) < 1e-9
     assert f["steady_changes_count"] == 0
