@@ -107,6 +107,24 @@ class Trace:
         return self.high_rate if self.step_up <= t < self.step_down else self.low_rate
 
 
+def trace_to_json(trace: Trace) -> dict[str, Any]:
+    """The trace as plain JSON values (bench/autoscale.py --dir keeps it; --from reads it)."""
+    out = {name: getattr(trace, name) for name in Trace.__slots__}
+    out["samples"] = [{n: getattr(x, n) for n in Sample.__slots__} for x in trace.samples]
+    out["decisions"] = [{n: getattr(x, n) for n in Decision.__slots__} for x in trace.decisions]
+    out["serving"] = [list(x) for x in trace.serving]
+    return out
+
+
+def trace_from_json(data: dict[str, Any]) -> Trace:
+    fields = {k: v for k, v in data.items() if k not in ("samples", "decisions", "serving")}
+    trace = Trace(**fields)
+    trace.samples = [Sample(**x) for x in data["samples"]]
+    trace.decisions = [Decision(**x) for x in data["decisions"]]
+    trace.serving = [(a, b) for a, b in data["serving"]]
+    return trace
+
+
 # -- figures from a list of decisions (Podium's or the model's) ---------------------------------
 
 

@@ -364,23 +364,25 @@ def scenario(args: argparse.Namespace, hosts: HostCluster, client: Client, key: 
     remove(client)
     if args.dir:
         path = pathlib.Path(args.dir) / f"timeline-{key}.json"
-        path.write_text(json.dumps({
-            "trace": {k: v for k, v in vars_of(trace).items() if k not in ("samples",)},
-            "samples": [vars_of(s) for s in trace.samples],
-            "generator": result}, indent=1) + "\n")
+        path.write_text(json.dumps({"trace": report.trace_to_json(trace), "generator": result},
+                                   indent=1) + "\n")
     return trace
 
 
-def vars_of(obj: Any) -> dict[str, Any]:
-    return {name: _plain(getattr(obj, name)) for name in obj.__slots__}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if hasattr(value, "__slots__"):
-        return vars_of(value)
-    return value
+def figures_of(args: argparse.Namespace, traces: list[report.Trace]) -> dict[str, Any]:
+    """Every scenario's figures, the table (key "_table") and the chart, written to --png."""
+    figures: dict[str, Any] = {}
+    tables, charts = [], []
+    for trace in traces:
+        f, typical = report.scenario_figures(trace)
+        figures |= f
+        tables.append(report.table(trace, f))
+        charts.append(report.chart(trace, typical, f))
+    png = pathlib.Path(args.png).resolve()
+    _plot.write_png(png, _plot.stack(charts))
+    figures["png_text"] = str(png)
+    figures["_table"] = "\n\n".join(tables) + f"\n\nchart: {png}"
+    return figures
 
 
 def run(args: argparse.Namespace, root: pathlib.Path) -> dict[str, Any]:
@@ -391,22 +393,12 @@ def run(args: argparse.Namespace, root: pathlib.Path) -> dict[str, Any]:
         low = args.low_rate or round(args.demand * CPU_TARGET * args.cpus / cost, 1)
         print(f"calibration: {cost * 1000:.2f} ms of cpu a request; low rate {low:g} req/s",
               file=sys.stderr, flush=True)
-        figures: dict[str, Any] = {"calibration_cpu_per_request_ms": round(cost * 1000, 2)}
-        tables, charts = [], []
-        for key in args.scenarios:
-            trace = scenario(args, hosts, client, key, low, cost)
-            f, typical = report.scenario_figures(trace)
-            figures |= f
-            tables.append(report.table(trace, f))
-            charts.append(report.chart(trace, typical, f))
-    png = pathlib.Path(args.png).resolve()
-    _plot.write_png(png, _plot.stack(charts))
-    figures["png_text"] = str(png)
+        traces = [scenario(args, hosts, client, key, low, cost) for key in args.scenarios]
+    figures = figures_of(args, traces)
+    figures["calibration_cpu_per_request_ms"] = round(cost * 1000, 2)
     figures["bench_wall_s"] = round(time.monotonic() - started, 1)
-    load = os.getloadavg()[0]
-    figures["machine_load_average_count"] = round(load, 2)
-    text = "\n\n".join(tables) + f"\n\nchart: {png}"
-    figures["_table"] = text
+    # Other work on a shared machine shows here (the simulated hosts share its cores).
+    figures["machine_load_average_count"] = round(os.getloadavg()[0], 2)
     return figures
 
 
@@ -434,6 +426,9 @@ def main() -> int:
     parser.add_argument("--png", default="autoscale.png", help="where the chart goes")
     parser.add_argument("--dir", default=None, help="keep the hosts' logs and each scenario's "
                         "timeline-<scenario>.json here (default: a temporary directory)")
+    parser.add_argument("--from", dest="source", default=None, metavar="DIR",
+                        help="no run: the figures, table and chart again from the timelines "
+                        "an earlier run kept with --dir DIR")
     args = parser.parse_args()
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     if not (args.scenarios and set(args.scenarios) <= set(SCENARIOS)
@@ -448,7 +443,13 @@ def main() -> int:
                      "0 <= --window <= 600, 1 <= --timeout <= 60")
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # torn down on SIGTERM too
     try:
-        if args.dir:
+        if args.source:
+            paths = [pathlib.Path(args.source) / f"timeline-{key}.json" for key in args.scenarios]
+            if not any(p.exists() for p in paths):
+                parser.error(f"--from {args.source}: no timeline-<scenario>.json there")
+            f = figures_of(args, [report.trace_from_json(json.loads(p.read_text())["trace"])
+                                  for p in paths if p.exists()])
+        elif args.dir:
             pathlib.Path(args.dir).mkdir(parents=True, exist_ok=True)
             f = run(args, pathlib.Path(args.dir).resolve() / "hosts")
         else:

@@ -18,6 +18,8 @@ from bench._autoscalereport import (
     replay_figures,
     scenario_figures,
     table,
+    trace_from_json,
+    trace_to_json,
 )
 
 UNITS = ("_s", "_count", "_text", "_dict", "_per_s", "_ms", "_ratio")
@@ -114,3 +116,10 @@ def test_every_json_name_ends_in_its_unit_and_the_chart_is_drawn() -> None:
     assert all(k.endswith(UNITS) for k in f), [k for k in f if not k.endswith(UNITS)]
     canvas = chart(trace, typical, f)
     assert (canvas.width, canvas.height) == (900, 320)
+
+
+def test_a_trace_kept_as_json_gives_the_same_figures() -> None:
+    trace = made_up(noise=0.05)
+    again = trace_from_json(json.loads(json.dumps(trace_to_json(trace))))
+    assert again == trace
+    assert scenario_figures(again, phase_step=5)[0] == scenario_figures(trace, phase_step=5)[0]
