@@ -13,7 +13,7 @@ Figures per scenario (JSON names `<scenario>_<figure>_<unit>`, the HPA model's `
   (the average crossed somewhere in between; samples are a second apart).
 - serving_s: from a scale-up decision to the last of its new replicas answering through the
   mesh, the worst over the scale-ups after the step (a replica that never answered: None).
-- up_done_s: from the load step to the last scale-up of the high phase.
+- up_done_s: from the load step to the high phase's highest count, first reached.
 - steady_changes_count: count changes from `steady_from` to `step_down` (the steady phase).
 - scale_down_start_s: from the load drop to the first decision that lowers the count;
   scale_down_done_s: to the count reaching the run's last count.
@@ -23,10 +23,11 @@ Figures per scenario (JSON names `<scenario>_<figure>_<unit>`, the HPA model's `
 The HPA model (bench/_hpa.py) runs on the same demand for every scrape and sync phase and both
 rate windows (30 s, 60 s); its figures are the median over those runs, with the range.
 
-The replay feeds the recorded per-second totals (from the load step on) through
-podium.manager.scaling (recommend + Stabilizer, as the manager does) with other scale-down
-windows, replicas ready `ready_s` after a scale-up (the run's median serving time), and counts the
-changes each window would have made in the steady phase and when it would have started the
+The replay feeds the recorded per-second totals through podium.manager.scaling (recommend +
+Stabilizer, as the manager does) with other scale-down windows (and with the figures averaged over
+5 s, for comparison): the real count until the steady phase (the stabiliser watching), then the
+replay's own, replicas ready `ready_s` after a scale-up (the run's median serving time); it counts
+the changes each window would have made in the steady phase and when it would have started the
 scale-down. Open loop: the totals are what the real count saw; in the steady phase no replica is
 saturated, so a total does not depend on the count (demand is demand).
 """
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +50,8 @@ GOAL_SERVING_S = 5.0
 GOAL_STEADY_CHANGES = 0
 GOAL_DOWN_MARGIN_S = 2.0
 REPLAY_WINDOWS_S = (0.0, 5.0, 10.0, 20.0, 30.0, 60.0)
+# The figures as the manager reads them (1 s), and averaged over a few seconds, for comparison.
+REPLAY_AVERAGES_S = (1, 5)
 HPA_WINDOWS_S = (30, 60)
 SHORT = {"cpu": "cpu", "requests_per_second": "rps"}
 
@@ -135,12 +139,14 @@ def first_up(decisions: Sequence[Decision], after: float) -> Decision | None:
 def decision_figures(decisions: Sequence[Decision], *, step_up: float, steady_from: float,
                      step_down: float, last_count: int) -> dict[str, float | int | None]:
     up = first_up(decisions, step_up)
-    ups = [d for d in decisions if step_up <= d.t < step_down and d.after > d.before]
+    high = [d for d in decisions if step_up <= d.t < step_down]
+    peak = max((d.after for d in high), default=None)
+    top = next((d for d in high if d.after == peak), None)
     down = next((d for d in decisions if d.t >= step_down and d.after < d.before), None)
     done = next((d for d in decisions if d.t >= step_down and d.after == last_count), None)
     return {
         "decision_s": None if up is None else up.t - step_up,
-        "up_done_s": ups[-1].t - step_up if ups else None,
+        "up_done_s": None if top is None else top.t - step_up,
         "steady_changes_count": sum(1 for d in decisions if steady_from <= d.t < step_down),
         "scale_down_start_s": None if down is None else down.t - step_down,
         "scale_down_done_s": None if done is None else done.t - step_down,
@@ -254,47 +260,58 @@ def _median(values: Sequence[float | int | None]) -> float | None:
 # -- replay through the manager's decision function ----------------------------------------------
 
 
-def replay(trace: Trace, window_s: float, ready_s: float) -> list[Decision]:
-    """The decisions podium.manager.scaling would make on the recorded totals from the load step
-    on, with scale-down window `window_s`; a new replica is ready `ready_s` after its decision."""
-    samples = [s for s in trace.samples if s.t >= trace.step_up]
-    if not samples:
-        return []
+def replay(trace: Trace, window_s: float, ready_s: float, average_s: int = 1) -> list[Decision]:
+    """The decisions podium.manager.scaling would make in the steady phase and after it, on the
+    recorded totals (averaged over the last `average_s` samples; 1: as recorded), with
+    scale-down window `window_s`; a new replica is ready `ready_s` after its decision. From the
+    step to the steady phase the real count is kept and the stabiliser only watches, so that
+    its window holds what the manager's held when the steady phase began."""
     settings = rules.Settings(min=trace.min, max=trace.max,
                               targets={trace.target_name: trace.target},
                               tolerance=trace.tolerance, scale_down_window_s=window_s,
                               max_step_up=0, max_step_down=0)
     # The manager had watched the service since its deploy, long before the step.
-    stabilizer = Stabilizer(trace.samples[0].t)
-    count = samples[0].replicas
-    ready_at: list[float] = [trace.samples[0].t] * count
+    stabilizer = Stabilizer(trace.samples[0].t if trace.samples else 0.0)
+    count, ready_at = 0, []
+    recent: deque[float] = deque(maxlen=max(1, average_s))
     out: list[Decision] = []
-    for s in samples:
+    for s in trace.samples:
+        if s.t < trace.step_up:
+            continue
+        recent.append(s.total)
+        total = statistics.fmean(recent)
+        if s.t < trace.steady_from:
+            count, ready_at = s.replicas, [s.t] * s.ready
         ready = sum(1 for r in ready_at if r <= s.t)
         hold = "not ready" if ready < count else ("figures missing" if s.partial else "")
-        figure = Figure(trace.target_name, trace.target, s.total, s.partial)
+        figure = Figure(trace.target_name, trace.target, total, s.partial)
         rec = recommend(settings, count, ready, [figure])
         decision = stabilizer.decide(s.t, settings, count, rec, hold_down=hold)
-        if decision.count != count:
-            out.append(Decision(s.t, count, decision.count, decision.reason))
-            if decision.count > count:
-                ready_at += [s.t + ready_s] * (decision.count - count)
-            else:
-                ready_at = sorted(ready_at)[:decision.count]
-            count = decision.count
+        if s.t < trace.steady_from or decision.count == count:
+            continue
+        out.append(Decision(s.t, count, decision.count, decision.reason))
+        if decision.count > count:
+            ready_at += [s.t + ready_s] * (decision.count - count)
+        else:
+            ready_at = sorted(ready_at)[:decision.count]
+        count = decision.count
     return out
 
 
-def replay_figures(trace: Trace, ready_s: float,
-                   windows: Sequence[float] = REPLAY_WINDOWS_S) -> dict[str, dict[str, Any]]:
-    """Window (as text, seconds) -> steady changes and scale-down start of the replay."""
+def replay_figures(trace: Trace, ready_s: float, windows: Sequence[float] = REPLAY_WINDOWS_S,
+                   averages: Sequence[int] = REPLAY_AVERAGES_S) -> dict[str, dict[str, Any]]:
+    """Window (as text, seconds) -> per averaging of the figures (1 s: as recorded), the changes
+    in the steady phase and the scale-down start of the replay."""
     out: dict[str, dict[str, Any]] = {}
     for window in windows:
-        made = replay(trace, window, ready_s)
-        f = decision_figures(made, step_up=trace.step_up, steady_from=trace.steady_from,
-                             step_down=trace.step_down, last_count=trace.min)
-        out[f"{window:g}"] = {"steady_changes_count": f["steady_changes_count"],
-                              "scale_down_start_s": f["scale_down_start_s"]}
+        row: dict[str, Any] = {}
+        for average in averages:
+            made = replay(trace, window, ready_s, average)
+            f = decision_figures(made, step_up=trace.step_up, steady_from=trace.steady_from,
+                                 step_down=trace.step_down, last_count=trace.min)
+            row[f"steady_changes_{average}s_mean_count"] = f["steady_changes_count"]
+            row[f"scale_down_start_{average}s_mean_s"] = f["scale_down_start_s"]
+        out[f"{window:g}"] = row
     return out
 
 
@@ -376,7 +393,7 @@ def table(trace: Trace, f: dict[str, Any]) -> str:
         row("decision -> new replicas serving", _s(f[f"{k}_serving_s"]),
             f"<= {GOAL_SERVING_S:g} s", g["serving"],
             f"{f[f'hpa_{k}_serving_s']:.1f} s (podium's, assumed)"),
-        row("load step -> last scale-up", _s(f[f"{k}_up_done_s"]), "", None, hpa("up_done_s")),
+        row("load step -> highest count", _s(f[f"{k}_up_done_s"]), "", None, hpa("up_done_s")),
         row(f"changes in {f[f'{k}_steady_s']:.0f} s of steady load",
             str(f[f"{k}_steady_changes_count"]), "0", g["steady"],
             f"{f[f'hpa_{k}_steady_changes_count']:g}"
@@ -391,12 +408,18 @@ def table(trace: Trace, f: dict[str, Any]) -> str:
         f"per-second total +-{_pct(f[f'{k}_steady_noise_ratio'])} (standard deviation)",
         f"  count over time: {f[f'{k}_count_over_time_text']}",
         f"  hpa count over time (median phase): {f[f'hpa_{k}_count_over_time_text']}",
+        "  the HPA model's load has no noise: its changes in the steady phase are its step "
+        "response (a scale-up still going on, or an overshoot undone after 300 s)",
         "  replay of the recorded figures through podium.manager.scaling, per scale-down window "
-        "(changes in the steady phase; scale-down start):",
-        "    " + "; ".join(
-            f"{w} s: {r['steady_changes_count']}, {_s(r['scale_down_start_s'])}"
-            for w, r in f[f"{k}_replay_by_window_dict"].items()),
+        "(changes in the steady phase, scale-down start; -: none in the recorded "
+        f"{trace.end - trace.step_down:.0f} s after the drop):",
     ]
+    for average in REPLAY_AVERAGES_S:
+        lines.append(f"    figures {'as read' if average == 1 else f'{average} s mean'}: "
+                     + "; ".join(
+                         f"{w} s: {r[f'steady_changes_{average}s_mean_count']}, "
+                         f"{_s(r[f'scale_down_start_{average}s_mean_s'])}"
+                         for w, r in f[f"{k}_replay_by_window_dict"].items()))
     if f[f"{k}_failure_kinds_dict"]:
         lines.append(f"  failures: {f[f'{k}_failure_kinds_dict']}")
     return "\n".join(lines)

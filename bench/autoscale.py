@@ -2,7 +2,7 @@
 requests_per_second target, next to what the Kubernetes HPA's defaults give on the same trace.
 
     python bench/autoscale.py [--json] [--steady 300] [--scenarios cpu,rps] [--png autoscale.png]
-                              [--lead 20] [--settle 30] [--tail 20] [--turns 3000] [--cpus 0.25]
+                              [--lead 20] [--settle 60] [--tail 20] [--turns 3000] [--cpus 0.25]
                               [--demand 1.375] [--low-rate R] [--window S] [--dir DIR]
 
 Layout: three simulated hosts (podium.lab.hosts: network namespaces, each with its own engine
@@ -15,7 +15,10 @@ at 3000 turns here) and answers "hello from <hostname>".
 Load: bench/_httpload.py in the manager's namespace (the way an outside client reaches the
 hosts), one new connection per request, the three hosts' mesh ports in turn, open loop at a fixed
 rate: --lead s at the low rate, 4x the low rate for --settle + --steady s, then the low rate again
-until the count is back at min (at most the scale-down window + 90 s) and --tail s more. A request
+until the count is back at min (at most the scale-down window + 90 s) and --tail s more. The
+steady phase starts --settle (60) s after the step: the step's response is over by then, an
+overshoot (replicas saturated before the step's new replicas serve drain their backlog at full
+cpu, which asks for more than the load needs) undone after one scale-down window included. A request
 fails on any error, a status outside 2xx, or no answer within --timeout (10 s: a saturated replica
 answers slowly, which is latency, not failure).
 
@@ -40,7 +43,8 @@ Goals (the issue's): decision <= 3 s after the load step; new replicas serving t
 <= 5 s after the decision; 0 changes in the steady phase; scale-down starts within the window +
 2 s of the load drop; 0 failed requests. `--json` prints one JSON object whose names end in their
 units (the table goes to stderr). Everything is torn down at the end, on failure and on Ctrl-C or
-SIGTERM. A run with the defaults takes about 16 minutes; --steady 60 about 8.
+SIGTERM. A run with the defaults takes about 17 minutes; --steady 60 about 9. `--from DIR`
+prints the figures and draws the chart again from what a run kept with --dir DIR.
 """
 
 from __future__ import annotations
@@ -409,8 +413,9 @@ def main() -> int:
                         help="comma-separated, in order: cpu, rps")
     parser.add_argument("--steady", type=float, default=300.0,
                         help="seconds of steady high load in which changes are counted")
-    parser.add_argument("--settle", type=float, default=30.0,
-                        help="seconds after the step before the steady phase starts")
+    parser.add_argument("--settle", type=float, default=60.0,
+                        help="seconds after the step before the steady phase starts (the step "
+                        "response, an overshoot undone after one scale-down window included)")
     parser.add_argument("--lead", type=float, default=20.0, help="seconds of low load first")
     parser.add_argument("--tail", type=float, default=20.0,
                         help="seconds of low load after the scale-down")

@@ -25,12 +25,12 @@ from bench._autoscalereport import (
 UNITS = ("_s", "_count", "_text", "_dict", "_per_s", "_ms", "_ratio")
 
 
-def made_up(*, steady: float = 3.3, noise: float = 0.0, failed: int = 0,
+def made_up(*, steady: float = 3.3, noise: float = 0.0, period: int = 5, failed: int = 0,
             down_at: float = 381.5) -> Trace:
     """A cpu scenario: 2 replicas at 1.375 targets of demand; x4 at 20 s (5.5 targets); the
     manager decides 2->4 at 21.4 s and 4->6 at 23.0 s, holds 6, and scales down at `down_at`
     after the drop at 350 s. `noise` moves the steady total (shares of a replica's cpus:
-    `steady`, 5.5 targets) up and down every 5 s."""
+    `steady`, 5.5 targets) up and down every `period` s."""
     trace = Trace(target_name="cpu", target=0.6, tolerance=0.1, window_s=30.0, min=2, max=10,
                   cpus=0.25, low_rate=22.0, high_rate=88.0, step_up=20.0, steady_from=50.0,
                   step_down=350.0, end=420.0, requests=30_000, failed=failed,
@@ -42,7 +42,7 @@ def made_up(*, steady: float = 3.3, noise: float = 0.0, failed: int = 0,
     for t in range(421):
         replicas = 2 if t < 21.4 else 4 if t < 23 else 6 if t < down_at else 2
         if 20 <= t < 350:
-            total = steady + (noise if (t // 5) % 2 else -noise)
+            total = steady + (noise if (t // period) % 2 else -noise)
         else:
             total = 0.825
         if 20 <= t < 23:
@@ -99,14 +99,23 @@ def test_the_replay_flaps_with_no_window_and_not_with_a_long_one() -> None:
     # under the target (-> 5), at 5 it is 17 % over (-> 6)...
     trace = made_up(steady=3.2, noise=0.3)
     no_window = replay(trace, 0.0, ready_s=2.0)
-    steady = [d for d in no_window if trace.steady_from <= d.t < trace.step_down]
+    assert all(d.t >= trace.steady_from for d in no_window)
+    steady = [d for d in no_window if d.t < trace.step_down]
     assert len(steady) > 10
-    by_window = replay_figures(trace, ready_s=2.0, windows=(0.0, 30.0))
-    assert by_window["0"]["steady_changes_count"] == len(steady)
-    assert by_window["30"]["steady_changes_count"] == 0
+    assert steady[0].before == 6  # the real count when the steady phase began
+    by_window = replay_figures(trace, ready_s=2.0, windows=(0.0, 30.0), averages=(1,))
+    assert by_window["0"]["steady_changes_1s_mean_count"] == len(steady)
+    assert by_window["30"]["steady_changes_1s_mean_count"] == 0
     # With a window, the scale-down waits for it (the figures fall at the drop).
-    start = by_window["30"]["scale_down_start_s"]
+    start = by_window["30"]["scale_down_start_1s_mean_s"]
     assert start is not None and 30 <= start <= 32
+
+
+def test_figures_averaged_over_a_few_seconds_ride_out_a_fast_wobble() -> None:
+    trace = made_up(steady=3.2, noise=0.3, period=1)
+    by_window = replay_figures(trace, ready_s=2.0, windows=(0.0,), averages=(1, 5))
+    assert by_window["0"]["steady_changes_1s_mean_count"] > 10
+    assert by_window["0"]["steady_changes_5s_mean_count"] == 0
 
 
 def test_every_json_name_ends_in_its_unit_and_the_chart_is_drawn() -> None:
