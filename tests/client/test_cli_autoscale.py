@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from podium.client._waits import converged
 from podium.client.cli import main
 from podium.v1 import control, objects
 from tests.fakecontrol import FakeManager, Step, scale_refusal
@@ -314,3 +315,27 @@ def test_a_real_manager_keeps_the_count_and_refuses_scale(
     assert row["REPLICAS"] == "0/4" and row["AUTOSCALE"].startswith("2..10 cpu ")
     code, out, err = real("rm", "web")
     assert code == 0, err
+
+
+def _task(slot: int, state: int, message: str = "") -> objects.Task:
+    task = objects.Task(id=f"t{slot}", slot=slot, spec_version=1,
+                        desired_state=objects.TASK_STATE_RUNNING)
+    task.status.state = state  # type: ignore[assignment]
+    task.status.message = message
+    return task
+
+
+def test_a_deploy_at_capacity_counts_as_converged_with_the_reason() -> None:
+    service = objects.Service(id="s", spec_version=1)
+    service.spec.name, service.spec.replicas = "web", 4
+    service.spec.autoscale.CopyFrom(objects.Autoscale(min=2, max=10, cpu=0.6))
+    reason = "no node has 1 cpu free (2 nodes)"
+    tasks = [_task(1, objects.TASK_STATE_RUNNING), _task(2, objects.TASK_STATE_RUNNING),
+             _task(3, objects.TASK_STATE_RUNNING), _task(4, objects.TASK_STATE_PENDING, reason)]
+    done, _ = converged(service, tasks)
+    assert not done  # the autoscaler has not said it is at capacity (yet)
+    service.autoscale_status.at_capacity = reason
+    done, line = converged(service, tasks)
+    assert done and line == f"web: 3/4 running, at capacity ({reason})"
+    service.spec.ClearField("autoscale")  # a count set by hand: waits for every task
+    assert not converged(service, tasks)[0]
