@@ -19,6 +19,7 @@ Figures per scenario (JSON names `<scenario>_<figure>_<unit>`, the HPA model's `
   scale_down_done_s: to the count reaching the run's last count.
 - failed_requests_count of requests_count, throughout the scenario.
 - steady_of_target_ratio: the average per ready replica in the steady phase over the target;
+  steady_demand_in_targets_ratio: the steady total over the target (ceil() of it: the count);
   steady_noise_ratio: the standard deviation of the per-second total there over its mean.
 The HPA model (bench/_hpa.py) runs on the same demand for every scrape and sync phase and both
 rate windows (30 s, 60 s); its figures are the median over those runs, with the range.
@@ -181,6 +182,9 @@ def podium_figures(trace: Trace) -> dict[str, Any]:
                                if len(totals) > 1 and mean > 0 else None)
     f["steady_of_target_ratio"] = (round(statistics.fmean(x.total / x.ready for x in steady)
                                          / trace.target, 3) if steady else None)
+    # The demand in targets: ceil() of it is the count the formula asks for; near a whole number
+    # the noise moves it from one count to the next.
+    f["steady_demand_in_targets_ratio"] = round(mean / trace.target, 2) if totals else None
     f["failed_requests_count"] = trace.failed
     f["requests_count"] = trace.requests
     f["count_over_time_text"] = count_text(trace.decisions, trace.samples[0].replicas
@@ -358,6 +362,10 @@ def _s(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f} s"
 
 
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.0f}%"
 
@@ -405,7 +413,8 @@ def table(trace: Trace, f: dict[str, Any]) -> str:
         row("failed requests", f"{f[f'{k}_failed_requests_count']} of "
             f"{f[f'{k}_requests_count']}", "0", g["failed"], ""),
         f"  steady phase: average {_pct(f[f'{k}_steady_of_target_ratio'])} of the target, "
-        f"per-second total +-{_pct(f[f'{k}_steady_noise_ratio'])} (standard deviation)",
+        f"demand {_num(f[f'{k}_steady_demand_in_targets_ratio'])} targets, per-second total "
+        f"+-{_pct(f[f'{k}_steady_noise_ratio'])} (standard deviation)",
         f"  count over time: {f[f'{k}_count_over_time_text']}",
         f"  hpa count over time (median phase): {f[f'hpa_{k}_count_over_time_text']}",
         "  the HPA model's load has no noise: its changes in the steady phase are its step "
