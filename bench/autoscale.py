@@ -28,7 +28,9 @@ CALIBRATION_RATE requests/s for CALIBRATION_S; the cpu one request costs is the 
 so that the demand is --demand targets (1.375: 2 replicas at 69 % of the target; 4x is 5.5
 targets: 6 replicas at 92 %), half-way between two counts, so that the steady phase measures
 noise, not a count boundary; the requests_per_second target is the low rate / --demand, the same
-ratios. --low-rate overrides the rate.
+ratios. The machine's speed drifts (by 15 % within minutes here): the cpu scenario measures the
+cost again over its lead and, when the low rate it gives differs by more than 5 %, runs REBASE_S
+more seconds at that rate before the step. --low-rate overrides the rate.
 
 Recorded each second (a poller thread): spec.replicas, ready replicas, the manager's figures
 (Service.autoscale_status.metrics), the service's cpu and request rates from GetLoad; every
@@ -83,6 +85,8 @@ CALIBRATION_RATE = 26.0
 CALIBRATION_S = 20.0
 MIN, MAX = 2, 10
 CPU_TARGET = 0.6
+LEAD_SKIP_S = 5.0  # the lead's first figures, left out of its cost (not a whole second of load)
+REBASE_S = 10.0
 STEP = 4.0
 SCENARIOS = {"cpu": "cpu", "rps": "requests_per_second"}
 
@@ -314,6 +318,26 @@ def calibrate(args: argparse.Namespace, hosts: HostCluster, client: Client) -> f
     return statistics.median(cores) / CALIBRATION_RATE
 
 
+def rebase(args: argparse.Namespace, trace: report.Trace, load: Load,
+           recorder: Recorder) -> float:
+    """The low rate again from the cost measured during the lead (the machine's speed drifts
+    by 15 % in minutes here); when it moved by more than 5 %, REBASE_S more seconds at it."""
+    low = trace.low_rate
+    figures = [s.cpu_cores for s in list(trace.samples) if s.t >= LEAD_SKIP_S]
+    if len(figures) < 5 or statistics.median(figures) <= 0:
+        return low
+    cost = statistics.median(figures) / low
+    again = float(round(args.demand * CPU_TARGET * args.cpus / cost, 1))
+    if abs(again / low - 1) <= 0.05:
+        return low
+    print(f"cpu: {cost * 1000:.2f} ms of cpu a request in the lead: low rate {again:g} req/s",
+          file=sys.stderr, flush=True)
+    trace.low_rate, trace.high_rate, recorder.rate = again, again * STEP, again
+    load.change("rebased", again)
+    time.sleep(REBASE_S)  # deliberate: the new low rate, steady, before the step
+    return again
+
+
 def scenario(args: argparse.Namespace, hosts: HostCluster, client: Client, key: str,
              low: float, cost: float) -> report.Trace:
     name = SCENARIOS[key]
@@ -332,6 +356,8 @@ def scenario(args: argparse.Namespace, hosts: HostCluster, client: Client, key: 
     recorder = Recorder(client, trace, t0)
     try:
         time.sleep(args.lead)  # deliberate: the low load, steady, before the step
+        if name == "cpu" and not args.low_rate:
+            low = rebase(args, trace, load, recorder)
         recorder.rate = trace.high_rate
         trace.step_up = load.change("high", trace.high_rate) - t0
         trace.steady_from = trace.step_up + args.settle

@@ -64,7 +64,7 @@ def test_each_figure_is_measured_from_its_own_moment() -> None:
     assert f["steady_noise_ratio"] == 0.0
     assert abs(f["steady_of_target_ratio"] - 3.3 / 6 / 0.6) < 0.001
     assert abs(f["serving_s"] - 2.2) < 1e-9  # the worse of 1.7 and 2.2
-    assert abs(f["up_done_s"] - 3.0) < 1e-9
+    assert abs(f["enough_replicas_s"] - 3.0) < 1e-9  # 6 replicas cover 5.5 targets
     assert f["steady_changes_count"] == 0
     assert abs(f["scale_down_start_s"] - 31.5) < 1e-9
     assert abs(f["scale_down_done_s"] - 31.5) < 1e-9
