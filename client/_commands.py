@@ -17,7 +17,7 @@ from podium.client import views
 from podium.client._api import Client, NotFound
 from podium.client._waits import Changes, Goal, wait_converged, wait_for
 from podium.client.cli import CliError
-from podium.rules import units
+from podium.rules import autoscale, units
 from podium.rules import update as update_rules
 from podium.rules.taskstate import has_finished, holds_resources, is_live
 from podium.v1 import control, objects
@@ -43,19 +43,11 @@ def cmd_services(client: Client, args: argparse.Namespace) -> int:
     rows = [views.service_row(s, [t for t in tasks if t.service_id == s.id]) for s in services]
     for row in rows:
         row["replicas"] = f"{row['running']}/{row['desired']}"
-    _emit(
-        args,
-        rows,
-        [
-            ("ID", "id"),
-            ("NAME", "name"),
-            ("MODE", "mode"),
-            ("REPLICAS", "replicas"),
-            ("IMAGE", "image"),
-            ("PORTS", "ports"),
-            ("UPDATE", "update"),
-        ],
-    )
+    columns = [("ID", "id"), ("NAME", "name"), ("MODE", "mode"), ("REPLICAS", "replicas"),
+               ("IMAGE", "image"), ("PORTS", "ports"), ("UPDATE", "update")]
+    if any(row["autoscale"] for row in rows):  # only then: a narrower table for everyone else
+        columns += [("AUTOSCALE", "autoscale_text"), ("SCALED", "scaled")]
+    _emit(args, rows, columns)
     return 0
 
 
@@ -174,6 +166,8 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
             tasks = client.tasks(service=found.id)
             data["replicas_status"] = _replica_rows(client, tasks)
             data["update"] = views.update_summary(found, tasks)
+            if summary := views.autoscale_summary(found):
+                data["autoscale"] = summary
         print(views.to_json({"kind": field, **data}))
         return 0
     raise CliError(f"no service, task or node {args.ref!r}", 2)
@@ -200,6 +194,8 @@ def cmd_deploy(client: Client, args: argparse.Namespace) -> int:
         service, outcome = client.deploy(spec, deploy_id=deploy_id, force=args.force)
         goal = _deploy_goal(service, outcome, deploy_id)
         print(_deployed(service, outcome, goal), flush=True)
+        if kept := _kept_count(spec, service):
+            print(kept, flush=True)
         if goal is not None:
             goals.append(goal)
     if args.detach or not goals:
@@ -235,6 +231,17 @@ def _deployed(service: objects.Service, outcome: str, goal: Goal | None) -> str:
         if change and not note:
             line += f" ({change})"
     return line
+
+
+def _kept_count(spec: objects.ServiceSpec, service: objects.Service) -> str:
+    """For an autoscaled service whose count the manager kept over the file's (UpdateService
+    keeps the autoscaler's count): "web: autoscaled, 5 replicas kept (2..10)"; else "". The
+    wait that follows reads the count from the manager, never from the file."""
+    if not autoscale.enabled(service.spec) or service.spec.replicas == spec.replicas:
+        return ""
+    policy = service.spec.autoscale
+    return (f"{service.spec.name}: autoscaled, {service.spec.replicas} replicas kept "
+            f"({policy.min}..{policy.max})")
 
 
 def cmd_scale(client: Client, args: argparse.Namespace) -> int:
@@ -339,9 +346,10 @@ def cmd_node(client: Client, args: argparse.Namespace) -> int:
 def cmd_events(client: Client, args: argparse.Namespace) -> int:
     """Follows the cluster's changes until interrupted (or --limit events)."""
     names = {n.id: n.description.name for n in client.nodes()}
-    # Service id -> the update message last shown: a service event repeats it only while the
-    # update goes on or when it changed.
-    told: dict[str, str] = {}
+    told = _Told()
+    if not args.kind or "service" in args.kind:
+        for service in client.services():  # what was decided before: not news
+            told.seen(service)
     shown = 0
     with client.events(args.kind) as events:
         for event in events:
@@ -361,19 +369,48 @@ def cmd_events(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def _describe(kind: str, obj: Any, names: dict[str, str], told: dict[str, str]) -> str:
+class _Told:
+    """What `podium events` already showed per service id: a service event repeats its update
+    message only while the update goes on or when it changed, and shows an autoscale decision
+    or a capacity limit once, when it is new."""
+
+    def __init__(self) -> None:
+        self.update: dict[str, str] = {}
+        self.decision: dict[str, tuple[str, int]] = {}
+        self.capacity: dict[str, str] = {}
+
+    def seen(self, service: objects.Service) -> None:
+        status = service.autoscale_status
+        self.decision[service.id] = (status.last_decision, status.last_time.ToNanoseconds())
+        self.capacity[service.id] = status.at_capacity
+
+    def news(self, service: objects.Service) -> str:
+        """What a service event's line says after the service's name, each part only when it is
+        news: ": updating 1/3", " scaled 2→5: cpu 142% of 60% target", ", at capacity: ..."."""
+        text = ""
+        status = service.update_status
+        if status.state != US.STATE_NONE and status.message:
+            active = status.state in (US.STATE_UPDATING, US.STATE_ROLLING_BACK)
+            if active or self.update.get(service.id) != status.message:
+                self.update[service.id] = status.message
+                text += f": {status.message}"
+        scaled = service.autoscale_status
+        decision = (scaled.last_decision, scaled.last_time.ToNanoseconds())
+        if scaled.last_decision and self.decision.get(service.id) != decision:
+            # "web 2→5: cpu 142% of 60% target": the reason is what follows the counts.
+            reason = scaled.last_decision.partition(": ")[2] or scaled.last_decision
+            text += f" scaled {scaled.from_replicas}→{scaled.to_replicas}: {reason}"
+        if scaled.at_capacity and self.capacity.get(service.id) != scaled.at_capacity:
+            text += f"{', ' if text else ': '}at capacity: {scaled.at_capacity}"
+        self.seen(service)
+        return text
+
+
+def _describe(kind: str, obj: Any, names: dict[str, str], told: _Told) -> str:
     if kind == "task":
         row = views.task_row(obj, names)
         detail = row["error"] or row["message"]
         return f"{row['name']} ({row['id']}) {row['state']} on {row['node'] or '-'}: {detail}"
     if kind == "node":
         return f"{obj.description.name} {views.node_state(obj.status.state)}: {obj.status.message}"
-    text = f"{obj.spec.name} ({obj.id})"
-    status = obj.update_status
-    if status.state == US.STATE_NONE or not status.message:
-        return text
-    active = status.state in (US.STATE_UPDATING, US.STATE_ROLLING_BACK)
-    if active or told.get(obj.id) != status.message:
-        told[obj.id] = status.message
-        return f"{text}: {status.message}"
-    return text
+    return f"{obj.spec.name} ({obj.id}){told.news(obj)}"

@@ -31,13 +31,25 @@ mode and replicas it has read into `spec`) into `spec`, raising SpecError as com
 - `x-podium-canary` (a Podium extension) -> spec.canary: `count` (required, 1 to the replica
   count; not on a global service) and `auto_promote_after` (a duration > 0; left out, canaries
   wait for `podium promote`).
+- `x-podium-autoscale` (a Podium extension) -> spec.autoscale, the count following the load:
+  `min` (an integer >= 1) and `max` (an integer >= min) are required, and at least one target
+  per ready replica: `cpu` (a share of the cpus limit, else of one core) and `memory` (a share
+  of the memory limit, which the service must set), each a percentage "60%" or a fraction 0.6,
+  and `requests_per_second` and `connections`, numbers above 0. Tuning, left out for
+  podium.rules.autoscale's defaults: `tolerance` (a share above 0 and below 1), `scale_down_window`
+  (a duration) and `max_step_up` / `max_step_down` (positive integers). `deploy.replicas` is the
+  starting count and must lie within min..max; left out, it is `min`. Not on a global service.
+  The result always passes podium.rules.autoscale.config_problem, the Control API's check.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from decimal import Decimal
 
 from podium.client.compose import (
+    _AUTOSCALE_KEY,
     _CANARY_KEY,
     _DEADLINE_KEY,
     _PROBE_KEY,
@@ -49,11 +61,13 @@ from podium.client.compose import (
     _nanos,
     _port,
 )
+from podium.rules import autoscale
 from podium.rules import probe as defaults
 from podium.rules import update as updates
+from podium.rules.units import cpus
 from podium.v1 import objects
 
-__all__ = ["set_checks", "set_updates"]
+__all__ = ["set_autoscale", "set_checks", "set_updates"]
 
 
 def set_checks(data: dict[str, object], spec: objects.ServiceSpec, service: str) -> None:
@@ -249,3 +263,114 @@ def _canary(value: object, spec: objects.ServiceSpec, at: _At) -> objects.Canary
         after = _nanos(data["auto_promote_after"], at.sub("auto_promote_after"), positive=True)
         canary.auto_promote_after.FromNanoseconds(after)
     return canary
+
+
+_PERCENT = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+) ?%")
+_SHARES = {  # key -> what is accepted, with an example
+    "cpu": "a percentage above 0 such as '60%', or a fraction such as 0.6 (of the cpus limit, "
+           "else of one core)",
+    "memory": "a percentage above 0 up to 100% such as '70%', or a fraction such as 0.7 (of the "
+              "memory limit)",
+    "tolerance": "a percentage above 0 and below 100% such as '10%', or a fraction such as 0.1",
+}  # fmt: skip
+_RATES = {
+    "requests_per_second": "a number of requests per second above 0 (per ready replica), "
+                           "such as 300",
+    "connections": "a number of concurrent connections above 0 (per ready replica), such as 50",
+}  # fmt: skip
+_STEPS = {"max_step_up": "a positive integer (the most replicas one decision adds)",
+          "max_step_down": "a positive integer (the most replicas one decision removes)"}
+
+
+def set_autoscale(data: dict[str, object], spec: objects.ServiceSpec, service: str) -> None:
+    """Sets spec.autoscale from the mapping of service `service` when it has x-podium-autoscale,
+    and spec.replicas to `min` when its deploy leaves replicas out; spec.mode, spec.replicas and
+    spec.resources must already be set."""
+    if _AUTOSCALE_KEY not in data:
+        return
+    at = _At(service).sub(_AUTOSCALE_KEY)
+    fields = _mapping(data[_AUTOSCALE_KEY], at, _AUTOSCALE_KEY)
+    if spec.mode == objects.ServiceSpec.MODE_GLOBAL:
+        raise SpecError(f"{at}: not allowed with mode: global (one task per node: only "
+                        "replicated services scale)")
+    for key, meaning in (("min", "the fewest replicas, >= 1"), ("max", "the most, >= min")):
+        if key not in fields:
+            raise SpecError(f"{at}: '{key}' is required ({meaning})")
+    policy = objects.Autoscale()
+    policy.min = _replicas(fields["min"], at.sub("min"), low=1, what="")
+    policy.max = _replicas(fields["max"], at.sub("max"), low=policy.min, what=" (min)")
+    for key in autoscale.TARGETS:
+        if key in fields:
+            setattr(policy, key, _target(key, fields[key], at.sub(key), spec))
+    if "tolerance" in fields:
+        policy.tolerance = _share("tolerance", fields["tolerance"], at.sub("tolerance"))
+    if "scale_down_window" in fields:
+        window = _nanos(fields["scale_down_window"], at.sub("scale_down_window"))
+        policy.scale_down_window.FromNanoseconds(window)
+    for key, accepted in _STEPS.items():
+        if key in fields:
+            step = fields[key]
+            if isinstance(step, bool) or not isinstance(step, int) or not 1 <= step < 2**32:
+                raise at.sub(key).error(accepted, step)
+            setattr(policy, key, step)
+    spec.autoscale.CopyFrom(policy)
+    deploy = data.get("deploy")
+    if not isinstance(deploy, dict) or "replicas" not in deploy:
+        spec.replicas = policy.min
+    elif not policy.min <= spec.replicas <= policy.max:
+        raise _At(service).sub("deploy").sub("replicas").error(
+            f"an integer from {policy.min} to {policy.max} (x-podium-autoscale min..max: the "
+            "starting count)", deploy["replicas"])
+    # The Control API's own check: whatever it refuses, the file is refused here first, in the
+    # file's terms ("spec.autoscale.memory" is x-podium-autoscale.memory).
+    if problem := autoscale.config_problem(spec):
+        raise _in_file_terms(problem, at, fields)
+
+
+def _replicas(value: object, at: _At, *, low: int, what: str) -> int:
+    if (isinstance(value, bool) or not isinstance(value, int)
+            or not low <= value <= autoscale.MAX_REPLICAS):
+        raise at.error(f"an integer from {low}{what} to {autoscale.MAX_REPLICAS}", value)
+    return value
+
+
+def _share(key: str, value: object, at: _At) -> float:
+    """A percentage "60%" or a fraction 0.6 -> 0.6: above 0; tolerance below 1, memory up
+    to 1 (a share of the limit), cpu any (of one core without a limit: it may use more)."""
+    share = math.nan
+    if isinstance(value, str) and (match := _PERCENT.fullmatch(value.strip())):
+        share = float(Decimal(match[1]) / 100)
+    elif isinstance(value, int | float) and not isinstance(value, bool) and value <= 1:
+        share = float(value)  # a plain number is a fraction: 60 for "60%" would be 6000 %
+    high_ok = {"tolerance": share < 1, "memory": share <= 1}.get(key, math.isfinite(share))
+    if not (share > 0 and high_ok):  # nan fails every comparison
+        raise at.error(_SHARES[key], value)
+    return share
+
+
+def _target(key: str, value: object, at: _At, spec: objects.ServiceSpec) -> float:
+    if key in _RATES:
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else -1
+        if not (number > 0 and math.isfinite(number)):
+            raise at.error(_RATES[key], value)
+        return float(number)
+    share = _share(key, value, at)
+    limit = spec.resources.limits.nano_cpus
+    if key == "cpu" and limit and share > 1:
+        raise at.error(f"at most '100%' of the cpus limit ({cpus(limit)}): a replica never uses "
+                       "more", value)
+    return share
+
+
+def _in_file_terms(problem: str, at: _At, fields: dict[str, object]) -> SpecError:
+    """A message of podium.rules.autoscale.config_problem ("spec.autoscale.max 1: expected at
+    least min (2)") as a message about the file ("service 'web': x-podium-autoscale.max:
+    expected at least min (2), got 1")."""
+    match = re.fullmatch(r"spec\.autoscale(?:\.(\w+))?(?: [^:]*)?: (.*)", problem, re.DOTALL)
+    if match is None:  # about another field (spec.replicas is checked above): said as it is
+        return SpecError(f"service {at.service!r}: {problem}")
+    key, rest = match.groups()
+    where = at.sub(key) if key else at
+    if key in fields and rest.startswith("expected "):
+        return where.error(rest.removeprefix("expected "), fields[key])
+    return SpecError(f"{where}: {rest}")

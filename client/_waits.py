@@ -28,10 +28,12 @@ from dataclasses import dataclass
 
 from podium.client import views
 from podium.client._api import Client, PodiumError
+from podium.rules import autoscale
 from podium.rules.taskstate import has_finished, is_live
 from podium.v1 import objects
 
 RUNNING = objects.TASK_STATE_RUNNING
+PENDING = objects.TASK_STATE_PENDING
 US = objects.UpdateStatus
 # A rollback's states: a status in one of them goes *from* the version it names first.
 ROLLBACK_STATES = (US.STATE_ROLLING_BACK, US.STATE_ROLLED_BACK, US.STATE_ROLLBACK_PAUSED)
@@ -106,6 +108,13 @@ def converged(service: objects.Service, tasks: Sequence[objects.Task]) -> tuple[
         t = waiting[0]
         why = t.status.err or t.status.message
         line += f" ({views.task_state(t.status.state)}: {why})" if why else ""
+    full = service.autoscale_status.at_capacity
+    if (not done and full and autoscale.enabled(service.spec) and not stopping
+            and len(current) == len(live) == desired
+            and all(t.status.state in (RUNNING, PENDING) for t in live)
+            and len(running) >= service.spec.autoscale.min):
+        # The autoscaler wants more than fits: what can run does; the rest waits for room.
+        return True, f"{name}: {len(running)}/{desired} running, at capacity ({full})"
     return done, line
 
 

@@ -10,17 +10,20 @@ disable, interval, timeout, retries, start_period, start_interval} and deploy {m
 labels, resources {reservations, limits} {cpus, memory}, placement {constraints}, restart_policy
 {condition, delay, max_attempts, window}, update_config and rollback_config {parallelism, delay,
 failure_action, monitor, max_failure_ratio, order}}. x-* keys are ignored in every mapping but
-five, read directly under a service and an error anywhere else: `x-podium-probe`, the check the
+six, read directly under a service and an error anywhere else: `x-podium-probe`, the check the
 agent itself runs (spec.probe); `x-podium-fence`, a duration after which an agent that lost the
 manager stops the service's tasks (spec.fence_after); `x-podium-routing` {balance:
 least-connections | round-robin, proxy_protocol: bool}, how the mesh spreads connections
 (spec.routing); `x-podium-canary` {count, auto_promote_after}, the tasks of a new version that
 start beside the old ones before the rest is updated (spec.canary); `x-podium-healthy-deadline`,
-how long a new task may take to become healthy before an update counts it as failed. Any other
-key is an error, never dropped: a dropped volume or network would deploy something else than what
-the file says. healthcheck, x-podium-probe, deploy.restart_policy, deploy.update_config,
-deploy.rollback_config and the last two extensions are read by _compose_checks, whose docstring
-has their rules; every spec gets both update configs, the file's fields over Podium's defaults.
+how long a new task may take to become healthy before an update counts it as failed;
+`x-podium-autoscale` {min, max, cpu, memory, requests_per_second, connections, tolerance,
+scale_down_window, max_step_up, max_step_down}, the replica count following the load
+(spec.autoscale; `deploy.replicas` left out is then `min`). Any other key is an error, never
+dropped: a dropped volume or network would deploy something else than what the file says.
+healthcheck, x-podium-probe, deploy.restart_policy, deploy.update_config, deploy.rollback_config
+and the last three extensions are read by _compose_checks, whose docstring has their rules; every
+spec gets both update configs, the file's fields over Podium's defaults.
 
 With a stack name (the `stack` argument, else top-level `name:`), services are named STACK_KEY with
 spec.stack = STACK, as `docker stack deploy` does. Scalars are read as Compose reads them (22:22 is
@@ -107,8 +110,8 @@ def _show(value: object) -> str:
 _UPDATE_CONFIG = ("delay", "failure_action", "max_failure_ratio", "monitor", "order", "parallelism")
 _SUPPORTED = {
     "": ("command", "deploy", "entrypoint", "environment", "healthcheck", "image", "init", "labels",
-         "ports", "stop_grace_period", "x-podium-canary", "x-podium-fence",
-         "x-podium-healthy-deadline", "x-podium-probe", "x-podium-routing"),
+         "ports", "stop_grace_period", "x-podium-autoscale", "x-podium-canary",
+         "x-podium-fence", "x-podium-healthy-deadline", "x-podium-probe", "x-podium-routing"),
     "deploy": ("labels", "mode", "placement", "replicas", "resources", "restart_policy",
                "rollback_config", "update_config"),
     "deploy.update_config": _UPDATE_CONFIG,
@@ -127,14 +130,17 @@ _SUPPORTED = {
     "x-podium-probe.tcp": ("port",),
     "x-podium-routing": ("balance", "proxy_protocol"),
     "x-podium-canary": ("auto_promote_after", "count"),
+    "x-podium-autoscale": ("connections", "cpu", "max", "max_step_down", "max_step_up", "memory",
+                           "min", "requests_per_second", "scale_down_window", "tolerance"),
 }  # fmt: skip
 _PROBE_KEY = "x-podium-probe"
 _FENCE_KEY = "x-podium-fence"
 _ROUTING_KEY = "x-podium-routing"
 _CANARY_KEY = "x-podium-canary"
 _DEADLINE_KEY = "x-podium-healthy-deadline"
+_AUTOSCALE_KEY = "x-podium-autoscale"
 # The extension keys Podium reads, directly under a service.
-_PODIUM_KEYS = (_PROBE_KEY, _FENCE_KEY, _ROUTING_KEY, _CANARY_KEY, _DEADLINE_KEY)
+_PODIUM_KEYS = (_PROBE_KEY, _FENCE_KEY, _ROUTING_KEY, _CANARY_KEY, _DEADLINE_KEY, _AUTOSCALE_KEY)
 _EXPLAINED = {
     "build": "build and tag the image first (docker build -t NAME .), then set image: NAME",
     "container_name": "Podium names each task's container itself; remove the key",
@@ -432,9 +438,10 @@ def _service(key: object, value: object, stack: str | None) -> objects.ServiceSp
     spec.ports.extend(_ports(data.get("ports", []), at.sub("ports")))
     _deploy(data.get("deploy", {}), spec, at.sub("deploy"))
     # Imported here, not at the top: _compose_checks builds on this module's helpers.
-    from podium.client._compose_checks import set_checks, set_updates
+    from podium.client._compose_checks import set_autoscale, set_checks, set_updates
 
     set_checks(data, spec, at.service)
+    set_autoscale(data, spec, at.service)  # before set_updates: it may set spec.replicas
     set_updates(data, spec, at.service)
     return spec
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from podium.rules import units
+from podium.rules import autoscale, units
 from podium.rules.names import task_name
 from podium.rules.routing import in_rotation, ingress_ports
 from podium.rules.taskstate import is_live
@@ -182,6 +183,119 @@ def service_row(service: objects.Service, tasks: Sequence[objects.Task],
         "update": update_text(service, tasks, now),
         "update_state": update_state(service.update_status.state),
         "update_message": service.update_status.message,
+        "autoscale": autoscale_summary(service, now),
+        "autoscale_text": autoscale_text(service),
+        "scaled": scaled_text(service, now),
+    }
+
+
+# -- autoscaling -------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One autoscale target next to its current value per ready replica (None: not known)."""
+
+    name: str
+    target: float
+    current: float | None
+    partial: bool  # known for some ready replicas only
+
+
+def figures(service: objects.Service) -> list[Figure]:
+    """The policy's targets in podium.rules.autoscale.TARGETS order, each with the current value
+    the manager reported on this read (its autoscale_status.metrics), if any."""
+    reported = {m.name: m for m in service.autoscale_status.metrics}
+    result = []
+    for name, target in autoscale.settings(service.spec.autoscale).targets.items():
+        metric = reported.get(name)
+        result.append(Figure(name, target, metric.current if metric else None,
+                             bool(metric and metric.partial)))
+    return result
+
+
+def _figure(name: str, value: float | None) -> str:
+    """A value without its unit: 45%, 120; "-" when not known."""
+    if value is None:
+        return "-"
+    return autoscale.show(name, value) if autoscale.TARGETS[name][1] else units.number(value)
+
+
+def autoscale_text(service: objects.Service) -> str:
+    """The AUTOSCALE cell: bounds and each target as current/target, "~" before a value known
+    for some replicas only: "2..10 cpu 45%/60%, req/s ~120/300, at capacity"; "" when the
+    service is not autoscaled."""
+    if not autoscale.enabled(service.spec):
+        return ""
+    policy = service.spec.autoscale
+    parts = [f"{autoscale.TARGETS[f.name][0]} {'~' if f.partial else ''}"
+             f"{_figure(f.name, f.current)}/{_figure(f.name, f.target)}"
+             for f in figures(service)]
+    if service.autoscale_status.at_capacity:
+        parts.append("at capacity")
+    return f"{policy.min}..{policy.max} " + ", ".join(parts)
+
+
+def _decided(status: objects.AutoscaleStatus) -> float:
+    return status.last_time.ToNanoseconds() / 1e9 if status.HasField("last_time") else 0.0
+
+
+def scaled_text(service: objects.Service, now: float | None = None) -> str:
+    """The SCALED cell: the last change of the count and when ("2→5 3m ago"), else ""."""
+    status = service.autoscale_status
+    if not autoscale.enabled(service.spec) or not status.last_decision:
+        return ""
+    return f"{status.from_replicas}→{status.to_replicas} {ago(_decided(status), now)}".rstrip()
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{units.number(seconds)}s"
+
+
+def autoscale_summary(service: objects.Service, now: float | None = None) -> Row | None:
+    """The policy and where it stands, for `inspect` and `-o json`: bounds, each target next to
+    its current value, the tuning in effect (what the file leaves out: the defaults of
+    podium.rules.autoscale, marked so), why the count holds, whether it is at capacity, and the
+    last decision with its time. None when the service is not autoscaled."""
+    if not autoscale.enabled(service.spec):
+        return None
+    policy, status = service.spec.autoscale, service.autoscale_status
+    settings = autoscale.settings(policy)
+
+    def tuned(text: str, given: bool) -> str:
+        return text if given else f"{text} (default)"
+
+    def step(value: int) -> str:
+        return str(value) if value else "no limit"
+
+    decided = _decided(status)
+    targets = []
+    for f in figures(service):
+        current = "not reported" if f.current is None else autoscale.show(f.name, f.current)
+        if f.partial:
+            current += " (figures missing for some replicas)"
+        targets.append({"name": f.name, "target": autoscale.show(f.name, f.target),
+                        "current": current})
+    return {
+        "min": settings.min,
+        "max": settings.max,
+        "replicas": service.spec.replicas,
+        "desired": status.desired or None,  # read-time only: 0 is "not reported"
+        "targets": targets,
+        "tuning": {
+            "tolerance": tuned(f"{units.number(settings.tolerance * 100)}%",
+                               policy.tolerance > 0),
+            "scale_down_window": tuned(_duration(settings.scale_down_window_s),
+                                       policy.HasField("scale_down_window")),
+            "max_step_up": tuned(step(settings.max_step_up), policy.max_step_up > 0),
+            "max_step_down": tuned(step(settings.max_step_down), policy.max_step_down > 0),
+        },
+        "holding": status.holding,
+        "at_capacity": status.at_capacity,
+        "last_decision": status.last_decision,
+        "last_time": (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(decided))
+                      + f" ({ago(decided, now)})" if decided else ""),
     }
 
 

@@ -133,10 +133,13 @@ def find_task(view: ReadTx, ref: str) -> objects.Task:
 
 
 class ControlAPI(control_grpc.ControlServicer):
-    def __init__(self, *, store: Store, load: LoadBook, watch_limit: int = WATCH_LIMIT) -> None:
+    def __init__(self, *, store: Store, load: LoadBook, watch_limit: int = WATCH_LIMIT,
+                 autoscale_view: Callable[[objects.Service], None] | None = None) -> None:
         self._store = store
         self._load = load
         self._watch_limit = watch_limit
+        # Adds the autoscaler's current figures to a service being read (never stored).
+        self._autoscale_view = autoscale_view or (lambda service: None)
 
     async def _write(self, context: grpc.aio.ServicerContext, fn: Callable[[WriteTx], R]) -> R:  # type: ignore[type-arg]
         try:
@@ -305,11 +308,16 @@ class ControlAPI(control_grpc.ControlServicer):
 
     async def GetService(self, request, context):  # type: ignore[no-untyped-def]
         found = await self._read(context, lambda v: find_service(v, request.ref))
-        return control.ServiceResponse(service=found)
+        response = control.ServiceResponse(service=found)  # a copy: the store's stays as it is
+        self._autoscale_view(response.service)
+        return response
 
     async def ListServices(self, request, context):  # type: ignore[no-untyped-def]
         services = sorted(self._store.view().services(), key=_service_name)
-        return control.ListServicesResponse(services=services)
+        response = control.ListServicesResponse(services=services)
+        for service in response.services:
+            self._autoscale_view(service)
+        return response
 
     async def GetTask(self, request, context):  # type: ignore[no-untyped-def]
         return control.TaskResponse(

@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from podium.manager._loop import ReconcileLoop
+from podium.manager.autoscaler import Autoscaler
 from podium.manager.controlapi import WATCH_LIMIT, ControlAPI
 from podium.manager.dispatcher import OUTBOX_LIMIT, Dispatcher
 from podium.manager.loadbook import LoadBook
@@ -52,6 +53,7 @@ class Manager:
         probe_timeout: float = DEFAULT_PROBE_TIMEOUT_S,
         watch_limit: int = WATCH_LIMIT,
         outbox_limit: int = OUTBOX_LIMIT,
+        load_period: float = 1.0,
     ) -> None:
         self._listen = listen
         self._data_dir = pathlib.Path(data_dir)
@@ -61,6 +63,7 @@ class Manager:
         self._probe_timeout = probe_timeout
         self._watch_limit = watch_limit
         self._outbox_limit = outbox_limit
+        self._load_period = load_period
         self._store: SqliteStore | None = None
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -76,17 +79,21 @@ class Manager:
             Updater(store=store),
         ]
         load = LoadBook()
+        autoscaler = Autoscaler(store=store, load=load, period=self._load_period)
         dispatch = Dispatcher(
             store=store, load=load, heartbeat_period=self._heartbeat_period,
             down_grace=self._down_grace, restart_grace=self._restart_grace,
             probe_timeout=self._probe_timeout, outbox_limit=self._outbox_limit,
+            load_period=self._load_period,
         )
         for loop in loops:
             self._tasks.append(asyncio.create_task(loop.run(), name=loop.name))
         self._tasks.append(asyncio.create_task(dispatch.run(), name="dispatcher"))
+        self._tasks.append(asyncio.create_task(autoscaler.run(), name=autoscaler.name))
 
         server = self._server = grpc.aio.server(options=SERVER_OPTIONS)
-        control_api = ControlAPI(store=store, load=load, watch_limit=self._watch_limit)
+        control_api = ControlAPI(store=store, load=load, watch_limit=self._watch_limit,
+                                 autoscale_view=autoscaler.fill)
         control_grpc.add_ControlServicer_to_server(control_api, server)
         dispatcher_grpc.add_DispatcherServicer_to_server(dispatch, server)
         health_servicer = health.aio.HealthServicer()

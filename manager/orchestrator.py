@@ -47,6 +47,9 @@ def restart_delay(attempt: int, first: float = 0.0) -> float:
     (podium.rules.restart) after `attempt` + 1 failures, the first of which the agent met."""
     return backoff(attempt + 1, first) if attempt > 0 else 0.0
 
+# A new task's status message until the scheduler places it (or says why it cannot).
+WAITING = "waiting for a node"
+
 
 def _first_delay(spec: objects.ServiceSpec) -> float:
     return spec.restart_policy.delay.ToNanoseconds() / 1e9
@@ -92,7 +95,7 @@ def new_task(service: objects.Service, *, slot: int, node_id: str, attempt: int)
     task.spec.CopyFrom(service.spec)
     task.status.state = objects.TASK_STATE_PENDING
     task.status.timestamp.CopyFrom(ids.timestamp())
-    task.status.message = "waiting for a node"
+    task.status.message = WAITING
     delay = restart_delay(attempt, _first_delay(service.spec))
     if delay:
         task.not_before.CopyFrom(ids.timestamp(time.time() + delay))

@@ -79,7 +79,7 @@ def starting_replicas(old: objects.ServiceSpec | None, new: objects.ServiceSpec)
 def show(name: str, value: float) -> str:
     """A figure as people write it: 60%, 300 req/s, 50 connections."""
     unit, share = TARGETS[name]
-    return f"{number(value * 100)}%" if share else f"{number(value)} {unit}"
+    return f"{value * 100:.0f}%" if share else f"{number(value)} {unit}"
 
 
 def describe(name: str, current: float, target: float) -> str:

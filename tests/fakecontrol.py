@@ -7,7 +7,9 @@ gRPC server on 127.0.0.1 whose services go through the update states a test scri
 
 Writes behave as the manager's control API does: UpdateService gives a spec change that
 replaces tasks the next version number, keeps it in `versions` and starts an update (state
-UPDATING, from/to versions, the request's deploy_id); RollbackService starts a manual rollback;
+UPDATING, from/to versions, the request's deploy_id), and keeps an autoscaled service's count
+(podium.rules.autoscale.starting_replicas); ScaleService refuses an autoscaled service
+(FAILED_PRECONDITION, `scale_refusal`); RollbackService starts a manual rollback;
 PromoteService marks the canaries promoted. After each such write, every GetService of that
 service applies the next scripted step first (one step per read, the last one stays), as the
 manager's updater would between two reads. ListTasks answers with the service's tasks (by
@@ -26,6 +28,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from podium.rules import autoscale
 from podium.rules import update as rules
 from podium.v1 import control, control_grpc, objects
 
@@ -186,6 +189,7 @@ class FakeControl(control_grpc.ControlServicer):
             service = entry.service
             if service.meta.version != request.version:
                 context.abort(grpc.StatusCode.ABORTED, "stale version")
+            request.spec.replicas = autoscale.starting_replicas(service.spec, request.spec)
             if request.spec == service.spec:
                 return control.ServiceResponse(service=service)
             if rules.replaces_tasks(service.spec, request.spec):
@@ -228,6 +232,9 @@ class FakeControl(control_grpc.ControlServicer):
         with self._lock:
             self.requests.append(request)
             entry = self._find(request.ref, context)
+            if autoscale.enabled(entry.service.spec):
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                              scale_refusal(entry.service.spec))
             entry.service.spec.replicas = request.replicas
             return control.ServiceResponse(service=self._write(entry))
 
@@ -261,6 +268,15 @@ class FakeControl(control_grpc.ControlServicer):
         with self._lock:
             events = list(self.events)
         yield from events
+
+
+def scale_refusal(spec: objects.ServiceSpec) -> str:
+    """What ScaleService answers for an autoscaled service (the manager's words)."""
+    policy = spec.autoscale
+    return (f"service {spec.name!r} is autoscaled ({policy.min}..{policy.max} replicas, "
+            f"{spec.replicas} now): its count follows the load; change x-podium-autoscale "
+            "min/max in its file and deploy it again, or remove x-podium-autoscale to set the "
+            "count by hand")
 
 
 def _tasks(entry: _Entry) -> list[objects.Task]:

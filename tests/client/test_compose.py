@@ -171,8 +171,8 @@ def _service_error(keys: str) -> str:
             "volumes: [data:/data]",
             "stack.yml: service 'web': key 'volumes' is not supported by Podium (supported:"
             " command, deploy, entrypoint, environment, healthcheck, image, init, labels, ports,"
-            " stop_grace_period, x-podium-canary, x-podium-fence, x-podium-healthy-deadline,"
-            " x-podium-probe, x-podium-routing)",
+            " stop_grace_period, x-podium-autoscale, x-podium-canary, x-podium-fence,"
+            " x-podium-healthy-deadline, x-podium-probe, x-podium-routing)",
         ),
         (
             "build: .",

@@ -1,0 +1,107 @@
+"""How the autoscaler chooses a count (pure: figures and the clock in, a count and its reason out).
+
+`recommend` applies the Kubernetes HPA's rule to one moment's figures: per target, the count
+that brings the average per ready replica back to the target, desired = ceil(total / target),
+where total is summed over the ready replicas: a replica that is not ready, or whose figures
+are missing, adds nothing (the HPA counts them as 0 % when scaling up; it counts missing ones
+at the target when scaling down, where Podium does not scale down at all: the caller holds
+it). No change while the average is within 1 ± tolerance of the target; a result that moves
+against the average (more replicas while under the target, fewer while over it) is no change
+either. The largest count over the targets wins, within min..max.
+
+`Stabilizer` turns recommendations into decisions for one service: up at once (by at most
+max_step_up), down only to the highest count recommended over the scale-down window (by at
+most max_step_down), and never down before it has watched a whole window (so a restarted manager
+makes no burst of decisions on its first figures) or while the caller holds it (figures missing,
+replicas not ready, an update in progress). Up is held when the cluster is at capacity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from podium.rules.autoscale import Settings, describe
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    name: str  # a podium.rules.autoscale.TARGETS name
+    target: float  # per ready replica
+    total: float  # summed over the ready replicas whose figures are known
+    missing: bool = False  # some ready replica's figures are not known
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    count: int  # within min..max
+    reason: str  # the figure that set it: "cpu 142% of 60% target"
+    averages: dict[str, float]  # target name -> current average per ready replica
+    wanted: int  # before min..max
+
+
+def recommend(settings: Settings, current: int, ready: int,
+              figures: Sequence[Figure]) -> Recommendation:
+    averages = {f.name: f.total / ready for f in figures} if ready else {}
+    best, reason = 0, ""
+    for figure in figures:
+        if not ready:
+            break
+        average = averages[figure.name]
+        ratio = average / figure.target
+        wanted = math.ceil(figure.total / figure.target - 1e-9)
+        if abs(ratio - 1) <= settings.tolerance:
+            wanted = current
+        elif ratio > 1:
+            wanted = max(wanted, current)
+        else:
+            wanted = min(wanted, current)
+        if wanted > best or not reason:
+            best, reason = wanted, describe(figure.name, average, figure.target)
+    if not reason:
+        best, reason = current, "no ready replica"
+    return Recommendation(max(settings.min, min(settings.max, best)), reason, averages, best)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    count: int  # the count to set (the current one when nothing changes)
+    reason: str  # why it changed ("cpu 142% of 60% target"); empty when it did not
+    holding: str  # why it does not move toward the recommendation now; empty when it does
+
+
+class Stabilizer:
+    def __init__(self, started: float) -> None:
+        self._started = started
+        self._history: deque[tuple[float, int]] = deque()
+
+    def decide(self, now: float, settings: Settings, current: int, rec: Recommendation, *,
+               hold_up: str = "", hold_down: str = "") -> Decision:
+        window = settings.scale_down_window_s
+        self._history.append((now, rec.count))
+        while self._history and self._history[0][0] < now - window:
+            self._history.popleft()
+        bounded = max(settings.min, min(settings.max, current))
+        if bounded != current:  # the policy's bounds changed under the count
+            return Decision(bounded, f"outside {settings.min}..{settings.max}", "")
+        if rec.count > current:
+            if hold_up:
+                return Decision(current, "", hold_up)
+            step = settings.max_step_up
+            return Decision(min(rec.count, current + step) if step else rec.count, rec.reason, "")
+        if rec.count == current:
+            at_max = rec.wanted > settings.max
+            return Decision(current, "", f"at max ({settings.max}): {rec.reason}" if at_max else "")
+        highest = max(count for _, count in self._history)
+        if now - self._started < window:
+            return Decision(current, "", f"scale-down to {rec.count} waits until it has watched "
+                                         f"{window:g}s of figures")
+        if hold_down:
+            return Decision(current, "", f"scale-down to {rec.count} held: {hold_down}")
+        if highest >= current:
+            return Decision(current, "", f"scale-down to {rec.count} held: {highest} was "
+                                         f"recommended within the last {window:g}s")
+        step = settings.max_step_down
+        return Decision(max(highest, current - step) if step else highest, rec.reason, "")
