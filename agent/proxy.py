@@ -215,8 +215,10 @@ class _ClientSide(_Side):
 
     __slots__ = ("turn",)
 
-    def __init__(self, conn: _Connection) -> None:
-        super().__init__(conn)
+    def __init__(self, conn: _Connection) -> None:  # _Side's, inlined: one per connection
+        self.conn = conn
+        self.out = None  # set once the backend is connected
+        self.eof = False
         self.turn = True
 
     def data_received(self, data: bytes) -> None:
@@ -529,8 +531,8 @@ class Mesh:
         counts = {port: dict(per_key) for port, per_key in self._retired.items()}
         for listener in [*self._listeners.values(), *self._draining]:
             _add(counts.setdefault(listener.port, {}), listener.requests)
-        for port, listener in self._listeners.items():
-            per_key = counts[port]
+        for listener in self._listeners.values():
+            per_key = counts[listener.port]
             for endpoint in listener.endpoints:
                 per_key.setdefault(endpoint.key, 0)
         return counts
