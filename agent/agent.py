@@ -94,7 +94,8 @@ class Agent:
             self._mesh = Mesh()
         self._load = load = LoadStream(
             sampler=LoadSampler(), running=self._worker.running_pids,
-            connections=self._mesh_connections, requests=self._mesh_requests)
+            connections=self._mesh_connections, requests=self._mesh_requests,
+            mesh_counted=not isinstance(self._mesh, KernelMesh))
         self._engine = EngineHealth(executor=executor, on_change=self._engine_changed,
                                     period=engine_ping[0], timeout=engine_ping[1])
         self._session = Session(
@@ -159,7 +160,7 @@ class Agent:
 
     def _mesh_requests(self) -> dict[str, int]:
         """Task id -> requests forwarded to it through this node's mesh since the agent started
-        (counters; the kernel mesh counts new connections only, see podium.agent.kernelmesh)."""
+        (counters; the kernel mesh counts none, and its reports say so)."""
         return per_task(self._mesh.requests())
 
     async def _describe(self) -> objects.NodeDescription:

@@ -25,7 +25,9 @@ class LoadStream:
     def __init__(self, *, sampler: LoadSampler, running: Callable[[], dict[str, int]],
                  connections: Callable[[], dict[str, int]] = dict,
                  requests: Callable[[], dict[str, int]] = dict,
+                 mesh_counted: bool = True,
                  summary_every: int = 10) -> None:
+        self._mesh_counted = mesh_counted
         self._connections = connections
         self._requests = requests
         self._sampler = sampler
@@ -44,7 +46,7 @@ class LoadStream:
         node, tasks = self._sampler.sample(time.time())
         summary = self._count % self._summary_every == 0
         self._count += 1
-        report = dispatcher.LoadReport(summary=summary)
+        report = dispatcher.LoadReport(summary=summary, mesh_uncounted=not self._mesh_counted)
         report.time.GetCurrentTime()
         report.node.cpu_cores_used = node.cpu_cores_used
         report.node.cpu_cores_total = node.cpu_cores_total

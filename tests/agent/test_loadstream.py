@@ -29,6 +29,12 @@ def test_every_report_carries_the_mesh_counters() -> None:
     assert [r.summary for r in reports] == [True, False, False, True]
     assert [dict(r.requests) for r in reports] == [{"t1": 7 + i, "t2": 3} for i in range(4)]
     assert all(dict(r.connections) == {"t1": 2} for r in reports)
+    assert not any(r.mesh_uncounted for r in reports)
+
+
+def test_a_mesh_that_counts_nothing_says_so_in_every_report() -> None:
+    stream = LoadStream(sampler=LoadSampler(), running=dict, mesh_counted=False, summary_every=2)
+    assert all(stream.next_report().mesh_uncounted for _ in range(3))
 
 
 async def test_the_agent_reports_requests_per_task_summed_over_ports() -> None:
