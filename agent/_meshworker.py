@@ -7,8 +7,10 @@ Messages are msgpack arrays, streamed back to back in both directions (see `enco
 
 - agent -> worker: `["apply", seq, specs]`: make exactly these ports listen; the worker answers
   `["applied", seq, errors]`.
-- worker -> agent: `["stats", [[port, {key: connections}], ...]]` whenever its counts changed,
-  looked at every `STATS_PERIOD` seconds.
+- worker -> agent: `["stats", [[port, {key: connections}], ...], [[port, {key: requests}], ...]]`
+  whenever its counts changed, looked at every `STATS_PERIOD` seconds: open connections, and the
+  requests forwarded since this worker started (`Mesh.requests()`, counters; a worker started
+  again starts from 0, and the pool keeps what the old one had reported).
 
 The agent binds every published port itself, once, and hands each worker the listening socket
 over FD2, a Unix datagram socket pair: one datagram per socket, its port number in ASCII with
@@ -111,13 +113,13 @@ async def serve(fd: int, sockets_fd: int, host: str, connect_timeout: float) -> 
         writer.write(msgpack.packb(message))
 
     async def report_stats() -> None:
-        last: dict[int, dict[str, int]] = {}
+        last: tuple[dict[int, dict[str, int]], dict[int, dict[str, int]]] = ({}, {})
         while True:
             await asyncio.sleep(STATS_PERIOD)
-            stats = mesh.stats()
-            if stats != last:
-                send(["stats", encode_stats(stats)])
-                last = stats
+            now = mesh.stats(), mesh.requests()
+            if now != last:
+                send(["stats", encode_stats(now[0]), encode_stats(now[1])])
+                last = now
 
     async with Mesh(host=host, connect_timeout=connect_timeout, sockets=handed.take) as mesh:
         reporter = asyncio.create_task(report_stats())

@@ -51,6 +51,15 @@ def load_node_id(data_dir: pathlib.Path) -> str:
     return node_id
 
 
+def per_task(counts: dict[int, dict[str, int]]) -> dict[str, int]:
+    """Published port -> task id -> count, summed over the ports: task id -> count."""
+    total: dict[str, int] = {}
+    for per_port in counts.values():
+        for task_id, n in per_port.items():
+            total[task_id] = total.get(task_id, 0) + n
+    return total
+
+
 class Agent:
     def __init__(
         self,
@@ -83,8 +92,10 @@ class Agent:
             self._mesh = MeshPool(workers=mesh_workers)
         else:
             self._mesh = Mesh()
-        load = LoadStream(sampler=LoadSampler(), running=self._worker.running_pids,
-                            connections=self._mesh_connections)
+        self._load = load = LoadStream(
+            sampler=LoadSampler(), running=self._worker.running_pids,
+            connections=self._mesh_connections, requests=self._mesh_requests,
+            mesh_counted=not isinstance(self._mesh, KernelMesh))
         self._engine = EngineHealth(executor=executor, on_change=self._engine_changed,
                                     period=engine_ping[0], timeout=engine_ping[1])
         self._session = Session(
@@ -145,11 +156,12 @@ class Agent:
 
     def _mesh_connections(self) -> dict[str, int]:
         """Task id -> connections open to it through this node's mesh."""
-        counts: dict[str, int] = {}
-        for per_port in self._mesh.stats().values():
-            for task_id, open_count in per_port.items():
-                counts[task_id] = counts.get(task_id, 0) + open_count
-        return counts
+        return per_task(self._mesh.stats())
+
+    def _mesh_requests(self) -> dict[str, int]:
+        """Task id -> requests forwarded to it through this node's mesh since the agent started
+        (counters; the kernel mesh counts none, and its reports say so)."""
+        return per_task(self._mesh.requests())
 
     async def _describe(self) -> objects.NodeDescription:
         try:

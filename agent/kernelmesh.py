@@ -13,6 +13,10 @@ as `podium.agent.proxy.Mesh`:
   unless `conntrack_stats=True`, which parses /proc/net/nf_conntrack on every call: that is a
   read of the whole table of the namespace (hundreds of milliseconds at 10^5 entries), too dear to
   do by default on the event loop.
+- `requests()`: always `{}`. The kernel path counts no requests: the agent's load reports say
+  so (`mesh_uncounted`) and the manager treats this node's figures as missing (HTTP requests on a
+  kept-alive connection are invisible to DNAT; new connections could be counted per endpoint with
+  an nft counter rule in postrouting, read once a second, but that is not done yet).
 - `await close()` deletes the table (idempotent). Connections already NATed carry on: their
   translation lives in their conntrack entries, not in the rules.
 
@@ -241,6 +245,11 @@ class KernelMesh:
             except OSError:
                 pass
         return {port: {} for port in self._wanted}
+
+    def requests(self) -> dict[int, dict[str, int]]:
+        """Requests forwarded per port and endpoint: none counted here (see the module
+        docstring), so no key at all, which the manager reads as missing figures, not as 0."""
+        return {}
 
     async def close(self) -> None:
         """Deletes the table; idempotent. Connections already NATed carry on."""

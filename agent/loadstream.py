@@ -3,7 +3,10 @@
 Every period the node's figures travel; a task's figures travel only when they moved
 noticeably since they were last sent (CPU_STEP cores, MEMORY_STEP bytes), and every
 `summary_every`-th report lists every task, so only changes and periodic summaries cross the
-network. Sampling reads cgroup files (podium.agent.sampler): one cheap synchronous pass per period.
+network. The mesh's figures, small maps, travel in every report: `connections` (task id ->
+connections open through this node's mesh) and `requests` (task id -> requests forwarded through
+it since the agent started, counters that only grow; the manager computes rates from them).
+Sampling reads cgroup files (podium.agent.sampler): one cheap synchronous pass per period.
 """
 
 from __future__ import annotations
@@ -21,8 +24,12 @@ MEMORY_STEP = 1 << 20
 class LoadStream:
     def __init__(self, *, sampler: LoadSampler, running: Callable[[], dict[str, int]],
                  connections: Callable[[], dict[str, int]] = dict,
+                 requests: Callable[[], dict[str, int]] = dict,
+                 mesh_counted: bool = True,
                  summary_every: int = 10) -> None:
+        self._mesh_counted = mesh_counted
         self._connections = connections
+        self._requests = requests
         self._sampler = sampler
         self._running = running
         self._summary_every = summary_every
@@ -39,7 +46,7 @@ class LoadStream:
         node, tasks = self._sampler.sample(time.time())
         summary = self._count % self._summary_every == 0
         self._count += 1
-        report = dispatcher.LoadReport(summary=summary)
+        report = dispatcher.LoadReport(summary=summary, mesh_uncounted=not self._mesh_counted)
         report.time.GetCurrentTime()
         report.node.cpu_cores_used = node.cpu_cores_used
         report.node.cpu_cores_total = node.cpu_cores_total
@@ -47,6 +54,7 @@ class LoadStream:
         report.node.memory_total_bytes = node.memory_total_bytes
         report.node.task_count = len(pids)
         report.connections.update(self._connections())
+        report.requests.update(self._requests())
         for sample in tasks:
             last = self._sent.get(sample.task_id)
             if not summary and last is not None and not _moved(last, sample):

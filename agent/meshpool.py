@@ -22,6 +22,10 @@ Contract (that of `Mesh`, which the agent uses interchangeably):
   about 13 MB of its own, 25 MB RSS).
 - `stats()`: published port -> endpoint key -> connections, summed over the workers from what
   each last reported (they report changes every 0.2 s: counts lag by that much).
+- `requests()`: published port -> endpoint key -> requests forwarded since the pool was made
+  (`Mesh.requests()` summed over the workers, with the same lag). A worker started again counts
+  from 0: the pool keeps what each exited worker last reported, so the sums never decrease
+  (the requests an exited worker forwarded in its last 0.2 s are not counted).
 - `close()`: idempotent; stops the workers (their connections are aborted, as `Mesh.close()`
   does) and waits for them to exit, killing one that takes over `STOP_TIMEOUT`.
 
@@ -72,6 +76,7 @@ class _Worker:
         self._seq = 0
         self._pending: dict[int, asyncio.Future[list[str]]] = {}
         self.stats: dict[int, dict[str, int]] = {}
+        self.requests: dict[int, dict[str, int]] = {}  # since it started, as it last reported
         self.reading = asyncio.create_task(self._read(), name=f"mesh-worker-{index}")
 
     @classmethod
@@ -115,6 +120,8 @@ class _Worker:
                             future.set_result([str(e) for e in message[2]])
                     elif message[0] == "stats":
                         self.stats = decode_stats(message[1])
+                        if len(message) > 2:
+                            self.requests = decode_stats(message[2])
         self.stats = {}
         for future in self._pending.values():
             if not future.done():
@@ -180,6 +187,7 @@ class MeshPool:
         self._supervisors: list[asyncio.Task[None]] = []
         self._listening: dict[int, socket.socket] = {}  # port -> the socket the workers share
         self._wire: list[list[Any]] = []  # the wanted set of the ports bound, as sent
+        self._retired: dict[int, dict[str, int]] = {}  # requests counted by exited workers
         self._lock = asyncio.Lock()
         self._closed = False
 
@@ -242,6 +250,7 @@ class MeshPool:
         while True:
             exited = self._workers[index]
             code = await exited.exited()
+            self._retire(exited)
             await exited.stop()  # closes its socket
             if loop.time() - started >= STABLE_AFTER:
                 delay = RESTART_DELAY
@@ -265,11 +274,21 @@ class MeshPool:
         """Published port -> endpoint key -> connections, summed over the workers."""
         total: dict[int, dict[str, int]] = {}
         for worker in self._workers:
-            for port, counts in worker.stats.items():
-                per_key = total.setdefault(port, {})
-                for key, n in counts.items():
-                    per_key[key] = per_key.get(key, 0) + n
+            _add(total, worker.stats)
         return total
+
+    def requests(self) -> dict[int, dict[str, int]]:
+        """Published port -> endpoint key -> requests forwarded since the pool was made, summed
+        over the workers, those that exited included: counters that never decrease."""
+        total = {port: dict(counts) for port, counts in self._retired.items()}
+        for worker in self._workers:
+            _add(total, worker.requests)
+        return total
+
+    def _retire(self, worker: _Worker) -> None:
+        """Keeps the counts of a worker that exited (its process is gone: they cannot grow)."""
+        counts, worker.requests = worker.requests, {}
+        _add(self._retired, counts)
 
     def pids(self) -> list[int]:
         """The workers' process ids (for measuring them)."""
@@ -287,6 +306,8 @@ class MeshPool:
         async with self._lock:
             workers, self._workers = self._workers, []
             await asyncio.gather(*(w.stop() for w in workers))
+            for worker in workers:
+                self._retire(worker)
             for sock in self._listening.values():
                 sock.close()
             self._listening.clear()
@@ -296,3 +317,11 @@ class MeshPool:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def _add(total: dict[int, dict[str, int]], counts: Mapping[int, Mapping[str, int]]) -> None:
+    """Adds port -> key -> count figures into `total`."""
+    for port, per_key in counts.items():
+        into = total.setdefault(port, {})
+        for key, n in per_key.items():
+            into[key] = into.get(key, 0) + n

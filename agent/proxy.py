@@ -15,14 +15,19 @@ Contract
   for new connections; those to a removed endpoint carry on until either side closes (they
   drain). `configure()` changes balance and PROXY protocol for new connections. `stats()`:
   endpoint key -> connections (connecting or open), for every current endpoint and removed ones
-  still draining.
+  still draining. `requests`: endpoint key -> requests forwarded since the listener was made
+  (see "Requests" below); it only grows, also after an endpoint is removed or `stop()`.
 - `Mesh(host=..., connect_timeout=..., sockets=None)`: all listeners of an agent, or of one mesh
   worker (podium.agent.meshpool), whose `sockets(port)` hands over the listening socket the
   agent bound for a port (KeyError: none). `apply({port: ListenerSpec})` starts, stops and
   reconfigures listeners so exactly the wanted ports are served and returns errors ("port 8080
   in use: ...") instead of raising: one bad port never stops the others, and the next apply
   tries it again. A port no longer wanted stops listening at once; its connections drain (and
-  still show in `stats()`). `close()` stops everything, aborting connections.
+  still show in `stats()`). `requests()`: published port -> endpoint key -> requests forwarded
+  since the mesh was made, every current endpoint listed (0 before its first), ports and
+  endpoints no longer served included: counters that never decrease for the mesh's lifetime
+  (also after `close()`). A key absent is one this mesh does not count (the kernel mesh lists
+  none). `close()` stops everything, aborting connections.
 - `listening_socket(host, port)`: a bound, listening, non-blocking TCP socket (SO_REUSEADDR, as
   asyncio's servers); `port_error(port, exc)`: the error text `apply` reports for it.
 - `new_event_loop()`: uvloop's loop when installed, else asyncio's, for the agent's
@@ -43,6 +48,15 @@ on with `write_eof()` (half-close); the pair is closed once both sides have sent
 is lost. With PROXY protocol on, the backend first receives a v1 header
 (`PROXY TCP4 <client ip> <listener ip> <client port> <listener port>\\r\\n`).
 
+Requests: every connection forwarded (its backend connection made) counts one, for its endpoint.
+When the client's first bytes start with an HTTP/1 method (`HTTP_METHODS`), the connection is
+taken for HTTP/1 and each later client->backend burst that follows backend->client data counts
+one more: a kept-alive connection's next request. This costs one attribute store per backend read
+and one test per client read, and parses nothing, so pipelined requests sent in one burst count
+as one, a request body sent after a `100 Continue` counts twice, and an upgraded connection
+(WebSocket) counts each message that answers the server's. TLS, HTTP/2 and other protocols count
+their connections only.
+
 With no endpoints a listener accepts and closes at once (the client sees EOF, no data): the port
 stays bound, so replicas coming back need no rebind and clients fail fast instead of hanging.
 """
@@ -61,6 +75,9 @@ from podium.rules.routing import LEAST_CONNECTIONS, ROUND_ROBIN
 
 EARLY_DATA_LIMIT = 64 * 1024  # bytes buffered per client while its backend connection is made
 BACKLOG = 1024
+# How an HTTP/1 request starts: a connection whose first bytes match counts its later requests.
+HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ",
+                b"TRACE ", b"CONNECT ")
 
 
 class Balancer(Protocol):
@@ -139,7 +156,8 @@ def proxy_header(peer: object, local: object) -> bytes:
 
 
 class _Side(asyncio.Protocol):
-    """One socket of a proxied pair: what it reads is written to `out`, the other's transport."""
+    """One socket of a proxied pair: what it reads is written to `out`, the other's transport
+    (`_ClientSide` or `_BackendSide`)."""
 
     __slots__ = ("conn", "eof", "other", "out", "transport")
 
@@ -154,13 +172,6 @@ class _Side(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.conn.connection_made(self)
-
-    def data_received(self, data: bytes) -> None:
-        out = self.out
-        if out is not None:
-            out.write(data)
-        else:
-            self.conn.early_data(data)
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -198,23 +209,61 @@ class _Side(asyncio.Protocol):
             conn.close()
 
 
+class _ClientSide(_Side):
+    """The client's socket. `turn` is set when the backend has sent data since the client's
+    last read (and at first): the client's next bytes then start a new request."""
+
+    __slots__ = ("turn",)
+
+    def __init__(self, conn: _Connection) -> None:  # _Side's, inlined: one per connection
+        self.conn = conn
+        self.out = None  # set once the backend is connected
+        self.eof = False
+        self.turn = True
+
+    def data_received(self, data: bytes) -> None:
+        if self.turn:
+            self.turn = False
+            self.conn.new_turn(data)
+        out = self.out
+        if out is not None:
+            out.write(data)
+        else:
+            self.conn.early_data(data)
+
+
+class _BackendSide(_Side):
+    """The backend's socket: `out`, the client's transport, is set before it connects."""
+
+    __slots__ = ()
+
+    other: _ClientSide
+    out: asyncio.Transport
+
+    def data_received(self, data: bytes) -> None:
+        # The backend has answered: the client's next bytes start a new request.
+        self.other.turn = True
+        self.out.write(data)
+
+
 class _Connection:
     """A client connection and its backend connection (the one being made, then the one made)."""
 
-    __slots__ = ("backend", "client", "closed", "early", "early_size", "key", "listener", "loop",
-                 "task", "timed_out")
+    __slots__ = ("backend", "client", "closed", "early", "early_size", "http", "key", "listener",
+                 "loop", "task", "timed_out")
 
     def __init__(self, listener: Listener, loop: asyncio.AbstractEventLoop) -> None:
         self.listener = listener
         self.loop = loop
-        self.client = _Side(self)
-        self.backend: _Side | None = None
+        self.client = _ClientSide(self)
+        self.backend: _BackendSide | None = None
         self.key: str | None = None  # the endpoint this connection is counted against
         self.task: asyncio.Task[None] | None = None
         self.early: list[bytes] = []
         self.early_size = 0  # bytes in `early`
         self.closed = False
         self.timed_out = False
+        self.http: bool | None = None  # speaks HTTP/1? None until the client's first bytes
 
     def connection_made(self, side: _Side) -> None:
         if side is not self.client:
@@ -230,6 +279,17 @@ class _Connection:
             return
         listener.connections.add(self)
         self.task = self.loop.create_task(self._connect())
+
+    def new_turn(self, data: bytes) -> None:
+        """The client sends again after the backend answered (or for the first time)."""
+        http = self.http
+        if http is None:  # its first bytes: the connection itself counts the first request
+            self.http = data.startswith(HTTP_METHODS)
+        elif http:
+            key = self.key
+            if key is not None:
+                requests = self.listener.requests
+                requests[key] = requests.get(key, 0) + 1
 
     def early_data(self, data: bytes) -> None:
         self.early.append(data)
@@ -248,7 +308,7 @@ class _Connection:
                 return
             self.key = key = endpoint.key
             listener.active[key] = listener.active.get(key, 0) + 1
-            self.backend = backend = _Side(self)
+            self.backend = backend = _BackendSide(self)
             backend.other = client
             backend.out = client.transport
             client.other = backend  # the backend may write (and fill the client's buffer) at once
@@ -269,6 +329,8 @@ class _Connection:
                 timer.cancel()
             self._release()
             failed.add(key)
+        requests = listener.requests
+        requests[key] = requests.get(key, 0) + 1
         if self.closed:  # the client went away, or the listener was stopped, meanwhile
             return  # and close() closed the backend too
         client.out = out = backend.transport
@@ -323,6 +385,7 @@ class Listener:
         self.proxy_protocol = proxy_protocol
         self.endpoints: tuple[Endpoint, ...] = ()
         self.active: dict[str, int] = {}  # endpoint key -> connections (connecting or open)
+        self.requests: dict[str, int] = {}  # endpoint key -> requests forwarded, only grows
         self.connections: set[_Connection] = set()
         self._port = port
         self._server: asyncio.AbstractServer | None = None
@@ -405,6 +468,8 @@ class Mesh:
         self._sockets = sockets
         self._listeners: dict[int, Listener] = {}
         self._draining: list[Listener] = []  # stopped, with connections still open
+        # Requests through listeners gone (drained or closed): port -> endpoint key -> count.
+        self._retired: dict[int, dict[str, int]] = {}
         self._lock = asyncio.Lock()
 
     async def apply(self, wanted: Mapping[int, ListenerSpec]) -> list[str]:
@@ -415,6 +480,9 @@ class Mesh:
                 listener = self._listeners.pop(port)
                 await listener.stop()
                 self._draining.append(listener)
+            for listener in self._draining:
+                if not listener.connections:
+                    self._retire(listener)
             self._draining = [d for d in self._draining if d.connections]
             for port, spec in sorted(wanted.items()):
                 error = await self._apply_one(port, spec)
@@ -456,6 +524,23 @@ class Mesh:
                     per_key[key] = per_key.get(key, 0) + n
         return counts
 
+    def requests(self) -> dict[int, dict[str, int]]:
+        """Published port -> endpoint key -> requests forwarded since the mesh was made, every
+        current endpoint listed, ports and endpoints no longer served included (counters: they
+        never decrease)."""
+        counts = {port: dict(per_key) for port, per_key in self._retired.items()}
+        for listener in [*self._listeners.values(), *self._draining]:
+            _add(counts.setdefault(listener.port, {}), listener.requests)
+        for listener in self._listeners.values():
+            per_key = counts[listener.port]
+            for endpoint in listener.endpoints:
+                per_key.setdefault(endpoint.key, 0)
+        return counts
+
+    def _retire(self, listener: Listener) -> None:
+        """Keeps the counts of a listener that is dropped."""
+        _add(self._retired.setdefault(listener.port, {}), listener.requests)
+
     async def close(self) -> None:
         """Stops every listener and aborts their connections; idempotent."""
         async with self._lock:
@@ -463,12 +548,18 @@ class Mesh:
             self._listeners, self._draining = {}, []
             for listener in listeners:
                 await listener.stop(close_connections=True)
+                self._retire(listener)
 
     async def __aenter__(self) -> Mesh:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def _add(total: dict[str, int], counts: Mapping[str, int]) -> None:
+    for key, n in counts.items():
+        total[key] = total.get(key, 0) + n
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

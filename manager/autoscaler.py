@@ -9,7 +9,8 @@ and autoscale_status (the orchestrator and the scheduler do the rest, as for `po
 
 Figures are missing when a ready replica has none yet or its node's reports stopped, and, for
 the mesh's figures, when any node that is not down stopped reporting (its share of the traffic
-is unknown), or when a down node still holds one of the service's tasks. Missing figures add
+is unknown) or its mesh counts nothing (the kernel data path), or when a down node still holds
+one of the service's tasks. Missing figures add
 nothing when scaling up and hold every scale-down; so do replicas that are not ready yet, tasks
 the scheduler could not place, and an update in progress (a rolling update moves tasks; the
 count stays the autoscaler's, and the updater reads it as it goes). New tasks that stay pending
@@ -96,6 +97,8 @@ class Autoscaler:
         nodes = {n.id: n for n in view.nodes()}
         silent = [n.description.name or n.id for n in nodes.values()
                   if n.status.state != DOWN and self._silent(n.id, now)]
+        uncounted = [n.description.name or n.id for n in nodes.values()
+                     if n.status.state != DOWN and not self._load.mesh_counted(n.id)]
         rates, connections = self._load.request_rates(), self._load.connections()
         services = [s for s in view.services() if rules.enabled(s.spec)]
         for gone in self._watched.keys() - {s.id for s in services}:
@@ -104,7 +107,8 @@ class Autoscaler:
             watched = self._watched.setdefault(service.id, _Watched(Stabilizer(now)))
             settings = rules.settings(service.spec.autoscale)
             current = int(service.spec.replicas)
-            inputs = self._inputs(view, service, nodes, silent, rates, connections, now)
+            inputs = self._inputs(view, service, nodes, silent + uncounted, rates, connections,
+                                  now)
             rec = recommend(settings, current, inputs.ready, inputs.figures)
             decision = watched.stabilizer.decide(
                 now, settings, current, rec,

@@ -48,10 +48,15 @@ class LoadBook:
         # Node id -> its last reports' (agent time, task id -> requests counter), newest last.
         self._requests: dict[str, deque[tuple[float, dict[str, int]]]] = {}
         self._reported: dict[str, float] = {}  # node id -> manager clock at its last report
+        self._uncounted: set[str] = set()  # nodes whose mesh counts no traffic (kernel path)
 
     def record(self, node_id: str, report: dispatcher.LoadReport) -> None:
         when = report.time.ToNanoseconds() / 1e9
         self._reported[node_id] = self._clock()
+        if report.mesh_uncounted:
+            self._uncounted.add(node_id)
+        else:
+            self._uncounted.discard(node_id)
         self._connections[node_id] = dict(report.connections)
         counters = self._requests.setdefault(node_id, deque(maxlen=16))
         if counters and when <= counters[-1][0]:
@@ -109,6 +114,10 @@ class LoadBook:
         """The manager's clock (time.monotonic unless given) at the node's last report."""
         return self._reported.get(node_id)
 
+    def mesh_counted(self, node_id: str) -> bool:
+        """Whether the node's mesh counts requests and connections (the kernel path does not)."""
+        return node_id not in self._uncounted
+
     def task_load(self, task_id: str) -> dispatcher.TaskLoad | None:
         series = self._tasks.get(task_id)
         return series.latest if series is not None else None
@@ -146,6 +155,7 @@ class LoadBook:
         self._connections.pop(node_id, None)
         self._requests.pop(node_id, None)
         self._reported.pop(node_id, None)
+        self._uncounted.discard(node_id)
         for task_id in [k for k, s in self._tasks.items() if s.node_id == node_id]:
             del self._tasks[task_id]
 

@@ -22,7 +22,8 @@ class Backend:
     """A test server on 127.0.0.1. Modes: "name" answers each line with its name; "echo" echoes
     and, on EOF, sends b"bye" and closes; "greet" sends b"hello", half-closes and records what
     it receives until EOF; "sink" reads nothing until `release` is set, then records all;
-    "slam" closes each connection at once."""
+    "slam" closes each connection at once; "http" answers each HTTP/1.1 request (headers only)
+    with `200 OK` and its name as the body, keeping the connection open."""
 
     def __init__(self, name: str, mode: str = "name") -> None:
         self.name, self.mode = name, mode
@@ -63,6 +64,12 @@ class Backend:
                 writer.write(b"hello")
                 writer.write_eof()
                 self.received.append(await reader.read())
+            elif self.mode == "http":
+                while head := await reader.readuntil(b"\r\n\r\n"):
+                    self.received.append(head)
+                    body = self.name.encode()
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                                 % (len(body), body))
             elif self.mode == "slam":
                 pass
             elif self.mode == "sink":
@@ -92,6 +99,13 @@ class Client:
         """Which backend answers a line ("" when the proxy closed the connection)."""
         self.writer.write(b"?\n")
         return (await self.reader.readline()).decode().strip()
+
+    async def get(self, path: str = "/") -> str:
+        """One HTTP/1.1 request on this connection, kept alive: the body of the answer."""
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        return (await self.reader.readexactly(length)).decode()
 
     async def close(self) -> None:
         self.writer.close()

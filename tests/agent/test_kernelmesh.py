@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from podium.agent.kernelmesh import MASQ_MARK, count_connections, render
+from podium.agent.kernelmesh import MASQ_MARK, KernelMesh, count_connections, render
 from podium.agent.meshspec import Endpoint, ListenerSpec
 
 
@@ -99,6 +99,12 @@ def test_conntrack_counts_per_port_and_endpoint() -> None:
     ])
     wanted = {8080: spec(("t1", "10.0.0.1", 30001), ("t2", "10.0.0.2", 30002)), 9090: spec()}
     assert count_connections(wanted, table) == {8080: {"t1": 2, "t2": 0}, 9090: {}}
+
+
+def test_requests_are_not_counted_so_they_read_as_missing() -> None:
+    """The kernel path counts no requests: no key at all (the manager's "missing"), never a 0
+    that would read as an idle replica."""
+    assert KernelMesh().requests() == {}
 
 
 # -- the rules at work (root, nft, network namespaces) -------------------------------------------

@@ -107,6 +107,30 @@ async def test_a_killed_worker_is_replaced_while_the_other_serves() -> None:
         assert alive(survivor)
 
 
+async def test_request_counts_add_up_over_workers_and_survive_a_restart() -> None:
+    """A worker started again counts from 0: the pool keeps what the dead one counted."""
+    port = free_port()
+    async with Backend("a") as a, MeshPool(workers=2, host=HOST) as pool:
+        assert await pool.apply({port: ListenerSpec((a.endpoint,))}) == []
+        victim, survivor = pool.pids()
+        for pid in (victim, victim, victim, survivor):
+            assert await served_by_only(pool, pid, port) == "a"
+        index = pool.pids().index(victim)
+        await eventually_async(lambda: pool._workers[index].requests == {port: {"a": 3}},
+                               what="the victim's 3 requests reported")
+        await eventually_async(lambda: pool.requests() == {port: {"a": 4}}, what="4 counted")
+        os.kill(victim, signal.SIGKILL)
+        await eventually_async(lambda: len(set(pool.pids()) - {victim, survivor}) == 1, timeout=10,
+                               what="a new worker started")
+        new = pool.pids()[index]
+        await eventually_async(lambda: pool._workers[index].stats == {port: {"a": 0}},
+                               what="the new worker listening")
+        assert pool.requests() == {port: {"a": 4}}
+        assert await served_by_only(pool, new, port) == "a"
+        await eventually_async(lambda: pool.requests() == {port: {"a": 5}}, what="5 counted")
+    assert pool.requests() == {port: {"a": 5}}  # kept after close
+
+
 async def test_a_stuck_worker_is_killed_and_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(meshpool, "APPLY_TIMEOUT", 0.5)
     port = free_port()

@@ -375,3 +375,59 @@ def test_mesh_applies_ports_and_reports_the_one_in_use(run: Run) -> None:
                     await ask(p1)
 
     run(main)
+
+
+def test_requests_count_connections_and_outlive_endpoints_and_listeners(run: Run) -> None:
+    """Every forwarded connection counts one request for its endpoint, whatever it speaks; the
+    counts never decrease: not when an endpoint is removed, nor when its port or the mesh stops."""
+    async def main() -> None:
+        p1, p2 = free_port(), free_port()
+        async with Backend("a") as a, Backend("b") as b, Mesh(host=HOST) as mesh:
+            assert mesh.requests() == {}
+            assert await mesh.apply({p1: ListenerSpec((a.endpoint,)),
+                                     p2: ListenerSpec((b.endpoint,))}) == []
+            assert mesh.requests() == {p1: {"a": 0}, p2: {"b": 0}}  # listed before they count
+            assert [await ask(p1) for _ in range(3)] == ["a"] * 3
+            held = await Client.connect(p2)
+            assert [await held.ask() for _ in range(4)] == ["b"] * 4  # not HTTP: one request
+            assert mesh.requests() == {p1: {"a": 3}, p2: {"b": 1}}
+            # a is no longer p1's endpoint, and p2 is no longer published (its connection drains)
+            assert await mesh.apply({p1: ListenerSpec((b.endpoint,))}) == []
+            assert await ask(p1) == "b"
+            assert await held.ask() == "b"
+            assert mesh.requests() == {p1: {"a": 3, "b": 1}, p2: {"b": 1}}
+            await held.close()
+            await eventually_async(lambda: mesh.stats() == {p1: {"b": 0}}, what="p2 drained")
+            assert await mesh.apply({p1: ListenerSpec((b.endpoint,))}) == []  # p2 dropped
+            assert mesh.requests() == {p1: {"a": 3, "b": 1}, p2: {"b": 1}}
+            assert await mesh.apply({p2: ListenerSpec((a.endpoint,))}) == []  # p2 again
+            assert mesh.requests() == {p1: {"a": 3, "b": 1}, p2: {"a": 0, "b": 1}}
+            assert await ask(p2) == "a"
+            assert mesh.requests() == {p1: {"a": 3, "b": 1}, p2: {"a": 1, "b": 1}}
+            await mesh.close()
+            assert mesh.requests() == {p1: {"a": 3, "b": 1}, p2: {"a": 1, "b": 1}}
+
+    run(main)
+
+
+def test_requests_count_each_http_request_on_a_kept_alive_connection(run: Run) -> None:
+    async def main() -> None:
+        async with (Backend("a", "http") as a, Backend("b", "http") as b,
+                    Listener(port=0, host=HOST, balance="round-robin") as listener):
+            listener.set_endpoints([a.endpoint, b.endpoint])
+            first = await Client.connect(listener.port)
+            second = await Client.connect(listener.port)
+            assert [await first.get(f"/{i}") for i in range(5)] == ["a"] * 5
+            assert [await second.get() for _ in range(2)] == ["b"] * 2
+            assert listener.requests == {"a": 5, "b": 2}
+            listener.set_endpoints([b.endpoint])  # a's connection drains, and still counts
+            assert await first.get() == "a"
+            assert listener.requests == {"a": 6, "b": 2}
+            await listener.stop()
+            assert await second.get() == "b"
+            assert listener.requests == {"a": 6, "b": 3}
+            assert len(a.received) == 6  # each request reached the backend once
+            for client in (first, second):
+                await client.close()
+
+    run(main)

@@ -39,6 +39,7 @@ class Cluster:
         self.updater = Updater(store=self.store)
         self.nodes = list(nodes)
         self.silent: set[str] = set()  # nodes whose agents stopped reporting
+        self.uncounted: set[str] = set()  # nodes whose mesh counts nothing (the kernel path)
         self.cpu = 0.0  # offered load: cores in all
         self.rps = 0.0  # offered requests per second in all
         self.ready_delay = 0.0  # seconds a new task takes to become ready
@@ -121,7 +122,7 @@ class Cluster:
         for node in self.nodes:
             if node in self.silent:
                 continue
-            report = dispatcher.LoadReport(summary=True)
+            report = dispatcher.LoadReport(summary=True, mesh_uncounted=node in self.uncounted)
             report.time.FromNanoseconds(int(self.now * 1e9))
             for task in ready:
                 if task.node_id != node:
@@ -208,6 +209,18 @@ def test_scale_down_is_held_while_a_node_is_silent_but_scale_up_goes_on(
     cluster.silent.clear()
     cluster.rps = 200
     cluster.second(40)
+    assert cluster.count == 2
+
+
+def test_a_mesh_that_counts_nothing_holds_scale_down_on_request_targets(
+        cluster: Cluster) -> None:
+    cluster.create(replicas=6, requests_per_second=100)
+    cluster.uncounted.add("n1")
+    cluster.rps = 100
+    cluster.second(60)
+    assert cluster.count == 6 and "no figures from node n1" in _fill(cluster).holding
+    cluster.uncounted.clear()
+    cluster.second(35)
     assert cluster.count == 2
 
 

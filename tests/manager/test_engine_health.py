@@ -144,6 +144,9 @@ class HangingMesh:
     def stats(self) -> dict[int, dict[str, int]]:
         return {}
 
+    def requests(self) -> dict[int, dict[str, int]]:
+        return {}
+
     async def close(self) -> None:
         pass
 

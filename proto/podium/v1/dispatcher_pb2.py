@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from podium.v1 import objects_pb2 as podium_dot_v1_dot_objects__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apodium/v1/dispatcher.proto\x12\tpodium.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17podium/v1/objects.proto\"\xe6\x01\n\x0c\x41gentMessage\x12\'\n\x08register\x18\x01 \x01(\x0b\x32\x13.podium.v1.RegisterH\x00\x12)\n\theartbeat\x18\x02 \x01(\x0b\x32\x14.podium.v1.HeartbeatH\x00\x12)\n\x06status\x18\x03 \x01(\x0b\x32\x17.podium.v1.StatusReportH\x00\x12%\n\x04load\x18\x04 \x01(\x0b\x32\x15.podium.v1.LoadReportH\x00\x12%\n\x07leaving\x18\x06 \x01(\x0b\x32\x12.podium.v1.LeavingH\x00\x42\t\n\x07message\"-\n\x07Leaving\x12\x12\n\nrestarting\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"Z\n\x08TaskLoad\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tcpu_cores\x18\x02 \x01(\x01\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x04\x12\x14\n\x0cmemory_share\x18\x04 \x01(\x01\"\x86\x01\n\x08NodeLoad\x12\x16\n\x0e\x63pu_cores_used\x18\x01 \x01(\x01\x12\x17\n\x0f\x63pu_cores_total\x18\x02 \x01(\x01\x12\x19\n\x11memory_used_bytes\x18\x03 \x01(\x04\x12\x1a\n\x12memory_total_bytes\x18\x04 \x01(\x04\x12\x12\n\ntask_count\x18\x05 \x01(\r\"\xe7\x02\n\nLoadReport\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x04node\x18\x02 \x01(\x0b\x32\x13.podium.v1.NodeLoad\x12\"\n\x05tasks\x18\x03 \x03(\x0b\x32\x13.podium.v1.TaskLoad\x12\x0f\n\x07summary\x18\x04 \x01(\x08\x12;\n\x0b\x63onnections\x18\x05 \x03(\x0b\x32&.podium.v1.LoadReport.ConnectionsEntry\x12\x35\n\x08requests\x18\x06 \x03(\x0b\x32#.podium.v1.LoadReport.RequestsEntry\x1a\x32\n\x10\x43onnectionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\x1a/\n\rRequestsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"L\n\x08Register\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12/\n\x0b\x64\x65scription\x18\x02 \x01(\x0b\x32\x1a.podium.v1.NodeDescription\">\n\tHeartbeat\x12\x1b\n\x13\x65ngine_unresponsive\x18\x01 \x01(\x08\x12\x14\n\x0c\x65ngine_error\x18\x02 \x01(\t\"\x81\x01\n\x0cStatusReport\x12/\n\x07updates\x18\x01 \x03(\x0b\x32\x1e.podium.v1.StatusReport.Update\x1a@\n\x06Update\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12%\n\x06status\x18\x02 \x01(\x0b\x32\x15.podium.v1.TaskStatus\"\xa0\x01\n\x0eManagerMessage\x12)\n\x07session\x18\x01 \x01(\x0b\x32\x16.podium.v1.SessionInfoH\x00\x12-\n\x0b\x61ssignments\x18\x02 \x01(\x0b\x32\x16.podium.v1.AssignmentsH\x00\x12)\n\tendpoints\x18\x03 \x01(\x0b\x32\x14.podium.v1.EndpointsH\x00\x42\t\n\x07message\"a\n\x08\x45ndpoint\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x03 \x01(\t\x12%\n\x05ports\x18\x04 \x03(\x0b\x32\x16.podium.v1.PortBinding\"\xaf\x01\n\x10ServiceEndpoints\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x14\n\x0cservice_name\x18\x02 \x01(\t\x12$\n\x05ports\x18\x03 \x03(\x0b\x32\x15.podium.v1.PortConfig\x12#\n\x07routing\x18\x04 \x01(\x0b\x32\x12.podium.v1.Routing\x12&\n\tendpoints\x18\x05 \x03(\x0b\x32\x13.podium.v1.Endpoint\"]\n\tEndpoints\x12\x10\n\x08\x63omplete\x18\x01 \x01(\x08\x12-\n\x08services\x18\x02 \x03(\x0b\x32\x1b.podium.v1.ServiceEndpoints\x12\x0f\n\x07removed\x18\x03 \x03(\t\"\xb5\x01\n\x0bSessionInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x33\n\x10heartbeat_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bload_period\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rrestart_grace\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x9a\x01\n\x0b\x41ssignments\x12)\n\x04type\x18\x01 \x01(\x0e\x32\x1b.podium.v1.Assignments.Type\x12\x1e\n\x05tasks\x18\x02 \x03(\x0b\x32\x0f.podium.v1.Task\x12\x0f\n\x07removed\x18\x03 \x03(\t\"/\n\x04Type\x12\x11\n\rTYPE_COMPLETE\x10\x00\x12\x14\n\x10TYPE_INCREMENTAL\x10\x01\x32O\n\nDispatcher\x12\x41\n\x07Session\x12\x17.podium.v1.AgentMessage\x1a\x19.podium.v1.ManagerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apodium/v1/dispatcher.proto\x12\tpodium.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17podium/v1/objects.proto\"\xe6\x01\n\x0c\x41gentMessage\x12\'\n\x08register\x18\x01 \x01(\x0b\x32\x13.podium.v1.RegisterH\x00\x12)\n\theartbeat\x18\x02 \x01(\x0b\x32\x14.podium.v1.HeartbeatH\x00\x12)\n\x06status\x18\x03 \x01(\x0b\x32\x17.podium.v1.StatusReportH\x00\x12%\n\x04load\x18\x04 \x01(\x0b\x32\x15.podium.v1.LoadReportH\x00\x12%\n\x07leaving\x18\x06 \x01(\x0b\x32\x12.podium.v1.LeavingH\x00\x42\t\n\x07message\"-\n\x07Leaving\x12\x12\n\nrestarting\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"Z\n\x08TaskLoad\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tcpu_cores\x18\x02 \x01(\x01\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x04\x12\x14\n\x0cmemory_share\x18\x04 \x01(\x01\"\x86\x01\n\x08NodeLoad\x12\x16\n\x0e\x63pu_cores_used\x18\x01 \x01(\x01\x12\x17\n\x0f\x63pu_cores_total\x18\x02 \x01(\x01\x12\x19\n\x11memory_used_bytes\x18\x03 \x01(\x04\x12\x1a\n\x12memory_total_bytes\x18\x04 \x01(\x04\x12\x12\n\ntask_count\x18\x05 \x01(\r\"\xff\x02\n\nLoadReport\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x04node\x18\x02 \x01(\x0b\x32\x13.podium.v1.NodeLoad\x12\"\n\x05tasks\x18\x03 \x03(\x0b\x32\x13.podium.v1.TaskLoad\x12\x0f\n\x07summary\x18\x04 \x01(\x08\x12;\n\x0b\x63onnections\x18\x05 \x03(\x0b\x32&.podium.v1.LoadReport.ConnectionsEntry\x12\x35\n\x08requests\x18\x06 \x03(\x0b\x32#.podium.v1.LoadReport.RequestsEntry\x12\x16\n\x0emesh_uncounted\x18\x07 \x01(\x08\x1a\x32\n\x10\x43onnectionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\x1a/\n\rRequestsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"L\n\x08Register\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12/\n\x0b\x64\x65scription\x18\x02 \x01(\x0b\x32\x1a.podium.v1.NodeDescription\">\n\tHeartbeat\x12\x1b\n\x13\x65ngine_unresponsive\x18\x01 \x01(\x08\x12\x14\n\x0c\x65ngine_error\x18\x02 \x01(\t\"\x81\x01\n\x0cStatusReport\x12/\n\x07updates\x18\x01 \x03(\x0b\x32\x1e.podium.v1.StatusReport.Update\x1a@\n\x06Update\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12%\n\x06status\x18\x02 \x01(\x0b\x32\x15.podium.v1.TaskStatus\"\xa0\x01\n\x0eManagerMessage\x12)\n\x07session\x18\x01 \x01(\x0b\x32\x16.podium.v1.SessionInfoH\x00\x12-\n\x0b\x61ssignments\x18\x02 \x01(\x0b\x32\x16.podium.v1.AssignmentsH\x00\x12)\n\tendpoints\x18\x03 \x01(\x0b\x32\x14.podium.v1.EndpointsH\x00\x42\t\n\x07message\"a\n\x08\x45ndpoint\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x03 \x01(\t\x12%\n\x05ports\x18\x04 \x03(\x0b\x32\x16.podium.v1.PortBinding\"\xaf\x01\n\x10ServiceEndpoints\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x14\n\x0cservice_name\x18\x02 \x01(\t\x12$\n\x05ports\x18\x03 \x03(\x0b\x32\x15.podium.v1.PortConfig\x12#\n\x07routing\x18\x04 \x01(\x0b\x32\x12.podium.v1.Routing\x12&\n\tendpoints\x18\x05 \x03(\x0b\x32\x13.podium.v1.Endpoint\"]\n\tEndpoints\x12\x10\n\x08\x63omplete\x18\x01 \x01(\x08\x12-\n\x08services\x18\x02 \x03(\x0b\x32\x1b.podium.v1.ServiceEndpoints\x12\x0f\n\x07removed\x18\x03 \x03(\t\"\xb5\x01\n\x0bSessionInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x33\n\x10heartbeat_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bload_period\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rrestart_grace\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x9a\x01\n\x0b\x41ssignments\x12)\n\x04type\x18\x01 \x01(\x0e\x32\x1b.podium.v1.Assignments.Type\x12\x1e\n\x05tasks\x18\x02 \x03(\x0b\x32\x0f.podium.v1.Task\x12\x0f\n\x07removed\x18\x03 \x03(\t\"/\n\x04Type\x12\x11\n\rTYPE_COMPLETE\x10\x00\x12\x14\n\x10TYPE_INCREMENTAL\x10\x01\x32O\n\nDispatcher\x12\x41\n\x07Session\x12\x17.podium.v1.AgentMessage\x1a\x19.podium.v1.ManagerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,33 +47,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODELOAD']._serialized_start=504
   _globals['_NODELOAD']._serialized_end=638
   _globals['_LOADREPORT']._serialized_start=641
-  _globals['_LOADREPORT']._serialized_end=1000
-  _globals['_LOADREPORT_CONNECTIONSENTRY']._serialized_start=901
-  _globals['_LOADREPORT_CONNECTIONSENTRY']._serialized_end=951
-  _globals['_LOADREPORT_REQUESTSENTRY']._serialized_start=953
-  _globals['_LOADREPORT_REQUESTSENTRY']._serialized_end=1000
-  _globals['_REGISTER']._serialized_start=1002
-  _globals['_REGISTER']._serialized_end=1078
-  _globals['_HEARTBEAT']._serialized_start=1080
-  _globals['_HEARTBEAT']._serialized_end=1142
-  _globals['_STATUSREPORT']._serialized_start=1145
-  _globals['_STATUSREPORT']._serialized_end=1274
-  _globals['_STATUSREPORT_UPDATE']._serialized_start=1210
-  _globals['_STATUSREPORT_UPDATE']._serialized_end=1274
-  _globals['_MANAGERMESSAGE']._serialized_start=1277
-  _globals['_MANAGERMESSAGE']._serialized_end=1437
-  _globals['_ENDPOINT']._serialized_start=1439
-  _globals['_ENDPOINT']._serialized_end=1536
-  _globals['_SERVICEENDPOINTS']._serialized_start=1539
-  _globals['_SERVICEENDPOINTS']._serialized_end=1714
-  _globals['_ENDPOINTS']._serialized_start=1716
-  _globals['_ENDPOINTS']._serialized_end=1809
-  _globals['_SESSIONINFO']._serialized_start=1812
-  _globals['_SESSIONINFO']._serialized_end=1993
-  _globals['_ASSIGNMENTS']._serialized_start=1996
-  _globals['_ASSIGNMENTS']._serialized_end=2150
-  _globals['_ASSIGNMENTS_TYPE']._serialized_start=2103
-  _globals['_ASSIGNMENTS_TYPE']._serialized_end=2150
-  _globals['_DISPATCHER']._serialized_start=2152
-  _globals['_DISPATCHER']._serialized_end=2231
+  _globals['_LOADREPORT']._serialized_end=1024
+  _globals['_LOADREPORT_CONNECTIONSENTRY']._serialized_start=925
+  _globals['_LOADREPORT_CONNECTIONSENTRY']._serialized_end=975
+  _globals['_LOADREPORT_REQUESTSENTRY']._serialized_start=977
+  _globals['_LOADREPORT_REQUESTSENTRY']._serialized_end=1024
+  _globals['_REGISTER']._serialized_start=1026
+  _globals['_REGISTER']._serialized_end=1102
+  _globals['_HEARTBEAT']._serialized_start=1104
+  _globals['_HEARTBEAT']._serialized_end=1166
+  _globals['_STATUSREPORT']._serialized_start=1169
+  _globals['_STATUSREPORT']._serialized_end=1298
+  _globals['_STATUSREPORT_UPDATE']._serialized_start=1234
+  _globals['_STATUSREPORT_UPDATE']._serialized_end=1298
+  _globals['_MANAGERMESSAGE']._serialized_start=1301
+  _globals['_MANAGERMESSAGE']._serialized_end=1461
+  _globals['_ENDPOINT']._serialized_start=1463
+  _globals['_ENDPOINT']._serialized_end=1560
+  _globals['_SERVICEENDPOINTS']._serialized_start=1563
+  _globals['_SERVICEENDPOINTS']._serialized_end=1738
+  _globals['_ENDPOINTS']._serialized_start=1740
+  _globals['_ENDPOINTS']._serialized_end=1833
+  _globals['_SESSIONINFO']._serialized_start=1836
+  _globals['_SESSIONINFO']._serialized_end=2017
+  _globals['_ASSIGNMENTS']._serialized_start=2020
+  _globals['_ASSIGNMENTS']._serialized_end=2174
+  _globals['_ASSIGNMENTS_TYPE']._serialized_start=2127
+  _globals['_ASSIGNMENTS_TYPE']._serialized_end=2174
+  _globals['_DISPATCHER']._serialized_start=2176
+  _globals['_DISPATCHER']._serialized_end=2255
 # @@protoc_insertion_point(module_scope)

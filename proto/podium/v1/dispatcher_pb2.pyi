@@ -61,7 +61,7 @@ class NodeLoad(_message.Message):
     def __init__(self, cpu_cores_used: _Optional[float] = ..., cpu_cores_total: _Optional[float] = ..., memory_used_bytes: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., task_count: _Optional[int] = ...) -> None: ...
 
 class LoadReport(_message.Message):
-    __slots__ = ("time", "node", "tasks", "summary", "connections", "requests")
+    __slots__ = ("time", "node", "tasks", "summary", "connections", "requests", "mesh_uncounted")
     class ConnectionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -82,13 +82,15 @@ class LoadReport(_message.Message):
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    MESH_UNCOUNTED_FIELD_NUMBER: _ClassVar[int]
     time: _timestamp_pb2.Timestamp
     node: NodeLoad
     tasks: _containers.RepeatedCompositeFieldContainer[TaskLoad]
     summary: bool
     connections: _containers.ScalarMap[str, int]
     requests: _containers.ScalarMap[str, int]
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node: _Optional[_Union[NodeLoad, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[TaskLoad, _Mapping]]] = ..., summary: _Optional[bool] = ..., connections: _Optional[_Mapping[str, int]] = ..., requests: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    mesh_uncounted: bool
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node: _Optional[_Union[NodeLoad, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[TaskLoad, _Mapping]]] = ..., summary: _Optional[bool] = ..., connections: _Optional[_Mapping[str, int]] = ..., requests: _Optional[_Mapping[str, int]] = ..., mesh_uncounted: _Optional[bool] = ...) -> None: ...
 
 class Register(_message.Message):
     __slots__ = ("node_id", "description")
