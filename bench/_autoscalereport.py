@@ -21,7 +21,8 @@ Figures per scenario (JSON names `<scenario>_<figure>_<unit>`, the HPA model's `
 - failed_requests_count of requests_count, throughout the scenario.
 - steady_of_target_ratio: the average per ready replica in the steady phase over the target;
   steady_demand_in_targets_ratio: the steady total over the target (ceil() of it: the count);
-  steady_noise_ratio: the standard deviation of the per-second total there over its mean.
+  steady_noise_ratio: the standard deviation of the per-second total there over its mean;
+  steady_cpu_per_request_range_ms: the lowest and highest cpu a request cost over 30 s there.
 The HPA model (bench/_hpa.py) runs on the same demand for every scrape and sync phase and both
 rate windows (30 s, 60 s); its figures are the median over those runs, with the range.
 
@@ -193,6 +194,13 @@ def podium_figures(trace: Trace) -> dict[str, Any]:
     # The demand in targets: ceil() of it is the count the formula asks for; near a whole number
     # the noise moves it from one count to the next.
     f["steady_demand_in_targets_ratio"] = round(mean / trace.target, 2) if totals else None
+    # The cpu one request cost, per 30 s of the steady phase: the machine's speed drifts, and with
+    # it a cpu target's demand under a steady request rate.
+    costs = [statistics.median(chunk) / trace.high_rate
+             for a in range(int(trace.steady_from), int(trace.step_down), 30)
+             if (chunk := [x.cpu_cores for x in steady if a <= x.t < a + 30])]
+    f["steady_cpu_per_request_range_ms"] = ([round(min(costs) * 1000, 2),
+                                              round(max(costs) * 1000, 2)] if costs else None)
     f["failed_requests_count"] = trace.failed
     f["requests_count"] = trace.requests
     f["count_over_time_text"] = count_text(trace.decisions, trace.samples[0].replicas
@@ -380,8 +388,8 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.0f}%"
 
 
-def _range(r: Sequence[float] | None, unit: str = " s") -> str:
-    return "" if not r else f" ({r[0]:.0f}-{r[1]:.0f}{unit})"
+def _range(r: Sequence[float] | None, unit: str = " s", digits: int = 0) -> str:
+    return "" if not r else f" ({r[0]:.{digits}f}-{r[1]:.{digits}f}{unit})"
 
 
 def table(trace: Trace, f: dict[str, Any]) -> str:
@@ -425,7 +433,8 @@ def table(trace: Trace, f: dict[str, Any]) -> str:
             f"{f[f'{k}_requests_count']}", "0", g["failed"], ""),
         f"  steady phase: average {_pct(f[f'{k}_steady_of_target_ratio'])} of the target, "
         f"demand {_num(f[f'{k}_steady_demand_in_targets_ratio'])} targets, per-second total "
-        f"+-{_pct(f[f'{k}_steady_noise_ratio'])} (standard deviation)",
+        f"+-{_pct(f[f'{k}_steady_noise_ratio'])} (standard deviation), cpu per request "
+        f"{_range(f[f'{k}_steady_cpu_per_request_range_ms'], ' ms', 1)[2:-1]} (per 30 s)",
         f"  count over time: {f[f'{k}_count_over_time_text']}",
         f"  hpa count over time (median phase): {f[f'hpa_{k}_count_over_time_text']}",
         "  the HPA model's load has no noise: its changes in the steady phase are its step "
@@ -446,7 +455,8 @@ def table(trace: Trace, f: dict[str, Any]) -> str:
 
 
 def chart(trace: Trace, model: _hpa.HpaRun, f: dict[str, Any]) -> _plot.Canvas:
-    """The count, ready replicas, the HPA model's count and the load over time."""
+    """The count, ready replicas, the HPA model's count, the figure scaled on (its total over the
+    target: the count the formula asks for) and the load over time."""
     end = trace.end
     # The count from the decisions (exact times), the rest from the per-second samples.
     first = trace.samples[0].replicas if trace.samples else trace.min
@@ -459,14 +469,17 @@ def chart(trace: Trace, model: _hpa.HpaRun, f: dict[str, Any]) -> _plot.Canvas:
     asked = [(0.0, trace.low_rate), (trace.step_up, trace.low_rate),
              (trace.step_up, trace.high_rate), (trace.step_down, trace.high_rate),
              (trace.step_down, trace.low_rate), (end, trace.low_rate)]
+    # The figure the manager scales on, as the count it asks for (total / target).
+    needs = [(s.t, s.total / trace.target) for s in trace.samples]
     series = [
+        _plot.Series("total/target", needs, _plot.PURPLE),
         _plot.Series("req/s asked", asked, _plot.ORANGE, axis="right"),
         _plot.Series("req/s served", load, _plot.RED, axis="right"),
         _plot.Series("hpa count", hpa, _plot.GREEN, step=True),
         _plot.Series("ready", ready, _plot.GREY, step=True),
         _plot.Series("count", count, _plot.BLUE, step=True),
     ]
-    title = f"{trace.target_name} {f[f'{trace.key}_target_text']}"
+    title = f"{trace.key} {f[f'{trace.key}_target_text']}"
     return _plot.chart(series, title=title, left_unit="replicas", right_unit="req/s",
                        marks=[(trace.step_up, "x4"), (trace.steady_from, "steady"),
                               (trace.step_down, "/4")])

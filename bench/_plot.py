@@ -35,6 +35,7 @@ RED: Color = (210, 50, 40)
 GREEN: Color = (30, 150, 60)
 GREY: Color = (120, 120, 120)
 ORANGE: Color = (230, 140, 20)
+PURPLE: Color = (170, 120, 210)
 
 # 3x5 glyphs, rows top to bottom separated by "|" ("#" = ink).
 _FONT_ROWS: dict[str, str] = {
