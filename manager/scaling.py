@@ -9,11 +9,13 @@ it). No change while the average is within 1 ± tolerance of the target; a resul
 against the average (more replicas while under the target, fewer while over it) is no change
 either. The largest count over the targets wins, within min..max.
 
-`Stabilizer` turns recommendations into decisions for one service: up at once (by at most
-max_step_up), down only to the highest count recommended over the scale-down window (by at
-most max_step_down), and never down before it has watched a whole window (so a restarted manager
-makes no burst of decisions on its first figures) or while the caller holds it (figures missing,
-replicas not ready, an update in progress). Up is held when the cluster is at capacity.
+`Stabilizer` turns recommendations into decisions for one service. Up as soon as two readings
+in a row ask for more, to the lower of the two (by at most max_step_up): a one-second spike in a
+noisy figure adds nothing, for one reading (a second) of reaction. Down only to the highest
+count recommended over the scale-down window (by at most max_step_down), never before it has
+watched a whole window (so a restarted manager makes no burst of decisions on its first
+figures), nor while the caller holds it (figures missing, replicas not ready, an update in
+progress). Up is held when the cluster is at capacity.
 """
 
 from __future__ import annotations
@@ -72,15 +74,21 @@ class Decision:
     holding: str  # why it does not move toward the recommendation now; empty when it does
 
 
+# Readings in a row that must ask for more before a scale-up.
+UP_READINGS = 2
+
+
 class Stabilizer:
     def __init__(self, started: float) -> None:
         self._started = started
         self._history: deque[tuple[float, int]] = deque()
+        self._recent: deque[int] = deque(maxlen=UP_READINGS)
 
     def decide(self, now: float, settings: Settings, current: int, rec: Recommendation, *,
                hold_up: str = "", hold_down: str = "") -> Decision:
         window = settings.scale_down_window_s
         self._history.append((now, rec.count))
+        self._recent.append(rec.count)
         while self._history and self._history[0][0] < now - window:
             self._history.popleft()
         bounded = max(settings.min, min(settings.max, current))
@@ -89,8 +97,12 @@ class Stabilizer:
         if rec.count > current:
             if hold_up:
                 return Decision(current, "", hold_up)
+            up_to = min(self._recent) if len(self._recent) == UP_READINGS else current
+            if up_to <= current:
+                return Decision(current, "", f"scale-up to {rec.count} waits for a second "
+                                             "reading")
             step = settings.max_step_up
-            return Decision(min(rec.count, current + step) if step else rec.count, rec.reason, "")
+            return Decision(min(up_to, current + step) if step else up_to, rec.reason, "")
         if rec.count == current:
             at_max = rec.wanted > settings.max
             return Decision(current, "", f"at max ({settings.max}): {rec.reason}" if at_max else "")

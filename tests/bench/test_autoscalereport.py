@@ -112,7 +112,9 @@ def test_the_replay_flaps_with_no_window_and_not_with_a_long_one() -> None:
 
 
 def test_figures_averaged_over_a_few_seconds_ride_out_a_fast_wobble() -> None:
-    trace = made_up(steady=3.2, noise=0.3, period=1)
+    # Two seconds high, two low: the manager needs two readings in a row to scale up, so a
+    # wobble of one reading alone adds nothing; this one makes it flap without a window.
+    trace = made_up(steady=3.2, noise=0.3, period=2)
     by_window = replay_figures(trace, ready_s=2.0, windows=(0.0,), averages=(1, 5))
     assert by_window["0"]["steady_changes_1s_mean_count"] > 10
     assert by_window["0"]["steady_changes_5s_mean_count"] == 0

@@ -164,6 +164,21 @@ def test_no_change_within_the_tolerance_even_when_figures_wobble(cluster: Cluste
     assert cluster.count == 4 and not cluster.changes
 
 
+def test_a_one_second_spike_adds_no_replica(cluster: Cluster) -> None:
+    cluster.create(replicas=4, cpu=0.5)
+    cluster.cpu = 2.0
+    cluster.second(40)
+    for _ in range(3):  # a stall and its catch-up: one reading at twice the load, thrice
+        cluster.cpu = 4.0
+        cluster.second()
+        cluster.cpu = 2.0
+        cluster.second(5)
+    assert cluster.count == 4 and not cluster.changes
+    cluster.cpu = 4.0  # two readings in a row: a real step
+    cluster.second(2)
+    assert cluster.count == 8
+
+
 def test_never_above_max_nor_below_min(cluster: Cluster) -> None:
     cluster.create(replicas=2, cpu=0.5)
     cluster.cpu = 50.0
