@@ -7,7 +7,10 @@ are missing, adds nothing (the HPA counts them as 0 % when scaling up; it counts
 at the target when scaling down, where Podium does not scale down at all: the caller holds
 it). No change while the average is within 1 ± tolerance of the target; a result that moves
 against the average (more replicas while under the target, fewer while over it) is no change
-either. The largest count over the targets wins, within min..max.
+either. Down goes only as far as leaves the average a tolerance under the target (desired =
+ceil(total / (target × (1 - tolerance)))): a load that wanders around the boundary between two
+counts then stays on the higher one instead of flipping between them, since going back up needs
+the average above 1 + tolerance. The largest count over the targets wins, within min..max.
 
 `Stabilizer` turns recommendations into decisions for one service. Up as soon as two readings
 in a row ask for more, to the lower of the two (by at most max_step_up): a one-second spike in a
@@ -59,7 +62,10 @@ def recommend(settings: Settings, current: int, ready: int,
         elif ratio > 1:
             wanted = max(wanted, current)
         else:
-            wanted = min(wanted, current)
+            # Down only as far as leaves the average a tolerance under the target: the reverse
+            # step then needs a swing of twice the tolerance, not a wobble around the target.
+            wanted = min(math.ceil(figure.total / (figure.target * (1 - settings.tolerance))
+                                   - 1e-9), current)
         if wanted > best or not reason:
             best, reason = wanted, describe(figure.name, average, figure.target)
     if not reason:
