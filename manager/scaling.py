@@ -8,7 +8,7 @@ at the target when scaling down, where Podium does not scale down at all: the ca
 it). No change while the average is within 1 ± tolerance of the target; a result that moves
 against the average (more replicas while under the target, fewer while over it) is no change
 either. Down goes only as far as leaves the average a tolerance under the target (desired =
-ceil(total / (target × (1 - tolerance)))): a load that wanders around the boundary between two
+ceil(total / (target * (1 - tolerance)))): a load that wanders around the boundary between two
 counts then stays on the higher one instead of flipping between them, since going back up needs
 the average above 1 + tolerance. The largest count over the targets wins, within min..max.
 
