@@ -142,6 +142,7 @@ class Autoscaler:
         unmeasured = [task_name(t) for t in ready
                       if self._load.task_load(t.id) is None or self._silent(t.node_id, now)]
         figures: list[Figure] = []
+        missing: dict[str, str] = {}  # why figures are missing, by where they come from
         for name in rules.TARGETS:
             target = getattr(policy, name)
             if target <= 0:
@@ -150,15 +151,16 @@ class Autoscaler:
                 total = sum(_share(name, t, self._load) for t in ready
                             if task_name(t) not in unmeasured)
                 figures.append(Figure(name, target, total, bool(unmeasured)))
+                if unmeasured:
+                    missing["tasks"] = f"no figures yet for {', '.join(unmeasured)}"
             else:
                 counts = rates if name == "requests_per_second" else connections
                 total = float(sum(counts.get(t.id, 0) for t in ready))
                 figures.append(Figure(name, target, total, bool(mesh_missing)))
-        if any(f.missing for f in figures):
-            where = ([f"no figures from node{'s' * (len(mesh_missing) > 1)} "
-                      f"{', '.join(mesh_missing)}"] if mesh_missing else []) + \
-                    ([f"no figures yet for {', '.join(unmeasured)}"] if unmeasured else [])
-            held.append("; ".join(where))
+                if mesh_missing:
+                    missing["mesh"] = (f"no figures from node{'s' * (len(mesh_missing) > 1)} "
+                                       f"{', '.join(mesh_missing)}")
+        held.extend(missing.values())
         starting = [task_name(t) for t in live if t not in ready and t not in pending]
         if starting:
             held.append(f"{', '.join(starting[:3])} not ready")
