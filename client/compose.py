@@ -19,8 +19,16 @@ start beside the old ones before the rest is updated (spec.canary); `x-podium-he
 how long a new task may take to become healthy before an update counts it as failed;
 `x-podium-autoscale` {min, max, cpu, memory, requests_per_second, connections, tolerance,
 scale_down_window, max_step_up, max_step_down}, the replica count following the load
-(spec.autoscale; `deploy.replicas` left out is then `min`). Any other key is an error, never
-dropped: a dropped volume or network would deploy something else than what the file says.
+(spec.autoscale; `deploy.replicas` left out is then `min`). The container options (user,
+working_dir, hostname, cap_add, cap_drop, sysctls, ulimits, stop_signal, tty, stdin_open,
+extra_hosts, dns, dns_search, dns_opt, shm_size, read_only, logging, expose, privileged,
+security_opt, group_add, pids_limit), restart, env_file, depends_on and profiles are read by
+_compose_options, which also ignores, with one warning line per key per service, the keys that
+mean nothing on a cluster (container_name, build when image is given, links, ...) and refuses
+build without image and network_mode. Any other key is an error, never dropped: a dropped volume
+or network would deploy something else than what the file says. `read_stack` returns the
+services with those warnings; a service whose `profiles` were not asked for is left out, with a
+warning.
 healthcheck, x-podium-probe, deploy.restart_policy, deploy.update_config, deploy.rollback_config
 and the last three extensions are read by _compose_checks, whose docstring has their rules; every
 spec gets both update configs, the file's fields over Podium's defaults.
@@ -35,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import pathlib
 import re
 import shlex
 from collections.abc import Iterable
@@ -52,7 +61,8 @@ from podium.rules.names import is_valid_name
 from podium.rules.routing import BALANCE
 from podium.v1 import objects
 
-__all__ = ["SpecError", "load_stack", "parse_bytes", "parse_duration"]
+__all__ = ["SpecError", "Stack", "default_stack_name", "load_stack", "parse_bytes",
+           "parse_duration", "read_stack"]
 
 
 class SpecError(ValueError):
@@ -109,9 +119,17 @@ def _show(value: object) -> str:
 
 _UPDATE_CONFIG = ("delay", "failure_action", "max_failure_ratio", "monitor", "order", "parallelism")
 _SUPPORTED = {
-    "": ("command", "deploy", "entrypoint", "environment", "healthcheck", "image", "init", "labels",
-         "ports", "stop_grace_period", "x-podium-autoscale", "x-podium-canary",
-         "x-podium-fence", "x-podium-healthy-deadline", "x-podium-probe", "x-podium-routing"),
+    "": ("cap_add", "cap_drop", "command", "depends_on", "deploy", "dns", "dns_opt", "dns_search",
+         "entrypoint", "env_file", "environment", "expose", "extra_hosts", "group_add",
+         "healthcheck", "hostname", "image", "init", "labels", "logging", "pids_limit", "ports",
+         "privileged", "profiles", "read_only", "restart", "security_opt", "shm_size",
+         "stdin_open", "stop_grace_period", "stop_signal", "sysctls", "tty", "ulimits", "user",
+         "working_dir", "x-podium-autoscale", "x-podium-canary", "x-podium-fence",
+         "x-podium-healthy-deadline", "x-podium-probe", "x-podium-routing"),
+    "logging": ("driver", "options"),
+    "ulimits.*": ("hard", "soft"),
+    "env_file[]": ("path", "required"),
+    "depends_on.*": ("condition", "required", "restart"),
     "deploy": ("labels", "mode", "placement", "replicas", "resources", "restart_policy",
                "rollback_config", "update_config"),
     "deploy.update_config": _UPDATE_CONFIG,
@@ -141,10 +159,11 @@ _DEADLINE_KEY = "x-podium-healthy-deadline"
 _AUTOSCALE_KEY = "x-podium-autoscale"
 # The extension keys Podium reads, directly under a service.
 _PODIUM_KEYS = (_PROBE_KEY, _FENCE_KEY, _ROUTING_KEY, _CANARY_KEY, _DEADLINE_KEY, _AUTOSCALE_KEY)
-_EXPLAINED = {
-    "build": "build and tag the image first (docker build -t NAME .), then set image: NAME",
-    "container_name": "Podium names each task's container itself; remove the key",
-}
+# Service keys read elsewhere than _SUPPORTED says: ignored with a warning (container_name, ...,
+# and build when image is given), or refused with a reason (build alone, network_mode), by
+# _compose_options. Its IGNORED is not imported here: it imports this module.
+_WARNED = ("attach", "build", "container_name", "develop", "external_links", "links",
+           "network_mode", "pull_policy")
 
 
 def _mapping(value: object, at: _At, table: str) -> dict[str, object]:
@@ -158,8 +177,8 @@ def _mapping(value: object, at: _At, table: str) -> dict[str, object]:
             continue
         if key in _PODIUM_KEYS:  # misplaced: ignoring it would deploy something else
             raise SpecError(f"{at.sub(key)}: only recognized directly under a service")
-        if table == "" and key in _EXPLAINED:
-            raise SpecError(f"{at}: {key!r} is not supported: {_EXPLAINED[key]}")
+        if table == "" and key in _WARNED:
+            continue
         raise SpecError(
             f"service {at.service!r}: key {at.sub(key).path!r} is not supported by Podium"
             f" (supported: {', '.join(_SUPPORTED[table])})"
@@ -405,7 +424,12 @@ def _routing(value: object, at: _At) -> objects.Routing:
     return routing
 
 
-def _service(key: object, value: object, stack: str | None) -> objects.ServiceSpec:
+def _service(key: object, value: object, stack: str | None, context: _Context
+             ) -> objects.ServiceSpec:
+    # Imported here, not at the top: these modules build on this module's helpers.
+    from podium.client._compose_checks import set_autoscale, set_checks, set_updates
+    from podium.client._compose_options import check_build, set_options
+
     at = _At(str(key))
     if not is_valid_name(key):
         raise SpecError(f"{at}: invalid service name: use {NAME_RULE}")
@@ -413,6 +437,7 @@ def _service(key: object, value: object, stack: str | None) -> objects.ServiceSp
     if not is_valid_name(name):
         raise SpecError(f"{at}: service name {name!r} is longer than {MAX_NAME} characters")
     data = _mapping(value, at, "")
+    check_build(data, at)
     image = data.get("image")
     if not isinstance(image, str) or not image.strip():
         raise at.sub("image").error("a non-empty image name (image is required)", image)
@@ -437,16 +462,35 @@ def _service(key: object, value: object, stack: str | None) -> objects.ServiceSp
         spec.routing.CopyFrom(_routing(data[_ROUTING_KEY], at.sub(_ROUTING_KEY)))
     spec.ports.extend(_ports(data.get("ports", []), at.sub("ports")))
     _deploy(data.get("deploy", {}), spec, at.sub("deploy"))
-    # Imported here, not at the top: _compose_checks builds on this module's helpers.
-    from podium.client._compose_checks import set_autoscale, set_checks, set_updates
-
+    # Before set_checks: deploy.restart_policy, read there, wins over `restart`.
+    context.warnings.extend(set_options(data, spec, at.service, context.directory, context.names))
     set_checks(data, spec, at.service)
     set_autoscale(data, spec, at.service)  # before set_updates: it may set spec.replicas
     set_updates(data, spec, at.service)
     return spec
 
 
-def _load(text: str, stack: str | None) -> list[objects.ServiceSpec]:
+@dataclass(slots=True)
+class _Context:
+    directory: pathlib.Path  # env_file paths are relative to it
+    names: frozenset[str]  # the file's service keys, for depends_on
+    warnings: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """A parsed Compose file: its services in file order (those of profiles not asked for
+    left out) and the warnings to show once, one line per ignored key per service."""
+
+    services: list[objects.ServiceSpec]
+    warnings: list[str]
+
+
+_TOP_LEVEL = ("name", "services", "version")
+
+
+def _load(text: str, stack: str | None, directory: pathlib.Path,
+          profiles: Iterable[str]) -> Stack:
     try:
         document = yaml.load(text, Loader=_Loader)  # a SafeLoader: builds no Python objects
     except yaml.YAMLError as exc:
@@ -458,8 +502,8 @@ def _load(text: str, stack: str | None) -> list[objects.ServiceSpec]:
     for key in document:
         if key in _PODIUM_KEYS:
             raise SpecError(f"top-level key {key!r}: only recognized directly under a service")
-        if key not in ("services", "name", "version") and not str(key).startswith("x-"):
-            supported = "(supported: name, services, version)"
+        if key not in _TOP_LEVEL and not str(key).startswith("x-"):
+            supported = f"(supported: {', '.join(_TOP_LEVEL)})"
             raise SpecError(f"top-level key {key!r} is not supported by Podium {supported}")
     if stack is None and "name" in document:
         stack = document["name"]
@@ -468,14 +512,51 @@ def _load(text: str, stack: str | None) -> list[objects.ServiceSpec]:
     services = document.get("services")
     if not isinstance(services, dict) or not services:
         raise SpecError(f"services: expected a non-empty mapping, got {_show(services)}")
-    return [_service(key, value, stack) for key, value in services.items()]
+    from podium.client._compose_options import profiles as service_profiles
+
+    context = _Context(directory, frozenset(str(key) for key in services), [])
+    wanted, specs = set(profiles), []
+    for key, value in services.items():
+        own = service_profiles(value, _At(str(key))) if isinstance(value, dict) else []
+        if own and not wanted.intersection(own):
+            context.warnings.append(
+                f"service {str(key)!r}: skipped: its profiles ({', '.join(own)}) were not asked "
+                f"for (podium deploy --profile {own[0]})"
+            )
+            continue
+        specs.append(_service(key, value, stack, context))
+    if not specs:
+        raise SpecError("no service to deploy: every service has a profile not asked for")
+    return Stack(specs, context.warnings)
+
+
+def default_stack_name(path: pathlib.Path) -> str | None:
+    """The stack name Compose gives a project without `name:` or -p: the name of the file's
+    folder, lowercased, without the characters outside [a-z0-9_-] (None if nothing is left)."""
+    name = re.sub(r"[^a-z0-9_-]", "", path.resolve().parent.name.lower())
+    name = name.lstrip("_-")  # a stack name starts with a letter or digit
+    return name[:MAX_NAME] if name else None
+
+
+def read_stack(
+    text: str,
+    *,
+    source: str = "<spec>",
+    stack: str | None = None,
+    directory: pathlib.Path | None = None,
+    profiles: Iterable[str] = (),
+) -> Stack:
+    """The services of a Compose file and its warnings; raises SpecError("SOURCE: ...").
+    `stack` (--stack) wins over the file's `name:`; `directory` is where env_file paths start
+    (default: the working directory); `profiles` are the ones asked for."""
+    try:
+        return _load(text, stack, directory or pathlib.Path("."), profiles)
+    except SpecError as exc:
+        raise SpecError(f"{source}: {exc}") from None
 
 
 def load_stack(
     text: str, *, source: str = "<spec>", stack: str | None = None
 ) -> list[objects.ServiceSpec]:
     """The services of a Compose file, in file order; raises SpecError("SOURCE: ...")."""
-    try:
-        return _load(text, stack)
-    except SpecError as exc:
-        raise SpecError(f"{source}: {exc}") from None
+    return read_stack(text, source=source, stack=stack).services

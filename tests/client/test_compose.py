@@ -170,16 +170,16 @@ def _service_error(keys: str) -> str:
         (
             "volumes: [data:/data]",
             "stack.yml: service 'web': key 'volumes' is not supported by Podium (supported:"
-            " command, deploy, entrypoint, environment, healthcheck, image, init, labels, ports,"
-            " stop_grace_period, x-podium-autoscale, x-podium-canary, x-podium-fence,"
-            " x-podium-healthy-deadline, x-podium-probe, x-podium-routing)",
+            " cap_add, cap_drop, command, depends_on, deploy, dns, dns_opt, dns_search,"
+            " entrypoint, env_file, environment, expose, extra_hosts, group_add, healthcheck,"
+            " hostname, image, init, labels, logging, pids_limit, ports, privileged, profiles,"
+            " read_only, restart, security_opt, shm_size, stdin_open, stop_grace_period,"
+            " stop_signal, sysctls, tty, ulimits, user, working_dir, x-podium-autoscale,"
+            " x-podium-canary, x-podium-fence, x-podium-healthy-deadline, x-podium-probe,"
+            " x-podium-routing)",
         ),
-        (
-            "build: .",
-            "stack.yml: service 'web': 'build' is not supported: build and tag the image first"
-            " (docker build -t NAME .), then set image: NAME",
-        ),
-        ("container_name: web1", "'container_name' is not supported: Podium names each task's"),
+        ("restart_on: always", "key 'restart_on' is not supported by Podium"),
+        ("logging: {driver: syslog, opts: {}}", "key 'logging.opts' is not supported"),
         ("healthcheck: {test: 'true', command: x}", "key 'healthcheck.command' is not supported"),
         ("deploy: {restart_policy: {backoff: 2}}", "key 'deploy.restart_policy.backoff' is not"),
         ("x-podium-probe: {exec: {}}", "key 'x-podium-probe.exec' is not supported by Podium ("),
