@@ -72,8 +72,7 @@ def check_build(data: dict[str, object], at: _At) -> None:
         where = at.sub("network_mode")
         if isinstance(mode, str) and mode.startswith(("service:", "container:")):
             raise SpecError(f"{where}: {mode!r} shares another container's network namespace, "
-                            "which on a cluster may run on another host: remove it; services "
-                            "reach each other by name")
+                            "which on a cluster may run on another host: remove it")
         raise SpecError(f"{where}: {_text(mode, where)!r} is not supported by Podium yet: "
                         "remove it (tasks run on the engine's default network)")
 
