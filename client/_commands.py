@@ -175,17 +175,27 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_deploy(client: Client, args: argparse.Namespace) -> int:
     # Imported here: the agent runs from this module too and needs no YAML parser.
-    from podium.client.compose import SpecError, load_stack
+    from podium.client.compose import SpecError, read_stack
 
     path = pathlib.Path(args.file)
+    stdin = args.file == "-"
     try:
-        text = sys.stdin.read() if args.file == "-" else path.read_text()
+        text = sys.stdin.read() if stdin else path.read_text()
     except OSError as err:
         raise CliError(f"{args.file}: {err.strerror}", 2) from None
     try:
-        specs = load_stack(text, source=args.file, stack=args.stack)
+        # From stdin, env_file paths start in the working directory. A file without name: or
+        # --stack still deploys loose services (no fallback_stack=default_stack_name(path)):
+        # naming the stack after the folder would rename every such service to FOLDER_KEY.
+        stack = read_stack(
+            text, source=args.file, stack=args.stack, profiles=args.profile,
+            directory=pathlib.Path(".") if stdin else path.parent,
+        )  # fmt: skip
     except SpecError as err:
         raise CliError(str(err), 2) from None
+    for warning in stack.warnings:  # once, before the progress; on stderr, as stack deploy does
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    specs = stack.services
     # The services this deploy changes share its id: should one fail and roll back, the
     # manager rolls the others back too.
     deploy_id = uuid.uuid4().hex

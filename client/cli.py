@@ -4,7 +4,8 @@ the daemons (`podium manager`, `podium agent`: podium.manager.main and podium.ag
     podium manager --listen HOST:PORT --data-dir DIR
     podium agent --join HOST:PORT --name NAME --data-dir DIR [--docker-host URL] [--label k=v]
                  [--mesh asyncio|kernel] [--mesh-workers N]
-    podium [--manager HOST:PORT] deploy -f FILE [--stack NAME] [--force] [--detach] [--timeout S]
+    podium [--manager HOST:PORT] deploy -f FILE [--stack NAME] [--profile P] [--force] [--detach]
+                                [--timeout S]
     podium services | ps [SERVICE] | nodes | scale SERVICE=N ... | rm SERVICE ... | inspect REF
     podium history SERVICE | rollback SERVICE [--to VERSION] | promote SERVICE
     podium node drain|pause|activate NODE | events [--kind KIND]
@@ -74,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = client_cmd("deploy", "create or update the services of a Compose file", output=False
     )
     d.add_argument("-f", "--file", required=True, help="Compose file ('-' for stdin)")
-    d.add_argument("--stack", default=None, help="stack name (default: the file's name:)")
+    d.add_argument("--stack", default=None,
+                   help="stack name (default: the file's name:, else its folder's name)")
+    d.add_argument("--profile", action="append", default=[], metavar="PROFILE",
+                   help="also deploy the services of this Compose profile (repeatable)")
     d.add_argument("--force", action="store_true",
                    help="replace every task of the file's existing services, changed or not")
     waits(d, "the updates to complete or new services to converge")

@@ -490,7 +490,7 @@ _TOP_LEVEL = ("name", "services", "version")
 
 
 def _load(text: str, stack: str | None, directory: pathlib.Path,
-          profiles: Iterable[str]) -> Stack:
+          profiles: Iterable[str], fallback: str | None) -> Stack:
     try:
         document = yaml.load(text, Loader=_Loader)  # a SafeLoader: builds no Python objects
     except yaml.YAMLError as exc:
@@ -505,8 +505,8 @@ def _load(text: str, stack: str | None, directory: pathlib.Path,
         if key not in _TOP_LEVEL and not str(key).startswith("x-"):
             supported = f"(supported: {', '.join(_TOP_LEVEL)})"
             raise SpecError(f"top-level key {key!r} is not supported by Podium {supported}")
-    if stack is None and "name" in document:
-        stack = document["name"]
+    if stack is None:
+        stack = document.get("name", fallback)
     if stack is not None and not is_valid_name(stack):
         raise SpecError(f"invalid stack name {_show(stack)}: use {NAME_RULE}")
     services = document.get("services")
@@ -545,12 +545,15 @@ def read_stack(
     stack: str | None = None,
     directory: pathlib.Path | None = None,
     profiles: Iterable[str] = (),
+    fallback_stack: str | None = None,
 ) -> Stack:
     """The services of a Compose file and its warnings; raises SpecError("SOURCE: ...").
-    `stack` (--stack) wins over the file's `name:`; `directory` is where env_file paths start
-    (default: the working directory); `profiles` are the ones asked for."""
+    The stack name is, as Compose finds a project's: `stack` (--stack), else the file's
+    `name:`, else `fallback_stack` (default_stack_name of the file), else none. `directory` is
+    where env_file paths start (default: the working directory); `profiles` are the ones
+    asked for."""
     try:
-        return _load(text, stack, directory or pathlib.Path("."), profiles)
+        return _load(text, stack, directory or pathlib.Path("."), profiles, fallback_stack)
     except SpecError as exc:
         raise SpecError(f"{source}: {exc}") from None
 
