@@ -9,6 +9,18 @@
 Policy encoded here: the agent restarts containers itself (restart policy "no"); the stop grace
 is passed to stop(), not stored in the container; every spec port, ingress or host mode, is for
 now published on the node by the engine; logs rotate at 3 x 10 MB.
+
+Compose's container options (user ... pids_limit) map one to one onto the engine's keys, each key
+set only when its field is: a spec without them gives the body it gave before they existed.
+- stop_signal becomes Config.StopSignal, the signal `stop` sends first; the grace before SIGKILL
+  stays the task's stop_grace_period, because stop() always passes it as the timeout, which the
+  engine prefers over any StopTimeout.
+- logging: json-file (the default driver) keeps the 3 x 10 MB rotation under the user's options,
+  so naming the default driver never makes logs unbounded; another driver gets exactly the
+  user's options.
+- expose entries ("80", "80/udp", "8000-8010/tcp") join the published ports in ExposedPorts.
+- A ulimit without a hard limit gets its soft one as hard (Compose's `nofile: 1024`).
+Invalid values raise ValueError naming the field (the executor reports it as a permanent error).
 """
 
 from __future__ import annotations
@@ -33,6 +45,11 @@ from podium.v1 import objects
 _UNSAFE_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]")
 _PROTOCOLS = {objects.PortConfig.PROTOCOL_TCP: "tcp", objects.PortConfig.PROTOCOL_UDP: "udp"}
 _PROTOCOLS_BY_NAME = {name: proto for proto, name in _PROTOCOLS.items()}
+_DEFAULT_LOG_DRIVER = "json-file"
+_LOG_ROTATION = {"max-size": "10m", "max-file": "3"}
+_EXPOSE_RE = re.compile(r"^(\d+)(?:-(\d+))?(?:/(tcp|udp|sctp))?$", re.IGNORECASE)
+# A range is expanded into one key per port: keep a typo from making a body of 65535 keys.
+_EXPOSE_MAX_RANGE = 1024
 # The engine's zero time.Time, reported for "never started" and "still running".
 _ZERO_TIME_PREFIX = "0001-01-01"
 _TIME_RE = re.compile(
@@ -79,7 +96,7 @@ def container_config(task: objects.Task, node_id: str) -> dict[str, Any]:
     container = spec.container
     host_config: dict[str, Any] = {
         "RestartPolicy": {"Name": "no"},
-        "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+        "LogConfig": log_config(container.log_driver, container.log_options),
     }
     config: dict[str, Any] = {
         "Image": container.image,
@@ -113,10 +130,87 @@ def container_config(task: objects.Task, node_id: str) -> dict[str, Any]:
         host_mode = port.mode == objects.PortConfig.PUBLISH_MODE_HOST
         host_port = str(port.published_port) if host_mode and port.published_port else ""
         bindings.setdefault(key, []).append({"HostIp": port.host_ip, "HostPort": host_port})
+    if bindings:
+        host_config["PortBindings"] = bindings
+    for entry in container.expose:
+        exposed.update({key: {} for key in expose_keys(entry)})
     if exposed:
         config["ExposedPorts"] = exposed
-        host_config["PortBindings"] = bindings
+    apply_container_options(container, config, host_config)
     return config
+
+
+def apply_container_options(
+    container: objects.ContainerSpec, config: dict[str, Any], host_config: dict[str, Any]
+) -> None:
+    """Compose's container options into the create body; only the fields that are set."""
+    for field, key in (("user", "User"), ("working_dir", "WorkingDir"),
+                       ("hostname", "Hostname"), ("stop_signal", "StopSignal")):
+        value = getattr(container, field)
+        if value:
+            config[key] = value
+    if container.tty:
+        config["Tty"] = True
+    if container.stdin_open:
+        config["OpenStdin"] = True
+    for field, key in (("cap_add", "CapAdd"), ("cap_drop", "CapDrop"),
+                       ("extra_hosts", "ExtraHosts"), ("dns", "Dns"),
+                       ("dns_search", "DnsSearch"), ("dns_opt", "DnsOptions"),
+                       ("security_opt", "SecurityOpt"), ("group_add", "GroupAdd")):
+        values = getattr(container, field)
+        if values:
+            host_config[key] = list(values)
+    if container.sysctls:
+        host_config["Sysctls"] = dict(sorted(container.sysctls.items()))
+    if container.ulimits:
+        host_config["Ulimits"] = [ulimit_config(u) for u in container.ulimits]
+    if container.shm_size_bytes < 0:
+        raise ValueError(f"shm_size: {container.shm_size_bytes} bytes; expected a size >= 0")
+    if container.shm_size_bytes:
+        host_config["ShmSize"] = container.shm_size_bytes
+    if container.read_only:
+        host_config["ReadonlyRootfs"] = True
+    if container.privileged:
+        host_config["Privileged"] = True
+    # -1 is the engine's "unlimited", which differs from unset (the daemon's default).
+    if container.pids_limit:
+        host_config["PidsLimit"] = container.pids_limit
+
+
+def log_config(driver: str, options: Mapping[str, str]) -> dict[str, Any]:
+    """The engine's LogConfig: Podium's rotation for json-file, else the user's options only."""
+    driver = driver or _DEFAULT_LOG_DRIVER
+    if driver == _DEFAULT_LOG_DRIVER:
+        return {"Type": driver, "Config": _LOG_ROTATION | dict(sorted(options.items()))}
+    return {"Type": driver, "Config": dict(sorted(options.items()))}
+
+
+def ulimit_config(ulimit: objects.Ulimit) -> dict[str, Any]:
+    if not ulimit.name:
+        raise ValueError("ulimits: an entry has no name; expected e.g. nofile")
+    hard = ulimit.hard or ulimit.soft
+    if ulimit.soft > hard:
+        raise ValueError(
+            f"ulimits.{ulimit.name}: soft limit {ulimit.soft} is above the hard limit {hard}"
+        )
+    return {"Name": ulimit.name, "Soft": ulimit.soft, "Hard": hard}
+
+
+def expose_keys(entry: str) -> list[str]:
+    """ExposedPorts keys of one Compose `expose` entry: "80", "80/udp", "8000-8010/tcp"."""
+    match = _EXPOSE_RE.match(entry.strip())
+    if match is None:
+        raise ValueError(
+            f"expose: {entry!r} is not a port; expected PORT, PORT/PROTOCOL or FIRST-LAST/PROTOCOL"
+        )
+    first = int(match.group(1))
+    last = int(match.group(2) or first)
+    protocol = (match.group(3) or "tcp").lower()
+    if not 1 <= first <= last <= 65535:
+        raise ValueError(f"expose: {entry!r}: ports are 1-65535, the first of a range first")
+    if last - first >= _EXPOSE_MAX_RANGE:
+        raise ValueError(f"expose: {entry!r}: at most {_EXPOSE_MAX_RANGE} ports in a range")
+    return [f"{port}/{protocol}" for port in range(first, last + 1)]
 
 
 def healthcheck_config(check: objects.HealthCheck) -> dict[str, Any]:

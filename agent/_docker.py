@@ -4,7 +4,10 @@ Translation between tasks and the engine's documents lives in podium.agent._cont
 this module only makes the calls and maps the engine's errors:
 
 - create() never pulls (containers.create, not run()); 404 -> ExecutorError("No such image: X"),
-  409 (the deterministic name is taken) -> the existing container's id, 400 -> permanent error.
+  409 (the deterministic name is taken) -> the existing container's id, 400 -> permanent error;
+  a spec value container_config() refuses (ValueError) -> permanent error, nothing created.
+- stop() passes the task's grace as the timeout: the engine sends the container's StopSignal
+  (the spec's stop_signal, else SIGTERM), then SIGKILL once the grace is over.
 - start() of a running container (304), stop() of a stopped (304) or missing (404) one and
   remove() of a missing one succeed.
 - Every call has a deadline (call_timeout, 20 s by default; stop(): its grace plus
@@ -147,7 +150,10 @@ class DockerExecutor:
 
     async def create(self, task: objects.Task) -> str:
         name = container_name(task, self._node_id)
-        config = container_config(task, self._node_id)
+        try:
+            config = container_config(task, self._node_id)
+        except ValueError as err:  # a value the engine would refuse: retrying cannot help
+            raise ExecutorError(str(err), permanent=True) from err
         containers = self._client().containers
         delay = _CREATE_RETRY_MIN
         deadline = time.monotonic() + _CREATE_RETRY_FOR

@@ -271,3 +271,90 @@ async def test_event_stream_reconnects_with_a_resync_and_ends_on_close(
     await ex.close()  # idempotent
     with pytest.raises(ExecutorError):
         await ex.list_containers()
+
+
+async def docker_cli(*args: str) -> str:
+    """The docker CLI's stdout (the check does not go through the code under test)."""
+    proc = await asyncio.create_subprocess_exec(
+        "docker", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(60):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def exited(executor: DockerExecutor, container_id: str) -> int:
+    async def code() -> int | None:
+        state = await executor.inspect(container_id)
+        assert state is not None
+        return None if state.exit_code is None else state.exit_code + 1  # truthy for 0 too
+
+    return await eventually_async(code, timeout=30, interval=0.1, what="container exit") - 1
+
+
+async def test_compose_options_take_effect_in_the_container(executor: DockerExecutor) -> None:
+    task = make_task(
+        ["sh", "-c", "id -u; id -g; pwd; hostname; ulimit -n; grep -c 'db.example' /etc/hosts;"
+         " touch /probe 2>/dev/null && echo writable || echo read-only"]
+    )
+    options = task.spec.container
+    options.user = "1234:5678"
+    options.working_dir = "/usr"
+    options.hostname = "opts-host"
+    options.read_only = True
+    options.extra_hosts.append("db.example:10.1.2.3")
+    options.ulimits.add(name="nofile", soft=4321, hard=8642)
+    options.stop_signal = "SIGUSR1"
+    container_id = await executor.create(task)
+    await executor.start(container_id)
+    assert await exited(executor, container_id) == 0
+    logs = await docker_cli("logs", container_id)
+    assert logs.split() == ["1234", "5678", "/usr", "opts-host", "4321", "1", "read-only"]
+    inspected = await docker_cli(
+        "inspect", "-f", "{{.Config.StopSignal}} {{.HostConfig.ReadonlyRootfs}}", container_id
+    )
+    assert inspected.split() == ["SIGUSR1", "true"]
+
+
+async def test_stop_sends_the_stop_signal_and_still_kills_after_the_grace(
+    executor: DockerExecutor,
+) -> None:
+    # Handled: the container exits on the stop signal, long before the grace is over.
+    handled = make_task(
+        ["sh", "-c", "trap 'exit 7' USR1; echo ready; while :; do sleep 0.1; done"]
+    )
+    handled.spec.container.stop_signal = "SIGUSR1"
+    # Ignored: the grace still bounds the stop, as without a stop signal.
+    ignored = make_task(
+        ["sh", "-c", "trap '' USR1 TERM; echo ready; while :; do sleep 0.1; done"], slot=2
+    )
+    ignored.spec.container.stop_signal = "SIGUSR1"
+    ids = [await executor.create(t) for t in (handled, ignored)]
+    for container_id in ids:
+        await executor.start(container_id)
+
+    async def ready() -> bool:  # the shells have installed their traps
+        return all(["ready" in await docker_cli("logs", c) for c in ids])
+
+    await eventually_async(ready, timeout=30, interval=0.1, what="traps installed")
+
+    started = time.monotonic()
+    await executor.stop(ids[0], grace=30)
+    assert time.monotonic() - started < 15
+    assert await exited(executor, ids[0]) == 7
+
+    started = time.monotonic()
+    await executor.stop(ids[1], grace=2)
+    # The task's grace, not the engine's default of 10 s.
+    assert 1.5 <= time.monotonic() - started < 9
+    assert await exited(executor, ids[1]) == 137  # SIGKILL after the grace
+
+
+async def test_invalid_option_fails_create_permanently(executor: DockerExecutor) -> None:
+    task = make_task()
+    task.spec.container.expose.append("http")
+    with pytest.raises(ExecutorError, match="expose: 'http'") as caught:
+        await executor.create(task)
+    assert caught.value.permanent
+    assert await executor.list_containers() == []
