@@ -95,10 +95,9 @@ class Autoscaler:
         now = self._clock()
         view = self._store.view()
         nodes = {n.id: n for n in view.nodes()}
-        silent = [n.description.name or n.id for n in nodes.values()
-                  if n.status.state != DOWN and self._silent(n.id, now)]
-        uncounted = [n.description.name or n.id for n in nodes.values()
-                     if n.status.state != DOWN and not self._load.mesh_counted(n.id)]
+        # Nodes whose share of the mesh's traffic is unknown: silent, or counting nothing.
+        unheard = [n.description.name or n.id for n in nodes.values() if n.status.state != DOWN
+                   and (self._silent(n.id, now) or not self._load.mesh_counted(n.id))]
         rates, connections = self._load.request_rates(), self._load.connections()
         services = [s for s in view.services() if rules.enabled(s.spec)]
         for gone in self._watched.keys() - {s.id for s in services}:
@@ -107,8 +106,7 @@ class Autoscaler:
             watched = self._watched.setdefault(service.id, _Watched(Stabilizer(now)))
             settings = rules.settings(service.spec.autoscale)
             current = int(service.spec.replicas)
-            inputs = self._inputs(view, service, nodes, silent + uncounted, rates, connections,
-                                  now)
+            inputs = self._inputs(view, service, nodes, unheard, rates, connections, now)
             rec = recommend(settings, current, inputs.ready, inputs.figures)
             decision = watched.stabilizer.decide(
                 now, settings, current, rec,
@@ -126,7 +124,7 @@ class Autoscaler:
         return reported is None or now - reported > STALE_PERIODS * self._period
 
     def _inputs(self, view: ReadTx, service: objects.Service, nodes: dict[str, objects.Node],
-                silent: list[str], rates: dict[str, float], connections: dict[str, int],
+                unheard: list[str], rates: dict[str, float], connections: dict[str, int],
                 now: float) -> _Inputs:
         live = [t for t in view.tasks_of_service(service.id) if is_live(t)]
         ready = [t for t in live if t.status.state == RUNNING and t.status.ready]
@@ -138,7 +136,7 @@ class Autoscaler:
                    and t.status.message not in ("", WAITING)]
         on_down = sorted({nodes[t.node_id].description.name or t.node_id for t in live
                           if t.node_id in nodes and nodes[t.node_id].status.state == DOWN})
-        mesh_missing = silent + on_down
+        mesh_missing = unheard + on_down
         unmeasured = [task_name(t) for t in ready
                       if self._load.task_load(t.id) is None or self._silent(t.node_id, now)]
         figures: list[Figure] = []

@@ -138,11 +138,8 @@ class LoadBook:
             if len(counters) < 2:
                 continue
             last_time, last = counters[-1]
-            first_time, first = next(
-                ((t, c) for t, c in counters if last_time - t <= RATE_WINDOW_S + 0.5),
-                counters[-2])
-            if first_time >= last_time:
-                first_time, first = counters[-2]
+            recent = [(t, c) for t, c in counters if last_time - t <= RATE_WINDOW_S + 0.5]
+            first_time, first = recent[0] if len(recent) > 1 else counters[-2]
             span = last_time - first_time
             for task_id, count in last.items():
                 before = first.get(task_id, 0)

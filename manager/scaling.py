@@ -70,7 +70,7 @@ def recommend(settings: Settings, current: int, ready: int,
             best, reason = wanted, describe(figure.name, average, figure.target)
     if not reason:
         best, reason = current, "no ready replica"
-    return Recommendation(max(settings.min, min(settings.max, best)), reason, averages, best)
+    return Recommendation(settings.bound(best), reason, averages, best)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +97,7 @@ class Stabilizer:
         self._recent.append(rec.count)
         while self._history and self._history[0][0] < now - window:
             self._history.popleft()
-        bounded = max(settings.min, min(settings.max, current))
+        bounded = settings.bound(current)
         if bounded != current:  # the policy's bounds changed under the count
             return Decision(bounded, f"outside {settings.min}..{settings.max}", "")
         if rec.count > current:

@@ -47,6 +47,10 @@ class Settings:
     max_step_up: int
     max_step_down: int
 
+    def bound(self, count: int) -> int:
+        """`count` within min..max."""
+        return max(self.min, min(self.max, count))
+
 
 def enabled(spec: objects.ServiceSpec) -> bool:
     return spec.HasField("autoscale")
@@ -67,15 +71,11 @@ def settings(policy: objects.Autoscale) -> Settings:
     )
 
 
-def clamp(count: int, policy: objects.Autoscale) -> int:
-    return max(int(policy.min), min(int(policy.max), count))
-
-
 def starting_replicas(old: objects.ServiceSpec | None, new: objects.ServiceSpec) -> int:
     """The count a deploy of `new` over `old` starts from: the count the autoscaler chose,
     when it chose one and still does (within the new min..max); else the file's."""
     if old is not None and enabled(old) and enabled(new):
-        return clamp(int(old.replicas), new.autoscale)
+        return settings(new.autoscale).bound(int(old.replicas))
     return int(new.replicas)
 
 

@@ -12,10 +12,7 @@ from __future__ import annotations
 import json
 import pathlib
 import re
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -24,7 +21,6 @@ from podium.client._waits import converged
 from podium.client.cli import main
 from podium.v1 import control, objects
 from tests.fakecontrol import FakeManager, Step, scale_refusal
-from tests.helpers import PODIUM, eventually, free_port
 
 STACK = """
 services:
@@ -37,15 +33,6 @@ services:
       max: {max}
       cpu: 60%
 """
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeManager]:
-    manager = FakeManager()
-    try:
-        yield manager
-    finally:
-        manager.stop()
 
 
 class Run:
@@ -273,26 +260,6 @@ def test_events_print_each_new_decision_once(run: Run, fake: FakeManager) -> Non
 
 
 # -- against a real manager ---------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real manager process with no agents (no engine needed)."""
-    address = f"127.0.0.1:{free_port()}"
-    data = tmp_path_factory.mktemp("manager")
-    with open(data / "manager.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "podium.manager", "--listen", address,
-                                 "--data-dir", str(data)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        def up() -> bool:
-            result = subprocess.run([*PODIUM, "--manager", address, "nodes"], capture_output=True)
-            return result.returncode == 0
-
-        eventually(up, timeout=20, what="manager up")
-        yield address
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 def test_a_real_manager_keeps_the_count_and_refuses_scale(

@@ -4,15 +4,12 @@ know: the first exits 1 naming the address, the second exits 2 naming what was n
 from __future__ import annotations
 
 import pathlib
-import subprocess
-import sys
-from collections.abc import Iterator
 
 import pytest
 
 from podium.client import Client, ManagerUnreachable, NotFound
 from podium.client.cli import main
-from tests.helpers import PODIUM, eventually, free_port
+from tests.helpers import free_port
 
 # One invocation of every command that talks to the manager.
 COMMANDS = [
@@ -44,26 +41,6 @@ def test_deploy_to_an_unreachable_manager(capsys: pytest.CaptureFixture[str],
     address = f"127.0.0.1:{free_port()}"
     code, err = _run(capsys, "--manager", address, "deploy", "-f", str(stack), "--detach")
     assert code == 1 and f"cannot reach the manager at {address}" in err
-
-
-@pytest.fixture(scope="module")
-def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real manager process with no agents (no engine needed)."""
-    address = f"127.0.0.1:{free_port()}"
-    data = tmp_path_factory.mktemp("manager")
-    with open(data / "manager.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "podium.manager", "--listen", address,
-                                 "--data-dir", str(data)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        def up() -> bool:
-            result = subprocess.run([*PODIUM, "--manager", address, "nodes"], capture_output=True)
-            return result.returncode == 0
-
-        eventually(up, timeout=20, what="manager up")
-        yield address
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 @pytest.mark.parametrize("command", [["inspect", "nosuch"], ["scale", "nosuch=2"],

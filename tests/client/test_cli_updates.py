@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import pathlib
 import re
-from collections.abc import Iterator
 
 import pytest
 
@@ -30,15 +29,6 @@ TWO = STACK + """
   db:
     image: podium/db:{tag}
 """
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeManager]:
-    manager = FakeManager()
-    try:
-        yield manager
-    finally:
-        manager.stop()
 
 
 class Run:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pathlib
 import re
-from collections.abc import Iterator
 
 import pytest
 import yaml
@@ -63,15 +62,6 @@ def test_env_file_is_read_relative_to_the_compose_file() -> None:
     env = stack.services[0].container.env
     assert env["REDIS_URL"] == "redis://redis:6379/0"
     assert env["DJANGO_SETTINGS_MODULE"] == "shop.settings.production"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeManager]:
-    manager = FakeManager()
-    try:
-        yield manager
-    finally:
-        manager.stop()
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,41 @@
+"""Fixtures shared by the client's tests: the scripted Control server and a real manager."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakecontrol import FakeManager
+from tests.helpers import PODIUM, eventually, free_port
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeManager]:
+    manager = FakeManager()
+    try:
+        yield manager
+    finally:
+        manager.stop()
+
+
+@pytest.fixture(scope="module")
+def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real manager process with no agents (no engine needed); its address."""
+    address = f"127.0.0.1:{free_port()}"
+    data = tmp_path_factory.mktemp("manager")
+    with open(data / "manager.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "podium.manager", "--listen", address,
+                                 "--data-dir", str(data)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def up() -> bool:
+            result = subprocess.run([*PODIUM, "--manager", address, "nodes"], capture_output=True)
+            return result.returncode == 0
+
+        eventually(up, timeout=20, what="manager up")
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
