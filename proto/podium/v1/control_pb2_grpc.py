@@ -109,6 +109,21 @@ class ControlStub:
                 request_serializer=podium_dot_v1_dot_control__pb2.WatchEventsRequest.SerializeToString,
                 response_deserializer=podium_dot_v1_dot_control__pb2.Event.FromString,
                 _registered_method=True)
+        self.CreateSecret = channel.unary_unary(
+                '/podium.v1.Control/CreateSecret',
+                request_serializer=podium_dot_v1_dot_control__pb2.CreateSecretRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__pb2.SecretResponse.FromString,
+                _registered_method=True)
+        self.ListSecrets = channel.unary_unary(
+                '/podium.v1.Control/ListSecrets',
+                request_serializer=podium_dot_v1_dot_control__pb2.ListSecretsRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__pb2.ListSecretsResponse.FromString,
+                _registered_method=True)
+        self.RemoveSecret = channel.unary_unary(
+                '/podium.v1.Control/RemoveSecret',
+                request_serializer=podium_dot_v1_dot_control__pb2.RemoveSecretRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__pb2.RemoveSecretResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -224,6 +239,32 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSecret(self, request, context):
+        """Stores a secret or config. The same name and content again returns the
+        stored version; new content under a taken name is a new version (services
+        refer to one version, so changing their reference rolls them).
+        Callers: operators. Idempotent for the same content.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSecrets(self, request, context):
+        """Every version of the secrets (or configs); secrets' data is never returned.
+        Callers: anyone. Read-only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveSecret(self, request, context):
+        """Removes every version of a secret or config. Fails with FAILED_PRECONDITION
+        while a service uses one, naming the services. Callers: operators.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -301,6 +342,21 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.WatchEvents,
                     request_deserializer=podium_dot_v1_dot_control__pb2.WatchEventsRequest.FromString,
                     response_serializer=podium_dot_v1_dot_control__pb2.Event.SerializeToString,
+            ),
+            'CreateSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSecret,
+                    request_deserializer=podium_dot_v1_dot_control__pb2.CreateSecretRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__pb2.SecretResponse.SerializeToString,
+            ),
+            'ListSecrets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSecrets,
+                    request_deserializer=podium_dot_v1_dot_control__pb2.ListSecretsRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__pb2.ListSecretsResponse.SerializeToString,
+            ),
+            'RemoveSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveSecret,
+                    request_deserializer=podium_dot_v1_dot_control__pb2.RemoveSecretRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__pb2.RemoveSecretResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -708,6 +764,87 @@ class Control:
             '/podium.v1.Control/WatchEvents',
             podium_dot_v1_dot_control__pb2.WatchEventsRequest.SerializeToString,
             podium_dot_v1_dot_control__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.Control/CreateSecret',
+            podium_dot_v1_dot_control__pb2.CreateSecretRequest.SerializeToString,
+            podium_dot_v1_dot_control__pb2.SecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSecrets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.Control/ListSecrets',
+            podium_dot_v1_dot_control__pb2.ListSecretsRequest.SerializeToString,
+            podium_dot_v1_dot_control__pb2.ListSecretsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.Control/RemoveSecret',
+            podium_dot_v1_dot_control__pb2.RemoveSecretRequest.SerializeToString,
+            podium_dot_v1_dot_control__pb2.RemoveSecretResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -132,30 +132,40 @@ class ManagerMessage(_message.Message):
     def __init__(self, session: _Optional[_Union[SessionInfo, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ..., endpoints: _Optional[_Union[Endpoints, _Mapping]] = ...) -> None: ...
 
 class Endpoint(_message.Message):
-    __slots__ = ("task_id", "node_id", "addr", "ports")
+    __slots__ = ("task_id", "node_id", "addr", "ports", "container_addr", "relay_port")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDR_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ADDR_FIELD_NUMBER: _ClassVar[int]
+    RELAY_PORT_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     node_id: str
     addr: str
     ports: _containers.RepeatedCompositeFieldContainer[_objects_pb2.PortBinding]
-    def __init__(self, task_id: _Optional[str] = ..., node_id: _Optional[str] = ..., addr: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[_objects_pb2.PortBinding, _Mapping]]] = ...) -> None: ...
+    container_addr: str
+    relay_port: int
+    def __init__(self, task_id: _Optional[str] = ..., node_id: _Optional[str] = ..., addr: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[_objects_pb2.PortBinding, _Mapping]]] = ..., container_addr: _Optional[str] = ..., relay_port: _Optional[int] = ...) -> None: ...
 
 class ServiceEndpoints(_message.Message):
-    __slots__ = ("service_id", "service_name", "ports", "routing", "endpoints")
+    __slots__ = ("service_id", "service_name", "ports", "routing", "endpoints", "virtual_ip", "networks", "internal_ports")
     SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_NAME_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     ROUTING_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    VIRTUAL_IP_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    INTERNAL_PORTS_FIELD_NUMBER: _ClassVar[int]
     service_id: str
     service_name: str
     ports: _containers.RepeatedCompositeFieldContainer[_objects_pb2.PortConfig]
     routing: _objects_pb2.Routing
     endpoints: _containers.RepeatedCompositeFieldContainer[Endpoint]
-    def __init__(self, service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[_objects_pb2.PortConfig, _Mapping]]] = ..., routing: _Optional[_Union[_objects_pb2.Routing, _Mapping]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ...) -> None: ...
+    virtual_ip: str
+    networks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.NetworkAttachment]
+    internal_ports: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[_objects_pb2.PortConfig, _Mapping]]] = ..., routing: _Optional[_Union[_objects_pb2.Routing, _Mapping]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., virtual_ip: _Optional[str] = ..., networks: _Optional[_Iterable[_Union[_objects_pb2.NetworkAttachment, _Mapping]]] = ..., internal_ports: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Endpoints(_message.Message):
     __slots__ = ("complete", "services", "removed")
@@ -168,19 +178,23 @@ class Endpoints(_message.Message):
     def __init__(self, complete: _Optional[bool] = ..., services: _Optional[_Iterable[_Union[ServiceEndpoints, _Mapping]]] = ..., removed: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SessionInfo(_message.Message):
-    __slots__ = ("node_id", "heartbeat_period", "load_period", "restart_grace")
+    __slots__ = ("node_id", "heartbeat_period", "load_period", "restart_grace", "resolver_addr", "virtual_ip_range")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_PERIOD_FIELD_NUMBER: _ClassVar[int]
     LOAD_PERIOD_FIELD_NUMBER: _ClassVar[int]
     RESTART_GRACE_FIELD_NUMBER: _ClassVar[int]
+    RESOLVER_ADDR_FIELD_NUMBER: _ClassVar[int]
+    VIRTUAL_IP_RANGE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     heartbeat_period: _duration_pb2.Duration
     load_period: _duration_pb2.Duration
     restart_grace: _duration_pb2.Duration
-    def __init__(self, node_id: _Optional[str] = ..., heartbeat_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., load_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., restart_grace: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    resolver_addr: str
+    virtual_ip_range: str
+    def __init__(self, node_id: _Optional[str] = ..., heartbeat_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., load_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., restart_grace: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., resolver_addr: _Optional[str] = ..., virtual_ip_range: _Optional[str] = ...) -> None: ...
 
 class Assignments(_message.Message):
-    __slots__ = ("type", "tasks", "removed")
+    __slots__ = ("type", "tasks", "removed", "secrets")
     class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         TYPE_COMPLETE: _ClassVar[Assignments.Type]
@@ -190,7 +204,9 @@ class Assignments(_message.Message):
     TYPE_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     REMOVED_FIELD_NUMBER: _ClassVar[int]
+    SECRETS_FIELD_NUMBER: _ClassVar[int]
     type: Assignments.Type
     tasks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Task]
     removed: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, type: _Optional[_Union[Assignments.Type, str]] = ..., tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., removed: _Optional[_Iterable[str]] = ...) -> None: ...
+    secrets: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Secret]
+    def __init__(self, type: _Optional[_Union[Assignments.Type, str]] = ..., tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., removed: _Optional[_Iterable[str]] = ..., secrets: _Optional[_Iterable[_Union[_objects_pb2.Secret, _Mapping]]] = ...) -> None: ...

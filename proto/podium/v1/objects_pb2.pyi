@@ -232,7 +232,7 @@ class Canary(_message.Message):
     def __init__(self, count: _Optional[int] = ..., auto_promote_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ContainerSpec(_message.Message):
-    __slots__ = ("image", "command", "entrypoint", "env", "labels", "init", "stop_grace_period", "healthcheck", "user", "working_dir", "hostname", "cap_add", "cap_drop", "sysctls", "ulimits", "stop_signal", "tty", "stdin_open", "extra_hosts", "dns", "dns_search", "dns_opt", "shm_size_bytes", "read_only", "log_driver", "log_options", "expose", "privileged", "security_opt", "group_add", "pids_limit")
+    __slots__ = ("image", "command", "entrypoint", "env", "labels", "init", "stop_grace_period", "healthcheck", "user", "working_dir", "hostname", "cap_add", "cap_drop", "sysctls", "ulimits", "stop_signal", "tty", "stdin_open", "extra_hosts", "dns", "dns_search", "dns_opt", "shm_size_bytes", "read_only", "log_driver", "log_options", "expose", "privileged", "security_opt", "group_add", "pids_limit", "mounts", "secrets", "configs")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -292,6 +292,9 @@ class ContainerSpec(_message.Message):
     SECURITY_OPT_FIELD_NUMBER: _ClassVar[int]
     GROUP_ADD_FIELD_NUMBER: _ClassVar[int]
     PIDS_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MOUNTS_FIELD_NUMBER: _ClassVar[int]
+    SECRETS_FIELD_NUMBER: _ClassVar[int]
+    CONFIGS_FIELD_NUMBER: _ClassVar[int]
     image: str
     command: _containers.RepeatedScalarFieldContainer[str]
     entrypoint: _containers.RepeatedScalarFieldContainer[str]
@@ -323,7 +326,86 @@ class ContainerSpec(_message.Message):
     security_opt: _containers.RepeatedScalarFieldContainer[str]
     group_add: _containers.RepeatedScalarFieldContainer[str]
     pids_limit: int
-    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., init: _Optional[bool] = ..., stop_grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., healthcheck: _Optional[_Union[HealthCheck, _Mapping]] = ..., user: _Optional[str] = ..., working_dir: _Optional[str] = ..., hostname: _Optional[str] = ..., cap_add: _Optional[_Iterable[str]] = ..., cap_drop: _Optional[_Iterable[str]] = ..., sysctls: _Optional[_Mapping[str, str]] = ..., ulimits: _Optional[_Iterable[_Union[Ulimit, _Mapping]]] = ..., stop_signal: _Optional[str] = ..., tty: _Optional[bool] = ..., stdin_open: _Optional[bool] = ..., extra_hosts: _Optional[_Iterable[str]] = ..., dns: _Optional[_Iterable[str]] = ..., dns_search: _Optional[_Iterable[str]] = ..., dns_opt: _Optional[_Iterable[str]] = ..., shm_size_bytes: _Optional[int] = ..., read_only: _Optional[bool] = ..., log_driver: _Optional[str] = ..., log_options: _Optional[_Mapping[str, str]] = ..., expose: _Optional[_Iterable[str]] = ..., privileged: _Optional[bool] = ..., security_opt: _Optional[_Iterable[str]] = ..., group_add: _Optional[_Iterable[str]] = ..., pids_limit: _Optional[int] = ...) -> None: ...
+    mounts: _containers.RepeatedCompositeFieldContainer[Mount]
+    secrets: _containers.RepeatedCompositeFieldContainer[FileReference]
+    configs: _containers.RepeatedCompositeFieldContainer[FileReference]
+    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., init: _Optional[bool] = ..., stop_grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., healthcheck: _Optional[_Union[HealthCheck, _Mapping]] = ..., user: _Optional[str] = ..., working_dir: _Optional[str] = ..., hostname: _Optional[str] = ..., cap_add: _Optional[_Iterable[str]] = ..., cap_drop: _Optional[_Iterable[str]] = ..., sysctls: _Optional[_Mapping[str, str]] = ..., ulimits: _Optional[_Iterable[_Union[Ulimit, _Mapping]]] = ..., stop_signal: _Optional[str] = ..., tty: _Optional[bool] = ..., stdin_open: _Optional[bool] = ..., extra_hosts: _Optional[_Iterable[str]] = ..., dns: _Optional[_Iterable[str]] = ..., dns_search: _Optional[_Iterable[str]] = ..., dns_opt: _Optional[_Iterable[str]] = ..., shm_size_bytes: _Optional[int] = ..., read_only: _Optional[bool] = ..., log_driver: _Optional[str] = ..., log_options: _Optional[_Mapping[str, str]] = ..., expose: _Optional[_Iterable[str]] = ..., privileged: _Optional[bool] = ..., security_opt: _Optional[_Iterable[str]] = ..., group_add: _Optional[_Iterable[str]] = ..., pids_limit: _Optional[int] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., secrets: _Optional[_Iterable[_Union[FileReference, _Mapping]]] = ..., configs: _Optional[_Iterable[_Union[FileReference, _Mapping]]] = ...) -> None: ...
+
+class Mount(_message.Message):
+    __slots__ = ("type", "source", "target", "read_only", "driver", "driver_options", "labels", "no_copy", "create_host_path", "propagation", "tmpfs_size_bytes", "tmpfs_mode", "may_move")
+    class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        TYPE_VOLUME: _ClassVar[Mount.Type]
+        TYPE_BIND: _ClassVar[Mount.Type]
+        TYPE_TMPFS: _ClassVar[Mount.Type]
+    TYPE_VOLUME: Mount.Type
+    TYPE_BIND: Mount.Type
+    TYPE_TMPFS: Mount.Type
+    class DriverOptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    NO_COPY_FIELD_NUMBER: _ClassVar[int]
+    CREATE_HOST_PATH_FIELD_NUMBER: _ClassVar[int]
+    PROPAGATION_FIELD_NUMBER: _ClassVar[int]
+    TMPFS_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TMPFS_MODE_FIELD_NUMBER: _ClassVar[int]
+    MAY_MOVE_FIELD_NUMBER: _ClassVar[int]
+    type: Mount.Type
+    source: str
+    target: str
+    read_only: bool
+    driver: str
+    driver_options: _containers.ScalarMap[str, str]
+    labels: _containers.ScalarMap[str, str]
+    no_copy: bool
+    create_host_path: bool
+    propagation: str
+    tmpfs_size_bytes: int
+    tmpfs_mode: int
+    may_move: bool
+    def __init__(self, type: _Optional[_Union[Mount.Type, str]] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., read_only: _Optional[bool] = ..., driver: _Optional[str] = ..., driver_options: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., no_copy: _Optional[bool] = ..., create_host_path: _Optional[bool] = ..., propagation: _Optional[str] = ..., tmpfs_size_bytes: _Optional[int] = ..., tmpfs_mode: _Optional[int] = ..., may_move: _Optional[bool] = ...) -> None: ...
+
+class FileReference(_message.Message):
+    __slots__ = ("id", "name", "target", "uid", "gid", "mode")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    target: str
+    uid: str
+    gid: str
+    mode: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., target: _Optional[str] = ..., uid: _Optional[str] = ..., gid: _Optional[str] = ..., mode: _Optional[int] = ...) -> None: ...
+
+class NetworkAttachment(_message.Message):
+    __slots__ = ("name", "aliases")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Ulimit(_message.Message):
     __slots__ = ("name", "soft", "hard")
@@ -336,7 +418,7 @@ class Ulimit(_message.Message):
     def __init__(self, name: _Optional[str] = ..., soft: _Optional[int] = ..., hard: _Optional[int] = ...) -> None: ...
 
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "labels", "container", "mode", "replicas", "resources", "placement", "ports", "stack", "probe", "restart_policy", "fence_after", "routing", "update_config", "rollback_config", "canary", "force_update", "autoscale")
+    __slots__ = ("name", "labels", "container", "mode", "replicas", "resources", "placement", "ports", "stack", "probe", "restart_policy", "fence_after", "routing", "update_config", "rollback_config", "canary", "force_update", "autoscale", "networks")
     class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         MODE_REPLICATED: _ClassVar[ServiceSpec.Mode]
@@ -368,6 +450,7 @@ class ServiceSpec(_message.Message):
     CANARY_FIELD_NUMBER: _ClassVar[int]
     FORCE_UPDATE_FIELD_NUMBER: _ClassVar[int]
     AUTOSCALE_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
     name: str
     labels: _containers.ScalarMap[str, str]
     container: ContainerSpec
@@ -386,7 +469,8 @@ class ServiceSpec(_message.Message):
     canary: Canary
     force_update: int
     autoscale: Autoscale
-    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., container: _Optional[_Union[ContainerSpec, _Mapping]] = ..., mode: _Optional[_Union[ServiceSpec.Mode, str]] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., stack: _Optional[str] = ..., probe: _Optional[_Union[Probe, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., fence_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., routing: _Optional[_Union[Routing, _Mapping]] = ..., update_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., canary: _Optional[_Union[Canary, _Mapping]] = ..., force_update: _Optional[int] = ..., autoscale: _Optional[_Union[Autoscale, _Mapping]] = ...) -> None: ...
+    networks: _containers.RepeatedCompositeFieldContainer[NetworkAttachment]
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., container: _Optional[_Union[ContainerSpec, _Mapping]] = ..., mode: _Optional[_Union[ServiceSpec.Mode, str]] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., stack: _Optional[str] = ..., probe: _Optional[_Union[Probe, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., fence_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., routing: _Optional[_Union[Routing, _Mapping]] = ..., update_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., canary: _Optional[_Union[Canary, _Mapping]] = ..., force_update: _Optional[int] = ..., autoscale: _Optional[_Union[Autoscale, _Mapping]] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ...) -> None: ...
 
 class Autoscale(_message.Message):
     __slots__ = ("min", "max", "cpu", "memory", "requests_per_second", "connections", "tolerance", "scale_down_window", "max_step_up", "max_step_down")
@@ -505,7 +589,7 @@ class ServiceVersion(_message.Message):
     def __init__(self, version: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., change: _Optional[str] = ...) -> None: ...
 
 class Service(_message.Message):
-    __slots__ = ("id", "meta", "spec", "spec_version", "update_status", "versions", "last_version", "autoscale_status")
+    __slots__ = ("id", "meta", "spec", "spec_version", "update_status", "versions", "last_version", "autoscale_status", "virtual_ip")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -514,6 +598,7 @@ class Service(_message.Message):
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     LAST_VERSION_FIELD_NUMBER: _ClassVar[int]
     AUTOSCALE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    VIRTUAL_IP_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: Meta
     spec: ServiceSpec
@@ -522,7 +607,8 @@ class Service(_message.Message):
     versions: _containers.RepeatedCompositeFieldContainer[ServiceVersion]
     last_version: int
     autoscale_status: AutoscaleStatus
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ..., versions: _Optional[_Iterable[_Union[ServiceVersion, _Mapping]]] = ..., last_version: _Optional[int] = ..., autoscale_status: _Optional[_Union[AutoscaleStatus, _Mapping]] = ...) -> None: ...
+    virtual_ip: str
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ..., versions: _Optional[_Iterable[_Union[ServiceVersion, _Mapping]]] = ..., last_version: _Optional[int] = ..., autoscale_status: _Optional[_Union[AutoscaleStatus, _Mapping]] = ..., virtual_ip: _Optional[str] = ...) -> None: ...
 
 class PortBinding(_message.Message):
     __slots__ = ("protocol", "target_port", "published_port", "host_ip")
@@ -547,7 +633,7 @@ class TaskEvent(_message.Message):
     def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class TaskStatus(_message.Message):
-    __slots__ = ("state", "timestamp", "message", "err", "container_id", "exit_code", "ports", "health", "ready", "restarts", "history")
+    __slots__ = ("state", "timestamp", "message", "err", "container_id", "exit_code", "ports", "health", "ready", "restarts", "history", "container_addr")
     STATE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -559,6 +645,7 @@ class TaskStatus(_message.Message):
     READY_FIELD_NUMBER: _ClassVar[int]
     RESTARTS_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ADDR_FIELD_NUMBER: _ClassVar[int]
     state: TaskState
     timestamp: _timestamp_pb2.Timestamp
     message: str
@@ -570,10 +657,11 @@ class TaskStatus(_message.Message):
     ready: bool
     restarts: int
     history: _containers.RepeatedCompositeFieldContainer[TaskEvent]
-    def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., container_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[PortBinding, _Mapping]]] = ..., health: _Optional[_Union[Health, str]] = ..., ready: _Optional[bool] = ..., restarts: _Optional[int] = ..., history: _Optional[_Iterable[_Union[TaskEvent, _Mapping]]] = ...) -> None: ...
+    container_addr: str
+    def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., container_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[PortBinding, _Mapping]]] = ..., health: _Optional[_Union[Health, str]] = ..., ready: _Optional[bool] = ..., restarts: _Optional[int] = ..., history: _Optional[_Iterable[_Union[TaskEvent, _Mapping]]] = ..., container_addr: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "attempt", "not_before", "canary")
+    __slots__ = ("id", "meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "attempt", "not_before", "canary", "pinned_node")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -587,6 +675,7 @@ class Task(_message.Message):
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
     CANARY_FIELD_NUMBER: _ClassVar[int]
+    PINNED_NODE_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: Meta
     service_id: str
@@ -600,10 +689,11 @@ class Task(_message.Message):
     attempt: int
     not_before: _timestamp_pb2.Timestamp
     canary: bool
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., attempt: _Optional[int] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., canary: _Optional[bool] = ...) -> None: ...
+    pinned_node: str
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., attempt: _Optional[int] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., canary: _Optional[bool] = ..., pinned_node: _Optional[str] = ...) -> None: ...
 
 class NodeDescription(_message.Message):
-    __slots__ = ("name", "labels", "capacity", "engine_version", "agent_version", "advertise_addr")
+    __slots__ = ("name", "labels", "capacity", "engine_version", "agent_version", "advertise_addr", "relay_port")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -617,13 +707,15 @@ class NodeDescription(_message.Message):
     ENGINE_VERSION_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     ADVERTISE_ADDR_FIELD_NUMBER: _ClassVar[int]
+    RELAY_PORT_FIELD_NUMBER: _ClassVar[int]
     name: str
     labels: _containers.ScalarMap[str, str]
     capacity: Resources
     engine_version: str
     agent_version: str
     advertise_addr: str
-    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., engine_version: _Optional[str] = ..., agent_version: _Optional[str] = ..., advertise_addr: _Optional[str] = ...) -> None: ...
+    relay_port: int
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., engine_version: _Optional[str] = ..., agent_version: _Optional[str] = ..., advertise_addr: _Optional[str] = ..., relay_port: _Optional[int] = ...) -> None: ...
 
 class NodeSpec(_message.Message):
     __slots__ = ("availability",)
@@ -682,3 +774,42 @@ class Node(_message.Message):
     description: NodeDescription
     status: NodeStatus
     def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., description: _Optional[_Union[NodeDescription, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ...) -> None: ...
+
+class Secret(_message.Message):
+    __slots__ = ("id", "meta", "spec", "version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    meta: Meta
+    spec: SecretSpec
+    version: int
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[SecretSpec, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class SecretSpec(_message.Message):
+    __slots__ = ("kind", "name", "data", "labels", "digest")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_SECRET: _ClassVar[SecretSpec.Kind]
+        KIND_CONFIG: _ClassVar[SecretSpec.Kind]
+    KIND_SECRET: SecretSpec.Kind
+    KIND_CONFIG: SecretSpec.Kind
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    kind: SecretSpec.Kind
+    name: str
+    data: bytes
+    labels: _containers.ScalarMap[str, str]
+    digest: str
+    def __init__(self, kind: _Optional[_Union[SecretSpec.Kind, str]] = ..., name: _Optional[str] = ..., data: _Optional[bytes] = ..., labels: _Optional[_Mapping[str, str]] = ..., digest: _Optional[str] = ...) -> None: ...
