@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from podium.agent._networks import first_network_config
 from podium.agent.executor import (
     ENGINE_ACTIONS,
     LABEL_NODE,
@@ -90,8 +91,9 @@ def port_key(target_port: int, protocol: objects.PortConfig.Protocol) -> str:
     return f"{target_port}/{_PROTOCOLS.get(protocol, 'tcp')}"
 
 
-def container_config(task: objects.Task, node_id: str) -> dict[str, Any]:
-    """The create-container body (Config with HostConfig inside) for the task's spec."""
+def container_config(task: objects.Task, node_id: str, resolver: str = "") -> dict[str, Any]:
+    """The create-container body (Config with HostConfig inside) for the task's spec; on a
+    network, containers ask `resolver` (the agent's name server) first."""
     spec = task.spec
     container = spec.container
     host_config: dict[str, Any] = {
@@ -137,6 +139,11 @@ def container_config(task: objects.Task, node_id: str) -> dict[str, Any]:
     if exposed:
         config["ExposedPorts"] = exposed
     apply_container_options(container, config, host_config)
+    if spec.networks:
+        host, body = first_network_config([n.name for n in spec.networks], resolver,
+                                          container.dns)
+        host_config.update(host)
+        config.update(body)
     return config
 
 

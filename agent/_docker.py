@@ -42,6 +42,7 @@ import aiodocker
 import aiohttp
 from aiodocker.exceptions import DockerError
 
+from podium.agent import _networks
 from podium.agent._container import (
     container_config,
     container_event,
@@ -59,6 +60,7 @@ from podium.agent.executor import (
     EngineTimeout,
     ExecutorError,
 )
+from podium.rules.network import engine_name
 from podium.v1 import objects
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,10 @@ class DockerExecutor:
         self._closed = False
         self._closing = asyncio.Event()
         self._streams: set[aiohttp.ClientResponse] = set()
+        # The containers' name server (the agent's; set from the session), and the engine
+        # networks this executor has made or found.
+        self.resolver = ""
+        self._networks: set[str] = set()
 
     @property
     def node_id(self) -> str:
@@ -151,9 +157,17 @@ class DockerExecutor:
     async def create(self, task: objects.Task) -> str:
         name = container_name(task, self._node_id)
         try:
-            config = container_config(task, self._node_id)
+            config = container_config(task, self._node_id, self.resolver)
         except ValueError as err:  # a value the engine would refuse: retrying cannot help
             raise ExecutorError(str(err), permanent=True) from err
+        for attachment in task.spec.networks:
+            await self._make_network(attachment.name)
+        container_id = await self._create(task, name, config)
+        for attachment in task.spec.networks[1:]:
+            await self._connect(container_id, attachment.name)
+        return container_id
+
+    async def _create(self, task: objects.Task, name: str, config: dict[str, Any]) -> str:
         containers = self._client().containers
         delay = _CREATE_RETRY_MIN
         deadline = time.monotonic() + _CREATE_RETRY_FOR
@@ -180,6 +194,40 @@ class DockerExecutor:
                 raise ExecutorError(f"container name {name} is taken but no container has it")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+    async def _make_network(self, network: str) -> None:
+        """Makes the engine network for a Podium network unless it exists."""
+        if network in self._networks:
+            return
+        # 409: it exists (made by this agent earlier, or by another on the same engine).
+        async with self._call("create network", ok=(409,)):
+            await self._client().networks.create(_networks.create_body(network))
+        self._networks.add(network)
+
+    async def _connect(self, container_id: str, network: str) -> None:
+        """Connects a created container to a further network (idempotent)."""
+        net = aiodocker.networks.DockerNetwork(self._client(), engine_name(network))  # type: ignore[no-untyped-call]
+        try:
+            async with self._call("connect network"):
+                await net.connect({"Container": container_id})
+        except ExecutorError as err:
+            if not _networks.is_already_connected(str(err)):
+                raise
+
+    async def network_members(self) -> dict[str, frozenset[str]]:
+        """Container address -> the Podium networks its container is on, over every Podium
+        network on the engine (those other agents on the same engine made included)."""
+        filters = {"label": [_networks.LABEL_NETWORK]}
+        async with self._call("GET /networks"):
+            summaries = await self._client().networks.list(filters=filters)
+        inspected = []
+        for summary in summaries:
+            net = aiodocker.networks.DockerNetwork(self._client(), str(summary["Id"]))  # type: ignore[no-untyped-call]
+            async with self._call("inspect network", ok=(404,)):
+                inspected.append(await net.show())
+                self._networks.add(str((summary.get("Labels") or {}).get(
+                    _networks.LABEL_NETWORK, "")))
+        return _networks.members(inspected)
 
     async def start(self, container_id: str) -> None:
         # 304 Not Modified (already running) is not an error status for aiodocker.
