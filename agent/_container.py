@@ -26,7 +26,7 @@ Invalid values raise ValueError naming the field (the executor reports it as a p
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +41,7 @@ from podium.agent.executor import (
     ContainerEvent,
     ContainerState,
 )
+from podium.rules.network import engine_name
 from podium.v1 import objects
 
 _UNSAFE_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]")
@@ -91,9 +92,12 @@ def port_key(target_port: int, protocol: objects.PortConfig.Protocol) -> str:
     return f"{target_port}/{_PROTOCOLS.get(protocol, 'tcp')}"
 
 
-def container_config(task: objects.Task, node_id: str, resolver: str = "") -> dict[str, Any]:
-    """The create-container body (Config with HostConfig inside) for the task's spec; on a
-    network, containers ask `resolver` (the agent's name server) first."""
+def container_config(task: objects.Task, node_id: str, resolver: str = "",
+                     network_ids: Sequence[str] = ()) -> dict[str, Any]:
+    """The create-container body (Config with HostConfig inside) for the task's spec. On
+    networks, the container joins the first one (`network_ids`: the engine's ids of the
+    spec's networks; their names without them) and asks `resolver`, the agent's name server,
+    first."""
     spec = task.spec
     container = spec.container
     host_config: dict[str, Any] = {
@@ -140,8 +144,8 @@ def container_config(task: objects.Task, node_id: str, resolver: str = "") -> di
         config["ExposedPorts"] = exposed
     apply_container_options(container, config, host_config)
     if spec.networks:
-        host, body = first_network_config([n.name for n in spec.networks], resolver,
-                                          container.dns)
+        first = network_ids[0] if network_ids else engine_name(spec.networks[0].name)
+        host, body = first_network_config(first, resolver, container.dns)
         host_config.update(host)
         config.update(body)
     return config

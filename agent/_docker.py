@@ -60,7 +60,6 @@ from podium.agent.executor import (
     EngineTimeout,
     ExecutorError,
 )
-from podium.rules.network import engine_name
 from podium.v1 import objects
 
 log = logging.getLogger(__name__)
@@ -104,7 +103,8 @@ class DockerExecutor:
         # The containers' name server (the agent's; set from the session), and the engine
         # networks this executor has made or found.
         self.resolver = ""
-        self._networks: set[str] = set()
+        self._networks: dict[str, str] = {}  # Podium network -> engine network id
+        self._networks_lock = asyncio.Lock()
 
     @property
     def node_id(self) -> str:
@@ -157,14 +157,14 @@ class DockerExecutor:
     async def create(self, task: objects.Task) -> str:
         name = container_name(task, self._node_id)
         try:
-            config = container_config(task, self._node_id, self.resolver)
-        except ValueError as err:  # a value the engine would refuse: retrying cannot help
+            container_config(task, self._node_id)  # a value the engine would refuse?
+        except ValueError as err:  # retrying cannot help
             raise ExecutorError(str(err), permanent=True) from err
-        for attachment in task.spec.networks:
-            await self._make_network(attachment.name)
+        ids = [await self._make_network(a.name) for a in task.spec.networks]
+        config = container_config(task, self._node_id, self.resolver, ids)
         container_id = await self._create(task, name, config)
-        for attachment in task.spec.networks[1:]:
-            await self._connect(container_id, attachment.name)
+        for network_id in ids[1:]:
+            await self._connect(container_id, network_id)
         return container_id
 
     async def _create(self, task: objects.Task, name: str, config: dict[str, Any]) -> str:
@@ -195,18 +195,27 @@ class DockerExecutor:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    async def _make_network(self, network: str) -> None:
-        """Makes the engine network for a Podium network unless it exists."""
-        if network in self._networks:
-            return
-        # 409: it exists (made by this agent earlier, or by another on the same engine).
-        async with self._call("create network", ok=(409,)):
-            await self._client().networks.create(_networks.create_body(network))
-        self._networks.add(network)
+    async def _make_network(self, network: str) -> str:
+        """The id of the engine network for a Podium network, made unless it exists. One at a
+        time: the engine's own check for a duplicate name is racy."""
+        async with self._networks_lock:
+            if network in self._networks:
+                return self._networks[network]
+            filters = {"label": [f"{_networks.LABEL_NETWORK}={network}"]}
+            async with self._call("GET /networks"):
+                found = await self._client().networks.list(filters=filters)
+            if found:  # made by this agent earlier, or by another on the same engine
+                network_id = str(min(found, key=lambda n: str(n.get("Created", "")))["Id"])
+            else:
+                async with self._call("create network"):
+                    made = await self._client().networks.create(_networks.create_body(network))
+                network_id = made.id
+            self._networks[network] = network_id
+            return network_id
 
-    async def _connect(self, container_id: str, network: str) -> None:
+    async def _connect(self, container_id: str, network_id: str) -> None:
         """Connects a created container to a further network (idempotent)."""
-        net = aiodocker.networks.DockerNetwork(self._client(), engine_name(network))  # type: ignore[no-untyped-call]
+        net = aiodocker.networks.DockerNetwork(self._client(), network_id)  # type: ignore[no-untyped-call]
         try:
             async with self._call("connect network"):
                 await net.connect({"Container": container_id})
@@ -225,8 +234,6 @@ class DockerExecutor:
             net = aiodocker.networks.DockerNetwork(self._client(), str(summary["Id"]))  # type: ignore[no-untyped-call]
             async with self._call("inspect network", ok=(404,)):
                 inspected.append(await net.show())
-                self._networks.add(str((summary.get("Labels") or {}).get(
-                    _networks.LABEL_NETWORK, "")))
         return _networks.members(inspected)
 
     async def start(self, container_id: str) -> None:

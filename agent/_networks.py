@@ -14,6 +14,8 @@ from typing import Any
 
 from podium.rules.network import engine_name
 
+__all__ = ["LABEL_NETWORK", "create_body", "engine_name", "first_network_config", "members"]
+
 LABEL_NETWORK = "io.podium.network"
 
 
@@ -41,16 +43,15 @@ def members(inspected: Iterable[Mapping[str, Any]]) -> dict[str, frozenset[str]]
             for cid, addresses in addresses_of.items() for address in addresses}
 
 
-def first_network_config(networks: Iterable[str], resolver: str,
+def first_network_config(network: str, resolver: str,
                          dns: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """HostConfig and create-body additions for a container on `networks` (the first is joined
-    at create, the others are connected before start): its network, and the agent's name server
-    first (then the spec's own, which it falls back to)."""
-    names = list(networks)
-    host: dict[str, Any] = {"NetworkMode": engine_name(names[0])}
+    """HostConfig and create-body additions for a container joining the engine network
+    `network` (a name or id) at create (its further ones are connected before start), with the
+    agent's name server first (then the spec's own, which it falls back to)."""
+    host: dict[str, Any] = {"NetworkMode": network}
     if resolver:
         host["Dns"] = [resolver, *[d for d in dns if d != resolver]]
-    body: dict[str, Any] = {"NetworkingConfig": {"EndpointsConfig": {engine_name(names[0]): {}}}}
+    body: dict[str, Any] = {"NetworkingConfig": {"EndpointsConfig": {network: {}}}}
     return host, body
 
 

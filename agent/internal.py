@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -214,17 +215,18 @@ class InternalMesh:
 
 async def _ip_batch(lines: list[str]) -> str:
     """Runs `ip -force -batch -` (every line tried); returns its complaints, "" when none."""
+    script = "\n".join(lines).encode() + b"\n"
     try:
-        proc = await asyncio.create_subprocess_exec(
-            "ip", "-force", "-batch", "-", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    except OSError as err:
+        # In a thread: uvloop's subprocess pipes have failed to write a short stdin here.
+        done = await asyncio.to_thread(
+            subprocess.run, ["ip", "-force", "-batch", "-"], input=script,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
         return f"cannot run ip: {err}"
-    _, stderr = await proc.communicate("\n".join(lines).encode() + b"\n")
-    # "File exists" (an address another agent on this host put there) and "Cannot assign"
-    # (one already gone) are what reconciling expects.
-    complaints = [line for line in stderr.decode(errors="replace").splitlines()
-                  if line.strip() and "File exists" not in line
-                  and "Cannot assign requested address" not in line
-                  and not line.startswith("Command failed")]
+    # An address already there (another agent on this host put it there) or already gone is
+    # what reconciling expects.
+    expected = ("File exists", "Address already assigned", "Cannot assign requested address",
+                "Command failed")
+    complaints = [line for line in done.stderr.decode(errors="replace").splitlines()
+                  if line.strip() and not any(e in line for e in expected)]
     return "; ".join(complaints)
