@@ -92,8 +92,8 @@ def test_services_reach_each_other_by_name_across_hosts(hosts: HostCluster) -> N
     vip = json.loads(hosts.ok("inspect", "shop_back"))["virtual_ip"]
     lookup = hosts.docker(host, "exec", probe, "sh", "-c", "nslookup back 2>&1 || true")
     assert vip not in lookup
-    reached = hosts.docker(host, "exec", probe, "sh", "-c",
-                           f"printf 'GET /cgi-bin/kv HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {vip} 80; true")
+    request = "printf 'GET /cgi-bin/kv HTTP/1.0\\r\\n\\r\\n'"
+    reached = hosts.docker(host, "exec", probe, "sh", "-c", f"{request} | nc -w 2 {vip} 80; true")
     assert "store" not in reached, reached
     # ... while shop's own containers resolve it to that address.
     host, front = _container_on(hosts, "shop_front")
