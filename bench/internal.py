@@ -40,8 +40,8 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from podium.lab.hosts import HostCluster  # noqa: E402
-from tests.helpers import IMAGE, eventually  # noqa: E402
+from podium.lab.hosts import HostCluster
+from tests.helpers import IMAGE, eventually
 
 STACK = f"""
 name: bench
