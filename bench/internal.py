@@ -41,7 +41,7 @@ from typing import Any
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from podium.lab.hosts import HostCluster
-from tests.helpers import IMAGE, eventually
+from podium.lab.local import IMAGE, eventually
 
 STACK = f"""
 name: bench
