@@ -103,9 +103,13 @@ def containers_of(node_ids: list[str], *, all: bool = True) -> dict[str, str]:
 
 
 def remove_containers_of(node_ids: list[str]) -> None:
+    """Removes the nodes' containers, then the engine networks of Podium networks that no
+    container uses any more (agents leave them on the node)."""
     ids = list(containers_of(node_ids))
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+    subprocess.run(["docker", "network", "prune", "-f", "--filter", "label=io.podium.network"],
+                   capture_output=True)
 
 
 class CliClient:
