@@ -167,7 +167,9 @@ class Cluster(CliClient):
 
     def start_agent(self, name: str, *labels: str) -> None:
         data = self.root / name
-        args = ["agent", "--join", self.address, "--name", name, "--data-dir", str(data)]
+        # Agents share the host here: each relays on a port of its own.
+        args = ["agent", "--join", self.address, "--name", name, "--data-dir", str(data),
+                "--relay-port", "0"]
         for label in labels:
             args += ["--label", label]
         self._spawn(name, args)
