@@ -25,6 +25,7 @@ from podium.manager.store import (
 from podium.rules import autoscale, network
 from podium.rules import update as update_rules
 from podium.rules.constraints import parse_constraint
+from podium.rules.mounts import check_mounts
 from podium.rules.names import RULE as NAME_RULE
 from podium.rules.names import is_valid_name
 from podium.rules.routing import ingress_ports
@@ -79,7 +80,7 @@ def validate_spec(spec: objects.ServiceSpec) -> None:
         if res.nano_cpus < 0 or res.memory_bytes < 0:
             raise bad(f"{where}: spec.resources.{kind}: cpus and memory must not be negative")
     if problem := (config_problem(spec) or autoscale.config_problem(spec)
-                   or network.check_networks(spec)):
+                   or network.check_networks(spec) or check_mounts(spec)):
         raise bad(f"{where}: {problem}")
 
 

@@ -15,6 +15,10 @@ policy allows, in the same slot by a new task that may not be placed before a
 restart delay growing with each consecutive attempt (0.5 s doubling to 5 min),
 so a task that can never start is retried without spinning; a task that ran for
 a minute before it ended starts the count over.
+
+A replica holding a named local volume that may not move (rules.mounts.pinning_volume) is
+pinned to the node with its data: a slot's new task gets the `pinned_node` of the slot's
+newest task that has one, so a failover waits for that node rather than starting empty.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from podium.manager.eligibility import (
 from podium.manager.store import Change, ReadTx, WriteTx
 from podium.manager.versions import end_task
 from podium.rules.constraints import parse_constraint
+from podium.rules.mounts import pinning_volume
 from podium.rules.restart import RESET_AFTER_S, attempts_exhausted, backoff
 from podium.rules.taskstate import has_finished, is_live
 from podium.v1 import objects
@@ -196,11 +201,14 @@ class Orchestrator(ReconcileLoop):
                 if task is not keeper and (serving or has_finished(task)):
                     end_task(tx, task, REMOVED)
             by_slot[slot] = keeper
+        pins = _slot_pins(tx.tasks_of_service(service.id)) if pinning_volume(service.spec) else {}
         for slot in range(1, wanted + 1):
             current_task = by_slot.get(slot)
             if current_task is None or _draining(tx, current_task):
                 attempt = attempts.get(str(slot), 0) if current_task is None else 0
-                tx.create(new_task(service, slot=slot, node_id="", attempt=attempt))
+                task = new_task(service, slot=slot, node_id="", attempt=attempt)
+                task.pinned_node = pins.get(slot, "")
+                tx.create(task)
 
     def _reconcile_global(self, tx: WriteTx, service: objects.Service,
                           live: list[objects.Task], attempts: dict[str, int]) -> None:
@@ -221,6 +229,15 @@ class Orchestrator(ReconcileLoop):
             if node.id not in covered and is_eligible(node) and matches(node):
                 tx.create(new_task(service, slot=0, node_id=node.id,
                                    attempt=attempts.get(node.id, 0)))
+
+
+def _slot_pins(tasks: list[objects.Task]) -> dict[int, str]:
+    """Slot -> the pinned node of its newest task that has one."""
+    pins: dict[int, str] = {}
+    for task in sorted(tasks, key=lambda t: t.meta.created.ToNanoseconds()):
+        if task.pinned_node and task.slot:
+            pins[task.slot] = task.pinned_node
+    return pins
 
 
 def _on_down_node(tx: WriteTx, task: objects.Task) -> bool:

@@ -19,6 +19,14 @@ Among those nodes the scheduler prefers nodes where the task's service has not f
 (the `failures` argument), then spreads: fewest tasks of the same service, then fewest tasks, then
 lowest node id. Placements made earlier in the same call count like existing tasks.
 
+A replica whose spec mounts a named local volume that may not move (rules.mounts.pinning_volume)
+is pinned to the node holding that volume's data: its own ``pinned_node``, else the one of the
+newest task of its slot in ``tasks`` that has one (an update's new task follows its slot). Only
+that node is considered; when it does not take the task, the reason says which node the task
+waits for and why ("waits for node h2, which holds its volume data (shop_data): it is not
+ready; x-podium-may-move: true lets it start elsewhere"). The caller records the node a pinned
+task is first placed on (scheduler.commit_plan).
+
 The plan depends on the inputs' contents, not their order: pending tasks are handled pinned ones
 first (they have no alternative), then by (service id, slot, task id).
 
@@ -34,9 +42,10 @@ import heapq
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
-from podium.manager.eligibility import NOT_READY, ineligible
+from podium.manager.eligibility import ENGINE_NOT_ANSWERING, NOT_READY, ineligible
 from podium.rules import units
 from podium.rules.constraints import parse_constraint
+from podium.rules.mounts import pinning_volume
 from podium.rules.taskstate import holds_resources
 from podium.v1 import objects
 
@@ -106,7 +115,10 @@ class _Group:
     memory: int
     constraints: tuple[str, ...]
     ports: tuple[_Port, ...]
-    node_id: str  # pinned node, or ""
+    node_id: str  # assigned node (global mode), or ""
+    pinned: str = ""  # node holding the replica's volume data, or ""
+    volume: str = ""  # that volume's name
+    pinned_name: str = ""  # that node's name, for reasons
     tasks: list[objects.Task] = field(default_factory=list)
 
     def shortfall(self, node: _NodeState) -> _Rejection | None:
@@ -151,14 +163,23 @@ def schedule(
         res = task.spec.resources.reservations
         state.add(task.service_id, res.nano_cpus, res.memory_bytes, _host_ports(task))
 
-    ordered = sorted(to_place.values(), key=lambda t: (not t.node_id, t.service_id, t.slot, t.id))
+    slot_pins = _slot_pins(tasks)
+    pins: dict[str, tuple[str, str]] = {}  # task id -> (pinned node, volume)
+    for task in to_place.values():
+        if not task.node_id and task.slot and (volume := pinning_volume(task.spec)):
+            if pin := task.pinned_node or slot_pins.get((task.service_id, task.slot), ""):
+                pins[task.id] = (pin, volume)
+    ordered = sorted(to_place.values(),
+                     key=lambda t: (not (t.node_id or t.id in pins), t.service_id, t.slot, t.id))
     groups: dict[tuple[object, ...], _Group] = {}
     for task in ordered:
         res = task.spec.resources.reservations
+        pin, volume = pins.get(task.id, ("", ""))
         group = _Group(task.service_id, res.nano_cpus, res.memory_bytes,
-                       tuple(task.spec.placement.constraints), _host_ports(task), task.node_id)
+                       tuple(task.spec.placement.constraints), _host_ports(task), task.node_id,
+                       pin, volume)
         key = (group.service_id, group.cpu, group.memory, group.constraints, group.ports,
-               group.node_id)
+               group.node_id, group.pinned, group.volume)
         groups.setdefault(key, group).tasks.append(task)
 
     # Ready, availability and constraints do not change during a call: filter once per set.
@@ -170,6 +191,13 @@ def schedule(
                 _fail(plan, group.tasks, f"assigned node {group.node_id} not found")
                 continue
             filtered = _filter([pinned], group.constraints)
+        elif group.pinned:
+            holder = states.get(group.pinned)
+            if holder is None:
+                _fail(plan, group.tasks, _waits(group, group.pinned, "it is not in the cluster"))
+                continue
+            group.pinned_name = holder.name or holder.id
+            filtered = _filter([holder], group.constraints)
         else:
             if group.constraints not in static:
                 static[group.constraints] = _filter(states.values(), group.constraints)
@@ -288,9 +316,47 @@ def _reason(group: _Group, candidates: list[_NodeState], rejected: dict[_Rejecti
             counts[shortfall] = counts.get(shortfall, 0) + 1
     if not counts:
         return "no nodes in the cluster"
+    if group.pinned:
+        rejection = min(counts, key=lambda r: (-r[0], r[1]))
+        return _waits(group, group.pinned_name, _pinned_detail(rejection))
     parts = [_describe(r, counts[r]) for r in sorted(counts, key=lambda r: (-r[0], r[1]))]
     text = "; ".join(parts)
     return f"assigned node {group.node_id}: {text}" if group.node_id else text
+
+
+def _slot_pins(tasks: Iterable[objects.Task]) -> dict[tuple[str, int], str]:
+    """(service id, slot) -> the pinned node of the newest task of that slot that has one."""
+    newest: dict[tuple[str, int], tuple[int, str]] = {}
+    for task in tasks:
+        if task.pinned_node and task.slot:
+            key = (task.service_id, task.slot)
+            created = task.meta.created.ToNanoseconds()
+            if key not in newest or created >= newest[key][0]:
+                newest[key] = (created, task.pinned_node)
+    return {key: node for key, (_, node) in newest.items()}
+
+
+def _waits(group: _Group, node: str, detail: str) -> str:
+    return (f"waits for node {node}, which holds its volume data ({group.volume}): {detail}; "
+            "x-podium-may-move: true lets it start elsewhere")
+
+
+def _pinned_detail(rejection: _Rejection) -> str:
+    """Why the one node a pinned task may run on does not take it."""
+    rank, _, detail = rejection
+    if rank == _NOT_READY:
+        return "it is not ready"
+    if rank == _UNAVAILABLE:
+        if detail == ENGINE_NOT_ANSWERING:
+            return "its engine is not answering"
+        return f"it is {detail}"
+    if rank == _CONSTRAINT_RANK:
+        return f"it fails {detail}"
+    if rank == _CPU:
+        return f"it has less than {detail} free"
+    if rank == _MEMORY:
+        return f"it has less than {detail} memory free"
+    return f"host port {detail} is in use there"
 
 
 def _describe(rejection: _Rejection, count: int) -> str:

@@ -8,6 +8,9 @@ still has the cpu, memory and host ports free next to the tasks on it at commit
 time (placement.NodeFit). A decision that fails the re-check is dropped: the
 task stays PENDING and the change that made the plan stale wakes the next pass.
 A task that fits nowhere stays PENDING with the reason in its status message.
+A replica whose spec mounts a named local volume that may not move is pinned to the node it is
+first placed on: the commit records that node in Task.pinned_node (the orchestrator copies it
+into the slot's next task; placement then considers only that node).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from podium.manager import ids, placement
 from podium.manager._loop import ReconcileLoop
 from podium.manager.eligibility import is_eligible
 from podium.manager.store import Change, ReadTx, WriteTx
+from podium.rules.mounts import pinning_volume
 from podium.rules.taskstate import has_finished, is_pending
 from podium.v1 import objects
 
@@ -93,6 +97,8 @@ def commit_plan(tx: WriteTx, plan: placement.Plan) -> int:
             continue  # filled up since the snapshot; the next pass places the task
         fit.take(task)
         task.node_id = decision.node_id
+        if task.slot and not task.canary and pinning_volume(task.spec) is not None:
+            task.pinned_node = decision.node_id  # placement kept it on its pin, if it had one
         task.status.state = objects.TASK_STATE_ASSIGNED
         task.status.timestamp.CopyFrom(now)
         task.status.message = f"assigned to {node.description.name}"
