@@ -20,6 +20,13 @@ set only when its field is: a spec without them gives the body it gave before th
   user's options.
 - expose entries ("80", "80/udp", "8000-8010/tcp") join the published ports in ExposedPorts.
 - A ulimit without a hard limit gets its soft one as hard (Compose's `nofile: 1024`).
+Mounts (add_mounts) become HostConfig.Mounts entries, the engine's own names for each field:
+a named volume is created by the engine on first use with the mount's driver, options and
+labels (it then keeps what it was created with); an empty volume source is an anonymous volume.
+A bind that may create its host path becomes a HostConfig.Binds entry instead, because the
+engine creates a missing Binds source itself on every API version (Mounts' CreateMountpoint
+needs API 1.42). A bind whose source is missing is refused by the engine (400), which
+bind_source_missing() recognises so the task fails saying which path is missing on which node.
 Invalid values raise ValueError naming the field (the executor reports it as a permanent error).
 """
 
@@ -143,6 +150,7 @@ def container_config(task: objects.Task, node_id: str, resolver: str = "",
     if exposed:
         config["ExposedPorts"] = exposed
     apply_container_options(container, config, host_config)
+    add_mounts(container, host_config)
     if spec.networks:
         first = network_ids[0] if network_ids else engine_name(spec.networks[0].name)
         host, body = first_network_config(first, resolver, container.dns)
@@ -186,6 +194,65 @@ def apply_container_options(
     # -1 is the engine's "unlimited", which differs from unset (the daemon's default).
     if container.pids_limit:
         host_config["PidsLimit"] = container.pids_limit
+
+
+_MOUNT_TYPES = {objects.Mount.TYPE_VOLUME: "volume", objects.Mount.TYPE_BIND: "bind",
+                objects.Mount.TYPE_TMPFS: "tmpfs"}
+_BIND_MISSING_RE = re.compile(r"bind source path does not exist: (\S+)")
+
+
+def add_mounts(container: objects.ContainerSpec, host_config: dict[str, Any]) -> None:
+    """The spec's mounts into HostConfig.Mounts (and Binds), after any already there."""
+    for mount in container.mounts:
+        if mount.type == objects.Mount.TYPE_BIND and mount.create_host_path:
+            options = ",".join(o for o in ("ro" if mount.read_only else "", mount.propagation)
+                               if o)
+            bind = f"{mount.source}:{mount.target}" + (f":{options}" if options else "")
+            host_config.setdefault("Binds", []).append(bind)
+        else:
+            host_config.setdefault("Mounts", []).append(mount_config(mount))
+
+
+def mount_config(mount: objects.Mount) -> dict[str, Any]:
+    """One HostConfig.Mounts entry; only the options of the mount's type, only those set."""
+    kind = _MOUNT_TYPES.get(mount.type)
+    if kind is None:
+        raise ValueError(f"mounts: type {mount.type} of {mount.target!r}: expected volume, "
+                         "bind or tmpfs")
+    entry: dict[str, Any] = {"Type": kind, "Target": mount.target}
+    if mount.source:
+        entry["Source"] = mount.source
+    if mount.read_only:
+        entry["ReadOnly"] = True
+    if kind == "volume":
+        volume: dict[str, Any] = {}
+        if mount.no_copy:
+            volume["NoCopy"] = True
+        if mount.labels:
+            volume["Labels"] = dict(sorted(mount.labels.items()))
+        if mount.driver or mount.driver_options:
+            driver: dict[str, Any] = {"Name": mount.driver or "local"}
+            if mount.driver_options:
+                driver["Options"] = dict(sorted(mount.driver_options.items()))
+            volume["DriverConfig"] = driver
+        if volume:
+            entry["VolumeOptions"] = volume
+    elif kind == "bind" and mount.propagation:
+        entry["BindOptions"] = {"Propagation": mount.propagation}
+    elif kind == "tmpfs" and (mount.tmpfs_size_bytes or mount.tmpfs_mode):
+        tmpfs: dict[str, Any] = {}
+        if mount.tmpfs_size_bytes:
+            tmpfs["SizeBytes"] = mount.tmpfs_size_bytes
+        if mount.tmpfs_mode:
+            tmpfs["Mode"] = mount.tmpfs_mode
+        entry["TmpfsOptions"] = tmpfs
+    return entry
+
+
+def bind_source_missing(engine_message: str) -> str | None:
+    """The path of a bind mount the engine refused because its source does not exist."""
+    match = _BIND_MISSING_RE.search(engine_message)
+    return match.group(1) if match else None
 
 
 def log_config(driver: str, options: Mapping[str, str]) -> dict[str, Any]:

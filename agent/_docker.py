@@ -5,7 +5,8 @@ this module only makes the calls and maps the engine's errors:
 
 - create() never pulls (containers.create, not run()); 404 -> ExecutorError("No such image: X"),
   409 (the deterministic name is taken) -> the existing container's id, 400 -> permanent error;
-  a spec value container_config() refuses (ValueError) -> permanent error, nothing created.
+  a spec value container_config() refuses (ValueError) -> permanent error, nothing created;
+  a bind mount whose source is missing -> permanent "bind mount source P does not exist on node N".
 - stop() passes the task's grace as the timeout: the engine sends the container's StopSignal
   (the spec's stop_signal, else SIGTERM), then SIGKILL once the grace is over.
 - start() of a running container (304), stop() of a stopped (304) or missing (404) one and
@@ -44,6 +45,7 @@ from aiodocker.exceptions import DockerError
 
 from podium.agent import _networks
 from podium.agent._container import (
+    bind_source_missing,
     container_config,
     container_event,
     container_name,
@@ -86,12 +88,13 @@ class DockerExecutor:
     """
 
     def __init__(self, *, node_id: str, docker_host: str | None = None,
-                 call_timeout: float = CALL_TIMEOUT_S) -> None:
+                 call_timeout: float = CALL_TIMEOUT_S, node_name: str = "") -> None:
         if not node_id:
             raise ValueError("node_id must not be empty")
         if call_timeout <= 0:
             raise ValueError(f"call_timeout must be > 0 seconds, got {call_timeout}")
         self._node_id = node_id
+        self._node_name = node_name or node_id  # for messages
         self._timeout = call_timeout
         host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
         self._url, self._socket_path = _parse_host(host)
@@ -179,6 +182,9 @@ class DockerExecutor:
                 if err.status == 404:
                     raise ExecutorError(f"No such image: {task.spec.container.image}") from err
                 if err.status != 409:
+                    if missing := bind_source_missing(err.message or ""):
+                        raise ExecutorError(f"bind mount source {missing} does not exist on "
+                                            f"node {self._node_name}", permanent=True) from err
                     raise _executor_error(err) from err
             # 409: the task's container exists already (an earlier attempt, or a previous run
             # of this agent): adopt it.

@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     node_id = load_node_id(pathlib.Path(args.data_dir))
 
     async def serve() -> None:
-        executor = DockerExecutor(node_id=node_id, docker_host=args.docker_host)
+        executor = DockerExecutor(node_id=node_id, docker_host=args.docker_host,
+                                  node_name=args.name)
         await daemon.serve_until_signalled(Agent(
             manager=args.join, name=args.name, node_id=node_id, executor=executor,
             labels=dict(args.label), mesh=args.mesh, mesh_workers=args.mesh_workers,
