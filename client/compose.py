@@ -37,7 +37,8 @@ With a stack name (the `stack` argument, else top-level `name:`), services are n
 spec.stack = STACK, as `docker stack deploy` does. Without one, services keep their keys as names,
 and the stack is named after the file's folder (`fallback_stack`): spec.stack, and the full names
 of its networks (FOLDER_default), volumes and secrets, so that those are its own. Networks are
-read by _compose_networks. Scalars are read as Compose reads them (22:22 is
+read by _compose_networks; volumes (top-level and per service) and tmpfs by
+_compose_volumes. Scalars are read as Compose reads them (22:22 is
 a string, yes/no are not booleans). There is no ${VAR} interpolation, and a variable given without
 a value ("KEY", "KEY:") is set to "".
 """
@@ -52,7 +53,7 @@ import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -63,6 +64,9 @@ from podium.rules.names import RULE as NAME_RULE
 from podium.rules.names import is_valid_name
 from podium.rules.routing import BALANCE
 from podium.v1 import objects
+
+if TYPE_CHECKING:  # imported at run time where used: it builds on this module
+    from podium.client._compose_volumes import Volume
 
 __all__ = ["SpecError", "Stack", "default_stack_name", "load_stack", "parse_bytes",
            "parse_duration", "read_stack"]
@@ -127,9 +131,9 @@ _SUPPORTED = {
          "healthcheck", "hostname", "image", "init", "labels", "logging", "networks",
          "pids_limit", "ports",
          "privileged", "profiles", "read_only", "restart", "security_opt", "shm_size",
-         "stdin_open", "stop_grace_period", "stop_signal", "sysctls", "tty", "ulimits", "user",
-         "working_dir", "x-podium-autoscale", "x-podium-canary", "x-podium-fence",
-         "x-podium-healthy-deadline", "x-podium-probe", "x-podium-routing"),
+         "stdin_open", "stop_grace_period", "stop_signal", "sysctls", "tmpfs", "tty", "ulimits",
+         "user", "volumes", "working_dir", "x-podium-autoscale", "x-podium-canary",
+         "x-podium-fence", "x-podium-healthy-deadline", "x-podium-probe", "x-podium-routing"),
     "logging": ("driver", "options"),
     "ulimits.*": ("hard", "soft"),
     "env_file[]": ("path", "required"),
@@ -434,6 +438,7 @@ def _service(key: object, value: object, stack: str | None, context: _Context
     from podium.client._compose_checks import set_autoscale, set_checks, set_updates
     from podium.client._compose_networks import set_networks
     from podium.client._compose_options import check_build, set_options
+    from podium.client._compose_volumes import set_mounts
 
     at = _At(str(key))
     if not is_valid_name(key):
@@ -467,6 +472,7 @@ def _service(key: object, value: object, stack: str | None, context: _Context
         spec.routing.CopyFrom(_routing(data[_ROUTING_KEY], at.sub(_ROUTING_KEY)))
     spec.ports.extend(_ports(data.get("ports", []), at.sub("ports")))
     set_networks(data, spec, at, context.networks, str(key), context.warnings)
+    set_mounts(data, spec, at, context.volumes, context.directory, context.warnings)
     _deploy(data.get("deploy", {}), spec, at.sub("deploy"))
     # Before set_checks: deploy.restart_policy, read there, wins over `restart`.
     context.warnings.extend(set_options(data, spec, at.service, context.directory, context.names))
@@ -485,6 +491,7 @@ class _Context:
     # secrets are named after), else "".
     scope: str = ""
     networks: dict[str, str] = field(default_factory=dict)  # Compose key -> full name
+    volumes: dict[str, Volume] = field(default_factory=dict)  # Compose key -> top-level volume
 
 
 @dataclass(frozen=True, slots=True)
@@ -496,7 +503,7 @@ class Stack:
     warnings: list[str]
 
 
-_TOP_LEVEL = ("name", "networks", "services", "version")
+_TOP_LEVEL = ("name", "networks", "services", "version", "volumes")
 
 
 def _load(text: str, stack: str | None, directory: pathlib.Path,
@@ -526,9 +533,11 @@ def _load(text: str, stack: str | None, directory: pathlib.Path,
         raise SpecError(f"services: expected a non-empty mapping, got {_show(services)}")
     from podium.client._compose_networks import stack_networks
     from podium.client._compose_options import profiles as service_profiles
+    from podium.client._compose_volumes import stack_volumes
 
     context = _Context(directory, frozenset(str(key) for key in services), [], scope)
     context.networks = stack_networks(document, scope, context.warnings)
+    context.volumes = stack_volumes(document, scope)
     wanted, specs = set(profiles), []
     for key, value in services.items():
         own = service_profiles(value, _At(str(key))) if isinstance(value, dict) else []

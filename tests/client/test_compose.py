@@ -168,14 +168,15 @@ def _service_error(keys: str) -> str:
     ("keys", "expected"),
     [
         (
-            "volumes: [data:/data]",
-            "stack.yml: service 'web': key 'volumes' is not supported by Podium (supported:"
+            "volumes_from: [db]",
+            "stack.yml: service 'web': key 'volumes_from' is not supported by Podium (supported:"
             " cap_add, cap_drop, command, depends_on, deploy, dns, dns_opt, dns_search,"
             " entrypoint, env_file, environment, expose, extra_hosts, group_add, healthcheck,"
             " hostname, image, init, labels, logging, networks, pids_limit, ports, privileged,"
             " profiles,"
             " read_only, restart, security_opt, shm_size, stdin_open, stop_grace_period,"
-            " stop_signal, sysctls, tty, ulimits, user, working_dir, x-podium-autoscale,"
+            " stop_signal, sysctls, tmpfs, tty, ulimits, user, volumes, working_dir,"
+            " x-podium-autoscale,"
             " x-podium-canary, x-podium-fence, x-podium-healthy-deadline, x-podium-probe,"
             " x-podium-routing)",
         ),
@@ -281,9 +282,8 @@ def test_yaml_python_tags_are_refused() -> None:
         (
             "services: {web: {image: x}}\ninclude: [other.yaml]\n",
             "top-level key 'include' is not supported by Podium"
-            " (supported: name, networks, services, version)",
+            " (supported: name, networks, services, version, volumes)",
         ),
-        ("services: {web: {image: x}}\nvolumes: {}\n", "top-level key 'volumes' is not supported"),
         ("name: 'my stack'\nservices: {web: {image: x}}\n", "invalid stack name 'my stack'"),
         ("services: {'-web': {image: x}}\n", "service '-web': invalid service name"),
         ("services: {web: nginx}\n", "service 'web': expected a mapping, got 'nginx'"),
