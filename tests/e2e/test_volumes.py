@@ -4,6 +4,7 @@ the task saying so."""
 from __future__ import annotations
 
 import json
+import subprocess
 import pathlib
 from typing import Any
 
@@ -60,7 +61,7 @@ volumes:
             current = str(tasks[0]["container_id"])
             try:
                 return docker("exec", current, "cat", "/data/log")
-            except Exception:  # noqa: BLE001 - the container may be between states
+            except subprocess.CalledProcessError:  # the container may be between states
                 return ""
 
         log = eventually(lambda: restarted().count("started") == 2 and restarted(),
