@@ -4,8 +4,8 @@ the task saying so."""
 from __future__ import annotations
 
 import json
-import subprocess
 import pathlib
+import subprocess
 from typing import Any
 
 import pytest
