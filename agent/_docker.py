@@ -59,6 +59,7 @@ from podium.agent.executor import (
     EngineTimeout,
     ExecutorError,
 )
+from podium.agent.secretfiles import SecretFiles
 from podium.v1 import objects
 
 log = logging.getLogger(__name__)
@@ -85,13 +86,16 @@ class DockerExecutor:
     """
 
     def __init__(self, *, node_id: str, docker_host: str | None = None,
-                 call_timeout: float = CALL_TIMEOUT_S) -> None:
+                 call_timeout: float = CALL_TIMEOUT_S,
+                 secret_files: SecretFiles | None = None) -> None:
         if not node_id:
             raise ValueError("node_id must not be empty")
         if call_timeout <= 0:
             raise ValueError(f"call_timeout must be > 0 seconds, got {call_timeout}")
         self._node_id = node_id
         self._timeout = call_timeout
+        # Where the files of tasks' secrets and configs are written (None: no task may use one).
+        self._files = secret_files
         host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
         self._url, self._socket_path = _parse_host(host)
         self._connector: aiohttp.BaseConnector | None = None
@@ -140,7 +144,10 @@ class DockerExecutor:
 
         states = await asyncio.gather(*(inspect_one(s.id) for s in summaries))
         # None: removed between the list and its inspection.
-        return [state for state in states if state is not None]
+        found = [state for state in states if state is not None]
+        if self._files is not None:
+            self._files.prune(s.task_id for s in found)
+        return found
 
     async def inspect(self, container_id: str) -> ContainerState | None:
         data: dict[str, Any] | None = None
@@ -154,6 +161,19 @@ class DockerExecutor:
             config = container_config(task, self._node_id)
         except ValueError as err:  # a value the engine would refuse: retrying cannot help
             raise ExecutorError(str(err), permanent=True) from err
+        if not (task.spec.container.secrets or task.spec.container.configs):
+            return await self._create(task, name, config)
+        if self._files is None:
+            raise ExecutorError("this agent cannot mount secrets or configs", permanent=True)
+        container_id: str | None = None
+        try:
+            config["HostConfig"].setdefault("Mounts", []).extend(self._files.prepare(task))
+            container_id = await self._create(task, name, config)
+            return container_id
+        finally:
+            self._files.created(task.id, container_id)
+
+    async def _create(self, task: objects.Task, name: str, config: dict[str, Any]) -> str:
         containers = self._client().containers
         delay = _CREATE_RETRY_MIN
         deadline = time.monotonic() + _CREATE_RETRY_FOR
@@ -202,6 +222,8 @@ class DockerExecutor:
                 if not (err.status == 409 and "already in progress" in err.message):
                     raise
                 # else a concurrent remove() is doing the work
+        if self._files is not None:
+            self._files.release(container_id)
 
     def events(self) -> AsyncIterator[ContainerEvent]:
         return self._events()

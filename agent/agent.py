@@ -26,6 +26,7 @@ from podium.agent.meshpool import MeshPool
 from podium.agent.proxy import Mesh
 from podium.agent.routing import RoutingTable
 from podium.agent.sampler import LoadSampler
+from podium.agent.secretfiles import SecretFiles
 from podium.agent.session import Session
 from podium.agent.status import StatusReporter
 from podium.agent.worker import Worker
@@ -72,9 +73,12 @@ class Agent:
         mesh: str = "asyncio",
         mesh_workers: int = 0,
         engine_ping: tuple[float, float] = (PERIOD_S, PING_TIMEOUT_S),
+        secret_files: SecretFiles | None = None,
     ) -> None:
         """`engine_ping`: how often the engine's health is checked, and the deadline of each
-        check, in seconds."""
+        check, in seconds. `secret_files`: where the data of the secrets that come with the
+        assignments is kept (the executor writes tasks' files there)."""
+        self._files = secret_files
         self.node_id = node_id
         self._name = name
         self._labels = dict(labels or {})
@@ -102,7 +106,7 @@ class Agent:
             manager=manager,
             node_id=node_id,
             describe=self._describe,
-            on_assignments=self._worker.submit,
+            on_assignments=self._assigned,
             reporter=self._reporter,
             load=load.next_report,
             on_endpoints=self._route,
@@ -112,6 +116,13 @@ class Agent:
         self._mesh_errors: list[str] = []  # from the last apply: ports not served
         self._mesh_due = asyncio.Event()
         self._description: objects.NodeDescription | None = None  # the last one the engine gave
+
+    def _assigned(self, assignments: dispatcher.Assignments) -> None:
+        # Before the worker sees the tasks: their runners may create containers at once.
+        if self._files is not None:
+            complete = assignments.type == dispatcher.Assignments.TYPE_COMPLETE
+            self._files.remember(assignments.secrets, complete=complete)
+        self._worker.submit(assignments)
 
     def _heartbeat(self) -> dispatcher.Heartbeat:
         return dispatcher.Heartbeat(engine_unresponsive=self._engine.unresponsive,
@@ -185,6 +196,8 @@ class Agent:
         return desc
 
     async def start(self) -> None:
+        if self._files is not None:
+            await self._files.open()
         self._tasks = [
             asyncio.create_task(self._worker.run(), name="worker"),
             asyncio.create_task(self._worker.follow_events(), name="events"),
