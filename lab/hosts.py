@@ -235,6 +235,7 @@ class HostCluster(CliClient):
         self._kill_all(h.netns, h.cgroup, spare=frozenset(self._agent_pids(h)))
         self._kill_all(h.netns, h.cgroup)
         shutil.rmtree(h.run, ignore_errors=True)
+        system.unmount(h.data / "agent" / "secrets")  # memory: gone with the power
         system.remove_cgroup(h.cgroup)
 
     def power_off(self, host: str) -> None:
@@ -560,6 +561,8 @@ class HostCluster(CliClient):
                 raise RuntimeError(f"image for {h.name}: {out.decode(errors='replace')}")
 
     def _spawn_agent(self, h: Host) -> None:
+        # The agent's own mount would stay in its namespace, out of its engine's sight.
+        system.mount_tmpfs(h.data / "agent" / "secrets")
         self._spawn(system.host_exec(h.netns, system.cgroup_mount_commands(), [
             *PODIUM, "agent", "--join", self.manager_address, "--name", h.name,
             "--data-dir", str(h.data / "agent"), "--docker-host", h.docker_host,

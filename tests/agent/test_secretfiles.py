@@ -3,6 +3,7 @@ bind-mounted read-only, removed with their task's container."""
 
 from __future__ import annotations
 
+import asyncio
 import collections.abc
 import os
 import pathlib
@@ -32,11 +33,11 @@ def test_is_tmpfs_reads_the_mount_table() -> None:
 
 
 @pytest.fixture
-async def files(tmp_path: pathlib.Path) -> collections.abc.AsyncIterator[SecretFiles]:
+def files(tmp_path: pathlib.Path) -> collections.abc.Iterator[SecretFiles]:
     if os.geteuid() != 0:
         pytest.fail("mounting a tmpfs needs root (the test machines run as root)")
     files = SecretFiles(tmp_path / "secrets")
-    await files.open()
+    asyncio.run(files.open())
     try:
         yield files
     finally:
@@ -57,7 +58,7 @@ def _secret(id: str, name: str, data: bytes, kind: int) -> objects.Secret:
         kind=kind, name=name, data=data))  # type: ignore[arg-type]
 
 
-async def test_files_live_in_a_tmpfs_with_the_mode_asked(files: SecretFiles) -> None:
+def test_files_live_in_a_tmpfs_with_the_mode_asked(files: SecretFiles) -> None:
     assert is_tmpfs(files.root)
     files.remember([_secret("s1", "db_password", b"hunter2", SECRET),
                     _secret("c1", "app_conf", b"a=1\n", CONFIG)], complete=True)
@@ -78,14 +79,14 @@ async def test_files_live_in_a_tmpfs_with_the_mode_asked(files: SecretFiles) -> 
     assert not (files.root / "t1").exists()
 
 
-async def test_missing_data_is_a_task_error_naming_it(files: SecretFiles) -> None:
+def test_missing_data_is_a_task_error_naming_it(files: SecretFiles) -> None:
     files.remember([_secret("c1", "app_conf", b"a=1\n", CONFIG)], complete=True)
-    with pytest.raises(ExecutorError, match="secret 'db_password' .* was not sent to this node"):
+    with pytest.raises(ExecutorError, match=r"secret 'db_password' .* was not sent to this node"):
         files.prepare(_task("t1"))
     files.created("t1", None)
 
 
-async def test_a_complete_set_forgets_what_it_does_not_hold(files: SecretFiles) -> None:
+def test_a_complete_set_forgets_what_it_does_not_hold(files: SecretFiles) -> None:
     files.remember([_secret("s1", "a", b"1", SECRET)], complete=True)
     files.remember([_secret("s2", "b", b"2", SECRET)], complete=False)
     assert files.known() == {"s1", "s2"}
@@ -93,7 +94,7 @@ async def test_a_complete_set_forgets_what_it_does_not_hold(files: SecretFiles) 
     assert files.known() == {"s2"}
 
 
-async def test_prune_keeps_tasks_with_a_container_or_being_created(files: SecretFiles) -> None:
+def test_prune_keeps_tasks_with_a_container_or_being_created(files: SecretFiles) -> None:
     files.remember([_secret("s1", "db_password", b"x", SECRET),
                     _secret("c1", "app_conf", b"y", CONFIG)], complete=True)
     for task_id in ("gone", "kept", "creating"):
@@ -104,7 +105,7 @@ async def test_prune_keeps_tasks_with_a_container_or_being_created(files: Secret
     assert sorted(p.name for p in files.root.iterdir()) == ["creating", "kept"]
 
 
-async def test_without_a_tmpfs_tasks_with_secrets_fail_clearly(tmp_path: pathlib.Path) -> None:
+def test_without_a_tmpfs_tasks_with_secrets_fail_clearly(tmp_path: pathlib.Path) -> None:
     files = SecretFiles(tmp_path / "secrets")  # never opened: no tmpfs
     files.remember([_secret("s1", "db_password", b"x", SECRET)], complete=True)
     with pytest.raises(ExecutorError, match="tmpfs"):
