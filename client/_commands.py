@@ -196,6 +196,13 @@ def cmd_deploy(client: Client, args: argparse.Namespace) -> int:
     for warning in stack.warnings:  # once, before the progress; on stderr, as stack deploy does
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     specs = stack.services
+    if stack.files:  # first: the services refer to the versions' ids
+        from podium.client._compose_secrets import store
+
+        try:
+            store(client, stack.files, specs)
+        except SpecError as err:
+            raise CliError(f"{args.file}: {err}", 2) from None
     # The services this deploy changes share its id: should one fail and roll back, the
     # manager rolls the others back too.
     deploy_id = uuid.uuid4().hex

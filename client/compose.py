@@ -47,9 +47,9 @@ import pathlib
 import re
 import shlex
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -60,6 +60,9 @@ from podium.rules.names import RULE as NAME_RULE
 from podium.rules.names import is_valid_name
 from podium.rules.routing import BALANCE
 from podium.v1 import objects
+
+if TYPE_CHECKING:
+    from podium.client._compose_secrets import Declared
 
 __all__ = ["SpecError", "Stack", "default_stack_name", "load_stack", "parse_bytes",
            "parse_duration", "read_stack"]
@@ -119,13 +122,13 @@ def _show(value: object) -> str:
 
 _UPDATE_CONFIG = ("delay", "failure_action", "max_failure_ratio", "monitor", "order", "parallelism")
 _SUPPORTED = {
-    "": ("cap_add", "cap_drop", "command", "depends_on", "deploy", "dns", "dns_opt", "dns_search",
-         "entrypoint", "env_file", "environment", "expose", "extra_hosts", "group_add",
-         "healthcheck", "hostname", "image", "init", "labels", "logging", "pids_limit", "ports",
-         "privileged", "profiles", "read_only", "restart", "security_opt", "shm_size",
-         "stdin_open", "stop_grace_period", "stop_signal", "sysctls", "tty", "ulimits", "user",
-         "working_dir", "x-podium-autoscale", "x-podium-canary", "x-podium-fence",
-         "x-podium-healthy-deadline", "x-podium-probe", "x-podium-routing"),
+    "": ("cap_add", "cap_drop", "command", "configs", "depends_on", "deploy", "dns", "dns_opt",
+         "dns_search", "entrypoint", "env_file", "environment", "expose", "extra_hosts",
+         "group_add", "healthcheck", "hostname", "image", "init", "labels", "logging",
+         "pids_limit", "ports", "privileged", "profiles", "read_only", "restart", "secrets",
+         "security_opt", "shm_size", "stdin_open", "stop_grace_period", "stop_signal", "sysctls",
+         "tty", "ulimits", "user", "working_dir", "x-podium-autoscale", "x-podium-canary",
+         "x-podium-fence", "x-podium-healthy-deadline", "x-podium-probe", "x-podium-routing"),
     "logging": ("driver", "options"),
     "ulimits.*": ("hard", "soft"),
     "env_file[]": ("path", "required"),
@@ -429,6 +432,7 @@ def _service(key: object, value: object, stack: str | None, context: _Context
     # Imported here, not at the top: these modules build on this module's helpers.
     from podium.client._compose_checks import set_autoscale, set_checks, set_updates
     from podium.client._compose_options import check_build, set_options
+    from podium.client._compose_secrets import set_references
 
     at = _At(str(key))
     if not is_valid_name(key):
@@ -467,6 +471,7 @@ def _service(key: object, value: object, stack: str | None, context: _Context
     set_checks(data, spec, at.service)
     set_autoscale(data, spec, at.service)  # before set_updates: it may set spec.replicas
     set_updates(data, spec, at.service)
+    set_references(data, spec, at, context.files)
     return spec
 
 
@@ -475,6 +480,8 @@ class _Context:
     directory: pathlib.Path  # env_file paths are relative to it
     names: frozenset[str]  # the file's service keys, for depends_on
     warnings: list[str]
+    # The top-level secrets: and configs: by (kind, key) (podium.client._compose_secrets).
+    files: dict[tuple[str, str], Declared] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,9 +491,11 @@ class Stack:
 
     services: list[objects.ServiceSpec]
     warnings: list[str]
+    # The secrets and configs the services use: stored at deploy, before the services.
+    files: list[Declared] = field(default_factory=list)
 
 
-_TOP_LEVEL = ("name", "services", "version")
+_TOP_LEVEL = ("configs", "name", "secrets", "services", "version")
 
 
 def _load(text: str, stack: str | None, directory: pathlib.Path,
@@ -513,8 +522,10 @@ def _load(text: str, stack: str | None, directory: pathlib.Path,
     if not isinstance(services, dict) or not services:
         raise SpecError(f"services: expected a non-empty mapping, got {_show(services)}")
     from podium.client._compose_options import profiles as service_profiles
+    from podium.client._compose_secrets import declarations, used
 
     context = _Context(directory, frozenset(str(key) for key in services), [])
+    context.files = declarations(document, stack, directory, context.warnings)
     wanted, specs = set(profiles), []
     for key, value in services.items():
         own = service_profiles(value, _At(str(key))) if isinstance(value, dict) else []
@@ -527,7 +538,7 @@ def _load(text: str, stack: str | None, directory: pathlib.Path,
         specs.append(_service(key, value, stack, context))
     if not specs:
         raise SpecError("no service to deploy: every service has a profile not asked for")
-    return Stack(specs, context.warnings)
+    return Stack(specs, context.warnings, used(context.files, specs))
 
 
 def default_stack_name(path: pathlib.Path) -> str | None:

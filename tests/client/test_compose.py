@@ -170,10 +170,10 @@ def _service_error(keys: str) -> str:
         (
             "volumes: [data:/data]",
             "stack.yml: service 'web': key 'volumes' is not supported by Podium (supported:"
-            " cap_add, cap_drop, command, depends_on, deploy, dns, dns_opt, dns_search,"
+            " cap_add, cap_drop, command, configs, depends_on, deploy, dns, dns_opt, dns_search,"
             " entrypoint, env_file, environment, expose, extra_hosts, group_add, healthcheck,"
             " hostname, image, init, labels, logging, pids_limit, ports, privileged, profiles,"
-            " read_only, restart, security_opt, shm_size, stdin_open, stop_grace_period,"
+            " read_only, restart, secrets, security_opt, shm_size, stdin_open, stop_grace_period,"
             " stop_signal, sysctls, tty, ulimits, user, working_dir, x-podium-autoscale,"
             " x-podium-canary, x-podium-fence, x-podium-healthy-deadline, x-podium-probe,"
             " x-podium-routing)",
@@ -280,7 +280,7 @@ def test_yaml_python_tags_are_refused() -> None:
         (
             "services: {web: {image: x}}\nnetworks: {front: {}}\n",
             "top-level key 'networks' is not supported by Podium"
-            " (supported: name, services, version)",
+            " (supported: configs, name, secrets, services, version)",
         ),
         ("services: {web: {image: x}}\nvolumes: {}\n", "top-level key 'volumes' is not supported"),
         ("name: 'my stack'\nservices: {web: {image: x}}\n", "invalid stack name 'my stack'"),
