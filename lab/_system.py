@@ -196,10 +196,10 @@ def mounts_under(*roots: pathlib.Path) -> list[str]:
 
 
 def mount_tmpfs(path: pathlib.Path) -> None:
-    """A tmpfs at `path` in this (the root) namespace, unless one is there: mounts made here
-    reach every `ip netns exec` namespace (their / is a slave of this one), so a host's agent
-    and its engine both see it. The agent keeps its secrets' files there
-    (podium.agent.secretfiles)."""
+    """A tmpfs at `path` in this (the root) namespace, unless one is there. Each `ip netns exec`
+    namespace made afterwards starts with a copy of it (the same tmpfs), so a host's agent and
+    its engine both see it; one made later would not reach them (/ may be private here). The
+    agent keeps its secrets' files there (podium.agent.secretfiles)."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     if str(path) not in mounts_under(path.parent):
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", str(path)],

@@ -520,6 +520,9 @@ class HostCluster(CliClient):
         (h.run / "containerd").mkdir(mode=0o700, exist_ok=True)
         for stale in (h.socket, h.run / "docker.pid"):
             stale.unlink(missing_ok=True)
+        # The agent's secrets tmpfs, mounted here before the engine's namespace copies the
+        # mounts: one the agent made in its own namespace would stay out of its engine's sight.
+        system.mount_tmpfs(h.data / "agent" / "secrets")
         setup = [
             *system.cgroup_mount_commands(),
             "[ -d /etc/docker ] || mkdir -p /etc/docker",
@@ -561,8 +564,6 @@ class HostCluster(CliClient):
                 raise RuntimeError(f"image for {h.name}: {out.decode(errors='replace')}")
 
     def _spawn_agent(self, h: Host) -> None:
-        # The agent's own mount would stay in its namespace, out of its engine's sight.
-        system.mount_tmpfs(h.data / "agent" / "secrets")
         self._spawn(system.host_exec(h.netns, system.cgroup_mount_commands(), [
             *PODIUM, "agent", "--join", self.manager_address, "--name", h.name,
             "--data-dir", str(h.data / "agent"), "--docker-host", h.docker_host,
