@@ -26,10 +26,11 @@ Invalid values raise ValueError naming the field (the executor reports it as a p
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from podium.agent._networks import first_network_config
 from podium.agent.executor import (
     ENGINE_ACTIONS,
     LABEL_NODE,
@@ -40,6 +41,7 @@ from podium.agent.executor import (
     ContainerEvent,
     ContainerState,
 )
+from podium.rules.network import engine_name
 from podium.v1 import objects
 
 _UNSAFE_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]")
@@ -90,8 +92,12 @@ def port_key(target_port: int, protocol: objects.PortConfig.Protocol) -> str:
     return f"{target_port}/{_PROTOCOLS.get(protocol, 'tcp')}"
 
 
-def container_config(task: objects.Task, node_id: str) -> dict[str, Any]:
-    """The create-container body (Config with HostConfig inside) for the task's spec."""
+def container_config(task: objects.Task, node_id: str, resolver: str = "",
+                     network_ids: Sequence[str] = ()) -> dict[str, Any]:
+    """The create-container body (Config with HostConfig inside) for the task's spec. On
+    networks, the container joins the first one (`network_ids`: the engine's ids of the
+    spec's networks; their names without them) and asks `resolver`, the agent's name server,
+    first."""
     spec = task.spec
     container = spec.container
     host_config: dict[str, Any] = {
@@ -137,6 +143,11 @@ def container_config(task: objects.Task, node_id: str) -> dict[str, Any]:
     if exposed:
         config["ExposedPorts"] = exposed
     apply_container_options(container, config, host_config)
+    if spec.networks:
+        first = network_ids[0] if network_ids else engine_name(spec.networks[0].name)
+        host, body = first_network_config(first, resolver, container.dns)
+        host_config.update(host)
+        config.update(body)
     return config
 
 

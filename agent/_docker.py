@@ -42,6 +42,7 @@ import aiodocker
 import aiohttp
 from aiodocker.exceptions import DockerError
 
+from podium.agent import _networks
 from podium.agent._container import (
     container_config,
     container_event,
@@ -103,6 +104,11 @@ class DockerExecutor:
         self._closed = False
         self._closing = asyncio.Event()
         self._streams: set[aiohttp.ClientResponse] = set()
+        # The containers' name server (the agent's; set from the session), and the engine
+        # networks this executor has made or found.
+        self.resolver = ""
+        self._networks: dict[str, str] = {}  # Podium network -> engine network id
+        self._networks_lock = asyncio.Lock()
 
     @property
     def node_id(self) -> str:
@@ -158,20 +164,25 @@ class DockerExecutor:
     async def create(self, task: objects.Task) -> str:
         name = container_name(task, self._node_id)
         try:
-            config = container_config(task, self._node_id)
-        except ValueError as err:  # a value the engine would refuse: retrying cannot help
+            container_config(task, self._node_id)  # a value the engine would refuse?
+        except ValueError as err:  # retrying cannot help
             raise ExecutorError(str(err), permanent=True) from err
+        ids = [await self._make_network(a.name) for a in task.spec.networks]
+        config = container_config(task, self._node_id, self.resolver, ids)
         if not (task.spec.container.secrets or task.spec.container.configs):
-            return await self._create(task, name, config)
-        if self._files is None:
-            raise ExecutorError("this agent cannot mount secrets or configs", permanent=True)
-        container_id: str | None = None
-        try:
-            config["HostConfig"].setdefault("Mounts", []).extend(self._files.prepare(task))
             container_id = await self._create(task, name, config)
-            return container_id
-        finally:
-            self._files.created(task.id, container_id)
+        elif self._files is None:
+            raise ExecutorError("this agent cannot mount secrets or configs", permanent=True)
+        else:
+            made: str | None = None
+            try:
+                config["HostConfig"].setdefault("Mounts", []).extend(self._files.prepare(task))
+                container_id = made = await self._create(task, name, config)
+            finally:
+                self._files.created(task.id, made)
+        for network_id in ids[1:]:
+            await self._connect(container_id, network_id)
+        return container_id
 
     async def _create(self, task: objects.Task, name: str, config: dict[str, Any]) -> str:
         containers = self._client().containers
@@ -200,6 +211,47 @@ class DockerExecutor:
                 raise ExecutorError(f"container name {name} is taken but no container has it")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+    async def _make_network(self, network: str) -> str:
+        """The id of the engine network for a Podium network, made unless it exists. One at a
+        time: the engine's own check for a duplicate name is racy."""
+        async with self._networks_lock:
+            if network in self._networks:
+                return self._networks[network]
+            filters = {"label": [f"{_networks.LABEL_NETWORK}={network}"]}
+            async with self._call("GET /networks"):
+                found = await self._client().networks.list(filters=filters)
+            if found:  # made by this agent earlier, or by another on the same engine
+                network_id = str(min(found, key=lambda n: str(n.get("Created", "")))["Id"])
+            else:
+                async with self._call("create network"):
+                    made = await self._client().networks.create(_networks.create_body(network))
+                network_id = made.id
+            self._networks[network] = network_id
+            return network_id
+
+    async def _connect(self, container_id: str, network_id: str) -> None:
+        """Connects a created container to a further network (idempotent)."""
+        net = aiodocker.networks.DockerNetwork(self._client(), network_id)  # type: ignore[no-untyped-call]
+        try:
+            async with self._call("connect network"):
+                await net.connect({"Container": container_id})
+        except ExecutorError as err:
+            if not _networks.is_already_connected(str(err)):
+                raise
+
+    async def network_members(self) -> dict[str, frozenset[str]]:
+        """Container address -> the Podium networks its container is on, over every Podium
+        network on the engine (those other agents on the same engine made included)."""
+        filters = {"label": [_networks.LABEL_NETWORK]}
+        async with self._call("GET /networks"):
+            summaries = await self._client().networks.list(filters=filters)
+        inspected = []
+        for summary in summaries:
+            net = aiodocker.networks.DockerNetwork(self._client(), str(summary["Id"]))  # type: ignore[no-untyped-call]
+            async with self._call("inspect network", ok=(404,)):
+                inspected.append(await net.show())
+        return _networks.members(inspected)
 
     async def start(self, container_id: str) -> None:
         # 304 Not Modified (already running) is not an error status for aiodocker.

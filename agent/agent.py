@@ -20,10 +20,12 @@ import secrets
 
 from podium.agent.enginehealth import PERIOD_S, PING_TIMEOUT_S, EngineHealth
 from podium.agent.executor import Executor, ExecutorError
+from podium.agent.internal import InternalMesh
 from podium.agent.kernelmesh import KernelMesh
 from podium.agent.loadstream import LoadStream
 from podium.agent.meshpool import MeshPool
 from podium.agent.proxy import Mesh
+from podium.agent.relay import Relay
 from podium.agent.routing import RoutingTable
 from podium.agent.sampler import LoadSampler
 from podium.agent.secretfiles import SecretFiles
@@ -73,11 +75,14 @@ class Agent:
         mesh: str = "asyncio",
         mesh_workers: int = 0,
         engine_ping: tuple[float, float] = (PERIOD_S, PING_TIMEOUT_S),
+        relay_port: int | None = None,
         secret_files: SecretFiles | None = None,
     ) -> None:
         """`engine_ping`: how often the engine's health is checked, and the deadline of each
-        check, in seconds. `secret_files`: where the data of the secrets that come with the
-        assignments is kept (the executor writes tasks' files there)."""
+        check, in seconds. With `relay_port` (0: any free port) and an executor that can read
+        its engine's networks, services reach each other by name (podium.agent.internal).
+        `secret_files`: where the data of the secrets that come with the assignments is kept
+        (the executor writes tasks' files there)."""
         self._files = secret_files
         self.node_id = node_id
         self._name = name
@@ -111,7 +116,14 @@ class Agent:
             load=load.next_report,
             on_endpoints=self._route,
             heartbeat=self._heartbeat,
+            on_info=self._session_info,
         )
+        self._internal: InternalMesh | None = None
+        self._relay: Relay | None = None
+        members = getattr(executor, "network_members", None)
+        if relay_port is not None and members is not None:
+            self._internal = InternalMesh(node_id=node_id, members=members)
+            self._relay = Relay(lookup=self._internal.relay_target, port=relay_port)
         self._tasks: list[asyncio.Task[None]] = []
         self._mesh_errors: list[str] = []  # from the last apply: ports not served
         self._mesh_due = asyncio.Event()
@@ -135,6 +147,11 @@ class Agent:
             # stream is new): every runner looks at its container again.
             self._worker.resync()
 
+    def _session_info(self, info: dispatcher.SessionInfo) -> None:
+        if self._internal is not None:
+            self._internal.configure(info.resolver_addr, info.virtual_ip_range)
+            self._executor.resolver = info.resolver_addr  # type: ignore[attr-defined]
+
     def _route(self, message: dispatcher.Endpoints) -> None:
         """Called by the session's read loop: must not block."""
         self._routes.apply(message)
@@ -154,6 +171,8 @@ class Agent:
             self._mesh_due.clear()
             try:
                 errors = await self._mesh.apply(self._routes.listeners())
+                if self._internal is not None:
+                    errors += await self._internal.apply(self._routes.tables())
             except Exception:  # a fault in the mesh must not stop the agent's routing for good
                 log.exception("mesh: could not apply the routing tables; retrying")
                 errors = ["the routing tables could not be applied"]
@@ -189,6 +208,7 @@ class Agent:
             labels=self._labels,
             engine_version=info.version,
             agent_version=VERSION,
+            relay_port=self._relay.port if self._relay is not None else 0,
         )
         desc.capacity.nano_cpus = info.nano_cpus
         desc.capacity.memory_bytes = info.memory_bytes
@@ -198,6 +218,8 @@ class Agent:
     async def start(self) -> None:
         if self._files is not None:
             await self._files.open()
+        if self._relay is not None:  # before the session: its port is in the description
+            await self._relay.start()
         self._tasks = [
             asyncio.create_task(self._worker.run(), name="worker"),
             asyncio.create_task(self._worker.follow_events(), name="events"),
@@ -230,6 +252,10 @@ class Agent:
                 await task
         self._tasks.clear()
         await self._mesh.close()
+        if self._internal is not None:
+            await self._internal.close()
+        if self._relay is not None:
+            await self._relay.close()
         await self._worker.close()
         await self._executor.close()
 

@@ -59,6 +59,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    f"most {MAX_DEFAULT_WORKERS}, or 0 on one core: %(default)s here)")
 
 
+    p.add_argument("--relay-port", type=_relay_port, default=DEFAULT_RELAY_PORT, metavar="PORT",
+                   help="TCP port other nodes reach this node's replicas through for "
+                   "service-to-service connections; 0: any free port; 'off': services on "
+                   "networks are not reachable by name on this node (default %(default)s)")
+
+
+DEFAULT_RELAY_PORT = 7947
+
+
+def _relay_port(text: str) -> int | None:
+    if text == "off":
+        return None
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"--relay-port must be 0-65535 or 'off', not {text!r}")
+    return int(text)
+
+
 def run(args: argparse.Namespace) -> int:
     import asyncio
     import pathlib
@@ -77,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         await daemon.serve_until_signalled(Agent(
             manager=args.join, name=args.name, node_id=node_id, executor=executor,
             labels=dict(args.label), mesh=args.mesh, mesh_workers=args.mesh_workers,
-            secret_files=files,
+            relay_port=args.relay_port, secret_files=files,
         ))
 
     # uvloop where installed: the mesh's data path is markedly faster on it.

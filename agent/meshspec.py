@@ -7,7 +7,8 @@ and the kernel path (podium.agent.kernelmesh).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from podium.rules.routing import LEAST_CONNECTIONS
 
@@ -19,6 +20,9 @@ class Endpoint:
     key: str
     host: str
     port: int
+    # Sent first on the connection to host:port, which is then another node's relay: its first
+    # byte answers b"+" when it reached the replica (see podium.agent.relay).
+    preamble: bytes = b""
 
 
 @dataclass(slots=True, frozen=True)
@@ -28,3 +32,6 @@ class ListenerSpec:
     endpoints: tuple[Endpoint, ...] = ()
     balance: str = LEAST_CONNECTIONS  # a name from podium.rules.routing.BALANCE
     proxy_protocol: bool = False
+    # Whether a client at this peer address (a sockaddr) may connect; None: anyone. Used in
+    # this process only (the mesh workers never get one).
+    admit: Callable[[object], bool] | None = field(default=None, compare=False)

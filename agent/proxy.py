@@ -246,6 +246,39 @@ class _BackendSide(_Side):
         self.out.write(data)
 
 
+class _RelayedSide(_BackendSide):
+    """A backend reached through another node's relay: the relay's first byte says whether it
+    reached the replica (b"+"); anything else, or the connection ending first, says not."""
+
+    __slots__ = ("answer",)
+
+    def __init__(self, conn: _Connection) -> None:
+        super().__init__(conn)
+        self.answer: asyncio.Future[bool] = conn.loop.create_future()
+
+    def data_received(self, data: bytes) -> None:
+        if not self.answer.done():
+            self.answer.set_result(data[:1] == b"+")
+            data = data[1:]
+            if not data:
+                return
+        super().data_received(data)
+
+    def eof_received(self) -> bool:
+        if not self.answer.done():
+            self.answer.set_result(False)
+            return False
+        return super().eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        answer = self.answer
+        if not answer.done():
+            answer.set_result(False)
+        if answer.result():
+            super().connection_lost(exc)
+        # else refused: the connection's _connect tries another replica
+
+
 class _Connection:
     """A client connection and its backend connection (the one being made, then the one made)."""
 
@@ -273,7 +306,9 @@ class _Connection:
                                                   client.get_extra_info("sockname")))
             return
         listener = self.listener
-        if not listener.endpoints:
+        admit = listener.admit
+        if not listener.endpoints or (
+                admit is not None and not admit(side.transport.get_extra_info("peername"))):
             self.closed = True
             side.transport.close()
             return
@@ -308,7 +343,7 @@ class _Connection:
                 return
             self.key = key = endpoint.key
             listener.active[key] = listener.active.get(key, 0) + 1
-            self.backend = backend = _BackendSide(self)
+            self.backend = backend = _RelayedSide(self) if endpoint.preamble else _BackendSide(self)
             backend.other = client
             backend.out = client.transport
             client.other = backend  # the backend may write (and fill the client's buffer) at once
@@ -317,6 +352,10 @@ class _Connection:
             timer = loop.call_later(listener.connect_timeout, self._time_out)
             try:
                 await loop.create_connection(lambda: backend, endpoint.host, endpoint.port)  # noqa: B023
+                if endpoint.preamble:
+                    backend.transport.write(endpoint.preamble)
+                    if not await cast(_RelayedSide, backend).answer:
+                        raise ConnectionRefusedError("the relay did not reach the replica")
                 break
             except OSError:  # refused, unreachable, unresolvable
                 pass
@@ -327,6 +366,10 @@ class _Connection:
                 self.timed_out = False
             finally:
                 timer.cancel()
+            transport = getattr(backend, "transport", None)
+            if transport is not None:  # connected to a relay that did not reach the replica
+                self.backend = None  # so that its connection_lost leaves the client alone
+                transport.abort()
             self._release()
             failed.add(key)
         requests = listener.requests
@@ -376,8 +419,10 @@ class Listener:
 
     def __init__(self, *, port: int, host: str = "0.0.0.0", balance: str = LEAST_CONNECTIONS,
                  proxy_protocol: bool = False, connect_timeout: float = 1.0,
-                 sock: socket.socket | None = None) -> None:
+                 sock: socket.socket | None = None,
+                 admit: Callable[[object], bool] | None = None) -> None:
         self.host = host
+        self.admit = admit
         self._sock = sock  # handed to the server at start()
         self.connect_timeout = connect_timeout
         self.balance = balance
@@ -437,8 +482,11 @@ class Listener:
         """Replaces the endpoint set for new connections; established ones are left to drain."""
         self.endpoints = tuple(endpoints)
 
-    def configure(self, *, balance: str, proxy_protocol: bool) -> None:
-        """Changes how new connections are balanced and introduced to their backend."""
+    def configure(self, *, balance: str, proxy_protocol: bool,
+                  admit: Callable[[object], bool] | None = None) -> None:
+        """Changes how new connections are admitted, balanced and introduced to their
+        backend."""
+        self.admit = admit
         if balance != self.balance:
             self.balancer = _balancer(balance)
             self.balance = balance
@@ -494,7 +542,8 @@ class Mesh:
         listener = self._listeners.get(port)
         try:
             if listener is not None:
-                listener.configure(balance=spec.balance, proxy_protocol=spec.proxy_protocol)
+                listener.configure(balance=spec.balance, proxy_protocol=spec.proxy_protocol,
+                                   admit=spec.admit)
                 listener.set_endpoints(spec.endpoints)
                 return None
             sock = None
@@ -505,7 +554,8 @@ class Mesh:
                     return f"port {port}: no listening socket was handed over"
             listener = Listener(port=port, host=self.host, balance=spec.balance,
                                 proxy_protocol=spec.proxy_protocol,
-                                connect_timeout=self.connect_timeout, sock=sock)
+                                connect_timeout=self.connect_timeout, sock=sock,
+                                admit=spec.admit)
             listener.set_endpoints(spec.endpoints)
             await listener.start()
         except (OSError, ValueError) as exc:

@@ -43,6 +43,10 @@ class RoutingTable:
         for table in message.services:
             self._services[table.service_id] = table
 
+    def tables(self) -> list[dispatcher.ServiceEndpoints]:
+        """Every service's table, internal routing included."""
+        return list(self._services.values())
+
     def listeners(self) -> dict[int, ListenerSpec]:
         """What the mesh should serve: published port -> listener settings."""
         return {

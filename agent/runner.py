@@ -203,6 +203,7 @@ class TaskRunner:
         if container is not None:
             del status.ports[:]
             status.ports.extend(container.ports)
+            status.container_addr = container.ip_address if container.running else ""
             if container.exit_code is not None:
                 status.exit_code = container.exit_code
         if status == self._status:

@@ -105,9 +105,12 @@ class Session:
         on_endpoints: Callable[[dispatcher.Endpoints], None] | None = None,
         heartbeat: Callable[[], dispatcher.Heartbeat] | None = None,
         outbox_limit: int = OUTBOX_LIMIT,
+        on_info: Callable[[dispatcher.SessionInfo], None] | None = None,
     ) -> None:
-        """`on_assignments` and `on_endpoints` must not block (they queue); `heartbeat` gives
-        each heartbeat's content (the engine's health)."""
+        """`on_assignments`, `on_endpoints` and `on_info` (the session's settings, before its
+        first assignments) must not block (they queue); `heartbeat` gives each heartbeat's
+        content (the engine's health)."""
+        self._on_info = on_info
         self._manager = manager
         self._outbox_limit = outbox_limit
         self._node_id = node_id
@@ -192,6 +195,8 @@ class Session:
             async for message in call:
                 if message.HasField("session"):
                     period = message.session.heartbeat_period.ToNanoseconds() / 1e9 or 1.0
+                    if self._on_info is not None:
+                        self._on_info(message.session)
                     if not registered:
                         registered = True
                         self._lost_since = None

@@ -175,7 +175,7 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_deploy(client: Client, args: argparse.Namespace) -> int:
     # Imported here: the agent runs from this module too and needs no YAML parser.
-    from podium.client.compose import SpecError, read_stack
+    from podium.client.compose import SpecError, default_stack_name, read_stack
 
     path = pathlib.Path(args.file)
     stdin = args.file == "-"
@@ -185,11 +185,12 @@ def cmd_deploy(client: Client, args: argparse.Namespace) -> int:
         raise CliError(f"{args.file}: {err.strerror}", 2) from None
     try:
         # From stdin, env_file paths start in the working directory. A file without name: or
-        # --stack still deploys loose services (no fallback_stack=default_stack_name(path)):
-        # naming the stack after the folder would rename every such service to FOLDER_KEY.
+        # --stack keeps its services' keys as names; the folder names its networks, volumes
+        # and secrets (the working directory's, from stdin).
         stack = read_stack(
             text, source=args.file, stack=args.stack, profiles=args.profile,
             directory=pathlib.Path(".") if stdin else path.parent,
+            fallback_stack=default_stack_name(pathlib.Path("./-") if stdin else path),
         )  # fmt: skip
     except SpecError as err:
         raise CliError(str(err), 2) from None

@@ -1,15 +1,16 @@
 """The `secrets:` and `configs:` of a Compose file: top-level declarations, the services' uses,
 and storing them in the manager at deploy time.
 
-`declarations(document, stack, directory)` reads the top-level `secrets:` / `configs:`; each
+`declarations(document, scope, directory)` reads the top-level `secrets:` / `configs:`; each
 entry is one of
 - `file: PATH` (relative to `directory`, the Compose file's folder), read now;
 - `environment: VAR`, the deploying shell's variable (an error when it is not set);
 - `content: TEXT` (configs only);
 - `external: true` (with an optional `name:`), an existing one, looked up by name at deploy.
-The stored name is STACK_KEY when the stack has a name, else KEY (an external one keeps its
-name). `labels` are kept; `driver`, `template_driver` and `template` are ignored with a warning;
-any other key is an error.
+The stored name is SCOPE_KEY when the stack has a scope (its name, else the Compose file's
+folder's), else KEY; `name:` sets it, and an external one keeps its name. `labels` are kept;
+`driver`, `template_driver` and `template` are ignored with a warning; any other key is an
+error.
 
 `set_references(data, spec, at, declared)` reads a service's `secrets:` / `configs:` in the
 short form (`- db_password`) or the long one (`source`, `target`, `uid`, `gid`, `mode`) into

@@ -34,7 +34,10 @@ and the last three extensions are read by _compose_checks, whose docstring has t
 spec gets both update configs, the file's fields over Podium's defaults.
 
 With a stack name (the `stack` argument, else top-level `name:`), services are named STACK_KEY with
-spec.stack = STACK, as `docker stack deploy` does. Scalars are read as Compose reads them (22:22 is
+spec.stack = STACK, as `docker stack deploy` does. Without one, services keep their keys as names,
+and the stack is named after the file's folder (`fallback_stack`): spec.stack, and the full names
+of its networks (FOLDER_default), volumes and secrets, so that those are its own. Networks are
+read by _compose_networks. Scalars are read as Compose reads them (22:22 is
 a string, yes/no are not booleans). There is no ${VAR} interpolation, and a variable given without
 a value ("KEY", "KEY:") is set to "".
 """
@@ -124,7 +127,7 @@ _UPDATE_CONFIG = ("delay", "failure_action", "max_failure_ratio", "monitor", "or
 _SUPPORTED = {
     "": ("cap_add", "cap_drop", "command", "configs", "depends_on", "deploy", "dns", "dns_opt",
          "dns_search", "entrypoint", "env_file", "environment", "expose", "extra_hosts",
-         "group_add", "healthcheck", "hostname", "image", "init", "labels", "logging",
+         "group_add", "healthcheck", "hostname", "image", "init", "labels", "logging", "networks",
          "pids_limit", "ports", "privileged", "profiles", "read_only", "restart", "secrets",
          "security_opt", "shm_size", "stdin_open", "stop_grace_period", "stop_signal", "sysctls",
          "tty", "ulimits", "user", "working_dir", "x-podium-autoscale", "x-podium-canary",
@@ -431,6 +434,7 @@ def _service(key: object, value: object, stack: str | None, context: _Context
              ) -> objects.ServiceSpec:
     # Imported here, not at the top: these modules build on this module's helpers.
     from podium.client._compose_checks import set_autoscale, set_checks, set_updates
+    from podium.client._compose_networks import set_networks
     from podium.client._compose_options import check_build, set_options
     from podium.client._compose_secrets import set_references
 
@@ -445,7 +449,7 @@ def _service(key: object, value: object, stack: str | None, context: _Context
     image = data.get("image")
     if not isinstance(image, str) or not image.strip():
         raise at.sub("image").error("a non-empty image name (image is required)", image)
-    spec = objects.ServiceSpec(name=name, stack=stack or "")
+    spec = objects.ServiceSpec(name=name, stack=stack or context.scope)
     container = spec.container  # a reference: the constructor would have copied a ContainerSpec
     container.image = image.strip()
     container.command.extend(_words(data.get("command", []), at.sub("command")))
@@ -465,6 +469,7 @@ def _service(key: object, value: object, stack: str | None, context: _Context
     if _ROUTING_KEY in data:
         spec.routing.CopyFrom(_routing(data[_ROUTING_KEY], at.sub(_ROUTING_KEY)))
     spec.ports.extend(_ports(data.get("ports", []), at.sub("ports")))
+    set_networks(data, spec, at, context.networks, str(key), context.warnings)
     _deploy(data.get("deploy", {}), spec, at.sub("deploy"))
     # Before set_checks: deploy.restart_policy, read there, wins over `restart`.
     context.warnings.extend(set_options(data, spec, at.service, context.directory, context.names))
@@ -480,6 +485,10 @@ class _Context:
     directory: pathlib.Path  # env_file paths are relative to it
     names: frozenset[str]  # the file's service keys, for depends_on
     warnings: list[str]
+    # The stack's scope: its name, else the file's folder's (what its networks, volumes and
+    # secrets are named after), else "".
+    scope: str = ""
+    networks: dict[str, str] = field(default_factory=dict)  # Compose key -> full name
     # The top-level secrets: and configs: by (kind, key) (podium.client._compose_secrets).
     files: dict[tuple[str, str], Declared] = field(default_factory=dict)
 
@@ -495,7 +504,7 @@ class Stack:
     files: list[Declared] = field(default_factory=list)
 
 
-_TOP_LEVEL = ("configs", "name", "secrets", "services", "version")
+_TOP_LEVEL = ("configs", "name", "networks", "secrets", "services", "version")
 
 
 def _load(text: str, stack: str | None, directory: pathlib.Path,
@@ -515,17 +524,21 @@ def _load(text: str, stack: str | None, directory: pathlib.Path,
             supported = f"(supported: {', '.join(_TOP_LEVEL)})"
             raise SpecError(f"top-level key {key!r} is not supported by Podium {supported}")
     if stack is None:
-        stack = document.get("name", fallback)
-    if stack is not None and not is_valid_name(stack):
-        raise SpecError(f"invalid stack name {_show(stack)}: use {NAME_RULE}")
+        stack = document.get("name")
+    for candidate in (stack, fallback):
+        if candidate is not None and not is_valid_name(candidate):
+            raise SpecError(f"invalid stack name {_show(candidate)}: use {NAME_RULE}")
+    scope = stack or fallback or ""
     services = document.get("services")
     if not isinstance(services, dict) or not services:
         raise SpecError(f"services: expected a non-empty mapping, got {_show(services)}")
+    from podium.client._compose_networks import stack_networks
     from podium.client._compose_options import profiles as service_profiles
     from podium.client._compose_secrets import declarations, used
 
-    context = _Context(directory, frozenset(str(key) for key in services), [])
-    context.files = declarations(document, stack, directory, context.warnings)
+    context = _Context(directory, frozenset(str(key) for key in services), [], scope)
+    context.networks = stack_networks(document, scope, context.warnings)
+    context.files = declarations(document, scope, directory, context.warnings)
     wanted, specs = set(profiles), []
     for key, value in services.items():
         own = service_profiles(value, _At(str(key))) if isinstance(value, dict) else []
@@ -560,7 +573,8 @@ def read_stack(
 ) -> Stack:
     """The services of a Compose file and its warnings; raises SpecError("SOURCE: ...").
     The stack name is, as Compose finds a project's: `stack` (--stack), else the file's
-    `name:`, else `fallback_stack` (default_stack_name of the file), else none. `directory` is
+    `name:` (both prefix the services' names), else `fallback_stack` (default_stack_name of the
+    file: it names the stack's networks, volumes and secrets only), else none. `directory` is
     where env_file paths start (default: the working directory); `profiles` are the ones
     asked for."""
     try:

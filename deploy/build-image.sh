@@ -19,7 +19,7 @@ set -euo pipefail
 IMAGE="podium/web:latest"
 # sh and httpd for the default command (mkdir too: it is not a shell builtin), the rest for tests
 # and for poking around with `docker exec`.
-APPLETS=(sh sleep httpd echo cat wget nc hostname true false mkdir)
+APPLETS=(sh sleep httpd echo cat wget nc hostname true false mkdir mv)
 
 force=0
 case "${1-}" in
@@ -87,6 +87,46 @@ read -r host </etc/hostname
 printf 'Content-Type: text/plain\r\n\r\nhello from %s\n' "$host"
 CGI
 chmod 755 "$rootfs/www/cgi-bin/burn"
+
+# The three tiers of the stack in examples/shop.yaml. /cgi-bin/call asks $UPSTREAM (HOST:PORT)
+# for $UPSTREAM_PATH (default /) and answers "<NAME> <hostname> -> <its answer's last line>"
+# ($NAME default "call"), or 502 when the upstream does not answer.
+cat >"$rootfs/www/cgi-bin/call" <<'CGI'
+#!/bin/sh
+read -r host </etc/hostname
+up=${UPSTREAM:-}
+h=${up%:*}
+p=${up##*:}
+last=""
+while IFS= read -r line; do
+  [ -n "$line" ] && last=$line
+done <<ANSWER
+$(printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "${UPSTREAM_PATH:-/}" "$h" | nc -w 5 "$h" "$p" 2>/dev/null)
+ANSWER
+last=${last%"$(printf '\r')"}
+if [ -z "$last" ]; then
+  printf 'Status: 502 Bad Gateway\r\nContent-Type: text/plain\r\n\r\n%s %s -> %s: no answer\n' \
+    "${NAME:-call}" "$host" "$up"
+  exit 0
+fi
+printf 'Content-Type: text/plain\r\n\r\n%s %s -> %s\n' "${NAME:-call}" "$host" "$last"
+CGI
+# /cgi-bin/kv counts its requests in $DATA_DIR/count (default /data) and answers
+# "store <hostname> count=N password=yes" when the secret file $PASSWORD_FILE (default
+# /run/secrets/password) holds something (it never prints it), else "password=no".
+cat >"$rootfs/www/cgi-bin/kv" <<'CGI'
+#!/bin/sh
+read -r host </etc/hostname
+f=${DATA_DIR:-/data}/count
+n=0
+[ -f "$f" ] && read -r n <"$f"
+n=$((n + 1))
+echo "$n" >"$f.new" && mv "$f.new" "$f"
+password=no
+[ -s "${PASSWORD_FILE:-/run/secrets/password}" ] && password=yes
+printf 'Content-Type: text/plain\r\n\r\nstore %s count=%s password=%s\n' "$host" "$n" "$password"
+CGI
+chmod 755 "$rootfs/www/cgi-bin/call" "$rootfs/www/cgi-bin/kv"
 
 # $(hostname) must reach the container unexpanded: it runs there, at container start.
 # shellcheck disable=SC2016

@@ -22,7 +22,7 @@ from podium.manager.store import (
     WatchOverflowError,
     WriteTx,
 )
-from podium.rules import autoscale
+from podium.rules import autoscale, network
 from podium.rules import update as update_rules
 from podium.rules.constraints import parse_constraint
 from podium.rules.names import RULE as NAME_RULE
@@ -78,7 +78,8 @@ def validate_spec(spec: objects.ServiceSpec) -> None:
         res = getattr(spec.resources, kind)
         if res.nano_cpus < 0 or res.memory_bytes < 0:
             raise bad(f"{where}: spec.resources.{kind}: cpus and memory must not be negative")
-    if problem := config_problem(spec) or autoscale.config_problem(spec):
+    if problem := (config_problem(spec) or autoscale.config_problem(spec)
+                   or network.check_networks(spec)):
         raise bad(f"{where}: {problem}")
 
 
@@ -134,8 +135,10 @@ def find_task(view: ReadTx, ref: str) -> objects.Task:
 
 class ControlAPI(control_grpc.ControlServicer):
     def __init__(self, *, store: Store, load: LoadBook, watch_limit: int = WATCH_LIMIT,
-                 autoscale_view: Callable[[objects.Service], None] | None = None) -> None:
+                 autoscale_view: Callable[[objects.Service], None] | None = None,
+                 virtual_ip_range: str = network.DEFAULT_RANGE) -> None:
         self._store = store
+        self._virtual_ip_range = virtual_ip_range
         self._load = load
         self._watch_limit = watch_limit
         # Adds the autoscaler's current figures to a service being read (never stored).
@@ -188,10 +191,21 @@ class ControlAPI(control_grpc.ControlServicer):
             service.spec.CopyFrom(spec)
             service.spec_version = versions.add_version(service, spec, "created")
             service.update_status.deploy_id = request.deploy_id
+            self._give_virtual_ip(tx, service)
             tx.create(service)
             return service
 
         return control.ServiceResponse(service=await self._write(context, apply))
+
+    def _give_virtual_ip(self, tx: WriteTx, service: objects.Service) -> None:
+        """Gives the service the lowest free virtual IP (once: it keeps it for its life)."""
+        if service.virtual_ip:
+            return
+        try:
+            service.virtual_ip = network.allocate(
+                self._virtual_ip_range, (s.virtual_ip for s in tx.services()))
+        except ValueError as err:
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err)) from None
 
     async def UpdateService(self, request, context):  # type: ignore[no-untyped-def]
         def apply(tx: WriteTx) -> objects.Service:
@@ -221,6 +235,7 @@ class ControlAPI(control_grpc.ControlServicer):
                 versions.begin_update(service, request.spec, request.deploy_id)
             else:
                 service.spec.CopyFrom(request.spec)
+            self._give_virtual_ip(tx, service)
             tx.update(service)
             return service
 

@@ -52,6 +52,7 @@ from podium.manager.nodemonitor import (
     Transition,
 )
 from podium.manager.store import Change, Store, WriteTx
+from podium.rules import network
 from podium.v1 import dispatcher, dispatcher_grpc, objects
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         load: LoadBook,
         heartbeat_period: float = 1.0,
         load_period: float = 1.0,
+        virtual_ip_range: str = network.DEFAULT_RANGE,
         missed_heartbeats: int = 3,
         down_grace: float = 1.0,
         startup_grace: float = 10.0,
@@ -117,6 +119,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         self._outbox_limit = outbox_limit
         self._period = heartbeat_period
         self._load_period = load_period
+        self._virtual_ip_range = virtual_ip_range
         self._load = load
         # Fine-grained: a down grace of 1 s should not become 1.25 s.
         self._tick = min(heartbeat_period, 1.0) / 20
@@ -235,6 +238,8 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         info.heartbeat_period.FromNanoseconds(int(self._period * 1e9))
         info.load_period.FromNanoseconds(int(self._load_period * 1e9))
         info.restart_grace.FromNanoseconds(int(self._monitor.restart_grace * 1e9))
+        info.virtual_ip_range = self._virtual_ip_range
+        info.resolver_addr = network.resolver_address(self._virtual_ip_range)
         session.send(dispatcher.ManagerMessage(session=info))
         full = dispatcher.Assignments(type=dispatcher.Assignments.TYPE_COMPLETE)
         view = self._store.view()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from podium.manager.store import Change, ReadTx
+from podium.rules import network
 from podium.rules.routing import in_rotation, ingress_ports
 from podium.v1 import dispatcher, objects
 
@@ -33,14 +34,20 @@ def service_endpoints(
     tasks: Iterable[objects.Task],
     nodes: Mapping[str, objects.Node],
 ) -> dispatcher.ServiceEndpoints | None:
-    """The service's routing table, or None when it publishes no ingress port."""
+    """The service's routing table, or None when it publishes no ingress port and has no
+    internal address (a virtual IP and a network)."""
     ports = ingress_ports(service.spec)
-    if not ports:
+    internal = bool(service.virtual_ip and service.spec.networks)
+    if not ports and not internal:
         return None
     table = dispatcher.ServiceEndpoints(
         service_id=service.id, service_name=service.spec.name, ports=ports,
         routing=service.spec.routing,
     )
+    if internal:
+        table.virtual_ip = service.virtual_ip
+        table.networks.extend(service.spec.networks)
+        table.internal_ports.extend(network.internal_ports(service.spec))
     targets = {(p.protocol, p.target_port) for p in ports}
     for task in sorted(tasks, key=lambda t: t.id):
         node = nodes.get(task.node_id)
@@ -50,15 +57,18 @@ def service_endpoints(
         addr = node_address(node)
         bindings = [b for b in task.status.ports
                     if (b.protocol, b.target_port) in targets and ":" not in b.host_ip]
-        if addr and bindings:
-            table.endpoints.add(task_id=task.id, node_id=node.id, addr=addr, ports=bindings)
+        container_addr = task.status.container_addr if internal else ""
+        if addr and (bindings or container_addr):
+            table.endpoints.add(task_id=task.id, node_id=node.id, addr=addr, ports=bindings,
+                                container_addr=container_addr,
+                                relay_port=node.description.relay_port)
     return table
 
 
 class EndpointTables:
-    """The current table of every service with ingress ports, kept in step with the store's
-    changes: `changed()` returns the delta to push to every agent, `complete()` the full set
-    for a session that just opened."""
+    """The current table of every service with ingress ports or an internal address, kept in
+    step with the store's changes: `changed()` returns the delta to push to every agent,
+    `complete()` the full set for a session that just opened."""
 
     def __init__(self) -> None:
         self._tables: dict[str, dispatcher.ServiceEndpoints] = {}

@@ -26,6 +26,7 @@ from podium.manager.reaper import Reaper
 from podium.manager.scheduler import Scheduler
 from podium.manager.store import SqliteStore
 from podium.manager.updater import Updater
+from podium.rules import network
 from podium.v1 import control, control_grpc, dispatcher, dispatcher_grpc
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,10 @@ class Manager:
         watch_limit: int = WATCH_LIMIT,
         outbox_limit: int = OUTBOX_LIMIT,
         load_period: float = 1.0,
+        virtual_ip_range: str = network.DEFAULT_RANGE,
     ) -> None:
+        network.parse_range(virtual_ip_range)  # ValueError now rather than at the first service
+        self._virtual_ip_range = virtual_ip_range
         self._listen = listen
         self._data_dir = pathlib.Path(data_dir)
         self._heartbeat_period = heartbeat_period
@@ -84,7 +88,7 @@ class Manager:
             store=store, load=load, heartbeat_period=self._heartbeat_period,
             down_grace=self._down_grace, restart_grace=self._restart_grace,
             probe_timeout=self._probe_timeout, outbox_limit=self._outbox_limit,
-            load_period=self._load_period,
+            load_period=self._load_period, virtual_ip_range=self._virtual_ip_range,
         )
         for loop in loops:
             self._tasks.append(asyncio.create_task(loop.run(), name=loop.name))
@@ -93,7 +97,8 @@ class Manager:
 
         server = self._server = grpc.aio.server(options=SERVER_OPTIONS)
         control_api = ControlAPI(store=store, load=load, watch_limit=self._watch_limit,
-                                 autoscale_view=autoscaler.fill)
+                                 autoscale_view=autoscaler.fill,
+                                 virtual_ip_range=self._virtual_ip_range)
         control_grpc.add_ControlServicer_to_server(control_api, server)
         dispatcher_grpc.add_DispatcherServicer_to_server(dispatch, server)
         health_servicer = health.aio.HealthServicer()

@@ -172,11 +172,11 @@ def _service_error(keys: str) -> str:
             "stack.yml: service 'web': key 'volumes' is not supported by Podium (supported:"
             " cap_add, cap_drop, command, configs, depends_on, deploy, dns, dns_opt, dns_search,"
             " entrypoint, env_file, environment, expose, extra_hosts, group_add, healthcheck,"
-            " hostname, image, init, labels, logging, pids_limit, ports, privileged, profiles,"
-            " read_only, restart, secrets, security_opt, shm_size, stdin_open, stop_grace_period,"
-            " stop_signal, sysctls, tty, ulimits, user, working_dir, x-podium-autoscale,"
-            " x-podium-canary, x-podium-fence, x-podium-healthy-deadline, x-podium-probe,"
-            " x-podium-routing)",
+            " hostname, image, init, labels, logging, networks, pids_limit, ports, privileged,"
+            " profiles, read_only, restart, secrets, security_opt, shm_size, stdin_open,"
+            " stop_grace_period, stop_signal, sysctls, tty, ulimits, user, working_dir,"
+            " x-podium-autoscale, x-podium-canary, x-podium-fence, x-podium-healthy-deadline,"
+            " x-podium-probe, x-podium-routing)",
         ),
         ("restart_on: always", "key 'restart_on' is not supported by Podium"),
         ("logging: {driver: syslog, opts: {}}", "key 'logging.opts' is not supported"),
@@ -278,9 +278,9 @@ def test_yaml_python_tags_are_refused() -> None:
         ("name: s\n", "services: expected a non-empty mapping, got None"),
         ("services: {}\n", "services: expected a non-empty mapping, got {}"),
         (
-            "services: {web: {image: x}}\nnetworks: {front: {}}\n",
-            "top-level key 'networks' is not supported by Podium"
-            " (supported: configs, name, secrets, services, version)",
+            "services: {web: {image: x}}\ninclude: [other.yaml]\n",
+            "top-level key 'include' is not supported by Podium"
+            " (supported: configs, name, networks, secrets, services, version)",
         ),
         ("services: {web: {image: x}}\nvolumes: {}\n", "top-level key 'volumes' is not supported"),
         ("name: 'my stack'\nservices: {web: {image: x}}\n", "invalid stack name 'my stack'"),
