@@ -205,7 +205,12 @@ class Agent:
 
     async def start(self) -> None:
         if self._relay is not None:  # before the session: its port is in the description
-            await self._relay.start()
+            try:
+                await self._relay.start()
+            except OSError as err:  # the rest of the agent runs; other nodes cannot reach in
+                log.error("relay: cannot listen on port %d: %s; this node's replicas are not "
+                          "reachable by name from other nodes", self._relay.port, err)
+                self._relay = None
         self._tasks = [
             asyncio.create_task(self._worker.run(), name="worker"),
             asyncio.create_task(self._worker.follow_events(), name="events"),

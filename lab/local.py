@@ -103,9 +103,13 @@ def containers_of(node_ids: list[str], *, all: bool = True) -> dict[str, str]:
 
 
 def remove_containers_of(node_ids: list[str]) -> None:
+    """Removes the nodes' containers, then the engine networks of Podium networks that no
+    container uses any more (agents leave them on the node)."""
     ids = list(containers_of(node_ids))
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+    subprocess.run(["docker", "network", "prune", "-f", "--filter", "label=io.podium.network"],
+                   capture_output=True)
 
 
 class CliClient:
@@ -163,7 +167,9 @@ class Cluster(CliClient):
 
     def start_agent(self, name: str, *labels: str) -> None:
         data = self.root / name
-        args = ["agent", "--join", self.address, "--name", name, "--data-dir", str(data)]
+        # Agents share the host here: each relays on a port of its own.
+        args = ["agent", "--join", self.address, "--name", name, "--data-dir", str(data),
+                "--relay-port", "0"]
         for label in labels:
             args += ["--label", label]
         self._spawn(name, args)

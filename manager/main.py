@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from podium.rules import daemon
+from podium.rules import daemon, network
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,6 +38,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+    p.add_argument(
+        "--virtual-ip-range", type=_range, default=network.DEFAULT_RANGE, metavar="CIDR",
+        help="the IPv4 range services' virtual IPs are taken from (its first address is every "
+        "node's name server for containers); it must not overlap the hosts' or the engines' "
+        "networks (default %(default)s)",
+    )
+
+
+def _range(text: str) -> str:
+    try:
+        network.parse_range(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--virtual-ip-range: {err}") from None
+    return text
+
+
 def _seconds(flag: str, low: float, high: float) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
@@ -60,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     manager = Manager(
         listen=args.listen, data_dir=args.data_dir, heartbeat_period=args.heartbeat_period,
         down_grace=args.down_grace, restart_grace=args.agent_restart_grace,
-        probe_timeout=args.probe_timeout,
+        probe_timeout=args.probe_timeout, virtual_ip_range=args.virtual_ip_range,
     )
     asyncio.run(daemon.serve_until_signalled(manager))
     return 0

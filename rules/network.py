@@ -12,8 +12,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from podium.v1 import objects
+if TYPE_CHECKING:  # the daemons' argument parsing imports this module: no protobuf at run time
+    from podium.v1 import objects
 
 DEFAULT_RANGE = "10.96.0.0/16"
 # A network or alias name: as a DNS label, plus '_' and '.' (stack names use '_').
@@ -70,6 +72,8 @@ def names_on(spec: objects.ServiceSpec, network: str) -> list[str]:
 def internal_ports(spec: objects.ServiceSpec) -> list[int]:
     """The TCP container ports served on the service's virtual IP: its ports' targets and
     the ports it exposes ("80", "80/tcp", "8000-8002"), in order."""
+    from podium.v1 import objects
+
     ports = {p.target_port for p in spec.ports if p.protocol == objects.PortConfig.PROTOCOL_TCP}
     for entry in spec.container.expose:
         number, _, protocol = entry.partition("/")
