@@ -62,6 +62,7 @@ from podium.agent.executor import (
     EngineTimeout,
     ExecutorError,
 )
+from podium.agent.secretfiles import SecretFiles
 from podium.v1 import objects
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,8 @@ class DockerExecutor:
     """
 
     def __init__(self, *, node_id: str, docker_host: str | None = None,
-                 call_timeout: float = CALL_TIMEOUT_S, node_name: str = "") -> None:
+                 call_timeout: float = CALL_TIMEOUT_S,
+                 secret_files: SecretFiles | None = None, node_name: str = "") -> None:
         if not node_id:
             raise ValueError("node_id must not be empty")
         if call_timeout <= 0:
@@ -96,6 +98,8 @@ class DockerExecutor:
         self._node_id = node_id
         self._node_name = node_name or node_id  # for messages
         self._timeout = call_timeout
+        # Where the files of tasks' secrets and configs are written (None: no task may use one).
+        self._files = secret_files
         host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
         self._url, self._socket_path = _parse_host(host)
         self._connector: aiohttp.BaseConnector | None = None
@@ -149,7 +153,10 @@ class DockerExecutor:
 
         states = await asyncio.gather(*(inspect_one(s.id) for s in summaries))
         # None: removed between the list and its inspection.
-        return [state for state in states if state is not None]
+        found = [state for state in states if state is not None]
+        if self._files is not None:
+            self._files.prune(s.task_id for s in found)
+        return found
 
     async def inspect(self, container_id: str) -> ContainerState | None:
         data: dict[str, Any] | None = None
@@ -165,7 +172,17 @@ class DockerExecutor:
             raise ExecutorError(str(err), permanent=True) from err
         ids = [await self._make_network(a.name) for a in task.spec.networks]
         config = container_config(task, self._node_id, self.resolver, ids)
-        container_id = await self._create(task, name, config)
+        if not (task.spec.container.secrets or task.spec.container.configs):
+            container_id = await self._create(task, name, config)
+        elif self._files is None:
+            raise ExecutorError("this agent cannot mount secrets or configs", permanent=True)
+        else:
+            made: str | None = None
+            try:
+                config["HostConfig"].setdefault("Mounts", []).extend(self._files.prepare(task))
+                container_id = made = await self._create(task, name, config)
+            finally:
+                self._files.created(task.id, made)
         for network_id in ids[1:]:
             await self._connect(container_id, network_id)
         return container_id
@@ -263,6 +280,8 @@ class DockerExecutor:
                 if not (err.status == 409 and "already in progress" in err.message):
                     raise
                 # else a concurrent remove() is doing the work
+        if self._files is not None:
+            self._files.release(container_id)
 
     def events(self) -> AsyncIterator[ContainerEvent]:
         return self._events()

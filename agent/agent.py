@@ -28,6 +28,7 @@ from podium.agent.proxy import Mesh
 from podium.agent.relay import Relay
 from podium.agent.routing import RoutingTable
 from podium.agent.sampler import LoadSampler
+from podium.agent.secretfiles import SecretFiles
 from podium.agent.session import Session
 from podium.agent.status import StatusReporter
 from podium.agent.worker import Worker
@@ -75,10 +76,14 @@ class Agent:
         mesh_workers: int = 0,
         engine_ping: tuple[float, float] = (PERIOD_S, PING_TIMEOUT_S),
         relay_port: int | None = None,
+        secret_files: SecretFiles | None = None,
     ) -> None:
         """`engine_ping`: how often the engine's health is checked, and the deadline of each
         check, in seconds. With `relay_port` (0: any free port) and an executor that can read
-        its engine's networks, services reach each other by name (podium.agent.internal)."""
+        its engine's networks, services reach each other by name (podium.agent.internal).
+        `secret_files`: where the data of the secrets that come with the assignments is kept
+        (the executor writes tasks' files there)."""
+        self._files = secret_files
         self.node_id = node_id
         self._name = name
         self._labels = dict(labels or {})
@@ -106,7 +111,7 @@ class Agent:
             manager=manager,
             node_id=node_id,
             describe=self._describe,
-            on_assignments=self._worker.submit,
+            on_assignments=self._assigned,
             reporter=self._reporter,
             load=load.next_report,
             on_endpoints=self._route,
@@ -123,6 +128,13 @@ class Agent:
         self._mesh_errors: list[str] = []  # from the last apply: ports not served
         self._mesh_due = asyncio.Event()
         self._description: objects.NodeDescription | None = None  # the last one the engine gave
+
+    def _assigned(self, assignments: dispatcher.Assignments) -> None:
+        # Before the worker sees the tasks: their runners may create containers at once.
+        if self._files is not None:
+            complete = assignments.type == dispatcher.Assignments.TYPE_COMPLETE
+            self._files.remember(assignments.secrets, complete=complete)
+        self._worker.submit(assignments)
 
     def _heartbeat(self) -> dispatcher.Heartbeat:
         return dispatcher.Heartbeat(engine_unresponsive=self._engine.unresponsive,
@@ -204,6 +216,8 @@ class Agent:
         return desc
 
     async def start(self) -> None:
+        if self._files is not None:
+            await self._files.open()
         if self._relay is not None:  # before the session: its port is in the description
             try:
                 await self._relay.start()

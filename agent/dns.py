@@ -5,8 +5,9 @@ A record of a name `lookup(client address, name)` (awaited) knows (a service on 
 networks) is answered with the service's virtual IP, TTL 0, so that a changed table is seen at
 once (the address itself never changes while the service exists); any other record type of such a
 name gets an empty answer. Any other name is forwarded to the node's own name servers
-(`upstreams`) and their answer passed back; without an answer within FORWARD_TIMEOUT_S the
-client gets SERVFAIL. At most MAX_QUERIES queries are handled at once; more are refused.
+(`upstreams`, on `upstream_port`: 53) and their answer passed back; without an answer within
+FORWARD_TIMEOUT_S the client gets SERVFAIL. At most MAX_QUERIES queries are handled at once;
+more are refused.
 """
 
 from __future__ import annotations
@@ -87,9 +88,10 @@ class NameServer(asyncio.DatagramProtocol):
     """Serves `lookup` on host:53 (UDP) until `close()`."""
 
     def __init__(self, *, lookup: Callable[[str, str], Awaitable[str | None]],
-                 upstreams: list[str]) -> None:
+                 upstreams: list[str], upstream_port: int = 53) -> None:
         self._lookup = lookup
         self._upstreams = upstreams
+        self._upstream_port = upstream_port
         self._transport: asyncio.DatagramTransport | None = None
         self._queries: set[asyncio.Task[None]] = set()
 
@@ -129,7 +131,7 @@ class NameServer(asyncio.DatagramProtocol):
             reply = None
             for server in self._upstreams:
                 with contextlib.suppress(OSError, TimeoutError):
-                    reply = await _ask(server, query)
+                    reply = await _ask(server, self._upstream_port, query)
                     break
         transport = self._transport
         if transport is not None:
@@ -146,7 +148,7 @@ class NameServer(asyncio.DatagramProtocol):
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _ask(server: str, query: bytes) -> bytes:
+async def _ask(server: str, port: int, query: bytes) -> bytes:
     loop = asyncio.get_running_loop()
     got: asyncio.Future[bytes] = loop.create_future()
 
@@ -159,7 +161,7 @@ async def _ask(server: str, query: bytes) -> bytes:
             if not got.done():
                 got.set_exception(exc)
 
-    transport, _ = await loop.create_datagram_endpoint(_Client, remote_addr=(server, 53))
+    transport, _ = await loop.create_datagram_endpoint(_Client, remote_addr=(server, port))
     try:
         transport.sendto(query)
         async with asyncio.timeout(FORWARD_TIMEOUT_S):

@@ -45,9 +45,12 @@ REFRESH_EVERY_S = 5.0  # and a read at least this often while internal services 
 class InternalMesh:
     def __init__(self, *, node_id: str,
                  members: Callable[[], Awaitable[dict[str, frozenset[str]]]],
-                 connect_timeout: float = 1.0) -> None:
+                 connect_timeout: float = 1.0,
+                 run_ip: Callable[[list[str]], Awaitable[str]] | None = None) -> None:
         self._node_id = node_id
         self._members_of = members
+        # Runs `ip` batch lines, returning its complaints ("" when none): `_ip_batch`.
+        self._run_ip = run_ip or _ip_batch
         self._connect_timeout = connect_timeout
         self._resolver = ""
         self._range: ipaddress.IPv4Network | None = None
@@ -87,8 +90,10 @@ class InternalMesh:
                 for e in table.endpoints:
                     if not e.container_addr:
                         continue
-                    targets[(e.task_id, port)] = e.container_addr
                     if e.node_id == self._node_id:
+                        # Only this node's replicas: another node's container address may
+                        # be a different container here (each engine picks its subnets).
+                        targets[(e.task_id, port)] = e.container_addr
                         endpoints.append(Endpoint(e.task_id, e.container_addr, port))
                     elif e.relay_port:
                         endpoints.append(Endpoint(e.task_id, e.addr, e.relay_port,
@@ -135,7 +140,8 @@ class InternalMesh:
         return peer in self._members
 
     def relay_target(self, task_id: str, port: int) -> str | None:
-        """The container address of a replica in rotation, for a port its service serves."""
+        """The container address of a replica on this node in rotation, for a port its
+        service serves."""
         return self._targets.get((task_id, port))
 
     async def refresh(self) -> None:
@@ -175,7 +181,7 @@ class InternalMesh:
             return []
         lines = [f"address add {a}/32 dev lo" for a in sorted(add)]
         lines += [f"address del {a}/32 dev lo" for a in sorted(remove)]
-        error = await _ip_batch(lines)
+        error = await self._run_ip(lines)
         self._addresses = (self._addresses | add) - remove
         return [f"virtual IPs: {error}"] if error else []
 

@@ -83,16 +83,18 @@ def run(args: argparse.Namespace) -> int:
     from podium.agent._docker import DockerExecutor
     from podium.agent.agent import Agent, load_node_id
     from podium.agent.proxy import new_event_loop
+    from podium.agent.secretfiles import SecretFiles
 
     node_id = load_node_id(pathlib.Path(args.data_dir))
 
     async def serve() -> None:
+        files = SecretFiles(pathlib.Path(args.data_dir) / "secrets")
         executor = DockerExecutor(node_id=node_id, docker_host=args.docker_host,
-                                  node_name=args.name)
+                                  secret_files=files, node_name=args.name)
         await daemon.serve_until_signalled(Agent(
             manager=args.join, name=args.name, node_id=node_id, executor=executor,
             labels=dict(args.label), mesh=args.mesh, mesh_workers=args.mesh_workers,
-            relay_port=args.relay_port,
+            relay_port=args.relay_port, secret_files=files,
         ))
 
     # uvloop where installed: the mesh's data path is markedly faster on it.

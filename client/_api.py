@@ -246,7 +246,37 @@ class Client:
         """The latest load of every node and task (with `history` samples each)."""
         return self._call("GetLoad", control.GetLoadRequest(history=history))  # type: ignore[no-any-return]
 
+    # -- secrets and configs ---------------------------------------------------------------
+
+    def create_secret(self, kind: str, name: str, data: bytes,
+                      labels: dict[str, str] | None = None) -> objects.Secret:
+        """Stores `data` under `name` (`kind` "secret" or "config"): the version stored, the
+        one already holding this content if any (else a new version, with a new id). A
+        secret comes back without its data."""
+        spec = objects.SecretSpec(kind=_secret_kind(kind), name=name, data=data,
+                                  labels=labels or {})
+        return self._call("CreateSecret", control.CreateSecretRequest(spec=spec)).secret  # type: ignore[no-any-return]
+
+    def secrets(self, kind: str = "secret") -> list[objects.Secret]:
+        """Every version of every secret (or config), by name then version; secrets without
+        their data, configs with their content."""
+        request = control.ListSecretsRequest(kind=_secret_kind(kind))
+        return list(self._call("ListSecrets", request).secrets)
+
+    def remove_secret(self, kind: str, name: str) -> None:
+        """Removes every version; InvalidArgument while a service uses one (it names them)."""
+        request = control.RemoveSecretRequest(kind=_secret_kind(kind), name=name)
+        self._call("RemoveSecret", request)
+
     def events(self, kinds: Iterable[str] = ()) -> Events:
         """The cluster's changes from now on ("node", "service", "task"; empty: all)."""
         call = self._stub.WatchEvents(control.WatchEventsRequest(kinds=list(kinds)))
         return Events(call, self.address)
+
+
+def _secret_kind(kind: str) -> objects.SecretSpec.Kind:
+    if kind == "secret":
+        return objects.SecretSpec.KIND_SECRET
+    if kind == "config":
+        return objects.SecretSpec.KIND_CONFIG
+    raise InvalidArgument(f"kind {kind!r}: expected 'secret' or 'config'")

@@ -197,6 +197,13 @@ def cmd_deploy(client: Client, args: argparse.Namespace) -> int:
     for warning in stack.warnings:  # once, before the progress; on stderr, as stack deploy does
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     specs = stack.services
+    if stack.files:  # first: the services refer to the versions' ids
+        from podium.client._compose_secrets import store
+
+        try:
+            store(client, stack.files, specs)
+        except SpecError as err:
+            raise CliError(f"{args.file}: {err}", 2) from None
     # The services this deploy changes share its id: should one fail and roll back, the
     # manager rolls the others back too.
     deploy_id = uuid.uuid4().hex
@@ -352,6 +359,44 @@ def cmd_node(client: Client, args: argparse.Namespace) -> int:
                       f"{reasons}", file=sys.stderr)
                 return 1
             changes.wait(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+def cmd_secret(client: Client, args: argparse.Namespace) -> int:
+    return _secret_command(client, args, "secret")
+
+
+def cmd_config(client: Client, args: argparse.Namespace) -> int:
+    return _secret_command(client, args, "config")
+
+
+def _secret_command(client: Client, args: argparse.Namespace, kind: str) -> int:
+    if args.action == "create":
+        try:
+            data = sys.stdin.buffer.read() if args.file == "-" else \
+                pathlib.Path(args.file).read_bytes()
+        except OSError as err:
+            raise CliError(f"{args.file}: {err.strerror}", 2) from None
+        stored = client.create_secret(kind, args.name, data)
+        print(f"{kind} {stored.spec.name}: version {stored.version} ({stored.id})")
+        return 0
+    if args.action == "rm":
+        for name in args.names:
+            client.remove_secret(kind, name)
+            print(f"removed {kind} {name}")
+        return 0
+    found = client.secrets(kind)
+    if args.action == "inspect":  # configs only: a secret's content is never shown
+        versions = [s for s in found if s.spec.name == args.name]
+        if not versions:
+            raise CliError(f"no config {args.name!r}", 2)
+        print(views.to_json([views.secret_row(s, content=True) for s in versions]))
+        return 0
+    rows = [views.secret_row(s) for s in found]
+    columns = [("ID", "id"), ("NAME", "name"), ("VERSION", "version"), ("CREATED", "created")]
+    if kind == "config":
+        columns.append(("SIZE", "size"))
+    _emit(args, rows, columns)
+    return 0
 
 
 def cmd_events(client: Client, args: argparse.Namespace) -> int:

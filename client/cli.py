@@ -9,6 +9,8 @@ the daemons (`podium manager`, `podium agent`: podium.manager.main and podium.ag
     podium services | ps [SERVICE] | nodes | scale SERVICE=N ... | rm SERVICE ... | inspect REF
     podium history SERVICE | rollback SERVICE [--to VERSION] | promote SERVICE
     podium node drain|pause|activate NODE | events [--kind KIND]
+    podium secret create NAME FILE|- | secret ls | secret rm NAME
+    podium config create NAME FILE|- | config ls | config rm NAME | config inspect NAME
 
 The manager address defaults to $PODIUM_MANAGER, else 127.0.0.1:7070. Exit status: 0 on success,
 1 when the cluster refuses, cannot be reached or fails to converge, 2 for bad input or an unknown
@@ -111,6 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "activate: back to normal")
     n.add_argument("node", help="node name or id")
     waits(n)
+    for kind in ("secret", "config"):
+        k = client_cmd(kind, f"create, list or remove {kind}s", output=False)
+        actions = k.add_subparsers(dest="action", required=True, metavar="ACTION")
+        kc = actions.add_parser("create", help=f"store a {kind} (a new version when the name "
+                                "is taken and the content differs)")
+        kc.add_argument("name", metavar="NAME")
+        kc.add_argument("file", metavar="FILE", help="file to read ('-' for stdin)")
+        kl = actions.add_parser("ls", help=f"list {kind}s (every version)")
+        kl.add_argument("-o", "--output", choices=("table", "json"), default="table")
+        kr = actions.add_parser("rm", help=f"remove a {kind} (every version)")
+        kr.add_argument("names", nargs="+", metavar="NAME")
+        if kind == "config":
+            ki = actions.add_parser("inspect", help="show a config's versions and content")
+            ki.add_argument("name", metavar="NAME")
     e = client_cmd("events", "follow the cluster's changes")
     e.add_argument("--kind", action="append", default=[], choices=("node", "service", "task"),
                    help="only these kinds (repeatable)")

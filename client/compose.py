@@ -65,7 +65,8 @@ from podium.rules.names import is_valid_name
 from podium.rules.routing import BALANCE
 from podium.v1 import objects
 
-if TYPE_CHECKING:  # imported at run time where used: it builds on this module
+if TYPE_CHECKING:  # imported at run time where used: they build on this module
+    from podium.client._compose_secrets import Declared
     from podium.client._compose_volumes import Volume
 
 __all__ = ["SpecError", "Stack", "default_stack_name", "load_stack", "parse_bytes",
@@ -126,14 +127,14 @@ def _show(value: object) -> str:
 
 _UPDATE_CONFIG = ("delay", "failure_action", "max_failure_ratio", "monitor", "order", "parallelism")
 _SUPPORTED = {
-    "": ("cap_add", "cap_drop", "command", "depends_on", "deploy", "dns", "dns_opt", "dns_search",
-         "entrypoint", "env_file", "environment", "expose", "extra_hosts", "group_add",
-         "healthcheck", "hostname", "image", "init", "labels", "logging", "networks",
-         "pids_limit", "ports",
-         "privileged", "profiles", "read_only", "restart", "security_opt", "shm_size",
-         "stdin_open", "stop_grace_period", "stop_signal", "sysctls", "tmpfs", "tty", "ulimits",
-         "user", "volumes", "working_dir", "x-podium-autoscale", "x-podium-canary",
-         "x-podium-fence", "x-podium-healthy-deadline", "x-podium-probe", "x-podium-routing"),
+    "": ("cap_add", "cap_drop", "command", "configs", "depends_on", "deploy", "dns", "dns_opt",
+         "dns_search", "entrypoint", "env_file", "environment", "expose", "extra_hosts",
+         "group_add", "healthcheck", "hostname", "image", "init", "labels", "logging", "networks",
+         "pids_limit", "ports", "privileged", "profiles", "read_only", "restart", "secrets",
+         "security_opt", "shm_size", "stdin_open", "stop_grace_period", "stop_signal", "sysctls",
+         "tmpfs", "tty", "ulimits", "user", "volumes", "working_dir", "x-podium-autoscale",
+         "x-podium-canary", "x-podium-fence", "x-podium-healthy-deadline", "x-podium-probe",
+         "x-podium-routing"),
     "logging": ("driver", "options"),
     "ulimits.*": ("hard", "soft"),
     "env_file[]": ("path", "required"),
@@ -438,6 +439,7 @@ def _service(key: object, value: object, stack: str | None, context: _Context
     from podium.client._compose_checks import set_autoscale, set_checks, set_updates
     from podium.client._compose_networks import set_networks
     from podium.client._compose_options import check_build, set_options
+    from podium.client._compose_secrets import set_references
     from podium.client._compose_volumes import set_mounts
 
     at = _At(str(key))
@@ -479,6 +481,7 @@ def _service(key: object, value: object, stack: str | None, context: _Context
     set_checks(data, spec, at.service)
     set_autoscale(data, spec, at.service)  # before set_updates: it may set spec.replicas
     set_updates(data, spec, at.service)
+    set_references(data, spec, at, context.files)
     return spec
 
 
@@ -492,6 +495,8 @@ class _Context:
     scope: str = ""
     networks: dict[str, str] = field(default_factory=dict)  # Compose key -> full name
     volumes: dict[str, Volume] = field(default_factory=dict)  # Compose key -> top-level volume
+    # The top-level secrets: and configs: by (kind, key) (podium.client._compose_secrets).
+    files: dict[tuple[str, str], Declared] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,9 +506,11 @@ class Stack:
 
     services: list[objects.ServiceSpec]
     warnings: list[str]
+    # The secrets and configs the services use: stored at deploy, before the services.
+    files: list[Declared] = field(default_factory=list)
 
 
-_TOP_LEVEL = ("name", "networks", "services", "version", "volumes")
+_TOP_LEVEL = ("configs", "name", "networks", "secrets", "services", "version", "volumes")
 
 
 def _load(text: str, stack: str | None, directory: pathlib.Path,
@@ -533,11 +540,13 @@ def _load(text: str, stack: str | None, directory: pathlib.Path,
         raise SpecError(f"services: expected a non-empty mapping, got {_show(services)}")
     from podium.client._compose_networks import stack_networks
     from podium.client._compose_options import profiles as service_profiles
+    from podium.client._compose_secrets import declarations, used
     from podium.client._compose_volumes import stack_volumes
 
     context = _Context(directory, frozenset(str(key) for key in services), [], scope)
     context.networks = stack_networks(document, scope, context.warnings)
     context.volumes = stack_volumes(document, scope)
+    context.files = declarations(document, scope, directory, context.warnings)
     wanted, specs = set(profiles), []
     for key, value in services.items():
         own = service_profiles(value, _At(str(key))) if isinstance(value, dict) else []
@@ -550,7 +559,7 @@ def _load(text: str, stack: str | None, directory: pathlib.Path,
         specs.append(_service(key, value, stack, context))
     if not specs:
         raise SpecError("no service to deploy: every service has a profile not asked for")
-    return Stack(specs, context.warnings)
+    return Stack(specs, context.warnings, used(context.files, specs))
 
 
 def default_stack_name(path: pathlib.Path) -> str | None:

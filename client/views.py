@@ -337,6 +337,24 @@ def node_row(node: objects.Node, task_count: int) -> Row:
     }
 
 
+def secret_row(secret: objects.Secret, *, content: bool = False) -> Row:
+    """A secret's or config's version. `size` for configs only (the manager sends no secret's
+    data); `content` (configs only) adds the text."""
+    row: Row = {
+        "id": secret.id,
+        "name": secret.spec.name,
+        "version": secret.version,
+        "digest": secret.spec.digest,
+        "created": ago(secret.meta.created.ToNanoseconds() / 1e9),
+        "labels": dict(secret.spec.labels),
+    }
+    if secret.spec.kind == objects.SecretSpec.KIND_CONFIG:
+        row["size"] = len(secret.spec.data)
+        if content:
+            row["content"] = secret.spec.data.decode(errors="replace")
+    return row
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, list):
         return ",".join(str(v) for v in value)

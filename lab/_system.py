@@ -195,8 +195,24 @@ def mounts_under(*roots: pathlib.Path) -> list[str]:
             if any((fields[4] + "/").startswith(p) for p in prefixes)]
 
 
+def mount_tmpfs(path: pathlib.Path) -> None:
+    """A tmpfs at `path` in this (the root) namespace, unless one is there. Each `ip netns exec`
+    namespace made afterwards starts with a copy of it (the same tmpfs), so a host's agent and
+    its engine both see it; one made later would not reach them (/ may be private here). The
+    agent keeps its secrets' files there (podium.agent.secretfiles)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if str(path) not in mounts_under(path.parent):
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", str(path)],
+                       check=True, capture_output=True, timeout=30)
+
+
+def unmount(path: pathlib.Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=30)
+
+
 def unmount_under(*roots: pathlib.Path) -> None:
-    """Nothing the harness does mounts there in this namespace; this only makes sure that the
-    removal that follows cannot reach through a mount into something else."""
+    """The agents' secret tmpfs (mount_tmpfs) are the only mounts the harness makes there in
+    this namespace; this also makes sure that the removal that follows cannot reach through a
+    mount into something else."""
     for point in sorted(mounts_under(*roots), key=len, reverse=True):
         subprocess.run(["umount", "-l", point], capture_output=True, timeout=30)

@@ -235,6 +235,7 @@ class HostCluster(CliClient):
         self._kill_all(h.netns, h.cgroup, spare=frozenset(self._agent_pids(h)))
         self._kill_all(h.netns, h.cgroup)
         shutil.rmtree(h.run, ignore_errors=True)
+        system.unmount(h.data / "agent" / "secrets")  # memory: gone with the power
         system.remove_cgroup(h.cgroup)
 
     def power_off(self, host: str) -> None:
@@ -519,6 +520,9 @@ class HostCluster(CliClient):
         (h.run / "containerd").mkdir(mode=0o700, exist_ok=True)
         for stale in (h.socket, h.run / "docker.pid"):
             stale.unlink(missing_ok=True)
+        # The agent's secrets tmpfs, mounted here before the engine's namespace copies the
+        # mounts: one the agent made in its own namespace would stay out of its engine's sight.
+        system.mount_tmpfs(h.data / "agent" / "secrets")
         setup = [
             *system.cgroup_mount_commands(),
             "[ -d /etc/docker ] || mkdir -p /etc/docker",

@@ -198,6 +198,11 @@ class Cluster(CliClient):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         remove_containers_of(list(self.node_ids.values()))
+        # The agents' tmpfs for secrets (each mounts one in its data dir), or the removal of
+        # the cluster's directory would stop at them.
+        for name in self.node_ids:
+            subprocess.run(["umount", "-l", str(self.root / name / "secrets")],
+                           capture_output=True, timeout=30)
 
 
 def _read(path: pathlib.Path) -> str:

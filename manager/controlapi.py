@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import grpc
 
-from podium.manager import ids, versions
+from podium.manager import ids, secrets, versions
 from podium.manager.loadbook import HISTORY, LoadBook
 from podium.manager.store import (
     ConflictError,
@@ -148,7 +148,7 @@ class ControlAPI(control_grpc.ControlServicer):
     async def _write(self, context: grpc.aio.ServicerContext, fn: Callable[[WriteTx], R]) -> R:  # type: ignore[type-arg]
         try:
             return await self._store.update(fn)
-        except RequestError as err:
+        except (RequestError, secrets.SecretError) as err:
             await context.abort(err.code, str(err))
         except ExistsError as err:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(err))
@@ -159,7 +159,7 @@ class ControlAPI(control_grpc.ControlServicer):
     async def _read(self, context: grpc.aio.ServicerContext, fn: Callable[[ReadTx], R]) -> R:  # type: ignore[type-arg]
         try:
             return fn(self._store.view())
-        except RequestError as err:
+        except (RequestError, secrets.SecretError) as err:
             await context.abort(err.code, str(err))
         raise AssertionError("unreachable")
 
@@ -186,6 +186,7 @@ class ControlAPI(control_grpc.ControlServicer):
 
         def apply(tx: WriteTx) -> objects.Service:
             validate_spec(spec)
+            secrets.check_references(tx, spec)
             service = objects.Service(id=ids.new_id())
             self._check_ports_free(tx, spec, service.id)
             service.spec.CopyFrom(spec)
@@ -217,6 +218,7 @@ class ControlAPI(control_grpc.ControlServicer):
             # redeploying the file does not reset it.
             request.spec.replicas = autoscale.starting_replicas(service.spec, request.spec)
             validate_spec(request.spec)
+            secrets.check_references(tx, request.spec)
             if service.meta.version != request.version:
                 raise ConflictError(
                     f"service {service.spec.name!r} is at version {service.meta.version}, "
@@ -383,6 +385,24 @@ class ControlAPI(control_grpc.ControlServicer):
 
         return control.NodeResponse(node=await self._write(context, apply))
 
+    async def CreateSecret(self, request, context):  # type: ignore[no-untyped-def]
+        created = await self._write(context, lambda tx: secrets.create(tx, request.spec))
+        return control.SecretResponse(secret=secrets.public(created))
+
+    async def ListSecrets(self, request, context):  # type: ignore[no-untyped-def]
+        found = secrets.listing(self._store.view(), request.kind)
+        return control.ListSecretsResponse(secrets=found)
+
+    async def RemoveSecret(self, request, context):  # type: ignore[no-untyped-def]
+        def apply(tx: WriteTx) -> None:
+            if not request.name:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"name: the name of a {secrets.kind_word(request.kind)} needed")
+            secrets.remove(tx, request.kind, request.name)
+
+        await self._write(context, apply)
+        return control.RemoveSecretResponse()
+
     async def GetLoad(self, request, context):  # type: ignore[no-untyped-def]
         return self._load.snapshot(history=min(request.history, HISTORY))
 
@@ -409,7 +429,8 @@ class ControlAPI(control_grpc.ControlServicer):
                         "watch was closed: reconnect to watch again (and list the current state)",
                     )
                     raise
-                if kinds and change.kind not in kinds:
+                # Secrets' changes stay inside the manager (they carry the data).
+                if change.kind == "secret" or (kinds and change.kind not in kinds):
                     continue
                 event = control.Event(action=actions[change.action], timestamp=ids.timestamp())
                 getattr(event, change.kind).CopyFrom(change.obj)

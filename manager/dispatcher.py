@@ -2,7 +2,9 @@
 
 Each agent holds one bidirectional stream. On Register the dispatcher records
 the node as ready, sends the heartbeat period and the complete set of tasks
-assigned to the node, then forwards changes to that set as they commit. It
+assigned to the node (with the secrets those tasks use, and only those), then
+forwards changes to that set as they commit; a secret travels once per session,
+with the first task that uses it. It
 applies the agents' status reports, which may only move a task forward, and
 feeds the node monitor (nodemonitor.py decides; this module acts): sessions
 opening, ending (with the agent's "leaving to restart" when it said so) or
@@ -38,7 +40,7 @@ from typing import Any
 
 import grpc
 
-from podium.manager import hostprobe, ids
+from podium.manager import hostprobe, ids, secrets
 from podium.manager.endpoints import EndpointTables, node_address
 from podium.manager.loadbook import LoadBook
 from podium.manager.nodemonitor import (
@@ -68,6 +70,8 @@ class _Session:
     outbox: asyncio.Queue[dispatcher.ManagerMessage | None] = field(default_factory=asyncio.Queue)
     # Desired state last sent per task: only changes the agent acts on travel.
     sent: dict[str, int] = field(default_factory=dict)
+    # Ids of the secrets (with data) sent in this session: each travels once per session.
+    secrets_sent: set[str] = field(default_factory=set)
     # Set when the monitor closes a silent session: the node's new state is decided already.
     silenced: bool = False
     # Set when the agent fell `limit` messages behind: the session ends with RESOURCE_EXHAUSTED.
@@ -238,9 +242,14 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         info.resolver_addr = network.resolver_address(self._virtual_ip_range)
         session.send(dispatcher.ManagerMessage(session=info))
         full = dispatcher.Assignments(type=dispatcher.Assignments.TYPE_COMPLETE)
-        for task in self._store.view().tasks_of_node(node_id):
+        view = self._store.view()
+        for task in view.tasks_of_node(node_id):
             full.tasks.append(task)
             session.sent[task.id] = task.desired_state
+        # Only the secrets this node's tasks use: a node never holds another node's secrets.
+        used = secrets.secrets_of(view, full.tasks)
+        full.secrets.extend(used.values())
+        session.secrets_sent.update(used)
         session.send(dispatcher.ManagerMessage(assignments=full))
         session.send(dispatcher.ManagerMessage(endpoints=self._routes.complete()))
         return session
@@ -379,9 +388,15 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                     elif session.sent.get(task.id) != task.desired_state:
                         session.sent[task.id] = task.desired_state
                         batch.tasks.append(task)
+                view = self._store.view()
                 for node_id, batch in batches.items():
                     session = self._sessions.get(node_id)
                     if session is not None and (batch.tasks or batch.removed):
+                        used = secrets.secrets_of(view, batch.tasks)
+                        for secret_id, secret in used.items():
+                            if secret_id not in session.secrets_sent:
+                                session.secrets_sent.add(secret_id)
+                                batch.secrets.append(secret)
                         session.send(dispatcher.ManagerMessage(assignments=batch))
                 self._publish_routes(changes)
         finally:

@@ -101,4 +101,6 @@ class EndpointTables:
             return {obj.id}
         if isinstance(obj, objects.Task):
             return {obj.service_id}
-        return {t.service_id for t in view.tasks_of_node(obj.id)}
+        if isinstance(obj, objects.Node):
+            return {t.service_id for t in view.tasks_of_node(obj.id)}
+        return set()

@@ -1,4 +1,5 @@
-"""The manager's state: nodes, services and tasks, with transactions and a watch.
+"""The manager's state: nodes, services, tasks and secrets (and configs), with
+transactions and a watch.
 
 Contract:
 - `Store.view()` returns a consistent read view. Objects it returns are shared

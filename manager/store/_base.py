@@ -10,8 +10,10 @@ from typing import Literal, Protocol, TypeVar
 
 from podium.v1 import objects
 
-Obj = objects.Node | objects.Service | objects.Task
-Kind = Literal["node", "service", "task"]
+Obj = objects.Node | objects.Service | objects.Task | objects.Secret
+# "secret" holds secrets and configs alike (SecretSpec.kind tells them apart). Its changes carry
+# the data: watchers inside the manager only; WatchEvents never forwards them.
+Kind = Literal["node", "service", "task", "secret"]
 Action = Literal["create", "update", "delete"]
 T = TypeVar("T")
 
@@ -19,6 +21,7 @@ _KINDS: dict[type, Kind] = {
     objects.Node: "node",
     objects.Service: "service",
     objects.Task: "task",
+    objects.Secret: "secret",
 }
 CLASSES: dict[Kind, type[Obj]] = {v: k for k, v in _KINDS.items()}
 
@@ -67,6 +70,8 @@ class ReadTx(Protocol):
     def tasks_of_node(self, node_id: str) -> list[objects.Task]: ...
     def service_by_name(self, name: str) -> objects.Service | None: ...
     def node_by_name(self, name: str) -> objects.Node | None: ...
+    def get_secret(self, id: str) -> objects.Secret | None: ...
+    def secrets(self) -> Iterable[objects.Secret]: ...
 
 
 class WriteTx(ReadTx, Protocol):

@@ -29,7 +29,8 @@ class Tables:
     replaces them, so read views can hand them out without copying."""
 
     def __init__(self) -> None:
-        self.objects: dict[Kind, dict[str, Obj]] = {"node": {}, "service": {}, "task": {}}
+        self.objects: dict[Kind, dict[str, Obj]] = {
+            "node": {}, "service": {}, "task": {}, "secret": {}}
         self.tasks_by_service: defaultdict[str, set[str]] = defaultdict(set)
         self.tasks_by_node: defaultdict[str, set[str]] = defaultdict(set)
         self.service_names: dict[str, str] = {}
@@ -55,7 +56,7 @@ class Tables:
                 self.tasks_by_node[obj.node_id].add(obj.id)
         elif isinstance(obj, objects.Service):
             self.service_names[obj.spec.name] = obj.id
-        else:
+        elif isinstance(obj, objects.Node):
             self.node_names[obj.description.name] = obj.id
 
     def _unindex(self, obj: Obj) -> None:
@@ -66,8 +67,9 @@ class Tables:
         elif isinstance(obj, objects.Service):
             if self.service_names.get(obj.spec.name) == obj.id:
                 del self.service_names[obj.spec.name]
-        elif self.node_names.get(obj.description.name) == obj.id:
-            del self.node_names[obj.description.name]
+        elif isinstance(obj, objects.Node):
+            if self.node_names.get(obj.description.name) == obj.id:
+                del self.node_names[obj.description.name]
 
 
 def clone(obj: M) -> M:
@@ -110,6 +112,12 @@ class ReadView:
 
     def tasks(self) -> Iterable[objects.Task]:
         return cast("list[objects.Task]", list(self._t.objects["task"].values()))
+
+    def get_secret(self, id: str) -> objects.Secret | None:
+        return cast("objects.Secret | None", self._get("secret", id))
+
+    def secrets(self) -> Iterable[objects.Secret]:
+        return cast("list[objects.Secret]", list(self._t.objects["secret"].values()))
 
     def tasks_of_service(self, service_id: str) -> list[objects.Task]:
         ids = self._t.tasks_by_service.get(service_id, ())
@@ -160,6 +168,9 @@ class Transaction(ReadView):
 
     def tasks(self) -> Iterable[objects.Task]:
         return cast("list[objects.Task]", self._list("task"))
+
+    def secrets(self) -> Iterable[objects.Secret]:
+        return cast("list[objects.Secret]", self._list("secret"))
 
     def tasks_of_service(self, service_id: str) -> list[objects.Task]:
         ids = set(self._t.tasks_by_service.get(service_id, ()))

@@ -16,6 +16,7 @@ COMMANDS = [
     ["services"], ["ps"], ["ps", "web"], ["nodes"], ["inspect", "web"], ["scale", "web=2"],
     ["rm", "web"], ["node", "drain", "node-1"], ["events", "--limit", "1"],
     ["history", "web"], ["rollback", "web"], ["promote", "web"],
+    ["secret", "ls"], ["secret", "rm", "pw"], ["config", "ls"], ["config", "inspect", "conf"],
 ]
 
 

@@ -170,15 +170,13 @@ def _service_error(keys: str) -> str:
         (
             "volumes_from: [db]",
             "stack.yml: service 'web': key 'volumes_from' is not supported by Podium (supported:"
-            " cap_add, cap_drop, command, depends_on, deploy, dns, dns_opt, dns_search,"
+            " cap_add, cap_drop, command, configs, depends_on, deploy, dns, dns_opt, dns_search,"
             " entrypoint, env_file, environment, expose, extra_hosts, group_add, healthcheck,"
             " hostname, image, init, labels, logging, networks, pids_limit, ports, privileged,"
-            " profiles,"
-            " read_only, restart, security_opt, shm_size, stdin_open, stop_grace_period,"
-            " stop_signal, sysctls, tmpfs, tty, ulimits, user, volumes, working_dir,"
-            " x-podium-autoscale,"
-            " x-podium-canary, x-podium-fence, x-podium-healthy-deadline, x-podium-probe,"
-            " x-podium-routing)",
+            " profiles, read_only, restart, secrets, security_opt, shm_size, stdin_open,"
+            " stop_grace_period, stop_signal, sysctls, tmpfs, tty, ulimits, user, volumes,"
+            " working_dir, x-podium-autoscale, x-podium-canary, x-podium-fence,"
+            " x-podium-healthy-deadline, x-podium-probe, x-podium-routing)",
         ),
         ("restart_on: always", "key 'restart_on' is not supported by Podium"),
         ("logging: {driver: syslog, opts: {}}", "key 'logging.opts' is not supported"),
@@ -282,7 +280,7 @@ def test_yaml_python_tags_are_refused() -> None:
         (
             "services: {web: {image: x}}\ninclude: [other.yaml]\n",
             "top-level key 'include' is not supported by Podium"
-            " (supported: name, networks, services, version, volumes)",
+            " (supported: configs, name, networks, secrets, services, version, volumes)",
         ),
         ("name: 'my stack'\nservices: {web: {image: x}}\n", "invalid stack name 'my stack'"),
         ("services: {'-web': {image: x}}\n", "service '-web': invalid service name"),
