@@ -6,7 +6,8 @@ this module only makes the calls and maps the engine's errors:
 - create() never pulls (containers.create, not run()); 404 -> ExecutorError("No such image: X"),
   409 (the deterministic name is taken) -> the existing container's id, 400 -> permanent error;
   a spec value container_config() refuses (ValueError) -> permanent error, nothing created;
-  a bind mount whose source is missing -> permanent "bind mount source P does not exist on node N".
+  a bind mount whose source is missing -> permanent "bind mount source P does not exist on node N";
+  so is a volume declared external that the engine does not have (checked before create).
 - stop() passes the task's grace as the timeout: the engine sends the container's StopSignal
   (the spec's stop_signal, else SIGTERM), then SIGKILL once the grace is over.
 - start() of a running container (304), stop() of a stopped (304) or missing (404) one and
@@ -50,6 +51,7 @@ from podium.agent._container import (
     container_event,
     container_name,
     container_state,
+    external_volumes,
     parse_time_ns,
 )
 from podium.agent.executor import (
@@ -170,6 +172,8 @@ class DockerExecutor:
             container_config(task, self._node_id)  # a value the engine would refuse?
         except ValueError as err:  # retrying cannot help
             raise ExecutorError(str(err), permanent=True) from err
+        for volume in external_volumes(task.spec.container):
+            await self._check_external(volume)
         ids = [await self._make_network(a.name) for a in task.spec.networks]
         config = container_config(task, self._node_id, self.resolver, ids)
         if not (task.spec.container.secrets or task.spec.container.configs):
@@ -186,6 +190,15 @@ class DockerExecutor:
         for network_id in ids[1:]:
             await self._connect(container_id, network_id)
         return container_id
+
+    async def _check_external(self, volume: str) -> None:
+        """An external volume must exist: the engine would create it, empty, on first use."""
+        found: object = None
+        async with self._call("inspect volume", ok=(404,)):
+            found = await self._client().volumes.get(volume)  # type: ignore[no-untyped-call]
+        if found is None:
+            raise ExecutorError(f"volume {volume} is declared external but does not exist on "
+                                f"node {self._node_name}: create it there first", permanent=True)
 
     async def _create(self, task: objects.Task, name: str, config: dict[str, Any]) -> str:
         containers = self._client().containers

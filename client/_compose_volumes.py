@@ -3,7 +3,8 @@
 `stack_volumes(document, scope)` reads the top level: Compose key -> the volume as mounted,
 named `SCOPE_KEY` (the stack's own volume; `KEY` without a stack), or the `name:` given as-is;
 `external: true` uses the name as written (or its `name:`), a volume that must already exist on
-the node, and takes no driver, driver_opts or labels. `driver`, `driver_opts` and `labels` go
+the node (its mounts carry rules.mounts.EXTERNAL_LABEL, which the agent checks), and takes no
+driver, driver_opts or labels. `driver`, `driver_opts` and `labels` go
 into every mount of the volume (the engine creates it on first use with them).
 `x-podium-may-move: true` sets may_move on its mounts: a replica using it may start on another
 node, with what that node's volume holds, when its node is down (by default it waits).
@@ -40,6 +41,7 @@ from podium.client.compose import (
     parse_bytes,
 )
 from podium.rules.mounts import (
+    EXTERNAL_LABEL,
     PROPAGATIONS,
     VOLUME_NAME_RULE,
     check_mounts,
@@ -101,11 +103,14 @@ def stack_volumes(document: dict[object, object], scope: str) -> dict[str, Volum
         if not isinstance(driver, str):
             raise SpecError(f"{where}.driver: expected a driver name, got {_show(driver)}")
         at = _At(f"volume {key}")
+        labels = _string_map(config.get("labels", {}), at.sub("labels"))
+        if external:
+            labels[EXTERNAL_LABEL] = "true"
         table[key] = Volume(
             name=name or (key if external else _scoped(scope, key)),
             driver=driver,
             driver_options=_string_map(config.get("driver_opts", {}), at.sub("driver_opts")),
-            labels=_string_map(config.get("labels", {}), at.sub("labels")),
+            labels=labels,
             may_move=may_move,
         )
     return table

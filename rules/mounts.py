@@ -9,6 +9,10 @@ it, so a file is refused before deploy with the same words the API would use.
   volumes; create_host_path, propagation on binds; tmpfs_size_bytes, tmpfs_mode on tmpfs;
 - propagation is one of PROPAGATIONS; the tmpfs mode fits in 0o7777 and its size is >= 0.
 
+A volume that Compose declared `external` carries the label EXTERNAL_LABEL: it must exist on
+the node already (the agent checks before creating the container: the engine would otherwise
+create it empty), and the label is not passed on to the engine.
+
 `pinning_volume(spec)` is the named volume with the local driver that may not move (the first
 one), or None. A replica holding such a volume keeps its data on one node: the scheduler pins
 its slot to the node it first ran on (Task.pinned_node).
@@ -25,6 +29,7 @@ if TYPE_CHECKING:  # the daemons' argument parsing imports rules: no protobuf at
 
 PROPAGATIONS = ("rprivate", "private", "rshared", "shared", "rslave", "slave")
 LOCAL_DRIVERS = ("", "local")
+EXTERNAL_LABEL = "io.podium.volume.external"
 # A volume name as the engine accepts it.
 VOLUME_NAME_RULE = "letters, digits, '_', '.' and '-', starting with a letter or digit"
 _VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")

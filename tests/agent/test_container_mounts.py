@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from podium.agent._container import bind_source_missing, container_config
+from podium.agent._container import bind_source_missing, container_config, external_volumes
 from podium.v1 import objects
 
 VOLUME = objects.Mount.TYPE_VOLUME
@@ -68,3 +68,15 @@ def test_the_engine_refusing_a_missing_bind_source_is_recognised() -> None:
                "/srv/x")
     assert bind_source_missing(message) == "/srv/x"
     assert bind_source_missing("No such image: x") is None
+
+
+def test_external_volumes_are_listed_for_the_check_and_their_label_is_not_passed_on() -> None:
+    external = objects.Mount(type=VOLUME, source="pgdata", target="/data",
+                             labels={"io.podium.volume.external": "true"})
+    own = objects.Mount(type=VOLUME, source="shop_cache", target="/cache")
+    task = _task(external, own)
+    assert external_volumes(task.spec.container) == ["pgdata"]
+    assert container_config(task, "n1")["HostConfig"]["Mounts"] == [
+        {"Type": "volume", "Source": "pgdata", "Target": "/data"},
+        {"Type": "volume", "Source": "shop_cache", "Target": "/cache"},
+    ]

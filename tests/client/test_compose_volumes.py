@@ -60,7 +60,10 @@ volumes:
   b: {name: shared-cache}
   c: {external: true}
 """
-    assert [m.source for m in _mounts(text)] == ["shop_a", "shared-cache", "c"]
+    mounts = _mounts(text)
+    assert [m.source for m in mounts] == ["shop_a", "shared-cache", "c"]
+    # An external volume must exist on the node: the agent checks for this label.
+    assert [dict(m.labels) for m in mounts] == [{}, {}, {"io.podium.volume.external": "true"}]
     nameless = text.replace("name: shop\n", "")
     assert [m.source for m in _mounts(nameless)] == ["a", "shared-cache", "c"]
 

@@ -104,3 +104,27 @@ services:
     assert str(task["error"]).endswith(f"on node {task['node']}")
     cluster.ok("rm", "broken")
     eventually(lambda: not cluster.containers(), what="no container after rm")
+
+
+def test_an_external_volume_missing_on_the_node_fails_the_task_saying_so(
+        cluster: Cluster, tmp_path: pathlib.Path) -> None:
+    deploy(cluster, tmp_path, f"""
+services:
+  user:
+    image: {IMAGE}
+    init: true
+    command: ["sleep", "3600"]
+    volumes: [shared:/shared]
+volumes:
+  shared: {{external: true, name: podium-test-no-such-volume}}
+""")
+    expected = "volume podium-test-no-such-volume is declared external but does not exist on node"
+
+    def failed() -> list[dict[str, Any]]:
+        return [t for t in cluster.json("ps", "user", "-a") if expected in str(t["error"])]
+
+    eventually(failed, timeout=60, what="a task failed with the external volume error")
+    cluster.ok("rm", "user")
+    eventually(lambda: not cluster.containers(), what="no container after rm")
+    # The engine did not create it, empty.
+    assert docker("volume", "ls", "-q", "--filter", "name=podium-test-no-such-volume") == ""
