@@ -1,10 +1,11 @@
 """The engine networks behind Podium's networks on one node (pure: request bodies and what
 inspected networks say).
 
-A Podium network ("shop_default") is a bridge network on each node that runs a task attached to
-it, named podium_shop_default.NODEID and labelled with the Podium name and the node (two agents
-sharing an engine each make their own). Nothing crosses between nodes on it: services reach each
-other through the agent's virtual IPs (podium.agent.internal), and the bridge only tells the agent which network a connection comes from (its source address).
+A Podium network ("shop_default") is a bridge network on each node that runs a task attached to it,
+named podium_shop_default.NODEID and labelled with the Podium name and the node (two agents sharing
+an engine each make their own). Nothing crosses between nodes on it: services reach each other
+through the agent's virtual IPs (podium.agent.internal), and the bridge only tells the agent which
+network a connection comes from (its source address).
 """
 
 from __future__ import annotations
