@@ -237,14 +237,16 @@ class DockerExecutor:
         async with self._networks_lock:
             if network in self._networks:
                 return self._networks[network]
-            filters = {"label": [f"{_networks.LABEL_NETWORK}={network}"]}
+            filters = {"label": [f"{_networks.LABEL_NETWORK}={network}",
+                                 f"{LABEL_NODE}={self._node_id}"]}
             async with self._call("GET /networks"):
                 found = await self._client().networks.list(filters=filters)
-            if found:  # made by this agent earlier, or by another on the same engine
+            if found:  # made by this node's agent earlier
                 network_id = str(min(found, key=lambda n: str(n.get("Created", "")))["Id"])
             else:
+                body = _networks.create_body(network, self._node_id)
                 async with self._call("create network"):
-                    made = await self._client().networks.create(_networks.create_body(network))
+                    made = await self._client().networks.create(body)
                 network_id = made.id
             self._networks[network] = network_id
             return network_id

@@ -1,10 +1,11 @@
 """The engine networks behind Podium's networks on one node (pure: request bodies and what
 inspected networks say).
 
-A Podium network ("shop_default") is a bridge network on each node that runs a task attached to
-it, named podium_shop_default and labelled with the Podium name. Nothing crosses between nodes on
-it: services reach each other through the agent's virtual IPs (podium.agent.internal), and the
-bridge only tells the agent which network a connection comes from (its source address).
+A Podium network ("shop_default") is a bridge network on each node that runs a task attached to it,
+named podium_shop_default.NODEID and labelled with the Podium name and the node (two agents sharing
+an engine each make their own). Nothing crosses between nodes on it: services reach each other
+through the agent's virtual IPs (podium.agent.internal), and the bridge only tells the agent which
+network a connection comes from (its source address).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from podium.agent.executor import LABEL_NODE
 from podium.rules.network import engine_name
 
 __all__ = ["LABEL_NETWORK", "create_body", "engine_name", "first_network_config", "members"]
@@ -19,10 +21,13 @@ __all__ = ["LABEL_NETWORK", "create_body", "engine_name", "first_network_config"
 LABEL_NETWORK = "io.podium.network"
 
 
-def create_body(network: str) -> dict[str, Any]:
-    """The create-network body for the Podium network `network`."""
-    return {"Name": engine_name(network), "Driver": "bridge", "CheckDuplicate": True,
-            "Labels": {LABEL_NETWORK: network}}
+def create_body(network: str, node_id: str = "") -> dict[str, Any]:
+    """The create-network body for the Podium network `network` on the node `node_id`."""
+    labels = {LABEL_NETWORK: network}
+    if node_id:
+        labels[LABEL_NODE] = node_id
+    return {"Name": engine_name(network, node_id), "Driver": "bridge", "CheckDuplicate": True,
+            "Labels": labels}
 
 
 def members(inspected: Iterable[Mapping[str, Any]]) -> dict[str, frozenset[str]]:

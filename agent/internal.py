@@ -110,7 +110,7 @@ class InternalMesh:
             if mesh is None:
                 mesh = self._meshes[vip] = Mesh(host=vip, connect_timeout=self._connect_timeout)
             errors += [f"{vip}: {e}" for e in await mesh.apply(listeners)]
-        await self._serve_names()
+        errors += await self._serve_names()
         if wanted and self._refresher is None:
             self._refresher = asyncio.create_task(self._refresh_often(), name="networks")
         self._wake_refresh()
@@ -185,17 +185,17 @@ class InternalMesh:
         self._addresses = (self._addresses | add) - remove
         return [f"virtual IPs: {error}"] if error else []
 
-    async def _serve_names(self) -> None:
+    async def _serve_names(self) -> list[str]:
         if self._dns is not None or not self._resolver or self._resolver not in self._addresses:
-            return
+            return []
         server = NameServer(lookup=self._lookup_slowly, upstreams=upstreams(
             exclude=self._resolver))
         try:
             await server.start(self._resolver)
-        except OSError as err:
-            log.error("internal routing: cannot serve names on %s:53: %s", self._resolver, err)
-            return
+        except OSError as err:  # the caller logs it once, and applies again until it works
+            return [f"cannot serve names on {self._resolver}:53: {err}"]
         self._dns = server
+        return []
 
     async def _lookup_slowly(self, peer: str, name: str) -> str | None:
         if not self.knows(peer):

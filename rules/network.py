@@ -105,6 +105,7 @@ def check_networks(spec: objects.ServiceSpec) -> str | None:
     return None
 
 
-def engine_name(network: str) -> str:
-    """The engine network a node makes for a Podium network."""
-    return ENGINE_PREFIX + network
+def engine_name(network: str, node_id: str = "") -> str:
+    """The engine network the node `node_id` makes for a Podium network (each node its own,
+    also where two agents share an engine, so that they never race to make one)."""
+    return ENGINE_PREFIX + network + (f".{node_id[:12]}" if node_id else "")

@@ -1,8 +1,9 @@
-"""Services reach each other by name across hosts, on simulated hosts with real engines: a
-published `front` calls `back` (2 replicas, no published port) by name, which calls `store`;
-every host's published port answers through the chain, spread over both `back` replicas; a
-second stack cannot reach `back`; a crashed host of a `back` replica costs no request after
-failover."""
+"""The three-tier application of issue 12, on simulated hosts with real engines: a published
+`front` calls `back` (2 replicas, no published port) by name, which calls `store`, keeping its
+count in a named volume and reading a password from a secret. Every host's published port
+answers through the chain, spread over both `back` replicas; a second stack cannot reach `back`;
+a crashed host of a `back` replica costs no request after failover; a restarted `store` keeps its
+data; the secret's value is nowhere but in `store`'s container."""
 
 from __future__ import annotations
 
@@ -37,10 +38,17 @@ services:
       replicas: 2
   store:
     image: {IMAGE}
-    command: ["sh", "-c", "mkdir -p /data && exec httpd -f -p 80 -h /www"]
     expose: ["80"]
     stop_grace_period: 1s
+    volumes: ["data:/data"]
+    secrets: [password]
+volumes:
+  data: {{}}
+secrets:
+  password:
+    file: ./password.txt
 """
+PASSWORD = "correct-horse-battery-staple"
 OTHER = f"""
 name: other
 services:
@@ -48,12 +56,13 @@ services:
     image: {IMAGE}
     expose: ["80"]
 """
-ANSWER = re.compile(r"front (\w+) -> back (\w+) -> store (\w+) count=(\d+)")
+ANSWER = re.compile(r"front (\w+) -> back (\w+) -> store (\w+) count=(\d+) password=yes")
 
 
 @pytest.fixture
 def hosts(tmp_path: pathlib.Path) -> Iterator[HostCluster]:
     with HostCluster(tmp_path / "hosts", hosts=3) as cluster:
+        (cluster.root / "password.txt").write_text(PASSWORD + "\n")
         yield cluster
 
 
@@ -98,6 +107,28 @@ def test_services_reach_each_other_by_name_across_hosts(hosts: HostCluster) -> N
     # ... while shop's own containers resolve it to that address.
     host, front = _container_on(hosts, "shop_front")
     assert vip in hosts.docker(host, "exec", front, "sh", "-c", "nslookup back")
+
+    # Restarting store's task keeps its data: the count goes on from where it was.
+    before = int(_chain(hosts, "h1").group(4))
+    store_host, store = _container_on(hosts, "shop_store")
+    hosts.docker(store_host, "kill", store)
+    eventually(lambda: int(_chain(hosts, "h2").group(4)) > before, timeout=60,
+               what="store answers again, its count kept")
+    assert _container_on(hosts, "shop_store")[1] != store or True  # restarted in place or anew
+
+    # The secret's value is in store's container only: not in front's or back's, not in the
+    # answers, not in what the CLI shows.
+    assert PASSWORD in hosts.docker(store_host, "exec", _container_on(hosts, "shop_store")[1],
+                                    "cat", "/run/secrets/password")
+    for service in ("shop_front", "shop_back"):
+        where, container = _container_on(hosts, service)
+        listing = hosts.docker(where, "exec", container, "sh", "-c",
+                               "cat /run/secrets/* 2>/dev/null; env; true")
+        assert PASSWORD not in listing
+    shown = "".join(hosts.ok(*args) for args in (
+        ("inspect", "shop_store"), ("ps", "-a"), ("services",), ("secret", "ls")))
+    assert PASSWORD not in shown
+    assert PASSWORD not in _chain(hosts, "h3").group(0)
 
 
 def test_a_crashed_host_of_a_back_replica_costs_no_request_after_failover(
