@@ -27,7 +27,7 @@ A bind that may create its host path becomes a HostConfig.Binds entry instead, b
 engine creates a missing Binds source itself on every API version (Mounts' CreateMountpoint
 needs API 1.42). A bind whose source is missing is refused by the engine (400), which
 bind_source_missing() recognises so the task fails saying which path is missing on which node.
-A volume labelled external (rules.mounts.EXTERNAL_LABEL) must exist already: external_volumes()
+A volume marked external (Mount.external) must exist already: external_volumes()
 lists them for the executor to check, and the label is not passed on.
 Invalid values raise ValueError naming the field (the executor reports it as a permanent error).
 """
@@ -50,7 +50,6 @@ from podium.agent.executor import (
     ContainerEvent,
     ContainerState,
 )
-from podium.rules.mounts import EXTERNAL_LABEL
 from podium.rules.network import engine_name
 from podium.v1 import objects
 
@@ -231,7 +230,7 @@ def mount_config(mount: objects.Mount) -> dict[str, Any]:
         volume: dict[str, Any] = {}
         if mount.no_copy:
             volume["NoCopy"] = True
-        labels = {k: v for k, v in sorted(mount.labels.items()) if k != EXTERNAL_LABEL}
+        labels = dict(sorted(mount.labels.items()))
         if labels:
             volume["Labels"] = labels
         if mount.driver or mount.driver_options:
@@ -257,7 +256,7 @@ def external_volumes(container: objects.ContainerSpec) -> list[str]:
     """Names of the volumes the spec mounts that must exist on the node already."""
     return [m.source for m in container.mounts
             if m.type == objects.Mount.TYPE_VOLUME and m.source
-            and m.labels.get(EXTERNAL_LABEL) == "true"]
+            and m.external]
 
 
 def bind_source_missing(engine_message: str) -> str | None:

@@ -3,7 +3,7 @@
 `stack_volumes(document, scope)` reads the top level: Compose key -> the volume as mounted,
 named `SCOPE_KEY` (the stack's own volume; `KEY` without a stack), or the `name:` given as-is;
 `external: true` uses the name as written (or its `name:`), a volume that must already exist on
-the node (its mounts carry rules.mounts.EXTERNAL_LABEL, which the agent checks), and takes no
+the node (its mounts are marked `external`, which the agent checks), and takes no
 driver, driver_opts or labels. `driver`, `driver_opts` and `labels` go
 into every mount of the volume (the engine creates it on first use with them).
 `x-podium-may-move: true` sets may_move on its mounts: a replica using it may start on another
@@ -41,7 +41,6 @@ from podium.client.compose import (
     parse_bytes,
 )
 from podium.rules.mounts import (
-    EXTERNAL_LABEL,
     PROPAGATIONS,
     VOLUME_NAME_RULE,
     check_mounts,
@@ -69,6 +68,7 @@ class Volume:
     driver_options: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     may_move: bool = False
+    external: bool = False
 
 
 def stack_volumes(document: dict[object, object], scope: str) -> dict[str, Volume]:
@@ -104,13 +104,12 @@ def stack_volumes(document: dict[object, object], scope: str) -> dict[str, Volum
             raise SpecError(f"{where}.driver: expected a driver name, got {_show(driver)}")
         at = _At(f"volume {key}")
         labels = _string_map(config.get("labels", {}), at.sub("labels"))
-        if external:
-            labels[EXTERNAL_LABEL] = "true"
         table[key] = Volume(
             name=name or (key if external else _scoped(scope, key)),
             driver=driver,
             driver_options=_string_map(config.get("driver_opts", {}), at.sub("driver_opts")),
             labels=labels,
+            external=external,
             may_move=may_move,
         )
     return table
@@ -168,7 +167,8 @@ def _named(source: str, at: _At, volumes: dict[str, Volume]) -> objects.Mount:
                         f"{declared}: add `{source}:` under `volumes:` at the top of the file")
     return objects.Mount(type=objects.Mount.TYPE_VOLUME, source=volume.name,
                          driver=volume.driver, driver_options=volume.driver_options,
-                         labels=volume.labels, may_move=volume.may_move)
+                         labels=volume.labels, may_move=volume.may_move,
+                         external=volume.external)
 
 
 def _host_path(source: str, directory: pathlib.Path) -> str:

@@ -5,13 +5,12 @@ what is accepted (None when nothing): the client's Compose parser and the contro
 it, so a file is refused before deploy with the same words the API would use.
 - every target is an absolute path, and no two mounts share one;
 - a volume's source is a name (empty: anonymous), a bind's an absolute path, a tmpfs has none;
-- fields of one type only on that type: driver, driver_options, labels, no_copy, may_move on
-  volumes; create_host_path, propagation on binds; tmpfs_size_bytes, tmpfs_mode on tmpfs;
+- fields of one type only on that type: driver, driver_options, labels, no_copy, may_move,
+  external on volumes; create_host_path, propagation on binds; tmpfs_size_bytes, tmpfs_mode on tmpfs;
 - propagation is one of PROPAGATIONS; the tmpfs mode fits in 0o7777 and its size is >= 0.
 
-A volume that Compose declared `external` carries the label EXTERNAL_LABEL: it must exist on
-the node already (the agent checks before creating the container: the engine would otherwise
-create it empty), and the label is not passed on to the engine.
+A volume that Compose declared `external` (Mount.external) must exist on the node already (the
+agent checks before creating the container: the engine would otherwise create it empty).
 
 `pinning_volume(spec)` is the named volume with the local driver that may not move (the first
 one), or None. A replica holding such a volume keeps its data on one node: the scheduler pins
@@ -29,7 +28,6 @@ if TYPE_CHECKING:  # the daemons' argument parsing imports rules: no protobuf at
 
 PROPAGATIONS = ("rprivate", "private", "rshared", "shared", "rslave", "slave")
 LOCAL_DRIVERS = ("", "local")
-EXTERNAL_LABEL = "io.podium.volume.external"
 # A volume name as the engine accepts it.
 VOLUME_NAME_RULE = "letters, digits, '_', '.' and '-', starting with a letter or digit"
 _VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
@@ -39,7 +37,7 @@ VOLUME, BIND, TMPFS = 0, 1, 2
 _TYPE_NAMES = {VOLUME: "volume", BIND: "bind", TMPFS: "tmpfs"}
 _ONLY_ON = {
     "driver": VOLUME, "driver_options": VOLUME, "labels": VOLUME, "no_copy": VOLUME,
-    "may_move": VOLUME, "create_host_path": BIND, "propagation": BIND,
+    "may_move": VOLUME, "external": VOLUME, "create_host_path": BIND, "propagation": BIND,
     "tmpfs_size_bytes": TMPFS, "tmpfs_mode": TMPFS,
 }  # fmt: skip
 

@@ -70,9 +70,8 @@ def test_the_engine_refusing_a_missing_bind_source_is_recognised() -> None:
     assert bind_source_missing("No such image: x") is None
 
 
-def test_external_volumes_are_listed_for_the_check_and_their_label_is_not_passed_on() -> None:
-    external = objects.Mount(type=VOLUME, source="pgdata", target="/data",
-                             labels={"io.podium.volume.external": "true"})
+def test_external_volumes_are_listed_for_the_check() -> None:
+    external = objects.Mount(type=VOLUME, source="pgdata", target="/data", external=True)
     own = objects.Mount(type=VOLUME, source="shop_cache", target="/cache")
     task = _task(external, own)
     assert external_volumes(task.spec.container) == ["pgdata"]

@@ -62,8 +62,8 @@ volumes:
 """
     mounts = _mounts(text)
     assert [m.source for m in mounts] == ["shop_a", "shared-cache", "c"]
-    # An external volume must exist on the node: the agent checks for this label.
-    assert [dict(m.labels) for m in mounts] == [{}, {}, {"io.podium.volume.external": "true"}]
+    # An external volume must exist on the node: the agent checks for it.
+    assert [m.external for m in mounts] == [False, False, True]
     nameless = text.replace("name: shop\n", "")
     assert [m.source for m in _mounts(nameless)] == ["a", "shared-cache", "c"]
 

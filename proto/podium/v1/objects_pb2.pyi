@@ -332,7 +332,7 @@ class ContainerSpec(_message.Message):
     def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., init: _Optional[bool] = ..., stop_grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., healthcheck: _Optional[_Union[HealthCheck, _Mapping]] = ..., user: _Optional[str] = ..., working_dir: _Optional[str] = ..., hostname: _Optional[str] = ..., cap_add: _Optional[_Iterable[str]] = ..., cap_drop: _Optional[_Iterable[str]] = ..., sysctls: _Optional[_Mapping[str, str]] = ..., ulimits: _Optional[_Iterable[_Union[Ulimit, _Mapping]]] = ..., stop_signal: _Optional[str] = ..., tty: _Optional[bool] = ..., stdin_open: _Optional[bool] = ..., extra_hosts: _Optional[_Iterable[str]] = ..., dns: _Optional[_Iterable[str]] = ..., dns_search: _Optional[_Iterable[str]] = ..., dns_opt: _Optional[_Iterable[str]] = ..., shm_size_bytes: _Optional[int] = ..., read_only: _Optional[bool] = ..., log_driver: _Optional[str] = ..., log_options: _Optional[_Mapping[str, str]] = ..., expose: _Optional[_Iterable[str]] = ..., privileged: _Optional[bool] = ..., security_opt: _Optional[_Iterable[str]] = ..., group_add: _Optional[_Iterable[str]] = ..., pids_limit: _Optional[int] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., secrets: _Optional[_Iterable[_Union[FileReference, _Mapping]]] = ..., configs: _Optional[_Iterable[_Union[FileReference, _Mapping]]] = ...) -> None: ...
 
 class Mount(_message.Message):
-    __slots__ = ("type", "source", "target", "read_only", "driver", "driver_options", "labels", "no_copy", "create_host_path", "propagation", "tmpfs_size_bytes", "tmpfs_mode", "may_move")
+    __slots__ = ("type", "source", "target", "read_only", "driver", "driver_options", "labels", "no_copy", "create_host_path", "propagation", "tmpfs_size_bytes", "tmpfs_mode", "may_move", "external")
     class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         TYPE_VOLUME: _ClassVar[Mount.Type]
@@ -368,6 +368,7 @@ class Mount(_message.Message):
     TMPFS_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     TMPFS_MODE_FIELD_NUMBER: _ClassVar[int]
     MAY_MOVE_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_FIELD_NUMBER: _ClassVar[int]
     type: Mount.Type
     source: str
     target: str
@@ -381,7 +382,8 @@ class Mount(_message.Message):
     tmpfs_size_bytes: int
     tmpfs_mode: int
     may_move: bool
-    def __init__(self, type: _Optional[_Union[Mount.Type, str]] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., read_only: _Optional[bool] = ..., driver: _Optional[str] = ..., driver_options: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., no_copy: _Optional[bool] = ..., create_host_path: _Optional[bool] = ..., propagation: _Optional[str] = ..., tmpfs_size_bytes: _Optional[int] = ..., tmpfs_mode: _Optional[int] = ..., may_move: _Optional[bool] = ...) -> None: ...
+    external: bool
+    def __init__(self, type: _Optional[_Union[Mount.Type, str]] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., read_only: _Optional[bool] = ..., driver: _Optional[str] = ..., driver_options: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., no_copy: _Optional[bool] = ..., create_host_path: _Optional[bool] = ..., propagation: _Optional[str] = ..., tmpfs_size_bytes: _Optional[int] = ..., tmpfs_mode: _Optional[int] = ..., may_move: _Optional[bool] = ..., external: _Optional[bool] = ...) -> None: ...
 
 class FileReference(_message.Message):
     __slots__ = ("id", "name", "target", "uid", "gid", "mode")
