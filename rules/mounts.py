@@ -6,7 +6,8 @@ it, so a file is refused before deploy with the same words the API would use.
 - every target is an absolute path, and no two mounts share one;
 - a volume's source is a name (empty: anonymous), a bind's an absolute path, a tmpfs has none;
 - fields of one type only on that type: driver, driver_options, labels, no_copy, may_move,
-  external on volumes; create_host_path, propagation on binds; tmpfs_size_bytes, tmpfs_mode on tmpfs;
+  external on volumes; create_host_path, propagation on binds; tmpfs_size_bytes, tmpfs_mode on
+  tmpfs;
 - propagation is one of PROPAGATIONS; the tmpfs mode fits in 0o7777 and its size is >= 0.
 
 A volume that Compose declared `external` (Mount.external) must exist on the node already (the
