@@ -232,7 +232,7 @@ class Canary(_message.Message):
     def __init__(self, count: _Optional[int] = ..., auto_promote_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ContainerSpec(_message.Message):
-    __slots__ = ("image", "command", "entrypoint", "env", "labels", "init", "stop_grace_period", "healthcheck", "user", "working_dir", "hostname", "cap_add", "cap_drop", "sysctls", "ulimits", "stop_signal", "tty", "stdin_open", "extra_hosts", "dns", "dns_search", "dns_opt", "shm_size_bytes", "read_only", "log_driver", "log_options", "expose", "privileged", "security_opt", "group_add", "pids_limit", "mounts", "secrets", "configs")
+    __slots__ = ("image", "command", "entrypoint", "env", "labels", "init", "stop_grace_period", "healthcheck", "user", "working_dir", "hostname", "cap_add", "cap_drop", "sysctls", "ulimits", "stop_signal", "tty", "stdin_open", "extra_hosts", "dns", "dns_search", "dns_opt", "shm_size_bytes", "read_only", "log_driver", "log_options", "expose", "privileged", "security_opt", "group_add", "pids_limit", "mounts", "secrets", "configs", "devices", "device_cgroup_rules", "pid_mode", "ipc_mode", "userns_mode", "domainname", "cpu_shares", "cpuset_cpus", "oom_score_adj", "oom_kill_disable", "memswap_limit_bytes", "runtime", "cgroup_parent", "storage_opt", "blkio_weight")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -255,6 +255,13 @@ class ContainerSpec(_message.Message):
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     class LogOptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class StorageOptEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -295,6 +302,21 @@ class ContainerSpec(_message.Message):
     MOUNTS_FIELD_NUMBER: _ClassVar[int]
     SECRETS_FIELD_NUMBER: _ClassVar[int]
     CONFIGS_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_CGROUP_RULES_FIELD_NUMBER: _ClassVar[int]
+    PID_MODE_FIELD_NUMBER: _ClassVar[int]
+    IPC_MODE_FIELD_NUMBER: _ClassVar[int]
+    USERNS_MODE_FIELD_NUMBER: _ClassVar[int]
+    DOMAINNAME_FIELD_NUMBER: _ClassVar[int]
+    CPU_SHARES_FIELD_NUMBER: _ClassVar[int]
+    CPUSET_CPUS_FIELD_NUMBER: _ClassVar[int]
+    OOM_SCORE_ADJ_FIELD_NUMBER: _ClassVar[int]
+    OOM_KILL_DISABLE_FIELD_NUMBER: _ClassVar[int]
+    MEMSWAP_LIMIT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    CGROUP_PARENT_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_OPT_FIELD_NUMBER: _ClassVar[int]
+    BLKIO_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     image: str
     command: _containers.RepeatedScalarFieldContainer[str]
     entrypoint: _containers.RepeatedScalarFieldContainer[str]
@@ -329,7 +351,22 @@ class ContainerSpec(_message.Message):
     mounts: _containers.RepeatedCompositeFieldContainer[Mount]
     secrets: _containers.RepeatedCompositeFieldContainer[FileReference]
     configs: _containers.RepeatedCompositeFieldContainer[FileReference]
-    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., init: _Optional[bool] = ..., stop_grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., healthcheck: _Optional[_Union[HealthCheck, _Mapping]] = ..., user: _Optional[str] = ..., working_dir: _Optional[str] = ..., hostname: _Optional[str] = ..., cap_add: _Optional[_Iterable[str]] = ..., cap_drop: _Optional[_Iterable[str]] = ..., sysctls: _Optional[_Mapping[str, str]] = ..., ulimits: _Optional[_Iterable[_Union[Ulimit, _Mapping]]] = ..., stop_signal: _Optional[str] = ..., tty: _Optional[bool] = ..., stdin_open: _Optional[bool] = ..., extra_hosts: _Optional[_Iterable[str]] = ..., dns: _Optional[_Iterable[str]] = ..., dns_search: _Optional[_Iterable[str]] = ..., dns_opt: _Optional[_Iterable[str]] = ..., shm_size_bytes: _Optional[int] = ..., read_only: _Optional[bool] = ..., log_driver: _Optional[str] = ..., log_options: _Optional[_Mapping[str, str]] = ..., expose: _Optional[_Iterable[str]] = ..., privileged: _Optional[bool] = ..., security_opt: _Optional[_Iterable[str]] = ..., group_add: _Optional[_Iterable[str]] = ..., pids_limit: _Optional[int] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., secrets: _Optional[_Iterable[_Union[FileReference, _Mapping]]] = ..., configs: _Optional[_Iterable[_Union[FileReference, _Mapping]]] = ...) -> None: ...
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    device_cgroup_rules: _containers.RepeatedScalarFieldContainer[str]
+    pid_mode: str
+    ipc_mode: str
+    userns_mode: str
+    domainname: str
+    cpu_shares: int
+    cpuset_cpus: str
+    oom_score_adj: int
+    oom_kill_disable: bool
+    memswap_limit_bytes: int
+    runtime: str
+    cgroup_parent: str
+    storage_opt: _containers.ScalarMap[str, str]
+    blkio_weight: int
+    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., init: _Optional[bool] = ..., stop_grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., healthcheck: _Optional[_Union[HealthCheck, _Mapping]] = ..., user: _Optional[str] = ..., working_dir: _Optional[str] = ..., hostname: _Optional[str] = ..., cap_add: _Optional[_Iterable[str]] = ..., cap_drop: _Optional[_Iterable[str]] = ..., sysctls: _Optional[_Mapping[str, str]] = ..., ulimits: _Optional[_Iterable[_Union[Ulimit, _Mapping]]] = ..., stop_signal: _Optional[str] = ..., tty: _Optional[bool] = ..., stdin_open: _Optional[bool] = ..., extra_hosts: _Optional[_Iterable[str]] = ..., dns: _Optional[_Iterable[str]] = ..., dns_search: _Optional[_Iterable[str]] = ..., dns_opt: _Optional[_Iterable[str]] = ..., shm_size_bytes: _Optional[int] = ..., read_only: _Optional[bool] = ..., log_driver: _Optional[str] = ..., log_options: _Optional[_Mapping[str, str]] = ..., expose: _Optional[_Iterable[str]] = ..., privileged: _Optional[bool] = ..., security_opt: _Optional[_Iterable[str]] = ..., group_add: _Optional[_Iterable[str]] = ..., pids_limit: _Optional[int] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., secrets: _Optional[_Iterable[_Union[FileReference, _Mapping]]] = ..., configs: _Optional[_Iterable[_Union[FileReference, _Mapping]]] = ..., devices: _Optional[_Iterable[str]] = ..., device_cgroup_rules: _Optional[_Iterable[str]] = ..., pid_mode: _Optional[str] = ..., ipc_mode: _Optional[str] = ..., userns_mode: _Optional[str] = ..., domainname: _Optional[str] = ..., cpu_shares: _Optional[int] = ..., cpuset_cpus: _Optional[str] = ..., oom_score_adj: _Optional[int] = ..., oom_kill_disable: _Optional[bool] = ..., memswap_limit_bytes: _Optional[int] = ..., runtime: _Optional[str] = ..., cgroup_parent: _Optional[str] = ..., storage_opt: _Optional[_Mapping[str, str]] = ..., blkio_weight: _Optional[int] = ...) -> None: ...
 
 class Mount(_message.Message):
     __slots__ = ("type", "source", "target", "read_only", "driver", "driver_options", "labels", "no_copy", "create_host_path", "propagation", "tmpfs_size_bytes", "tmpfs_mode", "may_move", "external")
