@@ -127,27 +127,34 @@ def _show(value: object) -> str:
 
 _UPDATE_CONFIG = ("delay", "failure_action", "max_failure_ratio", "monitor", "order", "parallelism")
 _SUPPORTED = {
-    "": ("cap_add", "cap_drop", "command", "configs", "depends_on", "deploy", "dns", "dns_opt",
-         "dns_search", "entrypoint", "env_file", "environment", "expose", "extra_hosts",
-         "group_add", "healthcheck", "hostname", "image", "init", "labels", "logging", "networks",
-         "pids_limit", "ports", "privileged", "profiles", "read_only", "restart", "secrets",
-         "security_opt", "shm_size", "stdin_open", "stop_grace_period", "stop_signal", "sysctls",
-         "tmpfs", "tty", "ulimits", "user", "volumes", "working_dir", "x-podium-autoscale",
+    "": ("blkio_config", "cap_add", "cap_drop", "cgroup_parent", "command", "configs",
+         "cpu_period", "cpu_quota", "cpu_shares", "cpus", "cpuset", "depends_on", "deploy",
+         "device_cgroup_rules", "devices", "dns", "dns_opt", "dns_search", "domainname",
+         "entrypoint", "env_file", "environment", "expose", "extra_hosts", "group_add",
+         "healthcheck", "hostname", "image", "init", "ipc", "label_file", "labels", "logging",
+         "mem_limit", "mem_reservation", "memswap_limit", "networks", "oom_kill_disable",
+         "oom_score_adj", "pid", "pids_limit", "ports", "privileged", "profiles", "read_only",
+         "restart", "runtime", "scale", "secrets", "security_opt", "shm_size", "stdin_open",
+         "stop_grace_period", "stop_signal", "storage_opt", "sysctls", "tmpfs", "tty", "ulimits",
+         "user", "userns_mode", "volumes", "working_dir", "x-podium-autoscale",
          "x-podium-canary", "x-podium-fence", "x-podium-healthy-deadline", "x-podium-probe",
          "x-podium-routing"),
     "logging": ("driver", "options"),
     "ulimits.*": ("hard", "soft"),
     "env_file[]": ("path", "required"),
     "depends_on.*": ("condition", "required", "restart"),
-    "deploy": ("labels", "mode", "placement", "replicas", "resources", "restart_policy",
-               "rollback_config", "update_config"),
+    "deploy": ("endpoint_mode", "labels", "mode", "placement", "replicas", "resources",
+               "restart_policy", "rollback_config", "update_config"),
     "deploy.update_config": _UPDATE_CONFIG,
     "deploy.rollback_config": _UPDATE_CONFIG,
     "deploy.restart_policy": ("condition", "delay", "max_attempts", "window"),
     "deploy.resources": ("limits", "reservations"),
-    "deploy.resources.limits": ("cpus", "memory"),
-    "deploy.resources.reservations": ("cpus", "memory"),
-    "deploy.placement": ("constraints",),
+    "deploy.resources.limits": ("cpus", "memory", "pids"),
+    "deploy.resources.reservations": ("cpus", "devices", "generic_resources", "memory"),
+    "deploy.placement": ("constraints", "max_replicas_per_node", "preferences"),
+    "devices[]": ("permissions", "source", "target"),
+    "blkio_config": ("device_read_bps", "device_read_iops", "device_write_bps",
+                     "device_write_iops", "weight", "weight_device"),
     "ports[]": ("host_ip", "mode", "protocol", "published", "target"),
     "healthcheck": ("disable", "interval", "retries", "start_interval", "start_period", "test",
                     "timeout"),
@@ -169,10 +176,14 @@ _AUTOSCALE_KEY = "x-podium-autoscale"
 # The extension keys Podium reads, directly under a service.
 _PODIUM_KEYS = (_PROBE_KEY, _FENCE_KEY, _ROUTING_KEY, _CANARY_KEY, _DEADLINE_KEY, _AUTOSCALE_KEY)
 # Service keys read elsewhere than _SUPPORTED says: ignored with a warning (container_name, ...,
-# and build when image is given), or refused with a reason (build alone, network_mode), by
-# _compose_options. Its IGNORED is not imported here: it imports this module.
-_WARNED = ("attach", "build", "container_name", "develop", "external_links", "links",
-           "network_mode", "pull_policy")
+# and build when image is given), or refused with a reason (build alone, network_mode,
+# volumes_from, extends), by _compose_options and _compose_engine. Their IGNORED are not
+# imported here: they import this module.
+_WARNED = ("annotations", "attach", "build", "cgroup", "container_name", "cpu_count",
+           "cpu_percent", "cpu_rt_period", "cpu_rt_runtime", "credential_spec", "develop",
+           "extends", "external_links", "gpus", "isolation", "links", "mac_address", "models",
+           "mem_swappiness", "network_mode", "platform", "post_start", "pre_stop", "provider",
+           "pull_policy", "pull_refresh_after", "use_api_socket", "uts", "volumes_from")
 
 
 def _mapping(value: object, at: _At, table: str) -> dict[str, object]:
@@ -437,6 +448,7 @@ def _service(key: object, value: object, stack: str | None, context: _Context
              ) -> objects.ServiceSpec:
     # Imported here, not at the top: these modules build on this module's helpers.
     from podium.client._compose_checks import set_autoscale, set_checks, set_updates
+    from podium.client._compose_engine import check_refused, set_engine_options
     from podium.client._compose_networks import set_networks
     from podium.client._compose_options import check_build, set_options
     from podium.client._compose_secrets import set_references
@@ -450,6 +462,7 @@ def _service(key: object, value: object, stack: str | None, context: _Context
         raise SpecError(f"{at}: service name {name!r} is longer than {MAX_NAME} characters")
     data = _mapping(value, at, "")
     check_build(data, at)
+    check_refused(data, at)
     image = data.get("image")
     if not isinstance(image, str) or not image.strip():
         raise at.sub("image").error("a non-empty image name (image is required)", image)
@@ -476,6 +489,8 @@ def _service(key: object, value: object, stack: str | None, context: _Context
     set_networks(data, spec, at, context.networks, str(key), context.warnings)
     set_mounts(data, spec, at, context.volumes, context.directory, context.warnings)
     _deploy(data.get("deploy", {}), spec, at.sub("deploy"))
+    # After _deploy, whose resources and replicas win over cpus, mem_limit and scale.
+    context.warnings.extend(set_engine_options(data, spec, at, context.directory))
     # Before set_checks: deploy.restart_policy, read there, wins over `restart`.
     context.warnings.extend(set_options(data, spec, at.service, context.directory, context.names))
     set_checks(data, spec, at.service)
@@ -510,7 +525,8 @@ class Stack:
     files: list[Declared] = field(default_factory=list)
 
 
-_TOP_LEVEL = ("configs", "name", "networks", "secrets", "services", "version", "volumes")
+_TOP_LEVEL = ("configs", "models", "name", "networks", "secrets", "services", "version",
+              "volumes")
 
 
 def _load(text: str, stack: str | None, directory: pathlib.Path,
@@ -523,6 +539,13 @@ def _load(text: str, stack: str | None, directory: pathlib.Path,
         raise SpecError(f"{where}invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(document, dict):
         raise SpecError(f"expected a mapping with 'services' at the top, got {_show(document)}")
+    if "include" in document:
+        raise SpecError("top-level key 'include': Podium reads one file: merge the files first "
+                        "with `docker compose config > merged.yml` and deploy that")
+    warnings = []
+    if "models" in document:
+        warnings.append("ignoring top-level models: AI models served by the local Docker model "
+                        "runner are not available on a cluster")
     for key in document:
         if key in _PODIUM_KEYS:
             raise SpecError(f"top-level key {key!r}: only recognized directly under a service")
@@ -543,7 +566,7 @@ def _load(text: str, stack: str | None, directory: pathlib.Path,
     from podium.client._compose_secrets import declarations, used
     from podium.client._compose_volumes import stack_volumes
 
-    context = _Context(directory, frozenset(str(key) for key in services), [], scope)
+    context = _Context(directory, frozenset(str(key) for key in services), warnings, scope)
     context.networks = stack_networks(document, scope, context.warnings)
     context.volumes = stack_volumes(document, scope)
     context.files = declarations(document, scope, directory, context.warnings)

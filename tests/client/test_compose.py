@@ -168,15 +168,18 @@ def _service_error(keys: str) -> str:
     ("keys", "expected"),
     [
         (
-            "volumes_from: [db]",
-            "stack.yml: service 'web': key 'volumes_from' is not supported by Podium (supported:"
-            " cap_add, cap_drop, command, configs, depends_on, deploy, dns, dns_opt, dns_search,"
-            " entrypoint, env_file, environment, expose, extra_hosts, group_add, healthcheck,"
-            " hostname, image, init, labels, logging, networks, pids_limit, ports, privileged,"
-            " profiles, read_only, restart, secrets, security_opt, shm_size, stdin_open,"
-            " stop_grace_period, stop_signal, sysctls, tmpfs, tty, ulimits, user, volumes,"
-            " working_dir, x-podium-autoscale, x-podium-canary, x-podium-fence,"
-            " x-podium-healthy-deadline, x-podium-probe, x-podium-routing)",
+            "volume_from: [db]",
+            "stack.yml: service 'web': key 'volume_from' is not supported by Podium (supported:"
+            " blkio_config, cap_add, cap_drop, cgroup_parent, command, configs, cpu_period,"
+            " cpu_quota, cpu_shares, cpus, cpuset, depends_on, deploy, device_cgroup_rules,"
+            " devices, dns, dns_opt, dns_search, domainname, entrypoint, env_file, environment,"
+            " expose, extra_hosts, group_add, healthcheck, hostname, image, init, ipc, label_file,"
+            " labels, logging, mem_limit, mem_reservation, memswap_limit, networks,"
+            " oom_kill_disable, oom_score_adj, pid, pids_limit, ports, privileged, profiles,"
+            " read_only, restart, runtime, scale, secrets, security_opt, shm_size, stdin_open,"
+            " stop_grace_period, stop_signal, storage_opt, sysctls, tmpfs, tty, ulimits, user,"
+            " userns_mode, volumes, working_dir, x-podium-autoscale, x-podium-canary,"
+            " x-podium-fence, x-podium-healthy-deadline, x-podium-probe, x-podium-routing)",
         ),
         ("restart_on: always", "key 'restart_on' is not supported by Podium"),
         ("logging: {driver: syslog, opts: {}}", "key 'logging.opts' is not supported"),
@@ -187,9 +190,11 @@ def _service_error(keys: str) -> str:
         ("deploy: {update_config: {rollback: 1}}", "key 'deploy.update_config.rollback' is not"),
         ("deploy: {rollback_config: {monitor: 1s, x: 1}}", "key 'deploy.rollback_config.x' is"),
         ("x-podium-canary: {count: 1, promote: 1}", "key 'x-podium-canary.promote' is not"),
-        ("deploy: {endpoint_mode: vip}", "key 'deploy.endpoint_mode' is not supported by Podium ("),
-        ("deploy: {resources: {limits: {pids: 5}}}", "key 'deploy.resources.limits.pids'"),
-        ("deploy: {placement: {preferences: []}}", "key 'deploy.placement.preferences'"),
+        ("deploy: {endpoint: vip}", "key 'deploy.endpoint' is not supported by Podium ("),
+        ("deploy: {resources: {limits: {pid: 5}}}", "key 'deploy.resources.limits.pid'"),
+        ("deploy: {placement: {spread: []}}", "key 'deploy.placement.spread'"),
+        ("blkio_config: {weights: 10}", "key 'blkio_config.weights' is not supported"),
+        ("devices: [{source: /dev/fuse, mode: rw}]", "key 'devices[0].mode' is not supported"),
         ("ports: [{target: 80, name: http}]", "key 'ports[0].name' is not supported"),
     ],
 )
@@ -279,8 +284,13 @@ def test_yaml_python_tags_are_refused() -> None:
         ("services: {}\n", "services: expected a non-empty mapping, got {}"),
         (
             "services: {web: {image: x}}\ninclude: [other.yaml]\n",
-            "top-level key 'include' is not supported by Podium"
-            " (supported: configs, name, networks, secrets, services, version, volumes)",
+            "top-level key 'include': Podium reads one file: merge the files first with "
+            "`docker compose config > merged.yml`",
+        ),
+        (
+            "services: {web: {image: x}}\nincludes: [other.yaml]\n",
+            "top-level key 'includes' is not supported by Podium"
+            " (supported: configs, models, name, networks, secrets, services, version, volumes)",
         ),
         ("name: 'my stack'\nservices: {web: {image: x}}\n", "invalid stack name 'my stack'"),
         ("services: {'-web': {image: x}}\n", "service '-web': invalid service name"),
