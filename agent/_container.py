@@ -20,6 +20,11 @@ set only when its field is: a spec without them gives the body it gave before th
   user's options.
 - expose entries ("80", "80/udp", "8000-8010/tcp") join the published ports in ExposedPorts.
 - A ulimit without a hard limit gets its soft one as hard (Compose's `nofile: 1024`).
+- devices ... blkio_weight (apply_engine_tuning) become HostConfig's Devices ({PathOnHost,
+  PathInContainer, CgroupPermissions}: the target defaults to the host path, the permissions to
+  rwm), DeviceCgroupRules, PidMode, IpcMode, UsernsMode, CpuShares, CpusetCpus, OomScoreAdj,
+  OomKillDisable, MemorySwap, Runtime, CgroupParent, StorageOpt, BlkioWeight, and
+  Config.Domainname.
 Mounts (add_mounts) become HostConfig.Mounts entries, the engine's own names for each field:
 a named volume is created by the engine on first use with the mount's driver, options and
 labels (it then keeps what it was created with); an empty volume source is an anonymous volume.
@@ -196,6 +201,61 @@ def apply_container_options(
     # -1 is the engine's "unlimited", which differs from unset (the daemon's default).
     if container.pids_limit:
         host_config["PidsLimit"] = container.pids_limit
+    apply_engine_tuning(container, config, host_config)
+
+
+def apply_engine_tuning(
+    container: objects.ContainerSpec, config: dict[str, Any], host_config: dict[str, Any]
+) -> None:
+    """Devices, namespaces, cpu and memory tuning, runtime, storage and blkio: only those set."""
+    if container.devices:
+        host_config["Devices"] = [device_config(entry) for entry in container.devices]
+    if container.device_cgroup_rules:
+        host_config["DeviceCgroupRules"] = list(container.device_cgroup_rules)
+    for field, key in (("pid_mode", "PidMode"), ("ipc_mode", "IpcMode"),
+                       ("userns_mode", "UsernsMode"), ("cpuset_cpus", "CpusetCpus"),
+                       ("runtime", "Runtime"), ("cgroup_parent", "CgroupParent")):
+        value = getattr(container, field)
+        if value:
+            host_config[key] = value
+    if container.domainname:
+        config["Domainname"] = container.domainname
+    if container.cpu_shares < 0:
+        raise ValueError(f"cpu_shares: {container.cpu_shares}; expected a weight >= 2")
+    if container.cpu_shares:
+        host_config["CpuShares"] = container.cpu_shares
+    if not -1000 <= container.oom_score_adj <= 1000:
+        raise ValueError(f"oom_score_adj: {container.oom_score_adj}; expected -1000 to 1000")
+    if container.oom_score_adj:
+        host_config["OomScoreAdj"] = container.oom_score_adj
+    if container.oom_kill_disable:
+        host_config["OomKillDisable"] = True
+    if container.memswap_limit_bytes < -1:
+        raise ValueError(f"memswap_limit_bytes: {container.memswap_limit_bytes}; expected a "
+                         "size >= 0, or -1 for unlimited swap")
+    if container.memswap_limit_bytes:
+        host_config["MemorySwap"] = container.memswap_limit_bytes
+    if container.storage_opt:
+        host_config["StorageOpt"] = dict(sorted(container.storage_opt.items()))
+    if container.blkio_weight and not 10 <= container.blkio_weight <= 1000:
+        raise ValueError(f"blkio_weight: {container.blkio_weight}; expected 10 to 1000")
+    if container.blkio_weight:
+        host_config["BlkioWeight"] = container.blkio_weight
+
+
+_DEVICE_PERMISSIONS = re.compile(r"[rwm]{1,3}")
+
+
+def device_config(entry: str) -> dict[str, str]:
+    """One HostConfig.Devices entry of "/dev/HOST[:/dev/CONTAINER[:PERMISSIONS]]"."""
+    host, _, rest = entry.partition(":")
+    target, _, permissions = rest.partition(":")
+    target, permissions = target or host, permissions or "rwm"
+    if not host.startswith("/") or not target.startswith("/") or ":" in permissions \
+            or not _DEVICE_PERMISSIONS.fullmatch(permissions):
+        raise ValueError(f"devices: {entry!r}; expected /dev/HOST[:/dev/CONTAINER[:rwm]] with "
+                         "absolute paths")
+    return {"PathOnHost": host, "PathInContainer": target, "CgroupPermissions": permissions}
 
 
 _MOUNT_TYPES = {objects.Mount.TYPE_VOLUME: "volume", objects.Mount.TYPE_BIND: "bind",
