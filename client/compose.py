@@ -25,8 +25,12 @@ extra_hosts, dns, dns_search, dns_opt, shm_size, read_only, logging, expose, pri
 security_opt, group_add, pids_limit), restart, env_file, depends_on and profiles are read by
 _compose_options, which also ignores, with one warning line per key per service, the keys that
 mean nothing on a cluster (container_name, build when image is given, links, ...) and refuses
-build without image and network_mode. Any other key is an error, never dropped: a dropped volume
-or network would deploy something else than what the file says. `read_stack` returns the
+build without image and network_mode. The engine tuning keys (devices, pid, ipc, cpu_shares,
+memswap_limit, blkio_config, ...), the short forms cpus, mem_limit, mem_reservation, cpu_quota and
+scale, deploy.endpoint_mode and the rest of the Compose spec's keys are read, warned about or
+refused (volumes_from, extends) by _compose_engine; top-level include is refused and models
+ignored with a warning. A key outside the Compose spec is an error, never dropped: a dropped
+volume or network would deploy something else than what the file says. `read_stack` returns the
 services with those warnings; a service whose `profiles` were not asked for is left out, with a
 warning.
 healthcheck, x-podium-probe, deploy.restart_policy, deploy.update_config, deploy.rollback_config
