@@ -358,3 +358,31 @@ async def test_invalid_option_fails_create_permanently(executor: DockerExecutor)
         await executor.create(task)
     assert caught.value.permanent
     assert await executor.list_containers() == []
+
+
+async def test_engine_tuning_options_take_effect_in_the_container(
+    executor: DockerExecutor,
+) -> None:
+    task = make_task(
+        ["sh", "-c", "ls /dev/tuned-null; cat /proc/sys/kernel/domainname"
+         " /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus"
+         " /proc/self/oom_score_adj"]
+    )
+    options = task.spec.container
+    options.devices.append("/dev/null:/dev/tuned-null:rw")
+    options.domainname = "tuned.example"
+    options.cpu_shares = 512
+    options.cpuset_cpus = "0"
+    # Positive: lowering it needs CAP_SYS_RESOURCE, which this machine's engine lacks.
+    options.oom_score_adj = 500
+    options.ipc_mode = "shareable"
+    options.runtime = "runc"
+    container_id = await executor.create(task)
+    await executor.start(container_id)
+    assert await exited(executor, container_id) == 0
+    logs = await docker_cli("logs", container_id)
+    assert logs.split() == ["/dev/tuned-null", "tuned.example", "512", "0", "500"]
+    inspected = await docker_cli(
+        "inspect", "-f", "{{.HostConfig.IpcMode}} {{.HostConfig.Runtime}}", container_id
+    )
+    assert inspected.split() == ["shareable", "runc"]
