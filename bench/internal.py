@@ -71,6 +71,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    detail: str = ""  # wrk's error line, when there were errors
 
 
 def wrk(pid: int, url: str, *, connections: int, duration: float,
@@ -93,7 +94,9 @@ def wrk(pid: int, url: str, *, connections: int, duration: float,
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors += int(non2xx[1]) if non2xx else 0
-    return Result(float(rps[1]), latency("50"), latency("99"), errors)
+    detail = re.search(r"^\s*(Socket errors:.*|Non-2xx.*)$", out, re.M)
+    return Result(float(rps[1]), latency("50"), latency("99"), errors,
+                  detail[1].strip() if detail else "")
 
 
 def running_container(hosts: HostCluster, host: str, service: str) -> str:
@@ -155,7 +158,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                                  script=pace if mode == "paced" else None)
                     runs.setdefault((path, mode), []).append(result)
                     print(f"round {round_ + 1} {path} {mode}: {result.rps:.0f} req/s, "
-                          f"p99 {result.p99_ms:.2f} ms, {result.errors} errors",
+                          f"p99 {result.p99_ms:.2f} ms, {result.errors} errors {result.detail}",
                           file=sys.stderr, flush=True)
     figures: dict[str, Any] = {"name_lookup_ms": round(resolve_ms, 2)}
     for (path, mode), results in runs.items():
