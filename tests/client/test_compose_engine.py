@@ -281,3 +281,12 @@ SERVICE_KEYS = {
 }
 DEPLOY_KEYS = {"endpoint_mode", "labels", "mode", "placement", "replicas", "resources",
                "restart_policy", "rollback_config", "update_config"}
+
+
+def test_the_readme_spec_reference_has_a_row_for_every_key() -> None:
+    readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("## Spec reference", 1)[1]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    missing = [key for key in sorted(SERVICE_KEYS) + [f"deploy.{k}" for k in DEPLOY_KEYS]
+               if not any(f"`{key}`" in row.split(" | ")[0] or f"`{key}." in row for row in rows)]
+    assert missing == []
