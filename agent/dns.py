@@ -124,7 +124,14 @@ class NameServer(asyncio.DatagramProtocol):
     async def _answer(self, query: bytes, question: tuple[str, int, int],
                       client: tuple[str, int]) -> None:
         name, qtype, end = question
-        address = await self._lookup(client[0], name)
+        try:
+            address = await self._lookup(client[0], name)
+        except Exception:  # a fault here must cost this query only, with an answer and a log
+            log.exception("name server: looking up %r for %s failed", name, client[0])
+            address, reply = None, answer(query, end, None, _SERVFAIL)
+            if self._transport is not None:
+                self._transport.sendto(reply, client)
+            return
         if address is not None:
             reply: bytes | None = answer(query, end, address if qtype == _A else None)
         else:

@@ -185,3 +185,22 @@ async def test_close_is_idempotent() -> None:
     server = await serving([])
     await server.close()
     await server.close()
+
+
+async def test_a_lookup_that_fails_answers_servfail_and_the_server_carries_on() -> None:
+    calls = 0
+
+    async def failing_once(peer: str, name: str) -> str | None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("boom")
+        return await lookup(peer, name)
+
+    server = NameServer(lookup=failing_once, upstreams=[])
+    await server.start(HOST, 0)
+    try:
+        assert decode(await ask(server.port, query("shop_web", qid=12))) == (12, 2, [])
+        assert decode(await ask(server.port, query("shop_web", qid=13))) == (13, 0, [(1, 0, "10.96.0.7")])
+    finally:
+        await server.close()
