@@ -128,9 +128,8 @@ class NameServer(asyncio.DatagramProtocol):
             address = await self._lookup(client[0], name)
         except Exception:  # a fault here must cost this query only, with an answer and a log
             log.exception("name server: looking up %r for %s failed", name, client[0])
-            address, reply = None, answer(query, end, None, _SERVFAIL)
             if self._transport is not None:
-                self._transport.sendto(reply, client)
+                self._transport.sendto(answer(query, end, None, _SERVFAIL), client)
             return
         if address is not None:
             reply: bytes | None = answer(query, end, address if qtype == _A else None)
