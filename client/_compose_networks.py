@@ -91,6 +91,9 @@ def set_networks(data: dict[str, object], spec: objects.ServiceSpec, at: _At,
     if value is None:
         value = [DEFAULT]
     if isinstance(value, list):
+        for i, item in enumerate(value):
+            if not isinstance(item, str):  # a mapping here would not even be a dict key
+                raise where.sub(i).error("a network name", item)
         value = dict.fromkeys(value)
     if not isinstance(value, dict) or not value:
         raise where.error("a list of networks or a mapping NETWORK: {aliases: [...]}", value)

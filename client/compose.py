@@ -94,6 +94,31 @@ class _Loader(yaml.SafeLoader):
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }  # fmt: skip
 
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        # Build every value before its parent is handed on, so that construct_object below sees
+        # every error; a document that contains itself is then refused, as Compose refuses it.
+        self.deep_construct = True
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ArithmeticError, AttributeError, LookupError, TypeError, ValueError):
+            # PyYAML's own constructors fail so on explicit tags with bad values (!!int "",
+            # !!timestamp x, !!set [1]) and on keys that are lists or mappings.
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            kind = "sequence" if isinstance(node, yaml.SequenceNode) else "mapping"
+            problem = f"cannot read this {kind} as {tag}"
+            if isinstance(node, yaml.ScalarNode):
+                problem = f"not a valid {tag}: {_show(node.value)}"
+            if isinstance(node, yaml.MappingNode) and any(
+                not isinstance(key, yaml.ScalarNode) for key, _ in node.value
+            ):
+                problem += ": a key is a list or a mapping"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[tuple[str, str]] = set()
         for key, _ in node.value:  # the file's own keys: merged (<<) ones may be overridden
@@ -536,11 +561,26 @@ _TOP_LEVEL = ("configs", "models", "name", "networks", "secrets", "services", "v
 def _load(text: str, stack: str | None, directory: pathlib.Path,
           profiles: Iterable[str], fallback: str | None) -> Stack:
     try:
-        document = yaml.load(text, Loader=_Loader)  # a SafeLoader: builds no Python objects
+        loader = _Loader(text)  # a SafeLoader: builds no Python objects
+        try:
+            document = loader.get_single_data()
+        except RecursionError:  # PyYAML composes nested collections recursively
+            stop = loader.get_mark()
+            raise SpecError(f"line {stop.line + 1}, column {stop.column + 1}: invalid YAML: "
+                            "lists or mappings nested too deeply") from None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise SpecError(f"{where}invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+        problem = getattr(exc, "problem", None) or exc
+        if isinstance(exc, yaml.reader.ReaderError):  # a character YAML refuses: no mark
+            line_start = text.rfind("\n", 0, exc.position) + 1
+            line, column = text.count("\n", 0, line_start) + 1, exc.position - line_start + 1
+            where = f"line {line}, column {column}: "
+            character = chr(exc.character) if isinstance(exc.character, int) else exc.character
+            problem = f"character {character!r}: {exc.reason}"
+        raise SpecError(f"{where}invalid YAML: {problem}") from None
     if not isinstance(document, dict):
         raise SpecError(f"expected a mapping with 'services' at the top, got {_show(document)}")
     if "include" in document:
