@@ -69,7 +69,7 @@ PLAUSIBLE = ["10s", "1m30s", "500ms", "1.5h", "0", "512m", "1g", "1.5GiB", "80",
              "round-robin", "KEY=value", "KEY", "a.env", "secret.txt", "missing.txt", "../up",
              "/dev/sda:/dev/xvda:rwm", "SIGTERM", "nofile", "0.5", "1e400", "-1", "", " ",
              "x-podium-probe", "${VAR}", "service_healthy", "/", "a" * 300]
-SERVICE_NAMES = ["web", "db", "api", "w", "a-b", "a_b", "Web", "1"] * 4 + ["", "-x", "é", "x" * 70]
+SERVICE_NAMES = ["web", "db", "api", "w", "a-b", "a_b", "Web", "1"] * 8 + ["", "-x", "é", "x" * 70]
 
 # Scalars of every YAML type, drawn from a pool (cheap to draw) or generated.
 POOL = [None, True, False, 0, 1, -1, 7, 2**31, 2**32, 2**63, 2**64, 10**30, -(2**63) - 1, 0.5,
@@ -104,15 +104,18 @@ VALID = _corpus_values()
 # A drawn document's services: a baseline of valid values picked from VALID by the example's
 # seed (so that most files get past their first keys), with a few keys of random values drawn
 # over it.
+random_keys = st.dictionaries(st.sampled_from(SERVICE_KEYS), values, max_size=2)
 drawn_service = st.one_of(
-    st.dictionaries(st.sampled_from(SERVICE_KEYS), values, max_size=2),
+    random_keys,
+    random_keys,
+    random_keys,
+    st.just({}),
     st.just({}),
     st.sampled_from([None, [], "web", 1, {"image": None}]),  # not a mapping, or no image
 )
 services = st.dictionaries(st.sampled_from(SERVICE_NAMES), drawn_service, min_size=1, max_size=2)
 top_level = st.one_of(
-    st.just({}),
-    st.just({}),
+    *[st.just({})] * 4,
     st.dictionaries(
         st.sampled_from([*_TOP_LEVEL, "include", "x-anchors", "services2", *_PODIUM_KEYS]),
         values, max_size=2,
@@ -125,7 +128,7 @@ def _with_baseline(document: dict[str, Any], rng: random.Random) -> dict[str, An
     """document with valid values under its services' keys, where the draw left them out."""
     for name, drawn in document["services"].items():
         if isinstance(drawn, dict):
-            keys = rng.sample(sorted(VALID), rng.randrange(6))
+            keys = rng.sample(sorted(VALID), rng.randrange(4))
             baseline = {key: copy.deepcopy(rng.choice(VALID[key])) for key in keys}
             baseline.setdefault("image", "busybox")
             document["services"][name] = {**baseline, **drawn}
