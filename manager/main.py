@@ -36,8 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "session breaks or runs late; no answer means the host is gone and its tasks are "
         "replaced at once (default %(default)s s)",
     )
-
-
+    p.add_argument(
+        "--handshake-timeout", type=_seconds("--handshake-timeout", 0.1, 600), default=10.0,
+        metavar="SECONDS",
+        help="a connection that has not finished its handshake by then is closed, so that "
+        "connections that send nothing hold nothing (default %(default)s s)",
+    )
     p.add_argument(
         "--virtual-ip-range", type=_range, default=network.DEFAULT_RANGE, metavar="CIDR",
         help="the IPv4 range services' virtual IPs are taken from (its first address is every "
@@ -77,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         listen=args.listen, data_dir=args.data_dir, heartbeat_period=args.heartbeat_period,
         down_grace=args.down_grace, restart_grace=args.agent_restart_grace,
         probe_timeout=args.probe_timeout, virtual_ip_range=args.virtual_ip_range,
+        handshake_timeout=args.handshake_timeout,
     )
     asyncio.run(daemon.serve_until_signalled(manager))
     return 0

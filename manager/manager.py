@@ -23,6 +23,7 @@ from podium.manager.loadbook import LoadBook
 from podium.manager.nodemonitor import DEFAULT_PROBE_TIMEOUT_S, DEFAULT_RESTART_GRACE_S
 from podium.manager.orchestrator import Orchestrator
 from podium.manager.reaper import Reaper
+from podium.manager.requestguard import MAX_RECEIVE_BYTES, RequestGuard
 from podium.manager.scheduler import Scheduler
 from podium.manager.store import SqliteStore
 from podium.manager.updater import Updater
@@ -31,6 +32,17 @@ from podium.v1 import control, control_grpc, dispatcher, dispatcher_grpc
 
 log = logging.getLogger(__name__)
 
+# Limits on what a peer can make the server hold (README, "Limits"):
+# - Messages: gRPC refuses a request larger than MAX_RECEIVE_BYTES (64 MiB, sized for an agent's
+#   status report of 5,000 tasks) with RESOURCE_EXHAUSTED before it reaches Python, and
+#   RequestGuard refuses one over its service's own limit (Control: 8 MiB) the same way, and a
+#   malformed one with INVALID_ARGUMENT (requestguard.py).
+# - Connections: one that does not finish its handshake (the HTTP/2 preface and settings; the
+#   TLS handshake once there is one) within HANDSHAKE_TIMEOUT_S is closed; a connection that
+#   carries no call for MAX_CONNECTION_IDLE_S is closed (the client reconnects when it needs
+#   to; an agent's session is a call, so its connection is never idle).
+HANDSHAKE_TIMEOUT_S = 10.0
+MAX_CONNECTION_IDLE_S = 300.0
 SERVER_OPTIONS = [
     # Reconnect storms after a manager restart: every agent reconnects at once.
     ("grpc.server.max_pending_requests", 20_000),
@@ -39,6 +51,8 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+    ("grpc.max_connection_idle_ms", int(MAX_CONNECTION_IDLE_S * 1000)),
 ]
 
 
@@ -56,6 +70,7 @@ class Manager:
         outbox_limit: int = OUTBOX_LIMIT,
         load_period: float = 1.0,
         virtual_ip_range: str = network.DEFAULT_RANGE,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT_S,
     ) -> None:
         network.parse_range(virtual_ip_range)  # ValueError now rather than at the first service
         self._virtual_ip_range = virtual_ip_range
@@ -68,6 +83,7 @@ class Manager:
         self._watch_limit = watch_limit
         self._outbox_limit = outbox_limit
         self._load_period = load_period
+        self._handshake_timeout = handshake_timeout
         self._store: SqliteStore | None = None
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -95,7 +111,9 @@ class Manager:
         self._tasks.append(asyncio.create_task(dispatch.run(), name="dispatcher"))
         self._tasks.append(asyncio.create_task(autoscaler.run(), name=autoscaler.name))
 
-        server = self._server = grpc.aio.server(options=SERVER_OPTIONS)
+        options = [*SERVER_OPTIONS,
+                   ("grpc.server_handshake_timeout_ms", int(self._handshake_timeout * 1000))]
+        server = self._server = grpc.aio.server(options=options, interceptors=[RequestGuard()])
         control_api = ControlAPI(store=store, load=load, watch_limit=self._watch_limit,
                                  autoscale_view=autoscaler.fill,
                                  virtual_ip_range=self._virtual_ip_range)
