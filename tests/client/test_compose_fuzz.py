@@ -227,6 +227,7 @@ def _dump(document: Any) -> str:
     return yaml.dump(document, Dumper=_DUMPER, allow_unicode=True, sort_keys=False)
 
 
+@pytest.mark.fuzz
 @settings(_PROFILE, max_examples=STRUCTURED // FILES_PER_DOCUMENT)
 @given(document=documents, seed=st.integers(0, 2**32))
 def test_structured_documents(document: dict[str, Any], seed: int,
@@ -238,6 +239,7 @@ def test_structured_documents(document: dict[str, Any], seed: int,
         _check(_dump(_mutant(document, rng)), directory)
 
 
+@pytest.mark.fuzz
 @settings(_PROFILE, max_examples=TEXT)
 @given(text=st.one_of(yaml_text, mutated, st.text(max_size=60)))
 def test_yaml_ish_text(text: str, directory: pathlib.Path) -> None:
