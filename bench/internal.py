@@ -38,11 +38,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from bench._wrk import CLOSE, PACE_SCRIPT, Figures, parse
 from podium.lab.hosts import HostCluster
 from podium.lab.local import IMAGE, eventually
 
@@ -73,42 +73,17 @@ services:
 """
 PATHS = ("direct", "name_same_node", "name_other_node")
 MODES = ("saturated", "paced")
-PACE_SCRIPT = "function delay()\n  return {ms}\nend\n"
-UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    detail: str = ""  # wrk's error line, when there were errors
 
 
 def wrk(pid: int, url: str, *, connections: int, duration: float,
-        script: pathlib.Path | None) -> Result:
+        script: pathlib.Path | None) -> Figures:
     extra = ["-s", str(script)] if script else []
     out = subprocess.run(
         ["nsenter", "-t", str(pid), "-n", "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s",
-         "--latency", "-H", "Connection: close", *extra, url],
+         "--latency", *CLOSE, *extra, url],
         capture_output=True, text=True, timeout=duration + 60, check=True).stdout
 
-    def latency(pct: str) -> float:
-        found = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        if found is None:
-            raise RuntimeError(f"no {pct}% latency in wrk output:\n{out}")
-        return float(found[1]) * UNITS_MS[found[2]]
-
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
-    if rps is None:
-        raise RuntimeError(f"no Requests/sec in wrk output:\n{out}")
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors += int(non2xx[1]) if non2xx else 0
-    detail = re.search(r"^\s*(Socket errors:.*|Non-2xx.*)$", out, re.M)
-    return Result(float(rps[1]), latency("50"), latency("99"), errors,
-                  detail[1].strip() if detail else "")
+    return parse(out)
 
 
 def running_container(hosts: HostCluster, host: str, service: str) -> str:
@@ -162,7 +137,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         resolve_ms = lookup_ms(hosts, "h1", client, "near", 20)
         pace = pathlib.Path(tmp) / "pace.lua"
         pace.write_text(PACE_SCRIPT.format(ms=args.pace_ms))
-        runs: dict[tuple[str, str], list[Result]] = {}
+        runs: dict[tuple[str, str], list[Figures]] = {}
         order = list(PATHS)
         for round_ in range(args.rounds):
             for mode in MODES:

@@ -63,7 +63,6 @@ import contextlib
 import json
 import os
 import pathlib
-import re
 import shutil
 import signal
 import socket
@@ -78,6 +77,7 @@ from typing import NoReturn
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from bench._proc import tree_cpu_seconds
+from bench._wrk import CLOSE, PACE_SCRIPT, parse
 
 HOST = "127.0.0.1"
 # The three-namespace layout: (client-side, proxy-side) addresses of each link.
@@ -89,8 +89,6 @@ PACKAGES = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk", "nft": "nftabl
 # waits PACE_MS first (a wrk script's delay()), which holds every target to the same rate, far
 # below what any of them can serve, so latency is that of a request, not of a queue.
 MODES = ("keepalive", "close", "keepalive_paced", "close_paced")
-CLOSE = ["-H", "Connection: close"]
-PACE_SCRIPT = "function delay()\n  return {ms}\nend\n"
 NGINX_CONF = """\
 worker_processes 1;
 daemon off;
@@ -258,7 +256,6 @@ class Result:
     proxy_cpu_pct: float | None
 
 
-UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 def wrk(target: tuple[str, int], mode: str, args: argparse.Namespace, pace: pathlib.Path,
@@ -277,19 +274,8 @@ def wrk(target: tuple[str, int], mode: str, args: argparse.Namespace, pace: path
     elapsed = time.monotonic() - started
     cpu = 100 * (tree_cpu_seconds(pid) - cpu_before) / elapsed if pid else None
 
-    def latency(pct: str) -> float:
-        match = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        if match is None:
-            raise RuntimeError(f"no {pct}% latency in wrk output:\n{out}")
-        return float(match[1]) * UNITS_MS[match[2]]
-
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
-    if rps is None:
-        raise RuntimeError(f"no Requests/sec in wrk output:\n{out}")
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors += int(non2xx[1]) if non2xx else 0
-    return Result(float(rps[1]), latency("50"), latency("99"), errors, cpu)
+    figures = parse(out)
+    return Result(figures.rps, figures.p50_ms, figures.p99_ms, figures.errors, cpu)
 
 
 def serve(port: int, backends: str, balance: str, listen: str, backend: str,
