@@ -7,12 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from podium.agent.meshspec import Endpoint
+from podium.agent.relay import Relay
 from tests.helpers import eventually_async, free_port
 
-__all__ = ["HOST", "Backend", "Client", "ask", "free_port"]
+__all__ = ["HOST", "LOOPS", "Backend", "Client", "Run", "ask", "free_port", "serving_relay"]
+
+# The event loops every mesh test runs on (the `run` fixture of tests/agent/conftest.py): the
+# proxy must work on whichever loop runs it.
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
+with contextlib.suppress(ImportError):
+    import uvloop
+
+    LOOPS["uvloop"] = uvloop.new_event_loop
+
+Run = Callable[[Callable[[], Awaitable[None]]], None]
 
 T = TypeVar("T")
 HOST = "127.0.0.1"
@@ -120,3 +132,15 @@ async def ask(port: int) -> str:
         return await client.ask()
     finally:
         await client.close()
+
+
+@contextlib.asynccontextmanager
+async def serving_relay(known: dict[tuple[str, int], str]) -> AsyncIterator[Relay]:
+    """A relay on 127.0.0.1 that knows the replicas `known`: (task id, port) -> address."""
+    relay = Relay(lookup=lambda task, port: known.get((task, port)), host=HOST, port=0,
+                  connect_timeout=0.5)
+    await relay.start()
+    try:
+        yield relay
+    finally:
+        await relay.close()

@@ -7,12 +7,10 @@ on whichever loop runs it. Waits poll with a deadline (`eventually`), never a ba
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
@@ -24,28 +22,8 @@ from podium.agent.proxy import (
     RoundRobin,
     proxy_header,
 )
-from tests.agent._proxykit import HOST, Backend, Client, ask, free_port
+from tests.agent._proxykit import HOST, Backend, Client, Run, ask, free_port
 from tests.helpers import eventually_async
-
-LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
-with contextlib.suppress(ImportError):
-    import uvloop
-
-    LOOPS["uvloop"] = uvloop.new_event_loop
-
-Run = Callable[[Callable[[], Awaitable[None]]], None]
-
-
-@pytest.fixture(params=list(LOOPS))
-def run(request: pytest.FixtureRequest) -> Iterator[Run]:
-    """Runs a test's coroutine on a fresh loop of each kind, bounded to 60 s."""
-    def _run(main: Callable[[], Awaitable[None]]) -> None:
-        async def bounded() -> None:
-            async with asyncio.timeout(60):
-                await main()
-        with asyncio.Runner(loop_factory=LOOPS[request.param]) as runner:
-            runner.run(bounded())
-    yield _run
 
 
 def test_balancers_are_pure() -> None:

@@ -4,47 +4,13 @@ check: what internal routing relies on. On asyncio's loop and, when installed, u
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-
-import pytest
 
 from podium.agent.meshspec import Endpoint
 from podium.agent.proxy import Listener
 from podium.agent.relay import Relay, preamble
 from podium.rules.routing import ROUND_ROBIN
-from tests.agent._proxykit import HOST, Backend, Client, ask
+from tests.agent._proxykit import HOST, Backend, Client, Run, ask, serving_relay
 from tests.helpers import eventually_async
-
-LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
-with contextlib.suppress(ImportError):
-    import uvloop
-
-    LOOPS["uvloop"] = uvloop.new_event_loop
-
-Run = Callable[[Callable[[], Awaitable[None]]], None]
-
-
-@pytest.fixture(params=list(LOOPS))
-def run(request: pytest.FixtureRequest) -> Iterator[Run]:
-    def _run(main: Callable[[], Awaitable[None]]) -> None:
-        async def bounded() -> None:
-            async with asyncio.timeout(30):
-                await main()
-        with asyncio.Runner(loop_factory=LOOPS[request.param]) as runner:
-            runner.run(bounded())
-    yield _run
-
-
-@contextlib.asynccontextmanager
-async def relay_for(known: dict[tuple[str, int], str]) -> AsyncIterator[Relay]:
-    relay = Relay(lookup=lambda task, port: known.get((task, port)), host=HOST, port=0,
-                  connect_timeout=0.5)
-    await relay.start()
-    try:
-        yield relay
-    finally:
-        await relay.close()
 
 
 def relayed(relay: Relay, task_id: str, backend: Backend) -> Endpoint:
@@ -55,7 +21,7 @@ def relayed(relay: Relay, task_id: str, backend: Backend) -> Endpoint:
 def test_a_replica_is_reached_through_its_relay_and_the_plus_is_not_passed_on(run: Run) -> None:
     async def main() -> None:
         async with Backend("a", "echo") as backend, \
-                relay_for({("t1", backend.port): HOST}) as relay, \
+                serving_relay({("t1", backend.port): HOST}) as relay, \
                 Listener(port=0, host=HOST) as listener:
             listener.set_endpoints([relayed(relay, "t1", backend)])
             client = await Client.connect(listener.port)
@@ -71,7 +37,7 @@ def test_a_replica_is_reached_through_its_relay_and_the_plus_is_not_passed_on(ru
 def test_a_relay_that_cannot_reach_its_replica_makes_the_listener_try_another(run: Run) -> None:
     async def main() -> None:
         async with Backend("a") as a, Backend("b") as b, Backend("slam", "slam") as slam, \
-                relay_for({("t1", a.port): HOST}) as relay, \
+                serving_relay({("t1", a.port): HOST}) as relay, \
                 Listener(port=0, host=HOST, balance=ROUND_ROBIN) as listener:
             listener.set_endpoints([
                 relayed(relay, "gone", b),  # the relay does not know it: answers b"-"

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from podium.agent.relay import Relay, parse_preamble, preamble
-from tests.agent._proxykit import HOST, Backend
+from tests.agent._proxykit import HOST, Backend, serving_relay
 
 
 def test_the_preamble_reads_back() -> None:
@@ -34,14 +34,8 @@ def test_a_bad_preamble_is_not_read(line: bytes) -> None:
 @contextlib.asynccontextmanager
 async def relay_to(backend: Backend, task_id: str = "t1") -> AsyncIterator[Relay]:
     """A relay that knows one replica: `task_id` on the backend's port, at 127.0.0.1."""
-    known = {(task_id, backend.port): HOST}
-    relay = Relay(lookup=lambda task, port: known.get((task, port)), host=HOST, port=0,
-                  connect_timeout=0.5)
-    await relay.start()
-    try:
+    async with serving_relay({(task_id, backend.port): HOST}) as relay:
         yield relay
-    finally:
-        await relay.close()
 
 
 async def _send(port: int, data: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
