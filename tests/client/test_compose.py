@@ -9,6 +9,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from podium.client.compose import SpecError, load_stack, parse_bytes, parse_duration
 from podium.v1 import objects
+from tests.client._composekit import web_file
 
 PortConfig = objects.PortConfig
 RestartPolicy = objects.RestartPolicy
@@ -160,8 +161,7 @@ def _error(text: str) -> str:
 
 def _service_error(keys: str) -> str:
     """The error for service 'web' (image: nginx) with `keys` added."""
-    body = textwrap.indent(textwrap.dedent(keys), "    ")
-    return _error(f"services:\n  web:\n    image: nginx\n{body}")
+    return _error(web_file(keys))
 
 
 @pytest.mark.parametrize(
@@ -327,8 +327,7 @@ def _seconds(value: float) -> Duration:
 
 def _one(keys: str) -> objects.ServiceSpec:
     """Service 'web' (image: nginx) with `keys` added."""
-    body = textwrap.indent(textwrap.dedent(keys), "    ")
-    (spec,) = load_stack(f"services:\n  web:\n    image: nginx\n{body}")
+    (spec,) = load_stack(web_file(keys))
     return spec
 
 

@@ -4,26 +4,12 @@ remaining keys of the spec: what each becomes in the spec, each warning and each
 from __future__ import annotations
 
 import pathlib
-import textwrap
 
 import pytest
 
-from podium.client.compose import SpecError, load_stack, read_stack
-from podium.v1 import objects
-
-
-def _web(keys: str, **kwargs: object) -> tuple[objects.ServiceSpec, list[str]]:
-    body = textwrap.indent(textwrap.dedent(keys), "    ")
-    stack = read_stack(f"services:\n  web:\n    image: nginx\n{body}", **kwargs)  # type: ignore[arg-type]
-    (web,) = stack.services
-    return web, stack.warnings
-
-
-def _error(keys: str) -> str:
-    body = textwrap.indent(textwrap.dedent(keys), "    ")
-    with pytest.raises(SpecError) as info:
-        load_stack(f"services:\n  web:\n    image: nginx\n{body}", source="stack.yml")
-    return str(info.value)
+from podium.client.compose import SpecError, read_stack
+from tests.client._composekit import web as _web
+from tests.client._composekit import web_error as _error
 
 
 def test_engine_options_fill_the_container_spec() -> None:

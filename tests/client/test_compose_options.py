@@ -10,22 +10,10 @@ import pytest
 
 from podium.client.compose import SpecError, default_stack_name, load_stack, read_stack
 from podium.v1 import objects
+from tests.client._composekit import web as _web
+from tests.client._composekit import web_error as _error
 
 RestartPolicy = objects.RestartPolicy
-
-
-def _web(keys: str, **kwargs: object) -> tuple[objects.ServiceSpec, list[str]]:
-    body = textwrap.indent(textwrap.dedent(keys), "    ")
-    stack = read_stack(f"services:\n  web:\n    image: nginx\n{body}", **kwargs)  # type: ignore[arg-type]
-    (web,) = stack.services
-    return web, stack.warnings
-
-
-def _error(keys: str) -> str:
-    body = textwrap.indent(textwrap.dedent(keys), "    ")
-    with pytest.raises(SpecError) as info:
-        load_stack(f"services:\n  web:\n    image: nginx\n{body}", source="stack.yml")
-    return str(info.value)
 
 
 def test_container_options() -> None:
