@@ -149,7 +149,7 @@ class Agent:
 
     def _session_info(self, info: dispatcher.SessionInfo) -> None:
         if self._internal is not None:
-            self._internal.configure(info.resolver_addr, info.virtual_ip_range)
+            self._internal.configure(info.resolver_addr)
             self._executor.resolver = info.resolver_addr  # type: ignore[attr-defined]
 
     def _route(self, message: dispatcher.Endpoints) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import subprocess
 import time
@@ -32,9 +31,9 @@ from podium.agent import relay
 from podium.agent.dns import NameServer, upstreams
 from podium.agent.meshspec import Endpoint, ListenerSpec
 from podium.agent.proxy import Mesh
-from podium.rules.network import names_on
+from podium.rules.network import names as network_names
 from podium.rules.routing import balance_name
-from podium.v1 import dispatcher, objects
+from podium.v1 import dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,6 @@ class InternalMesh:
         self._run_ip = run_ip or _ip_batch
         self._connect_timeout = connect_timeout
         self._resolver = ""
-        self._range: ipaddress.IPv4Network | None = None
         self._members: dict[str, frozenset[str]] = {}  # container address -> its networks
         self._names: dict[str, list[tuple[str, str]]] = {}  # name -> (network, virtual IP)
         self._targets: dict[tuple[str, int], str] = {}  # (task id, port) -> container address
@@ -66,10 +64,9 @@ class InternalMesh:
 
     # -- configuration from the manager -------------------------------------------------------
 
-    def configure(self, resolver: str, virtual_ip_range: str) -> None:
-        """The name server's address and the virtual IP range, from the session."""
+    def configure(self, resolver: str) -> None:
+        """The name server's address, from the session."""
         self._resolver = resolver
-        self._range = ipaddress.IPv4Network(virtual_ip_range) if virtual_ip_range else None
 
     async def apply(self, tables: Iterable[dispatcher.ServiceEndpoints]) -> list[str]:
         """Serves exactly the internal services of `tables`; returns what could not be."""
@@ -80,10 +77,9 @@ class InternalMesh:
             if not table.virtual_ip or not table.internal_ports:
                 continue
             networks = frozenset(n.name for n in table.networks)
-            spec = objects.ServiceSpec(name=table.service_name, networks=table.networks)
-            for network in networks:
-                for name in names_on(spec, network):
-                    names.setdefault(name.lower(), []).append((network, table.virtual_ip))
+            for attachment in table.networks:
+                for name in network_names(table.service_name, attachment):
+                    names.setdefault(name.lower(), []).append((attachment.name, table.virtual_ip))
             listeners = wanted[table.virtual_ip] = {}
             for port in table.internal_ports:
                 endpoints = []
@@ -146,9 +142,7 @@ class InternalMesh:
 
     async def refresh(self) -> None:
         """Reads the engine's networks now (or waits for the read under way)."""
-        if self._refreshing is None or self._refreshing.done():
-            self._refreshing = asyncio.create_task(self._read_members())
-        await asyncio.shield(self._refreshing)
+        await asyncio.shield(self._wake_refresh())
 
     async def _read_members(self) -> None:
         wait = self._refreshed + REFRESH_MIN_S - time.monotonic()
@@ -160,9 +154,11 @@ class InternalMesh:
             log.warning("internal routing: cannot read the engine's networks: %s", err)
         self._refreshed = time.monotonic()
 
-    def _wake_refresh(self) -> None:
+    def _wake_refresh(self) -> asyncio.Task[None]:
+        """Starts a read of the engine's networks unless one is under way; returns it."""
         if self._refreshing is None or self._refreshing.done():
             self._refreshing = asyncio.create_task(self._read_members())
+        return self._refreshing
 
     async def _refresh_often(self) -> None:
         while True:

@@ -61,6 +61,8 @@ READY = objects.NodeStatus.STATE_READY
 # Messages waiting for one agent. Each forwarding pass adds at most one assignments and one
 # endpoints message per session, so this is hundreds of passes the agent did not read.
 OUTBOX_LIMIT = 1000
+# How long a session whose agent stopped sending waits for a write in flight before it ends.
+WRITE_DRAIN_S = 1.0
 
 
 @dataclass(slots=True, eq=False)
@@ -194,6 +196,11 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                 write = asyncio.ensure_future(context.write(message))
                 jobs.append(write)
                 await asyncio.wait({write, reader, closing}, return_when=asyncio.FIRST_COMPLETED)
+                if not write.done() and reader.done() and not closing.done():
+                    # The agent stopped sending (or sent what was refused): let the write in
+                    # flight finish, briefly, so that the call can still end with a status;
+                    # one cancelled mid-write leaves the client waiting for its deadline.
+                    await asyncio.wait({write, closing}, timeout=WRITE_DRAIN_S)
                 if not write.done():
                     break
                 write.result()

@@ -156,36 +156,32 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.ai
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         decode = self._decoder(method, handler.request_deserializer)
         serializer = handler.response_serializer
+
+        async def decoded(raw: bytes, context: Any) -> Any:
+            """The request, or the call refused (INVALID_ARGUMENT / RESOURCE_EXHAUSTED)."""
+            try:
+                return decode(raw)
+            except _Refused as refused:
+                await self._refuse(context, method, refused)
+
         if handler.unary_unary is not None or handler.unary_stream is not None:
             behavior = handler.unary_unary or handler.unary_stream
             if inspect.iscoroutinefunction(behavior) and handler.unary_unary is not None:
                 async def unary_unary(raw: bytes, context: Any) -> Any:
-                    try:
-                        request = decode(raw)
-                    except _Refused as refused:
-                        await self._refuse(context, method, refused)
-                    return await behavior(request, context)
+                    return await behavior(await decoded(raw, context), context)
 
                 return grpc.unary_unary_rpc_method_handler(
                     unary_unary, request_deserializer=None, response_serializer=serializer)
             if inspect.isasyncgenfunction(behavior) and handler.unary_stream is not None:
                 async def unary_stream_gen(raw: bytes, context: Any) -> AsyncIterator[Any]:
-                    try:
-                        request = decode(raw)
-                    except _Refused as refused:
-                        await self._refuse(context, method, refused)
-                    async for response in behavior(request, context):
+                    async for response in behavior(await decoded(raw, context), context):
                         yield response
 
                 return grpc.unary_stream_rpc_method_handler(
                     unary_stream_gen, request_deserializer=None, response_serializer=serializer)
             if inspect.iscoroutinefunction(behavior) and handler.unary_stream is not None:
                 async def unary_stream(raw: bytes, context: Any) -> None:
-                    try:
-                        request = decode(raw)
-                    except _Refused as refused:
-                        await self._refuse(context, method, refused)
-                    await behavior(request, context)
+                    await behavior(await decoded(raw, context), context)
 
                 return grpc.unary_stream_rpc_method_handler(
                     unary_stream, request_deserializer=None, response_serializer=serializer)

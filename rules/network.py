@@ -65,8 +65,13 @@ def names_on(spec: objects.ServiceSpec, network: str) -> list[str]:
     """The names the service answers to on `network` (none when not attached to it)."""
     for attachment in spec.networks:
         if attachment.name == network:
-            return [spec.name, *[a for a in attachment.aliases if a != spec.name]]
+            return names(spec.name, attachment)
     return []
+
+
+def names(service: str, attachment: objects.NetworkAttachment) -> list[str]:
+    """The names the service called `service` answers to on the network of `attachment`."""
+    return [service, *[a for a in attachment.aliases if a != service]]
 
 
 def internal_ports(spec: objects.ServiceSpec) -> list[int]:

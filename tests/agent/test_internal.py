@@ -184,7 +184,7 @@ async def test_relay_targets_are_this_nodes_replicas_on_internal_ports(ip: Ip) -
 
 async def test_the_resolver_address_goes_on_lo_with_the_first_service(ip: Ip) -> None:
     mesh = mesh_with(ip, {})
-    mesh.configure("127.77.0.1", "127.77.0.0/24")
+    mesh.configure("127.77.0.1")
     try:
         await mesh.apply([table("shop_web", VIP, free_port())])
         assert sorted(ip.lines) == ["address add 127.77.0.1/32 dev lo",
