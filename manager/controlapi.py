@@ -39,6 +39,7 @@ MAX_REPLICAS = 10_000
 # that keeps up is never cut off by a burst; a stalled one holds at most this many changes
 # (about 1.3 KB each for a task: ~26 MB), not every change until it reads again.
 WATCH_LIMIT = 2 * MAX_REPLICAS
+EVENT_KINDS = frozenset({"node", "service", "task"})  # what WatchEvents forwards
 
 O = TypeVar("O", objects.Node, objects.Service, objects.Task)  # noqa: E741
 R = TypeVar("R")
@@ -429,10 +430,11 @@ class ControlAPI(control_grpc.ControlServicer):
                         "watch was closed: reconnect to watch again (and list the current state)",
                     )
                     raise
-                # Secrets' changes stay inside the manager (they carry the data).
-                if change.kind == "secret" or (kinds and change.kind not in kinds):
+                # Secrets', identities' and the cluster's changes stay inside the manager.
+                if change.kind not in EVENT_KINDS or (kinds and change.kind not in kinds):
                     continue
-                event = control.Event(action=actions[change.action], timestamp=ids.timestamp())
+                event = control.Event(action=actions[change.action], timestamp=ids.timestamp(),
+                                      actor=change.actor)
                 getattr(event, change.kind).CopyFrom(change.obj)
                 yield event
         finally:

@@ -33,6 +33,8 @@ from podium.manager.store._base import (
     Watch,
     WatchOverflowError,
     WriteTx,
+    acting_as,
+    current_actor,
     kind_of,
 )
 from podium.manager.store._sqlite import SqliteStore
@@ -51,5 +53,7 @@ __all__ = [
     "Watch",
     "WatchOverflowError",
     "WriteTx",
+    "acting_as",
+    "current_actor",
     "kind_of",
 ]

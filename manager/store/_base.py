@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
 from podium.v1 import objects
 
-Obj = objects.Node | objects.Service | objects.Task | objects.Secret
+Obj = (objects.Node | objects.Service | objects.Task | objects.Secret | objects.Identity
+       | objects.Cluster)
 # "secret" holds secrets and configs alike (SecretSpec.kind tells them apart). Its changes carry
-# the data: watchers inside the manager only; WatchEvents never forwards them.
-Kind = Literal["node", "service", "task", "secret"]
+# the data: watchers inside the manager only; WatchEvents never forwards them, nor changes to
+# "identity" (users' and nodes' certificates in force) and "cluster" (the join token's secret).
+Kind = Literal["node", "service", "task", "secret", "identity", "cluster"]
 Action = Literal["create", "update", "delete"]
 T = TypeVar("T")
 
@@ -22,6 +26,8 @@ _KINDS: dict[type, Kind] = {
     objects.Service: "service",
     objects.Task: "task",
     objects.Secret: "secret",
+    objects.Identity: "identity",
+    objects.Cluster: "cluster",
 }
 CLASSES: dict[Kind, type[Obj]] = {v: k for k, v in _KINDS.items()}
 
@@ -51,12 +57,34 @@ class ExistsError(StoreError):
     """An object with that id or name exists already."""
 
 
+# Who the writes of the running task are made for: "user:NAME" (a Control call), "node:ID" (an
+# agent's session) or "manager" (the manager's own loops). The store stamps it on every object
+# it writes (meta.changed_by) and on every change, so events say who made each one.
+_ACTOR: contextvars.ContextVar[str] = contextvars.ContextVar("actor", default="manager")
+
+
+def current_actor() -> str:
+    return _ACTOR.get()
+
+
+@contextlib.contextmanager
+def acting_as(actor: str) -> Iterator[None]:
+    """Writes made inside are recorded as `actor`'s (tasks started inside inherit it)."""
+    token = _ACTOR.set(actor)
+    try:
+        yield
+    finally:
+        _ACTOR.reset(token)
+
+
 @dataclass(slots=True, frozen=True)
 class Change:
     action: Action
     kind: Kind
     # The object as committed; for a delete, its last version.
     obj: Obj
+    # Who made it (see acting_as).
+    actor: str = "manager"
 
 
 class ReadTx(Protocol):
@@ -72,6 +100,9 @@ class ReadTx(Protocol):
     def node_by_name(self, name: str) -> objects.Node | None: ...
     def get_secret(self, id: str) -> objects.Secret | None: ...
     def secrets(self) -> Iterable[objects.Secret]: ...
+    def get_identity(self, id: str) -> objects.Identity | None: ...
+    def identities(self) -> Iterable[objects.Identity]: ...
+    def get_cluster(self) -> objects.Cluster | None: ...
 
 
 class WriteTx(ReadTx, Protocol):

@@ -17,11 +17,13 @@ from podium.manager.store._base import (
     Kind,
     NotFoundError,
     Obj,
+    current_actor,
     kind_of,
 )
 from podium.v1 import objects
 
 M = TypeVar("M", bound=Message)
+CLUSTER_ID = "cluster"  # the one Cluster object's id
 
 
 class Tables:
@@ -30,7 +32,7 @@ class Tables:
 
     def __init__(self) -> None:
         self.objects: dict[Kind, dict[str, Obj]] = {
-            "node": {}, "service": {}, "task": {}, "secret": {}}
+            "node": {}, "service": {}, "task": {}, "secret": {}, "identity": {}, "cluster": {}}
         self.tasks_by_service: defaultdict[str, set[str]] = defaultdict(set)
         self.tasks_by_node: defaultdict[str, set[str]] = defaultdict(set)
         self.service_names: dict[str, str] = {}
@@ -119,6 +121,15 @@ class ReadView:
     def secrets(self) -> Iterable[objects.Secret]:
         return cast("list[objects.Secret]", list(self._t.objects["secret"].values()))
 
+    def get_identity(self, id: str) -> objects.Identity | None:
+        return cast("objects.Identity | None", self._get("identity", id))
+
+    def identities(self) -> Iterable[objects.Identity]:
+        return cast("list[objects.Identity]", list(self._t.objects["identity"].values()))
+
+    def get_cluster(self) -> objects.Cluster | None:
+        return cast("objects.Cluster | None", self._get("cluster", CLUSTER_ID))
+
     def tasks_of_service(self, service_id: str) -> list[objects.Task]:
         ids = self._t.tasks_by_service.get(service_id, ())
         return [t for t in (self.get_task(i) for i in ids) if t is not None]
@@ -172,6 +183,9 @@ class Transaction(ReadView):
     def secrets(self) -> Iterable[objects.Secret]:
         return cast("list[objects.Secret]", self._list("secret"))
 
+    def identities(self) -> Iterable[objects.Identity]:
+        return cast("list[objects.Identity]", self._list("identity"))
+
     def tasks_of_service(self, service_id: str) -> list[objects.Task]:
         ids = set(self._t.tasks_by_service.get(service_id, ()))
         ids.update(i for k, i in self.staged if k == "task")
@@ -209,6 +223,7 @@ class Transaction(ReadView):
         if isinstance(obj, objects.Node) and self.node_by_name(obj.description.name):
             raise ExistsError(f"node {obj.description.name!r} exists already")
         obj.meta.version = 1
+        obj.meta.changed_by = current_actor()
         obj.meta.created.CopyFrom(self._now)
         obj.meta.updated.CopyFrom(self._now)
         self._stage("create", kind, obj)
@@ -219,6 +234,7 @@ class Transaction(ReadView):
         if isinstance(obj, objects.Service) and obj.spec.name != current.spec.name:  # type: ignore[union-attr]
             raise ConflictError("a service cannot be renamed")
         obj.meta.version += 1
+        obj.meta.changed_by = current_actor()
         obj.meta.updated.CopyFrom(self._now)
         self._stage("update", kind, obj)
 
@@ -226,7 +242,7 @@ class Transaction(ReadView):
         kind = kind_of(obj)
         self._check(kind, obj)
         self.staged[(kind, obj.id)] = None
-        self.changes.append(Change("delete", kind, obj))
+        self.changes.append(Change("delete", kind, obj, current_actor()))
 
     def _check(self, kind: Kind, obj: Obj) -> Obj:
         current = self._current(kind, obj.id)
@@ -242,4 +258,4 @@ class Transaction(ReadView):
     def _stage(self, action: str, kind: Kind, obj: Obj) -> None:
         stored = clone(obj)
         self.staged[(kind, obj.id)] = stored
-        self.changes.append(Change(action, kind, stored))  # type: ignore[arg-type]
+        self.changes.append(Change(action, kind, stored, stored.meta.changed_by))  # type: ignore[arg-type]

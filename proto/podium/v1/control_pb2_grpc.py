@@ -124,6 +124,36 @@ class ControlStub:
                 request_serializer=podium_dot_v1_dot_control__pb2.RemoveSecretRequest.SerializeToString,
                 response_deserializer=podium_dot_v1_dot_control__pb2.RemoveSecretResponse.FromString,
                 _registered_method=True)
+        self.RotateSecretsKey = channel.unary_unary(
+                '/podium.v1.Control/RotateSecretsKey',
+                request_serializer=podium_dot_v1_dot_control__pb2.RotateSecretsKeyRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__pb2.RotateSecretsKeyResponse.FromString,
+                _registered_method=True)
+        self.RemoveNode = channel.unary_unary(
+                '/podium.v1.Control/RemoveNode',
+                request_serializer=podium_dot_v1_dot_control__pb2.RemoveNodeRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__pb2.RemoveNodeResponse.FromString,
+                _registered_method=True)
+        self.AddUser = channel.unary_unary(
+                '/podium.v1.Control/AddUser',
+                request_serializer=podium_dot_v1_dot_control__pb2.AddUserRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__pb2.AddUserResponse.FromString,
+                _registered_method=True)
+        self.RemoveUser = channel.unary_unary(
+                '/podium.v1.Control/RemoveUser',
+                request_serializer=podium_dot_v1_dot_control__pb2.RemoveUserRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__pb2.RemoveUserResponse.FromString,
+                _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/podium.v1.Control/ListUsers',
+                request_serializer=podium_dot_v1_dot_control__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
+        self.GetJoinToken = channel.unary_unary(
+                '/podium.v1.Control/GetJoinToken',
+                request_serializer=podium_dot_v1_dot_control__pb2.GetJoinTokenRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__pb2.GetJoinTokenResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -265,6 +295,51 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateSecretsKey(self, request, context):
+        """Re-encrypts every stored secret under a new key (README, "Secrets at rest").
+        Callers: admins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveNode(self, request, context):
+        """Removes a node: its certificates stop working at once, its tasks are replaced
+        elsewhere. A ready node only with `force`. Callers: admins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddUser(self, request, context):
+        """Adds a user with a role and returns its credentials (a certificate and key).
+        Fails with ALREADY_EXISTS when the name is taken. Callers: admins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveUser(self, request, context):
+        """Removes a user: its certificates stop working at once. Callers: admins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJoinToken(self, request, context):
+        """The agents' join token; with `rotate`, a new one (joined nodes are not
+        affected; the old token stops admitting new ones). Callers: admins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -357,6 +432,36 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.RemoveSecret,
                     request_deserializer=podium_dot_v1_dot_control__pb2.RemoveSecretRequest.FromString,
                     response_serializer=podium_dot_v1_dot_control__pb2.RemoveSecretResponse.SerializeToString,
+            ),
+            'RotateSecretsKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateSecretsKey,
+                    request_deserializer=podium_dot_v1_dot_control__pb2.RotateSecretsKeyRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__pb2.RotateSecretsKeyResponse.SerializeToString,
+            ),
+            'RemoveNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNode,
+                    request_deserializer=podium_dot_v1_dot_control__pb2.RemoveNodeRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__pb2.RemoveNodeResponse.SerializeToString,
+            ),
+            'AddUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddUser,
+                    request_deserializer=podium_dot_v1_dot_control__pb2.AddUserRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__pb2.AddUserResponse.SerializeToString,
+            ),
+            'RemoveUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveUser,
+                    request_deserializer=podium_dot_v1_dot_control__pb2.RemoveUserRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__pb2.RemoveUserResponse.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=podium_dot_v1_dot_control__pb2.ListUsersRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'GetJoinToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJoinToken,
+                    request_deserializer=podium_dot_v1_dot_control__pb2.GetJoinTokenRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__pb2.GetJoinTokenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -845,6 +950,168 @@ class Control:
             '/podium.v1.Control/RemoveSecret',
             podium_dot_v1_dot_control__pb2.RemoveSecretRequest.SerializeToString,
             podium_dot_v1_dot_control__pb2.RemoveSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateSecretsKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.Control/RotateSecretsKey',
+            podium_dot_v1_dot_control__pb2.RotateSecretsKeyRequest.SerializeToString,
+            podium_dot_v1_dot_control__pb2.RotateSecretsKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.Control/RemoveNode',
+            podium_dot_v1_dot_control__pb2.RemoveNodeRequest.SerializeToString,
+            podium_dot_v1_dot_control__pb2.RemoveNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.Control/AddUser',
+            podium_dot_v1_dot_control__pb2.AddUserRequest.SerializeToString,
+            podium_dot_v1_dot_control__pb2.AddUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.Control/RemoveUser',
+            podium_dot_v1_dot_control__pb2.RemoveUserRequest.SerializeToString,
+            podium_dot_v1_dot_control__pb2.RemoveUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.Control/ListUsers',
+            podium_dot_v1_dot_control__pb2.ListUsersRequest.SerializeToString,
+            podium_dot_v1_dot_control__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJoinToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.Control/GetJoinToken',
+            podium_dot_v1_dot_control__pb2.GetJoinTokenRequest.SerializeToString,
+            podium_dot_v1_dot_control__pb2.GetJoinTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,

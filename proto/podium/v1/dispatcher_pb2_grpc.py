@@ -39,6 +39,11 @@ class DispatcherStub:
                 request_serializer=podium_dot_v1_dot_dispatcher__pb2.AgentMessage.SerializeToString,
                 response_deserializer=podium_dot_v1_dot_dispatcher__pb2.ManagerMessage.FromString,
                 _registered_method=True)
+        self.RenewCertificate = channel.unary_unary(
+                '/podium.v1.Dispatcher/RenewCertificate',
+                request_serializer=podium_dot_v1_dot_dispatcher__pb2.RenewCertificateRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_dispatcher__pb2.NodeCertificate.FromString,
+                _registered_method=True)
 
 
 class DispatcherServicer:
@@ -54,6 +59,14 @@ class DispatcherServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenewCertificate(self, request, context):
+        """A new certificate for the calling node, for the key in `csr` (its own, or a new one).
+        Callers: agents, with their node certificate, well before it expires.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DispatcherServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -61,6 +74,11 @@ def add_DispatcherServicer_to_server(servicer, server):
                     servicer.Session,
                     request_deserializer=podium_dot_v1_dot_dispatcher__pb2.AgentMessage.FromString,
                     response_serializer=podium_dot_v1_dot_dispatcher__pb2.ManagerMessage.SerializeToString,
+            ),
+            'RenewCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewCertificate,
+                    request_deserializer=podium_dot_v1_dot_dispatcher__pb2.RenewCertificateRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_dispatcher__pb2.NodeCertificate.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,6 +108,116 @@ class Dispatcher:
             '/podium.v1.Dispatcher/Session',
             podium_dot_v1_dot_dispatcher__pb2.AgentMessage.SerializeToString,
             podium_dot_v1_dot_dispatcher__pb2.ManagerMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.Dispatcher/RenewCertificate',
+            podium_dot_v1_dot_dispatcher__pb2.RenewCertificateRequest.SerializeToString,
+            podium_dot_v1_dot_dispatcher__pb2.NodeCertificate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class JoinStub:
+    """Join admits an agent to the cluster. It is served on its own port (the manager's port + 1
+    by default) over TLS without a client certificate, the only call that needs none.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.JoinCluster = channel.unary_unary(
+                '/podium.v1.Join/JoinCluster',
+                request_serializer=podium_dot_v1_dot_dispatcher__pb2.JoinRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_dispatcher__pb2.NodeCertificate.FromString,
+                _registered_method=True)
+
+
+class JoinServicer:
+    """Join admits an agent to the cluster. It is served on its own port (the manager's port + 1
+    by default) over TLS without a client certificate, the only call that needs none.
+    """
+
+    def JoinCluster(self, request, context):
+        """Checks the token's secret and signs the agent's certificate request; the agent has
+        checked the manager's CA against the token's digest before sending it. A node id that
+        has joined before needs the same key (an agent that was away past its certificate's
+        life rejoins with its data dir), else fails with ALREADY_EXISTS. A wrong token fails
+        with PERMISSION_DENIED; an address with too many failed joins gets RESOURCE_EXHAUSTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_JoinServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'JoinCluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.JoinCluster,
+                    request_deserializer=podium_dot_v1_dot_dispatcher__pb2.JoinRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_dispatcher__pb2.NodeCertificate.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'podium.v1.Join', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('podium.v1.Join', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Join:
+    """Join admits an agent to the cluster. It is served on its own port (the manager's port + 1
+    by default) over TLS without a client certificate, the only call that needs none.
+    """
+
+    @staticmethod
+    def JoinCluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.Join/JoinCluster',
+            podium_dot_v1_dot_dispatcher__pb2.JoinRequest.SerializeToString,
+            podium_dot_v1_dot_dispatcher__pb2.NodeCertificate.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,14 +52,16 @@ HEALTH_HEALTHY: Health
 HEALTH_UNHEALTHY: Health
 
 class Meta(_message.Message):
-    __slots__ = ("version", "created", "updated")
+    __slots__ = ("version", "created", "updated", "changed_by")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     UPDATED_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_BY_FIELD_NUMBER: _ClassVar[int]
     version: int
     created: _timestamp_pb2.Timestamp
     updated: _timestamp_pb2.Timestamp
-    def __init__(self, version: _Optional[int] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    changed_by: str
+    def __init__(self, version: _Optional[int] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., changed_by: _Optional[str] = ...) -> None: ...
 
 class Resources(_message.Message):
     __slots__ = ("nano_cpus", "memory_bytes")
@@ -852,3 +854,37 @@ class SecretSpec(_message.Message):
     labels: _containers.ScalarMap[str, str]
     digest: str
     def __init__(self, kind: _Optional[_Union[SecretSpec.Kind, str]] = ..., name: _Optional[str] = ..., data: _Optional[bytes] = ..., labels: _Optional[_Mapping[str, str]] = ..., digest: _Optional[str] = ...) -> None: ...
+
+class Identity(_message.Message):
+    __slots__ = ("id", "meta", "kind", "name", "role", "serials", "key_sha256")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_USER: _ClassVar[Identity.Kind]
+        KIND_NODE: _ClassVar[Identity.Kind]
+    KIND_USER: Identity.Kind
+    KIND_NODE: Identity.Kind
+    ID_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    SERIALS_FIELD_NUMBER: _ClassVar[int]
+    KEY_SHA256_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    meta: Meta
+    kind: Identity.Kind
+    name: str
+    role: str
+    serials: _containers.RepeatedScalarFieldContainer[str]
+    key_sha256: str
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., kind: _Optional[_Union[Identity.Kind, str]] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., serials: _Optional[_Iterable[str]] = ..., key_sha256: _Optional[str] = ...) -> None: ...
+
+class Cluster(_message.Message):
+    __slots__ = ("id", "meta", "agent_token_secret")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    AGENT_TOKEN_SECRET_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    meta: Meta
+    agent_token_secret: str
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., agent_token_secret: _Optional[str] = ...) -> None: ...
