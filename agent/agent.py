@@ -18,6 +18,7 @@ import logging
 import pathlib
 import secrets
 
+from podium.agent.certificate import NodeCertificate
 from podium.agent.enginehealth import PERIOD_S, PING_TIMEOUT_S, EngineHealth
 from podium.agent.executor import Executor, ExecutorError
 from podium.agent.internal import InternalMesh
@@ -77,12 +78,15 @@ class Agent:
         engine_ping: tuple[float, float] = (PERIOD_S, PING_TIMEOUT_S),
         relay_port: int | None = None,
         secret_files: SecretFiles | None = None,
+        certificate: NodeCertificate | None = None,
     ) -> None:
         """`engine_ping`: how often the engine's health is checked, and the deadline of each
         check, in seconds. With `relay_port` (0: any free port) and an executor that can read
         its engine's networks, services reach each other by name (podium.agent.internal).
         `secret_files`: where the data of the secrets that come with the assignments is kept
-        (the executor writes tasks' files there)."""
+        (the executor writes tasks' files there). `certificate`: the node's, for mutual TLS
+        (None: plaintext, for in-process tests against a plaintext manager)."""
+        self._certificate = certificate
         self._files = secret_files
         self.node_id = node_id
         self._name = name
@@ -117,6 +121,7 @@ class Agent:
             on_endpoints=self._route,
             heartbeat=self._heartbeat,
             on_info=self._session_info,
+            credentials=certificate.channel_credentials if certificate else None,
         )
         self._internal: InternalMesh | None = None
         self._relay: Relay | None = None
@@ -233,6 +238,9 @@ class Agent:
             asyncio.create_task(self._fence(), name="fence"),
             asyncio.create_task(self._serve_mesh(), name="mesh"),
         ]
+        if self._certificate is not None:
+            self._tasks.append(asyncio.create_task(self._certificate.renew_forever(),
+                                                   name="certificate"))
 
     async def _fence(self, period: float = 0.5) -> None:
         while True:

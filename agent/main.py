@@ -45,6 +45,14 @@ def _label(pair: str) -> tuple[str, str]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--join", required=True, help="manager address HOST:PORT")
+    token = p.add_mutually_exclusive_group()
+    token.add_argument("--token", default=None,
+                       help="the cluster's join token (`podium token agent` prints it); needed "
+                       "when this node has no certificate in force yet")
+    token.add_argument("--token-file", default=None, metavar="PATH",
+                       help="a file holding the join token (keeps it out of the process list)")
+    p.add_argument("--join-address", default=None, metavar="HOST:PORT",
+                   help="the manager's join port (default: --join's host and the next port)")
     p.add_argument("--name", required=True, help="node name, unique in the cluster")
     p.add_argument("--data-dir", required=True, help="where the agent keeps its node id")
     p.add_argument("--docker-host", default=None, help="engine URL, e.g. unix:///run/docker.sock")
@@ -82,19 +90,37 @@ def run(args: argparse.Namespace) -> int:
 
     from podium.agent._docker import DockerExecutor
     from podium.agent.agent import Agent, load_node_id
+    from podium.agent.certificate import JoinError, NodeCertificate
     from podium.agent.proxy import new_event_loop
     from podium.agent.secretfiles import SecretFiles
+    from podium.rules.certs import JoinToken, TokenError
 
-    node_id = load_node_id(pathlib.Path(args.data_dir))
+    data_dir = pathlib.Path(args.data_dir)
+    node_id = load_node_id(data_dir)
+    token = None
+    try:
+        text = args.token if args.token_file is None else \
+            pathlib.Path(args.token_file).read_text()
+        token = JoinToken.parse(text) if text is not None else None
+    except (OSError, TokenError) as err:
+        sys.exit(f"podium agent: {'--token-file' if args.token_file else '--token'}: {err}")
+    host, _, port = args.join.rpartition(":")
+    certificate = NodeCertificate(
+        data_dir=data_dir, node_id=node_id, manager=args.join, token=token,
+        join_address=args.join_address or f"{host}:{int(port) + 1}")
 
     async def serve() -> None:
-        files = SecretFiles(pathlib.Path(args.data_dir) / "secrets")
+        try:
+            await certificate.ensure()
+        except JoinError as err:
+            sys.exit(f"podium agent: {err}")
+        files = SecretFiles(data_dir / "secrets")
         executor = DockerExecutor(node_id=node_id, docker_host=args.docker_host,
                                   secret_files=files, node_name=args.name)
         await daemon.serve_until_signalled(Agent(
             manager=args.join, name=args.name, node_id=node_id, executor=executor,
             labels=dict(args.label), mesh=args.mesh, mesh_workers=args.mesh_workers,
-            relay_port=args.relay_port, secret_files=files,
+            relay_port=args.relay_port, secret_files=files, certificate=certificate,
         ))
 
     # uvloop where installed: the mesh's data path is markedly faster on it.

@@ -35,6 +35,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 
 from podium.agent.status import StatusReporter
+from podium.rules.credentials import CHANNEL_OPTIONS as TLS_OPTIONS
 from podium.v1 import dispatcher, dispatcher_grpc, objects
 
 log = logging.getLogger(__name__)
@@ -106,11 +107,15 @@ class Session:
         heartbeat: Callable[[], dispatcher.Heartbeat] | None = None,
         outbox_limit: int = OUTBOX_LIMIT,
         on_info: Callable[[dispatcher.SessionInfo], None] | None = None,
+        credentials: Callable[[], grpc.ChannelCredentials] | None = None,
     ) -> None:
         """`on_assignments`, `on_endpoints` and `on_info` (the session's settings, before its
         first assignments) must not block (they queue); `heartbeat` gives each heartbeat's
         content (the engine's health)."""
         self._on_info = on_info
+        # The node certificate's newest credentials for each new channel (None: plaintext, for
+        # in-process tests against a plaintext manager).
+        self._credentials = credentials
         self._manager = manager
         self._outbox_limit = outbox_limit
         self._node_id = node_id
@@ -160,7 +165,7 @@ class Session:
         attempt = 0
         while self._leaving is None:
             try:
-                async with grpc.aio.insecure_channel(self._manager, options=CHANNEL_OPTIONS) as ch:
+                async with self._channel() as ch:
                     if await self._session(dispatcher_grpc.DispatcherStub(ch)):
                         attempt = 0
             except grpc.aio.AioRpcError as err:
@@ -173,6 +178,12 @@ class Session:
             delay = backoff(attempt)
             attempt += 1
             await asyncio.sleep(delay)
+
+    def _channel(self) -> grpc.aio.Channel:
+        if self._credentials is None:
+            return grpc.aio.insecure_channel(self._manager, options=CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(self._manager, self._credentials(),
+                                       options=[*CHANNEL_OPTIONS, *TLS_OPTIONS])
 
     async def _session(self, stub: dispatcher_grpc.DispatcherStub) -> bool:
         """One session; returns whether it got as far as registering."""

@@ -15,6 +15,7 @@ to show a user.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import grpc
 
 from podium.client import default_manager
+from podium.rules.credentials import CHANNEL_OPTIONS, Credentials, CredentialsError, locate
 from podium.v1 import control, control_grpc, objects
 
 AVAILABILITY = {
@@ -66,12 +68,19 @@ class Unavailable(PodiumError):
     """The manager answered but refused for another reason (e.g. a client fell behind)."""
 
 
+class Denied(PodiumError):
+    """The caller's credentials do not allow this (a role without the right, a revoked or
+    unknown certificate)."""
+
+
 _ERRORS: dict[grpc.StatusCode, type[PodiumError]] = {
     grpc.StatusCode.NOT_FOUND: NotFound,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
     grpc.StatusCode.FAILED_PRECONDITION: InvalidArgument,
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
     grpc.StatusCode.ABORTED: Conflict,
+    grpc.StatusCode.PERMISSION_DENIED: Denied,
+    grpc.StatusCode.UNAUTHENTICATED: Denied,
 }
 
 
@@ -114,13 +123,26 @@ class Events:
 
 
 class Client:
-    """A connection to one manager. `address` defaults to $PODIUM_MANAGER, else
-    127.0.0.1:7070. Use it as a context manager, or call close()."""
+    """A connection to one manager, over mutual TLS with a user's credentials file
+    (`credentials`: a path, or a Credentials; default $PODIUM_CREDENTIALS, else
+    ~/.config/podium/credentials, which the manager writes for the local admin). `address`
+    defaults to $PODIUM_MANAGER, else the credentials' manager. Use it as a context manager,
+    or call close()."""
 
-    def __init__(self, address: str | None = None, *, timeout: float = 10.0) -> None:
-        self.address = address or default_manager()
+    def __init__(self, address: str | None = None, *,
+                 credentials: Credentials | str | os.PathLike[str] | None = None,
+                 timeout: float = 10.0) -> None:
+        try:
+            creds = credentials if isinstance(credentials, Credentials) else \
+                Credentials.load(locate(credentials))
+        except CredentialsError as err:
+            raise PodiumError(str(err)) from None
+        self.address = address or os.environ.get("PODIUM_MANAGER") or creds.manager \
+            or default_manager()
+        self.user = creds.user
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(self.address)
+        self._channel = grpc.secure_channel(self.address, creds.channel_credentials(),
+                                            options=CHANNEL_OPTIONS)
         self._stub = control_grpc.ControlStub(self._channel)
 
     def close(self) -> None:
@@ -241,6 +263,29 @@ class Client:
                                   f"{', '.join(AVAILABILITY)}")
         request = control.UpdateNodeRequest(ref=ref, availability=AVAILABILITY[availability])
         return self._call("UpdateNode", request).node  # type: ignore[no-any-return]
+
+    def remove_node(self, ref: str, *, force: bool = False) -> None:
+        """Removes a node: its certificate stops working at once, its tasks are replaced
+        elsewhere. A ready node only with `force` (InvalidArgument otherwise)."""
+        self._call("RemoveNode", control.RemoveNodeRequest(ref=ref, force=force))
+
+    # -- users and tokens (admins) ---------------------------------------------------
+
+    def add_user(self, name: str, role: str) -> Credentials:
+        """A new user's credentials (write them with `.save(path)`)."""
+        answer = self._call("AddUser", control.AddUserRequest(name=name, role=role))
+        return Credentials(manager=self.address, user=answer.user.name, role=answer.user.role,
+                           ca=answer.ca, certificate=answer.certificate, key=answer.key)
+
+    def remove_user(self, name: str) -> None:
+        self._call("RemoveUser", control.RemoveUserRequest(name=name))
+
+    def users(self) -> list[control.User]:
+        return list(self._call("ListUsers", control.ListUsersRequest()).users)
+
+    def join_token(self, *, rotate: bool = False) -> str:
+        """The agents' join token; with `rotate`, a new one (the old one stops working)."""
+        return str(self._call("GetJoinToken", control.GetJoinTokenRequest(rotate=rotate)).token)
 
     def load(self, *, history: int = 0) -> control.GetLoadResponse:
         """The latest load of every node and task (with `history` samples each)."""

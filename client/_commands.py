@@ -335,7 +335,11 @@ def cmd_rm(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_node(client: Client, args: argparse.Namespace) -> int:
-    """podium node drain|pause|activate NODE."""
+    """podium node drain|pause|activate|rm NODE."""
+    if args.action == "rm":
+        client.remove_node(args.node, force=args.force)
+        print(f"removed node {args.node}")
+        return 0
     availability = "active" if args.action == "activate" else args.action
     node = client.set_availability(args.node, availability)
     name = node.description.name
@@ -359,6 +363,35 @@ def cmd_node(client: Client, args: argparse.Namespace) -> int:
                       f"{reasons}", file=sys.stderr)
                 return 1
             changes.wait(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+def cmd_user(client: Client, args: argparse.Namespace) -> int:
+    if args.action == "add":
+        path = pathlib.Path(args.file or f"{args.name}.credentials")
+        credentials = client.add_user(args.name, args.role)
+        try:
+            credentials.save(path)
+        except OSError as err:
+            client.remove_user(args.name)  # nobody could use it
+            raise CliError(f"{path}: {err.strerror}; user {args.name} not added", 2) from None
+        print(f"user {args.name} ({args.role}): credentials in {path} (use them with "
+              f"--credentials {path} or PODIUM_CREDENTIALS={path})")
+        return 0
+    if args.action == "rm":
+        for name in args.names:
+            client.remove_user(name)
+            print(f"removed user {name}")
+        return 0
+    rows = [{"name": u.name, "role": u.role,
+             "created": u.created.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")}
+            for u in client.users()]
+    _emit(args, rows, [("NAME", "name"), ("ROLE", "role"), ("CREATED", "created")])
+    return 0
+
+
+def cmd_token(client: Client, args: argparse.Namespace) -> int:
+    print(client.join_token(rotate=args.rotate))
+    return 0
 
 
 def cmd_secret(client: Client, args: argparse.Namespace) -> int:
@@ -416,9 +449,11 @@ def cmd_events(client: Client, args: argparse.Namespace) -> int:
             if args.output == "json":
                 data = _plain(obj)
                 print(views.to_json({"time": when, "action": action, "kind": kind,
-                                     "object": data}, indent=None), flush=True)
+                                     "actor": event.actor, "object": data}, indent=None),
+                      flush=True)
             else:
-                print(f"{when} {kind} {action} {_describe(kind, obj, names, told)}", flush=True)
+                print(f"{when} {kind} {action} {_describe(kind, obj, names, told)}"
+                      f" (by {event.actor or 'manager'})", flush=True)
             shown += 1
             if args.limit and shown >= args.limit:
                 break

@@ -8,11 +8,15 @@ the daemons (`podium manager`, `podium agent`: podium.manager.main and podium.ag
                                 [--timeout S]
     podium services | ps [SERVICE] | nodes | scale SERVICE=N ... | rm SERVICE ... | inspect REF
     podium history SERVICE | rollback SERVICE [--to VERSION] | promote SERVICE
-    podium node drain|pause|activate NODE | events [--kind KIND]
+    podium node drain|pause|activate|rm NODE | events [--kind KIND]
+    podium user add NAME --role admin|operator|viewer [--file PATH] | user ls | user rm NAME
+    podium token agent [--rotate]
     podium secret create NAME FILE|- | secret ls | secret rm NAME
     podium config create NAME FILE|- | config ls | config rm NAME | config inspect NAME
 
-The manager address defaults to $PODIUM_MANAGER, else 127.0.0.1:7070. Exit status: 0 on success,
+Clients use mutual TLS with a credentials file (--credentials, $PODIUM_CREDENTIALS, else
+~/.config/podium/credentials); the manager address defaults to $PODIUM_MANAGER, else the
+credentials' manager, else 127.0.0.1:7070. Exit status: 0 on success,
 1 when the cluster refuses, cannot be reached or fails to converge, 2 for bad input or an unknown
 name. Only what a command needs is imported: `podium --help` loads neither gRPC nor protobuf.
 """
@@ -26,7 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from podium.agent import main as agent_main
-from podium.client import default_manager
+from podium.client import DEFAULT_MANAGER
 from podium.manager import main as manager_main
 
 if TYPE_CHECKING:
@@ -44,9 +48,15 @@ class CliError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="podium", description="Run services across Docker hosts.")
     p.add_argument(
-        "--manager",
-        default=default_manager(),
-        help="manager address HOST:PORT (default: $PODIUM_MANAGER or %(default)s)",
+        "--manager", default=None,
+        help="manager address HOST:PORT (default: $PODIUM_MANAGER, else the credentials' "
+        f"manager, else {DEFAULT_MANAGER})",
+    )
+    p.add_argument(
+        "--credentials", default=None, metavar="PATH",
+        help="credentials file: a user's certificate, key and the cluster CA (default: "
+        "$PODIUM_CREDENTIALS, else ~/.config/podium/credentials, which the manager writes for "
+        "the local admin at its first start; `podium user add` makes others)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -107,12 +117,33 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("services", nargs="+", metavar="SERVICE")
     i = client_cmd("inspect", "show a service, task or node", output=False)
     i.add_argument("ref", help="name or id (or unique id prefix)")
-    n = client_cmd("node", "drain, pause or activate a node", output=False)
-    n.add_argument("action", choices=("activate", "drain", "pause"),
+    n = client_cmd("node", "drain, pause, activate or remove a node", output=False)
+    n.add_argument("action", choices=("activate", "drain", "pause", "rm"),
                    help="drain: move its tasks away (replacements first); pause: no new tasks; "
-                   "activate: back to normal")
+                   "activate: back to normal; rm: remove it (its certificate stops working at "
+                   "once; its tasks are replaced elsewhere)")
     n.add_argument("node", help="node name or id")
+    n.add_argument("--force", action="store_true", help="rm: a node that is still ready too")
     waits(n)
+    u = client_cmd("user", "add, list or remove users (admins)", output=False)
+    user_actions = u.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ua = user_actions.add_parser("add", help="add a user and write its credentials file")
+    ua.add_argument("name", metavar="NAME")
+    ua.add_argument("--role", required=True, choices=("admin", "operator", "viewer"),
+                    help="admin: everything; operator: deploy, scale, update, roll back, "
+                    "write secrets (never read them back); viewer: list, inspect, events")
+    ua.add_argument("--file", default=None, metavar="PATH",
+                    help="where to write the credentials (default: ./NAME.credentials)")
+    ul = user_actions.add_parser("ls", help="list users")
+    ul.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    ur = user_actions.add_parser("rm", help="remove users: their certificates stop working at "
+                                 "once")
+    ur.add_argument("names", nargs="+", metavar="NAME")
+    t = client_cmd("token", "print the agents' join token (admins)", output=False)
+    t.add_argument("role", choices=("agent",), help="who the token admits")
+    t.add_argument("--rotate", action="store_true",
+                   help="make a new token first: the old one stops admitting agents (joined "
+                   "nodes are not affected)")
     for kind in ("secret", "config"):
         k = client_cmd(kind, f"create, list or remove {kind}s", output=False)
         actions = k.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -140,7 +171,7 @@ def _run_client_command(args: argparse.Namespace) -> int:
 
     command: Callable[[Client, argparse.Namespace], int] = getattr(_commands, f"cmd_{args.client}")
     try:
-        with Client(args.manager) as client:
+        with Client(args.manager, credentials=args.credentials) as client:
             return int(command(client, args))
     except PodiumError as err:
         # A name that is not there or input the manager refused is bad input (2); a manager

@@ -8,7 +8,7 @@ request is an object id, a unique id prefix or a name.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 
@@ -32,6 +32,9 @@ from podium.rules.routing import ingress_ports
 from podium.rules.taskstate import is_live
 from podium.rules.update import config_problem
 from podium.v1 import control, control_grpc, objects
+
+if TYPE_CHECKING:
+    from podium.manager.security import Authority
 
 MAX_REPLICAS = 10_000
 # Changes that may wait unread for one WatchEvents client before it is cut off. Twice the
@@ -138,7 +141,11 @@ def find_task(view: ReadTx, ref: str) -> objects.Task:
 class ControlAPI(control_grpc.ControlServicer):
     def __init__(self, *, store: Store, load: LoadBook, watch_limit: int = WATCH_LIMIT,
                  autoscale_view: Callable[[objects.Service], None] | None = None,
-                 virtual_ip_range: str = network.DEFAULT_RANGE) -> None:
+                 virtual_ip_range: str = network.DEFAULT_RANGE,
+                 authority: Authority | None = None) -> None:
+        """`authority`: users, node removal and join tokens (None: a plaintext manager, for
+        in-process tests, which has none of them)."""
+        self._authority = authority
         self._store = store
         self._virtual_ip_range = virtual_ip_range
         self._load = load
@@ -439,3 +446,68 @@ class ControlAPI(control_grpc.ControlServicer):
                 yield event
         finally:
             watch.close()
+
+    async def _need_authority(self, context: grpc.aio.ServicerContext) -> Authority:  # type: ignore[type-arg]
+        if self._authority is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                "this manager runs without TLS: it has no users or join tokens")
+            raise AssertionError("unreachable")
+        return self._authority
+
+    async def RemoveNode(self, request, context):  # type: ignore[no-untyped-def]
+        await self._need_authority(context)  # without certificates, a node could just return
+
+        def apply(tx: WriteTx) -> str:
+            node = find_node(tx, request.ref)
+            name = node.description.name
+            if node.status.state == objects.NodeStatus.STATE_READY and not request.force:
+                raise RequestError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"node {name!r} is ready: drain it and stop its agent first, or force")
+            for task in tx.tasks_of_node(node.id):
+                if is_live(task) or task.desired_state < objects.TASK_STATE_SHUTDOWN:
+                    task.desired_state = objects.TASK_STATE_REMOVED
+                    if is_live(task):
+                        task.status.state = objects.TASK_STATE_ORPHANED
+                        task.status.message = f"node {name} was removed"
+                        task.status.timestamp.CopyFrom(ids.timestamp())
+                    tx.update(task)
+            tx.delete(node)
+            identity = tx.get_identity(f"node/{node.id}")
+            if identity is not None:
+                tx.delete(identity)  # its certificates stop working at once
+            return node.id
+
+        await self._write(context, apply)
+        return control.RemoveNodeResponse()
+
+    async def AddUser(self, request, context):  # type: ignore[no-untyped-def]
+        authority = await self._need_authority(context)
+        try:
+            identity, certificate, key = await authority.add_user(request.name, request.role)
+        except ValueError as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        except ExistsError:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS,
+                                f"user {request.name!r} exists already")
+        return control.AddUserResponse(user=user_view(identity), certificate=certificate,
+                                       key=key, ca=authority.ca.pem)
+
+    async def RemoveUser(self, request, context):  # type: ignore[no-untyped-def]
+        authority = await self._need_authority(context)
+        if not await authority.remove_identity("user", request.name):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no user {request.name!r}")
+        return control.RemoveUserResponse()
+
+    async def ListUsers(self, request, context):  # type: ignore[no-untyped-def]
+        authority = await self._need_authority(context)
+        return control.ListUsersResponse(users=[user_view(i) for i in authority.users()])
+
+    async def GetJoinToken(self, request, context):  # type: ignore[no-untyped-def]
+        authority = await self._need_authority(context)
+        token = await authority.rotate_token() if request.rotate else authority.token()
+        return control.GetJoinTokenResponse(token=str(token))
+
+
+def user_view(identity: objects.Identity) -> control.User:
+    return control.User(name=identity.name, role=identity.role, created=identity.meta.created)

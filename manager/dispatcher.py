@@ -36,7 +36,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -51,9 +51,13 @@ from podium.manager.nodemonitor import (
     NodeMonitor,
     Transition,
 )
-from podium.manager.store import Change, Store, WriteTx
+from podium.manager.requestguard import Refused
+from podium.manager.store import Change, Store, WriteTx, current_actor
 from podium.rules import network
 from podium.v1 import dispatcher, dispatcher_grpc, objects
+
+if TYPE_CHECKING:
+    from podium.manager.security import Authority
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +120,11 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         restart_grace: float = DEFAULT_RESTART_GRACE_S,
         probe_timeout: float = DEFAULT_PROBE_TIMEOUT_S,
         outbox_limit: int = OUTBOX_LIMIT,
+        authority: Authority | None = None,
     ) -> None:
+        """`authority`: the manager's certificates (None: a plaintext manager, for in-process
+        tests: any agent may then register as any node)."""
+        self._authority = authority
         self._store = store
         self._outbox_limit = outbox_limit
         self._period = heartbeat_period
@@ -151,6 +159,21 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
 
     # -- agent -> manager ------------------------------------------------------
 
+    async def RenewCertificate(
+        self, request: dispatcher.RenewCertificateRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> dispatcher.NodeCertificate:
+        caller = current_actor()
+        if self._authority is None or not caller.startswith("node:"):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                "certificates are renewed by nodes of a manager with TLS")
+            raise AssertionError("unreachable")
+        try:
+            return await self._authority.renew(caller.removeprefix("node:"), request.csr)
+        except Refused as refused:
+            await context.abort(refused.code, refused.details)
+            raise
+
     async def Session(
         self,
         request_iterator: AsyncIterator[dispatcher.AgentMessage],
@@ -166,6 +189,13 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         error = _check_register(reg)
         if error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
+            return
+        caller = current_actor()  # the certificate's node, which admission recorded
+        if self._authority is not None and caller != f"node:{reg.node_id}":
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"this certificate is {caller}'s: it cannot open a session for node "
+                f"{reg.node_id}")
             return
         try:
             await self._store.update(lambda tx: _register(tx, reg, context.peer()))

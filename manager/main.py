@@ -14,7 +14,23 @@ from podium.rules import daemon, network
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--listen", default="0.0.0.0:7070", help="address to serve on")
+    p.add_argument("--listen", default="0.0.0.0:7070",
+                   help="address to serve the API on, mutual TLS only (default %(default)s)")
+    p.add_argument("--join-listen", default=None, metavar="HOST:PORT",
+                   help="address agents join on with a token: TLS without a client certificate, "
+                   "serving nothing but joins (default: --listen's host and the next port)")
+    p.add_argument("--san", action="append", default=[], metavar="NAME",
+                   help="a name or address agents and users reach the manager at, added to its "
+                   "certificate (repeatable; clients check the certificate's name "
+                   "'podium-manager', so this only serves other TLS tools)")
+    p.add_argument("--admin-credentials", default="~/.config/podium/credentials",
+                   metavar="PATH",
+                   help="where to write the local admin's credentials file at start, unless a "
+                   "working one is there (default %(default)s; 'none': nowhere)")
+    p.add_argument("--node-cert-lifetime", type=_seconds("--node-cert-lifetime", 10, 3650 * 86400),
+                   default=90 * 86400.0, metavar="SECONDS",
+                   help="how long a node's certificate is valid; agents renew theirs at a random "
+                   "point 50-80%% through (default 90 days)")
     p.add_argument("--data-dir", required=True, help="where the manager keeps its state")
     p.add_argument("--heartbeat-period", type=float, default=1.0, help="seconds")
     p.add_argument(
@@ -74,14 +90,20 @@ def _seconds(flag: str, low: float, high: float) -> Callable[[str], float]:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
+    import datetime
+    import pathlib
 
     from podium.manager.manager import Manager
 
+    admin = None if args.admin_credentials == "none" else \
+        pathlib.Path(args.admin_credentials).expanduser()
     manager = Manager(
         listen=args.listen, data_dir=args.data_dir, heartbeat_period=args.heartbeat_period,
         down_grace=args.down_grace, restart_grace=args.agent_restart_grace,
         probe_timeout=args.probe_timeout, virtual_ip_range=args.virtual_ip_range,
-        handshake_timeout=args.handshake_timeout,
+        handshake_timeout=args.handshake_timeout, join_listen=args.join_listen,
+        names=tuple(args.san), admin_credentials=admin,
+        node_cert_lifetime=datetime.timedelta(seconds=args.node_cert_lifetime),
     )
     asyncio.run(daemon.serve_until_signalled(manager))
     return 0

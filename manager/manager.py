@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import pathlib
 
@@ -22,9 +23,11 @@ from podium.manager.dispatcher import OUTBOX_LIMIT, Dispatcher
 from podium.manager.loadbook import LoadBook
 from podium.manager.nodemonitor import DEFAULT_PROBE_TIMEOUT_S, DEFAULT_RESTART_GRACE_S
 from podium.manager.orchestrator import Orchestrator
+from podium.manager.pki import NODE_LIFETIME, ClusterCA
 from podium.manager.reaper import Reaper
 from podium.manager.requestguard import MAX_RECEIVE_BYTES, RequestGuard
 from podium.manager.scheduler import Scheduler
+from podium.manager.security import Authority, JoinServicer, local_names
 from podium.manager.store import SqliteStore
 from podium.manager.updater import Updater
 from podium.rules import network
@@ -71,8 +74,24 @@ class Manager:
         load_period: float = 1.0,
         virtual_ip_range: str = network.DEFAULT_RANGE,
         handshake_timeout: float = HANDSHAKE_TIMEOUT_S,
+        plaintext: bool = False,
+        join_listen: str | None = None,
+        names: tuple[str, ...] = (),
+        admin_credentials: pathlib.Path | None = None,
+        node_cert_lifetime: datetime.timedelta = NODE_LIFETIME,
     ) -> None:
+        """Mutual TLS on `listen` and the join port (`join_listen`, by default the same host
+        and the next port; port 0 stays 0) unless `plaintext`, which only in-process tests use
+        (the daemon has no such flag). `names`: more names and addresses the manager's
+        certificate is valid for. `admin_credentials`: where to write the local admin's
+        credentials file (None: nowhere)."""
         network.parse_range(virtual_ip_range)  # ValueError now rather than at the first service
+        self._plaintext = plaintext
+        self._join_listen = join_listen if join_listen is not None else next_port(listen)
+        self._names = names
+        self._admin_credentials = admin_credentials
+        self._node_cert_lifetime = node_cert_lifetime
+        self.authority: Authority | None = None
         self._virtual_ip_range = virtual_ip_range
         self._listen = listen
         self._data_dir = pathlib.Path(data_dir)
@@ -86,12 +105,21 @@ class Manager:
         self._handshake_timeout = handshake_timeout
         self._store: SqliteStore | None = None
         self._server: grpc.aio.Server | None = None
+        self._join_server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.port = 0
+        self.join_port = 0
 
     async def start(self) -> None:
         self._data_dir.mkdir(parents=True, exist_ok=True)
         store = self._store = SqliteStore(self._data_dir / "state.db")
+        authority = None
+        if not self._plaintext:
+            authority = self.authority = Authority(
+                store=store, ca=ClusterCA.load_or_create(self._data_dir / "pki"),
+                node_lifetime=self._node_cert_lifetime)
+            await authority.prepare()
+            self._tasks.append(asyncio.create_task(authority.run(), name="authority"))
         loops: list[ReconcileLoop] = [
             Orchestrator(store=store),
             Scheduler(store=store),
@@ -105,6 +133,7 @@ class Manager:
             down_grace=self._down_grace, restart_grace=self._restart_grace,
             probe_timeout=self._probe_timeout, outbox_limit=self._outbox_limit,
             load_period=self._load_period, virtual_ip_range=self._virtual_ip_range,
+            authority=authority,
         )
         for loop in loops:
             self._tasks.append(asyncio.create_task(loop.run(), name=loop.name))
@@ -113,10 +142,11 @@ class Manager:
 
         options = [*SERVER_OPTIONS,
                    ("grpc.server_handshake_timeout_ms", int(self._handshake_timeout * 1000))]
-        server = self._server = grpc.aio.server(options=options, interceptors=[RequestGuard()])
+        guard = RequestGuard(admit=authority.admit if authority else None)
+        server = self._server = grpc.aio.server(options=options, interceptors=[guard])
         control_api = ControlAPI(store=store, load=load, watch_limit=self._watch_limit,
                                  autoscale_view=autoscaler.fill,
-                                 virtual_ip_range=self._virtual_ip_range)
+                                 virtual_ip_range=self._virtual_ip_range, authority=authority)
         control_grpc.add_ControlServicer_to_server(control_api, server)
         dispatcher_grpc.add_DispatcherServicer_to_server(dispatch, server)
         health_servicer = health.aio.HealthServicer()
@@ -128,13 +158,36 @@ class Manager:
             reflection.SERVICE_NAME,
         ]
         reflection.enable_server_reflection(names, server)
-        self.port = server.add_insecure_port(self._listen)
+        if authority is None:
+            self.port = server.add_insecure_port(self._listen)
+        else:
+            hosts = (*local_names(self._listen), *self._names)
+            self.port = server.add_secure_port(
+                self._listen, authority.server_credentials(hosts, client_auth=True))
         if self.port == 0:
             raise OSError(f"cannot listen on {self._listen}")
         await server.start()
         for name in ("", *names[:2]):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if authority is not None:
+            await self._serve_joins(authority, options, hosts)
+            if self._admin_credentials is not None:
+                await authority.write_admin_credentials(
+                    self._admin_credentials, f"{local_address(self._listen)}:{self.port}")
         log.info("manager listening on %s (data in %s)", self._listen, self._data_dir)
+
+    async def _serve_joins(self, authority: Authority, options: list[tuple[str, int]],
+                           hosts: tuple[str, ...]) -> None:
+        """The join port: TLS without client certificates, serving only Join."""
+        server = self._join_server = grpc.aio.server(options=options,
+                                                     interceptors=[RequestGuard()])
+        dispatcher_grpc.add_JoinServicer_to_server(JoinServicer(authority), server)
+        self.join_port = server.add_secure_port(
+            self._join_listen, authority.server_credentials(hosts, client_auth=False))
+        if self.join_port == 0:
+            raise OSError(f"cannot listen on {self._join_listen} (the join port)")
+        await server.start()
+        log.info("agents join on %s", self._join_listen)
 
     @property
     def store(self) -> SqliteStore:
@@ -145,9 +198,10 @@ class Manager:
 
     async def stop(self) -> None:
         """Idempotent."""
-        if self._server is not None:
-            await self._server.stop(grace=1.0)
-            self._server = None
+        for server in (self._join_server, self._server):
+            if server is not None:
+                await server.stop(grace=1.0)
+        self._server = self._join_server = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -170,3 +224,15 @@ class Manager:
         done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
             task.result()
+
+
+def next_port(listen: str) -> str:
+    """HOST:PORT+1 (the join port's default); HOST:0 stays HOST:0."""
+    host, _, port = listen.rpartition(":")
+    return f"{host}:{int(port) + 1 if int(port) else 0}"
+
+
+def local_address(listen: str) -> str:
+    """The host a local client reaches a manager listening on `listen` at."""
+    host = listen.rpartition(":")[0].strip("[]")
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host

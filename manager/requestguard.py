@@ -78,7 +78,7 @@ class RateLimitedLog:
         self._log.warning(msg, *args)
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """A request message refused before the servicer saw it: the status and details to end
     the call with."""
 
@@ -101,7 +101,10 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.ai
 
     def __init__(self, *, limits: dict[str, int] | None = None,
                  default_limit: int = DEFAULT_MAX_BYTES, reporter: RateLimitedLog | None = None,
-                 ) -> None:
+                 admit: Callable[[str, Any], None] | None = None) -> None:
+        """`admit(method, context)`, when given, runs first in every call: it raises Refused
+        for a caller that may not make it (and may note who the caller is for the call)."""
+        self._admit = admit
         self._limits = LIMITS if limits is None else limits
         self._default_limit = default_limit
         self.report = reporter or RateLimitedLog(log)
@@ -117,9 +120,11 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.ai
         if cached is not None:
             return cached
         handler = await continuation(handler_call_details)
-        if handler is None or handler.request_deserializer is None:
-            return handler  # unknown method (gRPC answers UNIMPLEMENTED) or raw bytes wanted
-        wrapped = self._wrap(method, handler)
+        if handler is None:
+            return handler  # unknown method: gRPC answers UNIMPLEMENTED
+        wrapped = self._wrap(method, handler) if handler.request_deserializer else handler
+        if wrapped is handler and self._admit is not None:
+            wrapped = _denied(method)  # a handler it cannot wrap would skip admission
         if wrapped is not handler:
             self._wrapped[method] = wrapped
         return wrapped
@@ -131,7 +136,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.ai
 
         def decode(raw: bytes) -> Any:
             if len(raw) > limit:
-                raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                f"request of {len(raw)} bytes is larger than {service}'s "
                                f"limit of {limit} bytes")
             try:
@@ -139,16 +144,16 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.ai
             except (DecodeError, ValueError, TypeError, RuntimeError) as err:
                 # Protobuf's Python and upb backends raise DecodeError; the others cover what a
                 # backend may raise on bytes it cannot parse. No traceback: the input is at fault.
-                raise _Refused(grpc.StatusCode.INVALID_ARGUMENT,
+                raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
                                f"request is not a valid {type_name}") from err
 
         return decode
 
-    def _report(self, context: Any, method: str, refused: _Refused) -> None:
+    def _report(self, context: Any, method: str, refused: Refused) -> None:
         self.report.warning("refused a request to %s from %s: %s", method, context.peer(),
                             refused.details)
 
-    async def _refuse(self, context: Any, method: str, refused: _Refused) -> NoReturn:
+    async def _refuse(self, context: Any, method: str, refused: Refused) -> NoReturn:
         self._report(context, method, refused)
         await context.abort(refused.code, refused.details)
         raise AssertionError("abort returned")  # it raises AbortError
@@ -158,10 +163,13 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.ai
         serializer = handler.response_serializer
 
         async def decoded(raw: bytes, context: Any) -> Any:
-            """The request, or the call refused (INVALID_ARGUMENT / RESOURCE_EXHAUSTED)."""
+            """The request, or the call refused (INVALID_ARGUMENT / RESOURCE_EXHAUSTED, or
+            what `admit` says)."""
             try:
+                if self._admit is not None:
+                    self._admit(method, context)
                 return decode(raw)
-            except _Refused as refused:
+            except Refused as refused:
                 await self._refuse(context, method, refused)
 
         if handler.unary_unary is not None or handler.unary_stream is not None:
@@ -200,14 +208,19 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.ai
         serializer = handler.response_serializer
 
         async def start(raw_requests: AsyncIterator[bytes], context: Any,
-                        refusal: list[_Refused]) -> AsyncIterator[Any]:
+                        refusal: list[Refused]) -> AsyncIterator[Any]:
+            try:
+                if self._admit is not None:
+                    self._admit(method, context)
+            except Refused as refused:
+                await self._refuse(context, method, refused)
             iterator = aiter(raw_requests)
             raw = await anext(iterator, None)
             if raw is None:
                 return _empty()
             try:
                 first = decode(raw)
-            except _Refused as refused:
+            except Refused as refused:
                 await self._refuse(context, method, refused)
 
             async def requests() -> AsyncIterator[Any]:
@@ -215,7 +228,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.ai
                 async for raw in iterator:
                     try:
                         message = decode(raw)
-                    except _Refused as refused:
+                    except Refused as refused:
                         self._report(context, method, refused)
                         refusal.append(refused)
                         return
@@ -223,7 +236,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.ai
 
             return requests()
 
-        def finish(context: Any, refusal: list[_Refused]) -> None:
+        def finish(context: Any, refusal: list[Refused]) -> None:
             if refusal:
                 context.set_code(refusal[0].code)
                 context.set_details(refusal[0].details)
@@ -231,7 +244,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.ai
         if handler.stream_stream is not None:
             if inspect.iscoroutinefunction(behavior):
                 async def stream_stream(raw_requests: AsyncIterator[bytes], context: Any) -> None:
-                    refusal: list[_Refused] = []
+                    refusal: list[Refused] = []
                     await behavior(await start(raw_requests, context, refusal), context)
                     finish(context, refusal)
 
@@ -240,7 +253,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.ai
             if inspect.isasyncgenfunction(behavior):
                 async def stream_stream_gen(raw_requests: AsyncIterator[bytes],
                                             context: Any) -> AsyncIterator[Any]:
-                    refusal: list[_Refused] = []
+                    refusal: list[Refused] = []
                     requests = await start(raw_requests, context, refusal)
                     async for response in behavior(requests, context):
                         yield response
@@ -251,7 +264,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.ai
             return handler
         if inspect.iscoroutinefunction(behavior):
             async def stream_unary(raw_requests: AsyncIterator[bytes], context: Any) -> Any:
-                refusal: list[_Refused] = []
+                refusal: list[Refused] = []
                 response = await behavior(await start(raw_requests, context, refusal), context)
                 if refusal:
                     await context.abort(refusal[0].code, refusal[0].details)
@@ -260,6 +273,14 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.ai
             return grpc.stream_unary_rpc_method_handler(
                 stream_unary, request_deserializer=None, response_serializer=serializer)
         return handler
+
+
+def _denied(method: str) -> grpc.RpcMethodHandler:
+    async def deny(request: Any, context: Any) -> None:
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                            f"{method} is not served to callers")
+
+    return grpc.unary_unary_rpc_method_handler(deny)
 
 
 async def _empty() -> AsyncIterator[Any]:

@@ -36,6 +36,7 @@ from podium.manager.store._base import (
     acting_as,
     current_actor,
     kind_of,
+    set_actor,
 )
 from podium.manager.store._sqlite import SqliteStore
 
@@ -56,4 +57,5 @@ __all__ = [
     "acting_as",
     "current_actor",
     "kind_of",
+    "set_actor",
 ]

@@ -67,6 +67,11 @@ def current_actor() -> str:
     return _ACTOR.get()
 
 
+def set_actor(actor: str) -> None:
+    """Records the rest of the running task's writes as `actor`'s (a gRPC call: its own task)."""
+    _ACTOR.set(actor)
+
+
 @contextlib.contextmanager
 def acting_as(actor: str) -> Iterator[None]:
     """Writes made inside are recorded as `actor`'s (tasks started inside inherit it)."""

@@ -3,19 +3,14 @@ and carry who they are for, others do not, and a token pins the CA."""
 
 from __future__ import annotations
 
+import datetime
 import pathlib
 import stat
 
 import pytest
 
-from podium.manager.pki import (
-    ClusterCA,
-    JoinToken,
-    TokenError,
-    ca_matches,
-    new_secret,
-    secrets_equal,
-)
+from podium.manager.pki import ClusterCA
+from podium.rules.certs import JoinToken, TokenError, ca_matches, new_secret, secrets_equal
 
 
 def test_the_ca_is_made_once_readable_by_its_owner_only(tmp_path: pathlib.Path) -> None:
@@ -42,7 +37,7 @@ def test_a_certificate_of_another_ca_or_expired_does_not_verify(tmp_path: pathli
     with pytest.raises(ValueError, match="not signed by this cluster's CA"):
         ours.verify(theirs.issue("alice", "admin").certificate)
     with pytest.raises(ValueError, match="not valid now"):
-        ours.verify(ours.issue("old", "node", days=0).certificate)
+        ours.verify(ours.issue("old", "node", lifetime=datetime.timedelta(0)).certificate)
 
 
 def test_only_known_units_get_certificates(tmp_path: pathlib.Path) -> None:

@@ -1,0 +1,191 @@
+"""The agent's node certificate: joining with a token, keeping it, renewing it.
+
+Files under DATA_DIR/tls (0700): node.key (the node's EC P-256 key, 0600; it never leaves the
+host), node.crt and ca.crt. `NodeCertificate.ensure()` runs before the first session: with a
+certificate in force it does nothing; otherwise (a new node, or one that was away past its
+certificate's life) it joins: it opens a TLS connection to the manager's join port, takes the
+CA certificate the manager presents, checks it against the token's digest *before it sends
+anything*, then sends the token and a signing request for its key over a connection verified
+with that CA. `renew_forever()` asks the manager for a new certificate over the session's own
+port at a random point RENEW_FROM-RENEW_TO through the certificate's life (Swarm's 50-80 %),
+retrying with backoff, and rejoins with the token if the certificate expired meanwhile.
+"""
+
+from __future__ import annotations
+
+import _ssl
+import asyncio
+import logging
+import pathlib
+import random
+import socket
+import ssl
+from typing import Any
+
+import grpc
+
+from podium.rules.certs import (
+    MANAGER_NAME,
+    CertificateInfo,
+    JoinToken,
+    ca_matches,
+    certificate_request,
+    describe,
+    key_pem,
+    load_key,
+    new_key,
+    write_private,
+)
+from podium.rules.credentials import CHANNEL_OPTIONS
+from podium.v1 import dispatcher, dispatcher_grpc
+
+log = logging.getLogger(__name__)
+
+RENEW_FROM, RENEW_TO = 0.5, 0.8
+RETRY_S = (1.0, 60.0)  # backoff of a failed renewal: first delay, longest
+CALL_TIMEOUT_S = 10.0
+
+
+class JoinError(Exception):
+    """This node cannot get a certificate; the message says why and what would help."""
+
+
+class NodeCertificate:
+    def __init__(self, *, data_dir: pathlib.Path, node_id: str, manager: str,
+                 join_address: str, token: JoinToken | None) -> None:
+        self._dir = data_dir / "tls"
+        self._node_id = node_id
+        self._manager = manager
+        self._join_address = join_address
+        self._token = token
+        self._credentials: Any = None
+
+    # What the session uses.
+
+    def channel_credentials(self) -> Any:
+        """grpc.ChannelCredentials with the newest certificate (a new channel picks up a
+        renewal; an open session goes on with the one it opened with)."""
+        if self._credentials is None:
+            self._credentials = grpc.ssl_channel_credentials(
+                root_certificates=self._read("ca.crt"), private_key=self._read("node.key"),
+                certificate_chain=self._read("node.crt"))
+        return self._credentials
+
+    def info(self) -> CertificateInfo | None:
+        try:
+            return describe(self._read("node.crt"))
+        except (OSError, ValueError):
+            return None
+
+    # Getting one.
+
+    async def ensure(self) -> None:
+        """A certificate in force on return; JoinError otherwise."""
+        info = self.info()
+        if info is not None and info.left() > 0 and (self._dir / "ca.crt").exists():
+            return
+        if self._token is None:
+            why = "has no certificate" if info is None else \
+                f"'s certificate expired on {info.not_after:%Y-%m-%d %H:%M} UTC"
+            raise JoinError(f"this node {why}: start the agent with --token or --token-file "
+                            "(`podium token agent` on the manager prints the token)")
+        await self._join(self._token)
+
+    def _key(self) -> Any:
+        path = self._dir / "node.key"
+        try:
+            return load_key(path.read_bytes())
+        except FileNotFoundError:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            self._dir.chmod(0o700)
+            key = new_key()
+            write_private(path, key_pem(key))
+            return key
+
+    async def _join(self, token: JoinToken) -> None:
+        host, _, port = self._join_address.rpartition(":")
+        try:
+            chain = await asyncio.to_thread(presented_chain, host.strip("[]"), int(port))
+        except (OSError, ValueError) as err:
+            raise JoinError(f"cannot reach the manager's join port {self._join_address}: "
+                            f"{err}") from None
+        ca = next((pem for pem in chain if ca_matches(token, pem)), None)
+        if ca is None:
+            raise JoinError(f"the manager at {self._join_address} presented a CA that is not "
+                            "the one the token names: another cluster, or someone in between; "
+                            "nothing was sent")
+        csr = certificate_request(self._key(), self._node_id)
+        request = dispatcher.JoinRequest(token=str(token), node_id=self._node_id, csr=csr)
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca)
+        try:
+            async with grpc.aio.secure_channel(self._join_address, credentials,
+                                               options=CHANNEL_OPTIONS) as channel:
+                answer = await dispatcher_grpc.JoinStub(channel).JoinCluster(
+                    request, timeout=CALL_TIMEOUT_S)
+        except grpc.aio.AioRpcError as err:
+            raise JoinError(f"the manager refused to let this node join: "
+                            f"{err.code().name}: {err.details()}") from None
+        self._save(answer)
+        log.info("joined the cluster as node %s", self._node_id)
+
+    def _save(self, answer: dispatcher.NodeCertificate) -> None:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        (self._dir / "ca.crt").write_bytes(answer.ca)
+        write_private(self._dir / "node.crt", answer.certificate)
+        self._credentials = None
+
+    # Keeping it.
+
+    async def renew_forever(self) -> None:
+        delay = RETRY_S[0]
+        while True:
+            info = self.info()
+            if info is None:
+                return
+            wait = info.lifetime() * random.uniform(RENEW_FROM, RENEW_TO) - (
+                info.lifetime() - info.left())
+            await asyncio.sleep(max(wait, 0.0))
+            try:
+                await self.renew()
+                delay = RETRY_S[0]
+            except (grpc.aio.AioRpcError, JoinError) as err:
+                message = err.details() if isinstance(err, grpc.aio.AioRpcError) else str(err)
+                log.warning("renewing this node's certificate failed (%s); again in %.0f s",
+                            message, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_S[1])
+
+    async def renew(self) -> None:
+        info = self.info()
+        if info is None or info.left() <= 0:
+            await self.ensure()  # expired: rejoin with the token, if there is one
+            return
+        csr = certificate_request(self._key(), self._node_id)
+        async with grpc.aio.secure_channel(self._manager, self.channel_credentials(),
+                                           options=CHANNEL_OPTIONS) as channel:
+            answer = await dispatcher_grpc.DispatcherStub(channel).RenewCertificate(
+                dispatcher.RenewCertificateRequest(csr=csr), timeout=CALL_TIMEOUT_S)
+        self._save(answer)
+        log.info("renewed this node's certificate (valid until %s)",
+                 describe(answer.certificate).not_after)
+
+    def _read(self, name: str) -> bytes:
+        return (self._dir / name).read_bytes()
+
+
+def presented_chain(host: str, port: int, timeout: float = CALL_TIMEOUT_S) -> list[bytes]:
+    """The PEM certificates a TLS server presents, unverified (to be checked against a token's
+    digest before anything is sent)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    with socket.create_connection((host, port), timeout=timeout) as raw, \
+            context.wrap_socket(raw, server_hostname=MANAGER_NAME) as tls:
+        public = getattr(tls, "get_unverified_chain", None)  # Python 3.13+
+        if public is not None:
+            return [ssl.DER_cert_to_PEM_cert(der).encode() for der in public()]
+        # Python 3.11-3.12 have it on the private socket object only.
+        chain = tls._sslobj.get_unverified_chain() or []  # type: ignore[attr-defined]
+        pems = (cert.public_bytes(_ssl.ENCODING_PEM) for cert in chain)
+        return [pem.encode() if isinstance(pem, str) else pem for pem in pems]
