@@ -9,7 +9,7 @@ the daemons (`podium manager`, `podium agent`: podium.manager.main and podium.ag
     podium services | ps [SERVICE] | nodes | scale SERVICE=N ... | rm SERVICE ... | inspect REF
     podium history SERVICE | rollback SERVICE [--to VERSION] | promote SERVICE
     podium node drain|pause|activate NODE | events [--kind KIND]
-    podium secret create NAME FILE|- | secret ls | secret rm NAME
+    podium secret create NAME FILE|- | secret ls | secret rm NAME | secret rotate-key
     podium config create NAME FILE|- | config ls | config rm NAME | config inspect NAME
 
 The manager address defaults to $PODIUM_MANAGER, else 127.0.0.1:7070. Exit status: 0 on success,
@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         kl.add_argument("-o", "--output", choices=("table", "json"), default="table")
         kr = actions.add_parser("rm", help=f"remove a {kind} (every version)")
         kr.add_argument("names", nargs="+", metavar="NAME")
+        if kind == "secret":
+            actions.add_parser("rotate-key", help="re-encrypt every stored secret and config "
+                               "under a new key, then forget the old one (admins only)")
         if kind == "config":
             ki = actions.add_parser("inspect", help="show a config's versions and content")
             ki.add_argument("name", metavar="NAME")

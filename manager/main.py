@@ -83,7 +83,13 @@ def run(args: argparse.Namespace) -> int:
         probe_timeout=args.probe_timeout, virtual_ip_range=args.virtual_ip_range,
         handshake_timeout=args.handshake_timeout,
     )
-    asyncio.run(daemon.serve_until_signalled(manager))
+    from podium.manager.store import SealingError
+
+    try:
+        asyncio.run(daemon.serve_until_signalled(manager))
+    except SealingError as err:  # secrets it cannot read: refuse to start, and say why
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
