@@ -313,6 +313,12 @@ class Client:
         request = control.RemoveSecretRequest(kind=_secret_kind(kind), name=name)
         self._call("RemoveSecret", request)
 
+    def rotate_secrets_key(self) -> tuple[str, int]:
+        """Re-encrypts every stored secret and config under a new key, then forgets the old
+        keys: (the new key's id, how many were re-encrypted). Admins only."""
+        reply = self._call("RotateSecretsKey", control.RotateSecretsKeyRequest())
+        return reply.key_id, reply.secrets
+
     def events(self, kinds: Iterable[str] = ()) -> Events:
         """The cluster's changes from now on ("node", "service", "task"; empty: all)."""
         call = self._stub.WatchEvents(control.WatchEventsRequest(kinds=list(kinds)))

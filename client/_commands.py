@@ -412,6 +412,10 @@ def _secret_command(client: Client, args: argparse.Namespace, kind: str) -> int:
         stored = client.create_secret(kind, args.name, data)
         print(f"{kind} {stored.spec.name}: version {stored.version} ({stored.id})")
         return 0
+    if args.action == "rotate-key":
+        key_id, count = client.rotate_secrets_key()
+        print(f"re-encrypted {count} secrets and configs under key {key_id}")
+        return 0
     if args.action == "rm":
         for name in args.names:
             client.remove_secret(kind, name)

@@ -11,7 +11,7 @@ the daemons (`podium manager`, `podium agent`: podium.manager.main and podium.ag
     podium node drain|pause|activate|rm NODE | events [--kind KIND]
     podium user add NAME --role admin|operator|viewer [--file PATH] | user ls | user rm NAME
     podium token agent [--rotate]
-    podium secret create NAME FILE|- | secret ls | secret rm NAME
+    podium secret create NAME FILE|- | secret ls | secret rm NAME | secret rotate-key
     podium config create NAME FILE|- | config ls | config rm NAME | config inspect NAME
 
 Clients use mutual TLS with a credentials file (--credentials, $PODIUM_CREDENTIALS, else
@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
         kl.add_argument("-o", "--output", choices=("table", "json"), default="table")
         kr = actions.add_parser("rm", help=f"remove a {kind} (every version)")
         kr.add_argument("names", nargs="+", metavar="NAME")
+        if kind == "secret":
+            actions.add_parser("rotate-key", help="re-encrypt every stored secret and config "
+                               "under a new key, then forget the old one (admins only)")
         if kind == "config":
             ki = actions.add_parser("inspect", help="show a config's versions and content")
             ki.add_argument("name", metavar="NAME")

@@ -18,6 +18,7 @@ from podium.manager.store import (
     ConflictError,
     ExistsError,
     ReadTx,
+    SealingError,
     Store,
     WatchOverflowError,
     WriteTx,
@@ -142,11 +143,15 @@ class ControlAPI(control_grpc.ControlServicer):
     def __init__(self, *, store: Store, load: LoadBook, watch_limit: int = WATCH_LIMIT,
                  autoscale_view: Callable[[objects.Service], None] | None = None,
                  virtual_ip_range: str = network.DEFAULT_RANGE,
-                 authority: Authority | None = None) -> None:
+                 authority: Authority | None = None,
+                 rotate_secrets_key: Callable[[], tuple[str, int]] | None = None) -> None:
         """`authority`: users, node removal and join tokens (None: a plaintext manager, for
         in-process tests, which has none of them)."""
         self._authority = authority
         self._store = store
+        # Re-seals the stored secrets under a new key: (its id, how many); None: a store that
+        # keeps them in plaintext.
+        self._rotate_secrets_key = rotate_secrets_key
         self._virtual_ip_range = virtual_ip_range
         self._load = load
         self._watch_limit = watch_limit
@@ -410,6 +415,18 @@ class ControlAPI(control_grpc.ControlServicer):
 
         await self._write(context, apply)
         return control.RemoveSecretResponse()
+
+    async def RotateSecretsKey(self, request, context):  # type: ignore[no-untyped-def]
+        if self._rotate_secrets_key is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                "this manager's store keeps secrets without encryption")
+            raise AssertionError("unreachable")
+        try:
+            key_id, count = self._rotate_secrets_key()
+        except (SealingError, OSError) as err:
+            await context.abort(grpc.StatusCode.INTERNAL, f"rotating the secrets key: {err}")
+            raise AssertionError("unreachable") from None
+        return control.RotateSecretsKeyResponse(key_id=key_id, secrets=count)
 
     async def GetLoad(self, request, context):  # type: ignore[no-untyped-def]
         return self._load.snapshot(history=min(request.history, HISTORY))

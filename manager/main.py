@@ -105,7 +105,13 @@ def run(args: argparse.Namespace) -> int:
         names=tuple(args.san), admin_credentials=admin,
         node_cert_lifetime=datetime.timedelta(seconds=args.node_cert_lifetime),
     )
-    asyncio.run(daemon.serve_until_signalled(manager))
+    from podium.manager.store import SealingError
+
+    try:
+        asyncio.run(daemon.serve_until_signalled(manager))
+    except SealingError as err:  # secrets it cannot read: refuse to start, and say why
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -28,7 +28,7 @@ from podium.manager.reaper import Reaper
 from podium.manager.requestguard import MAX_RECEIVE_BYTES, RequestGuard
 from podium.manager.scheduler import Scheduler
 from podium.manager.security import Authority, JoinServicer, local_names
-from podium.manager.store import SqliteStore
+from podium.manager.store import KeyRing, SqliteStore
 from podium.manager.updater import Updater
 from podium.rules import network
 from podium.v1 import control, control_grpc, dispatcher, dispatcher_grpc
@@ -112,7 +112,10 @@ class Manager:
 
     async def start(self) -> None:
         self._data_dir.mkdir(parents=True, exist_ok=True)
-        store = self._store = SqliteStore(self._data_dir / "state.db")
+        # Secrets are sealed on disk under the key ring in DATA_DIR/keys (made on first start);
+        # SealingError when a stored secret's key is not in it: the manager does not start.
+        ring = KeyRing.open(self._data_dir / "keys")
+        store = self._store = SqliteStore(self._data_dir / "state.db", sealer=ring)
         authority = None
         if not self._plaintext:
             authority = self.authority = Authority(
@@ -146,6 +149,7 @@ class Manager:
         server = self._server = grpc.aio.server(options=options, interceptors=[guard])
         control_api = ControlAPI(store=store, load=load, watch_limit=self._watch_limit,
                                  autoscale_view=autoscaler.fill,
+                                 rotate_secrets_key=store.rotate_key,
                                  virtual_ip_range=self._virtual_ip_range, authority=authority)
         control_grpc.add_ControlServicer_to_server(control_api, server)
         dispatcher_grpc.add_DispatcherServicer_to_server(dispatch, server)

@@ -15,7 +15,8 @@ Contract:
   `WatchOverflowError` (for watchers outside the process, e.g. `podium events`).
 
 `SqliteStore` keeps everything in memory and writes through to SQLite; a
-distributed backend (etcd) can implement the same `Store` protocol.
+distributed backend (etcd) can implement the same `Store` protocol. Given a `KeyRing`, it
+keeps secrets' content encrypted on disk (_sealing.py, README "Secrets at rest").
 """
 
 from __future__ import annotations
@@ -38,16 +39,19 @@ from podium.manager.store._base import (
     kind_of,
     set_actor,
 )
+from podium.manager.store._sealing import KeyRing, SealingError
 from podium.manager.store._sqlite import SqliteStore
 
 __all__ = [
     "Change",
     "ConflictError",
     "ExistsError",
+    "KeyRing",
     "Kind",
     "NotFoundError",
     "Obj",
     "ReadTx",
+    "SealingError",
     "SqliteStore",
     "Store",
     "StoreError",

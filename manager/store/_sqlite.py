@@ -4,21 +4,31 @@ Every committed transaction is one SQLite transaction in WAL mode with
 synchronous=NORMAL: a commit survives the manager being killed (kill -9) at
 any point; only a power loss can take the last commits back. Reads never
 touch the database: it is read once, at open.
+
+With a sealer (a KeyRing), secret rows are stored with their content sealed (_sealing.py): the
+content is in the clear in memory only (the tables, the watch, what the manager reads).
+Opening seals the rows an older manager wrote in plaintext, in one transaction, and refuses
+(SealingError, naming the key id and the key ring's file) when a row's key is not in the ring:
+the store never opens with secrets it cannot read, so it never overwrites them either.
 """
 
 from __future__ import annotations
 
+import logging
 import pathlib
 import sqlite3
 from collections.abc import Callable
 from typing import TypeVar
 
 from podium.manager import ids
-from podium.manager.store import _codec
-from podium.manager.store._base import CLASSES, QueueWatch, ReadTx, WriteTx
+from podium.manager.store import _codec, _sealing
+from podium.manager.store._base import CLASSES, Obj, QueueWatch, ReadTx, WriteTx
+from podium.manager.store._sealing import KeyRing, SealingError
 from podium.manager.store._tables import ReadView, Tables, Transaction
+from podium.v1 import objects
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -32,20 +42,43 @@ CREATE TABLE IF NOT EXISTS objects (
 
 
 class SqliteStore:
-    def __init__(self, path: pathlib.Path | str) -> None:
+    def __init__(self, path: pathlib.Path | str, *, sealer: KeyRing | None = None) -> None:
         self._path = pathlib.Path(path)
+        self._sealer = sealer
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        if sealer is not None:
+            # Content a write replaces is zeroed, not left in free space where it could be read:
+            # a plaintext row just sealed, or a value sealed under a key since rotated away.
+            self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(_SCHEMA)
         self._tables = Tables()
         self._watches: list[QueueWatch] = []
         self._closed = False
+        try:
+            self._load()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _load(self) -> None:
+        plaintext: list[objects.Secret] = []
         for kind, _id, blob in self._db.execute("SELECT kind, id, data FROM objects"):
+            if kind == "secret":
+                secret, key_id = _sealing.decode_row(blob, self._sealer)
+                if key_id is None:
+                    plaintext.append(secret)
+                self._tables.put(secret)
+                continue
             cls = CLASSES.get(kind)
             if cls is not None:
                 self._tables.put(_codec.decode(cls, blob))
+        if self._sealer is not None and plaintext:
+            self._write_rows([(s.id, s.meta.version, self._encode(s)) for s in plaintext])
+            self._purge_log()
+            log.info("sealed %d secret(s) and config(s) stored in plaintext", len(plaintext))
 
     def view(self) -> ReadTx:
         return ReadView(self._tables)
@@ -70,7 +103,7 @@ class SqliteStore:
             if obj is None:
                 deletes.append((kind, id))
             else:
-                writes.append((kind, id, obj.meta.version, _codec.encode(obj)))
+                writes.append((kind, id, obj.meta.version, self._encode(obj)))
         db = self._db
         db.execute("BEGIN")
         try:
@@ -93,6 +126,49 @@ class SqliteStore:
         for change in tx.changes:
             for watch in tuple(self._watches):  # a bounded watch that overflows detaches
                 watch.put(change)
+
+    def _encode(self, obj: Obj) -> bytes:
+        if self._sealer is not None and isinstance(obj, objects.Secret):
+            return _sealing.encode_sealed(obj, self._sealer)
+        return _codec.encode(obj)
+
+    def _write_rows(self, rows: list[tuple[str, int, bytes]]) -> None:
+        """Rewrites secret rows (id, version, data) in one transaction; memory is unchanged."""
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.executemany(
+                "INSERT OR REPLACE INTO objects (kind, id, version, data) "
+                "VALUES ('secret',?,?,?)", rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _purge_log(self) -> None:
+        """Copies the WAL into the database and empties it: the log's copies of the rows just
+        rewritten (plaintext, or sealed under an old key) are gone from the disk."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def rotate_key(self) -> tuple[str, int]:
+        """Seals every secret and config under a new key: (the key's id, how many rows).
+
+        In the order that leaves a readable store after a crash at any point: the ring with
+        the new key as current and the old ones still in it is written first; then every
+        secret row is re-sealed in one SQLite transaction; then the old keys are dropped."""
+        if self._closed:
+            raise RuntimeError("store is closed")
+        ring = self._sealer
+        if ring is None:
+            raise SealingError("this store keeps secrets in plaintext (opened without a key ring)")
+        key_id = ring.add_key()
+        secrets = list(self.view().secrets())
+        self._write_rows([(s.id, s.meta.version, self._encode(s)) for s in secrets])
+        self._purge_log()
+        dropped = ring.keep_only_current()
+        log.info("secrets key rotated to %s: %d secret(s) and config(s) re-sealed, key(s) %s "
+                 "dropped", key_id, len(secrets), ", ".join(dropped) or "none")
+        return key_id, len(secrets)
 
     def watch(self, *, limit: int = 0) -> QueueWatch:
         """Every change from now on; see QueueWatch for `limit` (0: unbounded)."""

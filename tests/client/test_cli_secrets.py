@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import pathlib
+import re
 
 import pytest
 
@@ -67,3 +68,22 @@ def test_config_inspect_shows_content_and_errors_are_clear(
     code, _, err = _run(capsys, "--manager", manager, "config", "create", "x",
                         str(tmp_path / "missing"))
     assert code == 2 and "missing" in err
+
+
+def test_secret_rotate_key(manager: str, tmp_path: pathlib.Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "token.txt"
+    path.write_bytes(b"rotate-me")
+    code, _, err = _run(capsys, "--manager", manager, "secret", "create", "cli_rot", str(path))
+    assert code == 0, err
+    code, out, err = _run(capsys, "--manager", manager, "secret", "rotate-key")
+    assert code == 0, err
+    assert re.fullmatch(r"re-encrypted [1-9]\d* secrets and configs under key [0-9a-f]{16}\n", out)
+    first = out.split()[-1]
+    code, out, err = _run(capsys, "--manager", manager, "secret", "rotate-key")
+    assert code == 0, err
+    assert out.split()[-1] != first
+    # Still there, and the same content is still recognised as the version stored.
+    code, out, err = _run(capsys, "--manager", manager, "secret", "create", "cli_rot", str(path))
+    assert code == 0 and "version 1" in out, err
+    _run(capsys, "--manager", manager, "secret", "rm", "cli_rot")
