@@ -18,7 +18,6 @@ import asyncio
 import logging
 import pathlib
 import random
-import socket
 import ssl
 from typing import Any
 
@@ -105,8 +104,8 @@ class NodeCertificate:
     async def _join(self, token: JoinToken) -> None:
         host, _, port = self._join_address.rpartition(":")
         try:
-            chain = await asyncio.to_thread(presented_chain, host.strip("[]"), int(port))
-        except (OSError, ValueError) as err:
+            chain = await presented_chain(host.strip("[]"), int(port))
+        except (OSError, ValueError, TimeoutError) as err:
             raise JoinError(f"cannot reach the manager's join port {self._join_address}: "
                             f"{err}") from None
         ca = next((pem for pem in chain if ca_matches(token, pem)), None)
@@ -173,19 +172,23 @@ class NodeCertificate:
         return (self._dir / name).read_bytes()
 
 
-def presented_chain(host: str, port: int, timeout: float = CALL_TIMEOUT_S) -> list[bytes]:
+async def presented_chain(host: str, port: int) -> list[bytes]:
     """The PEM certificates a TLS server presents, unverified (to be checked against a token's
     digest before anything is sent)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.set_alpn_protocols(["h2"])
-    with socket.create_connection((host, port), timeout=timeout) as raw, \
-            context.wrap_socket(raw, server_hostname=MANAGER_NAME) as tls:
+    _, writer = await asyncio.wait_for(asyncio.open_connection(
+        host, port, ssl=context, server_hostname=MANAGER_NAME), CALL_TIMEOUT_S)
+    try:
+        tls = writer.get_extra_info("ssl_object")
         public = getattr(tls, "get_unverified_chain", None)  # Python 3.13+
         if public is not None:
             return [ssl.DER_cert_to_PEM_cert(der).encode() for der in public()]
-        # Python 3.11-3.12 have it on the private socket object only.
-        chain = tls._sslobj.get_unverified_chain() or []  # type: ignore[attr-defined]
+        # Python 3.11-3.12 have it on the private object only.
+        chain = tls._sslobj.get_unverified_chain() or []
         pems = (cert.public_bytes(_ssl.ENCODING_PEM) for cert in chain)
         return [pem.encode() if isinstance(pem, str) else pem for pem in pems]
+    finally:
+        writer.close()

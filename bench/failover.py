@@ -41,8 +41,6 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import grpc
-
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from podium.lab.hosts import HostCluster, hostname_stack, requests_result
@@ -61,7 +59,7 @@ GOAL_POWER_LOSS_S = 3.0
 def podium_cluster(root: pathlib.Path, replicas: int) -> Iterator[tuple[HostCluster, Any]]:
     with HostCluster(root, hosts=3) as hosts:
         hosts.deploy(hostname_stack(replicas=replicas, port=PORT))
-        with grpc.insecure_channel(hosts.address) as channel:
+        with hosts.secure_channel(aio=False) as channel:
             yield hosts, control_grpc.ControlStub(channel)
 
 

@@ -456,8 +456,9 @@ def cmd_events(client: Client, args: argparse.Namespace) -> int:
                                      "actor": event.actor, "object": data}, indent=None),
                       flush=True)
             else:
-                print(f"{when} {kind} {action} {_describe(kind, obj, names, told)}"
-                      f" (by {event.actor or 'manager'})", flush=True)
+                by = f" (by {event.actor})" if event.actor else ""
+                print(f"{when} {kind} {action} {_describe(kind, obj, names, told)}{by}",
+                      flush=True)
             shown += 1
             if args.limit and shown >= args.limit:
                 break

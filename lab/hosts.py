@@ -161,6 +161,7 @@ class HostCluster(CliClient):
         # The manager as the hosts (and any process in the manager's namespace) reach it.
         self.manager_address = f"{net}.1:{MANAGER_PORT}"
         self.port = port  # of the root-namespace forwarder; known once started
+        self.credentials = self.root / "admin.credentials"  # the manager writes it
         self.hosts: dict[str, Host] = {}
         for i in range(1, hosts + 1):
             name = f"h{i}"
@@ -491,6 +492,7 @@ class HostCluster(CliClient):
     def _spawn_manager(self) -> None:
         self._spawn([*system.netns_exec(self.mgr_netns), *PODIUM, "manager",
                      "--listen", f"0.0.0.0:{MANAGER_PORT}", *self.manager_args,
+                     "--admin-credentials", str(self.credentials),
                      "--data-dir", str(self.root / "manager")], self.root / "manager.log")
         self._manager = self._procs[-1]
 
@@ -567,6 +569,7 @@ class HostCluster(CliClient):
         self._spawn(system.host_exec(h.netns, system.cgroup_mount_commands(), [
             *PODIUM, "agent", "--join", self.manager_address, "--name", h.name,
             "--data-dir", str(h.data / "agent"), "--docker-host", h.docker_host,
+            "--token-file", str(self.token_file()),
             "--label", f"host={h.name}"]), h.data / "agent.log")
 
     def _nodes(self) -> dict[str, dict[str, Any]]:
@@ -681,7 +684,7 @@ def _usage(c: HostCluster, script: str) -> str:
     first, other = c.host(c.names[0]), c.host(c.names[-1])
     lines += [
         "",
-        f"  export PODIUM_MANAGER={c.address}",
+        f"  export PODIUM_MANAGER={c.address} PODIUM_CREDENTIALS={c.credentials}",
         f"  podium nodes                  (or: {script} podium nodes)",
         "  podium deploy -f examples/web.yaml; podium ps web",
         f"  docker -H {other.docker_host} ps",
@@ -753,7 +756,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"podium hosts down: run {c.run_id} removed")
         return 0
     if args.command == "env":
-        print(f"export PODIUM_MANAGER={c.address}")
+        print(f"export PODIUM_MANAGER={c.address} PODIUM_CREDENTIALS={c.credentials}")
         return 0
     if args.command == "status":
         print(_usage(c, args.script))

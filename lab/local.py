@@ -113,18 +113,64 @@ def remove_containers_of(node_ids: list[str]) -> None:
 
 
 class CliClient:
-    """The podium CLI against the manager at `self.address`, for the test clusters."""
+    """The podium CLI against the manager at `self.address` with the local admin's
+    credentials (`self.credentials`, which the manager writes), for the test clusters."""
 
     _address = ""
+    root: pathlib.Path  # the cluster's directory
+    credentials = pathlib.Path("/nonexistent")
 
     @property
     def address(self) -> str:
         """The manager's Control API, HOST:PORT."""
         return self._address
 
-    def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*PODIUM, "--manager", self.address, *args],
+    def run(self, *args: str, timeout: float = 180,
+            credentials: pathlib.Path | None = None) -> subprocess.CompletedProcess[str]:
+        """`credentials`: another user's (default: the local admin's)."""
+        return subprocess.run([*PODIUM, "--manager", self.address, "--credentials",
+                               str(credentials or self.credentials), *args],
                               capture_output=True, text=True, timeout=timeout)
+
+    def env(self) -> dict[str, str]:
+        """The environment a `podium` command or a Client needs for this cluster."""
+        return {**os.environ, "PODIUM_MANAGER": self.address,
+                "PODIUM_CREDENTIALS": str(self.credentials)}
+
+    def client(self) -> Any:
+        """A podium.client.Client for this cluster, as its admin."""
+        from podium.client import Client
+
+        return Client(self.address, credentials=self.credentials)
+
+    def secure_channel(self, credentials: pathlib.Path | None = None, *,
+                       aio: bool = True) -> Any:
+        """A grpc.aio (or, not `aio`, a blocking grpc) channel to the manager with a user's
+        credentials (default: the admin's)."""
+        return secure_channel(self.address, credentials or self.credentials, aio=aio)
+
+    async def node_credentials(self, node_id: str, join_address: str,
+                               data_dir: pathlib.Path) -> Any:
+        """grpc.ChannelCredentials of a node certificate for `node_id`, joined with the
+        cluster's token (for agents spoken by hand, e.g. tests.fakes.RawAgent)."""
+        from podium.agent.certificate import NodeCertificate
+        from podium.rules.certs import JoinToken
+
+        token = JoinToken.parse(self.token_file().read_text())
+        certificate = NodeCertificate(data_dir=data_dir, node_id=node_id, manager=self.address,
+                                      join_address=join_address, token=token)
+        await certificate.ensure()
+        return certificate.channel_credentials()
+
+    def token_file(self) -> pathlib.Path:
+        """The agents' join token, in a file in the cluster's directory (fetched once)."""
+        path = self.root / "join-token"
+        if not path.exists():
+            token = self.ok("token", "agent").strip()
+            from podium.rules.certs import write_private
+
+            write_private(path, token.encode())
+        return path
 
     def ok(self, *args: str) -> str:
         result = self.run(*args)
@@ -149,6 +195,8 @@ class Cluster(CliClient):
         self.manager_args = manager_args
         self.port = free_port()
         self._address = f"127.0.0.1:{self.port}"
+        self.join_port = free_port()
+        self.credentials = root / "admin.credentials"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.node_ids: dict[str, str] = {}
 
@@ -162,6 +210,8 @@ class Cluster(CliClient):
 
     def start_manager(self) -> None:
         self._spawn("manager", ["manager", "--listen", self.address,
+                                "--join-listen", f"127.0.0.1:{self.join_port}",
+                                "--admin-credentials", str(self.credentials),
                                 "--data-dir", str(self.root / "manager"), *self.manager_args])
         eventually(lambda: self.run("nodes").returncode == 0, timeout=20, what="manager up")
 
@@ -169,7 +219,8 @@ class Cluster(CliClient):
         data = self.root / name
         # Agents share the host here: each relays on a port of its own.
         args = ["agent", "--join", self.address, "--name", name, "--data-dir", str(data),
-                "--relay-port", "0"]
+                "--relay-port", "0", "--join-address", f"127.0.0.1:{self.join_port}",
+                "--token-file", str(self.token_file())]
         for label in labels:
             args += ["--label", label]
         self._spawn(name, args)
@@ -203,6 +254,17 @@ class Cluster(CliClient):
         for name in self.node_ids:
             subprocess.run(["umount", "-l", str(self.root / name / "secrets")],
                            capture_output=True, timeout=30)
+
+
+def secure_channel(address: str, credentials: pathlib.Path, *, aio: bool = True) -> Any:
+    """A channel to the manager at `address` with the credentials file `credentials`."""
+    import grpc
+
+    from podium.rules.credentials import CHANNEL_OPTIONS, Credentials
+
+    creds = Credentials.load(credentials)
+    make = grpc.aio.secure_channel if aio else grpc.secure_channel
+    return make(address, creds.channel_credentials(), options=CHANNEL_OPTIONS)
 
 
 def _read(path: pathlib.Path) -> str:

@@ -57,7 +57,7 @@ JOIN_FAILURES = 10
 JOIN_WINDOW_S = 60.0
 KEPT_SERIALS = 2  # a renewal keeps the previous certificate working until the next one
 USER_NAME = re.compile(r"[a-z][a-z0-9_.-]{0,62}")
-NODE_ID = re.compile(r"[a-z0-9]{1,64}")
+NODE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 LOCAL_ADMIN = "root"
 
 _CONTROL = "/podium.v1.Control/"
@@ -283,7 +283,8 @@ class Authority:
                           "prints the current one")
         if not NODE_ID.fullmatch(request.node_id):
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"node_id {request.node_id!r}: expected 1 to 64 of a-z and 0-9")
+                          f"node_id {request.node_id!r}: expected 1 to 64 of a-z, 0-9 and '-', "
+                          "starting with a letter or digit")
         try:
             key = read_request(request.csr)
         except ValueError as err:

@@ -19,6 +19,9 @@ CLI's waits poll. Every request is kept in `requests`, in order.
 
 from __future__ import annotations
 
+import os
+import pathlib
+import tempfile
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -28,8 +31,11 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from podium.manager.pki import ClusterCA
 from podium.rules import autoscale
 from podium.rules import update as rules
+from podium.rules.certs import MANAGER_NAME
+from podium.rules.credentials import ENV, Credentials
 from podium.v1 import control, control_grpc, objects
 
 US = objects.UpdateStatus
@@ -299,17 +305,35 @@ def running_task(service: objects.Service, slot: int, *, canary: bool = False,
 
 
 class FakeManager:
-    """The FakeControl behind a gRPC server on 127.0.0.1; `address` for the CLI."""
+    """The FakeControl behind a gRPC server on 127.0.0.1 with mutual TLS, as a manager serves;
+    `address` for the CLI. While it runs, $PODIUM_CREDENTIALS names an admin's credentials
+    for it (`credentials`)."""
 
     def __init__(self, control: FakeControl | None = None) -> None:
         self.control = control or FakeControl()
+        self._dir = tempfile.TemporaryDirectory(prefix="podium-fake-")
+        ca = ClusterCA.load_or_create(pathlib.Path(self._dir.name) / "pki")
+        server = ca.issue("manager", "manager", names=(MANAGER_NAME,), server=True)
+        admin = ca.issue("root", "admin")
         self._pool = futures.ThreadPoolExecutor(max_workers=4)
         self._server = grpc.server(self._pool)
         control_grpc.add_ControlServicer_to_server(self.control, self._server)
-        port = self._server.add_insecure_port("127.0.0.1:0")
+        port = self._server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
+            [(server.key, server.certificate)], root_certificates=ca.pem,
+            require_client_auth=True))
         self.address = f"127.0.0.1:{port}"
+        self.credentials = pathlib.Path(self._dir.name) / "admin.credentials"
+        Credentials(self.address, "root", "admin", ca.pem, admin.certificate,
+                    admin.key).save(self.credentials)
+        self._env = os.environ.get(ENV)
+        os.environ[ENV] = str(self.credentials)
         self._server.start()
 
     def stop(self) -> None:
         self._server.stop(grace=None).wait(5)
         self._pool.shutdown(wait=True)
+        if self._env is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = self._env
+        self._dir.cleanup()

@@ -8,11 +8,13 @@ __all__ = ["FakeExecutor", "RawAgent"]
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
 from podium.agent.session import CHANNEL_OPTIONS
 from podium.lab.fakeexec import FakeExecutor
+from podium.rules.credentials import CHANNEL_OPTIONS as TLS_OPTIONS
 from podium.v1 import dispatcher, dispatcher_grpc, objects
 
 
@@ -26,8 +28,11 @@ class RawAgent:
 
     def __init__(self, address: str, name: str, node_id: str, *, heartbeat: float = 0.5,
                  read: bool = True, nano_cpus: int = 64 * 10**9,
-                 memory_bytes: int = 256 << 30) -> None:
+                 memory_bytes: int = 256 << 30, credentials: Any = None) -> None:
+        """`credentials`: grpc.ChannelCredentials of a node certificate (a manager with TLS;
+        podium.lab.local's `node_credentials` gets one); None: plaintext."""
         self.address, self.name, self.node_id = address, name, node_id
+        self._credentials = credentials
         self.received: list[dispatcher.ManagerMessage] = []
         self.error: grpc.aio.AioRpcError | None = None
         self._heartbeat, self._read = heartbeat, read
@@ -38,8 +43,10 @@ class RawAgent:
     async def __aenter__(self) -> RawAgent:
         # Its own connection, as an agent process has: channels to one address share one by
         # default, and a stream that is not read would hold up the others' flow control.
-        self._channel = grpc.aio.insecure_channel(
-            self.address, options=[*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)])
+        options = [*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)]
+        self._channel = grpc.aio.insecure_channel(self.address, options=options) \
+            if self._credentials is None else grpc.aio.secure_channel(
+                self.address, self._credentials, options=[*options, *TLS_OPTIONS])
         description = objects.NodeDescription(name=self.name, capacity=self._capacity)
         self.send(dispatcher.AgentMessage(
             register=dispatcher.Register(node_id=self.node_id, description=description)))

@@ -17,6 +17,12 @@ Options for every agent of a cluster: `agent_args` (extra Agent keyword argument
 engine_ping), `executor_args` (FakeExecutor's, e.g. call_timeout) and `prepare`, called with
 each Agent after it is built and before it starts (to swap in a double). Any other keyword
 argument goes to the Manager.
+
+Plaintext by default: these tests are about scheduling, sessions and state, not the transport,
+and fixed node ids (no join) keep them short; tests/security/ checks mutual TLS, joins and roles
+on real processes, and every process-level cluster (podium.lab) runs with TLS. With
+`plaintext=False` the cluster is secured as a real one is (the CLI needs it): agents join with
+the token, `credentials` is the admin's credentials file.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from typing import Any
 import grpc
 
 from podium.agent.agent import Agent
+from podium.agent.certificate import NodeCertificate
+from podium.lab.local import secure_channel
 from podium.manager.manager import Manager
 from podium.rules.taskstate import is_live
 from podium.v1 import control, control_grpc, objects
@@ -52,6 +60,8 @@ class InProcessCluster:
         self.executor_args = executor_args or {}
         self.prepare = prepare
         self.port = 0
+        self.plaintext = True
+        self.credentials = root / "admin.credentials"
         self.manager: Manager | None = None
         self.agents: dict[str, Agent] = {}
         self.executors: dict[str, FakeExecutor] = {}
@@ -69,12 +79,17 @@ class InProcessCluster:
         return self.manager.store.view()
 
     async def start_manager(self) -> None:
+        args = dict(self.manager_args)
+        self.plaintext = args.pop("plaintext", True)
+        if not self.plaintext:
+            args.update(admin_credentials=self.credentials, join_listen="127.0.0.1:0")
         self.manager = Manager(listen=f"127.0.0.1:{self.port}", data_dir=self.root / "manager",
-                               **self.manager_args)
+                               plaintext=self.plaintext, **args)
         await self.manager.start()
         self.port = self.manager.port
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.address)
+            self._channel = grpc.aio.insecure_channel(self.address) if self.plaintext else \
+                secure_channel(self.address, self.credentials)
             self.api = control_grpc.ControlStub(self._channel)
 
     async def stop_manager(self) -> None:
@@ -90,8 +105,16 @@ class InProcessCluster:
         executor = (executor or self.executors.get(name)
                     or FakeExecutor(**self.executor_args))
         node_id = self.node_ids.setdefault(name, f"{name}-{len(self.node_ids):04d}")
+        certificate = None
+        if not self.plaintext:
+            assert self.manager is not None and self.manager.authority is not None
+            certificate = NodeCertificate(
+                data_dir=self.root / name, node_id=node_id, manager=self.address,
+                join_address=f"127.0.0.1:{self.manager.join_port}",
+                token=self.manager.authority.token())
+            await certificate.ensure()
         agent = Agent(manager=self.address, name=name, node_id=node_id, executor=executor,
-                      labels=labels, **(self.agent_args | agent_args))
+                      labels=labels, certificate=certificate, **(self.agent_args | agent_args))
         if self.prepare is not None:
             self.prepare(agent)
         self.executors[name], self.agents[name] = executor, agent

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
 
+from podium.rules.credentials import ENV
 from tests.fakecontrol import FakeManager
 from tests.helpers import PODIUM, eventually, free_port
 
@@ -23,12 +25,18 @@ def fake() -> Iterator[FakeManager]:
 
 @pytest.fixture(scope="module")
 def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real manager process with no agents (no engine needed); its address."""
+    """A real manager process with no agents (no engine needed); its address. Meanwhile
+    $PODIUM_CREDENTIALS names the admin's credentials, which the manager wrote."""
     address = f"127.0.0.1:{free_port()}"
     data = tmp_path_factory.mktemp("manager")
+    credentials = data / "admin.credentials"
     with open(data / "manager.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "podium.manager", "--listen", address,
-                                 "--data-dir", str(data)], stdout=log, stderr=subprocess.STDOUT)
+                                 "--join-listen", "127.0.0.1:0", "--admin-credentials",
+                                 str(credentials), "--data-dir", str(data)],
+                                stdout=log, stderr=subprocess.STDOUT)
+    before = os.environ.get(ENV)
+    os.environ[ENV] = str(credentials)
     try:
         def up() -> bool:
             result = subprocess.run([*PODIUM, "--manager", address, "nodes"], capture_output=True)
@@ -37,5 +45,9 @@ def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         eventually(up, timeout=20, what="manager up")
         yield address
     finally:
+        if before is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = before
         proc.terminate()
         proc.wait(timeout=15)

@@ -6,12 +6,20 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from podium.client.cli import main
-from tests.inprocess import InProcessCluster
+from tests.inprocess import InProcessCluster, in_process_cluster
+
+
+@pytest.fixture
+async def secured(tmp_path: pathlib.Path) -> AsyncIterator[InProcessCluster]:
+    """The CLI speaks mutual TLS only: an in-process cluster secured as a real one is."""
+    async with in_process_cluster(tmp_path, agents=2, plaintext=False) as c:
+        yield c
 
 # No check on the fake executor's tasks: each is healthy after running `monitor`.
 STACK = """
@@ -34,7 +42,8 @@ class Cli:
         self.mini, self.capsys, self.tmp_path, self.pool = mini, capsys, tmp_path, pool
 
     async def __call__(self, *argv: str) -> tuple[int, list[str], str]:
-        argv = ("--manager", self.mini.address, *argv)
+        argv = ("--manager", self.mini.address, "--credentials", str(self.mini.credentials),
+                *argv)
         code = await asyncio.get_running_loop().run_in_executor(self.pool, main, list(argv))
         out, err = self.capsys.readouterr()
         return code, out.splitlines(), err
@@ -45,11 +54,11 @@ class Cli:
         return await self("deploy", "-f", str(path), "--timeout", "30")
 
 
-async def test_deploy_update_rollback_and_history(mini: InProcessCluster,
+async def test_deploy_update_rollback_and_history(secured: InProcessCluster,
                                                   capsys: pytest.CaptureFixture[str],
                                                   tmp_path: pathlib.Path) -> None:
     with ThreadPoolExecutor(max_workers=1) as pool:
-        cli = Cli(mini, capsys, tmp_path, pool)
+        cli = Cli(secured, capsys, tmp_path, pool)
         code, out, err = await cli.deploy("app:1")
         assert code == 0, err
         assert out[0] == "created service web" and out[-1] == "converged"

@@ -138,11 +138,10 @@ def test_cli_without_manager_says_where_it_looked() -> None:
 
 
 def test_manager_serves_health_and_reflection(cluster: Cluster) -> None:
-    import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-    with grpc.insecure_channel(cluster.address) as channel:
+    with cluster.secure_channel(aio=False) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         reply = health.Check(health_pb2.HealthCheckRequest(service="podium.v1.Control"), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING

@@ -8,7 +8,6 @@ import re
 import time
 from typing import Any
 
-import grpc
 import pytest
 
 from podium.v1 import control, control_grpc
@@ -204,7 +203,7 @@ def test_load_is_reported_per_task(cluster: Cluster, tmp_path: pathlib.Path) -> 
     running_at = time.monotonic()
     busy_id = live(cluster, "busy")["id"]
     # Polled over one gRPC channel: a CLI process per poll would compete for the 2 cores.
-    with grpc.insecure_channel(cluster.address) as channel:
+    with cluster.secure_channel(aio=False) as channel:
         stub = control_grpc.ControlStub(channel)
 
         def busy_cores() -> float:

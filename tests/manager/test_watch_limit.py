@@ -51,9 +51,11 @@ async def test_a_client_that_never_reads_is_cut_off_and_costs_bounded_memory(
     cluster.start_manager()
     try:
         pid = cluster.procs["manager"].pid
+        node = await cluster.node_credentials("f" * 20, f"127.0.0.1:{cluster.join_port}",
+                                              tmp_path / "fake")
         async with (
-            RawAgent(cluster.address, "fake", "f" * 20) as agent,
-            grpc.aio.insecure_channel(cluster.address) as channel,
+            RawAgent(cluster.address, "fake", "f" * 20, credentials=node) as agent,
+            cluster.secure_channel() as channel,
         ):
             api = control_grpc.ControlStub(channel)
             spec = objects.ServiceSpec(name="w", replicas=TASKS)
