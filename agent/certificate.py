@@ -46,7 +46,12 @@ CALL_TIMEOUT_S = 10.0
 
 
 class JoinError(Exception):
-    """This node cannot get a certificate; the message says why and what would help."""
+    """This node cannot get a certificate; the message says why and what would help.
+    `retry`: the manager could not be reached (trying again may help)."""
+
+    def __init__(self, message: str, *, retry: bool = False) -> None:
+        super().__init__(message)
+        self.retry = retry
 
 
 class NodeCertificate:
@@ -78,6 +83,21 @@ class NodeCertificate:
 
     # Getting one.
 
+    async def ensure_with_retries(self) -> None:
+        """ensure(), trying again (with backoff, forever) while the manager cannot be reached;
+        JoinError for a refusal."""
+        delay = RETRY_S[0]
+        while True:
+            try:
+                await self.ensure()
+                return
+            except JoinError as err:
+                if not err.retry:
+                    raise
+                log.warning("%s; trying again in %.0f s", err, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_S[1])
+
     async def ensure(self) -> None:
         """A certificate in force on return; JoinError otherwise."""
         info = self.info()
@@ -107,7 +127,7 @@ class NodeCertificate:
             chain = await presented_chain(host.strip("[]"), int(port))
         except (OSError, ValueError, TimeoutError) as err:
             raise JoinError(f"cannot reach the manager's join port {self._join_address}: "
-                            f"{err}") from None
+                            f"{err or type(err).__name__}", retry=True) from None
         ca = next((pem for pem in chain if ca_matches(token, pem)), None)
         if ca is None:
             raise JoinError(f"the manager at {self._join_address} presented a CA that is not "
@@ -122,8 +142,10 @@ class NodeCertificate:
                 answer = await dispatcher_grpc.JoinStub(channel).JoinCluster(
                     request, timeout=CALL_TIMEOUT_S)
         except grpc.aio.AioRpcError as err:
+            unreachable = err.code() in (grpc.StatusCode.UNAVAILABLE,
+                                         grpc.StatusCode.DEADLINE_EXCEEDED)
             raise JoinError(f"the manager refused to let this node join: "
-                            f"{err.code().name}: {err.details()}") from None
+                            f"{err.code().name}: {err.details()}", retry=unreachable) from None
         self._save(answer)
         log.info("joined the cluster as node %s", self._node_id)
 

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         try:
-            await certificate.ensure()
+            await certificate.ensure_with_retries()
         except JoinError as err:
             sys.exit(f"podium agent: {err}")
         files = SecretFiles(data_dir / "secrets")

@@ -83,6 +83,15 @@ sys.exit(1)
 ' "$1"
 }
 
+wait_manager() {
+    local deadline=$((SECONDS + READY_TIMEOUT))
+    until manager_answers; do
+        require_alive manager
+        ((SECONDS < deadline)) || die "the manager does not answer after ${READY_TIMEOUT}s (log: var/manager.log)"
+        sleep 0.3
+    done
+}
+
 wait_node_ready() {
     local deadline=$((SECONDS + READY_TIMEOUT)) out id
     say "waiting for node $NODE to be ready (up to ${READY_TIMEOUT}s)"
@@ -127,8 +136,13 @@ start() {
     [[ -x $PODIUM_BIN ]] || die ".venv/bin/podium is missing after bootstrap"
     mkdir -p "$VAR/manager" "$VAR/agent-1"
 
+    # The manager writes the local admin's credentials (~/.config/podium/credentials) at start,
+    # which the podium commands below use; the agent joins with the token it prints.
     start_process manager manager --listen "$MANAGER_ADDR" --data-dir var/manager
-    start_process agent-1 agent --join "$MANAGER_ADDR" --name "$NODE" --data-dir var/agent-1
+    wait_manager
+    (umask 077 && "${PODIUM[@]}" token agent >"$VAR/agent.token")
+    start_process agent-1 agent --join "$MANAGER_ADDR" --name "$NODE" --data-dir var/agent-1 \
+        --token-file var/agent.token
     wait_node_ready
 
     say "deploying examples/web.yaml"

@@ -4,7 +4,8 @@ One JSON file, readable by its owner only: the manager's address, the user's nam
 cluster CA's certificate, the user's certificate and key (PEM). The manager writes the local
 admin's at its first start (`podium manager --admin-credentials`, DEFAULT_PATH by default);
 `podium user add` writes others. The CLI and the client library find it by, in order, their
-`--credentials` flag / argument, $PODIUM_CREDENTIALS, then DEFAULT_PATH.
+`--credentials` flag / argument, $PODIUM_CREDENTIALS, DEFAULT_PATH, then SYSTEM_PATH (where the
+installed manager service writes it: deploy/install.sh).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from podium.rules.certs import MANAGER_NAME, write_private
 
 ENV = "PODIUM_CREDENTIALS"
 DEFAULT_PATH = pathlib.Path("~/.config/podium/credentials")
+SYSTEM_PATH = pathlib.Path("/etc/podium/admin.credentials")
 # Every client checks the manager's certificate against this name (podium.rules.certs).
 CHANNEL_OPTIONS = [("grpc.ssl_target_name_override", MANAGER_NAME)]
 
@@ -69,6 +71,10 @@ class Credentials:
 
 
 def locate(explicit: str | os.PathLike[str] | None = None) -> pathlib.Path:
-    """The credentials file to use: `explicit`, else $PODIUM_CREDENTIALS, else DEFAULT_PATH."""
-    chosen = explicit or os.environ.get(ENV) or DEFAULT_PATH
-    return pathlib.Path(chosen).expanduser()
+    """The credentials file to use: `explicit`, else $PODIUM_CREDENTIALS, else DEFAULT_PATH,
+    else SYSTEM_PATH when it exists and DEFAULT_PATH does not."""
+    chosen = explicit or os.environ.get(ENV)
+    if chosen:
+        return pathlib.Path(chosen).expanduser()
+    default = DEFAULT_PATH.expanduser()
+    return SYSTEM_PATH if not default.exists() and SYSTEM_PATH.exists() else default
