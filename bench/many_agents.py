@@ -1,13 +1,18 @@
-"""Benchmark: one manager under many simulated agents, each on its own real gRPC session.
+"""Benchmark: one manager under many simulated agents, each on its own real gRPC session, with
+mutual TLS (the design) next to plaintext (the previous design) in the same run.
 
     python bench/many_agents.py [--json] [--agents 1000] [--window 60] [--processes 4]
+                                [--design both|tls|plaintext]
 
-Agents are podium.agent.Agent instances with the in-memory FakeExecutor (tests/fakes.py), split
-over --processes worker processes; each holds its own channel to the manager, heartbeats at the
-manager's 1 s period and streams load. A service with one replica per agent gives them work.
-Over --window seconds the bench counts nodes that left READY (each a node wrongly declared
-suspect or down: every agent stays healthy) and measures the manager's cpu share and RSS. The
-baseline is the same manager idle, with no agent, measured first in the same run.
+Agents are podium.agent.Agent instances with the in-memory FakeExecutor, split over --processes
+worker processes; each holds its own channel to the manager, heartbeats at the manager's 1 s
+period and streams load. With TLS, every agent first joins at once: its own key, a signing
+request over the join port with the token, then its session with its node certificate. A
+service with one replica per agent gives them work. Over --window seconds the bench counts nodes
+that left READY (each a node wrongly declared suspect or down: every agent stays healthy) and
+measures the manager's cpu share and RSS; the manager idle, with no agent, is measured first.
+The plaintext manager is the same code with TLS off (`Manager(plaintext=True)`, which only
+in-process tests and this baseline use: the daemon has no such flag).
 """
 
 from __future__ import annotations
@@ -15,24 +20,51 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import pathlib
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+import grpc
+
 from bench._proc import cpu_seconds, status_value
-from podium.lab.local import Cluster, eventually
+from podium.lab.local import eventually, free_port, secure_channel
+from podium.v1 import control, control_grpc, objects
+
+# The previous design's manager: plaintext, same code otherwise.
+PLAIN_MANAGER = """
+import asyncio, sys
+from podium.manager.manager import Manager
+from podium.rules import daemon
+asyncio.run(daemon.serve_until_signalled(
+    Manager(listen=sys.argv[1], data_dir=sys.argv[2], plaintext=True)))
+"""
 
 
-async def run_agents(manager: str, prefix: str, count: int, lifetime: float) -> None:
+async def run_agents(manager: str, join: str, token: str, root: pathlib.Path, prefix: str,
+                     count: int, lifetime: float) -> None:
     from podium.agent.agent import Agent
+    from podium.agent.certificate import NodeCertificate
     from podium.lab.fakeexec import FakeExecutor
+    from podium.rules.certs import JoinToken
 
-    agents = [Agent(manager=manager, name=f"{prefix}-{i:04d}", node_id=f"{prefix}-{i:04d}",
-                    executor=FakeExecutor()) for i in range(count)]
+    names = [f"{prefix}-{i:04d}" for i in range(count)]
+    certificates: list[NodeCertificate | None] = [None] * count
+    if token != "-":
+        certificates = [NodeCertificate(data_dir=root / name, node_id=name, manager=manager,
+                                        join_address=join, token=JoinToken.parse(token))
+                        for name in names]
+        await asyncio.gather(*(c.ensure_with_retries() for c in certificates if c))
+    agents = [Agent(manager=manager, name=name, node_id=name, executor=FakeExecutor(),
+                    certificate=certificate)
+              for name, certificate in zip(names, certificates, strict=True)]
     for agent in agents:
         await agent.start()
     try:
@@ -42,23 +74,20 @@ async def run_agents(manager: str, prefix: str, count: int, lifetime: float) -> 
             await agent.stop()
 
 
-def count_transitions(cluster: Cluster, stop: threading.Event, seen: list[str]) -> None:
+def count_transitions(channel: grpc.Channel, stop: threading.Event, seen: list[str]) -> None:
     """Follows node events; records each node that left READY."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "podium.client.cli", "--manager", cluster.address, "events",
-         "--kind", "node", "-o", "json"], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
+    left = (objects.NodeStatus.STATE_SUSPECT, objects.NodeStatus.STATE_DOWN)
+    call = control_grpc.ControlStub(channel).WatchEvents(
+        control.WatchEventsRequest(kinds=["node"]))
     try:
-        for line in proc.stdout:
+        for event in call:
             if stop.is_set():
                 break
-            event = json.loads(line)
-            state = event["object"].get("status", {}).get("state", "")
-            if state in ("STATE_SUSPECT", "STATE_DOWN"):
-                seen.append(f"{event['object']['description']['name']} {state}")
-    finally:
-        proc.terminate()
-        proc.wait()
+            if event.node.status.state in left:
+                seen.append(f"{event.node.description.name} "
+                            f"{objects.NodeStatus.State.Name(event.node.status.state)}")
+    except grpc.RpcError:
+        pass  # cancelled at the end
 
 
 def cpu_share(pid: int, window: float) -> float:
@@ -67,82 +96,131 @@ def cpu_share(pid: int, window: float) -> float:
     return 100 * (cpu_seconds(pid) - start_cpu) / (time.monotonic() - start)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--agents", type=int, default=1000)
-    parser.add_argument("--window", type=float, default=60.0)
-    parser.add_argument("--processes", type=int, default=4)
-    parser.add_argument("--worker", nargs=4, metavar=("MANAGER", "PREFIX", "COUNT", "LIFETIME"),
-                        help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        manager, prefix, count, lifetime = args.worker
-        asyncio.run(run_agents(manager, prefix, int(count), float(lifetime)))
-        return 0
-    if not (1 <= args.agents <= 5000 and 1 <= args.window <= 600 and 1 <= args.processes <= 16):
-        parser.error("1 <= --agents <= 5000, 1 <= --window <= 600, 1 <= --processes <= 16")
-
-    import tempfile
+def measure(design: str, agents: int, window: float, processes: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="podium-bench-") as tmp:
-        cluster = Cluster(pathlib.Path(tmp))
+        root = pathlib.Path(tmp)
+        address = f"127.0.0.1:{free_port()}"
+        join = f"127.0.0.1:{free_port()}"
+        credentials = root / "admin.credentials"
+        if design == "tls":
+            command = [sys.executable, "-m", "podium.manager", "--listen", address,
+                       "--join-listen", join, "--admin-credentials", str(credentials),
+                       "--data-dir", str(root / "manager")]
+        else:
+            command = [sys.executable, "-c", PLAIN_MANAGER, address, str(root / "manager")]
+        with open(root / "manager.log", "wb") as log:
+            manager = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         workers: list[subprocess.Popen[bytes]] = []
         stop = threading.Event()
+        seen: list[str] = []
+        follower: threading.Thread | None = None
+        channel: grpc.Channel | None = None
         try:
-            cluster.start_manager()
-            pid = cluster.procs["manager"].pid
-            idle_cpu = cpu_share(pid, 5.0)
-            lifetime = args.window + 300
-            per = -(-args.agents // args.processes)
-            for p in range(args.processes):
-                count = min(per, args.agents - p * per)
-                workers.append(subprocess.Popen(
-                    [sys.executable, __file__, "--worker", cluster.address, f"sim{p}",
-                     str(count), str(lifetime)]))
+            if design == "tls":
+                eventually(credentials.exists, timeout=30, what="manager up")
+                channel = secure_channel(address, credentials, aio=False)
+            else:
+                channel = grpc.insecure_channel(address)
+            grpc.channel_ready_future(channel).result(timeout=30)
+            api = control_grpc.ControlStub(channel)
+            token = api.GetJoinToken(control.GetJoinTokenRequest()).token \
+                if design == "tls" else "-"
+
+            def ready() -> int:
+                nodes = api.ListNodes(control.ListNodesRequest(), timeout=30).nodes
+                return sum(n.status.state == objects.NodeStatus.STATE_READY for n in nodes)
+
+            idle_cpu = cpu_share(manager.pid, 5.0)
+            lifetime = window + 300
+            per = -(-agents // processes)
             started = time.monotonic()
-            eventually(lambda: sum(n["state"] == "ready" for n in cluster.json("nodes"))
-                       == args.agents, timeout=240, interval=1, what="all agents ready")
+            for p in range(processes):
+                count = min(per, agents - p * per)
+                workers.append(subprocess.Popen(
+                    [sys.executable, __file__, "--worker", address, join, token, tmp,
+                     f"sim{p}", str(count), str(lifetime)]))
+            eventually(lambda: ready() == agents, timeout=240, interval=0.5,
+                       what="all agents ready")
             ready_s = time.monotonic() - started
-            spec = pathlib.Path(tmp) / "stack.yaml"
-            spec.write_text(f"services:\n  sim:\n    image: fake/app:1\n    deploy:\n"
-                            f"      replicas: {args.agents}\n")
-            cluster.ok("deploy", "-f", str(spec), "--timeout", "300")
-            seen: list[str] = []
-            follower = threading.Thread(target=count_transitions, args=(cluster, stop, seen))
+            spec = objects.ServiceSpec(name="sim", replicas=agents)
+            spec.container.image = "fake/app:1"
+            api.CreateService(control.CreateServiceRequest(spec=spec), timeout=30)
+            eventually(lambda: sum(t.status.state == objects.TASK_STATE_RUNNING for t in
+                                   api.ListTasks(control.ListTasksRequest(service="sim"),
+                                                 timeout=30).tasks) == agents,
+                       timeout=300, interval=1, what="every replica running")
+            follower = threading.Thread(target=count_transitions, args=(channel, stop, seen))
             follower.start()
-            busy_cpu = cpu_share(pid, args.window)
-            rss_mb = status_value(pid, "VmRSS") / 1024
-            ready_now = sum(n["state"] == "ready" for n in cluster.json("nodes"))
+            busy_cpu = cpu_share(manager.pid, window)
+            rss_mb = status_value(manager.pid, "VmRSS") / 1024
+            ready_now = ready()
         finally:
             stop.set()
             for worker in workers:
                 worker.terminate()
             for worker in workers:
                 worker.wait(timeout=60)
-            cluster.close()
-    follower.join(timeout=10)
-    figures = {
-        "agents_count": args.agents,
-        "window_s": args.window,
-        "all_ready_after_s": round(ready_s, 1),
-        "wrongly_not_ready_count": len(seen),
-        "ready_at_end_count": ready_now,
-        "manager_cpu_share_pct": round(busy_cpu, 1),
-        "manager_idle_cpu_share_pct": round(idle_cpu, 1),
-        "manager_rss_mb": round(rss_mb, 1),
-    }
+            if channel is not None:
+                channel.close()
+            if follower is not None:
+                follower.join(timeout=10)
+            manager.send_signal(signal.SIGTERM)
+            manager.wait(timeout=30)
+    return {"all_ready_after_s": round(ready_s, 1), "wrongly_not_ready_count": len(seen),
+            "wrongly_not_ready": seen[:5], "ready_at_end_count": ready_now,
+            "manager_cpu_share_pct": round(busy_cpu, 1),
+            "manager_idle_cpu_share_pct": round(idle_cpu, 1),
+            "manager_rss_mb": round(rss_mb, 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--window", type=float, default=60.0)
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--design", choices=("both", "tls", "plaintext"), default="both")
+    parser.add_argument("--worker", nargs=7, help=argparse.SUPPRESS,
+                        metavar=("MANAGER", "JOIN", "TOKEN", "ROOT", "PREFIX", "COUNT",
+                                 "LIFETIME"))
+    args = parser.parse_args()
+    if args.worker:
+        manager, join, token, root, prefix, count, lifetime = args.worker
+        asyncio.run(run_agents(manager, join, token, pathlib.Path(root), prefix, int(count),
+                               float(lifetime)))
+        return 0
+    if not (1 <= args.agents <= 5000 and 1 <= args.window <= 600 and 1 <= args.processes <= 16):
+        parser.error("1 <= --agents <= 5000, 1 <= --window <= 600, 1 <= --processes <= 16")
+    designs = ["plaintext", "tls"] if args.design == "both" else [args.design]
+    results = {d: measure(d, args.agents, args.window, args.processes) for d in designs}
+    figures: dict[str, Any] = {"agents_count": args.agents, "window_s": args.window}
+    for design, found in results.items():
+        prefix = "" if design == "tls" else "plaintext_"
+        figures.update({f"{prefix}{k}": v for k, v in found.items() if k != "wrongly_not_ready"})
     if args.json:
         print(json.dumps(figures))
     else:
         print(f"{args.agents} simulated agents over {args.processes} processes, "
-              f"{args.window:g} s window (all ready after {ready_s:.1f} s)")
-        print(f"{'':34}{'manager cpu % of 1 core':>26}")
-        print(f"{'baseline: idle, no agents':34}{idle_cpu:>26.1f}")
-        print(f"{'with the agents heartbeating':34}{busy_cpu:>26.1f}")
-        print(f"nodes that left READY during the window: {len(seen)} (goal 0) {seen[:5]}")
-        print(f"ready at the end: {ready_now}/{args.agents}; manager RSS {rss_mb:.0f} MB")
-    return 0 if not seen else 1
+              f"{args.window:g} s window (cpu: % of one core)")
+        rows = [("all agents ready after (s)", "all_ready_after_s"),
+                ("nodes that left READY (goal 0)", "wrongly_not_ready_count"),
+                ("ready at the end", "ready_at_end_count"),
+                ("manager cpu, agents heartbeating", "manager_cpu_share_pct"),
+                ("manager cpu, idle (no agents)", "manager_idle_cpu_share_pct"),
+                ("manager RSS (MB)", "manager_rss_mb")]
+        print(f"{'':36}" + "".join(f"{d:>14}" for d in designs)
+              + ("" if len(designs) < 2 else f"{'tls/plain':>12}"))
+        for label, key in rows:
+            line = f"{label:36}" + "".join(f"{results[d][key]:>14}" for d in designs)
+            if len(designs) == 2 and results["plaintext"][key]:
+                line += f"{results['tls'][key] / results['plaintext'][key]:>11.2f}x"
+            print(line)
+        for design in designs:
+            if results[design]["wrongly_not_ready"]:
+                print(f"{design}: left READY: {results[design]['wrongly_not_ready']}")
+    return 0 if all(r["wrongly_not_ready_count"] == 0 for r in results.values()) else 1
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.exit(main())
