@@ -14,9 +14,9 @@
 #   --start       also enable the unit(s) at boot and (re)start them now; without it nothing is started
 #   --dry-run     print what would be done, change nothing (needs neither root nor systemd)
 #
-# Typical use: on the manager host `install.sh --role manager --start`, then `podium token agent
-# > token` there, and on each agent host `install.sh --role agent --manager HOST:7070 --token-file
-# token --start`. With --role both --start (one host), the token is fetched from the manager just
+# Typical use: on the manager host `install.sh --role manager --start`, then `(umask 077; podium
+# token agent > token)` there, and on each agent host `install.sh --role agent --manager HOST:7070
+# --token-file token --start` with a copy of that file. With --role both --start (one host), the token is fetched from the manager just
 # started and written for the agent: no manual step. The agent needs the token only for its first
 # join (and after its certificate lapsed); its certificate and key live in /var/lib/podium/agent.
 #
