@@ -1,13 +1,27 @@
 #!/usr/bin/env bash
 # Install Podium on a server, idempotently: run it again after pulling a new version.
 #
-#   deploy/install.sh [--role manager|agent|both] [--manager HOST:PORT] [--start] [--dry-run]
+#   deploy/install.sh [--role manager|agent|both] [--manager HOST:PORT]
+#                     [--token-file PATH | --token TOKEN] [--start] [--dry-run]
 #
-#   --role     which service(s) this host runs (default: both, a single-host cluster)
-#   --manager  the manager agents join, written to a new /etc/podium/agent.env
-#              (default: 127.0.0.1:7070 with --role both; to be edited in the file with --role agent)
-#   --start    also enable the unit(s) at boot and (re)start them now; without it nothing is started
-#   --dry-run  print what would be done, change nothing (needs neither root nor systemd)
+#   --role        which service(s) this host runs (default: both, a single-host cluster)
+#   --manager     the manager agents join, written to a new /etc/podium/agent.env
+#                 (default: 127.0.0.1:7070 with --role both; to be edited in the file with --role agent)
+#   --token-file  (agent, both) a file holding the cluster's join token (`podium token agent` on the
+#                 manager host prints it): copied to /etc/podium/agent.token, mode 0600, owner podium
+#   --token       (agent, both) the same, given on the command line (visible in the process list
+#                 while this runs: prefer --token-file). The token is never printed.
+#   --start       also enable the unit(s) at boot and (re)start them now; without it nothing is started
+#   --dry-run     print what would be done, change nothing (needs neither root nor systemd)
+#
+# Typical use: on the manager host `install.sh --role manager --start`, then `(umask 077; podium
+# token agent > token)` there, and on each agent host `install.sh --role agent --manager HOST:7070
+# --token-file token --start` with a copy of that file. With --role both --start (one host), the token is fetched from the manager just
+# started and written for the agent: no manual step. The agent needs the token only for its first
+# join (and after its certificate lapsed); its certificate and key live in /var/lib/podium/agent.
+#
+# Firewall: the manager listens on 7070 (the API, mutual TLS) and 7071 (joins: TLS, a token needed).
+# Open both to agent hosts and to users' machines only, never to the internet.
 #
 # What it does:
 #   - creates the virtualenv /opt/podium/venv (Python >= 3.11; PYTHON=... to choose the interpreter)
@@ -15,6 +29,10 @@
 #   - creates the system user "podium" the services run as;
 #   - writes /etc/podium/manager.env and/or /etc/podium/agent.env from deploy/example.env, only if
 #     missing (your settings are never overwritten);
+#   - manager: links /etc/podium/admin.credentials (the path the CLI falls back to for root) to
+#     /var/lib/podium/manager/admin.credentials, the local admin's credentials file the manager
+#     writes at start (0600, owned by podium: its unit keeps /etc read-only to it);
+#   - agent: writes the join token to /etc/podium/agent.token (0600, owned by podium) when given;
 #   - copies deploy/podium-{manager,agent}.service to /etc/systemd/system and runs
 #     `systemctl daemon-reload` when they changed and systemd is running.
 # The agent needs a Docker engine on the host (Debian: apt-get install docker.io) and the "docker"
@@ -34,6 +52,13 @@ ROLE=both
 MANAGER=
 START=no
 DRY_RUN=no
+TOKEN=
+TOKEN_FILE=
+TOKEN_PATH=$ETC/agent.token
+ADMIN_LINK=$ETC/admin.credentials
+ADMIN_CREDENTIALS=/var/lib/podium/manager/admin.credentials
+# How long --role both --start waits for the manager it started to hand out the join token.
+TOKEN_WAIT_S=${TOKEN_WAIT_S:-60}
 
 say() { printf 'install: %s\n' "$*"; }
 die() {
@@ -60,6 +85,24 @@ while (($#)); do
         ;;
     --manager=*)
         MANAGER=${1#--manager=}
+        shift
+        ;;
+    --token)
+        (($# >= 2)) || die "--token needs a value (or use --token-file PATH)"
+        TOKEN=$2
+        shift 2
+        ;;
+    --token=*)
+        TOKEN=${1#--token=}
+        shift
+        ;;
+    --token-file)
+        (($# >= 2)) || die "--token-file needs a value: PATH"
+        TOKEN_FILE=$2
+        shift 2
+        ;;
+    --token-file=*)
+        TOKEN_FILE=${1#--token-file=}
         shift
         ;;
     --start)
@@ -90,6 +133,21 @@ esac
 if [[ -n $MANAGER && ! $MANAGER =~ ^[^[:space:]]+:[0-9]+$ ]]; then
     die "--manager must look like HOST:PORT (got '$MANAGER')"
 fi
+# The shape rules/certs.py accepts. The token's value itself is never shown.
+valid_token() { [[ $TOKEN =~ ^PODIUM1-[0-9a-f]{64}-[a-z2-7]{32}$ ]]; }
+if [[ -n $TOKEN || -n $TOKEN_FILE ]]; then
+    [[ -n $TOKEN && -n $TOKEN_FILE ]] && die "give --token or --token-file, not both"
+    [[ $ROLE == manager ]] && die "--token and --token-file are for --role agent or both"
+    if [[ -n $TOKEN_FILE ]]; then
+        [[ -r $TOKEN_FILE ]] || die "--token-file $TOKEN_FILE: not a readable file"
+        TOKEN=$(<"$TOKEN_FILE")
+    fi
+    TOKEN=${TOKEN//[[:space:]]/}
+    valid_token ||
+        die "${TOKEN_FILE:+--token-file $TOKEN_FILE: }not a join token (\`podium token agent\` prints one)"
+fi
+
+has_unit() { [[ " ${UNITS[*]} " == *" $1 "* ]]; }
 
 # run CMD...: execute, or only show it in a dry run.
 run() {
@@ -187,7 +245,7 @@ install_user() {
         run useradd --system --user-group --home-dir /var/lib/podium --no-create-home \
             --shell /usr/sbin/nologin --comment "Podium services" "$SERVICE_USER"
     fi
-    if [[ " ${UNITS[*]} " == *" podium-agent "* ]] && ! getent group docker >/dev/null; then
+    if has_unit podium-agent && ! getent group docker >/dev/null; then
         say "WARNING: no 'docker' group: install Docker (apt-get install docker.io) before starting the agent"
     fi
 }
@@ -231,6 +289,77 @@ install_env() {
     done
 }
 
+# The CLI run as root falls back to /etc/podium/admin.credentials; the manager writes the file in
+# its state directory (see the unit for why), so the path here is a link to it.
+install_admin_link() {
+    has_unit podium-manager || return 0
+    if [[ -L $ADMIN_LINK && "$(readlink -- "$ADMIN_LINK")" == "$ADMIN_CREDENTIALS" ]]; then
+        say "$ADMIN_LINK links to $ADMIN_CREDENTIALS"
+    elif [[ -e $ADMIN_LINK || -L $ADMIN_LINK ]]; then
+        say "WARNING: $ADMIN_LINK exists and is not a link to $ADMIN_CREDENTIALS: kept as is"
+    else
+        say "linking $ADMIN_LINK to $ADMIN_CREDENTIALS (the manager writes it at start)"
+        run ln -s -- "$ADMIN_CREDENTIALS" "$ADMIN_LINK"
+    fi
+}
+
+# write_token: $TOKEN to $TOKEN_PATH, 0600, owned by the service user. Created 0600 by mktemp in
+# the same directory and renamed over: never readable by others, never half written.
+write_token() {
+    local source=$1 tmp
+    if [[ $DRY_RUN == yes ]]; then
+        say "[dry-run] would write the join token ($source) to $TOKEN_PATH, mode 0600, owner $SERVICE_USER"
+        return
+    fi
+    if [[ -f $TOKEN_PATH && "$(<"$TOKEN_PATH")" == "$TOKEN" ]]; then
+        say "$TOKEN_PATH holds this token already"
+        return
+    fi
+    tmp=$(umask 077 && mktemp "$TOKEN_PATH.XXXXXX")
+    printf '%s\n' "$TOKEN" >"$tmp"
+    chown "$SERVICE_USER:$SERVICE_USER" "$tmp"
+    chmod 0600 "$tmp"
+    mv -f -- "$tmp" "$TOKEN_PATH"
+    say "wrote the join token ($source) to $TOKEN_PATH, mode 0600, owner $SERVICE_USER"
+}
+
+install_token() {
+    has_unit podium-agent || return 0
+    if [[ -n $TOKEN ]]; then
+        if [[ -n $TOKEN_FILE ]]; then write_token "from $TOKEN_FILE"; else write_token "from --token"; fi
+    elif [[ -e $TOKEN_PATH ]]; then
+        say "$TOKEN_PATH exists: kept as is"
+    elif [[ $ROLE == agent ]]; then
+        say "no join token given: unless this agent already holds a certificate in force, give one"
+        say "    (--token-file PATH; \`podium token agent\` on the manager host prints it)"
+    fi
+}
+
+# --role both --start: the local manager hands out the token once it answers (bounded wait).
+fetch_token() {
+    local cli=(env -u PODIUM_MANAGER -u PODIUM_CREDENTIALS "$VENV/bin/podium"
+        --credentials "$ADMIN_LINK" token agent)
+    if [[ $DRY_RUN == yes ]]; then
+        say "[dry-run] would wait up to ${TOKEN_WAIT_S} s for the manager to answer:"
+        run "${cli[@]}"
+        write_token "from the local manager"
+        return
+    fi
+    say "waiting up to ${TOKEN_WAIT_S} s for the manager to hand out the join token"
+    local deadline=$((SECONDS + TOKEN_WAIT_S)) err=$PREFIX/install-token.log
+    until TOKEN=$("${cli[@]}" 2>"$err"); do
+        if ((SECONDS >= deadline)); then
+            tail -n 5 "$err" >&2
+            die "the manager did not hand out the join token within ${TOKEN_WAIT_S} s" \
+                "(systemctl status podium-manager; then run this again)"
+        fi
+        sleep 1
+    done
+    TOKEN=${TOKEN//[[:space:]]/}
+    valid_token || die "the manager answered \`podium token agent\` with something else than a join token"
+    write_token "from the local manager"
+}
+
 install_units() {
     local unit changed=no
     for unit in "${UNITS[@]}"; do
@@ -256,9 +385,17 @@ start_units() {
     if [[ $START == no ]]; then
         say "nothing started. To start now and at every boot:"
         for unit in "${UNITS[@]}"; do say "    systemctl enable --now $unit"; done
+        if [[ $ROLE == both && -z $TOKEN && ! -e $TOKEN_PATH ]]; then
+            say "the agent's first join needs the token: run this again with --start (it fetches it),"
+            say "    or start podium-manager and write \`podium token agent\` to $TOKEN_PATH (0600, owner $SERVICE_USER)"
+        fi
         return
     fi
     for unit in "${UNITS[@]}"; do
+        # One host: the manager first, so that the agent starts with the token it hands out.
+        if [[ $unit == podium-agent && $ROLE == both && -z $TOKEN && ! -e $TOKEN_PATH ]]; then
+            fetch_token
+        fi
         # restart, not start: a running unit picks up the code just installed. Safe for the agent:
         # KillMode=process and it adopts its running containers.
         say "enabling and (re)starting $unit"
@@ -273,6 +410,8 @@ preflight
 install_venv
 install_user
 install_env
+install_admin_link
+install_token
 install_units
 start_units
 say "done"
