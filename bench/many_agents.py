@@ -61,7 +61,10 @@ async def run_agents(manager: str, join: str, token: str, root: pathlib.Path, pr
         certificates = [NodeCertificate(data_dir=root / name, node_id=name, manager=manager,
                                         join_address=join, token=JoinToken.parse(token))
                         for name in names]
+        started = time.monotonic()
         await asyncio.gather(*(c.ensure_with_retries() for c in certificates if c))
+        print(f"{prefix}: {count} agents joined in {time.monotonic() - started:.1f} s",
+              file=sys.stderr)
     agents = [Agent(manager=manager, name=name, node_id=name, executor=FakeExecutor(),
                     certificate=certificate)
               for name, certificate in zip(names, certificates, strict=True)]
