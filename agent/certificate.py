@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import _ssl
 import asyncio
+import contextlib
 import logging
 import pathlib
 import random
@@ -214,3 +215,7 @@ async def presented_chain(host: str, port: int) -> list[bytes]:
         return [pem.encode() if isinstance(pem, str) else pem for pem in pems]
     finally:
         writer.close()
+        # Until the TLS close completes the transport holds its socket: a caller whose loop
+        # ends right after the join (asyncio.run) would leave it open.
+        with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), CALL_TIMEOUT_S)
