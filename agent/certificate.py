@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import _ssl
 import asyncio
+import contextlib
 import logging
 import pathlib
 import random
@@ -213,4 +214,9 @@ async def presented_chain(host: str, port: int) -> list[bytes]:
         pems = (cert.public_bytes(_ssl.ENCODING_PEM) for cert in chain)
         return [pem.encode() if isinstance(pem, str) else pem for pem in pems]
     finally:
-        writer.close()
+        # Aborted, not closed: a TLS close waits for the server's close_notify, which may not
+        # come; and waited for, so that a caller whose loop ends right after the join
+        # (asyncio.run) does not leave the socket open.
+        writer.transport.abort()
+        with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), 1.0)

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from podium.rules.certs import (
+    BACKDATE,
     NODE_UNIT,
     ROLES,
     JoinToken,
@@ -86,7 +87,7 @@ class ClusterCA:
             x509.CertificateBuilder()
             .subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(at - datetime.timedelta(minutes=5))
+            .not_valid_before(at - BACKDATE)
             .not_valid_after(at + datetime.timedelta(days=CA_DAYS))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(x509.KeyUsage(
@@ -140,7 +141,7 @@ class ClusterCA:
             .subject_name(subject).issuer_name(self.certificate.subject)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
-            .not_valid_before(at - datetime.timedelta(minutes=5))
+            .not_valid_before(at - BACKDATE)
             .not_valid_after(at + lifetime)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage(usage), critical=False)

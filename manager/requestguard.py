@@ -18,6 +18,7 @@ full traceback per call: 2,400 garbage requests wrote 2,400 tracebacks.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -49,6 +50,10 @@ MAX_RECEIVE_BYTES = max(DEFAULT_MAX_BYTES, *LIMITS.values())
 LOG_INTERVAL_S = 10.0
 
 Deserializer = Callable[[bytes], Any]
+# What a call's task is cancelled with when its caller's certificate is revoked (security.py's
+# Authority): the guard then ends the call with UNAUTHENTICATED. A handler that just ends
+# cancelled would leave the call open: gRPC sends no status for it.
+REVOKED = "the caller's certificate was revoked"
 
 
 class RateLimitedLog:
@@ -176,20 +181,29 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.ai
             behavior = handler.unary_unary or handler.unary_stream
             if inspect.iscoroutinefunction(behavior) and handler.unary_unary is not None:
                 async def unary_unary(raw: bytes, context: Any) -> Any:
-                    return await behavior(await decoded(raw, context), context)
+                    try:
+                        return await behavior(await decoded(raw, context), context)
+                    except asyncio.CancelledError as cancelled:
+                        await _end_if_revoked(context, cancelled)
 
                 return grpc.unary_unary_rpc_method_handler(
                     unary_unary, request_deserializer=None, response_serializer=serializer)
             if inspect.isasyncgenfunction(behavior) and handler.unary_stream is not None:
                 async def unary_stream_gen(raw: bytes, context: Any) -> AsyncIterator[Any]:
-                    async for response in behavior(await decoded(raw, context), context):
-                        yield response
+                    try:
+                        async for response in behavior(await decoded(raw, context), context):
+                            yield response
+                    except asyncio.CancelledError as cancelled:
+                        await _end_if_revoked(context, cancelled)
 
                 return grpc.unary_stream_rpc_method_handler(
                     unary_stream_gen, request_deserializer=None, response_serializer=serializer)
             if inspect.iscoroutinefunction(behavior) and handler.unary_stream is not None:
                 async def unary_stream(raw: bytes, context: Any) -> None:
-                    await behavior(await decoded(raw, context), context)
+                    try:
+                        await behavior(await decoded(raw, context), context)
+                    except asyncio.CancelledError as cancelled:
+                        await _end_if_revoked(context, cancelled)
 
                 return grpc.unary_stream_rpc_method_handler(
                     unary_stream, request_deserializer=None, response_serializer=serializer)
@@ -245,7 +259,10 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.ai
             if inspect.iscoroutinefunction(behavior):
                 async def stream_stream(raw_requests: AsyncIterator[bytes], context: Any) -> None:
                     refusal: list[Refused] = []
-                    await behavior(await start(raw_requests, context, refusal), context)
+                    try:
+                        await behavior(await start(raw_requests, context, refusal), context)
+                    except asyncio.CancelledError as cancelled:
+                        await _end_if_revoked(context, cancelled)
                     finish(context, refusal)
 
                 return grpc.stream_stream_rpc_method_handler(
@@ -254,9 +271,12 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.ai
                 async def stream_stream_gen(raw_requests: AsyncIterator[bytes],
                                             context: Any) -> AsyncIterator[Any]:
                     refusal: list[Refused] = []
-                    requests = await start(raw_requests, context, refusal)
-                    async for response in behavior(requests, context):
-                        yield response
+                    try:
+                        requests = await start(raw_requests, context, refusal)
+                        async for response in behavior(requests, context):
+                            yield response
+                    except asyncio.CancelledError as cancelled:
+                        await _end_if_revoked(context, cancelled)
                     finish(context, refusal)
 
                 return grpc.stream_stream_rpc_method_handler(
@@ -265,7 +285,11 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.ai
         if inspect.iscoroutinefunction(behavior):
             async def stream_unary(raw_requests: AsyncIterator[bytes], context: Any) -> Any:
                 refusal: list[Refused] = []
-                response = await behavior(await start(raw_requests, context, refusal), context)
+                try:
+                    response = await behavior(await start(raw_requests, context, refusal),
+                                              context)
+                except asyncio.CancelledError as cancelled:
+                    await _end_if_revoked(context, cancelled)
                 if refusal:
                     await context.abort(refusal[0].code, refusal[0].details)
                 return response
@@ -273,6 +297,19 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.ai
             return grpc.stream_unary_rpc_method_handler(
                 stream_unary, request_deserializer=None, response_serializer=serializer)
         return handler
+
+
+async def _end_if_revoked(context: Any, cancelled: asyncio.CancelledError) -> NoReturn:
+    """Ends the call with UNAUTHENTICATED when it was cancelled for a revocation; otherwise the
+    cancellation goes on. (A revocation that lands while gRPC itself sends a streamed response,
+    outside the handler, still ends the call's task, without a status.)"""
+    if cancelled.args[:1] != (REVOKED,):
+        raise cancelled
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, REVOKED)
+    raise AssertionError("abort returned")  # it raises AbortError
 
 
 def _denied(method: str) -> grpc.RpcMethodHandler:

@@ -34,7 +34,7 @@ from typing import Any
 import grpc
 
 from podium.manager.pki import USER_LIFETIME, ClusterCA, read_request
-from podium.manager.requestguard import RateLimitedLog, Refused
+from podium.manager.requestguard import REVOKED, RateLimitedLog, Refused
 from podium.manager.store import Store, WriteTx, acting_as, set_actor
 from podium.manager.store._tables import CLUSTER_ID
 from podium.rules.certs import (
@@ -157,7 +157,7 @@ class Authority:
                     continue
                 if change.action == "delete":
                     for task in list(calls):
-                        task.cancel()
+                        task.cancel(REVOKED)  # the RequestGuard ends the call UNAUTHENTICATED
                     self._calls.pop(change.obj.id, None)
                     self._certs = {p: c for p, c in self._certs.items()
                                    if c[0] != change.obj.id}

@@ -33,6 +33,9 @@ from cryptography.x509.oid import NameOID
 MANAGER_NAME = "podium-manager"
 NODE_UNIT = "node"
 ROLES = ("admin", "operator", "viewer")
+# Certificates are valid from this long before they are issued (clocks a little behind the
+# manager's accept them at once); their life, for renewal, counts from the issue.
+BACKDATE = datetime.timedelta(minutes=5)
 TOKEN_PREFIX = "PODIUM1"
 _TOKEN = re.compile(rf"{TOKEN_PREFIX}-([0-9a-f]{{64}})-([a-z2-7]{{32}})")
 
@@ -89,7 +92,8 @@ class CertificateInfo:
     not_after: datetime.datetime
 
     def lifetime(self) -> float:
-        return (self.not_after - self.not_before).total_seconds()
+        """Seconds from its issue (BACKDATE after not_before) to its expiry."""
+        return max((self.not_after - self.not_before - BACKDATE).total_seconds(), 0.0)
 
     def left(self) -> float:
         """Seconds until it expires (negative once it has)."""

@@ -1,38 +1,63 @@
-"""Hostile input to a real manager process: malformed and oversized request messages, and
-connections that never finish their handshake. The manager answers each with a clear status,
-logs at most a rate-limited line (never a traceback), keeps its state and goes on serving."""
+"""Hostile input to a real, secured manager process: malformed and oversized request messages,
+connections that never finish their handshake (TLS or HTTP/2), and a flood of failed joins. The
+manager answers each with a clear status, logs at most a rate-limited line (never a
+traceback), keeps its state and goes on serving.
+
+Every call here is made as a caller the manager admits (the local admin; nodes with the
+certificates they joined for), so that what is tested is the input, not the admission."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
-import pathlib
 import random
 import socket
+import ssl
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
 
+from podium.lab.local import Cluster, secure_channel
 from podium.manager.requestguard import CONTROL_MAX_BYTES, MAX_RECEIVE_BYTES
-from podium.v1 import control, control_grpc, dispatcher, objects
-from tests.helpers import eventually, free_port
+from podium.manager.security import JOIN_FAILURES
+from podium.rules.certs import MANAGER_NAME, JoinToken, new_secret
+from podium.rules.credentials import CHANNEL_OPTIONS, Credentials
+from podium.v1 import control, control_grpc, dispatcher, dispatcher_grpc, objects
+from tests.helpers import eventually
 
 HANDSHAKE_TIMEOUT_S = 1.0
+NODE_A, NODE_B = "a" * 32, "b" * 32  # the node ids the sessions below register
 
 
 @dataclasses.dataclass
 class RunningManager:
-    address: str
-    log: pathlib.Path
+    cluster: Cluster
     pid: int
+    # Node certificates got by joining, before any test floods the join port from this address.
+    nodes: dict[str, Any]
+
+    @property
+    def address(self) -> str:
+        return self.cluster.address
+
+    @property
+    def join_address(self) -> str:
+        return f"127.0.0.1:{self.cluster.join_port}"
+
+    def admin_channel(self) -> grpc.Channel:
+        return secure_channel(self.address, self.cluster.credentials, aio=False)
+
+    def node_channel(self, node_id: str) -> grpc.Channel:
+        return grpc.secure_channel(self.address, self.nodes[node_id], options=CHANNEL_OPTIONS)
 
     def log_lines(self) -> list[str]:
-        return self.log.read_text(errors="replace").splitlines()
+        return (self.cluster.root / "manager.log").read_text(errors="replace").splitlines()
 
     def open_fds(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
@@ -40,18 +65,15 @@ class RunningManager:
 
 @pytest.fixture(scope="module")
 def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningManager]:
-    address = f"127.0.0.1:{free_port()}"
-    data = tmp_path_factory.mktemp("manager")
-    log = data / "manager.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "podium.manager", "--listen", address, "--data-dir", str(data),
-             "--handshake-timeout", str(HANDSHAKE_TIMEOUT_S)],
-            stdout=out, stderr=subprocess.STDOUT)
+    root = tmp_path_factory.mktemp("hostile")
+    cluster = Cluster(root, manager_args=("--handshake-timeout", str(HANDSHAKE_TIMEOUT_S)))
+    cluster.start_manager()
+    proc: subprocess.Popen[bytes] = cluster.procs.pop("manager")
     try:
-        with grpc.insecure_channel(address) as channel:
-            grpc.channel_ready_future(channel).result(timeout=20)
-        yield RunningManager(address, log, proc.pid)
+        nodes = {node_id: asyncio.run(cluster.node_credentials(
+            node_id, f"127.0.0.1:{cluster.join_port}", root / node_id))
+            for node_id in (NODE_A, NODE_B)}
+        yield RunningManager(cluster, proc.pid, nodes)
     finally:
         proc.terminate()
         assert proc.wait(timeout=15) == 0
@@ -89,7 +111,7 @@ def test_garbage_requests_get_invalid_argument_and_one_log_line(manager: Running
     before = len(manager.log_lines())
     codes: Counter[str] = Counter()
     details: set[str] = set()
-    with grpc.insecure_channel(manager.address) as channel:
+    with manager.admin_channel() as channel:
         for i in range(2400):
             err = _call_raw(channel, methods[i % len(methods)], _garbage(rnd))
             codes[err.code().name if err else "OK"] += 1
@@ -107,6 +129,8 @@ def test_garbage_requests_get_invalid_argument_and_one_log_line(manager: Running
     # One line per 10 s: a run this short logs one or two.
     assert 1 <= len(refusals) <= 3, "\n".join(new)
     assert len(new) <= 5, "\n".join(new)
+    print(f"2400 garbage Control requests over mutual TLS: {dict(codes)}; "
+          f"{len(refusals)} log lines about them, no traceback")
 
 
 def _register(node_id: str) -> bytes:
@@ -130,24 +154,24 @@ def _session(channel: grpc.Channel, messages: list[bytes]) -> tuple[int, grpc.Rp
 def test_malformed_agent_message_ends_only_that_session(manager: RunningManager) -> None:
     rnd = random.Random(7)
     before = len(manager.log_lines())
-    with grpc.insecure_channel(manager.address) as channel:
+    with manager.node_channel(NODE_A) as channel:
         received, err = _session(channel, [_garbage(rnd)])
         assert err is not None and err.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert err.details() == "request is not a valid podium.v1.AgentMessage"
         assert received == 0
         # Mid-session: registered, then garbage. The session ends; the node stays known.
-        node_id = "a" * 32
-        received, err = _session(channel, [_register(node_id), _garbage(rnd)])
+        received, err = _session(channel, [_register(NODE_A), _garbage(rnd)])
         assert err is not None and err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
+    with manager.admin_channel() as channel:
         stub = control_grpc.ControlStub(channel)
         nodes = stub.ListNodes(control.ListNodesRequest(), timeout=10).nodes
-        assert [n.id for n in nodes] == [node_id]
+        assert [n.id for n in nodes] == [NODE_A]
     new = manager.log_lines()[before:]
     assert not any("Traceback" in line for line in new), "\n".join(new)
 
 
 def test_oversized_requests_get_resource_exhausted(manager: RunningManager) -> None:
-    with grpc.insecure_channel(manager.address) as channel:
+    with manager.admin_channel() as channel:
         # Above Control's own limit, below what gRPC accepts on the port.
         name = "x" * (CONTROL_MAX_BYTES + 1024)
         err = _call_raw(channel, "GetService",
@@ -174,26 +198,68 @@ def test_a_status_report_of_5000_tasks_is_accepted(manager: RunningManager) -> N
             update.status.history.add(kind="health", message="check passed: GET / status 200")
     body = dispatcher.AgentMessage(status=report).SerializeToString()
     assert len(body) > 4 << 20
-    with grpc.insecure_channel(manager.address) as channel:
-        received, err = _session(channel, [_register("b" * 32), body])
+    with manager.node_channel(NODE_B) as channel:
+        received, err = _session(channel, [_register(NODE_B), body])
     assert err is None, err  # the agent half-closed: the session ends normally
     assert received >= 1  # SessionInfo at least
 
 
-def test_idle_connections_are_closed_and_do_not_stop_clients(manager: RunningManager) -> None:
-    host, port = manager.address.rsplit(":", 1)
-    fds_before = manager.open_fds()
+def _client_hello() -> bytes:
+    """The first flight of a real TLS client to the manager: its ClientHello."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    outgoing = ssl.MemoryBIO()
+    tls = context.wrap_bio(ssl.MemoryBIO(), outgoing, server_hostname=MANAGER_NAME)
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    hello = outgoing.read()
+    assert hello[:1] == b"\x16" and len(hello) > 100, hello[:16]  # a handshake record
+    return hello
+
+
+def _idle_connections(address: str, count: int) -> list[socket.socket]:
+    """Connections that never finish the TLS handshake: some send nothing, some half a
+    ClientHello, some a whole one and never answer the server's reply, some speak
+    plaintext HTTP/2 (the preface) to the TLS port."""
+    host, port = address.rsplit(":", 1)
+    hello = _client_hello()
+    openings = [b"", hello[:len(hello) // 2], hello, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"]
     idle: list[socket.socket] = []
+    for i in range(count):
+        sock = socket.create_connection((host, int(port)), timeout=5)
+        if openings[i % len(openings)]:
+            sock.sendall(openings[i % len(openings)])
+        idle.append(sock)
+    return idle
+
+
+def _closed_by_server(idle: list[socket.socket], closed: set[int]) -> bool:
+    for i, sock in enumerate(idle):
+        if i in closed:
+            continue
+        try:
+            # What the server sent (its handshake reply, an alert) comes before the close (b"").
+            while sock.recv(65536):
+                pass
+        except BlockingIOError:
+            continue
+        except ConnectionResetError:
+            pass
+        closed.add(i)
+    return len(closed) == len(idle)
+
+
+@pytest.mark.parametrize("port", ["control", "join"])
+def test_unfinished_handshakes_are_closed_and_do_not_stop_clients(
+        manager: RunningManager, port: str) -> None:
+    address = manager.address if port == "control" else manager.join_address
+    fds_before = manager.open_fds()
+    idle = _idle_connections(address, 500)
     try:
-        for i in range(500):
-            sock = socket.create_connection((host, int(port)), timeout=5)
-            if i % 3 == 1:  # half the HTTP/2 client preface
-                sock.sendall(b"PRI * HTTP/2.0\r\n")
-            elif i % 3 == 2:  # the whole preface, then no SETTINGS frame
-                sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-            idle.append(sock)
         started = time.monotonic()
-        with grpc.insecure_channel(manager.address) as channel:
+        with manager.admin_channel() as channel:
             stub = control_grpc.ControlStub(channel)
             stub.ListNodes(control.ListNodesRequest(), timeout=5)
         assert time.monotonic() - started < 2.0
@@ -201,25 +267,55 @@ def test_idle_connections_are_closed_and_do_not_stop_clients(manager: RunningMan
         for sock in idle:
             sock.setblocking(False)
         closed: set[int] = set()
-
-        def all_closed() -> bool:
-            for i, sock in enumerate(idle):
-                if i in closed:
-                    continue
-                try:
-                    # Frames the server sent (its SETTINGS) come before the close (b"").
-                    while sock.recv(65536):
-                        pass
-                except BlockingIOError:
-                    continue
-                except ConnectionResetError:
-                    pass
-                closed.add(i)
-            return len(closed) == len(idle)
-
-        eventually(all_closed, timeout=HANDSHAKE_TIMEOUT_S + 10, what="idle connections closed")
+        started = time.monotonic()
+        eventually(lambda: _closed_by_server(idle, closed), timeout=HANDSHAKE_TIMEOUT_S + 10,
+                   what="unfinished handshakes closed")
+        print(f"{port} port: {len(idle)} connections that never finished the TLS handshake "
+              f"closed within {time.monotonic() - started:.1f} s of the first call")
         eventually(lambda: manager.open_fds() <= fds_before + 5, timeout=10,
                    what="manager's sockets released")
     finally:
         for sock in idle:
             sock.close()
+
+
+def _join(channel: grpc.Channel, token: str, node_id: str) -> grpc.StatusCode:
+    request = dispatcher.JoinRequest(token=token, node_id=node_id, csr=b"")
+    try:
+        dispatcher_grpc.JoinStub(channel).JoinCluster(request, timeout=10)
+    except grpc.RpcError as err:
+        return err.code()  # type: ignore[no-any-return]
+    return grpc.StatusCode.OK
+
+
+def test_a_flood_of_failed_joins_is_refused_and_logged_briefly(manager: RunningManager) -> None:
+    """Joins with a wrong token from one address: the first JOIN_FAILURES are refused
+    (PERMISSION_DENIED), then that address may not try for a while (RESOURCE_EXHAUSTED), even
+    with the right token."""
+    ca = Credentials.load(manager.cluster.credentials).ca
+    right = JoinToken.parse(manager.cluster.token_file().read_text())
+    wrong = [str(JoinToken(right.ca_digest, new_secret())), "PODIUM1-not-a-token", ""]
+    before = len(manager.log_lines())
+    codes: list[grpc.StatusCode] = []
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca)
+    with grpc.secure_channel(manager.join_address, credentials,
+                             options=CHANNEL_OPTIONS) as channel:
+        for i in range(300):
+            codes.append(_join(channel, wrong[i % len(wrong)], f"flood-{i}"))
+        after_flood = _join(channel, str(right), "flood-right")
+    counts = Counter(code.name for code in codes)
+    assert codes[:JOIN_FAILURES] == [grpc.StatusCode.PERMISSION_DENIED] * JOIN_FAILURES
+    assert set(codes[JOIN_FAILURES:]) == {grpc.StatusCode.RESOURCE_EXHAUSTED}, counts
+    assert after_flood == grpc.StatusCode.RESOURCE_EXHAUSTED
+    new = manager.log_lines()[before:]
+    assert not any("Traceback" in line for line in new), "\n".join(new)
+    about_joins = [line for line in new if "refused a join" in line]
+    assert 1 <= len(about_joins) <= 3, "\n".join(new)
+    assert len(new) <= 5, "\n".join(new)
+    # Nothing was admitted.
+    with manager.admin_channel() as channel:
+        nodes = control_grpc.ControlStub(channel).ListNodes(control.ListNodesRequest(),
+                                                            timeout=10).nodes
+        assert not [n.id for n in nodes if n.id.startswith("flood")]
+    print(f"301 joins from one address, 300 with a wrong token: {dict(counts)}, then the "
+          f"right token: {after_flood.name}; {len(about_joins)} log lines, no traceback")

@@ -10,7 +10,15 @@ import stat
 import pytest
 
 from podium.manager.pki import ClusterCA
-from podium.rules.certs import JoinToken, TokenError, ca_matches, new_secret, secrets_equal
+from podium.rules.certs import (
+    BACKDATE,
+    JoinToken,
+    TokenError,
+    ca_matches,
+    describe,
+    new_secret,
+    secrets_equal,
+)
 
 
 def test_the_ca_is_made_once_readable_by_its_owner_only(tmp_path: pathlib.Path) -> None:
@@ -38,6 +46,18 @@ def test_a_certificate_of_another_ca_or_expired_does_not_verify(tmp_path: pathli
         ours.verify(theirs.issue("alice", "admin").certificate)
     with pytest.raises(ValueError, match="not valid now"):
         ours.verify(ours.issue("old", "node", lifetime=datetime.timedelta(0)).certificate)
+
+
+def test_a_certificate_lives_from_its_issue_not_its_backdated_start(
+        tmp_path: pathlib.Path) -> None:
+    """Valid from BACKDATE before the issue (clocks a little behind), but a 10 s certificate's
+    life, for renewal at 50-80 % of it, is 10 s: counted from not_before, every renewal of it
+    would be due at once."""
+    ca = ClusterCA.load_or_create(tmp_path)
+    info = describe(ca.issue("short", "node", lifetime=datetime.timedelta(seconds=10)).certificate)
+    assert info.not_after - info.not_before == datetime.timedelta(seconds=10) + BACKDATE
+    assert info.lifetime() == pytest.approx(10, abs=1)
+    assert 9 < info.left() <= 10
 
 
 def test_only_known_units_get_certificates(tmp_path: pathlib.Path) -> None:
