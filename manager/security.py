@@ -12,8 +12,9 @@ The join port (TLS, no client certificate) serves only `Join.JoinCluster`: an ag
 the cluster's join token gets a certificate for its node id and its own key (sent as a signing
 request). A node id that has joined before needs the same key: so no agent can take another
 node's identity, and one that was away past its certificate's life rejoins with its data dir.
-Failed joins are counted per address: after JOIN_FAILURES in JOIN_WINDOW_S, that address is
-refused for JOIN_WINDOW_S, with one rate-limited log line.
+Failed joins are counted per address: past JOIN_FAILURES in JOIN_WINDOW_S, that address's
+wrong tokens get RESOURCE_EXHAUSTED, with one rate-limited log line (the right token always
+joins).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 
 JOIN_FAILURES = 10
 JOIN_WINDOW_S = 60.0
+MAX_TRACKED_ADDRESSES = 10_000  # addresses with failed joins remembered (older ones forgotten)
 KEPT_SERIALS = 2  # a renewal keeps the previous certificate working until the next one
 USER_NAME = re.compile(r"[a-z][a-z0-9_.-]{0,62}")
 NODE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
@@ -251,28 +253,35 @@ class Authority:
     # Node certificates: joins (the join port) and renewals (the manager's port).
 
     async def join(self, request: dispatcher.JoinRequest, peer: str) -> dispatcher.NodeCertificate:
-        """Raises Refused with the status the call ends with."""
-        address = _host_of(peer)
-        failures = self._failures[address]
-        at = time.monotonic()
-        while failures and failures[0] < at - JOIN_WINDOW_S:
-            failures.popleft()
-        if len(failures) >= JOIN_FAILURES:
-            self._report.warning("refused a join from %s: %d failed joins in %g s", address,
-                                 len(failures), JOIN_WINDOW_S)
-            raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"too many failed joins from {address}: try again later")
+        """Raises Refused with the status the call ends with. A wrong token counts against
+        the caller's address: past JOIN_FAILURES in JOIN_WINDOW_S its wrong tokens get
+        RESOURCE_EXHAUSTED and one log line per interval. The right token is never held back,
+        so agents behind the same address as a misconfigured one still join."""
         try:
-            return await self._join(request)
+            self._check_token(request.token)
         except Refused as refused:
-            if refused.code == grpc.StatusCode.PERMISSION_DENIED:
-                failures.append(at)
-                self._report.warning("refused a join from %s: %s", address, refused.details)
+            address = _host_of(peer)
+            at = time.monotonic()
+            failures = self._failures[address]
+            while failures and failures[0] < at - JOIN_WINDOW_S:
+                failures.popleft()
+            failures.append(at)
+            if len(self._failures) > MAX_TRACKED_ADDRESSES:
+                self._failures = defaultdict(deque, {a: f for a, f in self._failures.items()
+                                                     if f and f[-1] >= at - JOIN_WINDOW_S})
+            if len(failures) > JOIN_FAILURES:
+                self._report.warning("refused a join from %s: %d failed joins in %g s",
+                                     address, len(failures), JOIN_WINDOW_S)
+                raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"too many failed joins from {address}: check the token "
+                              "(`podium token agent` on the manager prints it)") from None
+            self._report.warning("refused a join from %s: %s", address, refused.details)
             raise
+        return await self._join(request)
 
-    async def _join(self, request: dispatcher.JoinRequest) -> dispatcher.NodeCertificate:
+    def _check_token(self, text: str) -> None:
         try:
-            token = JoinToken.parse(request.token)
+            token = JoinToken.parse(text)
         except TokenError as err:
             raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"token: {err}") from None
         current = self.token()
@@ -281,6 +290,8 @@ class Authority:
             raise Refused(grpc.StatusCode.PERMISSION_DENIED,
                           "wrong or rotated join token: `podium token agent` on the manager "
                           "prints the current one")
+
+    async def _join(self, request: dispatcher.JoinRequest) -> dispatcher.NodeCertificate:
         if not NODE_ID.fullmatch(request.node_id):
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
                           f"node_id {request.node_id!r}: expected 1 to 64 of a-z, 0-9 and '-', "

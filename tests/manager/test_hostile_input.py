@@ -26,7 +26,7 @@ import pytest
 from podium.lab.local import Cluster, secure_channel
 from podium.manager.requestguard import CONTROL_MAX_BYTES, MAX_RECEIVE_BYTES
 from podium.manager.security import JOIN_FAILURES
-from podium.rules.certs import MANAGER_NAME, JoinToken, new_secret
+from podium.rules.certs import MANAGER_NAME, JoinToken, certificate_request, new_key, new_secret
 from podium.rules.credentials import CHANNEL_OPTIONS, Credentials
 from podium.v1 import control, control_grpc, dispatcher, dispatcher_grpc, objects
 from tests.helpers import eventually
@@ -280,7 +280,8 @@ def test_unfinished_handshakes_are_closed_and_do_not_stop_clients(
 
 
 def _join(channel: grpc.Channel, token: str, node_id: str) -> grpc.StatusCode:
-    request = dispatcher.JoinRequest(token=token, node_id=node_id, csr=b"")
+    request = dispatcher.JoinRequest(token=token, node_id=node_id,
+                                     csr=certificate_request(new_key(), node_id))
     try:
         dispatcher_grpc.JoinStub(channel).JoinCluster(request, timeout=10)
     except grpc.RpcError as err:
@@ -290,8 +291,8 @@ def _join(channel: grpc.Channel, token: str, node_id: str) -> grpc.StatusCode:
 
 def test_a_flood_of_failed_joins_is_refused_and_logged_briefly(manager: RunningManager) -> None:
     """Joins with a wrong token from one address: the first JOIN_FAILURES are refused
-    (PERMISSION_DENIED), then that address may not try for a while (RESOURCE_EXHAUSTED), even
-    with the right token."""
+    (PERMISSION_DENIED), then its wrong tokens get RESOURCE_EXHAUSTED; the right token still
+    joins (agents behind the same address are not locked out)."""
     ca = Credentials.load(manager.cluster.credentials).ca
     right = JoinToken.parse(manager.cluster.token_file().read_text())
     wrong = [str(JoinToken(right.ca_digest, new_secret())), "PODIUM1-not-a-token", ""]
@@ -306,16 +307,16 @@ def test_a_flood_of_failed_joins_is_refused_and_logged_briefly(manager: RunningM
     counts = Counter(code.name for code in codes)
     assert codes[:JOIN_FAILURES] == [grpc.StatusCode.PERMISSION_DENIED] * JOIN_FAILURES
     assert set(codes[JOIN_FAILURES:]) == {grpc.StatusCode.RESOURCE_EXHAUSTED}, counts
-    assert after_flood == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert after_flood == grpc.StatusCode.OK
     new = manager.log_lines()[before:]
     assert not any("Traceback" in line for line in new), "\n".join(new)
     about_joins = [line for line in new if "refused a join" in line]
     assert 1 <= len(about_joins) <= 3, "\n".join(new)
     assert len(new) <= 5, "\n".join(new)
-    # Nothing was admitted.
+    # Nothing else was admitted.
     with manager.admin_channel() as channel:
         nodes = control_grpc.ControlStub(channel).ListNodes(control.ListNodesRequest(),
                                                             timeout=10).nodes
-        assert not [n.id for n in nodes if n.id.startswith("flood")]
+        assert not [n.id for n in nodes if n.id.startswith("flood-") and n.id != "flood-right"]
     print(f"301 joins from one address, 300 with a wrong token: {dict(counts)}, then the "
           f"right token: {after_flood.name}; {len(about_joins)} log lines, no traceback")
