@@ -169,7 +169,11 @@ class Session:
                     if await self._session(dispatcher_grpc.DispatcherStub(ch)):
                         attempt = 0
             except grpc.aio.AioRpcError as err:
-                if err.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS):
+                if err.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS,
+                                  grpc.StatusCode.PERMISSION_DENIED,
+                                  grpc.StatusCode.UNAUTHENTICATED):
+                    # UNAUTHENTICATED: this node was removed (`podium node rm`); it may join
+                    # again only with a token.
                     log.error("manager refused this agent: %s", err.details())
                 else:
                     log.warning("session to %s lost: %s", self._manager, err.code().name)

@@ -125,11 +125,16 @@ class CliClient:
         """The manager's Control API, HOST:PORT."""
         return self._address
 
+    def argv(self, *args: str, credentials: pathlib.Path | None = None) -> list[str]:
+        """The command line of `podium ARGS` against this cluster, as the local admin (or
+        with another user's `credentials`)."""
+        return [*PODIUM, "--manager", self.address, "--credentials",
+                str(credentials or self.credentials), *args]
+
     def run(self, *args: str, timeout: float = 180,
             credentials: pathlib.Path | None = None) -> subprocess.CompletedProcess[str]:
         """`credentials`: another user's (default: the local admin's)."""
-        return subprocess.run([*PODIUM, "--manager", self.address, "--credentials",
-                               str(credentials or self.credentials), *args],
+        return subprocess.run(self.argv(*args, credentials=credentials),
                               capture_output=True, text=True, timeout=timeout)
 
     def env(self) -> dict[str, str]:

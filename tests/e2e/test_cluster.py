@@ -128,9 +128,10 @@ def test_missing_image_fails_and_retries_with_backoff(cluster: Cluster,
     cluster.ok("rm", "web")
 
 
-def test_cli_without_manager_says_where_it_looked() -> None:
+def test_cli_without_manager_says_where_it_looked(cluster: Cluster) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "podium.client.cli", "--manager", "127.0.0.1:1", "nodes"],
+        [sys.executable, "-m", "podium.client.cli", "--manager", "127.0.0.1:1",
+         "--credentials", str(cluster.credentials), "nodes"],
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 1
@@ -174,8 +175,7 @@ def test_events_follow_task_changes(cluster: Cluster, tmp_path: pathlib.Path) ->
     import json
 
     follower = subprocess.Popen(
-        [sys.executable, "-m", "podium.client.cli", "--manager", cluster.address, "events",
-         "--kind", "task", "-o", "json", "--limit", "200"],
+        cluster.argv("events", "--kind", "task", "-o", "json", "--limit", "200"),
         stdout=subprocess.PIPE, text=True,
     )
     try:

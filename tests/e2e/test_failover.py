@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pathlib
 import subprocess
-import sys
 
 import pytest
 
@@ -61,8 +60,7 @@ services:
     cluster.ok("node", "activate", "node-b")
 
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "podium.client.cli", "--manager", cluster.address,
-         "node", "drain", "node-a", "--timeout", "60"],
+        cluster.argv("node", "drain", "node-a", "--timeout", "60"),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 

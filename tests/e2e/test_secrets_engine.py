@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from podium.agent.secretfiles import is_tmpfs
-from tests.helpers import PODIUM, Cluster, docker, eventually
+from tests.helpers import Cluster, docker, eventually
 
 pytestmark = pytest.mark.engine
 
@@ -63,7 +63,7 @@ def test_a_service_reads_its_secret_from_memory(cluster: Cluster,
     folder.mkdir()
     (folder / "pw.txt").write_text(VALUE)
     (folder / "stack.yml").write_text(STACK)
-    events = subprocess.Popen([*PODIUM, "--manager", cluster.address, "events", "-o", "json"],
+    events = subprocess.Popen(cluster.argv("events", "-o", "json"),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deployed = cluster.ok("deploy", "-f", str(folder / "stack.yml"))
