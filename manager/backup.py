@@ -124,6 +124,21 @@ def _snapshot(source: pathlib.Path, target: pathlib.Path) -> None:
         raise BackupError(f"cannot snapshot {source}: {err}") from None
     finally:
         src.close()
+        _match_owner(source)
+
+
+def _match_owner(db: pathlib.Path) -> None:
+    """Gives the database's -wal and -shm files its owner: a backup run as root next to a
+    manager run as its own user must not leave it files it cannot open."""
+    owner = db.stat()
+    for suffix in ("-wal", "-shm"):
+        side = pathlib.Path(f"{db}{suffix}")
+        try:
+            st = side.stat()
+            if (st.st_uid, st.st_gid) != (owner.st_uid, owner.st_gid):
+                os.chown(side, owner.st_uid, owner.st_gid)
+        except (FileNotFoundError, PermissionError):  # gone, or not ours to give away
+            pass
 
 
 def _key_files(data_dir: pathlib.Path) -> dict[str, bytes]:

@@ -6,6 +6,7 @@ is left at the target. A snapshot taken while another connection writes is consi
 from __future__ import annotations
 
 import io
+import os
 import pathlib
 import sqlite3
 import stat
@@ -191,6 +192,21 @@ def test_a_snapshot_is_consistent_while_another_connection_writes(
         writer.join()
         db.close()
     assert all(c % 2 == 0 for c in counts) and counts[-1] > 0, counts
+
+
+def test_a_backup_leaves_the_database_files_to_their_owner(tmp_path: pathlib.Path) -> None:
+    data, store, _ = _data_dir(tmp_path)
+    store.close()
+    for path in data.glob("state.db*"):
+        os.chown(path, 4321, 4321)  # a manager run as its own user; this test runs as root
+    # A reader open at the time keeps the log files in place after the backup's connection.
+    reader = sqlite3.connect(data / "state.db")
+    reader.execute("SELECT count(*) FROM objects").fetchone()
+    backup(data, tmp_path / "b.tar")
+    sides = list(data.glob("state.db-*"))
+    assert sides
+    assert all((p.stat().st_uid, p.stat().st_gid) == (4321, 4321) for p in sides)
+    reader.close()
 
 
 def test_a_backup_of_a_dir_without_state_is_refused(tmp_path: pathlib.Path) -> None:
