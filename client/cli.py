@@ -2,6 +2,7 @@
 the daemons (`podium manager`, `podium agent`: podium.manager.main and podium.agent.main).
 
     podium manager --listen HOST:PORT --data-dir DIR
+    podium manager backup|restore --data-dir DIR FILE
     podium agent --join HOST:PORT --name NAME --data-dir DIR [--docker-host URL] [--label k=v]
                  [--mesh asyncio|kernel] [--mesh-workers N]
     podium [--manager HOST:PORT] deploy -f FILE [--stack NAME] [--profile P] [--force] [--detach]

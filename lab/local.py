@@ -202,6 +202,9 @@ class Cluster(CliClient):
         self._address = f"127.0.0.1:{self.port}"
         self.join_port = free_port()
         self.credentials = root / "admin.credentials"
+        # The manager's data dir; start_manager() reads it, so a test may point a manager it
+        # starts again at another one (a restored backup).
+        self.manager_data = root / "manager"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.node_ids: dict[str, str] = {}
 
@@ -217,7 +220,7 @@ class Cluster(CliClient):
         self._spawn("manager", ["manager", "--listen", self.address,
                                 "--join-listen", f"127.0.0.1:{self.join_port}",
                                 "--admin-credentials", str(self.credentials),
-                                "--data-dir", str(self.root / "manager"), *self.manager_args])
+                                "--data-dir", str(self.manager_data), *self.manager_args])
         eventually(lambda: self.run("nodes").returncode == 0, timeout=20, what="manager up")
 
     def start_agent(self, name: str, *labels: str) -> None:

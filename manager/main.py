@@ -31,7 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    default=90 * 86400.0, metavar="SECONDS",
                    help="how long a node's certificate is valid; agents renew theirs at a random "
                    "point 50-80%% through (default 90 days)")
-    p.add_argument("--data-dir", required=True, help="where the manager keeps its state")
+    # Not required here, so that `backup` and `restore` (below) parse: run() checks it.
+    p.add_argument("--data-dir", default=None, help="where the manager keeps its state "
+                   "(required)")
     p.add_argument("--heartbeat-period", type=float, default=1.0, help="seconds")
     p.add_argument(
         "--down-grace", type=_seconds("--down-grace", 0.1, 3600), default=1.0,
@@ -64,6 +66,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "node's name server for containers); it must not overlap the hosts' or the engines' "
         "networks (default %(default)s)",
     )
+    # Optional subcommands: without one, `podium manager [flags]` runs the daemon as before.
+    actions = p.add_subparsers(dest="manager_action", metavar="[backup|restore]")
+    b = actions.add_parser(
+        "backup", help="write the state, the secrets key and the CA of a (running) manager to "
+        "one archive, run on its host")
+    b.add_argument("--data-dir", required=True, help="the manager's data dir")
+    b.add_argument("file", metavar="FILE", help="the archive to write (mode 0600)")
+    r = actions.add_parser(
+        "restore", help="unpack a backup into a new (missing or empty) data dir")
+    r.add_argument("--data-dir", required=True, help="the data dir to create")
+    r.add_argument("file", metavar="FILE", help="the archive made by `podium manager backup`")
 
 
 def _range(text: str) -> str:
@@ -89,6 +102,12 @@ def _seconds(flag: str, low: float, high: float) -> Callable[[str], float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    action = getattr(args, "manager_action", None)
+    if action is not None:
+        return _run_archive(action, args)
+    if args.data_dir is None:
+        print("error: the manager needs --data-dir DIR", file=sys.stderr)
+        return 2
     import asyncio
     import datetime
     import pathlib
@@ -112,6 +131,31 @@ def run(args: argparse.Namespace) -> int:
     except SealingError as err:  # secrets it cannot read: refuse to start, and say why
         print(f"error: {err}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _run_archive(action: str, args: argparse.Namespace) -> int:
+    from podium.manager.backup import BackupError, backup, restore
+
+    try:
+        if action == "backup":
+            members = backup(args.data_dir, args.file)
+        else:
+            members = restore(args.file, args.data_dir)
+    except BackupError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    size = sum(m.size for m in members)
+    names = ", ".join(m.name for m in members)
+    if action == "backup":
+        print(f"wrote {args.file} (mode 0600): {names} ({size} bytes)\n"
+              "It holds the cluster CA's private key and the secrets key: whoever has it can "
+              "read every secret and act as any node or user. Keep it as secret as the data "
+              "dir itself.")
+    else:
+        print(f"restored {names} ({size} bytes) into {args.data_dir}\n"
+              f"Start the manager with --data-dir {args.data_dir} at the address the agents "
+              "join (the old one): they reconnect with their certificates.")
     return 0
 
 
