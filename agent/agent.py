@@ -268,7 +268,7 @@ class Agent:
             connections=mesh.stats, requests=mesh.requests,
             connect_failures=mesh.connect_failures if isinstance(mesh, Mesh) else None,
             restarts=self._worker.restarts, health_results=self._worker.health_results,
-            containers_running=lambda: len(self._worker.running_pids()),
+            containers_running=self._worker.containers_running,
             engine_up=lambda: not self._engine.unresponsive,
         ))
 

@@ -114,6 +114,11 @@ class TaskRunner:
         self._starting = False  # within _start(): the engine's create/start events are ours
 
     @property
+    def running(self) -> bool:
+        """Whether the task's last status, as reported, is RUNNING."""
+        return self._status.state == RUNNING
+
+    @property
     def restarts(self) -> int:
         """Restarts in place since the task was assigned (the restart policy's count)."""
         return self._book.restarts

@@ -64,6 +64,10 @@ class Worker:
         """Task id -> init pid of each task whose container is running."""
         return {task_id: r.pid for task_id, (r, _) in self._runners.items() if r.pid}
 
+    def containers_running(self) -> int:
+        """Tasks whose container runs (by their last status)."""
+        return sum(1 for r, _ in self._runners.values() if r.running)
+
     def restarts(self) -> list[tuple[str, str, int]]:
         """(task id, service name, restarts in place) of every task this agent runs."""
         return [(task_id, r.task.service_name, r.restarts)
