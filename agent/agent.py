@@ -256,10 +256,15 @@ class Agent:
             self._tasks.append(asyncio.create_task(self._certificate.renew_forever(),
                                                    name="certificate"))
         if metricsserver.parse_listen(self._metrics_listen) is not None:
-            self._metrics_server = metricsserver.MetricsServer(
-                listen=self._metrics_listen, registry=self._metrics_registry())
-            await self._metrics_server.start()
-            self.metrics_port = self._metrics_server.port
+            server = metricsserver.MetricsServer(listen=self._metrics_listen,
+                                                 registry=self._metrics_registry())
+            try:
+                await server.start()
+            except OSError as err:  # the node runs its tasks all the same
+                log.error("metrics: cannot listen on %s: %s; no metrics from this agent",
+                          self._metrics_listen, err)
+            else:
+                self._metrics_server, self.metrics_port = server, server.port
 
     def _metrics_registry(self) -> CollectorRegistry:
         mesh = self._mesh

@@ -191,11 +191,16 @@ class Manager:
                 await authority.write_admin_credentials(
                     self._admin_credentials, f"{local_address(self._listen)}:{self.port}")
         if metricsserver.parse_listen(self._metrics_listen) is not None:
-            self._metrics_server = metricsserver.MetricsServer(
-                listen=self._metrics_listen, registry=metrics.registry)
-            await self._metrics_server.start()
-            self.metrics_port = self._metrics_server.port
-            log.info("metrics on http://%s/metrics", self._metrics_listen)
+            server = metricsserver.MetricsServer(listen=self._metrics_listen,
+                                                 registry=metrics.registry)
+            try:
+                await server.start()
+            except OSError as err:  # the cluster runs all the same
+                log.error("metrics: cannot listen on %s: %s; no metrics from this manager",
+                          self._metrics_listen, err)
+            else:
+                self._metrics_server, self.metrics_port = server, server.port
+                log.info("metrics on http://%s/metrics", self._metrics_listen)
         log.info("manager listening on %s (data in %s)", self._listen, self._data_dir)
 
     async def _serve_joins(self, authority: Authority, options: list[tuple[str, int]],
