@@ -17,6 +17,7 @@ import contextlib
 import logging
 import pathlib
 import secrets
+from typing import TYPE_CHECKING
 
 from podium.agent.certificate import NodeCertificate
 from podium.agent.enginehealth import PERIOD_S, PING_TIMEOUT_S, EngineHealth
@@ -25,6 +26,7 @@ from podium.agent.internal import InternalMesh
 from podium.agent.kernelmesh import KernelMesh
 from podium.agent.loadstream import LoadStream
 from podium.agent.meshpool import MeshPool
+from podium.agent.metrics import AgentFigures, agent_registry
 from podium.agent.proxy import Mesh
 from podium.agent.relay import Relay
 from podium.agent.routing import RoutingTable
@@ -33,7 +35,11 @@ from podium.agent.secretfiles import SecretFiles
 from podium.agent.session import Session
 from podium.agent.status import StatusReporter
 from podium.agent.worker import Worker
+from podium.rules import metricsserver
 from podium.v1 import dispatcher, objects
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +85,21 @@ class Agent:
         relay_port: int | None = None,
         secret_files: SecretFiles | None = None,
         certificate: NodeCertificate | None = None,
+        metrics_listen: str = metricsserver.OFF,
     ) -> None:
         """`engine_ping`: how often the engine's health is checked, and the deadline of each
         check, in seconds. With `relay_port` (0: any free port) and an executor that can read
         its engine's networks, services reach each other by name (podium.agent.internal).
         `secret_files`: where the data of the secrets that come with the assignments is kept
         (the executor writes tasks' files there). `certificate`: the node's, for mutual TLS
-        (None: plaintext, for in-process tests against a plaintext manager)."""
+        (None: plaintext, for in-process tests against a plaintext manager). `metrics_listen`:
+        HOST:PORT to serve Prometheus metrics on over plain HTTP (podium.agent.metrics), or 'off'
+        (the default here, so that agents in one process never clash; the daemon's flag is on
+        by default)."""
+        metricsserver.parse_listen(metrics_listen)  # ValueError now rather than at start
+        self._metrics_listen = metrics_listen
+        self._metrics_server: metricsserver.MetricsServer | None = None
+        self.metrics_port = 0
         self._certificate = certificate
         self._files = secret_files
         self.node_id = node_id
@@ -241,6 +255,27 @@ class Agent:
         if self._certificate is not None:
             self._tasks.append(asyncio.create_task(self._certificate.renew_forever(),
                                                    name="certificate"))
+        if metricsserver.parse_listen(self._metrics_listen) is not None:
+            server = metricsserver.MetricsServer(listen=self._metrics_listen,
+                                                 registry=self._metrics_registry())
+            try:
+                await server.start()
+            except OSError as err:  # the node runs its tasks all the same
+                log.error("metrics: cannot listen on %s: %s; no metrics from this agent",
+                          self._metrics_listen, err)
+            else:
+                self._metrics_server, self.metrics_port = server, server.port
+
+    def _metrics_registry(self) -> CollectorRegistry:
+        mesh = self._mesh
+        return agent_registry(AgentFigures(
+            port_services=lambda: {port: r.service for port, r in self._routes.routes().items()},
+            connections=mesh.stats, requests=mesh.requests,
+            connect_failures=mesh.connect_failures if isinstance(mesh, Mesh) else None,
+            restarts=self._worker.restarts, health_results=self._worker.health_results,
+            containers_running=self._worker.containers_running,
+            engine_up=lambda: not self._engine.unresponsive,
+        ))
 
     async def _fence(self, period: float = 0.5) -> None:
         while True:
@@ -256,6 +291,9 @@ class Agent:
     async def stop(self) -> None:
         """Idempotent. Leaves containers running for the next agent to adopt, and first tells
         the manager this agent is restarting, so that it holds the node's tasks meanwhile."""
+        if self._metrics_server is not None:
+            await self._metrics_server.stop()
+            self._metrics_server = None
         if self._tasks:
             await self._session.leave("agent stopped")
         for task in self._tasks:

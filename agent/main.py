@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from podium.rules import daemon
+from podium.rules import daemon, metricsserver
 
 MAX_DEFAULT_WORKERS = 4
 
@@ -71,9 +71,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="TCP port other nodes reach this node's replicas through for "
                    "service-to-service connections; 0: any free port; 'off': services on "
                    "networks are not reachable by name on this node (default %(default)s)")
+    p.add_argument("--metrics-listen", type=_metrics_listen, default="127.0.0.1:9471",
+                   metavar="HOST:PORT",
+                   help="address to serve Prometheus metrics on, plain HTTP at /metrics "
+                   "('off': none; default %(default)s)")
 
 
 DEFAULT_RELAY_PORT = 7947
+
+
+def _metrics_listen(text: str) -> str:
+    try:
+        metricsserver.parse_listen(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--metrics-listen: {err}") from None
+    return text
 
 
 def _relay_port(text: str) -> int | None:
@@ -121,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
             manager=args.join, name=args.name, node_id=node_id, executor=executor,
             labels=dict(args.label), mesh=args.mesh, mesh_workers=args.mesh_workers,
             relay_port=args.relay_port, secret_files=files, certificate=certificate,
+            metrics_listen=args.metrics_listen,
         ))
 
     # uvloop where installed: the mesh's data path is markedly faster on it.

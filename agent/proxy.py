@@ -372,6 +372,7 @@ class _Connection:
                 transport.abort()
             self._release()
             failed.add(key)
+            listener.connect_failures += 1
         requests = listener.requests
         requests[key] = requests.get(key, 0) + 1
         if self.closed:  # the client went away, or the listener was stopped, meanwhile
@@ -431,6 +432,8 @@ class Listener:
         self.endpoints: tuple[Endpoint, ...] = ()
         self.active: dict[str, int] = {}  # endpoint key -> connections (connecting or open)
         self.requests: dict[str, int] = {}  # endpoint key -> requests forwarded, only grows
+        # Backend connections that failed (refused, unreachable, timed out), only grows.
+        self.connect_failures = 0
         self.connections: set[_Connection] = set()
         self._port = port
         self._server: asyncio.AbstractServer | None = None
@@ -518,6 +521,7 @@ class Mesh:
         self._draining: list[Listener] = []  # stopped, with connections still open
         # Requests through listeners gone (drained or closed): port -> endpoint key -> count.
         self._retired: dict[int, dict[str, int]] = {}
+        self._retired_failures: dict[int, int] = {}  # the same for connect_failures
         self._lock = asyncio.Lock()
 
     async def apply(self, wanted: Mapping[int, ListenerSpec]) -> list[str]:
@@ -587,9 +591,19 @@ class Mesh:
                 per_key.setdefault(endpoint.key, 0)
         return counts
 
+    def connect_failures(self) -> dict[int, int]:
+        """Published port -> backend connections that failed since the mesh was made (a
+        counter, ports no longer served included)."""
+        counts = dict(self._retired_failures)
+        for listener in [*self._listeners.values(), *self._draining]:
+            counts[listener.port] = counts.get(listener.port, 0) + listener.connect_failures
+        return counts
+
     def _retire(self, listener: Listener) -> None:
         """Keeps the counts of a listener that is dropped."""
         _add(self._retired.setdefault(listener.port, {}), listener.requests)
+        self._retired_failures[listener.port] = \
+            self._retired_failures.get(listener.port, 0) + listener.connect_failures
 
     async def close(self) -> None:
         """Stops every listener and aborts their connections; idempotent."""

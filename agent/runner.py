@@ -21,6 +21,7 @@ desired state, so the manager's stop or remove of the failed task is still carri
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -84,7 +85,10 @@ class TaskRunner:
         *,
         executor: Executor,
         reporter: StatusReporter,
+        health_results: collections.Counter[str] | None = None,
     ) -> None:
+        """`health_results`: counts each change of the task's health, by its new health."""
+        self._health_results = health_results
         self.task = task
         self._executor = executor
         self._reporter = reporter
@@ -108,6 +112,16 @@ class TaskRunner:
         self._wake = asyncio.Event()
         self._wake.set()
         self._starting = False  # within _start(): the engine's create/start events are ours
+
+    @property
+    def running(self) -> bool:
+        """Whether the task's last status, as reported, is RUNNING."""
+        return self._status.state == RUNNING
+
+    @property
+    def restarts(self) -> int:
+        """Restarts in place since the task was assigned (the restart policy's count)."""
+        return self._book.restarts
 
     @property
     def task_id(self) -> str:
@@ -190,6 +204,8 @@ class TaskRunner:
             tracker_error = self._prober[0].tracker.last_error if self._prober else ""
             detail = (container.health_output if container else "") or tracker_error
             self._event("health", f"{name}: {detail}" if detail and name != "healthy" else name)
+            if self._health_results is not None:
+                self._health_results[name] += 1
         status.state = state  # type: ignore[assignment]
         status.message = message
         status.err = err

@@ -20,6 +20,7 @@ and every other runner carry on.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 
@@ -43,6 +44,9 @@ class Worker:
         self._executor = executor
         self._reporter = reporter
         self._runners: dict[str, tuple[TaskRunner, asyncio.Task[None]]] = {}
+        # Health changes the runners reported, by the new health ("healthy", "unhealthy",
+        # "starting"), since the agent started: the agent's metrics.
+        self.health_results: collections.Counter[str] = collections.Counter()
         self._inbox: asyncio.Queue[dispatcher.Assignments] = asyncio.Queue()
         self._sweep_due = asyncio.Event()
         # Whether a complete set arrived: before that, no container is known to be unassigned.
@@ -59,6 +63,15 @@ class Worker:
     def running_pids(self) -> dict[str, int]:
         """Task id -> init pid of each task whose container is running."""
         return {task_id: r.pid for task_id, (r, _) in self._runners.items() if r.pid}
+
+    def containers_running(self) -> int:
+        """Tasks whose container runs (by their last status)."""
+        return sum(1 for r, _ in self._runners.values() if r.running)
+
+    def restarts(self) -> list[tuple[str, str, int]]:
+        """(task id, service name, restarts in place) of every task this agent runs."""
+        return [(task_id, r.task.service_name, r.restarts)
+                for task_id, (r, _) in self._runners.items()]
 
     def submit(self, assignments: dispatcher.Assignments) -> None:
         """Queues a set for run(); never blocks (the session's read loop calls it)."""
@@ -110,7 +123,8 @@ class Worker:
             return
         # The runner finds its container again from the task's last status (container id) or
         # by its deterministic name: create() returns the existing container.
-        runner = TaskRunner(task, executor=self._executor, reporter=self._reporter)
+        runner = TaskRunner(task, executor=self._executor, reporter=self._reporter,
+                            health_results=self.health_results)
         self._runners[task.id] = (runner, asyncio.create_task(self._drive(runner), name=task.id))
 
     async def _drive(self, runner: TaskRunner) -> None:

@@ -201,6 +201,7 @@ class Cluster(CliClient):
         self.port = free_port()
         self._address = f"127.0.0.1:{self.port}"
         self.join_port = free_port()
+        self.metrics_port = free_port()  # the manager's /metrics
         self.credentials = root / "admin.credentials"
         # The manager's data dir; start_manager() reads it, so a test may point a manager it
         # starts again at another one (a restored backup).
@@ -220,14 +221,17 @@ class Cluster(CliClient):
         self._spawn("manager", ["manager", "--listen", self.address,
                                 "--join-listen", f"127.0.0.1:{self.join_port}",
                                 "--admin-credentials", str(self.credentials),
-                                "--data-dir", str(self.manager_data), *self.manager_args])
+                                "--data-dir", str(self.manager_data),
+                                "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
+                                *self.manager_args])
         eventually(lambda: self.run("nodes").returncode == 0, timeout=20, what="manager up")
 
     def start_agent(self, name: str, *labels: str) -> None:
         data = self.root / name
-        # Agents share the host here: each relays on a port of its own.
+        # Agents share the host here: each relays, and serves its metrics, on a port of its own.
         args = ["agent", "--join", self.address, "--name", name, "--data-dir", str(data),
-                "--relay-port", "0", "--join-address", f"127.0.0.1:{self.join_port}",
+                "--relay-port", "0", "--metrics-listen", "127.0.0.1:0",
+                "--join-address", f"127.0.0.1:{self.join_port}",
                 "--token-file", str(self.token_file())]
         for label in labels:
             args += ["--label", label]

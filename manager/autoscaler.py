@@ -26,6 +26,7 @@ arrive.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import time
@@ -76,6 +77,8 @@ class Autoscaler:
         self._period = period
         self._clock = clock
         self._watched: dict[str, _Watched] = {}
+        # Replica changes written, by direction ("up", "down"), since the manager started.
+        self.decisions: collections.Counter[str] = collections.Counter()
 
     async def run(self) -> None:
         while True:
@@ -115,9 +118,11 @@ class Autoscaler:
             watched.seen = _seen(rec, decision, inputs)
             if decision.count != current or inputs.at_capacity != \
                     service.autoscale_status.at_capacity:
-                await self._store.update(
+                written = await self._store.update(
                     functools.partial(_write, seen=service, decision=decision,
                                       at_capacity=inputs.at_capacity))
+                if written and decision.count != current:
+                    self.decisions["up" if decision.count > current else "down"] += 1
 
     def _silent(self, node_id: str, now: float) -> bool:
         reported = self._load.reported_at(node_id)
@@ -184,11 +189,12 @@ def _seen(rec: Recommendation, decision: Decision, inputs: _Inputs) -> objects.A
     return seen
 
 
-def _write(tx: WriteTx, seen: objects.Service, decision: Decision, at_capacity: str) -> None:
+def _write(tx: WriteTx, seen: objects.Service, decision: Decision, at_capacity: str) -> bool:
+    """Whether it wrote."""
     service = tx.get_service(seen.id)
     if service is None or not rules.enabled(service.spec) \
             or service.spec.replicas != seen.spec.replicas:
-        return  # changed meanwhile: the next pass decides again
+        return False  # changed meanwhile: the next pass decides again
     status = service.autoscale_status
     status.at_capacity = at_capacity
     if decision.count != service.spec.replicas:
@@ -200,3 +206,4 @@ def _write(tx: WriteTx, seen: objects.Service, decision: Decision, at_capacity: 
         status.to_replicas = decision.count
         log.info("autoscale %s", status.last_decision)
     tx.update(service)
+    return True

@@ -34,7 +34,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +88,8 @@ class _Session:
     leaving: str = ""
     # What the last heartbeat said of the engine (None: none yet in this session).
     engine: tuple[bool, str] | None = None
+    # When the last heartbeat arrived (time.monotonic; None: none yet in this session).
+    heartbeat_at: float | None = None
 
     def send(self, message: dispatcher.ManagerMessage) -> None:
         if self.overflowed:
@@ -121,9 +123,12 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         probe_timeout: float = DEFAULT_PROBE_TIMEOUT_S,
         outbox_limit: int = OUTBOX_LIMIT,
         authority: Authority | None = None,
+        on_heartbeat: Callable[[float], None] | None = None,
     ) -> None:
         """`authority`: the manager's certificates (None: a plaintext manager, for in-process
-        tests: any agent may then register as any node)."""
+        tests: any agent may then register as any node). `on_heartbeat`: called with the
+        seconds between each two heartbeats of a session (the manager's metrics)."""
+        self._on_heartbeat = on_heartbeat
         self._authority = authority
         self._store = store
         self._outbox_limit = outbox_limit
@@ -143,6 +148,10 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         self._probes: dict[str, asyncio.Task[None]] = {}  # node id -> its probe in flight
         self._sessions: dict[str, _Session] = {}
         self._routes = EndpointTables()
+
+    @property
+    def sessions_open(self) -> int:
+        return len(self._sessions)
 
     async def run(self) -> None:
         view = self._store.view()
@@ -316,6 +325,10 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         if message.HasField("status") and message.status.updates:
             await self._apply_statuses(session.node_id, list(message.status.updates))
         if message.HasField("heartbeat"):
+            now = time.monotonic()
+            if session.heartbeat_at is not None and self._on_heartbeat is not None:
+                self._on_heartbeat(now - session.heartbeat_at)
+            session.heartbeat_at = now
             engine = (message.heartbeat.engine_unresponsive, message.heartbeat.engine_error)
             if engine != session.engine:
                 await self._store.update(functools.partial(

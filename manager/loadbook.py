@@ -130,6 +130,16 @@ class LoadBook:
                 total[task_id] = total.get(task_id, 0) + count
         return total
 
+    def request_counts(self) -> dict[str, int]:
+        """Task id -> requests forwarded to it through the mesh, by the latest counters of the
+        nodes reporting now (they fall when an agent restarts or its node is forgotten)."""
+        total: dict[str, int] = {}
+        for counters in self._requests.values():
+            if counters:
+                for task_id, count in counters[-1][1].items():
+                    total[task_id] = total.get(task_id, 0) + count
+        return total
+
     def request_rates(self) -> dict[str, float]:
         """Task id -> requests per second to it through the mesh, summed over the nodes that
         have reported twice within RATE_WINDOW_S."""

@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from podium.rules import daemon, network
+from podium.rules import daemon, metricsserver, network
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,6 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    default=90 * 86400.0, metavar="SECONDS",
                    help="how long a node's certificate is valid; agents renew theirs at a random "
                    "point 50-80%% through (default 90 days)")
+    p.add_argument("--metrics-listen", type=_metrics_listen, default="127.0.0.1:9470",
+                   metavar="HOST:PORT",
+                   help="address to serve Prometheus metrics on, plain HTTP at /metrics "
+                   "('off': none; default %(default)s)")
     # Not required here, so that `backup` and `restore` (below) parse: run() checks it.
     p.add_argument("--data-dir", default=None, help="where the manager keeps its state "
                    "(required)")
@@ -79,6 +83,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("file", metavar="FILE", help="the archive made by `podium manager backup`")
 
 
+def _metrics_listen(text: str) -> str:
+    try:
+        metricsserver.parse_listen(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--metrics-listen: {err}") from None
+    return text
+
+
 def _range(text: str) -> str:
     try:
         network.parse_range(text)
@@ -123,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         handshake_timeout=args.handshake_timeout, join_listen=args.join_listen,
         names=tuple(args.san), admin_credentials=admin,
         node_cert_lifetime=datetime.timedelta(seconds=args.node_cert_lifetime),
+        metrics_listen=args.metrics_listen,
     )
     from podium.manager.store import SealingError
 

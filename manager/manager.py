@@ -21,6 +21,7 @@ from podium.manager.autoscaler import Autoscaler
 from podium.manager.controlapi import WATCH_LIMIT, ControlAPI
 from podium.manager.dispatcher import OUTBOX_LIMIT, Dispatcher
 from podium.manager.loadbook import LoadBook
+from podium.manager.metrics import ManagerMetrics
 from podium.manager.nodemonitor import DEFAULT_PROBE_TIMEOUT_S, DEFAULT_RESTART_GRACE_S
 from podium.manager.orchestrator import Orchestrator
 from podium.manager.pki import NODE_LIFETIME, ClusterCA
@@ -30,7 +31,7 @@ from podium.manager.scheduler import Scheduler
 from podium.manager.security import Authority, JoinServicer, local_names
 from podium.manager.store import KeyRing, SqliteStore
 from podium.manager.updater import Updater
-from podium.rules import network
+from podium.rules import metricsserver, network
 from podium.v1 import control, control_grpc, dispatcher, dispatcher_grpc
 
 log = logging.getLogger(__name__)
@@ -79,13 +80,20 @@ class Manager:
         names: tuple[str, ...] = (),
         admin_credentials: pathlib.Path | None = None,
         node_cert_lifetime: datetime.timedelta = NODE_LIFETIME,
+        metrics_listen: str = metricsserver.OFF,
     ) -> None:
         """Mutual TLS on `listen` and the join port (`join_listen`, by default the same host
         and the next port; port 0 stays 0) unless `plaintext`, which only in-process tests use
         (the daemon has no such flag). `names`: more names and addresses the manager's
         certificate is valid for. `admin_credentials`: where to write the local admin's
-        credentials file (None: nowhere)."""
+        credentials file (None: nowhere). `metrics_listen`: HOST:PORT to serve Prometheus
+        metrics on over plain HTTP (podium.manager.metrics), or 'off' (the default here; the
+        daemon's flag is on by default)."""
         network.parse_range(virtual_ip_range)  # ValueError now rather than at the first service
+        metricsserver.parse_listen(metrics_listen)  # likewise
+        self._metrics_listen = metrics_listen
+        self._metrics_server: metricsserver.MetricsServer | None = None
+        self.metrics_port = 0
         self._plaintext = plaintext
         self._join_listen = join_listen if join_listen is not None else next_port(listen)
         self._names = names
@@ -116,6 +124,8 @@ class Manager:
         # SealingError when a stored secret's key is not in it: the manager does not start.
         ring = KeyRing.open(self._data_dir / "keys")
         store = self._store = SqliteStore(self._data_dir / "state.db", sealer=ring)
+        metrics = ManagerMetrics()
+        store.on_commit = metrics.commit_seconds.observe
         authority = None
         if not self._plaintext:
             authority = self.authority = Authority(
@@ -125,7 +135,7 @@ class Manager:
             self._tasks.append(asyncio.create_task(authority.run(), name="authority"))
         loops: list[ReconcileLoop] = [
             Orchestrator(store=store),
-            Scheduler(store=store),
+            Scheduler(store=store, on_assigned=metrics.scheduling_seconds.observe),
             Reaper(store=store),
             Updater(store=store),
         ]
@@ -136,8 +146,10 @@ class Manager:
             down_grace=self._down_grace, restart_grace=self._restart_grace,
             probe_timeout=self._probe_timeout, outbox_limit=self._outbox_limit,
             load_period=self._load_period, virtual_ip_range=self._virtual_ip_range,
-            authority=authority,
+            authority=authority, on_heartbeat=metrics.heartbeat_seconds.observe,
         )
+        metrics.collect_from(store=store, load=load, sessions=lambda: dispatch.sessions_open,
+                             autoscale_decisions=autoscaler.decisions)
         for loop in loops:
             self._tasks.append(asyncio.create_task(loop.run(), name=loop.name))
         self._tasks.append(asyncio.create_task(dispatch.run(), name="dispatcher"))
@@ -178,6 +190,17 @@ class Manager:
             if self._admin_credentials is not None:
                 await authority.write_admin_credentials(
                     self._admin_credentials, f"{local_address(self._listen)}:{self.port}")
+        if metricsserver.parse_listen(self._metrics_listen) is not None:
+            server = metricsserver.MetricsServer(listen=self._metrics_listen,
+                                                 registry=metrics.registry)
+            try:
+                await server.start()
+            except OSError as err:  # the cluster runs all the same
+                log.error("metrics: cannot listen on %s: %s; no metrics from this manager",
+                          self._metrics_listen, err)
+            else:
+                self._metrics_server, self.metrics_port = server, server.port
+                log.info("metrics on http://%s/metrics", self._metrics_listen)
         log.info("manager listening on %s (data in %s)", self._listen, self._data_dir)
 
     async def _serve_joins(self, authority: Authority, options: list[tuple[str, int]],
@@ -202,6 +225,9 @@ class Manager:
 
     async def stop(self) -> None:
         """Idempotent."""
+        if self._metrics_server is not None:
+            await self._metrics_server.stop()
+            self._metrics_server = None
         for server in (self._join_server, self._server):
             if server is not None:
                 await server.stop(grace=1.0)

@@ -16,11 +16,12 @@ into the slot's next task; placement then considers only that node).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from podium.manager import ids, placement
 from podium.manager._loop import ReconcileLoop
 from podium.manager.eligibility import is_eligible
-from podium.manager.store import Change, ReadTx, WriteTx
+from podium.manager.store import Change, ReadTx, Store, WriteTx
 from podium.rules.mounts import pinning_volume
 from podium.rules.taskstate import has_finished, is_pending
 from podium.v1 import objects
@@ -31,6 +32,13 @@ FAILURE_MEMORY_S = 300.0
 
 class Scheduler(ReconcileLoop):
     name = "scheduler"
+
+    def __init__(self, *, store: Store,
+                 on_assigned: Callable[[float], None] | None = None) -> None:
+        """`on_assigned`: called, after each commit, with the seconds every task it assigned
+        waited from its creation (the manager's metrics)."""
+        super().__init__(store=store)
+        self._on_assigned = on_assigned
 
     def seed(self, view: ReadTx) -> None:
         self.mark(_ALL)
@@ -61,7 +69,11 @@ class Scheduler(ReconcileLoop):
         if plan.wake_at is not None:
             self.wake_at(plan.wake_at)
         if plan.placed or plan.unplaced:
-            await self._store.update(lambda tx: commit_plan(tx, plan))
+            waited: list[float] = []
+            await self._store.update(lambda tx: commit_plan(tx, plan, waited))
+            if self._on_assigned is not None:
+                for seconds in waited:
+                    self._on_assigned(seconds)
 
 
 def recent_failures(tasks: list[objects.Task], now: float) -> set[tuple[str, str]]:
@@ -76,8 +88,9 @@ def recent_failures(tasks: list[objects.Task], now: float) -> set[tuple[str, str
     }
 
 
-def commit_plan(tx: WriteTx, plan: placement.Plan) -> int:
-    """Applies a plan; returns the number of tasks assigned."""
+def commit_plan(tx: WriteTx, plan: placement.Plan, waited: list[float] | None = None) -> int:
+    """Applies a plan; returns the number of tasks assigned. `waited` gets, for each task
+    assigned, the seconds from its creation to this commit."""
     now = ids.timestamp()
     assigned = 0
     # Per node, built at its first decision from the tasks on it now, then kept up to date
@@ -104,6 +117,8 @@ def commit_plan(tx: WriteTx, plan: placement.Plan) -> int:
         task.status.message = f"assigned to {node.description.name}"
         tx.update(task)
         assigned += 1
+        if waited is not None:
+            waited.append(max(0.0, ids.seconds(now) - ids.seconds(task.meta.created)))
     for unplaced in plan.unplaced:
         task = tx.get_task(unplaced.task_id)
         if task is None or not is_pending(task) or task.status.message == unplaced.reason:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import pathlib
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -57,6 +58,8 @@ class SqliteStore:
         self._tables = Tables()
         self._watches: list[QueueWatch] = []
         self._closed = False
+        # Called with each commit's duration in seconds (the manager's metrics), if set.
+        self.on_commit: Callable[[float], None] | None = None
         try:
             self._load()
         except BaseException:
@@ -93,7 +96,10 @@ class SqliteStore:
         tx = Transaction(self._tables, ids.timestamp())
         result = fn(tx)
         if tx.staged:
+            started = time.perf_counter()
             self._commit(tx)
+            if self.on_commit is not None:
+                self.on_commit(time.perf_counter() - started)
         return result
 
     def _commit(self, tx: Transaction) -> None:
