@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
 
-from podium.rules.credentials import ENV
+from podium.manager.pki import ClusterCA
+from podium.rules.credentials import ENV, Credentials
 from tests.fakecontrol import FakeManager
 from tests.helpers import PODIUM, eventually, free_port
 
@@ -51,3 +53,16 @@ def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             os.environ[ENV] = before
         proc.terminate()
         proc.wait(timeout=15)
+
+
+@pytest.fixture
+def credentials(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
+    """An admin's credentials file of a cluster of its own, named by $PODIUM_CREDENTIALS (for
+    commands that must get as far as connecting)."""
+    ca = ClusterCA.load_or_create(tmp_path / "pki")
+    admin = ca.issue("root", "admin")
+    path = tmp_path / "admin.credentials"
+    Credentials("127.0.0.1:7070", "root", "admin", ca.pem, admin.certificate,
+                admin.key).save(path)
+    monkeypatch.setenv(ENV, str(path))
+    return path

@@ -26,7 +26,7 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c))
-def test_an_unreachable_manager_is_named(command: list[str],
+def test_an_unreachable_manager_is_named(command: list[str], credentials: pathlib.Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     code, err = _run(capsys, "--manager", address, *command)
@@ -36,12 +36,24 @@ def test_an_unreachable_manager_is_named(command: list[str],
 
 
 def test_deploy_to_an_unreachable_manager(capsys: pytest.CaptureFixture[str],
-                                          tmp_path: pathlib.Path) -> None:
+                                          tmp_path: pathlib.Path,
+                                          credentials: pathlib.Path) -> None:
     stack = tmp_path / "stack.yaml"
     stack.write_text("services:\n  web:\n    image: podium/web:latest\n")
     address = f"127.0.0.1:{free_port()}"
     code, err = _run(capsys, "--manager", address, "deploy", "-f", str(stack), "--detach")
     assert code == 1 and f"cannot reach the manager at {address}" in err
+
+
+def test_without_credentials_the_error_says_where_they_come_from(
+        capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "nothing-here"
+    monkeypatch.setenv("PODIUM_CREDENTIALS", str(missing))
+    code, err = _run(capsys, "--manager", f"127.0.0.1:{free_port()}", "nodes")
+    assert code == 1
+    assert f"no credentials file at {missing}" in err
+    assert "podium user add" in err and "--credentials" in err
 
 
 @pytest.mark.parametrize("command", [["inspect", "nosuch"], ["scale", "nosuch=2"],
