@@ -31,6 +31,9 @@ from podium.rules.credentials import CHANNEL_OPTIONS, Credentials
 from podium.v1 import control, control_grpc, dispatcher, dispatcher_grpc, objects
 from tests.helpers import eventually
 
+# Real manager processes: the security lane (README, Tests), not the fast lane.
+pytestmark = pytest.mark.security
+
 HANDSHAKE_TIMEOUT_S = 1.0
 NODE_A, NODE_B = "a" * 32, "b" * 32  # the node ids the sessions below register
 

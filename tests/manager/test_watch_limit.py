@@ -21,6 +21,9 @@ from podium.v1 import control, control_grpc, objects
 from tests.fakes import RawAgent
 from tests.helpers import Cluster, eventually_async
 
+# Real manager processes: the security lane (README, Tests), not the fast lane.
+pytestmark = pytest.mark.security
+
 TASKS = 1_000
 REPORTS = 100  # x TASKS = 100,000 changes
 MiB = 1 << 20

@@ -32,6 +32,9 @@ from podium.v1 import control, control_grpc, objects
 from tests.fakes import RawAgent
 from tests.helpers import eventually_async
 
+# Real manager processes: the security lane (README, Tests), not the fast lane.
+pytestmark = pytest.mark.security
+
 OK = grpc.StatusCode.OK
 
 
@@ -213,7 +216,6 @@ async def test_a_renewal_keeps_the_previous_certificate_until_the_next(
     assert (tmp_path / "tls" / "node.key").read_bytes() == key  # the key never changes
 
 
-@pytest.mark.security
 async def test_certificates_are_renewed_before_expiry_and_rejoined_after(
         tmp_path: pathlib.Path) -> None:
     """Node certificates that live 10 s: one node renews by itself (at 50-80 % of their life),
