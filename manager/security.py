@@ -64,9 +64,10 @@ LOCAL_ADMIN = "root"
 
 _CONTROL = "/podium.v1.Control/"
 _VIEW = frozenset({"GetService", "ListServices", "GetTask", "ListTasks", "GetNode", "ListNodes",
-                   "GetLoad", "WatchEvents", "ListSecrets"})
+                   "GetLoad", "WatchEvents", "ListSecrets", "Logs"})
 _OPERATE = frozenset({"CreateService", "UpdateService", "RollbackService", "PromoteService",
-                      "ScaleService", "RemoveService", "CreateSecret", "RemoveSecret"})
+                      "ScaleService", "RemoveService", "CreateSecret", "RemoveSecret",
+                      "PlanDeploy"})
 _ADMIN = frozenset(m.name for m in control.DESCRIPTOR.services_by_name["Control"].methods)
 _ANYONE = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/")
 _NODE = frozenset({"/podium.v1.Dispatcher/Session", "/podium.v1.Dispatcher/RenewCertificate"})

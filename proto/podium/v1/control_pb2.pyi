@@ -333,3 +333,77 @@ class GetJoinTokenResponse(_message.Message):
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     token: str
     def __init__(self, token: _Optional[str] = ...) -> None: ...
+
+class LogsRequest(_message.Message):
+    __slots__ = ("ref", "follow", "since", "tail")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    follow: bool
+    since: _timestamp_pb2.Timestamp
+    tail: int
+    def __init__(self, ref: _Optional[str] = ..., follow: _Optional[bool] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tail: _Optional[int] = ...) -> None: ...
+
+class LogsResponse(_message.Message):
+    __slots__ = ("task_id", "task_name", "node_id", "lines", "error")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    task_name: str
+    node_id: str
+    lines: _containers.RepeatedCompositeFieldContainer[_dispatcher_pb2.LogLine]
+    error: str
+    def __init__(self, task_id: _Optional[str] = ..., task_name: _Optional[str] = ..., node_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[_dispatcher_pb2.LogLine, _Mapping]]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class PlanDeployRequest(_message.Message):
+    __slots__ = ("specs",)
+    SPECS_FIELD_NUMBER: _ClassVar[int]
+    specs: _containers.RepeatedCompositeFieldContainer[_objects_pb2.ServiceSpec]
+    def __init__(self, specs: _Optional[_Iterable[_Union[_objects_pb2.ServiceSpec, _Mapping]]] = ...) -> None: ...
+
+class PlanDeployResponse(_message.Message):
+    __slots__ = ("services",)
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    services: _containers.RepeatedCompositeFieldContainer[ServicePlan]
+    def __init__(self, services: _Optional[_Iterable[_Union[ServicePlan, _Mapping]]] = ...) -> None: ...
+
+class ServicePlan(_message.Message):
+    __slots__ = ("name", "action", "changes", "new_tasks", "replaced_tasks", "pending")
+    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ACTION_UNCHANGED: _ClassVar[ServicePlan.Action]
+        ACTION_CREATE: _ClassVar[ServicePlan.Action]
+        ACTION_UPDATE: _ClassVar[ServicePlan.Action]
+        ACTION_RECONFIGURE: _ClassVar[ServicePlan.Action]
+    ACTION_UNCHANGED: ServicePlan.Action
+    ACTION_CREATE: ServicePlan.Action
+    ACTION_UPDATE: ServicePlan.Action
+    ACTION_RECONFIGURE: ServicePlan.Action
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    NEW_TASKS_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_TASKS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    action: ServicePlan.Action
+    changes: _containers.RepeatedScalarFieldContainer[str]
+    new_tasks: _containers.RepeatedCompositeFieldContainer[PlannedTask]
+    replaced_tasks: _containers.RepeatedScalarFieldContainer[str]
+    pending: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., action: _Optional[_Union[ServicePlan.Action, str]] = ..., changes: _Optional[_Iterable[str]] = ..., new_tasks: _Optional[_Iterable[_Union[PlannedTask, _Mapping]]] = ..., replaced_tasks: _Optional[_Iterable[str]] = ..., pending: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PlannedTask(_message.Message):
+    __slots__ = ("slot", "node_id", "node_name")
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    slot: int
+    node_id: str
+    node_name: str
+    def __init__(self, slot: _Optional[int] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ...) -> None: ...

@@ -154,6 +154,16 @@ class ControlStub:
                 request_serializer=podium_dot_v1_dot_control__pb2.GetJoinTokenRequest.SerializeToString,
                 response_deserializer=podium_dot_v1_dot_control__pb2.GetJoinTokenResponse.FromString,
                 _registered_method=True)
+        self.Logs = channel.unary_stream(
+                '/podium.v1.Control/Logs',
+                request_serializer=podium_dot_v1_dot_control__pb2.LogsRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__pb2.LogsResponse.FromString,
+                _registered_method=True)
+        self.PlanDeploy = channel.unary_unary(
+                '/podium.v1.Control/PlanDeploy',
+                request_serializer=podium_dot_v1_dot_control__pb2.PlanDeployRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__pb2.PlanDeployResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -340,6 +350,24 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Logs(self, request, context):
+        """Container output of a service's tasks (or one task), from the agents through the manager,
+        each line with its task; with `follow`, also of tasks that start meanwhile, until the
+        caller cancels. Callers: anyone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlanDeploy(self, request, context):
+        """What deploying these specs would do, changing nothing: per service, what changes, where
+        new tasks would go, which tasks would be replaced, what would stay pending and why.
+        Callers: operators.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -462,6 +490,16 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.GetJoinToken,
                     request_deserializer=podium_dot_v1_dot_control__pb2.GetJoinTokenRequest.FromString,
                     response_serializer=podium_dot_v1_dot_control__pb2.GetJoinTokenResponse.SerializeToString,
+            ),
+            'Logs': grpc.unary_stream_rpc_method_handler(
+                    servicer.Logs,
+                    request_deserializer=podium_dot_v1_dot_control__pb2.LogsRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__pb2.LogsResponse.SerializeToString,
+            ),
+            'PlanDeploy': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanDeploy,
+                    request_deserializer=podium_dot_v1_dot_control__pb2.PlanDeployRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__pb2.PlanDeployResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1112,6 +1150,60 @@ class Control:
             '/podium.v1.Control/GetJoinToken',
             podium_dot_v1_dot_control__pb2.GetJoinTokenRequest.SerializeToString,
             podium_dot_v1_dot_control__pb2.GetJoinTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/podium.v1.Control/Logs',
+            podium_dot_v1_dot_control__pb2.LogsRequest.SerializeToString,
+            podium_dot_v1_dot_control__pb2.LogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanDeploy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.Control/PlanDeploy',
+            podium_dot_v1_dot_control__pb2.PlanDeployRequest.SerializeToString,
+            podium_dot_v1_dot_control__pb2.PlanDeployResponse.FromString,
             options,
             channel_credentials,
             insecure,

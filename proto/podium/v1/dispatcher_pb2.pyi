@@ -37,18 +37,50 @@ class NodeCertificate(_message.Message):
     def __init__(self, certificate: _Optional[bytes] = ..., ca: _Optional[bytes] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
-    __slots__ = ("register", "heartbeat", "status", "load", "leaving")
+    __slots__ = ("register", "heartbeat", "status", "load", "leaving", "logs")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     LOAD_FIELD_NUMBER: _ClassVar[int]
     LEAVING_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
     register: Register
     heartbeat: Heartbeat
     status: StatusReport
     load: LoadReport
     leaving: Leaving
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., status: _Optional[_Union[StatusReport, _Mapping]] = ..., load: _Optional[_Union[LoadReport, _Mapping]] = ..., leaving: _Optional[_Union[Leaving, _Mapping]] = ...) -> None: ...
+    logs: LogChunk
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., status: _Optional[_Union[StatusReport, _Mapping]] = ..., load: _Optional[_Union[LoadReport, _Mapping]] = ..., leaving: _Optional[_Union[Leaving, _Mapping]] = ..., logs: _Optional[_Union[LogChunk, _Mapping]] = ...) -> None: ...
+
+class LogChunk(_message.Message):
+    __slots__ = ("request_id", "task_id", "lines", "end", "error")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    task_id: str
+    lines: _containers.RepeatedCompositeFieldContainer[LogLine]
+    end: bool
+    error: str
+    def __init__(self, request_id: _Optional[int] = ..., task_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., end: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class LogLine(_message.Message):
+    __slots__ = ("timestamp", "stream", "text")
+    class Stream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STREAM_STDOUT: _ClassVar[LogLine.Stream]
+        STREAM_STDERR: _ClassVar[LogLine.Stream]
+    STREAM_STDOUT: LogLine.Stream
+    STREAM_STDERR: LogLine.Stream
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    timestamp: _timestamp_pb2.Timestamp
+    stream: LogLine.Stream
+    text: bytes
+    def __init__(self, timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stream: _Optional[_Union[LogLine.Stream, str]] = ..., text: _Optional[bytes] = ...) -> None: ...
 
 class Leaving(_message.Message):
     __slots__ = ("restarting", "reason")
@@ -146,14 +178,38 @@ class StatusReport(_message.Message):
     def __init__(self, updates: _Optional[_Iterable[_Union[StatusReport.Update, _Mapping]]] = ...) -> None: ...
 
 class ManagerMessage(_message.Message):
-    __slots__ = ("session", "assignments", "endpoints")
+    __slots__ = ("session", "assignments", "endpoints", "logs", "logs_cancel")
     SESSION_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
+    LOGS_CANCEL_FIELD_NUMBER: _ClassVar[int]
     session: SessionInfo
     assignments: Assignments
     endpoints: Endpoints
-    def __init__(self, session: _Optional[_Union[SessionInfo, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ..., endpoints: _Optional[_Union[Endpoints, _Mapping]] = ...) -> None: ...
+    logs: LogRequest
+    logs_cancel: LogCancel
+    def __init__(self, session: _Optional[_Union[SessionInfo, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ..., endpoints: _Optional[_Union[Endpoints, _Mapping]] = ..., logs: _Optional[_Union[LogRequest, _Mapping]] = ..., logs_cancel: _Optional[_Union[LogCancel, _Mapping]] = ...) -> None: ...
+
+class LogRequest(_message.Message):
+    __slots__ = ("request_id", "task_ids", "follow", "since", "tail")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    task_ids: _containers.RepeatedScalarFieldContainer[str]
+    follow: bool
+    since: _timestamp_pb2.Timestamp
+    tail: int
+    def __init__(self, request_id: _Optional[int] = ..., task_ids: _Optional[_Iterable[str]] = ..., follow: _Optional[bool] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tail: _Optional[int] = ...) -> None: ...
+
+class LogCancel(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    def __init__(self, request_id: _Optional[int] = ...) -> None: ...
 
 class Endpoint(_message.Message):
     __slots__ = ("task_id", "node_id", "addr", "ports", "container_addr", "relay_port")
