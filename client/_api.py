@@ -220,6 +220,14 @@ class Client:
             return updated, "updated (forced)" if force else "updated"
         raise AssertionError("unreachable")
 
+    def plan(self, specs: list[objects.ServiceSpec]) -> list[control.ServicePlan]:
+        """What deploying `specs` would do, changing nothing: per service its action, the
+        changed fields, where new tasks would go, which tasks would be replaced and why some
+        would stay pending (Control.PlanDeploy). A secret or config reference without an id
+        stands for content a deploy would store first."""
+        request = control.PlanDeployRequest(specs=specs)
+        return list(self._call("PlanDeploy", request).services)
+
     def rollback(self, ref: str, version: int = 0) -> objects.Service:
         """Puts the service back on an earlier version of its spec (`version`; 0: the one
         before the current), replacing its tasks under its rollback_config. Returns the

@@ -197,6 +197,8 @@ def cmd_deploy(client: Client, args: argparse.Namespace) -> int:
     for warning in stack.warnings:  # once, before the progress; on stderr, as stack deploy does
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     specs = stack.services
+    if args.plan:
+        return _plan(client, args, stack.files, specs)
     if stack.files:  # first: the services refer to the versions' ids
         from podium.client._compose_secrets import store
 
@@ -219,6 +221,25 @@ def cmd_deploy(client: Client, args: argparse.Namespace) -> int:
     if args.detach or not goals:
         return 0
     return wait_for(client, goals, args.timeout)
+
+
+def _plan(client: Client, args: argparse.Namespace, files: list[Any],
+          specs: list[objects.ServiceSpec]) -> int:
+    """`deploy --plan`: what the deploy would do; stores nothing (secrets and configs
+    included) and changes nothing."""
+    from podium.client._compose_secrets import store
+    from podium.client.compose import SpecError
+
+    if args.force:
+        raise CliError("--plan shows a deploy without --force; leave one of them out", 2)
+    if files:
+        try:
+            store(client, files, specs, find_only=True)
+        except SpecError as err:
+            raise CliError(f"{args.file}: {err}", 2) from None
+    for line in views.plan_lines(client.plan(specs), specs):
+        print(line)
+    return 0
 
 
 def _deploy_goal(service: objects.Service, outcome: str, deploy_id: str) -> Goal | None:

@@ -25,6 +25,7 @@ New content is a new id, so the service's spec changes and its tasks are replace
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
 from dataclasses import dataclass, field
@@ -214,15 +215,24 @@ def used(declared: dict[tuple[str, str], Declared],
     return [d for d in declared.values() if (d.kind, d.name) in names]
 
 
-def store(client: Client, files: list[Declared], specs: list[objects.ServiceSpec]) -> None:
+def store(client: Client, files: list[Declared], specs: list[objects.ServiceSpec], *,
+          find_only: bool = False) -> None:
     """Stores (or finds) each of `files` and puts its version's id into the specs' references.
-    Raises SpecError for an external one that does not exist."""
+    Raises SpecError for an external one that does not exist. `find_only` (a plan) stores
+    nothing: content not stored yet leaves its references without an id."""
     ids: dict[tuple[str, str], str] = {}
     listed: dict[str, list[objects.Secret]] = {}
     for declared in files:
-        if declared.data is None:
+        if declared.data is None or find_only:
             if declared.kind not in listed:
                 listed[declared.kind] = client.secrets(declared.word)
+        if declared.data is not None and find_only:
+            digest = "sha256:" + hashlib.sha256(declared.data).hexdigest()
+            same = [s for s in listed[declared.kind]
+                    if s.spec.name == declared.name and s.spec.digest == digest]
+            ids[(declared.kind, declared.name)] = same[0].id if same else ""
+            continue
+        if declared.data is None:
             versions = [s for s in listed[declared.kind] if s.spec.name == declared.name]
             if not versions:
                 raise SpecError(

@@ -6,7 +6,7 @@ the daemons (`podium manager`, `podium agent`: podium.manager.main and podium.ag
     podium agent --join HOST:PORT --name NAME --data-dir DIR [--docker-host URL] [--label k=v]
                  [--mesh asyncio|kernel] [--mesh-workers N]
     podium [--manager HOST:PORT] deploy -f FILE [--stack NAME] [--profile P] [--force] [--detach]
-                                [--timeout S]
+                                [--timeout S] [--plan]
     podium services | ps [SERVICE] | nodes | scale SERVICE=N ... | rm SERVICE ... | inspect REF
     podium history SERVICE | rollback SERVICE [--to VERSION] | promote SERVICE
     podium node drain|pause|activate|rm NODE | events [--kind KIND]
@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also deploy the services of this Compose profile (repeatable)")
     d.add_argument("--force", action="store_true",
                    help="replace every task of the file's existing services, changed or not")
+    d.add_argument("--plan", action="store_true",
+                   help="show what the deploy would change, where new tasks would go and what "
+                        "would stay pending, changing nothing")
     waits(d, "the updates to complete or new services to converge")
     client_cmd("services", "list services")
     ps = client_cmd("ps", "list tasks")

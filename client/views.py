@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from podium.rules import autoscale, units
+from podium.rules import update as update_rules
 from podium.rules.names import task_name
 from podium.rules.routing import in_rotation, ingress_ports
 from podium.rules.taskstate import is_live
-from podium.v1 import objects
+from podium.v1 import control, objects
 
 Row = dict[str, Any]
 _NODE_READY = objects.NodeStatus.STATE_READY
@@ -377,3 +378,54 @@ def to_json(rows: Any, *, indent: int | None = 2) -> str:
     import json  # only for -o json
 
     return json.dumps(rows, indent=indent, sort_keys=True)
+
+
+_PLAN = control.ServicePlan
+
+
+def plan_lines(plans: Sequence[control.ServicePlan],
+               specs: Sequence[objects.ServiceSpec]) -> list[str]:
+    """`podium deploy --plan`: per service a headline, its changed fields and its new tasks:
+
+        web: update (new version) - tasks replaced 3 (update_config: parallelism 1, start-first)
+          container.image: podium/web:1 -> podium/web:2
+          new tasks: web.1 -> node-a, web.2 -> node-b, web.3 -> node-a
+        db: create
+          new tasks: db.1 -> (pending: no node has 64 GiB memory free (2 nodes))
+        cache: unchanged
+    """
+    by_name = {spec.name: spec for spec in specs}
+    lines: list[str] = []
+    for plan in plans:
+        head = f"{plan.name}: {_plan_action(plan)}"
+        replaced = len(plan.replaced_tasks)
+        if plan.action == _PLAN.ACTION_UPDATE:
+            head += f" - tasks replaced {replaced}"
+            if (spec := by_name.get(plan.name)) is not None:
+                settings = update_rules.plan(spec)
+                order = "start-first" if settings.start_first else "stop-first"
+                head += (f" (update_config: parallelism {settings.parallelism or 'all'}, "
+                         f"{order})")
+        elif replaced:
+            head += f" - tasks removed {replaced}"
+        lines.append(head)
+        lines.extend(f"  {change}" for change in plan.changes)
+        if plan.new_tasks:
+            reasons = iter(plan.pending)
+            placed = []
+            for task in plan.new_tasks:
+                name = f"{plan.name}.{task.slot or task.node_name or task.node_id[:12]}"
+                where = task.node_name or task.node_id
+                if not task.node_id:
+                    where = f"(pending: {next(reasons, 'no node takes it')})"
+                placed.append(f"{name} -> {where}")
+            lines.append("  new tasks: " + ", ".join(placed))
+    return lines
+
+
+def _plan_action(plan: control.ServicePlan) -> str:
+    return {
+        _PLAN.ACTION_CREATE: "create",
+        _PLAN.ACTION_UPDATE: "update (new version)",
+        _PLAN.ACTION_RECONFIGURE: "reconfigure (settings only)",
+    }.get(plan.action, "unchanged")

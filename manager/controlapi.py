@@ -7,12 +7,13 @@ request is an object id, a unique id prefix or a name.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 
-from podium.manager import ids, secrets, versions
+from podium.manager import ids, plan, secrets, versions
 from podium.manager.loadbook import HISTORY, LoadBook
 from podium.manager.store import (
     ConflictError,
@@ -254,6 +255,41 @@ class ControlAPI(control_grpc.ControlServicer):
             return service
 
         return control.ServiceResponse(service=await self._write(context, apply))
+
+    async def PlanDeploy(self, request, context):  # type: ignore[no-untyped-def]
+        def build(view: ReadTx) -> list[control.ServicePlan]:
+            specs = [self._planned_spec(view, spec) for spec in request.specs]
+            return plan.plan_deploy(view, specs, time.time())
+
+        return control.PlanDeployResponse(services=await self._read(context, build))
+
+    def _planned_spec(self, view: ReadTx, given: objects.ServiceSpec) -> objects.ServiceSpec:
+        """`given` checked and completed as CreateService or UpdateService would (a copy: the
+        same errors, naming the field). Two differences: a spec whose force_update is 0 keeps
+        the current one's (as `podium deploy` sends it), and a secret or config reference
+        without an id stands for content `podium deploy` would store first."""
+        spec = objects.ServiceSpec()
+        spec.CopyFrom(given)
+        current = view.service_by_name(spec.name) if spec.name else None
+        if current is not None:
+            spec.replicas = autoscale.starting_replicas(current.spec, spec)
+            if not spec.force_update:
+                spec.force_update = current.spec.force_update
+        validate_spec(spec)
+        unstored = []
+        for field, kind in (("secrets", objects.SecretSpec.KIND_SECRET),
+                            ("configs", objects.SecretSpec.KIND_CONFIG)):
+            for ref in getattr(spec.container, field):
+                if not ref.id and ref.name:
+                    ref.id = f"{plan.PLANNED}{ref.name}"
+                    unstored.append(objects.Secret(
+                        id=ref.id, spec=objects.SecretSpec(kind=kind, name=ref.name)))
+        secrets.check_references(plan.with_secrets(view, unstored), spec)
+        for ref in list(spec.container.secrets) + list(spec.container.configs):
+            if ref.id.startswith(plan.PLANNED):
+                ref.id = ""
+        self._check_ports_free(view, spec, current.id if current is not None else "")
+        return spec
 
     async def RollbackService(self, request, context):  # type: ignore[no-untyped-def]
         def apply(tx: WriteTx) -> objects.Service:
