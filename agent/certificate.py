@@ -25,7 +25,6 @@ from typing import Any
 import grpc
 
 from podium.rules.certs import (
-    MANAGER_NAME,
     CertificateInfo,
     JoinToken,
     ca_matches,
@@ -34,9 +33,9 @@ from podium.rules.certs import (
     key_pem,
     load_key,
     new_key,
-    write_private,
 )
-from podium.rules.credentials import CHANNEL_OPTIONS
+from podium.rules.credentials import CHANNEL_OPTIONS, MANAGER_NAME
+from podium.rules.files import write_private
 from podium.v1 import dispatcher, dispatcher_grpc
 
 log = logging.getLogger(__name__)

@@ -172,7 +172,7 @@ class CliClient:
         path = self.root / "join-token"
         if not path.exists():
             token = self.ok("token", "agent").strip()
-            from podium.rules.certs import write_private
+            from podium.rules.files import write_private
 
             write_private(path, token.encode())
         return path

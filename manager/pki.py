@@ -35,8 +35,8 @@ from podium.rules.certs import (
     load_key,
     new_key,
     now,
-    write_private,
 )
+from podium.rules.files import write_private
 
 CA_DAYS = 3650
 NODE_LIFETIME = datetime.timedelta(days=90)  # Swarm's default

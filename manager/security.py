@@ -39,7 +39,6 @@ from podium.manager.requestguard import REVOKED, RateLimitedLog, Refused
 from podium.manager.store import Store, WriteTx, acting_as, set_actor
 from podium.manager.store._tables import CLUSTER_ID
 from podium.rules.certs import (
-    MANAGER_NAME,
     NODE_UNIT,
     ROLES,
     JoinToken,
@@ -49,7 +48,7 @@ from podium.rules.certs import (
     public_key_digest,
     secrets_equal,
 )
-from podium.rules.credentials import Credentials
+from podium.rules.credentials import MANAGER_NAME, Credentials
 from podium.v1 import control, dispatcher, dispatcher_grpc, objects
 
 log = logging.getLogger(__name__)

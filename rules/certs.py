@@ -19,8 +19,6 @@ import base64
 import datetime
 import hashlib
 import hmac
-import os
-import pathlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -30,7 +28,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-MANAGER_NAME = "podium-manager"
 NODE_UNIT = "node"
 ROLES = ("admin", "operator", "viewer")
 # Certificates are valid from this long before they are issued (clocks a little behind the
@@ -145,20 +142,6 @@ def public_key_digest(key: ec.EllipticCurvePublicKey) -> str:
     der = key.public_bytes(serialization.Encoding.DER,
                            serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(der).hexdigest()
-
-
-def write_private(path: pathlib.Path, data: bytes) -> None:
-    """Replaces `path` with `data`, readable by its owner only (never briefly by others, never
-    half written)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def now() -> datetime.datetime:

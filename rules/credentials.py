@@ -16,7 +16,10 @@ import pathlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from podium.rules.certs import MANAGER_NAME, write_private
+from podium.rules.files import write_private
+
+# The name in the manager's certificate, the one every client checks (whatever address it dials).
+MANAGER_NAME = "podium-manager"
 
 ENV = "PODIUM_CREDENTIALS"
 DEFAULT_PATH = pathlib.Path("~/.config/podium/credentials")

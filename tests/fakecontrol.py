@@ -34,8 +34,7 @@ from google.protobuf.message import Message
 from podium.manager.pki import ClusterCA
 from podium.rules import autoscale
 from podium.rules import update as rules
-from podium.rules.certs import MANAGER_NAME
-from podium.rules.credentials import ENV, Credentials
+from podium.rules.credentials import ENV, MANAGER_NAME, Credentials
 from podium.v1 import control, control_grpc, objects
 
 US = objects.UpdateStatus

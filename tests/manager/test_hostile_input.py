@@ -26,8 +26,8 @@ import pytest
 from podium.lab.local import Cluster, secure_channel
 from podium.manager.requestguard import CONTROL_MAX_BYTES, MAX_RECEIVE_BYTES
 from podium.manager.security import JOIN_FAILURES
-from podium.rules.certs import MANAGER_NAME, JoinToken, certificate_request, new_key, new_secret
-from podium.rules.credentials import CHANNEL_OPTIONS, Credentials
+from podium.rules.certs import JoinToken, certificate_request, new_key, new_secret
+from podium.rules.credentials import CHANNEL_OPTIONS, MANAGER_NAME, Credentials
 from podium.v1 import control, control_grpc, dispatcher, dispatcher_grpc, objects
 from tests.helpers import eventually
 

@@ -26,8 +26,9 @@ import pytest
 from podium.agent.certificate import JoinError, NodeCertificate
 from podium.lab.local import PODIUM, Cluster
 from podium.manager.pki import USER_LIFETIME, ClusterCA
-from podium.rules.certs import JoinToken, new_secret, write_private
+from podium.rules.certs import JoinToken, new_secret
 from podium.rules.credentials import CHANNEL_OPTIONS, Credentials
+from podium.rules.files import write_private
 from podium.v1 import control, control_grpc, objects
 from tests.fakes import RawAgent
 from tests.helpers import eventually_async
