@@ -63,6 +63,7 @@ from podium.agent.executor import (
     EngineInfo,
     EngineTimeout,
     ExecutorError,
+    LogEntry,
 )
 from podium.agent.secretfiles import SecretFiles
 from podium.v1 import objects
@@ -301,6 +302,31 @@ class DockerExecutor:
     def events(self) -> AsyncIterator[ContainerEvent]:
         return self._events()
 
+    async def logs(self, container_id: str, *, follow: bool, since_ns: int = 0,
+                   tail: int = 0) -> AsyncIterator[LogEntry]:
+        client = self._client()
+        async with self._call("inspect"):
+            data = await client.containers.container(container_id).show()
+        tty = bool((data.get("Config") or {}).get("Tty"))
+        params = {"stdout": "1", "stderr": "1", "timestamps": "1",
+                  "follow": "1" if follow else "0", "tail": str(tail) if tail > 0 else "all"}
+        if since_ns > 0:
+            params["since"] = f"{since_ns // 1_000_000_000}.{since_ns % 1_000_000_000:09d}"
+        # The deadline covers the response's headers, not the stream (idle while the container
+        # writes nothing); an engine that dies closes the socket, which ends it.
+        async with self._call("GET /containers/logs"):
+            response = await client._do_query(
+                f"containers/{container_id}/logs", method="GET", params=params,
+                timeout=aiohttp.ClientTimeout())
+        self._streams.add(response)
+        try:
+            with _engine_errors():
+                async for entry in _log_entries(response.content, tty=tty):
+                    yield entry
+        finally:
+            self._streams.discard(response)
+            response.close()
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -443,6 +469,40 @@ def _parse_event_line(line: bytes) -> ContainerEvent | None:
         return None
     message = json.loads(line)
     return container_event(message) if isinstance(message, Mapping) else None
+
+
+async def _log_entries(content: aiohttp.StreamReader, *, tty: bool) -> AsyncIterator[LogEntry]:
+    """The lines of a logs response. Without a tty the engine frames the output: an 8-byte
+    header (stream 1 stdout or 2 stderr, then the payload's length, big-endian) before each
+    message; with one, it is the terminal's bytes, all of them stdout."""
+    if tty:
+        rest = b""
+        async for data in content.iter_any():
+            *lines, rest = (rest + data).split(b"\n")
+            for line in lines:
+                yield _log_entry(line, stderr=False)
+        if rest:
+            yield _log_entry(rest, stderr=False)
+        return
+    while True:
+        try:
+            header = await content.readexactly(8)
+            payload = await content.readexactly(int.from_bytes(header[4:8], "big"))
+        except asyncio.IncompleteReadError:
+            return
+        # A message the engine split (a line over 16 KiB) comes as several, each stamped.
+        for line in payload.removesuffix(b"\n").split(b"\n"):
+            yield _log_entry(line, stderr=header[0] == 2)
+
+
+def _log_entry(line: bytes, *, stderr: bool) -> LogEntry:
+    """A line as the engine sends it with timestamps=1: an RFC 3339 time, a space, the text."""
+    text = line.removesuffix(b"\r")
+    stamp, _, rest = text.partition(b" ")
+    time_ns = parse_time_ns(stamp.decode("ascii", "replace"))
+    if time_ns is None:
+        return LogEntry(time.time_ns(), stderr, text)
+    return LogEntry(time_ns, stderr, rest)
 
 
 def _parse_host(host: str) -> tuple[str, str | None]:

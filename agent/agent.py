@@ -25,6 +25,7 @@ from podium.agent.executor import Executor, ExecutorError
 from podium.agent.internal import InternalMesh
 from podium.agent.kernelmesh import KernelMesh
 from podium.agent.loadstream import LoadStream
+from podium.agent.logs import LogService
 from podium.agent.meshpool import MeshPool
 from podium.agent.metrics import AgentFigures, agent_registry
 from podium.agent.proxy import Mesh
@@ -125,6 +126,7 @@ class Agent:
             mesh_counted=not isinstance(self._mesh, KernelMesh))
         self._engine = EngineHealth(executor=executor, on_change=self._engine_changed,
                                     period=engine_ping[0], timeout=engine_ping[1])
+        self._logs = LogService(executor)
         self._session = Session(
             manager=manager,
             node_id=node_id,
@@ -136,6 +138,7 @@ class Agent:
             heartbeat=self._heartbeat,
             on_info=self._session_info,
             credentials=certificate.channel_credentials if certificate else None,
+            logs=self._logs,
         )
         self._internal: InternalMesh | None = None
         self._relay: Relay | None = None
@@ -302,6 +305,7 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self._logs.close()
         await self._mesh.close()
         if self._internal is not None:
             await self._internal.close()

@@ -110,6 +110,15 @@ class ContainerEvent:
 
 
 @dataclass(slots=True, frozen=True)
+class LogEntry:
+    """One line of a container's output, without its line break."""
+
+    time_ns: int  # when the engine read it (unix nanoseconds)
+    stderr: bool
+    text: bytes  # as the container wrote it (not necessarily UTF-8)
+
+
+@dataclass(slots=True, frozen=True)
 class EngineInfo:
     version: str
     nano_cpus: int
@@ -128,6 +137,13 @@ class Executor(Protocol):
 
     async def list_containers(self) -> list[ContainerState]:
         """All containers (running or not) labelled with this executor's node id."""
+        ...
+
+    def logs(self, container_id: str, *, follow: bool, since_ns: int = 0,
+             tail: int = 0) -> AsyncIterator[LogEntry]:
+        """The container's output in order: lines from `since_ns` on (0: from the start), the
+        last `tail` of them (0: all); with `follow`, then each new line until the container
+        stops. Raises ExecutorError when there is no such container (its message says so)."""
         ...
 
     async def inspect(self, container_id: str) -> ContainerState | None:

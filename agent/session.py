@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
+from podium.agent.logs import LogService
 from podium.agent.status import StatusReporter
 from podium.rules.credentials import CHANNEL_OPTIONS as TLS_OPTIONS
 from podium.v1 import dispatcher, dispatcher_grpc, objects
@@ -66,6 +67,8 @@ class Outbox:
         self._queue: asyncio.Queue[dispatcher.AgentMessage | None] = asyncio.Queue()
         self._limit = limit
         self.full = asyncio.Event()
+        self._room = asyncio.Event()  # set while at most half the limit waits
+        self._room.set()
 
     def put(self, message: dispatcher.AgentMessage) -> None:
         if self.full.is_set():
@@ -77,9 +80,20 @@ class Outbox:
         else:
             self._queue.put_nowait(message)
 
+    async def put_when_room(self, message: dispatcher.AgentMessage) -> None:
+        """put(), once at most half the limit waits: for bulk output (container logs), which
+        must never fill the outbox and end the session."""
+        while self._queue.qsize() >= self._limit // 2 and not self.full.is_set():
+            self._room.clear()
+            await self._room.wait()
+        self.put(message)
+
     async def get(self) -> dispatcher.AgentMessage | None:
         """The next message, or None once closed."""
-        return await self._queue.get()
+        message = await self._queue.get()
+        if self._queue.qsize() < self._limit // 2:
+            self._room.set()
+        return message
 
     def close(self) -> None:
         """Ends the request stream: gRPC's task that consumes it would wait forever when the
@@ -108,10 +122,13 @@ class Session:
         outbox_limit: int = OUTBOX_LIMIT,
         on_info: Callable[[dispatcher.SessionInfo], None] | None = None,
         credentials: Callable[[], grpc.ChannelCredentials] | None = None,
+        logs: LogService | None = None,
     ) -> None:
         """`on_assignments`, `on_endpoints` and `on_info` (the session's settings, before its
         first assignments) must not block (they queue); `heartbeat` gives each heartbeat's
-        content (the engine's health)."""
+        content (the engine's health); `logs` answers the manager's requests for container
+        output (none: they go unanswered)."""
+        self._logs = logs
         self._on_info = on_info
         # The node certificate's newest credentials for each new channel (None: plaintext, for
         # in-process tests against a plaintext manager).
@@ -233,6 +250,9 @@ class Session:
                     self._on_assignments(message.assignments)
                 elif message.HasField("endpoints") and self._on_endpoints is not None:
                     self._on_endpoints(message.endpoints)
+                elif (message.HasField("logs") or message.HasField("logs_cancel")) \
+                        and self._logs is not None:
+                    self._logs.handle(message, outbox.put_when_room)
 
         receiving = asyncio.create_task(receive())
         full = asyncio.create_task(outbox.full.wait())
@@ -248,6 +268,8 @@ class Session:
                 self._lost_since = time.monotonic()
                 self._outbox = None
                 self._ended.set()
+            if self._logs is not None:
+                self._logs.stop_all()  # their requests end with the session, on both sides
             call.cancel()
             outbox.close()
             for job in (receiving, full, *helpers):

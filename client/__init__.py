@@ -21,11 +21,11 @@ if TYPE_CHECKING:
         Client,
         Conflict,
         Denied,
-        Events,
         InvalidArgument,
         ManagerUnreachable,
         NotFound,
         PodiumError,
+        Stream,
         Unavailable,
     )
 
@@ -43,11 +43,11 @@ __all__ = [
     "Client",
     "Conflict",
     "Denied",
-    "Events",
     "InvalidArgument",
     "ManagerUnreachable",
     "NotFound",
     "PodiumError",
+    "Stream",
     "Unavailable",
     "default_manager",
 ]

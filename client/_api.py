@@ -18,13 +18,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 
 from podium.client import default_manager
 from podium.rules.credentials import CHANNEL_OPTIONS, Credentials, CredentialsError, locate
 from podium.v1 import control, control_grpc, objects
+
+M = TypeVar("M")
 
 AVAILABILITY = {
     "active": objects.NodeSpec.AVAILABILITY_ACTIVE,
@@ -96,15 +98,15 @@ def error_of(err: grpc.RpcError, address: str) -> PodiumError:
     return _ERRORS.get(code, Unavailable)(details)
 
 
-class Events:
-    """An open `WatchEvents` stream: iterate for `control.Event`s; `close()` ends it (also from
-    another thread)."""
+class Stream(Generic[M]):
+    """An open stream of responses (`WatchEvents`: `control.Event`s, `Logs`:
+    `control.LogsResponse`s): iterate for them; `close()` ends it (also from another thread)."""
 
     def __init__(self, call: Any, address: str) -> None:
         self._call = call
         self._address = address
 
-    def __iter__(self) -> Iterator[control.Event]:
+    def __iter__(self) -> Iterator[M]:
         try:
             yield from self._call
         except grpc.RpcError as err:
@@ -115,7 +117,7 @@ class Events:
     def close(self) -> None:
         self._call.cancel()
 
-    def __enter__(self) -> Events:
+    def __enter__(self) -> Stream[M]:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -327,10 +329,22 @@ class Client:
         reply = self._call("RotateSecretsKey", control.RotateSecretsKeyRequest())
         return reply.key_id, reply.secrets
 
-    def events(self, kinds: Iterable[str] = ()) -> Events:
+    def events(self, kinds: Iterable[str] = ()) -> Stream[control.Event]:
         """The cluster's changes from now on ("node", "service", "task"; empty: all)."""
         call = self._stub.WatchEvents(control.WatchEventsRequest(kinds=list(kinds)))
-        return Events(call, self.address)
+        return Stream(call, self.address)
+
+    def logs(self, ref: str, *, follow: bool = False, since: float = 0.0,
+             tail: int = 0) -> Stream[control.LogsResponse]:
+        """Container output of a service's tasks or of one task: responses of lines, each
+        tagged with its task (or with an error saying why a task's output cannot be read).
+        `since`: unix seconds (0: from the start); `tail`: the last N lines of each task (0:
+        all); `follow`: then new lines, and new tasks' lines, until close()."""
+        request = control.LogsRequest(ref=ref, follow=follow, tail=tail)
+        if since > 0:
+            request.since.FromNanoseconds(int(since * 1e9))
+        # The first response comes only with output: a missing ref still fails at once.
+        return Stream(self._stub.Logs(request), self.address)
 
 
 def _secret_kind(kind: str) -> objects.SecretSpec.Kind:

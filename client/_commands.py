@@ -4,6 +4,7 @@ podium.client.cli only when such a command runs (it loads gRPC and protobuf)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import pathlib
 import sys
 import time
@@ -455,6 +456,58 @@ def _secret_command(client: Client, args: argparse.Namespace, kind: str) -> int:
         columns.append(("SIZE", "size"))
     _emit(args, rows, columns)
     return 0
+
+
+def cmd_logs(client: Client, args: argparse.Namespace) -> int:
+    """Prints container output as it comes, stdout's lines on stdout and stderr's on stderr,
+    each behind its task (`web.2.3f9c1a2b4d5e@node-1 | `), like `docker service logs`. A task
+    whose output cannot be read is said on stderr; the exit status is then 1."""
+    if args.tail < 0:
+        raise CliError(f"--tail {args.tail}: expected a number of lines >= 0", 2)
+    since = parse_since(args.since, now=time.time()) if args.since else 0.0
+    nodes: dict[str, str] | None = None
+    failed = False
+    with client.logs(args.ref, follow=args.follow, since=since, tail=args.tail) as stream:
+        for response in stream:
+            if nodes is None:
+                nodes = {n.id: n.description.name for n in client.nodes()}
+            node = nodes.get(response.node_id, response.node_id[:12])
+            prefix = b"" if args.no_prefix else \
+                f"{response.task_name}.{response.task_id[:12]}@{node} | ".encode()
+            if response.error:
+                failed = True
+                where = f"{response.task_name} ({response.task_id[:12]})" if response.task_id \
+                    else args.ref
+                print(f"podium: logs of {where}: {response.error}", file=sys.stderr, flush=True)
+            for line in response.lines:
+                out = sys.stderr if line.stream == line.STREAM_STDERR else sys.stdout
+                stamp = line.timestamp.ToDatetime().strftime("%Y-%m-%dT%H:%M:%S.%fZ ").encode() \
+                    if args.timestamps else b""
+                out.buffer.write(prefix + stamp + line.text + b"\n")
+            sys.stdout.buffer.flush()
+            sys.stderr.buffer.flush()
+    return 1 if failed else 0
+
+
+def parse_since(value: str, *, now: float) -> float:
+    """--since: unix seconds for a duration ago ("10m", "1h30m"), an RFC 3339 time or unix
+    seconds; CliError naming what is accepted otherwise."""
+    import datetime
+
+    from podium.client.compose import SpecError, parse_duration
+
+    with contextlib.suppress(SpecError):
+        if not value.replace(".", "", 1).isdigit():
+            return now - parse_duration(value, where="--since")
+    with contextlib.suppress(ValueError):
+        return float(value)
+    with contextlib.suppress(ValueError):
+        when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if when.tzinfo is None:
+            when = when.astimezone()  # local time, as written
+        return when.timestamp()
+    raise CliError(f"--since {value!r}: expected a duration ago (10m, 1h30m), a time "
+                   "(2026-12-01T10:00:00Z) or unix seconds", 2)
 
 
 def cmd_events(client: Client, args: argparse.Namespace) -> int:

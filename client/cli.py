@@ -10,6 +10,7 @@ the daemons (`podium manager`, `podium agent`: podium.manager.main and podium.ag
     podium services | ps [SERVICE] | nodes | scale SERVICE=N ... | rm SERVICE ... | inspect REF
     podium history SERVICE | rollback SERVICE [--to VERSION] | promote SERVICE
     podium node drain|pause|activate|rm NODE | events [--kind KIND]
+    podium logs SERVICE|TASK [-f] [--since WHEN] [--tail N] [-t]
     podium user add NAME --role admin|operator|viewer [--file PATH] | user ls | user rm NAME
     podium token agent [--rotate]
     podium secret create NAME FILE|- | secret ls | secret rm NAME | secret rotate-key
@@ -165,6 +166,18 @@ def build_parser() -> argparse.ArgumentParser:
         if kind == "config":
             ki = actions.add_parser("inspect", help="show a config's versions and content")
             ki.add_argument("name", metavar="NAME")
+    lg = client_cmd("logs", "container output of a service's tasks (across hosts) or of one "
+                    "task, each line prefixed with its task", output=False)
+    lg.add_argument("ref", metavar="SERVICE|TASK", help="a service, or a task (web.2 or an id)")
+    lg.add_argument("-f", "--follow", action="store_true",
+                    help="then follow new output, and tasks that start meanwhile (Ctrl-C ends)")
+    lg.add_argument("--since", metavar="WHEN", default="",
+                    help="only lines since WHEN: a duration ago (10m, 1h30m) or a time "
+                    "(2026-12-01T10:00:00Z, or unix seconds)")
+    lg.add_argument("-n", "--tail", type=int, default=0, metavar="N",
+                    help="only the last N lines of each task (default: all)")
+    lg.add_argument("-t", "--timestamps", action="store_true", help="show each line's time")
+    lg.add_argument("--no-prefix", action="store_true", help="lines only, without their task")
     e = client_cmd("events", "follow the cluster's changes")
     e.add_argument("--kind", action="append", default=[], choices=("node", "service", "task"),
                    help="only these kinds (repeatable)")

@@ -23,6 +23,7 @@ from podium.agent.executor import (
     EngineInfo,
     EngineTimeout,
     ExecutorError,
+    LogEntry,
 )
 from podium.v1 import objects
 
@@ -40,6 +41,9 @@ class FakeExecutor:
         self.hang_create: set[str] = set()
         self.fail: dict[str, BaseException] = {}
         self.calls: dict[str, int] = {}
+        # Each container's output (write() adds to it) and who follows it.
+        self._output: dict[str, list[LogEntry]] = {}
+        self._written = asyncio.Event()
 
     def wedge(self) -> None:
         """Every call from now on hangs (until unwedge() or its deadline)."""
@@ -109,6 +113,36 @@ class FakeExecutor:
         await self._call("remove")
         self._containers.pop(container_id, None)
 
+    def write(self, container_id: str, text: str, *, stderr: bool = False) -> None:
+        """The container prints a line."""
+        entry = LogEntry(time.time_ns(), stderr, text.encode())
+        self._output.setdefault(container_id, []).append(entry)
+        self._wake_followers()
+
+    def _wake_followers(self) -> None:
+        self._written.set()
+        self._written = asyncio.Event()
+
+    async def logs(self, container_id: str, *, follow: bool, since_ns: int = 0,
+                   tail: int = 0) -> AsyncIterator[LogEntry]:
+        await self._call("logs")
+        if container_id not in self._containers:
+            raise ExecutorError(f"No such container: {container_id}")
+        lines = [e for e in self._output.get(container_id, []) if e.time_ns >= since_ns]
+        sent = len(self._output.get(container_id, []))
+        for entry in lines[-tail:] if tail > 0 else lines:
+            yield entry
+        while follow:
+            state = self._containers.get(container_id)
+            if state is None or not state.running:
+                return
+            written = self._written
+            await written.wait()
+            output = self._output.get(container_id, [])
+            for entry in output[sent:]:
+                yield entry
+            sent = len(output)
+
     def crash(self, container_id: str, exit_code: int = 1) -> None:
         state = self._containers[container_id]
         self._containers[container_id] = replace(state, running=False, exit_code=exit_code,
@@ -116,6 +150,7 @@ class FakeExecutor:
         self._emit(state, ACTION_DIE, exit_code)
 
     def _emit(self, state: ContainerState, action: str, exit_code: int | None) -> None:
+        self._wake_followers()  # a follower of a container that stopped ends
         self._events.put_nowait(ContainerEvent(state.task_id, state.container_id, action,
                                                exit_code, time.time_ns()))
 

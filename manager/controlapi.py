@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 
-from podium.manager import ids, plan, secrets, versions
+from podium.manager import ids, logs, plan, secrets, versions
 from podium.manager.loadbook import HISTORY, LoadBook
 from podium.manager.store import (
     ConflictError,
@@ -145,9 +145,12 @@ class ControlAPI(control_grpc.ControlServicer):
                  autoscale_view: Callable[[objects.Service], None] | None = None,
                  virtual_ip_range: str = network.DEFAULT_RANGE,
                  authority: Authority | None = None,
-                 rotate_secrets_key: Callable[[], tuple[str, int]] | None = None) -> None:
+                 rotate_secrets_key: Callable[[], tuple[str, int]] | None = None,
+                 logs_from: logs.LogSource | None = None) -> None:
         """`authority`: users, node removal and join tokens (None: a plaintext manager, for
-        in-process tests, which has none of them)."""
+        in-process tests, which has none of them). `logs_from`: the agents' sessions, which
+        carry container output (None: Logs is unavailable)."""
+        self._logs_from = logs_from
         self._authority = authority
         self._store = store
         # Re-seals the stored secrets under a new key: (its id, how many); None: a store that
@@ -499,6 +502,31 @@ class ControlAPI(control_grpc.ControlServicer):
                 yield event
         finally:
             watch.close()
+
+    async def Logs(  # type: ignore[no-untyped-def]
+        self, request, context
+    ) -> AsyncIterator[control.LogsResponse]:
+        if self._logs_from is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "this manager serves no logs")
+
+        def choose(view: ReadTx) -> logs.Selection:
+            try:
+                return logs.select(view, find_service(view, request.ref), None)
+            except RequestError as err:
+                if err.code != grpc.StatusCode.NOT_FOUND:
+                    raise
+            try:
+                return logs.select(view, None, find_task(view, request.ref))
+            except RequestError as err:
+                if err.code != grpc.StatusCode.NOT_FOUND:
+                    raise
+            raise RequestError(grpc.StatusCode.NOT_FOUND,
+                               f"no service or task {request.ref!r}")
+
+        selection = await self._read(context, choose)
+        assert self._logs_from is not None
+        async for response in logs.stream(self._store, self._logs_from, selection, request):
+            yield response
 
     async def _need_authority(self, context: grpc.aio.ServicerContext) -> Authority:  # type: ignore[type-arg]
         if self._authority is None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -67,6 +68,34 @@ READY = objects.NodeStatus.STATE_READY
 OUTBOX_LIMIT = 1000
 # How long a session whose agent stopped sending waits for a write in flight before it ends.
 WRITE_DRAIN_S = 1.0
+# Log chunks waiting for one `podium logs` caller: past this it is cut off (it reads too slowly).
+LOG_BACKLOG = 256
+
+
+@dataclass(slots=True, eq=False)
+class LogStream:
+    """Container output asked of one node (open_logs()): its LogChunks in `chunks`, ended by
+    one whose `end` is set for each task (the node's session ending ends them all)."""
+
+    request_id: int
+    node_id: str
+    task_ids: frozenset[str]
+    chunks: asyncio.Queue[dispatcher.LogChunk] = field(default_factory=asyncio.Queue)
+    ended: set[str] = field(default_factory=set)
+
+    def put(self, chunk: dispatcher.LogChunk) -> bool:
+        """Takes a chunk; False once the stream is complete (every task ended)."""
+        if chunk.task_id not in self.task_ids or chunk.task_id in self.ended:
+            return True
+        if chunk.end:
+            self.ended.add(chunk.task_id)
+        self.chunks.put_nowait(chunk)
+        return len(self.ended) < len(self.task_ids)
+
+    def end_all(self, error: str) -> None:
+        for task_id in sorted(self.task_ids - self.ended):
+            self.put(dispatcher.LogChunk(request_id=self.request_id, task_id=task_id, end=True,
+                                         error=error))
 
 
 @dataclass(slots=True, eq=False)
@@ -148,10 +177,60 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         self._probes: dict[str, asyncio.Task[None]] = {}  # node id -> its probe in flight
         self._sessions: dict[str, _Session] = {}
         self._routes = EndpointTables()
+        self._log_streams: dict[int, LogStream] = {}
+        self._log_ids = itertools.count(1)
 
     @property
     def sessions_open(self) -> int:
         return len(self._sessions)
+
+    # -- container output (Control.Logs) ----------------------------------------
+
+    @property
+    def log_streams(self) -> int:
+        """Requests for container output still open."""
+        return len(self._log_streams)
+
+    def open_logs(self, node_id: str, task_ids: list[str], *, follow: bool, since_ns: int = 0,
+                  tail: int = 0) -> LogStream | None:
+        """Asks a node for its tasks' output; None when the node has no session."""
+        session = self._sessions.get(node_id)
+        if session is None or session.closing.is_set():
+            return None
+        stream = LogStream(next(self._log_ids), node_id, frozenset(task_ids))
+        self._log_streams[stream.request_id] = stream
+        request = dispatcher.LogRequest(request_id=stream.request_id, task_ids=task_ids,
+                                        follow=follow, tail=tail)
+        if since_ns > 0:
+            request.since.FromNanoseconds(since_ns)
+        session.send(dispatcher.ManagerMessage(logs=request))
+        return stream
+
+    def close_logs(self, stream: LogStream) -> None:
+        """The caller is done: the node stops sending (if it still does)."""
+        if self._log_streams.pop(stream.request_id, None) is None:
+            return
+        session = self._sessions.get(stream.node_id)
+        if session is not None and len(stream.ended) < len(stream.task_ids):
+            session.send(dispatcher.ManagerMessage(
+                logs_cancel=dispatcher.LogCancel(request_id=stream.request_id)))
+
+    def _log_chunk(self, session: _Session, chunk: dispatcher.LogChunk) -> None:
+        stream = self._log_streams.get(chunk.request_id)
+        if stream is None or stream.node_id != session.node_id:
+            return  # closed meanwhile (or not this node's to answer)
+        if stream.chunks.qsize() >= LOG_BACKLOG:
+            stream.end_all("the reader fell behind the output: try again, or with --tail")
+            self.close_logs(stream)
+            return
+        if not stream.put(chunk):
+            del self._log_streams[chunk.request_id]  # complete: nothing to cancel
+
+    def _end_logs_of(self, node_id: str) -> None:
+        for request_id, stream in list(self._log_streams.items()):
+            if stream.node_id == node_id:
+                del self._log_streams[request_id]
+                stream.end_all(f"the session of node {node_id} ended")
 
     async def run(self) -> None:
         view = self._store.view()
@@ -270,6 +349,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
             if self._sessions.get(session.node_id) is session:
                 del self._sessions[session.node_id]
                 self._load.forget_node(session.node_id)
+                self._end_logs_of(session.node_id)
                 if not session.silenced:
                     await self._act(self._monitor.closed(
                         session.node_id, time.monotonic(), restarting=session.leaving))
@@ -278,6 +358,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         old = self._sessions.get(node_id)
         if old is not None:
             old.close()
+            self._end_logs_of(node_id)
         session = _Session(node_id, limit=self._outbox_limit)
         self._sessions[node_id] = session
         info = dispatcher.SessionInfo(node_id=node_id)
@@ -322,6 +403,8 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                      session.leaving or "not restarting")
         if message.HasField("load"):
             self._load.record(session.node_id, message.load)
+        if message.HasField("logs"):
+            self._log_chunk(session, message.logs)
         if message.HasField("status") and message.status.updates:
             await self._apply_statuses(session.node_id, list(message.status.updates))
         if message.HasField("heartbeat"):

@@ -148,6 +148,7 @@ class Manager:
             load_period=self._load_period, virtual_ip_range=self._virtual_ip_range,
             authority=authority, on_heartbeat=metrics.heartbeat_seconds.observe,
         )
+        self.dispatcher = dispatch
         metrics.collect_from(store=store, load=load, sessions=lambda: dispatch.sessions_open,
                              autoscale_decisions=autoscaler.decisions)
         for loop in loops:
@@ -162,7 +163,8 @@ class Manager:
         control_api = ControlAPI(store=store, load=load, watch_limit=self._watch_limit,
                                  autoscale_view=autoscaler.fill,
                                  rotate_secrets_key=store.rotate_key,
-                                 virtual_ip_range=self._virtual_ip_range, authority=authority)
+                                 virtual_ip_range=self._virtual_ip_range, authority=authority,
+                                 logs_from=dispatch)
         control_grpc.add_ControlServicer_to_server(control_api, server)
         dispatcher_grpc.add_DispatcherServicer_to_server(dispatch, server)
         health_servicer = health.aio.HealthServicer()

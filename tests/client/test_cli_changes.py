@@ -11,7 +11,8 @@ from typing import Any, cast
 
 import grpc
 
-from podium.client._api import Client, Events
+from podium.client import _api
+from podium.client._api import Client
 from podium.client._commands import Changes
 from tests.helpers import eventually
 
@@ -51,9 +52,9 @@ class FakeClient:
         self.stream = stream
         self.kinds: list[str] = []
 
-    def events(self, kinds: Any) -> Events:
+    def events(self, kinds: Any) -> _api.Stream[Any]:
         self.kinds = list(kinds)
-        return Events(self.stream, "127.0.0.1:7070")
+        return _api.Stream(self.stream, "127.0.0.1:7070")
 
 
 def changes_on(stream: Stream) -> tuple[Changes, FakeClient]:

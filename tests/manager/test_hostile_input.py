@@ -22,6 +22,8 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import symbol_database
+from google.protobuf.message import DecodeError
 
 from podium.lab.local import Cluster, secure_channel
 from podium.manager.requestguard import CONTROL_MAX_BYTES, MAX_RECEIVE_BYTES
@@ -82,11 +84,23 @@ def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningManager
         assert proc.wait(timeout=15) == 0
 
 
-def _garbage(rnd: random.Random) -> bytes:
-    """Bytes that are no protobuf message: a first tag with field number 0 or wire type 6 or 7
-    is invalid in every message type (random bytes alone sometimes parse as unknown fields)."""
-    first = rnd.choice([0x00, 0x06, 0x07, 0x0E, 0x0F])
-    return bytes([first]) + rnd.randbytes(rnd.randint(0, 300))
+def _request_type(method: str) -> Any:
+    descriptor = control.DESCRIPTOR.services_by_name["Control"].methods_by_name[method]
+    return symbol_database.Default().GetSymbol(descriptor.input_type.full_name)
+
+
+def _garbage(rnd: random.Random, request_type: Any) -> bytes:
+    """Bytes that are no valid `request_type`: a first tag with field number 0 or wire type 6 or
+    7 is invalid in nearly every message type (random bytes alone often parse as unknown
+    fields); what the protobuf library still parses (a message type without fields takes some)
+    is drawn again."""
+    while True:
+        first = rnd.choice([0x00, 0x06, 0x07, 0x0E, 0x0F])
+        body = bytes([first]) + rnd.randbytes(rnd.randint(0, 300))
+        try:
+            request_type.FromString(body)
+        except DecodeError:
+            return body
 
 
 def _call_raw(channel: grpc.Channel, method: str, body: bytes) -> grpc.RpcError | None:
@@ -116,7 +130,8 @@ def test_garbage_requests_get_invalid_argument_and_one_log_line(manager: Running
     details: set[str] = set()
     with manager.admin_channel() as channel:
         for i in range(2400):
-            err = _call_raw(channel, methods[i % len(methods)], _garbage(rnd))
+            method = methods[i % len(methods)]
+            err = _call_raw(channel, method, _garbage(rnd, _request_type(method)))
             codes[err.code().name if err else "OK"] += 1
             if err is not None:
                 details.add(err.details() or "")
@@ -158,12 +173,13 @@ def test_malformed_agent_message_ends_only_that_session(manager: RunningManager)
     rnd = random.Random(7)
     before = len(manager.log_lines())
     with manager.node_channel(NODE_A) as channel:
-        received, err = _session(channel, [_garbage(rnd)])
+        received, err = _session(channel, [_garbage(rnd, dispatcher.AgentMessage)])
         assert err is not None and err.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert err.details() == "request is not a valid podium.v1.AgentMessage"
         assert received == 0
         # Mid-session: registered, then garbage. The session ends; the node stays known.
-        received, err = _session(channel, [_register(NODE_A), _garbage(rnd)])
+        received, err = _session(channel, [_register(NODE_A),
+                                           _garbage(rnd, dispatcher.AgentMessage)])
         assert err is not None and err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
     with manager.admin_channel() as channel:
         stub = control_grpc.ControlStub(channel)
