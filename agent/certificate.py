@@ -133,7 +133,8 @@ class NodeCertificate:
             raise JoinError(f"the manager at {self._join_address} presented a CA that is not "
                             "the one the token names: another cluster, or someone in between; "
                             "nothing was sent")
-        csr = certificate_request(self._key(), self._node_id)
+        # The files' writes wait for the disk (fsync): in a thread, not in the event loop.
+        csr = certificate_request(await asyncio.to_thread(self._key), self._node_id)
         request = dispatcher.JoinRequest(token=str(token), node_id=self._node_id, csr=csr)
         credentials = grpc.ssl_channel_credentials(root_certificates=ca)
         try:
@@ -146,7 +147,7 @@ class NodeCertificate:
                                          grpc.StatusCode.DEADLINE_EXCEEDED)
             raise JoinError(f"the manager refused to let this node join: "
                             f"{err.code().name}: {err.details()}", retry=unreachable) from None
-        self._save(answer)
+        await asyncio.to_thread(self._save, answer)
         log.info("joined the cluster as node %s", self._node_id)
 
     def _save(self, answer: dispatcher.NodeCertificate) -> None:
@@ -181,12 +182,12 @@ class NodeCertificate:
         if info is None or info.left() <= 0:
             await self.ensure()  # expired: rejoin with the token, if there is one
             return
-        csr = certificate_request(self._key(), self._node_id)
+        csr = certificate_request(await asyncio.to_thread(self._key), self._node_id)
         async with grpc.aio.secure_channel(self._manager, self.channel_credentials(),
                                            options=CHANNEL_OPTIONS) as channel:
             answer = await dispatcher_grpc.DispatcherStub(channel).RenewCertificate(
                 dispatcher.RenewCertificateRequest(csr=csr), timeout=CALL_TIMEOUT_S)
-        self._save(answer)
+        await asyncio.to_thread(self._save, answer)
         log.info("renewed this node's certificate (valid until %s)",
                  describe(answer.certificate).not_after)
 
