@@ -139,7 +139,6 @@ def test_scale_prints_the_managers_refusal(run: Run, fake: FakeManager) -> None:
 
 # -- services, inspect, events ------------------------------------------------------------------
 
-NOW = time.time()
 CPU = objects.AutoscaleMetric(name="cpu", target=0.6, current=0.45)
 RPS = objects.AutoscaleMetric(name="requests_per_second", target=300, current=120,
                               partial=True)
@@ -165,7 +164,7 @@ def columns(out: list[str]) -> list[dict[str, str]]:
 
 def test_services_shows_bounds_targets_and_the_last_decision(run: Run, fake: FakeManager) -> None:
     with_policy(fake, metrics=[CPU, RPS], last_decision="web 2→5: cpu 142% of 60% target",
-                from_replicas=2, to_replicas=5, **stamp(NOW - 125))
+                from_replicas=2, to_replicas=5, **stamp(time.time() - 125))
     fake.control.add("db", replicas=1)
     code, out, err = run("services")
     assert code == 0, err
@@ -236,11 +235,12 @@ def test_inspect_of_a_service_that_is_not_autoscaled_has_no_policy(run: Run,
 
 
 def test_events_print_each_new_decision_once(run: Run, fake: FakeManager) -> None:
+    now = time.time()
     old = {"last_decision": "web 3→2: cpu 20% of 60% target", "from_replicas": 3,
-           "to_replicas": 2, **stamp(NOW - 600)}
+           "to_replicas": 2, **stamp(now - 600)}
     with_policy(fake, **old)  # decided before `podium events` started: not news
     new = {"last_decision": "web 2→5: cpu 142% of 60% target", "from_replicas": 2,
-           "to_replicas": 5, **stamp(NOW)}
+           "to_replicas": 5, **stamp(now)}
     capacity = {**new, "at_capacity": "no node has 64 MiB memory free (2 nodes)"}
     service = fake.control.service("web")
     for status in (old, new, new, capacity):
