@@ -2,7 +2,7 @@
 # Install Podium on a server, idempotently: run it again after pulling a new version.
 #
 #   deploy/install.sh [--role manager|agent|both] [--manager HOST:PORT]
-#                     [--token-file PATH | --token TOKEN] [--start] [--dry-run]
+#                     [--token-file PATH | --token TOKEN] [--wheel FILE] [--start] [--dry-run]
 #
 #   --role        which service(s) this host runs (default: both, a single-host cluster)
 #   --manager     the manager agents join, written to a new /etc/podium/agent.env
@@ -11,6 +11,8 @@
 #                 manager host prints it): copied to /etc/podium/agent.token, mode 0600, owner podium
 #   --token       (agent, both) the same, given on the command line (visible in the process list
 #                 while this runs: prefer --token-file). The token is never printed.
+#   --wheel       install this release wheel (deploy/release.sh builds it) instead of building
+#                 this repository; the deploy/ files still come from here
 #   --start       also enable the unit(s) at boot and (re)start them now; without it nothing is started
 #   --dry-run     print what would be done, change nothing (needs neither root nor systemd)
 #
@@ -25,7 +27,7 @@
 #
 # What it does:
 #   - creates the virtualenv /opt/podium/venv (Python >= 3.11; PYTHON=... to choose the interpreter)
-#     and pip-installs this repository into it (a regular, non-editable install);
+#     and pip-installs this repository into it (a regular, non-editable install), or the --wheel;
 #   - creates the system user "podium" the services run as;
 #   - writes /etc/podium/manager.env and/or /etc/podium/agent.env from deploy/example.env, only if
 #     missing (your settings are never overwritten);
@@ -55,6 +57,7 @@ DRY_RUN=no
 TOKEN=
 TOKEN_FILE=
 TOKEN_PATH=$ETC/agent.token
+WHEEL=
 ADMIN_LINK=$ETC/admin.credentials
 ADMIN_CREDENTIALS=/var/lib/podium/manager/admin.credentials
 # How long --role both --start waits for the manager it started to hand out the join token.
@@ -105,6 +108,15 @@ while (($#)); do
         TOKEN_FILE=${1#--token-file=}
         shift
         ;;
+    --wheel)
+        (($# >= 2)) || die "--wheel needs a value: the path of a podium-*.whl"
+        WHEEL=$2
+        shift 2
+        ;;
+    --wheel=*)
+        WHEEL=${1#--wheel=}
+        shift
+        ;;
     --start)
         START=yes
         shift
@@ -145,6 +157,12 @@ if [[ -n $TOKEN || -n $TOKEN_FILE ]]; then
     TOKEN=${TOKEN//[[:space:]]/}
     valid_token ||
         die "${TOKEN_FILE:+--token-file $TOKEN_FILE: }not a join token (\`podium token agent\` prints one)"
+fi
+
+if [[ -n $WHEEL ]]; then
+    [[ $WHEEL == *.whl && -r $WHEEL ]] ||
+        die "--wheel $WHEEL: not a readable .whl file (deploy/release.sh builds podium-VERSION-py3-none-any.whl)"
+    WHEEL=$(cd "$(dirname -- "$WHEEL")" && printf '%s/%s' "$PWD" "$(basename -- "$WHEEL")")
 fi
 
 has_unit() { [[ " ${UNITS[*]} " == *" $1 "* ]]; }
@@ -212,6 +230,19 @@ install_venv() {
         run "$PYTHON" -m venv "$VENV"
     fi
 
+    local log=$PREFIX/install-pip.log
+    if [[ -n $WHEEL ]]; then
+        say "installing podium from $WHEEL into $VENV"
+        run_logged "$log" "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+        # --force-reinstall --no-deps: this wheel even when the same version is installed; its
+        # dependencies are installed once (the second install) and kept when satisfied.
+        run_logged "$log" "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+            --force-reinstall --no-deps "$WHEEL"
+        run_logged "$log" "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$WHEEL"
+        [[ $DRY_RUN == yes ]] ||
+            say "installed podium $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("podium"))')"
+        return
+    fi
     say "installing podium from $REPO into $VENV"
     # From a clean copy: building in the work tree would reuse its build/ directory, where files of
     # since-deleted modules linger and would be packaged again (and the dev venv, var/ and .git are
@@ -229,7 +260,6 @@ install_venv() {
     run tar -C "$src" -xf "$src.tar"
     run rm -f -- "$src.tar"
     # pip and setuptools are chatty on stderr even with --quiet: keep it in a log, show it on failure.
-    local log=$PREFIX/install-pip.log
     run_logged "$log" "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
     # A local directory is always rebuilt and reinstalled; satisfied dependencies are kept.
     run_logged "$log" "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$src"

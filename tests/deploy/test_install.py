@@ -135,3 +135,34 @@ def test_units_verify(tmp_path: pathlib.Path) -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "podium" not in done.stderr, done.stderr
+
+
+def test_a_wheel_that_is_not_one_is_refused_naming_it(tmp_path: pathlib.Path) -> None:
+    result = dry_run("--role", "agent", "--wheel", str(tmp_path / "podium.tar.gz"))
+    assert result.returncode == 1
+    assert f"--wheel {tmp_path / 'podium.tar.gz'}: not a readable .whl file" in result.stderr
+
+
+@pytest.mark.release
+def test_the_release_wheel_is_what_install_installs(tmp_path: pathlib.Path) -> None:
+    built = subprocess.run(["bash", str(DEPLOY / "release.sh"), "--out", str(tmp_path)],
+                           env={**os.environ, "PYTHON": sys.executable}, capture_output=True,
+                           text=True, timeout=120, check=False)
+    assert built.returncode == 0, built.stderr
+    wheel = pathlib.Path(built.stdout.strip())
+    assert wheel.parent == tmp_path and wheel.name.startswith("podium-")
+    assert wheel.name.endswith("-py3-none-any.whl")
+    digest, name = (tmp_path / "SHA256SUMS").read_text().split()
+    assert name == wheel.name and len(digest) == 64
+    # Everything the daemons and the CLI import is in it, and nothing of a checkout.
+    import zipfile
+
+    names = zipfile.ZipFile(wheel).namelist()
+    for module in ("podium/manager/manager.py", "podium/agent/agent.py", "podium/client/cli.py",
+                   "podium/v1/control_pb2.py", "podium/rules/daemon.py"):
+        assert module in names
+    assert not [n for n in names if n.startswith("tests/") or "__pycache__" in n]
+    planned = dry_run("--role", "agent", "--manager", "10.0.0.10:7070", "--wheel", str(wheel))
+    assert planned.returncode == 0, planned.stderr
+    assert f"installing podium from {wheel} into /opt/podium/venv" in planned.stdout
+    assert f"--force-reinstall --no-deps {wheel}" in planned.stdout
