@@ -28,6 +28,7 @@
 # What it does:
 #   - creates the virtualenv /opt/podium/venv (Python >= 3.11; PYTHON=... to choose the interpreter)
 #     and pip-installs this repository into it (a regular, non-editable install), or the --wheel;
+#   - links /usr/local/bin/podium to the virtualenv's `podium` (unless that path is taken);
 #   - creates the system user "podium" the services run as;
 #   - writes /etc/podium/manager.env and/or /etc/podium/agent.env from deploy/example.env, only if
 #     missing (your settings are never overwritten);
@@ -319,6 +320,19 @@ install_env() {
     done
 }
 
+# `podium` on root's PATH: /usr/local/bin/podium, a link to the virtualenv's command.
+install_cli_link() {
+    local link=/usr/local/bin/podium target=$VENV/bin/podium
+    if [[ -L $link && "$(readlink -- "$link")" == "$target" ]]; then
+        say "$link links to $target"
+    elif [[ -e $link || -L $link ]]; then
+        say "WARNING: $link exists and is not a link to $target: kept as is (use $target)"
+    else
+        say "linking $link to $target"
+        run ln -s -- "$target" "$link"
+    fi
+}
+
 # The CLI run as root falls back to /etc/podium/admin.credentials; the manager writes the file in
 # its state directory (see the unit for why), so the path here is a link to it.
 install_admin_link() {
@@ -440,6 +454,7 @@ preflight
 install_venv
 install_user
 install_env
+install_cli_link
 install_admin_link
 install_token
 install_units
