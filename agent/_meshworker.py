@@ -7,10 +7,12 @@ Messages are msgpack arrays, streamed back to back in both directions (see `enco
 
 - agent -> worker: `["apply", seq, specs]`: make exactly these ports listen; the worker answers
   `["applied", seq, errors]`.
-- worker -> agent: `["stats", [[port, {key: connections}], ...], [[port, {key: requests}], ...]]`
-  whenever its counts changed, looked at every `STATS_PERIOD` seconds: open connections, and the
-  requests forwarded since this worker started (`Mesh.requests()`, counters; a worker started
-  again starts from 0, and the pool keeps what the old one had reported).
+- worker -> agent: `["stats", [[port, {key: connections}], ...], [[port, {key: requests}], ...],
+  [[port, traffic], ...]]` whenever its counts changed, looked at every `STATS_PERIOD` seconds:
+  open connections, the requests forwarded and the traffic (`Traffic.encode()`: bytes, failed
+  backend connections, connect times) since this worker started (`Mesh.requests()`,
+  `Mesh.traffic()`, counters; a worker started again starts from 0, and the pool keeps what the
+  old one had reported).
 
 The agent binds every published port itself, once, and hands each worker the listening socket
 over FD2, a Unix datagram socket pair: one datagram per socket, its port number in ASCII with
@@ -113,12 +115,13 @@ async def serve(fd: int, sockets_fd: int, host: str, connect_timeout: float) -> 
         writer.write(msgpack.packb(message))
 
     async def report_stats() -> None:
-        last: tuple[dict[int, dict[str, int]], dict[int, dict[str, int]]] = ({}, {})
+        last: tuple[Any, ...] = ()
         while True:
             await asyncio.sleep(STATS_PERIOD)
-            now = mesh.stats(), mesh.requests()
+            now = mesh.stats(), mesh.requests(), mesh.traffic()
             if now != last:
-                send(["stats", encode_stats(now[0]), encode_stats(now[1])])
+                send(["stats", encode_stats(now[0]), encode_stats(now[1]),
+                      [[port, traffic.encode()] for port, traffic in sorted(now[2].items())]])
                 last = now
 
     async with Mesh(host=host, connect_timeout=connect_timeout, sockets=handed.take) as mesh:

@@ -274,7 +274,7 @@ class Agent:
         return agent_registry(AgentFigures(
             port_services=lambda: {port: r.service for port, r in self._routes.routes().items()},
             connections=mesh.stats, requests=mesh.requests,
-            connect_failures=mesh.connect_failures if isinstance(mesh, Mesh) else None,
+            traffic=None if isinstance(mesh, KernelMesh) else mesh.traffic,
             restarts=self._worker.restarts, health_results=self._worker.health_results,
             containers_running=self._worker.containers_running,
             engine_up=lambda: not self._engine.unresponsive,

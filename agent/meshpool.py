@@ -26,6 +26,8 @@ Contract (that of `Mesh`, which the agent uses interchangeably):
   (`Mesh.requests()` summed over the workers, with the same lag). A worker started again counts
   from 0: the pool keeps what each exited worker last reported, so the sums never decrease
   (the requests an exited worker forwarded in its last 0.2 s are not counted).
+- `traffic()`: published port -> `Traffic` (bytes, failed backend connections, connect times),
+  summed the same way.
 - `close()`: idempotent; stops the workers (their connections are aborted, as `Mesh.close()`
   does) and waits for them to exit, killing one that takes over `STOP_TIMEOUT`.
 
@@ -49,7 +51,7 @@ from typing import Any
 import msgpack
 
 from podium.agent._meshworker import decode_stats, encode_specs
-from podium.agent.meshspec import ListenerSpec
+from podium.agent.meshspec import ListenerSpec, Traffic, add_traffic
 from podium.agent.proxy import listening_socket, port_error
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class _Worker:
         self._pending: dict[int, asyncio.Future[list[str]]] = {}
         self.stats: dict[int, dict[str, int]] = {}
         self.requests: dict[int, dict[str, int]] = {}  # since it started, as it last reported
+        self.traffic: dict[int, Traffic] = {}  # the same
         self.reading = asyncio.create_task(self._read(), name=f"mesh-worker-{index}")
 
     @classmethod
@@ -122,6 +125,9 @@ class _Worker:
                         self.stats = decode_stats(message[1])
                         if len(message) > 2:
                             self.requests = decode_stats(message[2])
+                        if len(message) > 3:
+                            self.traffic = {int(port): Traffic.decode(data)
+                                            for port, data in message[3]}
         self.stats = {}
         for future in self._pending.values():
             if not future.done():
@@ -188,6 +194,7 @@ class MeshPool:
         self._listening: dict[int, socket.socket] = {}  # port -> the socket the workers share
         self._wire: list[list[Any]] = []  # the wanted set of the ports bound, as sent
         self._retired: dict[int, dict[str, int]] = {}  # requests counted by exited workers
+        self._retired_traffic: dict[int, Traffic] = {}  # their traffic
         self._lock = asyncio.Lock()
         self._closed = False
 
@@ -285,10 +292,21 @@ class MeshPool:
             _add(total, worker.requests)
         return total
 
+    def traffic(self) -> dict[int, Traffic]:
+        """Published port -> its traffic since the pool was made, summed over the workers like
+        requests()."""
+        total: dict[int, Traffic] = {}
+        add_traffic(total, self._retired_traffic)
+        for worker in self._workers:
+            add_traffic(total, worker.traffic)
+        return total
+
     def _retire(self, worker: _Worker) -> None:
         """Keeps the counts of a worker that exited (its process is gone: they cannot grow)."""
         counts, worker.requests = worker.requests, {}
         _add(self._retired, counts)
+        traffic, worker.traffic = worker.traffic, {}
+        add_traffic(self._retired_traffic, traffic)
 
     def pids(self) -> list[int]:
         """The workers' process ids (for measuring them)."""

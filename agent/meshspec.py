@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from podium.rules.routing import LEAST_CONNECTIONS
 
@@ -35,3 +36,54 @@ class ListenerSpec:
     # Whether a client at this peer address (a sockaddr) may connect; None: anyone. Used in
     # this process only (the mesh workers never get one).
     admit: Callable[[object], bool] | None = field(default=None, compare=False)
+
+
+# Upper bounds (seconds) of the backend connect time histogram's buckets; one more, +Inf, after.
+CONNECT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+@dataclass(slots=True)
+class Traffic:
+    """What one published port's mesh moved, as counters that only grow: bytes each way, the
+    backend connections it could not make, and how long those it made took to connect."""
+
+    bytes_in: int = 0  # from clients, forwarded to backends
+    bytes_out: int = 0  # from backends, forwarded to clients
+    connect_failures: int = 0
+    # Connections made per CONNECT_BUCKETS bucket (not cumulative; the last is +Inf), and the sum
+    # of their connect times.
+    connects: list[int] = field(default_factory=lambda: [0] * (len(CONNECT_BUCKETS) + 1))
+    connect_seconds: float = 0.0
+
+    def connected(self, seconds: float) -> None:
+        i = 0
+        for bound in CONNECT_BUCKETS:
+            if seconds <= bound:
+                break
+            i += 1
+        self.connects[i] += 1
+        self.connect_seconds += seconds
+
+    def add(self, other: Traffic) -> None:
+        self.bytes_in += other.bytes_in
+        self.bytes_out += other.bytes_out
+        self.connect_failures += other.connect_failures
+        self.connects = [a + b for a, b in zip(self.connects, other.connects, strict=True)]
+        self.connect_seconds += other.connect_seconds
+
+    def encode(self) -> list[object]:
+        """For the mesh workers' reports (msgpack)."""
+        return [self.bytes_in, self.bytes_out, self.connect_failures, self.connects,
+                self.connect_seconds]
+
+    @classmethod
+    def decode(cls, data: list[Any]) -> Traffic:
+        bytes_in, bytes_out, failures, connects, seconds = data
+        return cls(int(bytes_in), int(bytes_out), int(failures), [int(n) for n in connects],
+                   float(seconds))
+
+
+def add_traffic(total: dict[int, Traffic], more: dict[int, Traffic]) -> None:
+    """Adds `more` (port -> Traffic) into `total`."""
+    for port, traffic in more.items():
+        total.setdefault(port, Traffic()).add(traffic)

@@ -3,8 +3,8 @@
 One collector reads everything at scrape time from the parts that already count it: the mesh's
 counters per published port (named by the service the routing table gives the port; a port
 whose route is gone keeps the last service it had, so that counters stay with their service),
-the worker's runners (restarts, health changes) and the engine's health. Nothing on the mesh's
-data path is added but a failure count on the failure path.
+the worker's runners (restarts, health changes) and the engine's health. On the mesh's data path
+only counters are added: bytes per read, one clock reading per backend connection.
 
 Each Agent has its own registry, so that several in one process keep their figures apart.
 """
@@ -15,8 +15,15 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+
+from podium.agent.meshspec import CONNECT_BUCKETS, Traffic
 
 
 @dataclass(slots=True, frozen=True)
@@ -28,8 +35,8 @@ class AgentFigures:
     # Published port -> endpoint key -> connections open / requests forwarded (a counter).
     connections: Callable[[], Mapping[int, Mapping[str, int]]]
     requests: Callable[[], Mapping[int, Mapping[str, int]]]
-    # Published port -> backend connections that failed (a counter); None: not counted.
-    connect_failures: Callable[[], Mapping[int, int]] | None
+    # Published port -> its traffic (counters); None: not counted (the kernel mesh).
+    traffic: Callable[[], Mapping[int, Traffic]] | None
     # (task id, service, restarts) of every task the agent runs.
     restarts: Callable[[], list[tuple[str, str, int]]]
     health_results: Mapping[str, int]
@@ -54,7 +61,8 @@ class _AgentCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         f = self._figures
         families = _families()
-        conns, reqs, failures, restarts, health, containers, engine = families
+        (conns, reqs, failures, transferred, connect, restarts, health, containers,
+         engine) = families
         self._services.update(f.port_services())
 
         def service(port: int) -> str:
@@ -67,13 +75,20 @@ class _AgentCollector(Collector):
                 per_service[name] = per_service.get(name, 0) + sum(per_key.values())
             for name, n in sorted(per_service.items()):
                 family.add_metric([name], n)
-        if f.connect_failures is not None:
-            per_service = {}
-            for port, n in f.connect_failures().items():
-                name = service(port)
-                per_service[name] = per_service.get(name, 0) + n
-            for name, n in sorted(per_service.items()):
-                failures.add_metric([name], n)
+        if f.traffic is not None:
+            by_service: dict[str, Traffic] = {}
+            for port, traffic in f.traffic().items():
+                by_service.setdefault(service(port), Traffic()).add(traffic)
+            for name, t in sorted(by_service.items()):
+                failures.add_metric([name], t.connect_failures)
+                transferred.add_metric([name, "from_clients"], t.bytes_in)
+                transferred.add_metric([name, "to_clients"], t.bytes_out)
+                cumulative, buckets = 0, []
+                for bound, n in zip([*map(str, CONNECT_BUCKETS), "+Inf"], t.connects,
+                                    strict=True):
+                    cumulative += n
+                    buckets.append((bound, cumulative))
+                connect.add_metric([name], buckets, t.connect_seconds)
         for task_id, name, n in sorted(f.restarts()):
             restarts.add_metric([name, task_id], n)
         for result in ("healthy", "unhealthy", "starting"):
@@ -84,8 +99,8 @@ class _AgentCollector(Collector):
 
 
 def _families() -> tuple[GaugeMetricFamily, CounterMetricFamily, CounterMetricFamily,
-                         GaugeMetricFamily, CounterMetricFamily, GaugeMetricFamily,
-                         GaugeMetricFamily]:
+                         CounterMetricFamily, HistogramMetricFamily, GaugeMetricFamily,
+                         CounterMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
     return (
         GaugeMetricFamily("podium_agent_mesh_connections",
                           "Connections open through this node's mesh, by service.",
@@ -96,6 +111,13 @@ def _families() -> tuple[GaugeMetricFamily, CounterMetricFamily, CounterMetricFa
         CounterMetricFamily("podium_agent_mesh_backend_errors",
                             "Backend connections this node's mesh could not make (refused, "
                             "unreachable, timed out), by service.", labels=["service"]),
+        CounterMetricFamily("podium_agent_mesh_bytes",
+                            "Bytes this node's mesh forwarded, by service and direction "
+                            "(from_clients: to the replicas; to_clients: their answers).",
+                            labels=["service", "direction"]),
+        HistogramMetricFamily("podium_agent_mesh_backend_connect_seconds",
+                              "How long this node's mesh took to connect to a replica, by "
+                              "service.", labels=["service"]),
         GaugeMetricFamily("podium_agent_task_restarts",
                           "Restarts in place of each task this node runs.",
                           labels=["service", "task"]),

@@ -27,7 +27,9 @@ Contract
   since the mesh was made, every current endpoint listed (0 before its first), ports and
   endpoints no longer served included: counters that never decrease for the mesh's lifetime
   (also after `close()`). A key absent is one this mesh does not count (the kernel mesh lists
-  none). `close()` stops everything, aborting connections.
+  none). `traffic()`: published port -> `Traffic` (bytes each way, backend connections failed,
+  connect times), counters of the same lifetime. `close()` stops everything, aborting
+  connections.
 - `listening_socket(host, port)`: a bound, listening, non-blocking TCP socket (SO_REUSEADDR, as
   asyncio's servers); `port_error(port, exc)`: the error text `apply` reports for it.
 - `new_event_loop()`: uvloop's loop when installed, else asyncio's, for the agent's
@@ -67,10 +69,11 @@ import asyncio
 import contextlib
 import errno
 import socket
+import time
 from collections.abc import Callable, Container, Mapping, Sequence
 from typing import Protocol, cast
 
-from podium.agent.meshspec import Endpoint, ListenerSpec
+from podium.agent.meshspec import Endpoint, ListenerSpec, Traffic, add_traffic
 from podium.rules.routing import LEAST_CONNECTIONS, ROUND_ROBIN
 
 EARLY_DATA_LIMIT = 64 * 1024  # bytes buffered per client while its backend connection is made
@@ -222,9 +225,11 @@ class _ClientSide(_Side):
         self.turn = True
 
     def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        conn.traffic.bytes_in += len(data)
         if self.turn:
             self.turn = False
-            self.conn.new_turn(data)
+            conn.new_turn(data)
         out = self.out
         if out is not None:
             out.write(data)
@@ -243,6 +248,7 @@ class _BackendSide(_Side):
     def data_received(self, data: bytes) -> None:
         # The backend has answered: the client's next bytes start a new request.
         self.other.turn = True
+        self.conn.traffic.bytes_out += len(data)
         self.out.write(data)
 
 
@@ -283,10 +289,11 @@ class _Connection:
     """A client connection and its backend connection (the one being made, then the one made)."""
 
     __slots__ = ("backend", "client", "closed", "early", "early_size", "http", "key", "listener",
-                 "loop", "task", "timed_out")
+                 "loop", "task", "timed_out", "traffic")
 
     def __init__(self, listener: Listener, loop: asyncio.AbstractEventLoop) -> None:
         self.listener = listener
+        self.traffic = listener.traffic
         self.loop = loop
         self.client = _ClientSide(self)
         self.backend: _BackendSide | None = None
@@ -350,12 +357,15 @@ class _Connection:
             # A timer rather than asyncio.timeout(): that looks the running loop up twice, and
             # each look-up is a getpid() system call; this path runs once per connection.
             timer = loop.call_later(listener.connect_timeout, self._time_out)
+            # Not loop.time(): uvloop's is in whole milliseconds, cached per loop iteration.
+            started = time.perf_counter()
             try:
                 await loop.create_connection(lambda: backend, endpoint.host, endpoint.port)  # noqa: B023
                 if endpoint.preamble:
                     backend.transport.write(endpoint.preamble)
                     if not await cast(_RelayedSide, backend).answer:
                         raise ConnectionRefusedError("the relay did not reach the replica")
+                self.traffic.connected(time.perf_counter() - started)
                 break
             except OSError:  # refused, unreachable, unresolvable
                 pass
@@ -372,7 +382,7 @@ class _Connection:
                 transport.abort()
             self._release()
             failed.add(key)
-            listener.connect_failures += 1
+            self.traffic.connect_failures += 1
         requests = listener.requests
         requests[key] = requests.get(key, 0) + 1
         if self.closed:  # the client went away, or the listener was stopped, meanwhile
@@ -432,8 +442,9 @@ class Listener:
         self.endpoints: tuple[Endpoint, ...] = ()
         self.active: dict[str, int] = {}  # endpoint key -> connections (connecting or open)
         self.requests: dict[str, int] = {}  # endpoint key -> requests forwarded, only grows
-        # Backend connections that failed (refused, unreachable, timed out), only grows.
-        self.connect_failures = 0
+        # Bytes each way, backend connections failed (refused, unreachable, timed out) and
+        # connect times: counters that only grow.
+        self.traffic = Traffic()
         self.connections: set[_Connection] = set()
         self._port = port
         self._server: asyncio.AbstractServer | None = None
@@ -521,7 +532,7 @@ class Mesh:
         self._draining: list[Listener] = []  # stopped, with connections still open
         # Requests through listeners gone (drained or closed): port -> endpoint key -> count.
         self._retired: dict[int, dict[str, int]] = {}
-        self._retired_failures: dict[int, int] = {}  # the same for connect_failures
+        self._retired_traffic: dict[int, Traffic] = {}  # the same for their traffic
         self._lock = asyncio.Lock()
 
     async def apply(self, wanted: Mapping[int, ListenerSpec]) -> list[str]:
@@ -591,19 +602,19 @@ class Mesh:
                 per_key.setdefault(endpoint.key, 0)
         return counts
 
-    def connect_failures(self) -> dict[int, int]:
-        """Published port -> backend connections that failed since the mesh was made (a
-        counter, ports no longer served included)."""
-        counts = dict(self._retired_failures)
+    def traffic(self) -> dict[int, Traffic]:
+        """Published port -> what its listeners moved since the mesh was made (counters, ports
+        no longer served included)."""
+        total: dict[int, Traffic] = {}
+        add_traffic(total, self._retired_traffic)
         for listener in [*self._listeners.values(), *self._draining]:
-            counts[listener.port] = counts.get(listener.port, 0) + listener.connect_failures
-        return counts
+            total.setdefault(listener.port, Traffic()).add(listener.traffic)
+        return total
 
     def _retire(self, listener: Listener) -> None:
         """Keeps the counts of a listener that is dropped."""
         _add(self._retired.setdefault(listener.port, {}), listener.requests)
-        self._retired_failures[listener.port] = \
-            self._retired_failures.get(listener.port, 0) + listener.connect_failures
+        self._retired_traffic.setdefault(listener.port, Traffic()).add(listener.traffic)
 
     async def close(self) -> None:
         """Stops every listener and aborts their connections; idempotent."""

@@ -231,9 +231,12 @@ async def _bounded(step: Any, what: str) -> None:
 
 
 def leaked_threads(before: set[threading.Thread]) -> set[threading.Thread]:
-    # grpc.aio's poller thread starts at its first use in the process and lives as long.
+    # grpc.aio's poller thread starts at its first use in the process and lives as long; the
+    # event loop's default executor ("asyncio_N", asyncio.to_thread's) lives as long as the loop,
+    # which joins it when it closes.
     return {t for t in threading.enumerate()
-            if t not in before and t.is_alive() and "_poll_wrapper" not in t.name}
+            if t not in before and t.is_alive() and "_poll_wrapper" not in t.name
+            and not t.name.startswith("asyncio_")}
 
 
 @contextlib.asynccontextmanager

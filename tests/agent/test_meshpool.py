@@ -119,6 +119,10 @@ async def test_request_counts_add_up_over_workers_and_survive_a_restart() -> Non
         await eventually_async(lambda: pool._workers[index].requests == {port: {"a": 3}},
                                what="the victim's 3 requests reported")
         await eventually_async(lambda: pool.requests() == {port: {"a": 4}}, what="4 counted")
+        await eventually_async(lambda: sum(pool.traffic()[port].connects) == 4,
+                               what="4 connects timed")
+        moved = pool.traffic()[port]
+        assert moved.bytes_in > 0 and moved.bytes_out > 0
         os.kill(victim, signal.SIGKILL)
         await eventually_async(lambda: len(set(pool.pids()) - {victim, survivor}) == 1, timeout=10,
                                what="a new worker started")
@@ -129,6 +133,9 @@ async def test_request_counts_add_up_over_workers_and_survive_a_restart() -> Non
         assert await served_by_only(pool, new, port) == "a"
         await eventually_async(lambda: pool.requests() == {port: {"a": 5}}, what="5 counted")
     assert pool.requests() == {port: {"a": 5}}  # kept after close
+    # The killed worker's traffic is kept too: the sums only grow.
+    after = pool.traffic()[port]
+    assert sum(after.connects) == 5 and after.bytes_in > moved.bytes_in
 
 
 async def test_a_stuck_worker_is_killed_and_replaced(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -70,6 +70,11 @@ def test_forwards_megabytes_both_ways(run: Run) -> None:
             await client.close()
             await eventually_async(lambda: listener.stats() == {"a": 0},
                                    what="connection counted out")
+            # Every byte counted each way (the backend's "bye" too), one connect timed.
+            traffic = listener.traffic
+            assert (traffic.bytes_in, traffic.bytes_out) == (len(payload), len(payload) + 3)
+            assert sum(traffic.connects) == 1 and 0 < traffic.connect_seconds < 5
+            assert traffic.connect_failures == 0
 
     run(main)
 
@@ -170,7 +175,7 @@ def test_a_refusing_backend_costs_clients_nothing(run: Run, balance: str) -> Non
             lst.set_endpoints([Endpoint("dead", HOST, free_port()), live.endpoint])
             names = [await ask(lst.port) for _ in range(100)]
             assert names == ["live"] * 100
-            assert lst.connect_failures >= 1  # counted (the agent's backend errors metric)
+            assert lst.traffic.connect_failures >= 1  # counted (the agent's backend errors metric)
             await eventually_async(lambda: lst.stats() == {"dead": 0, "live": 0},
                                    what="counted out")
 
@@ -194,7 +199,7 @@ def test_a_backend_that_never_answers_is_skipped_after_the_timeout(run: Run) -> 
                 started = loop.time()
                 assert [await ask(listener.port) for _ in range(4)] == ["live"] * 4
                 assert loop.time() - started < 2.0
-                assert listener.connect_failures >= 1  # a timeout counts as a failure
+                assert listener.traffic.connect_failures >= 1  # a timeout counts as a failure
 
     run(main)
 
