@@ -1,7 +1,9 @@
 """Session: the agent's one stream to the manager's Dispatcher.
 
 Registers, then concurrently sends heartbeats (at the period the manager
-sets) and status reports, and hands assignments to the worker. When the stream
+sets; while load reports go at least as often, they stand in for heartbeats, which are then
+sent only at the session's start and when what they say changes) and status reports, and hands
+assignments to the worker. When the stream
 breaks it reconnects with jittered exponential backoff (0.1 s doubling to 5 s)
 so that a manager restart is not met by every agent at the same instant.
 
@@ -238,10 +240,13 @@ class Session:
                         if self._leaving is not None:  # leave() came while this opened
                             outbox.put(dispatcher.AgentMessage(leaving=self._leaving))
                         self._reporter.resend_all()
-                        helpers.append(asyncio.create_task(self._heartbeat(outbox, period)))
-                        helpers.append(asyncio.create_task(self._send_status(outbox)))
                         load_period = message.session.load_period.ToNanoseconds() / 1e9
-                        if self._load is not None and load_period > 0:
+                        loads = self._load is not None and load_period > 0
+                        # Load reports at least as often as heartbeats stand in for them.
+                        helpers.append(asyncio.create_task(self._heartbeat(
+                            outbox, period, on_demand=loads and load_period <= period)))
+                        helpers.append(asyncio.create_task(self._send_status(outbox)))
+                        if loads:
                             helpers.append(
                                 asyncio.create_task(self._send_load(outbox, load_period))
                             )
@@ -279,11 +284,17 @@ class Session:
                     await job
         return registered
 
-    async def _heartbeat(self, outbox: Outbox, period: float) -> None:
+    async def _heartbeat(self, outbox: Outbox, period: float, *, on_demand: bool) -> None:
+        """A heartbeat now (what the engine is doing), then every `period`; `on_demand`, only
+        when heartbeat_now() asks: the load reports that go every period keep the session
+        alive instead, at half the messages."""
         while True:
             self._beat_now.clear()
             content = self._heartbeat_content() if self._heartbeat_content else None
             outbox.put(dispatcher.AgentMessage(heartbeat=content or dispatcher.Heartbeat()))
+            if on_demand:
+                await self._beat_now.wait()
+                continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(period):
                     await self._beat_now.wait()
@@ -291,7 +302,14 @@ class Session:
     async def _send_load(self, outbox: Outbox, period: float) -> None:
         assert self._load is not None
         while True:
-            outbox.put(dispatcher.AgentMessage(load=self._load()))
+            try:
+                report = dispatcher.AgentMessage(load=self._load())
+            except Exception:
+                # It stands in for the heartbeat: a fault in measuring must not silence the node.
+                log.exception("measuring the load failed; a heartbeat goes instead")
+                report = dispatcher.AgentMessage(heartbeat=self._heartbeat_content()
+                                                 if self._heartbeat_content else None)
+            outbox.put(report)
             await asyncio.sleep(period)
 
     async def _send_status(self, outbox: Outbox) -> None:

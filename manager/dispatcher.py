@@ -407,11 +407,13 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
             self._log_chunk(session, message.logs)
         if message.HasField("status") and message.status.updates:
             await self._apply_statuses(session.node_id, list(message.status.updates))
-        if message.HasField("heartbeat"):
+        if message.HasField("heartbeat") or message.HasField("load"):
+            # An agent's load reports stand in for its heartbeats when they go as often.
             now = time.monotonic()
             if session.heartbeat_at is not None and self._on_heartbeat is not None:
                 self._on_heartbeat(now - session.heartbeat_at)
             session.heartbeat_at = now
+        if message.HasField("heartbeat"):
             engine = (message.heartbeat.engine_unresponsive, message.heartbeat.engine_error)
             if engine != session.engine:
                 await self._store.update(functools.partial(

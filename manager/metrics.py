@@ -55,7 +55,8 @@ class ManagerMetrics:
             buckets=SCHEDULING_BUCKETS, registry=self.registry)
         self.heartbeat_seconds = Histogram(
             "podium_heartbeat_interval_seconds",
-            "Time between two heartbeats of one agent's session.",
+            "Time between two heartbeats (or load reports, which stand in for them) of one "
+            "agent's session.",
             buckets=HEARTBEAT_BUCKETS, registry=self.registry)
 
     def collect_from(self, *, store: Store, load: LoadBook, sessions: Callable[[], int],

@@ -1,10 +1,12 @@
 """The dispatcher's sessions on the in-process cluster: complete sets, forward-only statuses,
-and an agent that falls behind."""
+an agent that falls behind, and load reports standing in for heartbeats."""
 
 from __future__ import annotations
 
 import asyncio
 import pathlib
+from collections import Counter
+from typing import Any
 
 import grpc
 
@@ -90,3 +92,42 @@ async def test_an_agent_that_falls_behind_is_cut_off_and_resynced(
                 t.id for t in c.store_view.tasks_of_node("s" * 20)}
         for n in range(60):
             await c.api.RemoveService(control.RemoveServiceRequest(ref=f"s{n}"))
+
+
+async def _count_messages(monkeypatch: Any) -> Counter[str]:
+    """Counts the kinds of message the dispatcher handles from now on."""
+    from podium.manager.dispatcher import Dispatcher
+
+    seen: Counter[str] = Counter()
+    handle = Dispatcher._handle
+
+    async def counting(self: Any, session: Any, message: dispatcher.AgentMessage) -> None:
+        seen[message.WhichOneof("message") or ""] += 1
+        await handle(self, session, message)
+
+    monkeypatch.setattr(Dispatcher, "_handle", counting)
+    return seen
+
+
+async def test_load_reports_stand_in_for_heartbeats(tmp_path: pathlib.Path,
+                                                    monkeypatch: Any) -> None:
+    seen = await _count_messages(monkeypatch)
+    async with in_process_cluster(tmp_path, agents=1, heartbeat_period=0.2,
+                                  load_period=0.2) as mini:
+        await eventually_async(lambda: seen["load"] >= 10, what="2 s of load reports")
+        # One heartbeat, at the session's start; the reports kept the node ready throughout.
+        assert seen["heartbeat"] == 1
+        assert mini.node_state("node-a") == "ready"
+        assert mini.manager is not None
+        mini.agents["node-a"]._session.heartbeat_now()  # what a heartbeat says changed
+        await eventually_async(lambda: seen["heartbeat"] == 2, what="the asked-for heartbeat")
+
+
+async def test_heartbeats_go_when_load_reports_are_rarer(tmp_path: pathlib.Path,
+                                                         monkeypatch: Any) -> None:
+    seen = await _count_messages(monkeypatch)
+    async with in_process_cluster(tmp_path, agents=1, heartbeat_period=0.2,
+                                  load_period=1.0) as mini:
+        await eventually_async(lambda: seen["heartbeat"] >= 8, what="heartbeats every 0.2 s")
+        assert seen["load"] <= 3
+        assert mini.node_state("node-a") == "ready"
