@@ -189,3 +189,20 @@ def test_the_release_wheel_is_what_install_installs(tmp_path: pathlib.Path) -> N
     assert planned.returncode == 0, planned.stderr
     assert f"installing podium from {wheel} into /opt/podium/venv" in planned.stdout
     assert f"--force-reinstall --no-deps {wheel}" in planned.stdout
+
+
+def test_uninstall_refuses_an_unknown_argument_naming_it() -> None:
+    done = subprocess.run(["bash", str(DEPLOY / "uninstall.sh"), "--purge", "--everything"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 1
+    assert "unknown argument: --everything (expected --purge or --dry-run)" in done.stderr
+
+
+def test_uninstall_dry_run_changes_nothing() -> None:
+    done = subprocess.run(["bash", str(DEPLOY / "uninstall.sh"), "--dry-run", "--purge"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "uninstall: dry run: nothing will be changed"
+    assert lines[-1] == "uninstall: done"
+    assert all(line.startswith("uninstall: ") for line in lines)
