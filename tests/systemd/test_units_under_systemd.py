@@ -130,6 +130,9 @@ EOF""")
     assert manager["MainPID"] != pid
     journal = host.journal(MANAGER)
     assert "Failed with result 'watchdog'" in journal
+    # Where the loop was when the watchdog fired, from every thread's Python stack.
+    assert "Fatal Python error: Aborted" in journal, journal
+    assert "in run_forever" in journal and "podium/manager/main.py" in journal, journal
     # "[ 3834.200476] host systemd[1]: podium-manager.service: Watchdog timeout (limit 3s)!"
     (timeout_line,) = [line for line in journal.splitlines() if "Watchdog timeout" in line]
     figures["manager_watchdog_timeout_s"] = round(
