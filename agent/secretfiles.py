@@ -156,8 +156,10 @@ def _write(path: pathlib.Path, data: bytes, uid: int, gid: int, mode: int) -> No
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fchown(fd, uid, gid)
+        # The mode first, while this process owns the file: an agent that is not root may
+        # give the file away (CAP_CHOWN, as its unit grants) but not change it afterwards.
         os.fchmod(fd, mode)
+        os.fchown(fd, uid, gid)
     finally:
         os.close(fd)
     os.replace(tmp, path)

@@ -99,6 +99,7 @@ services:
     image: {IMAGE}
     init: true
     stop_grace_period: 2s
+    expose: ["80"]
     deploy:
       replicas: 2
 EOF""")
@@ -107,6 +108,20 @@ EOF""")
         deployed.stdout + deployed.stderr
     running = containers(node_id)
     assert len(running) == 2 and all(s == "running" for s, _ in running.values()), running
+    # What the agent needs privileges for works under its unit: the name server on port 53 and
+    # the service's virtual IP on lo; and the secrets' tmpfs, mounted for it by the unit where
+    # the engine sees it, is the agent's. (No published port here: the engine publishes it on
+    # the host, not in this container's network namespace, so the manager's probe would find
+    # the node's task ports closed after the kill -9 below and replace its tasks.)
+    eventually(lambda: "10.96.0.1/32" in host.run("ip", "-4", "address", "show", "lo").stdout,
+               timeout=15, what="the name server's address on lo")
+    refused = [line for line in host.journal(AGENT).splitlines()
+               if "not permitted" in line or "Permission denied" in line
+               or "cannot mount" in line or "cannot serve names" in line]
+    assert not refused, refused
+    tmpfs = host.run("findmnt", "-no", "FSTYPE,OPTIONS", "/var/lib/podium/agent/secrets").stdout
+    uid = host.run("id", "-u", "podium", check=True).stdout.strip()
+    assert tmpfs.startswith("tmpfs ") and f"uid={uid}" in tmpfs, tmpfs
 
     # --- kill -9 the agent: systemd restarts it, READY again, the containers untouched --------
     pid = agent["MainPID"]
