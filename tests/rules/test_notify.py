@@ -39,7 +39,7 @@ def test_ready_status_stopping_reach_the_socket(sink: NotifySocket) -> None:
     notifier.status("serving on 0.0.0.0:7070;\n  2 agent session(s)")
     notifier.stopping("stopping on SIGTERM")
     notifier.close()
-    eventually(lambda: len(sink.messages()) == 4, timeout=5, what="four messages")
+    eventually(lambda: len(sink.messages()) == 4, timeout=5, interval=0.01, what="four messages")
     assert sink.messages() == [
         "STATUS=starting",
         "READY=1\nSTATUS=serving on 0.0.0.0:7070",
@@ -93,8 +93,13 @@ def test_a_send_to_nobody_is_logged_once(tmp_path: pathlib.Path,
     notifier.close()
 
 
-def test_the_watchdog_stops_while_the_loop_is_blocked(sink: NotifySocket) -> None:
+def test_the_watchdog_stops_while_the_loop_is_blocked() -> None:
     """Fed every half timeout from the loop itself: a blocked loop sends nothing."""
+    with NotifySocket() as sink:
+        watch_a_blocked_loop(sink)
+
+
+def watch_a_blocked_loop(sink: NotifySocket) -> None:
     notifier = Notifier.from_environment({**sink.env, "WATCHDOG_USEC": "100000"})
 
     async def main() -> tuple[float, float]:
@@ -150,7 +155,7 @@ def test_serve_until_signalled_says_stopping_on_sigterm(sink: NotifySocket) -> N
     notifier.close()
     assert fake.stopped
     eventually(lambda: "STOPPING=1\nSTATUS=stopping on SIGTERM" in sink.messages(), timeout=5,
-               what="STOPPING=1")
+               interval=0.01, what="STOPPING=1")
     assert sink.messages()[-1] == "STOPPING=1\nSTATUS=stopping on SIGTERM"
     assert sink.assignments("READY") == ["1"]
 
@@ -163,5 +168,5 @@ def test_serve_until_signalled_says_why_a_daemon_stopped(sink: NotifySocket) -> 
     notifier.close()
     assert fake.stopped
     eventually(lambda: any(m.startswith("STOPPING=1") for m in sink.messages()), timeout=5,
-               what="STOPPING=1")
+               interval=0.01, what="STOPPING=1")
     assert sink.assignments("STATUS")[-1] == "stopping: RuntimeError('the store broke')"
