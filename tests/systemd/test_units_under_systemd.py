@@ -2,7 +2,8 @@
 _systemdhost.py): deploy/install.sh --role both --start, both daemons READY; a service deployed
 with the CLI; the agent killed with -9 and restarted by systemd without restarting the service's
 containers; the manager stopped (SIGSTOP) and restarted by the watchdog; the agent stopped with
-its containers left running; the installer run again changing nothing; uninstall.sh --purge
+its containers left running; the installer run again, restarting only the agent after its env
+file changed, then nothing when nothing changed; uninstall.sh --purge
 leaving nothing behind. The figures measured go to var/systemd-test/figures.json."""
 
 from __future__ import annotations
@@ -163,6 +164,16 @@ EOF""")
     assert host.show(AGENT)["ActiveState"] == "inactive"
     consistently(lambda: containers(node_id) == running, duration=3, what="containers running")
     host.run("systemctl", "start", AGENT, check=True)
+    host.wait_ready(AGENT, status=SESSION, restarts=None)
+    assert containers(node_id) == running
+
+    # --- the installer again after the agent's env file changed: only the agent restarts ------
+    pids = {unit: main_pid(host, unit) for unit in (MANAGER, AGENT)}
+    host.sh("printf '# edited\\n' >>/etc/podium/agent.env")
+    out = install(host)
+    assert "install: (re)starting podium-agent" in out, out
+    assert "install: podium-manager runs what is installed: not restarted" in out, out
+    assert main_pid(host, MANAGER) == pids[MANAGER] and main_pid(host, AGENT) != pids[AGENT]
     host.wait_ready(AGENT, status=SESSION, restarts=None)
     assert containers(node_id) == running
 
