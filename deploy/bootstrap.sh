@@ -41,7 +41,8 @@ flock -w 900 9 || die "another bootstrap has held var/.bootstrap.lock for 15 min
 # module added (or removed) since then needs a reinstall; edits to existing files do not.
 source_listing() {
     find manager agent client lab rules proto \( -name __pycache__ -prune \) -o \
-        \( -name '*.py' -o -name '*.pyi' -o -name py.typed \) -type f -print 2>/dev/null | LC_ALL=C sort
+        \( -name '*.py' -o -name '*.pyi' -o -name py.typed -o -path '*/static/*' \) -type f -print \
+        2>/dev/null | LC_ALL=C sort
 }
 
 ensure_venv() {

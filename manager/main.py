@@ -35,6 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    metavar="HOST:PORT",
                    help="address to serve Prometheus metrics on, plain HTTP at /metrics "
                    "('off': none; default %(default)s)")
+    p.add_argument("--dashboard", type=_dashboard_listen, default="127.0.0.1:7072",
+                   metavar="HOST:PORT",
+                   help="address to serve the dashboard on, HTTPS with a certificate of the "
+                   "cluster CA; `podium dashboard` prints a login link ('off': none; default "
+                   "%(default)s)")
     # Not required here, so that `backup` and `restore` (below) parse: run() checks it.
     p.add_argument("--data-dir", default=None, help="where the manager keeps its state "
                    "(required)")
@@ -91,6 +96,14 @@ def _metrics_listen(text: str) -> str:
     return text
 
 
+def _dashboard_listen(text: str) -> str:
+    try:
+        metricsserver.parse_listen(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--dashboard: {err}") from None
+    return text
+
+
 def _range(text: str) -> str:
     try:
         network.parse_range(text)
@@ -135,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         handshake_timeout=args.handshake_timeout, join_listen=args.join_listen,
         names=tuple(args.san), admin_credentials=admin,
         node_cert_lifetime=datetime.timedelta(seconds=args.node_cert_lifetime),
-        metrics_listen=args.metrics_listen,
+        metrics_listen=args.metrics_listen, dashboard_listen=args.dashboard,
     )
     from podium.manager.store import SealingError
 
