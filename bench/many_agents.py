@@ -108,7 +108,8 @@ def measure(design: str, agents: int, window: float, processes: int) -> dict[str
         if design == "tls":
             command = [sys.executable, "-m", "podium.manager", "--listen", address,
                        "--join-listen", join, "--admin-credentials", str(credentials),
-                       "--metrics-listen", "off", "--data-dir", str(root / "manager")]
+                       "--metrics-listen", "off", "--dashboard", "off",
+                       "--data-dir", str(root / "manager")]
         else:
             command = [sys.executable, "-c", PLAIN_MANAGER, address, str(root / "manager")]
         with open(root / "manager.log", "wb") as log:

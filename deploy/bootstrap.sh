@@ -7,7 +7,8 @@
 #      started when nothing answers (systemd when it runs, else a detached dockerd). When this script
 #      starts dockerd itself it writes its pid to var/dockerd.started-by-bootstrap, so a caller that
 #      only needed the engine for its own run (check.sh) can stop it again;
-#   3. the example image podium/web:latest (deploy/build-image.sh, which skips when present).
+#   3. Debian's chromium (headless, for the dashboard's browser tests) when it is missing;
+#   4. the example image podium/web:latest (deploy/build-image.sh, which skips when present).
 #
 # Works from any cwd and on a fresh machine: no engine, stale containers, every daemon stopped.
 # Environment: PYTHON (default python3) creates the venv; PODIUM_ENGINE_TIMEOUT (default 60) bounds
@@ -201,7 +202,25 @@ forget_stale_marker() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# 3. example image
+# 3. headless Chromium, for the dashboard's browser tests (pytest -m browser)
+# ---------------------------------------------------------------------------------------------
+
+ensure_chromium() {
+    if command -v chromium >/dev/null; then
+        return
+    fi
+    if ((EUID != 0)) || ! command -v apt-get >/dev/null; then
+        say "WARNING: no chromium (Debian: apt-get install chromium): the browser tests will fail"
+        return
+    fi
+    say "installing Debian's chromium (for the dashboard's browser tests)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends chromium >/dev/null
+}
+
+# ---------------------------------------------------------------------------------------------
+# 4. example image
 # ---------------------------------------------------------------------------------------------
 
 ensure_image() {
@@ -216,5 +235,6 @@ ensure_image() {
 ensure_venv
 ensure_install
 ensure_engine
+ensure_chromium
 ensure_image
 say "ready"

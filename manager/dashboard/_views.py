@@ -182,7 +182,7 @@ def tasks(view: ReadTx, load: control.GetLoadResponse) -> list[Row]:
             "health": _name(status.health, objects.Health, "HEALTH_"),
             "ready": status.ready,
             "restarts": status.restarts,
-            "message": status.err or status.message,
+            "message": _said(status, task_state(status.state)),
             "since": _seconds(status.timestamp),
             "version": task.spec_version,
             "cpu": found.latest.cpu_cores if has_figures and found is not None else None,
@@ -190,6 +190,13 @@ def tasks(view: ReadTx, load: control.GetLoadResponse) -> list[Row]:
         })
     return sorted(rows, key=lambda r: (r["service"], not r["live"], r["slot"], r["node"],
                                        -r["since"]))
+
+
+def _said(status: objects.TaskStatus, state: str) -> str:
+    """A task's error or message, unless it only repeats its state ("running", "assigned to
+    node-a")."""
+    said = status.err or status.message
+    return "" if said.startswith(state) else said
 
 
 def secrets(view: ReadTx) -> list[Row]:
@@ -276,10 +283,9 @@ def event_row(change: Change, names: dict[str, str], at: float) -> Row | None:
         row["text"] = text + (f", {update['text']}" if update["text"] else "")
     elif isinstance(obj, objects.Task):
         row["name"] = task_name(obj, names)
-        node = names.get(obj.node_id, "")
-        row["text"] = task_state(obj.status.state) + (f" on {node}" if node else "") + (
-            f" ({obj.status.err or obj.status.message})"
-            if obj.status.err or obj.status.message else "")
+        node, state = names.get(obj.node_id, ""), task_state(obj.status.state)
+        said = _said(obj.status, state)
+        row["text"] = state + (f" on {node}" if node else "") + (f" ({said})" if said else "")
     elif isinstance(obj, objects.Secret):
         kind = "config" if obj.spec.kind == objects.SecretSpec.KIND_CONFIG else "secret"
         row["kind"] = kind

@@ -67,8 +67,8 @@ function tone(stateName) {
 }
 
 function fill(tableId, rows, render, emptyText) {
-  const body = document.querySelector(`#${tableId} tbody`);
-  const columns = document.querySelectorAll(`#${tableId} thead th`).length;
+  const body = document.querySelector(`#tbl-${tableId} tbody`);
+  const columns = document.querySelectorAll(`#tbl-${tableId} thead th`).length;
   body.replaceChildren(...(rows.length ? rows.map(render)
     : [el("tr", {}, el("td", {class: "empty", colSpan: columns}, emptyText))]));
 }
@@ -196,8 +196,9 @@ function renderSummary() {
 }
 
 function renderServices() {
+  const known = new Set(state.seen);
   fill("services", state.services, (s) => {
-    const fresh = !state.seen.has(s.name) && state.seen.size > 0;
+    const fresh = known.size > 0 && !known.has(s.name);  // new since the page opened
     state.seen.add(s.name);
     const share = s.desired ? s.running / s.desired : 1;
     const scaling = s.autoscale;
@@ -208,7 +209,7 @@ function renderServices() {
         el("div", {}, `${scaling.min}..${scaling.max}, wants ${scaling.desired ?? scaling.replicas}`),
         el("div", {class: "small"}, targets.join(", ")),
         scaling.last_decision ? el("div", {class: "small"},
-          `last: ${scaling.from_replicas}→${scaling.to_replicas} ${ago(scaling.last_time)}: ${scaling.last_decision}`) : null,
+          `last, ${ago(scaling.last_time)}: ${scaling.last_decision}`) : null,
         scaling.holding ? el("div", {class: "small"}, `holding: ${scaling.holding}`) : null,
         scaling.at_capacity ? el("div", {class: "small"}, `at capacity: ${scaling.at_capacity}`) : null);
     }
@@ -288,8 +289,16 @@ function renderSecrets() {
 
 // -- charts --------------------------------------------------------------------------------
 
+// The smallest of 1, 2 or 5 times a power of ten at or above `value` (the chart's top).
+function niceCeil(value) {
+  if (!(value > 0)) return 1;
+  const power = 10 ** Math.floor(Math.log10(value));
+  for (const step of [1, 2, 5, 10]) if (step * power >= value) return step * power;
+  return 10 * power;
+}
+
 function chart(points, pick, label, format, cls) {
-  const width = 400, height = 120, left = 48, bottom = 16, top = 6;
+  const width = 560, height = 130, left = 64, bottom = 16, top = 18;
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.setAttribute("class", "chart");
@@ -298,7 +307,7 @@ function chart(points, pick, label, format, cls) {
   const now = state.load ? state.load.now : Date.now() / 1000;
   const start = now - 60;
   const values = points.map(pick);
-  const peak = Math.max(...values, 0) || 1;
+  const peak = niceCeil(Math.max(...values, 0));
   const x = (t) => left + ((t - start) / 60) * (width - left - 4);
   const y = (v) => top + (1 - v / peak) * (height - top - bottom);
   const add = (tag, attrs, text) => {
@@ -312,6 +321,7 @@ function chart(points, pick, label, format, cls) {
     add("text", {class: "axis", x: left - 4, y: y(peak * share) + 3, "text-anchor": "end"},
       format(peak * share));
   }
+  add("text", {class: "title", x: left, y: 11}, label);
   add("text", {class: "axis", x: left, y: height - 2}, "-60s");
   add("text", {class: "axis", x: width - 4, y: height - 2, "text-anchor": "end"}, "now");
   const shown = points.filter((p) => p[0] >= start);
@@ -340,8 +350,8 @@ function renderLoad() {
       el("div", {class: "figures"},
         `cpu ${last ? cores(last[1]) : "–"} cores · memory ${last ? size(last[2]) : "–"} · `
         + `${s.requests_per_second} req/s · ${s.connections} connections`),
-      chart(s.points, (p) => p[1], `${s.name} cpu`, (v) => `${+v.toFixed(2)}`, "cpu"),
-      chart(s.points, (p) => p[2], `${s.name} memory`, (v) => size(Math.round(v)), "mem"));
+      chart(s.points, (p) => p[1], "cpu, cores", (v) => `${+v.toPrecision(3)}`, "cpu"),
+      chart(s.points, (p) => p[2], "memory", (v) => size(Math.round(v)), "mem"));
   }));
 }
 
