@@ -186,6 +186,13 @@ async def test_the_dashboard_in_a_browser(cluster: Cluster, tmp_path: pathlib.Pa
         assert "api" in everything  # it did see the service that uses the secret
         await _visit(viewer, "services")
         await _shoot(viewer, "viewer", folders)
+        # Removing the user signs the open page out at once, without a reload.
+        cluster.ok("user", "rm", "vic")
+        reason = await viewer.wait_for(
+            "!document.getElementById('signedout').hidden && "
+            "document.getElementById('signedout-reason').textContent", timeout=5)
+        assert "vic" in reason, reason
+        assert await viewer.evaluate("document.getElementById('page-services').hidden")
 
         # Nothing came from anywhere but the dashboard, and no page had a script error or
         # a refused resource (a Content-Security-Policy violation would be one).

@@ -146,15 +146,17 @@ function follow() {
   });
   source.onerror = () => {
     setLive(false);
-    if (source.readyState === EventSource.CLOSED) checkSession("the event stream closed");
+    if (source.readyState === EventSource.CLOSED) checkSession("");
   };
 }
 
+// After the stream ended (`reason`: why, when the manager said) or broke: signed out, or back.
 async function checkSession(reason) {
   try {
     state.me = await api("/api/me");
   } catch (err) {
-    if (!(err instanceof SignedOut)) setTimeout(() => checkSession(reason), 2000);
+    if (err instanceof SignedOut) { if (reason) signedOut(reason); }
+    else setTimeout(() => checkSession(reason), 2000);
     return;
   }
   setTimeout(follow, 1000);  // still signed in: the stream broke for another reason
