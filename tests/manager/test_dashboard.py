@@ -415,3 +415,17 @@ def test_the_cli_parses_dashboard() -> None:
                          timeout=30)
     assert bad.returncode == 2
     assert "--dashboard: expected HOST:PORT or 'off', not 'nowhere'" in bad.stderr
+
+
+@pytest.mark.timeout(30)
+async def test_stopping_the_manager_ends_open_streams(secured: InProcessCluster) -> None:
+    async with browser(secured) as page:
+        await _login_as(secured, secured.api, page)
+        async with page.events() as stream:
+            assert (await stream.next())[0] == "hello"
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await secured.stop_manager()
+            assert loop.time() - started < 3  # not held by the open stream
+            seen = await stream.until(lambda n, d: n in ("end", "eof"), timeout=2)
+            assert seen[-1] in (("end", {"reason": "the manager is stopping"}), ("eof", None))
