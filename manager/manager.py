@@ -21,7 +21,7 @@ from podium.manager._loop import ReconcileLoop
 from podium.manager.autoscaler import Autoscaler
 from podium.manager.controlapi import WATCH_LIMIT, ControlAPI
 from podium.manager.dashboard import Dashboard
-from podium.manager.dispatcher import OUTBOX_LIMIT, Dispatcher
+from podium.manager.dispatcher import DEFAULT_HEARTBEATS_PER_SECOND, OUTBOX_LIMIT, Dispatcher
 from podium.manager.loadbook import LoadBook
 from podium.manager.metrics import ManagerMetrics
 from podium.manager.nodemonitor import DEFAULT_PROBE_TIMEOUT_S, DEFAULT_RESTART_GRACE_S
@@ -69,6 +69,7 @@ class Manager:
         listen: str,
         data_dir: pathlib.Path | str,
         heartbeat_period: float = 1.0,
+        heartbeats_per_second: float = DEFAULT_HEARTBEATS_PER_SECOND,
         down_grace: float = 1.0,
         restart_grace: float = DEFAULT_RESTART_GRACE_S,
         probe_timeout: float = DEFAULT_PROBE_TIMEOUT_S,
@@ -113,6 +114,7 @@ class Manager:
         self._listen = listen
         self._data_dir = pathlib.Path(data_dir)
         self._heartbeat_period = heartbeat_period
+        self._heartbeats_per_second = heartbeats_per_second
         self._down_grace = down_grace
         self._restart_grace = restart_grace
         self._probe_timeout = probe_timeout
@@ -152,6 +154,7 @@ class Manager:
         autoscaler = Autoscaler(store=store, load=load, period=self._load_period)
         dispatch = Dispatcher(
             store=store, load=load, heartbeat_period=self._heartbeat_period,
+            heartbeats_per_second=self._heartbeats_per_second,
             down_grace=self._down_grace, restart_grace=self._restart_grace,
             probe_timeout=self._probe_timeout, outbox_limit=self._outbox_limit,
             load_period=self._load_period, virtual_ip_range=self._virtual_ip_range,
