@@ -170,6 +170,8 @@ def measure(design: str, agents: int, window: float, processes: int) -> dict[str
                 follower.join(timeout=10)
             manager.send_signal(signal.SIGTERM)
             manager.wait(timeout=30)
+            if os.environ.get("KEEP_MANAGER_LOG"):  # for a post-mortem: the log outlives the run
+                (root / "manager.log").replace(os.environ["KEEP_MANAGER_LOG"])
     return {"all_ready_after_s": round(ready_s, 1), "wrongly_not_ready_count": len(seen),
             "wrongly_not_ready": seen[:5], "ready_at_end_count": ready_now,
             "manager_cpu_share_pct": round(busy_cpu, 1),
