@@ -37,6 +37,7 @@ from podium.agent.session import Session
 from podium.agent.status import StatusReporter
 from podium.agent.worker import Worker
 from podium.rules import metricsserver
+from podium.rules.notify import Notifier
 from podium.v1 import dispatcher, objects
 
 if TYPE_CHECKING:
@@ -46,6 +47,11 @@ log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 MESH_RETRY = 2.0  # seconds between attempts to serve ports the mesh could not (e.g. in use)
+# Under systemd the agent is READY once its session is open; without one by then it says READY
+# all the same (its status line says it is reconnecting), so that a host booting while the
+# manager is away neither waits for it nor has systemd kill the agent (TimeoutStartSec=90s) and
+# start it again, and again, while its containers run on.
+READY_WITHOUT_SESSION_S = 60.0
 
 
 def load_node_id(data_dir: pathlib.Path) -> str:
@@ -87,6 +93,7 @@ class Agent:
         secret_files: SecretFiles | None = None,
         certificate: NodeCertificate | None = None,
         metrics_listen: str = metricsserver.OFF,
+        notifier: Notifier | None = None,
     ) -> None:
         """`engine_ping`: how often the engine's health is checked, and the deadline of each
         check, in seconds. With `relay_port` (0: any free port) and an executor that can read
@@ -96,7 +103,10 @@ class Agent:
         (None: plaintext, for in-process tests against a plaintext manager). `metrics_listen`:
         HOST:PORT to serve Prometheus metrics on over plain HTTP (podium.agent.metrics), or 'off'
         (the default here, so that agents in one process never clash; the daemon's flag is on
-        by default)."""
+        by default). `notifier`: told READY=1 when the first session opens (under systemd), and
+        each session's state after."""
+        self._notifier = notifier or Notifier()
+        self._ready = False
         metricsserver.parse_listen(metrics_listen)  # ValueError now rather than at start
         self._metrics_listen = metrics_listen
         self._metrics_server: metricsserver.MetricsServer | None = None
@@ -139,6 +149,7 @@ class Agent:
             on_info=self._session_info,
             credentials=certificate.channel_credentials if certificate else None,
             logs=self._logs,
+            on_state=self._session_state,
         )
         self._internal: InternalMesh | None = None
         self._relay: Relay | None = None
@@ -173,6 +184,22 @@ class Agent:
         if self._internal is not None:
             self._internal.configure(info.resolver_addr)
             self._executor.resolver = info.resolver_addr  # type: ignore[attr-defined]
+
+    def _session_state(self, connected: bool, what: str) -> None:
+        if connected and not self._ready:
+            self._ready = True
+            self._notifier.ready(what)
+        else:
+            self._notifier.status(what)
+
+    async def _ready_without_session(self, after: float) -> None:
+        await asyncio.sleep(after)
+        if not self._ready:
+            self._ready = True
+            log.warning("no session with the manager after %g s: telling systemd this agent "
+                        "is ready all the same (it keeps trying)", after)
+            self._notifier.ready(f"no session with the manager yet ({self._session.why}); "
+                                 "retrying")
 
     def _route(self, message: dispatcher.Endpoints) -> None:
         """Called by the session's read loop: must not block."""
@@ -255,6 +282,9 @@ class Agent:
             asyncio.create_task(self._fence(), name="fence"),
             asyncio.create_task(self._serve_mesh(), name="mesh"),
         ]
+        if self._notifier.enabled:
+            self._tasks.append(asyncio.create_task(
+                self._ready_without_session(READY_WITHOUT_SESSION_S), name="ready-fallback"))
         if self._certificate is not None:
             self._tasks.append(asyncio.create_task(self._certificate.renew_forever(),
                                                    name="certificate"))

@@ -106,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
     from podium.agent.proxy import new_event_loop
     from podium.agent.secretfiles import SecretFiles
     from podium.rules.certs import JoinToken, TokenError
+    from podium.rules.notify import Notifier
+
+    # First: the mesh's worker processes must not inherit NOTIFY_SOCKET.
+    notifier = Notifier.from_environment()
 
     data_dir = pathlib.Path(args.data_dir)
     node_id = load_node_id(data_dir)
@@ -117,13 +121,16 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, TokenError) as err:
         sys.exit(f"podium agent: {'--token-file' if args.token_file else '--token'}: {err}")
     host, _, port = args.join.rpartition(":")
-    certificate = NodeCertificate(
-        data_dir=data_dir, node_id=node_id, manager=args.join, token=token,
-        join_address=args.join_address or f"{host}:{int(port) + 1}")
+    join_address = args.join_address or f"{host}:{int(port) + 1}"
+    certificate = NodeCertificate(data_dir=data_dir, node_id=node_id, manager=args.join,
+                                  token=token, join_address=join_address)
 
     async def serve() -> None:
         try:
-            await certificate.ensure_with_retries()
+            async with notifier.watchdog():
+                notifier.status(f"starting (joining at {join_address} unless the node's "
+                                "certificate is in force)")
+                await certificate.ensure_with_retries()
         except JoinError as err:
             sys.exit(f"podium agent: {err}")
         files = SecretFiles(data_dir / "secrets")
@@ -133,8 +140,8 @@ def run(args: argparse.Namespace) -> int:
             manager=args.join, name=args.name, node_id=node_id, executor=executor,
             labels=dict(args.label), mesh=args.mesh, mesh_workers=args.mesh_workers,
             relay_port=args.relay_port, secret_files=files, certificate=certificate,
-            metrics_listen=args.metrics_listen,
-        ))
+            metrics_listen=args.metrics_listen, notifier=notifier,
+        ), notifier)
 
     # uvloop where installed: the mesh's data path is markedly faster on it.
     with asyncio.Runner(loop_factory=new_event_loop) as runner:

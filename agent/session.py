@@ -125,11 +125,15 @@ class Session:
         on_info: Callable[[dispatcher.SessionInfo], None] | None = None,
         credentials: Callable[[], grpc.ChannelCredentials] | None = None,
         logs: LogService | None = None,
+        on_state: Callable[[bool, str], None] | None = None,
     ) -> None:
         """`on_assignments`, `on_endpoints` and `on_info` (the session's settings, before its
         first assignments) must not block (they queue); `heartbeat` gives each heartbeat's
         content (the engine's health); `logs` answers the manager's requests for container
-        output (none: they go unanswered)."""
+        output (none: they go unanswered). `on_state(connected, what)` hears each session
+        that opens and each wait to reconnect, with a line saying why (it must not block)."""
+        self._on_state = on_state
+        self._why = ""  # why the last session ended or could not open
         self._logs = logs
         self._on_info = on_info
         # The node certificate's newest credentials for each new channel (None: plaintext, for
@@ -176,6 +180,11 @@ class Session:
         """Seconds without a session to the manager (0 while connected)."""
         return 0.0 if self._lost_since is None else time.monotonic() - self._lost_since
 
+    @property
+    def why(self) -> str:
+        """Why the last session ended or could not open ("" before the first attempt ends)."""
+        return self._why or "connecting"
+
     def heartbeat_now(self) -> None:
         """Send a heartbeat at once (what it says changed), not at the next period."""
         self._beat_now.set()
@@ -184,6 +193,7 @@ class Session:
         """Keeps a session open until cancelled."""
         attempt = 0
         while self._leaving is None:
+            self._why = "the manager ended the session"
             try:
                 async with self._channel() as ch:
                     if await self._session(dispatcher_grpc.DispatcherStub(ch)):
@@ -195,10 +205,14 @@ class Session:
                     # UNAUTHENTICATED: this node was removed (`podium node rm`); it may join
                     # again only with a token.
                     log.error("manager refused this agent: %s", err.details())
+                    self._why = f"refused: {err.details()}"
                 else:
                     log.warning("session to %s lost: %s", self._manager, err.code().name)
+                    self._why = err.code().name
             if self._leaving is not None:
                 return
+            if self._on_state is not None:
+                self._on_state(False, f"reconnecting to {self._manager}: {self._why}")
             delay = backoff(attempt)
             attempt += 1
             await asyncio.sleep(delay)
@@ -281,6 +295,8 @@ class Session:
                         beat(period, load_period)
                         helpers.append(asyncio.create_task(self._send_status(outbox)))
                         log.info("session open to %s (heartbeat %.1fs)", self._manager, period)
+                        if self._on_state is not None:
+                            self._on_state(True, f"session with manager {self._manager}")
                 elif message.HasField("assignments"):
                     self._on_assignments(message.assignments)
                 elif message.HasField("endpoints") and self._on_endpoints is not None:
@@ -298,6 +314,7 @@ class Session:
             else:
                 log.warning("the manager at %s read nothing of the last %d messages: "
                             "reconnecting", self._manager, self._outbox_limit)
+                self._why = "the manager stopped reading"
         finally:
             if registered:
                 self._lost_since = time.monotonic()

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 from podium.agent import main as agent_main
 from podium.client import DEFAULT_MANAGER
 from podium.manager import main as manager_main
+from podium.rules import daemon
 
 if TYPE_CHECKING:
     from podium.client._api import Client
@@ -66,9 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("manager", help="run a manager")
     manager_main.add_arguments(m)
+    daemon.add_log_format(m)
     m.set_defaults(daemon=manager_main.run)
     a = sub.add_parser("agent", help="run an agent on this host")
     agent_main.add_arguments(a)
+    daemon.add_log_format(a)
     a.set_defaults(daemon=agent_main.run)
 
     def client_cmd(name: str, help: str, output: bool = True) -> argparse.ArgumentParser:
@@ -208,10 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import logging
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # The daemons' own lines as --log-format says; the client's are always text.
+    daemon.configure_logging(getattr(args, "log_format", "text"),
+                             level=logging.DEBUG if args.verbose else logging.INFO)
     try:
         if hasattr(args, "daemon"):
             return int(args.daemon(args))

@@ -13,7 +13,8 @@
 #                 while this runs: prefer --token-file). The token is never printed.
 #   --wheel       install this release wheel (deploy/release.sh builds it) instead of building
 #                 this repository; the deploy/ files still come from here
-#   --start       also enable the unit(s) at boot and (re)start them now; without it nothing is started
+#   --start       also enable the unit(s) at boot and start them now, restarting those whose parts
+#                 changed (below); without it nothing is started
 #   --dry-run     print what would be done, change nothing (needs neither root nor systemd)
 #
 # Typical use: on the manager host `install.sh --role manager --start`, then `(umask 077; podium
@@ -37,7 +38,11 @@
 #     writes at start (0600, owned by podium: its unit keeps /etc read-only to it);
 #   - agent: writes the join token to /etc/podium/agent.token (0600, owned by podium) when given;
 #   - copies deploy/podium-{manager,agent}.service to /etc/systemd/system and runs
-#     `systemctl daemon-reload` when they changed and systemd is running.
+#     `systemctl daemon-reload` when they changed and systemd is running;
+#   - with --start, (re)starts only the services whose parts changed since this script last
+#     started them: the package (a digest of the repository's package sources, or of the --wheel),
+#     the unit file, the env file, and for the agent the join token. Run again with nothing
+#     changed, it says "no change detected" and restarts nothing (digests in /opt/podium/installed).
 # The agent needs a Docker engine on the host (Debian: apt-get install docker.io) and the "docker"
 # group it creates.
 set -euo pipefail
@@ -61,6 +66,11 @@ TOKEN_PATH=$ETC/agent.token
 WHEEL=
 ADMIN_LINK=$ETC/admin.credentials
 ADMIN_CREDENTIALS=/var/lib/podium/manager/admin.credentials
+# What was installed and started, as digests: `package DIGEST`, and `UNIT DIGEST` for each unit
+# this script started with those parts (see service_digest).
+RECORD=$PREFIX/installed
+# Set by every step that changes something on this host.
+CHANGED=no
 # How long --role both --start waits for the manager it started to hand out the join token.
 TOKEN_WAIT_S=${TOKEN_WAIT_S:-60}
 
@@ -213,10 +223,55 @@ preflight() {
         die "$PYTHON is $("$PYTHON" -V 2>&1); Podium needs Python >= 3.11 (set PYTHON=...)"
 }
 
+# The package's digest: the --wheel's, or that of what pip builds from this repository
+# (pyproject.toml, README.md and every file of the folders pyproject.toml maps to packages), so
+# that an edit elsewhere (tests, docs) installs and restarts nothing.
+package_digest() {
+    if [[ -n $WHEEL ]]; then
+        printf 'wheel:%s\n' "$(sha256sum <"$WHEEL" | cut -d' ' -f1)"
+        return
+    fi
+    "$PYTHON" - "$REPO" <<'PY'
+import hashlib, pathlib, sys, tomllib
+root = pathlib.Path(sys.argv[1])
+config = tomllib.loads((root / "pyproject.toml").read_text())
+folders = sorted(set(config["tool"]["setuptools"]["package-dir"].values()))
+files = [root / "pyproject.toml", root / "README.md"]
+for folder in folders:
+    files += [f for f in (root / folder).rglob("*") if f.is_file()
+              and "__pycache__" not in f.parts and f.suffix != ".pyc"]
+digest = hashlib.sha256()
+for f in sorted(set(files)):
+    digest.update(f"{f.relative_to(root)}\0{f.stat().st_size}\0".encode())
+    digest.update(f.read_bytes())
+print("source:" + digest.hexdigest())
+PY
+}
+
+# recorded NAME: the digest this script last recorded for NAME ("" when none).
+recorded() {
+    [[ -r $RECORD ]] || return 0
+    awk -v name="$1" '$1 == name { print $2 }' "$RECORD"
+}
+
+# record NAME DIGEST: replaces NAME's line in $RECORD (not in a dry run).
+record() {
+    [[ $DRY_RUN == yes ]] && return 0
+    local tmp
+    mkdir -p -- "$PREFIX"
+    tmp=$(mktemp "$RECORD.XXXXXX")
+    { [[ -r $RECORD ]] && awk -v name="$1" '$1 != name' "$RECORD"; printf '%s %s\n' "$1" "$2"; } >"$tmp"
+    chmod 0644 "$tmp"
+    mv -f -- "$tmp" "$RECORD"
+}
+
 install_venv() {
+    PACKAGE_DIGEST=$(package_digest) || die "cannot compute the package's digest"
+    local fresh=no
     if [[ -x $VENV/bin/python ]] && "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
         say "virtualenv $VENV exists"
     else
+        fresh=yes
         if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
             command -v apt-get >/dev/null || die "$PYTHON cannot create virtualenvs (no ensurepip)"
             say "installing python3-venv (needed to create virtualenvs)"
@@ -230,6 +285,11 @@ install_venv() {
         run mkdir -p "$PREFIX"
         run "$PYTHON" -m venv "$VENV"
     fi
+    if [[ $fresh == no && -x $VENV/bin/podium && "$(recorded package)" == "$PACKAGE_DIGEST" ]]; then
+        say "podium in $VENV is up to date (${PACKAGE_DIGEST%%:*} digest unchanged)"
+        return
+    fi
+    CHANGED=yes
 
     local log=$PREFIX/install-pip.log
     if [[ -n $WHEEL ]]; then
@@ -240,10 +300,16 @@ install_venv() {
         run_logged "$log" "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
             --force-reinstall --no-deps "$WHEEL"
         run_logged "$log" "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$WHEEL"
-        [[ $DRY_RUN == yes ]] ||
-            say "installed podium $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("podium"))')"
-        return
+    else
+        install_source "$log"
     fi
+    [[ $DRY_RUN == yes ]] ||
+        say "installed podium $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("podium"))')"
+    record package "$PACKAGE_DIGEST"
+}
+
+install_source() {
+    local log=$1
     say "installing podium from $REPO into $VENV"
     # From a clean copy: building in the work tree would reuse its build/ directory, where files of
     # since-deleted modules linger and would be packaged again (and the dev venv, var/ and .git are
@@ -264,8 +330,6 @@ install_venv() {
     run_logged "$log" "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
     # A local directory is always rebuilt and reinstalled; satisfied dependencies are kept.
     run_logged "$log" "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$src"
-    [[ $DRY_RUN == yes ]] ||
-        say "installed podium $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("podium"))')"
 }
 
 install_user() {
@@ -273,6 +337,7 @@ install_user() {
         say "user $SERVICE_USER exists"
     else
         say "creating system user $SERVICE_USER"
+        CHANGED=yes
         run useradd --system --user-group --home-dir /var/lib/podium --no-create-home \
             --shell /usr/sbin/nologin --comment "Podium services" "$SERVICE_USER"
     fi
@@ -303,6 +368,7 @@ install_env() {
             continue
         fi
         say "writing $file (edit it, then restart $unit)"
+        CHANGED=yes
         if [[ $DRY_RUN == yes ]]; then
             say "[dry-run] would write $file:"
             env_section "$file" | sed 's/^/    | /'
@@ -329,6 +395,7 @@ install_cli_link() {
         say "WARNING: $link exists and is not a link to $target: kept as is (use $target)"
     else
         say "linking $link to $target"
+        CHANGED=yes
         run ln -s -- "$target" "$link"
     fi
 }
@@ -343,6 +410,7 @@ install_admin_link() {
         say "WARNING: $ADMIN_LINK exists and is not a link to $ADMIN_CREDENTIALS: kept as is"
     else
         say "linking $ADMIN_LINK to $ADMIN_CREDENTIALS (the manager writes it at start)"
+        CHANGED=yes
         run ln -s -- "$ADMIN_CREDENTIALS" "$ADMIN_LINK"
     fi
 }
@@ -359,6 +427,7 @@ write_token() {
         say "$TOKEN_PATH holds this token already"
         return
     fi
+    CHANGED=yes
     tmp=$(umask 077 && mktemp "$TOKEN_PATH.XXXXXX")
     printf '%s\n' "$TOKEN" >"$tmp"
     chown "$SERVICE_USER:$SERVICE_USER" "$tmp"
@@ -413,6 +482,7 @@ install_units() {
             say "installing $UNIT_DIR/$unit.service"
             run install -D -m 0644 "deploy/$unit.service" "$UNIT_DIR/$unit.service"
             changed=yes
+            CHANGED=yes
         fi
     done
     if [[ $changed == yes ]]; then
@@ -424,8 +494,24 @@ install_units() {
     fi
 }
 
+# service_digest UNIT: a digest of what this script installs for the service: the package, the
+# unit file, its env file and, for the agent, the join token. (Drop-ins an administrator added
+# are theirs: systemctl restart applies them.)
+service_digest() {
+    local unit=$1 role=${1#podium-} part
+    {
+        printf '%s\n' "$PACKAGE_DIGEST"
+        for part in "$UNIT_DIR/$unit.service" "$ETC/$role.env"; do
+            [[ -f $part ]] && printf '%s %s\n' "$part" "$(sha256sum <"$part" | cut -d' ' -f1)"
+        done
+        if [[ $role == agent && -f $TOKEN_PATH ]]; then
+            printf 'token %s\n' "$(sha256sum <"$TOKEN_PATH" | cut -d' ' -f1)"
+        fi
+    } | sha256sum | cut -d' ' -f1
+}
+
 start_units() {
-    local unit
+    local unit digest
     if [[ $START == no ]]; then
         say "nothing started. To start now and at every boot:"
         for unit in "${UNITS[@]}"; do say "    systemctl enable --now $unit"; done
@@ -440,11 +526,21 @@ start_units() {
         if [[ $unit == podium-agent && $ROLE == both && -z $TOKEN && ! -e $TOKEN_PATH ]]; then
             fetch_token
         fi
+        run systemctl enable --quiet "$unit"
+        digest=$(service_digest "$unit")
+        if [[ "$(recorded "$unit")" == "$digest" ]] &&
+            [[ "$(systemctl is-active "$unit" 2>/dev/null)" == active ]]; then
+            say "$unit runs what is installed: not restarted"
+            continue
+        fi
+        CHANGED=yes
         # restart, not start: a running unit picks up the code just installed. Safe for the agent:
-        # KillMode=process and it adopts its running containers.
-        say "enabling and (re)starting $unit"
-        run systemctl enable "$unit"
-        run systemctl restart "$unit"
+        # KillMode=process and it adopts its running containers. Type=notify: it returns once
+        # the daemon said READY=1.
+        say "(re)starting $unit"
+        run systemctl restart "$unit" ||
+            die "$unit did not start (systemctl status $unit; journalctl -u $unit)"
+        record "$unit" "$digest"
     done
 }
 
@@ -459,4 +555,8 @@ install_admin_link
 install_token
 install_units
 start_units
-say "done"
+if [[ $CHANGED == no ]]; then
+    say "no change detected"
+else
+    say "done"
+fi

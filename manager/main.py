@@ -148,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
     import pathlib
 
     from podium.manager.manager import Manager
+    from podium.rules.notify import Notifier
 
+    notifier = Notifier.from_environment()  # before anything could start a child process
     admin = None if args.admin_credentials == "none" else \
         pathlib.Path(args.admin_credentials).expanduser()
     manager = Manager(
@@ -159,12 +161,12 @@ def run(args: argparse.Namespace) -> int:
         handshake_timeout=args.handshake_timeout, join_listen=args.join_listen,
         names=tuple(args.san), admin_credentials=admin,
         node_cert_lifetime=datetime.timedelta(seconds=args.node_cert_lifetime),
-        metrics_listen=args.metrics_listen, dashboard_listen=args.dashboard,
+        metrics_listen=args.metrics_listen, dashboard_listen=args.dashboard, notifier=notifier,
     )
     from podium.manager.store import SealingError
 
     try:
-        asyncio.run(daemon.serve_until_signalled(manager))
+        asyncio.run(daemon.serve_until_signalled(manager, notifier))
     except SealingError as err:  # secrets it cannot read: refuse to start, and say why
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -34,6 +34,7 @@ from podium.manager.security import Authority, JoinServicer, local_names
 from podium.manager.store import KeyRing, SqliteStore
 from podium.manager.updater import Updater
 from podium.rules import metricsserver, network
+from podium.rules.notify import Notifier
 from podium.v1 import control, control_grpc, dispatcher, dispatcher_grpc, objects
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 #   carries no call for MAX_CONNECTION_IDLE_S is closed (the client reconnects when it needs
 #   to; an agent's session is a call, so its connection is never idle).
 HANDSHAKE_TIMEOUT_S = 10.0
+# How often the status line systemd shows is brought up to date (only sent when it changed).
+STATUS_PERIOD_S = 5.0
 MAX_CONNECTION_IDLE_S = 300.0
 SERVER_OPTIONS = [
     # Reconnect storms after a manager restart: every agent reconnects at once.
@@ -85,6 +88,7 @@ class Manager:
         node_cert_lifetime: datetime.timedelta = NODE_LIFETIME,
         metrics_listen: str = metricsserver.OFF,
         dashboard_listen: str = metricsserver.OFF,
+        notifier: Notifier | None = None,
     ) -> None:
         """Mutual TLS on `listen` and the join port (`join_listen`, by default the same host
         and the next port; port 0 stays 0) unless `plaintext`, which only in-process tests use
@@ -94,7 +98,9 @@ class Manager:
         metrics on over plain HTTP (podium.manager.metrics), or 'off' (the default here; the
         daemon's flag is on by default). `dashboard_listen`: HOST:PORT to serve the dashboard
         on over HTTPS (podium.manager.dashboard; it needs TLS: not with `plaintext`), or 'off'
-        (the default here; the daemon's is on)."""
+        (the default here; the daemon's is on). `notifier`: told READY=1 once the API serves
+        (under systemd), then how many agents are connected."""
+        self._notifier = notifier or Notifier()
         network.parse_range(virtual_ip_range)  # ValueError now rather than at the first service
         metricsserver.parse_listen(metrics_listen)  # likewise
         if metricsserver.parse_listen(dashboard_listen) is not None and plaintext:
@@ -219,6 +225,22 @@ class Manager:
                 self._metrics_server, self.metrics_port = server, server.port
                 log.info("metrics on http://%s/metrics", self._metrics_listen)
         log.info("manager listening on %s (data in %s)", self._listen, self._data_dir)
+        self._notifier.ready(self._serving())
+        if self._notifier.enabled:
+            self._tasks.append(asyncio.create_task(self._tell_status(), name="notify-status"))
+
+    def _serving(self) -> str:
+        """The status line: where it serves and how many agents are connected."""
+        host = self._listen.rpartition(":")[0]
+        what = f"serving on {host}:{self.port}"
+        if self._join_server is not None:
+            what += f", joins on {self._join_listen.rpartition(':')[0]}:{self.join_port}"
+        return f"{what}; {self.dispatcher.sessions_open} agent session(s)"
+
+    async def _tell_status(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_PERIOD_S)
+            self._notifier.status(self._serving())
 
     async def _serve_dashboard(self, store: SqliteStore, load: LoadBook, authority: Authority,
                                fill: Callable[[objects.Service], None],

@@ -123,6 +123,29 @@ def test_manager_unit_writes_the_admin_credentials_in_its_state_directory() -> N
     assert "--data-dir" in argv and argv[argv.index("--data-dir") + 1] == "/var/lib/podium/manager"
 
 
+def directives(unit: pathlib.Path) -> dict[str, list[str]]:
+    """The unit's directives (no comments, continuation lines joined): name -> values."""
+    found: dict[str, list[str]] = {}
+    for line in unit.read_text().replace("\\\n", " ").splitlines():
+        if "=" in line and not line.startswith(("#", ";", "[")):
+            name, _, value = line.partition("=")
+            found.setdefault(name.strip(), []).append(value.strip())
+    return found
+
+
+@pytest.mark.parametrize("name", ["podium-manager.service", "podium-agent.service"])
+def test_units_are_notify_with_a_watchdog(name: str) -> None:
+    """The daemons say READY=1 themselves (podium.rules.notify) and feed a 30 s watchdog; only
+    the main process is heard, which for the agent is the process its shell exec's into."""
+    unit = directives(DEPLOY / name)
+    assert unit["Type"] == ["notify"] and unit["NotifyAccess"] == ["main"]
+    assert unit["WatchdogSec"] == ["30"] and unit["Restart"] == ["always"]
+    if name == "podium-agent.service":
+        assert unit["KillMode"] == ["process"]  # its containers outlive it
+        assert unit["ExecStart"][0].startswith("/bin/sh -efc")
+        assert "exec \"$$@\"" in unit["ExecStart"][0]
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_units_verify(tmp_path: pathlib.Path) -> None:
     units = []
@@ -166,3 +189,20 @@ def test_the_release_wheel_is_what_install_installs(tmp_path: pathlib.Path) -> N
     assert planned.returncode == 0, planned.stderr
     assert f"installing podium from {wheel} into /opt/podium/venv" in planned.stdout
     assert f"--force-reinstall --no-deps {wheel}" in planned.stdout
+
+
+def test_uninstall_refuses_an_unknown_argument_naming_it() -> None:
+    done = subprocess.run(["bash", str(DEPLOY / "uninstall.sh"), "--purge", "--everything"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 1
+    assert "unknown argument: --everything (expected --purge or --dry-run)" in done.stderr
+
+
+def test_uninstall_dry_run_changes_nothing() -> None:
+    done = subprocess.run(["bash", str(DEPLOY / "uninstall.sh"), "--dry-run", "--purge"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "uninstall: dry run: nothing will be changed"
+    assert lines[-1] == "uninstall: done"
+    assert all(line.startswith("uninstall: ") for line in lines)
