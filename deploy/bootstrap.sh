@@ -8,7 +8,8 @@
 #      starts dockerd itself it writes its pid to var/dockerd.started-by-bootstrap, so a caller that
 #      only needed the engine for its own run (check.sh) can stop it again;
 #   3. Debian's chromium (headless, for the dashboard's browser tests) when it is missing;
-#   4. the example image podium/web:latest (deploy/build-image.sh, which skips when present).
+#   4. the example image podium/web:latest (deploy/build-image.sh, which skips when present);
+#   5. debootstrap, for the systemd lane's Debian root (deploy/systemd-test-image.sh).
 #
 # Works from any cwd and on a fresh machine: no engine, stale containers, every daemon stopped.
 # Environment: PYTHON (default python3) creates the venv; PODIUM_ENGINE_TIMEOUT (default 60) bounds
@@ -232,9 +233,28 @@ ensure_image() {
     fi
 }
 
+# ---------------------------------------------------------------------------------------------
+# 4. what the systemd lane needs besides the engine
+# ---------------------------------------------------------------------------------------------
+
+ensure_debootstrap() {
+    command -v debootstrap >/dev/null || [[ -x /usr/sbin/debootstrap ]] && return 0
+    if ! command -v apt-get >/dev/null || ((EUID != 0)); then
+        say "WARNING: debootstrap is missing (the systemd lane needs it): apt-get install debootstrap"
+        return 0
+    fi
+    say "installing Debian package: debootstrap"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap \
+        >/dev/null 2>&1 || {
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+    }
+}
+
 ensure_venv
 ensure_install
 ensure_engine
 ensure_chromium
 ensure_image
+ensure_debootstrap
 say "ready"

@@ -31,9 +31,15 @@ class Daemon(Protocol):
 
 async def serve_until_signalled(daemon: Daemon, notifier: Notifier | None = None) -> None:
     """start(), serve_forever() until SIGTERM or SIGINT, stop(); the watchdog of `notifier` is
-    fed throughout, and STOPPING=1 goes before stop()."""
+    fed throughout, and STOPPING=1 goes before stop(). A fatal signal (systemd's watchdog sends
+    SIGABRT) writes every thread's Python traceback to stderr first: where the loop was stuck."""
     import asyncio
+    import faulthandler
     import signal
+    import sys
+
+    if not faulthandler.is_enabled():
+        faulthandler.enable(file=sys.stderr, all_threads=True)
 
     from podium.rules.notify import Notifier
 
