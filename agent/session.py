@@ -157,6 +157,7 @@ class Session:
         # What leave() asked to send (None until it is called).
         self._leaving: dispatcher.Leaving | None = None
         self._restart_grace = 0.0  # as the manager said in SessionInfo
+        self._sent_at: dict[str, float] = {}  # "heartbeat", "load" -> when the last one went
 
     async def leave(self, reason: str) -> None:
         """Tells the manager this agent is stopping to restart, then lets the session end.
@@ -238,14 +239,51 @@ class Session:
         registered = False
         helpers: list[asyncio.Task[None]] = []
 
+        beats: list[asyncio.Task[None]] = []  # the heartbeat and load loops, at their periods
+        periods = (0.0, 0.0)
+
+        def beat(period: float, load_period: float) -> None:
+            """(Re)starts the heartbeat and load loops at these periods. On a change, each
+            loop's next message goes the shorter of its old and new period after its last one:
+            the manager, which still expects the old period for a while, never finds it late,
+            and the agents, told all at once, keep the phases they had instead of sending in
+            step from then on."""
+            nonlocal periods
+            if (period, load_period) == periods:
+                return
+            old, periods = periods, (period, load_period)
+            now = time.monotonic()
+
+            def delay(kind: str, new: float, before: float) -> float:
+                last = self._sent_at.get(kind)
+                return 0.0 if last is None or before <= 0 else \
+                    max(0.0, last + min(new, before) - now)
+
+            for job in beats:
+                job.cancel()
+            beats.clear()
+            loads = self._load is not None and load_period > 0
+            # Load reports at least as often as heartbeats stand in for them.
+            beats.append(asyncio.create_task(self._heartbeat(
+                outbox, period, on_demand=loads and load_period <= period,
+                delay=delay("heartbeat", period, old[0]))))
+            if loads:
+                beats.append(asyncio.create_task(self._send_load(
+                    outbox, load_period, delay=delay("load", load_period, old[1]))))
+
         async def receive() -> None:
             nonlocal registered
             async for message in call:
                 if message.HasField("session"):
                     period = message.session.heartbeat_period.ToNanoseconds() / 1e9 or 1.0
+                    load_period = message.session.load_period.ToNanoseconds() / 1e9
                     if self._on_info is not None:
                         self._on_info(message.session)
-                    if not registered:
+                    if registered:  # the manager changed the periods (its cluster grew or shrank)
+                        if (period, load_period) != periods:
+                            log.info("heartbeat period now %.1f s", period)
+                        beat(period, load_period)
+                    else:
                         registered = True
                         self._lost_since = None
                         self._restart_grace = message.session.restart_grace.ToNanoseconds() / 1e9
@@ -254,16 +292,8 @@ class Session:
                         if self._leaving is not None:  # leave() came while this opened
                             outbox.put(dispatcher.AgentMessage(leaving=self._leaving))
                         self._reporter.resend_all()
-                        load_period = message.session.load_period.ToNanoseconds() / 1e9
-                        loads = self._load is not None and load_period > 0
-                        # Load reports at least as often as heartbeats stand in for them.
-                        helpers.append(asyncio.create_task(self._heartbeat(
-                            outbox, period, on_demand=loads and load_period <= period)))
+                        beat(period, load_period)
                         helpers.append(asyncio.create_task(self._send_status(outbox)))
-                        if loads:
-                            helpers.append(
-                                asyncio.create_task(self._send_load(outbox, load_period))
-                            )
                         log.info("session open to %s (heartbeat %.1fs)", self._manager, period)
                         if self._on_state is not None:
                             self._on_state(True, f"session with manager {self._manager}")
@@ -294,21 +324,27 @@ class Session:
                 self._logs.stop_all()  # their requests end with the session, on both sides
             call.cancel()
             outbox.close()
-            for job in (receiving, full, *helpers):
+            for job in (receiving, full, *helpers, *beats):
                 job.cancel()
-            for job in (receiving, full, *helpers):
+            for job in (receiving, full, *helpers, *beats):
                 with contextlib.suppress(asyncio.CancelledError):
                     await job
         return registered
 
-    async def _heartbeat(self, outbox: Outbox, period: float, *, on_demand: bool) -> None:
-        """A heartbeat now (what the engine is doing), then every `period`; `on_demand`, only
-        when heartbeat_now() asks: the load reports that go every period keep the session
-        alive instead, at half the messages."""
+    async def _heartbeat(self, outbox: Outbox, period: float, *, on_demand: bool,
+                         delay: float = 0.0) -> None:
+        """A heartbeat after `delay` (what the engine is doing), then every `period`;
+        `on_demand`, only when heartbeat_now() asks: the load reports that go every period keep
+        the session alive instead, at half the messages."""
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._beat_now.wait()
         while True:
             self._beat_now.clear()
             content = self._heartbeat_content() if self._heartbeat_content else None
             outbox.put(dispatcher.AgentMessage(heartbeat=content or dispatcher.Heartbeat()))
+            self._sent_at["heartbeat"] = time.monotonic()
             if on_demand:
                 await self._beat_now.wait()
                 continue
@@ -316,8 +352,9 @@ class Session:
                 async with asyncio.timeout(period):
                     await self._beat_now.wait()
 
-    async def _send_load(self, outbox: Outbox, period: float) -> None:
+    async def _send_load(self, outbox: Outbox, period: float, *, delay: float = 0.0) -> None:
         assert self._load is not None
+        await asyncio.sleep(delay)
         while True:
             try:
                 report = dispatcher.AgentMessage(load=self._load())
@@ -327,6 +364,7 @@ class Session:
                 report = dispatcher.AgentMessage(heartbeat=self._heartbeat_content()
                                                  if self._heartbeat_content else None)
             outbox.put(report)
+            self._sent_at["load"] = time.monotonic()
             await asyncio.sleep(period)
 
     async def _send_status(self, outbox: Outbox) -> None:

@@ -297,6 +297,16 @@ class Client:
         """The agents' join token; with `rotate`, a new one (the old one stops working)."""
         return str(self._call("GetJoinToken", control.GetJoinTokenRequest(rotate=rotate)).token)
 
+    def dashboard_login(self) -> tuple[str, control.DashboardLoginResponse]:
+        """A login link for the manager's dashboard, as this client's user: (the URL, which
+        signs in once, within a minute; the response, with the user, role and expiry).
+        InvalidArgument when the manager serves no dashboard."""
+        answer = self._call("DashboardLogin", control.DashboardLoginRequest())
+        host = answer.host or self.address.rpartition(":")[0].strip("[]") or "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"https://{host}:{answer.port}/login?token={answer.token}", answer
+
     def load(self, *, history: int = 0) -> control.GetLoadResponse:
         """The latest load of every node and task (with `history` samples each)."""
         return self._call("GetLoad", control.GetLoadRequest(history=history))  # type: ignore[no-any-return]

@@ -411,6 +411,22 @@ def cmd_user(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(client: Client, args: argparse.Namespace) -> int:
+    """The link on stdout (for scripts), what it is on stderr."""
+    url, answer = client.dashboard_login()
+    left = max(0, round(answer.expires.ToNanoseconds() / 1e9 - time.time()))
+    print(url)
+    print(f"signs in once, within {left} s, as {answer.user} ({answer.role}); the browser "
+          "trusts the page once it trusts the cluster CA (the `ca` of your credentials file)",
+          file=sys.stderr)
+    if args.open:
+        import webbrowser
+
+        if not webbrowser.open(url):
+            print("no web browser found here: open the link yourself", file=sys.stderr)
+    return 0
+
+
 def cmd_token(client: Client, args: argparse.Namespace) -> int:
     print(client.join_token(rotate=args.rotate))
     return 0

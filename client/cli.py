@@ -11,6 +11,7 @@ the daemons (`podium manager`, `podium agent`: podium.manager.main and podium.ag
     podium history SERVICE | rollback SERVICE [--to VERSION] | promote SERVICE
     podium node drain|pause|activate|rm NODE | events [--kind KIND]
     podium logs SERVICE|TASK [-f] [--since WHEN] [--tail N] [-t]
+    podium dashboard [--open]
     podium user add NAME --role admin|operator|viewer [--file PATH] | user ls | user rm NAME
     podium token agent [--rotate]
     podium secret create NAME FILE|- | secret ls | secret rm NAME | secret rotate-key
@@ -181,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only the last N lines of each task (default: all)")
     lg.add_argument("-t", "--timestamps", action="store_true", help="show each line's time")
     lg.add_argument("--no-prefix", action="store_true", help="lines only, without their task")
+    db = client_cmd("dashboard", "print a login link for the manager's dashboard (signs in "
+                    "once, within a minute, as your user)", output=False)
+    db.add_argument("--open", action="store_true",
+                    help="also open it in this machine's web browser")
     e = client_cmd("events", "follow the cluster's changes")
     e.add_argument("--kind", action="append", default=[], choices=("node", "service", "task"),
                    help="only these kinds (repeatable)")

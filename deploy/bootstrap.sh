@@ -7,8 +7,9 @@
 #      started when nothing answers (systemd when it runs, else a detached dockerd). When this script
 #      starts dockerd itself it writes its pid to var/dockerd.started-by-bootstrap, so a caller that
 #      only needed the engine for its own run (check.sh) can stop it again;
-#   3. the example image podium/web:latest (deploy/build-image.sh, which skips when present);
-#   4. debootstrap, for the systemd lane's Debian root (deploy/systemd-test-image.sh).
+#   3. Debian's chromium (headless, for the dashboard's browser tests) when it is missing;
+#   4. the example image podium/web:latest (deploy/build-image.sh, which skips when present);
+#   5. debootstrap, for the systemd lane's Debian root (deploy/systemd-test-image.sh).
 #
 # Works from any cwd and on a fresh machine: no engine, stale containers, every daemon stopped.
 # Environment: PYTHON (default python3) creates the venv; PODIUM_ENGINE_TIMEOUT (default 60) bounds
@@ -42,7 +43,8 @@ flock -w 900 9 || die "another bootstrap has held var/.bootstrap.lock for 15 min
 # module added (or removed) since then needs a reinstall; edits to existing files do not.
 source_listing() {
     find manager agent client lab rules proto \( -name __pycache__ -prune \) -o \
-        \( -name '*.py' -o -name '*.pyi' -o -name py.typed \) -type f -print 2>/dev/null | LC_ALL=C sort
+        \( -name '*.py' -o -name '*.pyi' -o -name py.typed -o -path '*/static/*' \) -type f -print \
+        2>/dev/null | LC_ALL=C sort
 }
 
 ensure_venv() {
@@ -201,7 +203,25 @@ forget_stale_marker() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# 3. example image
+# 3. headless Chromium, for the dashboard's browser tests (pytest -m browser)
+# ---------------------------------------------------------------------------------------------
+
+ensure_chromium() {
+    if command -v chromium >/dev/null; then
+        return
+    fi
+    if ((EUID != 0)) || ! command -v apt-get >/dev/null; then
+        say "WARNING: no chromium (Debian: apt-get install chromium): the browser tests will fail"
+        return
+    fi
+    say "installing Debian's chromium (for the dashboard's browser tests)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends chromium >/dev/null
+}
+
+# ---------------------------------------------------------------------------------------------
+# 4. example image
 # ---------------------------------------------------------------------------------------------
 
 ensure_image() {
@@ -234,6 +254,7 @@ ensure_debootstrap() {
 ensure_venv
 ensure_install
 ensure_engine
+ensure_chromium
 ensure_image
 ensure_debootstrap
 say "ready"

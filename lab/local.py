@@ -202,6 +202,7 @@ class Cluster(CliClient):
         self._address = f"127.0.0.1:{self.port}"
         self.join_port = free_port()
         self.metrics_port = free_port()  # the manager's /metrics
+        self.dashboard_port = free_port()  # the manager's dashboard (HTTPS)
         self.credentials = root / "admin.credentials"
         # The manager's data dir; start_manager() reads it, so a test may point a manager it
         # starts again at another one (a restored backup).
@@ -223,6 +224,7 @@ class Cluster(CliClient):
                                 "--admin-credentials", str(self.credentials),
                                 "--data-dir", str(self.manager_data),
                                 "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
+                                "--dashboard", f"127.0.0.1:{self.dashboard_port}",
                                 *self.manager_args])
         eventually(lambda: self.run("nodes").returncode == 0, timeout=20, what="manager up")
 

@@ -15,6 +15,7 @@ import grpc
 
 from podium.manager import ids, logs, plan, secrets, versions
 from podium.manager.loadbook import HISTORY, LoadBook
+from podium.manager.requestguard import Refused
 from podium.manager.store import (
     ConflictError,
     ExistsError,
@@ -48,6 +49,8 @@ EVENT_KINDS = frozenset({"node", "service", "task"})  # what WatchEvents forward
 
 O = TypeVar("O", objects.Node, objects.Service, objects.Task)  # noqa: E741
 R = TypeVar("R")
+# (the caller's identity, the serial of the certificate it called with) -> its login.
+DashboardLogin = Callable[[objects.Identity, str], control.DashboardLoginResponse]
 
 
 class RequestError(Exception):
@@ -146,11 +149,14 @@ class ControlAPI(control_grpc.ControlServicer):
                  virtual_ip_range: str = network.DEFAULT_RANGE,
                  authority: Authority | None = None,
                  rotate_secrets_key: Callable[[], tuple[str, int]] | None = None,
-                 logs_from: logs.LogSource | None = None) -> None:
+                 logs_from: logs.LogSource | None = None,
+                 dashboard_login: DashboardLogin | None = None) -> None:
         """`authority`: users, node removal and join tokens (None: a plaintext manager, for
         in-process tests, which has none of them). `logs_from`: the agents' sessions, which
-        carry container output (None: Logs is unavailable)."""
+        carry container output (None: Logs is unavailable). `dashboard_login`: makes a login
+        token for a user (None: the manager serves no dashboard)."""
         self._logs_from = logs_from
+        self._dashboard_login = dashboard_login
         self._authority = authority
         self._store = store
         # Re-seals the stored secrets under a new key: (its id, how many); None: a store that
@@ -583,6 +589,20 @@ class ControlAPI(control_grpc.ControlServicer):
     async def ListUsers(self, request, context):  # type: ignore[no-untyped-def]
         authority = await self._need_authority(context)
         return control.ListUsersResponse(users=[user_view(i) for i in authority.users()])
+
+    async def DashboardLogin(self, request, context):  # type: ignore[no-untyped-def]
+        if self._dashboard_login is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                "this manager serves no dashboard (it runs with --dashboard "
+                                "off, or could not listen at its address: see its log)")
+            raise AssertionError("unreachable")
+        authority = await self._need_authority(context)
+        try:
+            identity, serial = authority.caller(context)
+        except Refused as refused:
+            await context.abort(refused.code, refused.details)
+            raise
+        return self._dashboard_login(identity, serial)
 
     async def GetJoinToken(self, request, context):  # type: ignore[no-untyped-def]
         authority = await self._need_authority(context)

@@ -34,6 +34,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -56,6 +57,11 @@ from podium.manager.requestguard import Refused
 from podium.manager.store import Change, Store, WriteTx, current_actor
 from podium.rules import network
 from podium.v1 import dispatcher, dispatcher_grpc, objects
+
+# Beyond this many heartbeats (or load reports) a second from all agents together, the period
+# grows: 5,000 agents beat every 3.5 s, and a silent host is found within 1.2 periods and a probe.
+DEFAULT_HEARTBEATS_PER_SECOND = 1500.0
+PERIOD_STEP_S = 0.5
 
 if TYPE_CHECKING:
     from podium.manager.security import Authority
@@ -144,6 +150,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         load: LoadBook,
         heartbeat_period: float = 1.0,
         load_period: float = 1.0,
+        heartbeats_per_second: float = DEFAULT_HEARTBEATS_PER_SECOND,
         virtual_ip_range: str = network.DEFAULT_RANGE,
         missed_heartbeats: int = 3,
         down_grace: float = 1.0,
@@ -156,13 +163,17 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
     ) -> None:
         """`authority`: the manager's certificates (None: a plaintext manager, for in-process
         tests: any agent may then register as any node). `on_heartbeat`: called with the
-        seconds between each two heartbeats of a session (the manager's metrics)."""
+        seconds between each two heartbeats of a session (the manager's metrics).
+        `heartbeats_per_second`: the most the agents send together; beyond it, every period
+        grows with the number of sessions (`scaled_period`); 0: the periods never change."""
         self._on_heartbeat = on_heartbeat
         self._authority = authority
         self._store = store
         self._outbox_limit = outbox_limit
-        self._period = heartbeat_period
-        self._load_period = load_period
+        self._base_period = self._period = heartbeat_period
+        self._base_load_period = self._load_period = load_period
+        self._per_second = heartbeats_per_second
+        self._period_changed = asyncio.Event()
         self._virtual_ip_range = virtual_ip_range
         self._load = load
         # Fine-grained: a down grace of 1 s should not become 1.25 s.
@@ -236,7 +247,8 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         view = self._store.view()
         self._routes.changed(view, [s.id for s in view.services()])
         try:
-            await asyncio.gather(self._forward_changes(), self._watch_nodes())
+            await asyncio.gather(self._forward_changes(), self._watch_nodes(),
+                                 self._announce_periods())
         finally:
             probes = list(self._probes.values())
             for job in probes:
@@ -348,6 +360,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                 log.exception("node %s: session reader failed", session.node_id)
             if self._sessions.get(session.node_id) is session:
                 del self._sessions[session.node_id]
+                self._rescale()
                 self._load.forget_node(session.node_id)
                 self._end_logs_of(session.node_id)
                 if not session.silenced:
@@ -361,13 +374,8 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
             self._end_logs_of(node_id)
         session = _Session(node_id, limit=self._outbox_limit)
         self._sessions[node_id] = session
-        info = dispatcher.SessionInfo(node_id=node_id)
-        info.heartbeat_period.FromNanoseconds(int(self._period * 1e9))
-        info.load_period.FromNanoseconds(int(self._load_period * 1e9))
-        info.restart_grace.FromNanoseconds(int(self._monitor.restart_grace * 1e9))
-        info.virtual_ip_range = self._virtual_ip_range
-        info.resolver_addr = network.resolver_address(self._virtual_ip_range)
-        session.send(dispatcher.ManagerMessage(session=info))
+        self._rescale()
+        session.send(dispatcher.ManagerMessage(session=self._session_info(node_id)))
         full = dispatcher.Assignments(type=dispatcher.Assignments.TYPE_COMPLETE)
         view = self._store.view()
         for task in view.tasks_of_node(node_id):
@@ -380,6 +388,47 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         session.send(dispatcher.ManagerMessage(assignments=full))
         session.send(dispatcher.ManagerMessage(endpoints=self._routes.complete()))
         return session
+
+    def _session_info(self, node_id: str) -> dispatcher.SessionInfo:
+        info = dispatcher.SessionInfo(node_id=node_id)
+        info.heartbeat_period.FromNanoseconds(int(self._period * 1e9))
+        info.load_period.FromNanoseconds(int(self._load_period * 1e9))
+        info.restart_grace.FromNanoseconds(int(self._monitor.restart_grace * 1e9))
+        info.virtual_ip_range = self._virtual_ip_range
+        info.resolver_addr = network.resolver_address(self._virtual_ip_range)
+        return info
+
+    @property
+    def heartbeat_period(self) -> float:
+        """The period the agents are told now."""
+        return self._period
+
+    def _rescale(self) -> None:
+        """The heartbeat and load periods for the sessions open now. They grow at once when
+        sessions are added, and shrink only once there are 10 % fewer sessions than the
+        longer period needs: a count that hovers at a step does not make every agent
+        change its period back and forth."""
+        n = len(self._sessions)
+        up = scaled_period(self._base_period, n, self._per_second)
+        down = scaled_period(self._base_period, math.ceil(n * 1.1), self._per_second)
+        period = up if up > self._period else down if down < self._period else self._period
+        if period == self._period:
+            return
+        log.info("heartbeat period %g s for %d sessions (was %g s)", period, n, self._period)
+        self._period = period
+        self._load_period = self._base_load_period * period / self._base_period
+        self._monitor.set_period(period, time.monotonic())
+        self._period_changed.set()
+
+    async def _announce_periods(self) -> None:
+        """Tells every open session a new period, at most once a second (a reconnect storm
+        changes it several times in a few seconds)."""
+        while True:
+            await self._period_changed.wait()
+            self._period_changed.clear()
+            for node_id, session in list(self._sessions.items()):
+                session.send(dispatcher.ManagerMessage(session=self._session_info(node_id)))
+            await asyncio.sleep(1.0)
 
     async def _read(
         self, session: _Session, requests: AsyncIterator[dispatcher.AgentMessage]
@@ -556,6 +605,17 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         while True:
             await asyncio.sleep(self._tick)
             await self._act(self._monitor.tick(time.monotonic(), nodes))
+
+
+def scaled_period(base: float, sessions: int, per_second: float) -> float:
+    """The heartbeat period for `sessions` agents: `base`, or longer so that together they send
+    at most `per_second` heartbeats a second, rounded up to PERIOD_STEP_S. 0: always `base`."""
+    if per_second <= 0:
+        return base
+    wanted = sessions / per_second
+    if wanted <= base:
+        return base
+    return math.ceil(wanted / PERIOD_STEP_S) * PERIOD_STEP_S
 
 
 class NameInUseError(Exception):

@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import logging
 import pathlib
+from collections.abc import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -19,7 +20,8 @@ from grpc_reflection.v1alpha import reflection
 from podium.manager._loop import ReconcileLoop
 from podium.manager.autoscaler import Autoscaler
 from podium.manager.controlapi import WATCH_LIMIT, ControlAPI
-from podium.manager.dispatcher import OUTBOX_LIMIT, Dispatcher
+from podium.manager.dashboard import Dashboard
+from podium.manager.dispatcher import DEFAULT_HEARTBEATS_PER_SECOND, OUTBOX_LIMIT, Dispatcher
 from podium.manager.loadbook import LoadBook
 from podium.manager.metrics import ManagerMetrics
 from podium.manager.nodemonitor import DEFAULT_PROBE_TIMEOUT_S, DEFAULT_RESTART_GRACE_S
@@ -33,7 +35,7 @@ from podium.manager.store import KeyRing, SqliteStore
 from podium.manager.updater import Updater
 from podium.rules import metricsserver, network
 from podium.rules.notify import Notifier
-from podium.v1 import control, control_grpc, dispatcher, dispatcher_grpc
+from podium.v1 import control, control_grpc, dispatcher, dispatcher_grpc, objects
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class Manager:
         listen: str,
         data_dir: pathlib.Path | str,
         heartbeat_period: float = 1.0,
+        heartbeats_per_second: float = DEFAULT_HEARTBEATS_PER_SECOND,
         down_grace: float = 1.0,
         restart_grace: float = DEFAULT_RESTART_GRACE_S,
         probe_timeout: float = DEFAULT_PROBE_TIMEOUT_S,
@@ -84,6 +87,7 @@ class Manager:
         admin_credentials: pathlib.Path | None = None,
         node_cert_lifetime: datetime.timedelta = NODE_LIFETIME,
         metrics_listen: str = metricsserver.OFF,
+        dashboard_listen: str = metricsserver.OFF,
         notifier: Notifier | None = None,
     ) -> None:
         """Mutual TLS on `listen` and the join port (`join_listen`, by default the same host
@@ -92,11 +96,17 @@ class Manager:
         certificate is valid for. `admin_credentials`: where to write the local admin's
         credentials file (None: nowhere). `metrics_listen`: HOST:PORT to serve Prometheus
         metrics on over plain HTTP (podium.manager.metrics), or 'off' (the default here; the
-        daemon's flag is on by default). `notifier`: told READY=1 once the API serves (under
-        systemd), then how many agents are connected."""
+        daemon's flag is on by default). `dashboard_listen`: HOST:PORT to serve the dashboard
+        on over HTTPS (podium.manager.dashboard; it needs TLS: not with `plaintext`), or 'off'
+        (the default here; the daemon's is on). `notifier`: told READY=1 once the API serves
+        (under systemd), then how many agents are connected."""
         self._notifier = notifier or Notifier()
         network.parse_range(virtual_ip_range)  # ValueError now rather than at the first service
         metricsserver.parse_listen(metrics_listen)  # likewise
+        if metricsserver.parse_listen(dashboard_listen) is not None and plaintext:
+            raise ValueError("the dashboard needs TLS: a plaintext manager cannot serve it")
+        self._dashboard_listen = dashboard_listen
+        self.dashboard: Dashboard | None = None
         self._metrics_listen = metrics_listen
         self._metrics_server: metricsserver.MetricsServer | None = None
         self.metrics_port = 0
@@ -110,6 +120,7 @@ class Manager:
         self._listen = listen
         self._data_dir = pathlib.Path(data_dir)
         self._heartbeat_period = heartbeat_period
+        self._heartbeats_per_second = heartbeats_per_second
         self._down_grace = down_grace
         self._restart_grace = restart_grace
         self._probe_timeout = probe_timeout
@@ -149,6 +160,7 @@ class Manager:
         autoscaler = Autoscaler(store=store, load=load, period=self._load_period)
         dispatch = Dispatcher(
             store=store, load=load, heartbeat_period=self._heartbeat_period,
+            heartbeats_per_second=self._heartbeats_per_second,
             down_grace=self._down_grace, restart_grace=self._restart_grace,
             probe_timeout=self._probe_timeout, outbox_limit=self._outbox_limit,
             load_period=self._load_period, virtual_ip_range=self._virtual_ip_range,
@@ -166,11 +178,15 @@ class Manager:
                    ("grpc.server_handshake_timeout_ms", int(self._handshake_timeout * 1000))]
         guard = RequestGuard(admit=authority.admit if authority else None)
         server = self._server = grpc.aio.server(options=options, interceptors=[guard])
+        hosts = (*local_names(self._listen), *self._names)
+        if authority is not None:
+            await self._serve_dashboard(store, load, authority, autoscaler.fill, hosts)
         control_api = ControlAPI(store=store, load=load, watch_limit=self._watch_limit,
                                  autoscale_view=autoscaler.fill,
                                  rotate_secrets_key=store.rotate_key,
                                  virtual_ip_range=self._virtual_ip_range, authority=authority,
-                                 logs_from=dispatch)
+                                 logs_from=dispatch,
+                                 dashboard_login=self.dashboard.login if self.dashboard else None)
         control_grpc.add_ControlServicer_to_server(control_api, server)
         dispatcher_grpc.add_DispatcherServicer_to_server(dispatch, server)
         health_servicer = health.aio.HealthServicer()
@@ -185,7 +201,6 @@ class Manager:
         if authority is None:
             self.port = server.add_insecure_port(self._listen)
         else:
-            hosts = (*local_names(self._listen), *self._names)
             self.port = server.add_secure_port(
                 self._listen, authority.server_credentials(hosts, client_auth=True))
         if self.port == 0:
@@ -227,6 +242,26 @@ class Manager:
             await asyncio.sleep(STATUS_PERIOD_S)
             self._notifier.status(self._serving())
 
+    async def _serve_dashboard(self, store: SqliteStore, load: LoadBook, authority: Authority,
+                               fill: Callable[[objects.Service], None],
+                               hosts: tuple[str, ...]) -> None:
+        """The dashboard, unless it is off; an address it cannot listen on is logged and the
+        manager runs without it (Control.DashboardLogin then says so)."""
+        if metricsserver.parse_listen(self._dashboard_listen) is None:
+            return
+        dashboard = Dashboard(listen=self._dashboard_listen, store=store, load=load,
+                              ca=authority.ca, names=hosts, autoscale_view=fill)
+        try:
+            await dashboard.start()
+        except OSError as err:
+            log.error("dashboard: cannot listen on %s: %s; no dashboard from this manager",
+                      self._dashboard_listen, err)
+            return
+        self.dashboard = dashboard
+        self._tasks.append(asyncio.create_task(dashboard.run(), name="dashboard"))
+        log.info("dashboard on https://%s (`podium dashboard` prints a login link)",
+                 self._dashboard_listen)
+
     async def _serve_joins(self, authority: Authority, options: list[tuple[str, int]],
                            hosts: tuple[str, ...]) -> None:
         """The join port: TLS without client certificates, serving only Join."""
@@ -249,6 +284,9 @@ class Manager:
 
     async def stop(self) -> None:
         """Idempotent."""
+        if self.dashboard is not None:
+            await self.dashboard.stop()
+            self.dashboard = None
         if self._metrics_server is not None:
             await self._metrics_server.stop()
             self._metrics_server = None

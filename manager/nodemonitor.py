@@ -76,8 +76,11 @@ class NodeMonitor:
         self.period = period
         self._tick = period if tick is None else tick
         self.restart_grace = restart_grace
-        self._silence = period * missed
-        self._late = period * 1.2 if late_after is None else late_after
+        self._missed = missed
+        self._late_ratio = 1.2 if late_after is None else late_after / period
+        # After a change of period, until when the longer of the old and new one still counts.
+        self._settled_at = now
+        self._longest = period
         self._down_grace = down_grace
         self._startup_until = now + startup_grace
         self._last_tick = now
@@ -88,6 +91,20 @@ class NodeMonitor:
         self._closed: dict[str, float] = {}  # broke, probe pending: when it broke
         self._held: dict[str, float] = {}  # agent down, host up: hold until
         self._swept = False
+
+    def set_period(self, period: float, now: float) -> None:
+        """The agents are told a new heartbeat period. Those not told yet keep the old one: until
+        every one of them has had `missed` old periods to hear it, lateness and silence are
+        measured against the longer of the two."""
+        if period == self.period:
+            return
+        longest = max(period, self.period, self._effective(now))
+        self.period = period
+        self._settled_at = now + longest * self._missed
+        self._longest = longest
+
+    def _effective(self, now: float) -> float:
+        return self._longest if now < self._settled_at else self.period
 
     def opened(self, node_id: str, now: float) -> Transition:
         self._forget(node_id)
@@ -147,10 +164,13 @@ class NodeMonitor:
                 for node_id in table:
                     table[node_id] += stall
             self._startup_until += stall
+            self._settled_at += stall
         out = Decisions()
+        period = self._effective(now)
+        silence, late = period * self._missed, period * self._late_ratio
         for node_id, heard in list(self._heard.items()):
             quiet = now - heard
-            if quiet > self._silence:
+            if quiet > silence:
                 answered = self._answered.get(node_id)
                 self._forget(node_id)
                 out.close.append(node_id)
@@ -161,7 +181,7 @@ class NodeMonitor:
                 else:
                     out.transitions.append(
                         Transition(node_id, DOWN, f"no heartbeat for {quiet:.1f} s"))
-            elif quiet > self._late and node_id not in self._late_probed:
+            elif quiet > late and node_id not in self._late_probed:
                 self._late_probed.add(node_id)
                 out.probe.append(node_id)
         for node_id, closed in list(self._closed.items()):

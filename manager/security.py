@@ -63,7 +63,7 @@ LOCAL_ADMIN = "root"
 
 _CONTROL = "/podium.v1.Control/"
 _VIEW = frozenset({"GetService", "ListServices", "GetTask", "ListTasks", "GetNode", "ListNodes",
-                   "GetLoad", "WatchEvents", "ListSecrets", "Logs"})
+                   "GetLoad", "WatchEvents", "ListSecrets", "Logs", "DashboardLogin"})
 _OPERATE = frozenset({"CreateService", "UpdateService", "RollbackService", "PromoteService",
                       "ScaleService", "RemoveService", "CreateSecret", "RemoveSecret",
                       "PlanDeploy"})
@@ -117,7 +117,9 @@ class Authority:
 
     # Admission of every call.
 
-    def admit(self, method: str, context: Any) -> None:
+    def caller(self, context: Any) -> tuple[objects.Identity, str]:
+        """The caller's identity as the store has it, and the serial of the certificate it
+        called with; Refused(UNAUTHENTICATED) when it has none or it was revoked."""
         pems = context.auth_context().get("x509_pem_cert")
         if not pems:
             raise Refused(grpc.StatusCode.UNAUTHENTICATED, "no client certificate")
@@ -135,6 +137,11 @@ class Authority:
         if identity is None or serial not in identity.serials:
             raise Refused(grpc.StatusCode.UNAUTHENTICATED,
                           f"the certificate of {ident_id} was revoked")
+        return identity, serial
+
+    def admit(self, method: str, context: Any) -> None:
+        identity, _ = self.caller(context)
+        ident_id = identity.id
         role = NODE_UNIT if identity.kind == objects.Identity.KIND_NODE else identity.role
         if not may_call(role, method):
             who = f"node {identity.name}" if role == NODE_UNIT else \

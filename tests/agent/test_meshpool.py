@@ -139,16 +139,19 @@ async def test_request_counts_add_up_over_workers_and_survive_a_restart() -> Non
 
 
 async def test_a_stuck_worker_is_killed_and_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(meshpool, "APPLY_TIMEOUT", 0.5)
     port = free_port()
     async with Backend("a") as a, Backend("b") as b, MeshPool(workers=2, host=HOST) as pool:
         assert await pool.apply({port: ListenerSpec((a.endpoint,))}) == []
         stuck, other = pool.pids()
         os.kill(stuck, signal.SIGSTOP)
+        # Short only for the stuck worker: on a busy machine a healthy one may need longer.
+        monkeypatch.setattr(meshpool, "APPLY_TIMEOUT", 0.5)
         errors = await pool.apply({port: ListenerSpec((b.endpoint,))})
         assert errors == ["mesh worker 0 did not answer within 0.5 s: killed, to be started "
                           "again"], errors
         await eventually_async(lambda: not alive(stuck), what="the stuck worker killed")
+        # The replacement starts on a busy machine too: give it the normal time to answer.
+        monkeypatch.setattr(meshpool, "APPLY_TIMEOUT", 5.0)
         await eventually_async(lambda: len(set(pool.pids()) - {stuck, other}) == 1, timeout=10,
                          what="a new worker started")
         new = (set(pool.pids()) - {other}).pop()

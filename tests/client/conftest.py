@@ -35,7 +35,8 @@ def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with open(data / "manager.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "podium.manager", "--listen", address,
                                  "--join-listen", "127.0.0.1:0", "--admin-credentials",
-                                 str(credentials), "--data-dir", str(data)],
+                                 str(credentials), "--data-dir", str(data),
+                                 "--dashboard", "off"],
                                 stdout=log, stderr=subprocess.STDOUT)
     before = os.environ.get(ENV)
     os.environ[ENV] = str(credentials)

@@ -131,3 +131,41 @@ async def test_heartbeats_go_when_load_reports_are_rarer(tmp_path: pathlib.Path,
         await eventually_async(lambda: seen["heartbeat"] >= 8, what="heartbeats every 0.2 s")
         assert seen["load"] <= 3
         assert mini.node_state("node-a") == "ready"
+
+
+async def test_the_period_grows_with_the_agents_and_every_agent_follows(
+        tmp_path: pathlib.Path, monkeypatch: Any) -> None:
+    from podium.manager.dispatcher import scaled_period
+
+    assert scaled_period(1.0, 1500, 1500.0) == 1.0
+    assert scaled_period(1.0, 3000, 1500.0) == 2.0
+    assert scaled_period(1.0, 5000, 1500.0) == 3.5  # 3.33 s, in steps of 0.5 s
+    assert scaled_period(1.0, 100_000, 0.0) == 1.0  # 0: fixed
+    seen = await _count_messages(monkeypatch)
+    # At most 5 reports a second: one agent at 0.2 s fits, three need 0.6 s, made 1 s.
+    async with in_process_cluster(tmp_path, agents=1, heartbeat_period=0.2, load_period=0.2,
+                                  heartbeats_per_second=5.0) as mini:
+        assert mini.manager is not None
+        dispatch = mini.manager.dispatcher
+        assert dispatch.heartbeat_period == 0.2
+        await mini.start_agent("node-b")
+        await mini.start_agent("node-c")
+        assert dispatch.heartbeat_period == 1.0
+
+        async def sent_in(window: float) -> int:  # a measuring window, not a wait
+            before = seen["load"] + seen["heartbeat"]
+            await asyncio.sleep(window)
+            return seen["load"] + seen["heartbeat"] - before
+
+        # The agents are told within a second; 3 agents at 0.2 s would send 15 a second.
+        for _ in range(5):
+            if await sent_in(1.0) <= 5:
+                break
+        sent = await sent_in(3.0)
+        assert 6 <= sent <= 12, sent  # ~1 a second each; 45 at the first period
+        assert all(mini.node_state(n) == "ready" for n in ("node-a", "node-b", "node-c"))
+        await mini.stop_agent("node-b")
+        await mini.stop_agent("node-c")
+        # Shrinks with a margin: 1 session is 1.1 for the rule, 0.22 s -> 0.5 s.
+        assert dispatch.heartbeat_period == 0.5
+        await eventually_async(lambda: mini.node_state("node-a") == "ready", what="node-a ready")

@@ -179,3 +179,22 @@ def test_nodes_get_a_grace_after_the_manager_starts() -> None:
     for t in range(6, 11):
         m.heard("n1", float(t))
     assert run(m, 10.0, 10.0, nodes=known) == [(10.0, "n2", DOWN)]
+
+
+def test_a_longer_period_counts_at_once_and_a_shorter_one_after_the_old_has_run_out() -> None:
+    m = monitor()
+    m.opened("n1", 0.0)
+    m.set_period(3.0, 0.0)  # the cluster grew: late after 3.6 s, silent after 9 s
+    assert probes(m, 0.25, 3.5) == []
+    assert probes(m, 3.75, 3.75) == [(3.75, "n1")]
+    m.heard("n1", 4.0)
+    # It shrinks back: agents not told yet still send every 3 s, so 3 s still counts for
+    # 3 old periods (until 13 s); then a node quiet for 1.2 new periods is late.
+    m.set_period(1.0, 4.0)
+    asked: list[tuple[float, str]] = []
+    for step in range(37):  # 4.0 .. 13.0 (every tick: a gap is a stall), heard until 10 s
+        t = 4.0 + step * 0.25
+        if t in (7.0, 10.0):
+            m.heard("n1", t)
+        asked += [(t, node_id) for node_id in m.tick(t, tuple).probe]
+    assert asked == [(13.0, "n1")]  # 3 s quiet: not late before 13 s, late at once after

@@ -164,6 +164,11 @@ class ControlStub:
                 request_serializer=podium_dot_v1_dot_control__pb2.PlanDeployRequest.SerializeToString,
                 response_deserializer=podium_dot_v1_dot_control__pb2.PlanDeployResponse.FromString,
                 _registered_method=True)
+        self.DashboardLogin = channel.unary_unary(
+                '/podium.v1.Control/DashboardLogin',
+                request_serializer=podium_dot_v1_dot_control__pb2.DashboardLoginRequest.SerializeToString,
+                response_deserializer=podium_dot_v1_dot_control__pb2.DashboardLoginResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -368,6 +373,16 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DashboardLogin(self, request, context):
+        """A login for the dashboard as the caller's own user (README, "Dashboard"): a token that
+        signs in once, within a minute, at /login on the dashboard's address. Fails with
+        FAILED_PRECONDITION when the manager serves no dashboard. Callers: anyone (every role).
+        Not idempotent: each call makes a new token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -500,6 +515,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.PlanDeploy,
                     request_deserializer=podium_dot_v1_dot_control__pb2.PlanDeployRequest.FromString,
                     response_serializer=podium_dot_v1_dot_control__pb2.PlanDeployResponse.SerializeToString,
+            ),
+            'DashboardLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.DashboardLogin,
+                    request_deserializer=podium_dot_v1_dot_control__pb2.DashboardLoginRequest.FromString,
+                    response_serializer=podium_dot_v1_dot_control__pb2.DashboardLoginResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1204,6 +1224,33 @@ class Control:
             '/podium.v1.Control/PlanDeploy',
             podium_dot_v1_dot_control__pb2.PlanDeployRequest.SerializeToString,
             podium_dot_v1_dot_control__pb2.PlanDeployResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DashboardLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/podium.v1.Control/DashboardLogin',
+            podium_dot_v1_dot_control__pb2.DashboardLoginRequest.SerializeToString,
+            podium_dot_v1_dot_control__pb2.DashboardLoginResponse.FromString,
             options,
             channel_credentials,
             insecure,
