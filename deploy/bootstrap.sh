@@ -234,7 +234,7 @@ ensure_image() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# 4. what the systemd lane needs besides the engine
+# 5. what the systemd lane needs besides the engine
 # ---------------------------------------------------------------------------------------------
 
 ensure_debootstrap() {
