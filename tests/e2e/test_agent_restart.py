@@ -99,6 +99,8 @@ def test_a_host_that_loses_power_has_its_tasks_replaced_at_once(hosts: HostClust
     [h3] = [n for n in hosts.json("nodes") if n["name"] == "h3"]
     print(f"power off: h3 down after {detected:.2f} s, replacements running after {took:.2f} s")
     assert "host not answering" in str(h3["message"]), h3["message"]
-    # Silence alone takes 3 heartbeat periods (3 s); a probe of the late host decides sooner.
-    assert detected < 2.6, detected
+    # A probe of the late host decided (the message says so; silence alone says only "no
+    # heartbeat"): ~1.2 periods and the probe's 0.5 s, ~1.7-2.7 s here with each poll a CLI
+    # call on a shared machine. Only a gross regression fails the time.
+    assert detected < 3.5, detected
     assert sum(moved.values()) == REPLICAS
