@@ -156,7 +156,7 @@ def measure(design: str, agents: int, window: float, processes: int, *, tasks_pe
             api.CreateService(control.CreateServiceRequest(spec=spec), timeout=30)
             eventually(lambda: sum(t.status.state == objects.TASK_STATE_RUNNING for t in
                                    api.ListTasks(control.ListTasksRequest(service="sim"),
-                                                 timeout=30).tasks) == tasks,
+                                                 timeout=120).tasks) == tasks,
                        timeout=300, interval=1, what="every replica running")
             running_s = time.monotonic() - started - ready_s
             follower = threading.Thread(target=count_transitions, args=(channel, stop, seen))
