@@ -80,7 +80,8 @@ async def run_agents(manager: str, join: str, token: str, root: pathlib.Path, pr
 
 def count_transitions(channel: grpc.Channel, stop: threading.Event, seen: list[str]) -> None:
     """Follows node events; records each node that left READY."""
-    left = (objects.NodeStatus.STATE_SUSPECT, objects.NodeStatus.STATE_DOWN)
+    left = (objects.NodeStatus.STATE_SUSPECT, objects.NodeStatus.STATE_AGENT_DOWN,
+            objects.NodeStatus.STATE_DOWN)
     call = control_grpc.ControlStub(channel).WatchEvents(
         control.WatchEventsRequest(kinds=["node"]))
     try:
