@@ -9,7 +9,8 @@
 #      only needed the engine for its own run (check.sh) can stop it again;
 #   3. Debian's chromium (headless, for the dashboard's browser tests) when it is missing;
 #   4. the example image podium/web:latest (deploy/build-image.sh, which skips when present);
-#   5. debootstrap, for the systemd lane's Debian root (deploy/systemd-test-image.sh).
+#   5. debootstrap, for the systemd lane's Debian root (deploy/systemd-test-image.sh), and etcd
+#      (Debian's etcd-server), for the managers' shared store and the etcd lane.
 #
 # Works from any cwd and on a fresh machine: no engine, stale containers, every daemon stopped.
 # Environment: PYTHON (default python3) creates the venv; PODIUM_ENGINE_TIMEOUT (default 60) bounds
@@ -234,20 +235,22 @@ ensure_image() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# 5. what the systemd lane needs besides the engine
+# 5. what the systemd and etcd lanes need besides the engine
 # ---------------------------------------------------------------------------------------------
 
-ensure_debootstrap() {
-    command -v debootstrap >/dev/null || [[ -x /usr/sbin/debootstrap ]] && return 0
+# ensure_debian_package COMMAND PACKAGE WHAT-NEEDS-IT: installs PACKAGE when COMMAND is missing.
+ensure_debian_package() {
+    local cmd=$1 package=$2 why=$3
+    command -v "$cmd" >/dev/null || [[ -x /usr/sbin/$cmd ]] && return 0
     if ! command -v apt-get >/dev/null || ((EUID != 0)); then
-        say "WARNING: debootstrap is missing (the systemd lane needs it): apt-get install debootstrap"
+        say "WARNING: $cmd is missing ($why needs it): apt-get install $package"
         return 0
     fi
-    say "installing Debian package: debootstrap"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap \
+    say "installing Debian package: $package"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" \
         >/dev/null 2>&1 || {
         apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >/dev/null
     }
 }
 
@@ -256,5 +259,6 @@ ensure_install
 ensure_engine
 ensure_chromium
 ensure_image
-ensure_debootstrap
+ensure_debian_package debootstrap debootstrap "the systemd lane"
+ensure_debian_package etcd etcd-server "the etcd lane"
 say "ready"
