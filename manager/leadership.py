@@ -17,11 +17,11 @@ then. The leader steps down at t + ttl - `margin` at the latest: when no keepali
 (etcd gone, partitioned, SIGSTOPped, or answering too slowly) it calls `on_deposed`, which
 synchronously cancels every loop and closes every agent session, and `may_dispatch()` turns false
 at that same instant, so a loop task that runs late after an event-loop stall still finds it
-false before it sends anything to an agent. The margin (1 s by default, a third of the default
-TTL) covers the step down's own work and the gap between the two clocks' rates (ppm: nothing
-next to a second). A keepalive answered with TTL 0 (the lease is gone already) deposes it at once.
-A deposed leader revokes its lease when it can, so a clean step down (SIGTERM) hands over at once
-instead of after `ttl`.
+false before it sends anything to an agent. The margin (a third of the TTL by default: 1 s
+of the default 3 s) covers the step down's own work and the gap between the two clocks' rates
+(parts per million: nothing next to a second). A keepalive answered with TTL 0 (the lease is
+gone already) deposes it at once. A deposed leader revokes its lease when it can, so a clean
+step down (SIGTERM) hands over at once instead of after `ttl`.
 
 The leader's store writes are not fenced by the key: a write sent just before the step down may
 still commit (it is a transaction on the objects' revisions, so a stale one fails on conflict
@@ -48,7 +48,6 @@ from aetcd import rpc
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL_S = 3
-DEFAULT_MARGIN_S = 1.0
 # Each call to etcd gets this long before the next member is tried.
 CALL_TIMEOUT_S = 1.0
 RETRY_S = 0.2
@@ -135,14 +134,15 @@ class Leadership:
 
     def __init__(self, *, endpoints: Sequence[str], me: LeaderInfo, prefix: str = "/podium/v1",
                  ttl: int = DEFAULT_TTL_S, renew_every: float | None = None,
-                 margin: float = DEFAULT_MARGIN_S,
+                 margin: float | None = None,
                  credentials: grpc.ChannelCredentials | None = None,
                  on_elected: Callable[[], None] = lambda: None,
                  on_deposed: Callable[[str], None] = lambda why: None) -> None:
         if ttl < 2:
             raise ValueError(f"leader ttl {ttl}: expected at least 2 seconds")
-        if not 0 < margin < ttl / 2:
-            raise ValueError(f"leader margin {margin}: expected more than 0 and less than half "
+        margin = ttl / 3 if margin is None else margin
+        if not 0 < margin <= ttl / 2:
+            raise ValueError(f"leader margin {margin}: expected more than 0 and at most half "
                              f"the ttl ({ttl} s)")
         self.me = me
         self.key = f"{prefix.rstrip('/')}/leader".encode()
