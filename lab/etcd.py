@@ -92,6 +92,9 @@ class EtcdCluster:
             "--initial-cluster-token", f"podium-{self.root.name}",
             # Elections in well under a second, as a real cluster on a LAN would be tuned.
             "--heartbeat-interval", "100", "--election-timeout", "1000",
+            # One store write is one transaction, however many objects it holds (a deploy of
+            # many replicas): etcd's default of 128 operations is too few.
+            "--max-txn-ops", "65536", "--max-request-bytes", str(32 * 1024 * 1024),
             "--logger", "zap", "--log-outputs", str(member.log_path),
         ]
 

@@ -31,7 +31,7 @@ from podium.manager.reaper import Reaper
 from podium.manager.requestguard import MAX_RECEIVE_BYTES, RequestGuard
 from podium.manager.scheduler import Scheduler
 from podium.manager.security import Authority, JoinServicer, local_names
-from podium.manager.store import KeyRing, SqliteStore
+from podium.manager.store import SQLITE, AnyStore, EtcdTlsFiles, KeyRing, close_store, open_store
 from podium.manager.updater import Updater
 from podium.rules import metricsserver, network
 from podium.rules.notify import Notifier
@@ -89,6 +89,8 @@ class Manager:
         metrics_listen: str = metricsserver.OFF,
         dashboard_listen: str = metricsserver.OFF,
         notifier: Notifier | None = None,
+        store: str = SQLITE,
+        etcd_tls: EtcdTlsFiles | None = None,
     ) -> None:
         """Mutual TLS on `listen` and the join port (`join_listen`, by default the same host
         and the next port; port 0 stays 0) unless `plaintext`, which only in-process tests use
@@ -99,7 +101,8 @@ class Manager:
         daemon's flag is on by default). `dashboard_listen`: HOST:PORT to serve the dashboard
         on over HTTPS (podium.manager.dashboard; it needs TLS: not with `plaintext`), or 'off'
         (the default here; the daemon's is on). `notifier`: told READY=1 once the API serves
-        (under systemd), then how many agents are connected."""
+        (under systemd), then how many agents are connected. `store`: "sqlite" (DATA_DIR/
+        state.db) or an etcd URL, with `etcd_tls` for etcds:// (podium.manager.store._open)."""
         self._notifier = notifier or Notifier()
         network.parse_range(virtual_ip_range)  # ValueError now rather than at the first service
         metricsserver.parse_listen(metrics_listen)  # likewise
@@ -128,7 +131,9 @@ class Manager:
         self._outbox_limit = outbox_limit
         self._load_period = load_period
         self._handshake_timeout = handshake_timeout
-        self._store: SqliteStore | None = None
+        self._store_url = store
+        self._etcd_tls = etcd_tls
+        self._store: AnyStore | None = None
         self._server: grpc.aio.Server | None = None
         self._join_server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -140,7 +145,8 @@ class Manager:
         # Secrets are sealed on disk under the key ring in DATA_DIR/keys (made on first start);
         # SealingError when a stored secret's key is not in it: the manager does not start.
         ring = KeyRing.open(self._data_dir / "keys")
-        store = self._store = SqliteStore(self._data_dir / "state.db", sealer=ring)
+        store = self._store = await open_store(self._store_url, data_dir=self._data_dir,
+                                               sealer=ring, tls_files=self._etcd_tls)
         metrics = ManagerMetrics()
         store.on_commit = metrics.commit_seconds.observe
         authority = None
@@ -242,7 +248,7 @@ class Manager:
             await asyncio.sleep(STATUS_PERIOD_S)
             self._notifier.status(self._serving())
 
-    async def _serve_dashboard(self, store: SqliteStore, load: LoadBook, authority: Authority,
+    async def _serve_dashboard(self, store: AnyStore, load: LoadBook, authority: Authority,
                                fill: Callable[[objects.Service], None],
                                hosts: tuple[str, ...]) -> None:
         """The dashboard, unless it is off; an address it cannot listen on is logged and the
@@ -276,7 +282,7 @@ class Manager:
         log.info("agents join on %s", self._join_listen)
 
     @property
-    def store(self) -> SqliteStore:
+    def store(self) -> AnyStore:
         """The running manager's store (for in-process tests and tools; read it, never write)."""
         if self._store is None:
             raise RuntimeError("the manager is not running")
@@ -301,8 +307,8 @@ class Manager:
                 await task
         self._tasks.clear()
         if self._store is not None:
-            self._store.close()
-            self._store = None
+            store, self._store = self._store, None
+            await close_store(store)
 
     async def __aenter__(self) -> Manager:
         await self.start()
