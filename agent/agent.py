@@ -151,6 +151,8 @@ class Agent:
             logs=self._logs,
             on_state=self._session_state,
         )
+        if certificate is not None:
+            certificate.follow(lambda: self._session.manager)
         self._internal: InternalMesh | None = None
         self._relay: Relay | None = None
         members = getattr(executor, "network_members", None)

@@ -20,10 +20,12 @@ import logging
 import pathlib
 import random
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 
+from podium.rules import managers
 from podium.rules.certs import (
     CertificateInfo,
     JoinToken,
@@ -52,6 +54,7 @@ class JoinError(Exception):
     def __init__(self, message: str, *, retry: bool = False) -> None:
         super().__init__(message)
         self.retry = retry
+        self.leader: str | None = None  # the leader's join port, when a follower named it
 
 
 class NodeCertificate:
@@ -59,10 +62,16 @@ class NodeCertificate:
                  join_address: str, token: JoinToken | None) -> None:
         self._dir = data_dir / "tls"
         self._node_id = node_id
-        self._manager = manager
-        self._join_address = join_address
+        # Several managers: the session's current one is where renewals go (see follow()).
+        self._managers = managers.parse(manager)
+        self._current: Callable[[], str] = lambda: self._managers[0]
+        self._join_addresses = managers.parse(join_address, what="join address")
         self._token = token
         self._credentials: Any = None
+
+    def follow(self, current: Callable[[], str]) -> None:
+        """Renewals go to the manager `current()` names (the session's, which is the leader's)."""
+        self._current = current
 
     # What the session uses.
 
@@ -122,15 +131,32 @@ class NodeCertificate:
             return key
 
     async def _join(self, token: JoinToken) -> None:
-        host, _, port = self._join_address.rpartition(":")
+        """Joins through each manager's join port in turn (a manager that does not lead names
+        the leader's, which is tried next); the last refusal when none accepts."""
+        address = self._join_addresses[0]
+        error: JoinError | None = None
+        for _ in range(2 * len(self._join_addresses) + 1):
+            try:
+                await self._join_at(address, token)
+                return
+            except JoinError as err:
+                error = err
+                if not err.retry:
+                    raise
+                address = managers.next_address(self._join_addresses, address, err.leader)
+        assert error is not None
+        raise error
+
+    async def _join_at(self, address: str, token: JoinToken) -> None:
+        host, _, port = address.rpartition(":")
         try:
             chain = await presented_chain(host.strip("[]"), int(port))
         except (OSError, ValueError, TimeoutError) as err:
-            raise JoinError(f"cannot reach the manager's join port {self._join_address}: "
+            raise JoinError(f"cannot reach the manager's join port {address}: "
                             f"{err or type(err).__name__}", retry=True) from None
         ca = next((pem for pem in chain if ca_matches(token, pem)), None)
         if ca is None:
-            raise JoinError(f"the manager at {self._join_address} presented a CA that is not "
+            raise JoinError(f"the manager at {address} presented a CA that is not "
                             "the one the token names: another cluster, or someone in between; "
                             "nothing was sent")
         # The files' writes wait for the disk (fsync): in a thread, not in the event loop.
@@ -138,15 +164,18 @@ class NodeCertificate:
         request = dispatcher.JoinRequest(token=str(token), node_id=self._node_id, csr=csr)
         credentials = grpc.ssl_channel_credentials(root_certificates=ca)
         try:
-            async with grpc.aio.secure_channel(self._join_address, credentials,
+            async with grpc.aio.secure_channel(address, credentials,
                                                options=CHANNEL_OPTIONS) as channel:
                 answer = await dispatcher_grpc.JoinStub(channel).JoinCluster(
                     request, timeout=CALL_TIMEOUT_S)
         except grpc.aio.AioRpcError as err:
             unreachable = err.code() in (grpc.StatusCode.UNAVAILABLE,
                                          grpc.StatusCode.DEADLINE_EXCEEDED)
-            raise JoinError(f"the manager refused to let this node join: "
-                            f"{err.code().name}: {err.details()}", retry=unreachable) from None
+            refusal = JoinError(f"the manager refused to let this node join: "
+                                f"{err.code().name}: {err.details()}", retry=unreachable)
+            refusal.leader = managers.leader_hint(err.trailing_metadata(),
+                                                  key=managers.LEADER_JOIN_KEY)
+            raise refusal from None
         await asyncio.to_thread(self._save, answer)
         log.info("joined the cluster as node %s", self._node_id)
 
@@ -183,10 +212,19 @@ class NodeCertificate:
             await self.ensure()  # expired: rejoin with the token, if there is one
             return
         csr = certificate_request(await asyncio.to_thread(self._key), self._node_id)
-        async with grpc.aio.secure_channel(self._manager, self.channel_credentials(),
-                                           options=CHANNEL_OPTIONS) as channel:
-            answer = await dispatcher_grpc.DispatcherStub(channel).RenewCertificate(
-                dispatcher.RenewCertificateRequest(csr=csr), timeout=CALL_TIMEOUT_S)
+        address = self._current()
+        for attempt in range(2):
+            try:
+                async with grpc.aio.secure_channel(address, self.channel_credentials(),
+                                                   options=CHANNEL_OPTIONS) as channel:
+                    answer = await dispatcher_grpc.DispatcherStub(channel).RenewCertificate(
+                        dispatcher.RenewCertificateRequest(csr=csr), timeout=CALL_TIMEOUT_S)
+                break
+            except grpc.aio.AioRpcError as err:
+                hint = managers.leader_hint(err.trailing_metadata())
+                if attempt or hint is None or err.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                address = hint  # this manager does not lead: once more, at the leader
         await asyncio.to_thread(self._save, answer)
         log.info("renewed this node's certificate (valid until %s)",
                  describe(answer.certificate).not_after)

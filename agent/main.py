@@ -44,15 +44,18 @@ def _label(pair: str) -> tuple[str, str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--join", required=True, help="manager address HOST:PORT")
+    p.add_argument("--join", required=True, metavar="HOST:PORT[,HOST:PORT...]",
+                   help="the manager's address, or every manager's (managers sharing an etcd "
+                   "store: the agent finds the leader and follows it)")
     token = p.add_mutually_exclusive_group()
     token.add_argument("--token", default=None,
                        help="the cluster's join token (`podium token agent` prints it); needed "
                        "when this node has no certificate in force yet")
     token.add_argument("--token-file", default=None, metavar="PATH",
                        help="a file holding the join token (keeps it out of the process list)")
-    p.add_argument("--join-address", default=None, metavar="HOST:PORT",
-                   help="the manager's join port (default: --join's host and the next port)")
+    p.add_argument("--join-address", default=None, metavar="HOST:PORT[,HOST:PORT...]",
+                   help="the managers' join ports (default: each --join address's host and "
+                   "the next port)")
     p.add_argument("--name", required=True, help="node name, unique in the cluster")
     p.add_argument("--data-dir", required=True, help="where the agent keeps its node id")
     p.add_argument("--docker-host", default=None, help="engine URL, e.g. unix:///run/docker.sock")
@@ -120,8 +123,15 @@ def run(args: argparse.Namespace) -> int:
         token = JoinToken.parse(text) if text is not None else None
     except (OSError, TokenError) as err:
         sys.exit(f"podium agent: {'--token-file' if args.token_file else '--token'}: {err}")
-    host, _, port = args.join.rpartition(":")
-    join_address = args.join_address or f"{host}:{int(port) + 1}"
+    from podium.rules import managers
+
+    try:
+        join_address = args.join_address or ",".join(
+            f"{host}:{int(port) + 1}" for host, _, port in
+            (address.rpartition(":") for address in managers.parse(args.join, what="--join")))
+        managers.parse(join_address, what="--join-address")
+    except ValueError as err:
+        sys.exit(f"podium agent: {err}")
     certificate = NodeCertificate(data_dir=data_dir, node_id=node_id, manager=args.join,
                                   token=token, join_address=join_address)
 

@@ -7,6 +7,11 @@ assignments to the worker. When the stream
 breaks it reconnects with jittered exponential backoff (0.1 s doubling to 5 s)
 so that a manager restart is not met by every agent at the same instant.
 
+Several managers (`manager` = "HOST:PORT,HOST:PORT,..."; managers on etcd elect a leader, and
+only the leader holds sessions): a session refused with UNAVAILABLE by a manager that names the
+leader (podium.rules.managers) goes to the leader at once; one that breaks or cannot open goes
+to the next manager, and each full round of them waits a jittered delay of up to 1 s.
+
 What waits to be sent is bounded (OUTBOX_LIMIT messages): when the manager stops
 reading the stream, gRPC's flow control holds the sender and the outbox would
 grow by a heartbeat and a load report every period. Once it is full the session
@@ -38,6 +43,7 @@ import grpc
 
 from podium.agent.logs import LogService
 from podium.agent.status import StatusReporter
+from podium.rules import managers
 from podium.rules.credentials import CHANNEL_OPTIONS as TLS_OPTIONS
 from podium.v1 import dispatcher, dispatcher_grpc, objects
 
@@ -139,7 +145,8 @@ class Session:
         # The node certificate's newest credentials for each new channel (None: plaintext, for
         # in-process tests against a plaintext manager).
         self._credentials = credentials
-        self._manager = manager
+        self._managers = managers.parse(manager)
+        self._manager = self._managers[0]
         self._outbox_limit = outbox_limit
         self._node_id = node_id
         self._describe = describe
@@ -189,16 +196,25 @@ class Session:
         """Send a heartbeat at once (what it says changed), not at the next period."""
         self._beat_now.set()
 
+    @property
+    def manager(self) -> str:
+        """The manager this agent's session goes to (or went to last)."""
+        return self._manager
+
     async def run(self) -> None:
         """Keeps a session open until cancelled."""
-        attempt = 0
+        attempt = failures = 0
         while self._leaving is None:
             self._why = "the manager ended the session"
+            hint = None
             try:
                 async with self._channel() as ch:
                     if await self._session(dispatcher_grpc.DispatcherStub(ch)):
-                        attempt = 0
+                        attempt = failures = 0
             except grpc.aio.AioRpcError as err:
+                hint = managers.leader_hint(err.trailing_metadata())
+                if err.code() != grpc.StatusCode.UNAVAILABLE:
+                    hint = None
                 if err.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS,
                                   grpc.StatusCode.PERMISSION_DENIED,
                                   grpc.StatusCode.UNAUTHENTICATED):
@@ -206,15 +222,28 @@ class Session:
                     # again only with a token.
                     log.error("manager refused this agent: %s", err.details())
                     self._why = f"refused: {err.details()}"
+                elif hint is not None:
+                    self._why = f"not the leader (the leader is at {hint})"
                 else:
                     log.warning("session to %s lost: %s", self._manager, err.code().name)
                     self._why = err.code().name
             if self._leaving is not None:
                 return
+            if len(self._managers) > 1 or hint is not None:
+                # Another manager may lead: go there now (the one named, else the next one);
+                # wait only once a whole round of them failed.
+                failed = self._manager
+                self._manager = managers.next_address(self._managers, failed, hint)
+                if hint is not None:
+                    log.info("manager %s does not lead: going to the leader at %s", failed,
+                             self._manager)
+                failures += 1
+                delay = managers.delay_after(failures, len(self._managers))
+            else:
+                delay = backoff(attempt)
+                attempt += 1
             if self._on_state is not None:
                 self._on_state(False, f"reconnecting to {self._manager}: {self._why}")
-            delay = backoff(attempt)
-            attempt += 1
             await asyncio.sleep(delay)
 
     def _channel(self) -> grpc.aio.Channel:

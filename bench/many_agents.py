@@ -2,15 +2,23 @@
 mutual TLS (the design) next to plaintext (the previous design) in the same run.
 
     python bench/many_agents.py [--json] [--agents 1000] [--window 60] [--processes 4]
-                                [--design both|tls|plaintext]
+                                [--design both|tls|plaintext] [--tasks-per-agent 1]
+                                [--heartbeats-per-second 1500] [--no-phases]
 
 Agents are podium.agent.Agent instances with the in-memory FakeExecutor, split over --processes
-worker processes; each holds its own channel to the manager, heartbeats at the manager's 1 s
-period and streams load. With TLS, every agent first joins at once: its own key, a signing
-request over the join port with the token, then its session with its node certificate. A
-service with one replica per agent gives them work. Over --window seconds the bench counts nodes
-that left READY (each a node wrongly declared suspect or down: every agent stays healthy) and
-measures the manager's cpu share and RSS; the manager idle, with no agent, is measured first.
+worker processes; each holds its own channel to the manager, heartbeats at the period the manager
+gives it and streams load. With TLS, every agent first joins at once: its own key, a signing
+request over the join port with the token, then its session with its node certificate.
+--tasks-per-agent services of one replica per agent give them work. Over --window seconds the
+bench counts nodes that left READY (each a node wrongly declared suspect or down: every agent
+stays healthy) and measures the manager's cpu share and RSS (and the RSS the tasks added, per
+task); the manager idle, with no agent, is measured first. Then, unless --no-phases:
+- status changes: 200 containers crash on the agents, paced over ~20 s; the time from each crash
+  to WatchEvents showing its task restarting or failed (p50, p99);
+- a burst: a new service of 10,000 replicas, until all run;
+- a reconnect storm: the manager is killed (-9) and started again on the same data; the time
+  until every node is READY again, and the registrations that failed meanwhile (session losses
+  the agents logged with a code other than UNAVAILABLE, which only says nobody listens yet).
 The plaintext manager is the same code with TLS off (`Manager(plaintext=True)`, which only
 in-process tests and this baseline use: the daemon has no such flag).
 """
@@ -20,9 +28,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import pathlib
+import random
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,13 +60,32 @@ asyncio.run(daemon.serve_until_signalled(
 """
 
 
+class _SessionLosses(logging.Handler):
+    """Counts the agents' "session to X lost: CODE" warnings by gRPC code."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.codes: dict[str, int] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("session to ") and record.args:
+            code = str(record.args[-1])
+            self.codes[code] = self.codes.get(code, 0) + 1
+
+
 async def run_agents(manager: str, join: str, token: str, root: pathlib.Path, prefix: str,
                      count: int, lifetime: float) -> None:
+    """One worker process's agents. Commands on stdin, answers as JSON lines on stdout:
+    `crash N GAP` crashes N running containers GAP seconds apart (each `{"task", "t"}` with the
+    wall-clock time of the crash, then `{"crashes_done"}`); `losses` answers
+    `{"losses": {code: count}}`."""
     from podium.agent.agent import Agent
     from podium.agent.certificate import NodeCertificate
     from podium.lab.fakeexec import FakeExecutor
     from podium.rules.certs import JoinToken
 
+    losses = _SessionLosses()
+    logging.getLogger("podium.agent.session").addHandler(losses)
     names = [f"{prefix}-{i:04d}" for i in range(count)]
     certificates: list[NodeCertificate | None] = [None] * count
     if token != "-":
@@ -66,13 +96,46 @@ async def run_agents(manager: str, join: str, token: str, root: pathlib.Path, pr
         await asyncio.gather(*(c.ensure_with_retries() for c in certificates if c))
         print(f"{prefix}: {count} agents joined in {time.monotonic() - started:.1f} s",
               file=sys.stderr)
-    agents = [Agent(manager=manager, name=name, node_id=name, executor=FakeExecutor(),
+    executors = [FakeExecutor() for _ in names]
+    agents = [Agent(manager=manager, name=name, node_id=name, executor=executor,
                     certificate=certificate)
-              for name, certificate in zip(names, certificates, strict=True)]
+              for name, executor, certificate in zip(names, executors, certificates, strict=True)]
     for agent in agents:
         await agent.start()
+
+    def answer(obj: object) -> None:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    done: set[str] = set()  # tasks crashed already: each is measured once
+
+    async def crash(n: int, gap: float) -> None:
+        for _ in range(n):
+            running = [(e, c) for e in random.sample(executors, min(20, len(executors)))
+                       for c in e._containers.values() if c.running]
+            if running:
+                executor, state = random.choice(running)
+                executor.crash(state.container_id)
+                done.add(state.task_id)
+                answer({"task": state.task_id, "t": time.time()})
+            await asyncio.sleep(gap)
+        answer({"crashes_done": n})
+
+    loop = asyncio.get_running_loop()
+    commands: asyncio.Queue[str] = asyncio.Queue()
+    crashing: set[asyncio.Task[None]] = set()
+    threading.Thread(target=lambda: [loop.call_soon_threadsafe(commands.put_nowait, line)
+                                     for line in sys.stdin], daemon=True).start()
     try:
-        await asyncio.sleep(lifetime)  # bounded: the parent stops us sooner
+        async with asyncio.timeout(lifetime):  # bounded: the parent stops us sooner
+            while True:
+                words = (await commands.get()).split()
+                if words[:1] == ["crash"]:
+                    crashing.add(loop.create_task(crash(int(words[1]), float(words[2]))))
+                elif words[:1] == ["losses"]:
+                    answer({"losses": losses.codes})
+    except TimeoutError:
+        pass
     finally:
         for agent in agents:
             await agent.stop()
@@ -92,7 +155,28 @@ def count_transitions(channel: grpc.Channel, stop: threading.Event, seen: list[s
                 seen.append(f"{event.node.description.name} "
                             f"{objects.NodeStatus.State.Name(event.node.status.state)}")
     except grpc.RpcError:
-        pass  # cancelled at the end
+        pass  # cancelled at the end, or the manager was killed
+
+
+def failures_seen(channel: grpc.Channel, stop: threading.Event,
+                  seen: dict[str, float]) -> grpc.Future:
+    """Follows task events; records when each task was first seen failed or restarting after
+    its container exited (wall clock)."""
+    call = control_grpc.ControlStub(channel).WatchEvents(
+        control.WatchEventsRequest(kinds=["task"]))
+
+    def follow() -> None:
+        try:
+            for event in call:
+                if event.task.status.state == objects.TASK_STATE_FAILED \
+                        or event.task.status.message.startswith("restarting"):
+                    seen.setdefault(event.task.id, time.time())
+                if stop.is_set():
+                    break
+        except grpc.RpcError:
+            pass
+    threading.Thread(target=follow, daemon=True).start()
+    return call
 
 
 def cpu_share(pid: int, window: float) -> float:
@@ -101,8 +185,54 @@ def cpu_share(pid: int, window: float) -> float:
     return 100 * (cpu_seconds(pid) - start_cpu) / (time.monotonic() - start)
 
 
+class Workers:
+    """The agents' worker processes: commands to their stdin, JSON answers from their stdout."""
+
+    def __init__(self, argv_of: list[list[str]]) -> None:
+        self.processes = [subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                           text=True) for argv in argv_of]
+        self.answers: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        for process in self.processes:
+            threading.Thread(target=self._read, args=(process,), daemon=True).start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            with self._lock:
+                self.answers.append(json.loads(line))
+
+    def tell(self, command: str) -> None:
+        for process in self.processes:
+            assert process.stdin is not None
+            process.stdin.write(command + "\n")
+            process.stdin.flush()
+
+    def take(self, key: str) -> list[dict[str, Any]]:
+        with self._lock:
+            taken = [a for a in self.answers if key in a]
+            self.answers = [a for a in self.answers if key not in a]
+        return taken
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
 def measure(design: str, agents: int, window: float, processes: int, *, tasks_per_agent: int,
-            per_second: float) -> dict[str, Any]:
+            per_second: float, phases: bool) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="podium-bench-") as tmp:
         root = pathlib.Path(tmp)
         address = f"127.0.0.1:{free_port()}"
@@ -117,74 +247,179 @@ def measure(design: str, agents: int, window: float, processes: int, *, tasks_pe
         else:
             command = [sys.executable, "-c", PLAIN_MANAGER, address, str(root / "manager"),
                        str(per_second)]
-        with open(root / "manager.log", "wb") as log:
-            manager = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        workers: list[subprocess.Popen[bytes]] = []
-        stop = threading.Event()
-        seen: list[str] = []
-        follower: threading.Thread | None = None
-        channel: grpc.Channel | None = None
-        try:
+
+        def start_manager() -> subprocess.Popen[bytes]:
+            with open(root / "manager.log", "ab") as log:
+                return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+        def connect() -> grpc.Channel:
+            options = [("grpc.max_receive_message_length", 256 << 20)]
             if design == "tls":
                 eventually(credentials.exists, timeout=30, what="manager up")
-                channel = secure_channel(address, credentials, aio=False)
+                made = secure_channel(address, credentials, aio=False, options=options)
             else:
-                channel = grpc.insecure_channel(address)
-            grpc.channel_ready_future(channel).result(timeout=30)
+                made = grpc.insecure_channel(address, options=options)
+            grpc.channel_ready_future(made).result(timeout=60)
+            return made
+
+        manager = start_manager()
+        workers: Workers | None = None
+        stop = threading.Event()
+        seen: list[str] = []
+        channel: grpc.Channel | None = None
+        try:
+            channel = connect()
             api = control_grpc.ControlStub(channel)
             token = api.GetJoinToken(control.GetJoinTokenRequest()).token \
                 if design == "tls" else "-"
 
             def ready() -> int:
-                nodes = api.ListNodes(control.ListNodesRequest(), timeout=30).nodes
+                nodes = api.ListNodes(control.ListNodesRequest(), timeout=60).nodes
                 return sum(n.status.state == objects.NodeStatus.STATE_READY for n in nodes)
 
-            idle_cpu = cpu_share(manager.pid, 5.0)
-            lifetime = window + 300
+            def running(service: str) -> int:
+                tasks = api.ListTasks(control.ListTasksRequest(service=service), timeout=120)
+                return sum(t.status.state == objects.TASK_STATE_RUNNING for t in tasks.tasks)
+
+            def create(name: str, replicas: int) -> None:
+                spec = objects.ServiceSpec(name=name, replicas=replicas)
+                spec.container.image = "fake/app:1"
+                api.CreateService(control.CreateServiceRequest(spec=spec), timeout=60)
+
+            def all_running(wanted: dict[str, int]) -> bool:
+                for name in [n for n, count in wanted.items() if count]:
+                    if running(name) < wanted[name]:
+                        return False
+                    wanted[name] = 0  # done: not listed again
+                return True
+
+            figures["manager_idle_cpu_share_pct"] = round(cpu_share(manager.pid, 5.0), 1)
+            lifetime = window + 900
             per = -(-agents // processes)
             started = time.monotonic()
-            for p in range(processes):
-                count = min(per, agents - p * per)
-                workers.append(subprocess.Popen(
-                    [sys.executable, __file__, "--worker", address, join, token, tmp,
-                     f"sim{p}", str(count), str(lifetime)]))
-            eventually(lambda: ready() == agents, timeout=240, interval=0.5,
+            workers = Workers([
+                [sys.executable, __file__, "--worker", address, join, token, tmp, f"sim{p}",
+                 str(min(per, agents - p * per)), str(lifetime)] for p in range(processes)])
+            eventually(lambda: ready() == agents, timeout=300, interval=0.5,
                        what="all agents ready")
-            ready_s = time.monotonic() - started
-            tasks = agents * tasks_per_agent
-            spec = objects.ServiceSpec(name="sim", replicas=tasks)
-            spec.container.image = "fake/app:1"
-            api.CreateService(control.CreateServiceRequest(spec=spec), timeout=30)
-            eventually(lambda: sum(t.status.state == objects.TASK_STATE_RUNNING for t in
-                                   api.ListTasks(control.ListTasksRequest(service="sim"),
-                                                 timeout=120).tasks) == tasks,
-                       timeout=300, interval=1, what="every replica running")
-            running_s = time.monotonic() - started - ready_s
-            follower = threading.Thread(target=count_transitions, args=(channel, stop, seen))
+            figures["all_ready_after_s"] = round(time.monotonic() - started, 1)
+            rss_without_tasks = status_value(manager.pid, "VmRSS") / 1024
+            # One service per task an agent runs, each with a replica per agent: the lists
+            # the bench polls stay a few MB each.
+            wanted = {f"sim{k}": agents for k in range(tasks_per_agent)}
+            started = time.monotonic()
+            for name, replicas in wanted.items():
+                create(name, replicas)
+            eventually(lambda: all_running(wanted), timeout=900, interval=2,
+                       what="every replica running")
+            figures["all_running_after_s"] = round(time.monotonic() - started, 1)
+            follower = threading.Thread(target=count_transitions, args=(channel, stop, seen),
+                                        daemon=True)
             follower.start()
-            busy_cpu = cpu_share(manager.pid, window)
-            rss_mb = status_value(manager.pid, "VmRSS") / 1024
-            ready_now = ready()
+            figures["manager_cpu_share_pct"] = round(cpu_share(manager.pid, window), 1)
+            rss = status_value(manager.pid, "VmRSS") / 1024
+            figures["manager_rss_mb"] = round(rss, 1)
+            tasks = agents * tasks_per_agent
+            figures["memory_per_task_kb"] = round((rss - rss_without_tasks) * 1024 / tasks, 2)
+            if phases:
+                figures.update(status_latency(channel, workers, processes))
+                figures.update(burst(api, create, running))
+            figures["wrongly_not_ready_count"] = len(seen)
+            figures["wrongly_not_ready"] = seen[:5]
+            figures["ready_at_end_count"] = ready()
+            if phases:
+                channel.close()
+                channel = None
+                manager.kill()  # kill -9: the reconnect storm of every agent at once
+                manager.wait(timeout=30)
+                before = losses(workers, processes)
+                restarted = time.monotonic()
+                manager = start_manager()
+                channel = connect()
+                api = control_grpc.ControlStub(channel)
+                eventually(lambda: ready() == agents, timeout=300, interval=0.5,
+                           what="every agent back after the manager's restart")
+                figures["restart_all_ready_s"] = round(time.monotonic() - restarted, 1)
+                after = losses(workers, processes)
+                failed = {code: n - before.get(code, 0) for code, n in after.items()
+                          if code != "UNAVAILABLE" and n > before.get(code, 0)}
+                figures["restart_failed_registrations_count"] = sum(failed.values())
+                figures["restart_failed_registrations"] = failed
+                figures["restart_running_count"] = sum(running(f"sim{k}")
+                                                       for k in range(tasks_per_agent))
         finally:
             stop.set()
-            for worker in workers:
-                worker.terminate()
-            for worker in workers:
-                worker.wait(timeout=60)
+            if workers is not None:
+                workers.stop()
             if channel is not None:
                 channel.close()
-            if follower is not None:
-                follower.join(timeout=10)
             manager.send_signal(signal.SIGTERM)
-            manager.wait(timeout=30)
+            manager.wait(timeout=60)
             if os.environ.get("KEEP_MANAGER_LOG"):  # for a post-mortem: the log outlives the run
                 (root / "manager.log").replace(os.environ["KEEP_MANAGER_LOG"])
-    return {"all_ready_after_s": round(ready_s, 1), "all_running_after_s": round(running_s, 1),
-            "wrongly_not_ready_count": len(seen),
-            "wrongly_not_ready": seen[:5], "ready_at_end_count": ready_now,
-            "manager_cpu_share_pct": round(busy_cpu, 1),
-            "manager_idle_cpu_share_pct": round(idle_cpu, 1),
-            "manager_rss_mb": round(rss_mb, 1)}
+    return figures
+
+
+def losses(workers: Workers, processes: int) -> dict[str, int]:
+    """The agents' session losses by gRPC code, summed over the workers."""
+    workers.tell("losses")
+    found: list[dict[str, Any]] = []
+
+    def answered() -> bool:
+        found.extend(workers.take("losses"))
+        return len(found) >= processes
+    eventually(answered, timeout=60, what="every worker's losses")
+    total: dict[str, int] = {}
+    for answer in found:
+        for code, n in answer["losses"].items():
+            total[code] = total.get(code, 0) + n
+    return total
+
+
+def status_latency(channel: grpc.Channel, workers: Workers, processes: int,
+                   crashes: int = 200, gap: float = 0.1) -> dict[str, Any]:
+    """Containers crash on the agents, paced; how long until WatchEvents shows each task
+    FAILED (wall clock, one machine)."""
+    stop = threading.Event()
+    seen: dict[str, float] = {}
+    call = failures_seen(channel, stop, seen)
+    time.sleep(0.5)  # the watch attaches before the first crash (a stream has no ack)
+    per = -(-crashes // processes)
+    workers.tell(f"crash {per} {gap * processes}")
+    crashed: dict[str, float] = {}
+    progress: list[int] = []
+
+    done: list[dict[str, Any]] = []
+
+    def all_seen() -> bool:
+        crashed.update({a["task"]: a["t"] for a in workers.take("task")})
+        done.extend(workers.take("crashes_done"))
+        progress[:] = [len(crashed), sum(t in seen for t in crashed), len(seen)]
+        return len(done) == processes and all(t in seen for t in crashed)
+    try:
+        eventually(all_seen, timeout=per * gap * processes + 60, interval=0.2,
+                   what="every crash seen through WatchEvents")
+    except AssertionError as err:
+        raise AssertionError(f"{err} (crashed, seen of those, failures seen: {progress})") \
+            from None
+    finally:
+        stop.set()
+        call.cancel()
+    delays = [1000 * (seen[t] - at) for t, at in crashed.items()]
+    return {"status_change_p50_ms": round(statistics.median(delays), 1),
+            "status_change_p99_ms": round(percentile(delays, 0.99), 1),
+            "status_change_count": len(delays)}
+
+
+def burst(api: control_grpc.ControlStub, create: Any, running: Any,
+          count: int = 10_000) -> dict[str, Any]:
+    """A new service of `count` replicas on the loaded cluster: until all run."""
+    started = time.monotonic()
+    create("burst", count)
+    eventually(lambda: running("burst") >= count, timeout=300, interval=0.5,
+               what=f"{count} new tasks running")
+    return {"burst_tasks_count": count,
+            "burst_running_after_s": round(time.monotonic() - started, 1)}
 
 
 def main() -> int:
@@ -199,6 +434,8 @@ def main() -> int:
     parser.add_argument("--heartbeats-per-second", type=float, default=1500.0,
                         help="the manager's flag: 0 keeps every period at 1 s (the previous "
                         "design); default 1500")
+    parser.add_argument("--no-phases", action="store_true",
+                        help="only the steady state: no crashes, burst or manager restart")
     parser.add_argument("--worker", nargs=7, help=argparse.SUPPRESS,
                         metavar=("MANAGER", "JOIN", "TOKEN", "ROOT", "PREFIX", "COUNT",
                                  "LIFETIME"))
@@ -215,13 +452,15 @@ def main() -> int:
     designs = ["plaintext", "tls"] if args.design == "both" else [args.design]
     results = {d: measure(d, args.agents, args.window, args.processes,
                           tasks_per_agent=args.tasks_per_agent,
-                          per_second=args.heartbeats_per_second) for d in designs}
+                          per_second=args.heartbeats_per_second, phases=not args.no_phases)
+               for d in designs}
     figures: dict[str, Any] = {"agents_count": args.agents, "window_s": args.window,
                                "tasks_count": args.agents * args.tasks_per_agent,
                                "heartbeats_per_second_limit": args.heartbeats_per_second}
     for design, found in results.items():
         prefix = "" if design == "tls" else "plaintext_"
-        figures.update({f"{prefix}{k}": v for k, v in found.items() if k != "wrongly_not_ready"})
+        figures.update({f"{prefix}{k}": v for k, v in found.items()
+                        if k not in ("wrongly_not_ready", "restart_failed_registrations")})
     if args.json:
         print(json.dumps(figures))
     else:
@@ -233,18 +472,31 @@ def main() -> int:
                 ("ready at the end", "ready_at_end_count"),
                 ("manager cpu, agents heartbeating", "manager_cpu_share_pct"),
                 ("manager cpu, idle (no agents)", "manager_idle_cpu_share_pct"),
-                ("manager RSS (MB)", "manager_rss_mb")]
-        print(f"{'':36}" + "".join(f"{d:>14}" for d in designs)
+                ("manager RSS (MB)", "manager_rss_mb"),
+                ("manager memory per task (KB)", "memory_per_task_kb"),
+                ("status change -> WatchEvents p50 (ms)", "status_change_p50_ms"),
+                ("status change -> WatchEvents p99 (ms)", "status_change_p99_ms"),
+                ("10,000 new tasks running after (s)", "burst_running_after_s"),
+                ("kill -9 + restart: all ready after (s)", "restart_all_ready_s"),
+                ("  failed registrations (goal 0)", "restart_failed_registrations_count"),
+                ("  tasks running after the restart", "restart_running_count")]
+        rows = [(label, key) for label, key in rows if all(key in results[d] for d in designs)]
+        print(f"{'':40}" + "".join(f"{d:>14}" for d in designs)
               + ("" if len(designs) < 2 else f"{'tls/plain':>12}"))
         for label, key in rows:
-            line = f"{label:36}" + "".join(f"{results[d][key]:>14}" for d in designs)
+            line = f"{label:40}" + "".join(f"{results[d][key]:>14}" for d in designs)
             if len(designs) == 2 and results["plaintext"][key]:
                 line += f"{results['tls'][key] / results['plaintext'][key]:>11.2f}x"
             print(line)
         for design in designs:
             if results[design]["wrongly_not_ready"]:
                 print(f"{design}: left READY: {results[design]['wrongly_not_ready']}")
-    return 0 if all(r["wrongly_not_ready_count"] == 0 for r in results.values()) else 1
+            if results[design].get("restart_failed_registrations"):
+                print(f"{design}: failed registrations after the restart, by code: "
+                      f"{results[design]['restart_failed_registrations']}")
+    return 0 if all(r["wrongly_not_ready_count"] == 0
+                    and not r.get("restart_failed_registrations_count")
+                    for r in results.values()) else 1
 
 
 if __name__ == "__main__":

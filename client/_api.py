@@ -16,13 +16,15 @@ to show a user.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 import grpc
 
 from podium.client import default_manager
+from podium.rules import managers
 from podium.rules.credentials import CHANNEL_OPTIONS, Credentials, CredentialsError, locate
 from podium.v1 import control, control_grpc, objects
 
@@ -100,21 +102,36 @@ def error_of(err: grpc.RpcError, address: str) -> PodiumError:
 
 class Stream(Generic[M]):
     """An open stream of responses (`WatchEvents`: `control.Event`s, `Logs`:
-    `control.LogsResponse`s): iterate for them; `close()` ends it (also from another thread)."""
+    `control.LogsResponse`s): iterate for them; `close()` ends it (also from another thread).
+    A stream refused before its first response by a manager that does not lead (or that cannot
+    be reached) is opened again on the leader, or the next manager, as calls are."""
 
-    def __init__(self, call: Any, address: str) -> None:
-        self._call = call
-        self._address = address
+    def __init__(self, open_call: Callable[[], tuple[Any, str]],
+                 retry: Callable[[grpc.RpcError, float], bool] | None = None) -> None:
+        self._open = open_call
+        self._retry = retry
+        self._call, self._address = open_call()
+        self._closed = False
 
     def __iter__(self) -> Iterator[M]:
-        try:
-            yield from self._call
-        except grpc.RpcError as err:
-            if err.code() == grpc.StatusCode.CANCELLED:
+        started = False
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                for item in self._call:
+                    started = True
+                    yield item
                 return
-            raise error_of(err, self._address) from None
+            except grpc.RpcError as err:
+                if err.code() == grpc.StatusCode.CANCELLED:
+                    return
+                if (started or self._closed or self._retry is None
+                        or not self._retry(err, deadline)):
+                    raise error_of(err, self._address) from None
+                self._call, self._address = self._open()
 
     def close(self) -> None:
+        self._closed = True
         self._call.cancel()
 
     def __enter__(self) -> Stream[M]:
@@ -125,11 +142,14 @@ class Stream(Generic[M]):
 
 
 class Client:
-    """A connection to one manager, over mutual TLS with a user's credentials file
+    """A connection to the managers, over mutual TLS with a user's credentials file
     (`credentials`: a path, or a Credentials; default $PODIUM_CREDENTIALS, else
     ~/.config/podium/credentials, which the manager writes for the local admin). `address`
-    defaults to $PODIUM_MANAGER, else the credentials' manager. Use it as a context manager,
-    or call close()."""
+    defaults to $PODIUM_MANAGER, else the credentials' manager; it may name several managers,
+    `HOST:PORT,HOST:PORT,...` (podium.rules.managers). A call refused by a manager that does not
+    lead goes to the leader it names, and one that reaches no manager goes to the next, within
+    the call's `timeout`; `address` is the manager the last call went to. Use it as a context
+    manager, or call close()."""
 
     def __init__(self, address: str | None = None, *,
                  credentials: Credentials | str | os.PathLike[str] | None = None,
@@ -139,16 +159,34 @@ class Client:
                 Credentials.load(locate(credentials))
         except CredentialsError as err:
             raise PodiumError(str(err)) from None
-        self.address = address or os.environ.get("PODIUM_MANAGER") or creds.manager \
+        given = address or os.environ.get("PODIUM_MANAGER") or creds.manager \
             or default_manager()
+        try:
+            self.addresses = managers.parse(given)
+        except ValueError as err:
+            raise InvalidArgument(str(err)) from None
+        self.address = self.addresses[0]
         self.user = creds.user
         self.timeout = timeout
-        self._channel = grpc.secure_channel(self.address, creds.channel_credentials(),
-                                            options=CHANNEL_OPTIONS)
-        self._stub = control_grpc.ControlStub(self._channel)
+        self._credentials = creds.channel_credentials()
+        self._channels: dict[str, grpc.Channel] = {}
+        self._failures = 0  # calls that failed in a row, in the current call
+
+    def _stub_for(self, address: str) -> control_grpc.ControlStub:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = grpc.secure_channel(
+                address, self._credentials, options=CHANNEL_OPTIONS)
+        return control_grpc.ControlStub(channel)
+
+    @property
+    def _stub(self) -> control_grpc.ControlStub:
+        return self._stub_for(self.address)
 
     def close(self) -> None:
-        self._channel.close()
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
 
     def __enter__(self) -> Client:
         return self
@@ -158,10 +196,37 @@ class Client:
         self.close()
 
     def _call(self, method: str, request: Any) -> Any:
-        try:
-            return getattr(self._stub, method)(request, timeout=self.timeout)
-        except grpc.RpcError as err:
-            raise error_of(err, self.address) from None
+        deadline = time.monotonic() + self.timeout
+        self._failures = 0
+        while True:
+            try:
+                return getattr(self._stub, method)(
+                    request, timeout=max(deadline - time.monotonic(), 0.05))
+            except grpc.RpcError as err:
+                if not self._move_on(err, deadline):
+                    raise error_of(err, self._where()) from None
+
+    def _where(self) -> str:
+        """The manager(s) a failed call tried, for its message."""
+        if len(self.addresses) == 1:
+            return self.address
+        return f"{self.address} (tried {', '.join(self.addresses)})"
+
+    def _move_on(self, err: grpc.RpcError, deadline: float) -> bool:
+        """After `err`: whether to try again, having moved `address` to the leader the refusal
+        named or to the next manager (waiting a little after each full round)."""
+        if err.code() != grpc.StatusCode.UNAVAILABLE:
+            return False
+        hint = managers.leader_hint(_trailing(err))
+        if hint is None and len(self.addresses) == 1:
+            return False  # one manager that cannot be reached: say so at once, as always
+        self.address = managers.next_address(self.addresses, self.address, hint)
+        self._failures += 1
+        delay = managers.delay_after(self._failures, len(self.addresses))
+        if time.monotonic() + delay >= deadline:
+            return False
+        time.sleep(delay)
+        return True
 
     # -- services --------------------------------------------------------------------
 
@@ -284,8 +349,9 @@ class Client:
     def add_user(self, name: str, role: str) -> Credentials:
         """A new user's credentials (write them with `.save(path)`)."""
         answer = self._call("AddUser", control.AddUserRequest(name=name, role=role))
-        return Credentials(manager=self.address, user=answer.user.name, role=answer.user.role,
-                           ca=answer.ca, certificate=answer.certificate, key=answer.key)
+        return Credentials(manager=",".join(self.addresses), user=answer.user.name,
+                           role=answer.user.role, ca=answer.ca, certificate=answer.certificate,
+                           key=answer.key)
 
     def remove_user(self, name: str) -> None:
         self._call("RemoveUser", control.RemoveUserRequest(name=name))
@@ -341,8 +407,8 @@ class Client:
 
     def events(self, kinds: Iterable[str] = ()) -> Stream[control.Event]:
         """The cluster's changes from now on ("node", "service", "task"; empty: all)."""
-        call = self._stub.WatchEvents(control.WatchEventsRequest(kinds=list(kinds)))
-        return Stream(call, self.address)
+        request = control.WatchEventsRequest(kinds=list(kinds))
+        return Stream(lambda: (self._stub.WatchEvents(request), self.address), self._move_on)
 
     def logs(self, ref: str, *, follow: bool = False, since: float = 0.0,
              tail: int = 0) -> Stream[control.LogsResponse]:
@@ -354,7 +420,12 @@ class Client:
         if since > 0:
             request.since.FromNanoseconds(int(since * 1e9))
         # The first response comes only with output: a missing ref still fails at once.
-        return Stream(self._stub.Logs(request), self.address)
+        return Stream(lambda: (self._stub.Logs(request), self.address), self._move_on)
+
+
+def _trailing(err: grpc.RpcError) -> Any:
+    trailing = getattr(err, "trailing_metadata", None)
+    return trailing() if callable(trailing) else None
 
 
 def _secret_kind(kind: str) -> objects.SecretSpec.Kind:

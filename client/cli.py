@@ -53,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="podium", description="Run services across Docker hosts.")
     p.add_argument(
         "--manager", default=None,
-        help="manager address HOST:PORT (default: $PODIUM_MANAGER, else the credentials' "
-        f"manager, else {DEFAULT_MANAGER})",
+        help="manager address HOST:PORT, or several managers HOST:PORT,HOST:PORT,... (calls go "
+        "to the leader) (default: $PODIUM_MANAGER, else the credentials' manager, else "
+        f"{DEFAULT_MANAGER})",
     )
     p.add_argument(
         "--credentials", default=None, metavar="PATH",

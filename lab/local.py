@@ -270,15 +270,17 @@ class Cluster(CliClient):
                            capture_output=True, timeout=30)
 
 
-def secure_channel(address: str, credentials: pathlib.Path, *, aio: bool = True) -> Any:
-    """A channel to the manager at `address` with the credentials file `credentials`."""
+def secure_channel(address: str, credentials: pathlib.Path, *, aio: bool = True,
+                   options: list[tuple[str, Any]] | None = None) -> Any:
+    """A channel to the manager at `address` with the credentials file `credentials` (and
+    gRPC channel `options` besides the client's own)."""
     import grpc
 
     from podium.rules.credentials import CHANNEL_OPTIONS, Credentials
 
     creds = Credentials.load(credentials)
     make = grpc.aio.secure_channel if aio else grpc.secure_channel
-    return make(address, creds.channel_credentials(), options=CHANNEL_OPTIONS)
+    return make(address, creds.channel_credentials(), options=[*CHANNEL_OPTIONS, *(options or [])])
 
 
 def _read(path: pathlib.Path) -> str:

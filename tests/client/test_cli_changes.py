@@ -54,7 +54,7 @@ class FakeClient:
 
     def events(self, kinds: Any) -> _api.Stream[Any]:
         self.kinds = list(kinds)
-        return _api.Stream(self.stream, "127.0.0.1:7070")
+        return _api.Stream(lambda: (self.stream, "127.0.0.1:7070"))
 
 
 def changes_on(stream: Stream) -> tuple[Changes, FakeClient]:
