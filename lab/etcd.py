@@ -69,6 +69,7 @@ class EtcdCluster:
                                "deploy/bootstrap.sh installs it)")
         self._tmp = None if root else tempfile.TemporaryDirectory(prefix="podium-etcd-")
         self.root = root or pathlib.Path(self._tmp.name)  # type: ignore[union-attr]
+        self.root.mkdir(parents=True, exist_ok=True)
         self.tls_dir = tls_dir
         self.members = [
             Member(f"etcd{i}", _free_port(), _free_port(), self.root / f"etcd{i}",
