@@ -2,6 +2,10 @@
 an etcd store: `EtcdCluster(n)` starts n members (Debian's `etcd`, installed by
 deploy/bootstrap.sh) in a temporary directory, each on its own free client and peer ports, and
 can stop, kill and start each one again. Every member listens on 127.0.0.1 only.
+
+With `tls_dir`, the members serve clients over TLS and require a client certificate of the CA
+in TLS_DIR/ca.crt (--client-cert-auth), each with TLS_DIR/NAME.crt and NAME.key (as
+`podium manager etcd-cert --name etcdN --out TLS_DIR` writes them); `url` is then etcds://.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import pathlib
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import urllib.request
@@ -57,12 +62,15 @@ class Member:
 class EtcdCluster:
     """n etcd members on loopback. Use as a context manager, or call start() and stop()."""
 
-    def __init__(self, size: int = 1, *, root: pathlib.Path | None = None) -> None:
+    def __init__(self, size: int = 1, *, root: pathlib.Path | None = None,
+                 tls_dir: pathlib.Path | None = None) -> None:
         if not os.path.exists(ETCD):
             raise RuntimeError("etcd is not installed (Debian: apt-get install etcd-server; "
                                "deploy/bootstrap.sh installs it)")
         self._tmp = None if root else tempfile.TemporaryDirectory(prefix="podium-etcd-")
         self.root = root or pathlib.Path(self._tmp.name)  # type: ignore[union-attr]
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.tls_dir = tls_dir
         self.members = [
             Member(f"etcd{i}", _free_port(), _free_port(), self.root / f"etcd{i}",
                    self.root / f"etcd{i}.log")
@@ -77,14 +85,20 @@ class EtcdCluster:
     @property
     def url(self) -> str:
         """The store URL a manager is given: etcd://host:port,host:port,..."""
-        return "etcd://" + ",".join(self.endpoints)
+        return ("etcds://" if self.tls_dir else "etcd://") + ",".join(self.endpoints)
 
     def _argv(self, member: Member, *, new: bool) -> list[str]:
         peers = ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
+        scheme, tls = "http", []
+        if self.tls_dir is not None:
+            scheme = "https"
+            tls = ["--cert-file", str(self.tls_dir / f"{member.name}.crt"),
+                   "--key-file", str(self.tls_dir / f"{member.name}.key"),
+                   "--client-cert-auth", "--trusted-ca-file", str(self.tls_dir / "ca.crt")]
         return [
-            ETCD, "--name", member.name, "--data-dir", str(member.data_dir),
-            "--listen-client-urls", f"http://{member.endpoint}",
-            "--advertise-client-urls", f"http://{member.endpoint}",
+            ETCD, "--name", member.name, "--data-dir", str(member.data_dir), *tls,
+            "--listen-client-urls", f"{scheme}://{member.endpoint}",
+            "--advertise-client-urls", f"{scheme}://{member.endpoint}",
             "--listen-peer-urls", f"http://127.0.0.1:{member.peer_port}",
             "--initial-advertise-peer-urls", f"http://127.0.0.1:{member.peer_port}",
             "--initial-cluster", peers,
@@ -92,6 +106,9 @@ class EtcdCluster:
             "--initial-cluster-token", f"podium-{self.root.name}",
             # Elections in well under a second, as a real cluster on a LAN would be tuned.
             "--heartbeat-interval", "100", "--election-timeout", "1000",
+            # One store write is one transaction, however many objects it holds (a deploy of
+            # many replicas): etcd's default of 128 operations is too few.
+            "--max-txn-ops", "65536", "--max-request-bytes", str(32 * 1024 * 1024),
             "--logger", "zap", "--log-outputs", str(member.log_path),
         ]
 
@@ -122,8 +139,15 @@ class EtcdCluster:
             for member in self.members:
                 if member.running:
                     with contextlib.suppress(OSError, ValueError):
-                        url = f"http://{member.endpoint}/health"
-                        with urllib.request.urlopen(url, timeout=2) as answer:
+                        url, context = f"http://{member.endpoint}/health", None
+                        if self.tls_dir is not None:  # the member's own certificate will do
+                            url = f"https://{member.endpoint}/health"
+                            context = ssl.create_default_context(
+                                cafile=str(self.tls_dir / "ca.crt"))
+                            context.load_cert_chain(self.tls_dir / f"{member.name}.crt",
+                                                    self.tls_dir / f"{member.name}.key")
+                        with urllib.request.urlopen(url, timeout=2,
+                                                    context=context) as answer:
                             if json.load(answer).get("health") == "true":
                                 return True
             return False

@@ -7,8 +7,9 @@ request is an object id, a unique id prefix or a name.
 
 from __future__ import annotations
 
+import inspect
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
 import grpc
@@ -22,6 +23,7 @@ from podium.manager.store import (
     ReadTx,
     SealingError,
     Store,
+    StoreError,
     WatchOverflowError,
     WriteTx,
 )
@@ -148,7 +150,8 @@ class ControlAPI(control_grpc.ControlServicer):
                  autoscale_view: Callable[[objects.Service], None] | None = None,
                  virtual_ip_range: str = network.DEFAULT_RANGE,
                  authority: Authority | None = None,
-                 rotate_secrets_key: Callable[[], tuple[str, int]] | None = None,
+                 rotate_secrets_key: Callable[[], tuple[str, int] | Awaitable[tuple[str, int]]]
+                 | None = None,
                  logs_from: logs.LogSource | None = None,
                  dashboard_login: DashboardLogin | None = None) -> None:
         """`authority`: users, node removal and join tokens (None: a plaintext manager, for
@@ -177,6 +180,11 @@ class ControlAPI(control_grpc.ControlServicer):
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(err))
         except ConflictError as err:
             await context.abort(grpc.StatusCode.ABORTED, str(err))
+        except StoreError as err:
+            if type(err) is not StoreError:
+                raise
+            # The store cannot write now (etcd out of reach): another try may well succeed.
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
         raise AssertionError("unreachable")
 
     async def _read(self, context: grpc.aio.ServicerContext, fn: Callable[[ReadTx], R]) -> R:  # type: ignore[type-arg]
@@ -467,8 +475,9 @@ class ControlAPI(control_grpc.ControlServicer):
                                 "this manager's store keeps secrets without encryption")
             raise AssertionError("unreachable")
         try:
-            key_id, count = self._rotate_secrets_key()
-        except (SealingError, OSError) as err:
+            rotated = self._rotate_secrets_key()
+            key_id, count = await rotated if inspect.isawaitable(rotated) else rotated
+        except (SealingError, StoreError, OSError) as err:
             await context.abort(grpc.StatusCode.INTERNAL, f"rotating the secrets key: {err}")
             raise AssertionError("unreachable") from None
         return control.RotateSecretsKeyResponse(key_id=key_id, secrets=count)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from podium.rules import daemon, metricsserver, network
 
@@ -84,8 +85,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "node's name server for containers); it must not overlap the hosts' or the engines' "
         "networks (default %(default)s)",
     )
+    p.add_argument(
+        "--store", type=_store_url, default="sqlite", metavar="URL",
+        help="where the state is kept: 'sqlite' (DATA_DIR/state.db, one manager; the default) "
+        "or etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (managers sharing one state; etcds:// for "
+        "TLS, by default with the cluster CA of DATA_DIR/pki and a client certificate it "
+        "issues the manager)")
+    _etcd_tls_arguments(p)
+    p.add_argument(
+        "--advertise", type=_advertise, default=None, metavar="HOST:PORT",
+        help="with an etcd store: where agents and users reach this manager's API, which the "
+        "other managers name when this one leads (its join port: that host and the join port's "
+        "number) (default: --listen's address, 127.0.0.1 for 0.0.0.0)")
+    p.add_argument(
+        "--leader-ttl", type=_whole_seconds("--leader-ttl", 2, 60), default=3, metavar="SECONDS",
+        help="with an etcd store: the leader's lease; a leader that cannot renew it steps down "
+        "a third of it before it ends, another manager leads once it ended (default "
+        "%(default)s s)")
     # Optional subcommands: without one, `podium manager [flags]` runs the daemon as before.
-    actions = p.add_subparsers(dest="manager_action", metavar="[backup|restore]")
+    actions = p.add_subparsers(dest="manager_action",
+                               metavar="[backup|restore|migrate|etcd-cert]")
     b = actions.add_parser(
         "backup", help="write the state, the secrets key and the CA of a (running) manager to "
         "one archive, run on its host")
@@ -95,6 +114,92 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "restore", help="unpack a backup into a new (missing or empty) data dir")
     r.add_argument("--data-dir", required=True, help="the data dir to create")
     r.add_argument("file", metavar="FILE", help="the archive made by `podium manager backup`")
+    m = actions.add_parser(
+        "migrate", help="copy a stopped manager's state into an empty etcd prefix (--data-dir D "
+        "--to etcd://...), or an etcd store's into a new state.db (--from etcd://... "
+        "--to-data-dir D2)")
+    m.add_argument("--data-dir", default=None,
+                   help="the manager's data dir: its state.db (with --to), its secrets key ring "
+                   "and cluster CA (both ways)")
+    m.add_argument("--to", type=_etcd_url, default=None, metavar="URL",
+                   help="the etcd store to fill (its prefix must be empty)")
+    m.add_argument("--from", dest="source", type=_etcd_url, default=None, metavar="URL",
+                   help="the etcd store to copy out of")
+    m.add_argument("--to-data-dir", default=None, metavar="DIR",
+                   help="with --from: the data dir to write state.db in (it must have none); "
+                   "the key ring and CA of --data-dir are copied there when it has none")
+    _etcd_tls_arguments(m)
+    c = actions.add_parser(
+        "etcd-cert", help="issue an etcd member's certificate from the cluster CA, so that etcd "
+        "accepts only this cluster's managers (--client-cert-auth)")
+    c.add_argument("--data-dir", required=True, help="the manager's data dir (its pki/)")
+    c.add_argument("--name", required=True, help="the member's name (its certificate's "
+                   "common name, and a name it is valid for)")
+    c.add_argument("--host", action="append", default=[], metavar="NAME|IP",
+                   help="another name or address clients and peers reach the member at "
+                   "(repeatable; localhost and 127.0.0.1 are always in)")
+    c.add_argument("--out", required=True, metavar="DIR",
+                   help="where to write NAME.crt, NAME.key (0600) and ca.crt")
+
+
+def _etcd_tls_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--etcd-ca", default=None, metavar="FILE",
+                   help="with etcds://: the CA that signed the etcd members' certificates "
+                   "(default DATA_DIR/pki/ca.crt, the cluster CA)")
+    p.add_argument("--etcd-cert", default=None, metavar="FILE",
+                   help="with etcds://: the certificate to show etcd (default: one the cluster "
+                   "CA issues at start)")
+    p.add_argument("--etcd-key", default=None, metavar="FILE",
+                   help="with etcds://: the key of --etcd-cert")
+
+
+def _advertise(text: str) -> str:
+    from podium.rules import managers
+
+    try:
+        addresses = managers.parse(text, what="--advertise")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if len(addresses) != 1:
+        raise argparse.ArgumentTypeError(f"--advertise {text!r}: expected one HOST:PORT")
+    return addresses[0]
+
+
+def _whole_seconds(flag: str, low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be a whole number of seconds from {low} to {high}, not {text!r}")
+        return int(text)
+
+    return parse
+
+
+def _store_url(text: str) -> str:
+    from podium.manager.store import check_url
+
+    try:
+        return check_url(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _etcd_url(text: str) -> str:
+    if text == "sqlite":
+        raise argparse.ArgumentTypeError("expected an etcd URL: etcd://HOST:PORT[,...][/PREFIX] "
+                                         "or etcds://...")
+    return _store_url(text)
+
+
+def _tls_files(args: argparse.Namespace) -> Any:
+    import pathlib
+
+    from podium.manager.store import EtcdTlsFiles
+
+    def path(value: str | None) -> pathlib.Path | None:
+        return None if value is None else pathlib.Path(value).expanduser()
+
+    return EtcdTlsFiles(path(args.etcd_ca), path(args.etcd_cert), path(args.etcd_key))
 
 
 def _metrics_listen(text: str) -> str:
@@ -138,6 +243,10 @@ def _seconds(flag: str, low: float, high: float, *,
 
 def run(args: argparse.Namespace) -> int:
     action = getattr(args, "manager_action", None)
+    if action == "migrate":
+        return _run_migrate(args)
+    if action == "etcd-cert":
+        return _run_etcd_cert(args)
     if action is not None:
         return _run_archive(action, args)
     if args.data_dir is None:
@@ -162,14 +271,71 @@ def run(args: argparse.Namespace) -> int:
         names=tuple(args.san), admin_credentials=admin,
         node_cert_lifetime=datetime.timedelta(seconds=args.node_cert_lifetime),
         metrics_listen=args.metrics_listen, dashboard_listen=args.dashboard, notifier=notifier,
+        store=args.store, etcd_tls=_tls_files(args), advertise=args.advertise,
+        leader_ttl=args.leader_ttl,
     )
-    from podium.manager.store import SealingError
+    from podium.manager.store import SealingError, StoreError
 
     try:
         asyncio.run(daemon.serve_until_signalled(manager, notifier))
     except SealingError as err:  # secrets it cannot read: refuse to start, and say why
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except (StoreError, ValueError) as err:  # etcd out of reach, a TLS file it cannot read
+        print(f"error: store {args.store}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_migrate(args: argparse.Namespace) -> int:
+    import asyncio
+    import pathlib
+
+    from podium.manager.store import SealingError, StoreError, migrate
+
+    data_dir = None if args.data_dir is None else pathlib.Path(args.data_dir).expanduser()
+    try:
+        if (args.to is None) == (args.source is None):
+            raise ValueError("give either --to URL (from --data-dir's state.db into etcd) or "
+                             "--from URL (out of etcd, with --to-data-dir)")
+        if args.to is not None:
+            if data_dir is None:
+                raise ValueError("--to needs --data-dir: the data dir whose state.db to copy")
+            count = asyncio.run(migrate.to_etcd(data_dir, args.to, _tls_files(args)))
+            print(f"copied {count} object(s) from {data_dir / 'state.db'} into {args.to}\n"
+                  f"Start each manager with --store {args.to} and a copy of {data_dir}'s "
+                  "keys/ and pki/ in its data dir.")
+        else:
+            if args.to_data_dir is None:
+                raise ValueError("--from needs --to-data-dir: the data dir to write state.db in")
+            target = pathlib.Path(args.to_data_dir).expanduser()
+            count = asyncio.run(migrate.from_etcd(args.source, target, data_dir,
+                                                  _tls_files(args)))
+            print(f"copied {count} object(s) from {args.source} into {target / 'state.db'}\n"
+                  f"Start one manager with --data-dir {target} (and no --store).")
+    except (migrate.MigrateError, SealingError, StoreError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_etcd_cert(args: argparse.Namespace) -> int:
+    import pathlib
+
+    from podium.manager.store import migrate
+
+    try:
+        written = migrate.issue_etcd_certificate(
+            pathlib.Path(args.data_dir).expanduser(), args.name, tuple(args.host),
+            pathlib.Path(args.out).expanduser())
+    except (migrate.MigrateError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    crt, key, ca = written
+    print(f"wrote {crt}, {key} (mode 0600) and {ca}\nRun the member with:\n"
+          f"  --cert-file {crt} --key-file {key} --client-cert-auth --trusted-ca-file {ca}\n"
+          f"  (and --peer-cert-file {crt} --peer-key-file {key} --peer-client-cert-auth "
+          f"--peer-trusted-ca-file {ca} for TLS between members)")
     return 0
 
 

@@ -42,7 +42,15 @@ from podium.manager.reaper import Reaper
 from podium.manager.requestguard import MAX_RECEIVE_BYTES, RequestGuard
 from podium.manager.scheduler import Scheduler
 from podium.manager.security import Authority, JoinServicer, local_names
-from podium.manager.store import KeyRing, SqliteStore
+from podium.manager.store import (
+    SQLITE,
+    AnyStore,
+    EtcdStore,
+    EtcdTlsFiles,
+    KeyRing,
+    close_store,
+    open_store,
+)
 from podium.manager.updater import Updater
 from podium.rules import metricsserver, network
 from podium.rules.notify import Notifier
@@ -100,6 +108,8 @@ class Manager:
         metrics_listen: str = metricsserver.OFF,
         dashboard_listen: str = metricsserver.OFF,
         notifier: Notifier | None = None,
+        store: str = SQLITE,
+        etcd_tls: EtcdTlsFiles | None = None,
         advertise: str | None = None,
         leader_ttl: int = DEFAULT_TTL_S,
         election: tuple[tuple[str, ...], str] | None = None,
@@ -113,11 +123,13 @@ class Manager:
         daemon's flag is on by default). `dashboard_listen`: HOST:PORT to serve the dashboard
         on over HTTPS (podium.manager.dashboard; it needs TLS: not with `plaintext`), or 'off'
         (the default here; the daemon's is on). `notifier`: told READY=1 once the API serves
-        (under systemd), then how many agents are connected. `advertise`: the HOST:PORT other
-        managers send clients and agents to when this one leads (default: the address it
+        (under systemd), then how many agents are connected. `store`: "sqlite" (DATA_DIR/
+        state.db) or an etcd URL, with `etcd_tls` for etcds:// (podium.manager.store._open):
+        managers on one etcd store elect a leader (leadership.py). `advertise`: the HOST:PORT
+        other managers send clients and agents to when this one leads (default: the address it
         listens on; the join port is that host and the join port). `leader_ttl`: the leader's
-        lease (leadership.py). `election`: (etcd endpoints, key prefix) to elect a leader on,
-        when the store is not etcd's (tests of the election alone)."""
+        lease. `election`: (etcd endpoints, key prefix) to elect a leader on when the store is
+        not etcd's (tests of the election alone)."""
         self._notifier = notifier or Notifier()
         network.parse_range(virtual_ip_range)  # ValueError now rather than at the first service
         metricsserver.parse_listen(metrics_listen)  # likewise
@@ -146,7 +158,9 @@ class Manager:
         self._outbox_limit = outbox_limit
         self._load_period = load_period
         self._handshake_timeout = handshake_timeout
-        self._store: SqliteStore | None = None
+        self._store_url = store
+        self._etcd_tls = etcd_tls
+        self._store: AnyStore | None = None
         self._server: grpc.aio.Server | None = None
         self._join_server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -166,7 +180,8 @@ class Manager:
         # Secrets are sealed on disk under the key ring in DATA_DIR/keys (made on first start);
         # SealingError when a stored secret's key is not in it: the manager does not start.
         ring = KeyRing.open(self._data_dir / "keys")
-        store = self._store = SqliteStore(self._data_dir / "state.db", sealer=ring)
+        store = self._store = await open_store(self._store_url, data_dir=self._data_dir,
+                                               sealer=ring, tls_files=self._etcd_tls)
         metrics = ManagerMetrics()
         store.on_commit = metrics.commit_seconds.observe
         authority = None
@@ -265,14 +280,19 @@ class Manager:
             raise RuntimeError("this manager does not lead: it runs no dispatcher")
         return current
 
-    def _leadership_for(self, store: SqliteStore) -> Leadership | None:
-        """The election this manager takes part in: none with a store of its own."""
+    def _leadership_for(self, store: AnyStore) -> Leadership | None:
+        """The election this manager takes part in: the managers of one etcd store (on its
+        members, through its connection); none with a store of its own (SQLite)."""
+        common: dict[str, Any] = dict(
+            ttl=self._leader_ttl, me=LeaderInfo(id=self.id, control=""),
+            on_elected=self._begin_term, on_deposed=self._end_term)
+        if isinstance(store, EtcdStore):
+            return Leadership(endpoints=store.target.endpoints, prefix=store.target.prefix,
+                              stubs_for=store.connection.stubs, **common)
         if self._election is None:
             return None
         endpoints, prefix = self._election
-        return Leadership(endpoints=endpoints, prefix=prefix, ttl=self._leader_ttl,
-                          me=LeaderInfo(id=self.id, control=""),
-                          on_elected=self._begin_term, on_deposed=self._end_term)
+        return Leadership(endpoints=endpoints, prefix=prefix, **common)
 
     def _begin_term(self) -> None:
         """This manager leads from now: its loops and dispatcher start from the store's state,
@@ -334,7 +354,7 @@ class Manager:
             await asyncio.sleep(STATUS_PERIOD_S)
             self._notifier.status(self._serving())
 
-    async def _serve_dashboard(self, store: SqliteStore, load: LoadBook, authority: Authority,
+    async def _serve_dashboard(self, store: AnyStore, load: LoadBook, authority: Authority,
                                fill: Callable[[objects.Service], None],
                                hosts: tuple[str, ...]) -> None:
         """The dashboard, unless it is off; an address it cannot listen on is logged and the
@@ -368,7 +388,7 @@ class Manager:
         log.info("agents join on %s", self._join_listen)
 
     @property
-    def store(self) -> SqliteStore:
+    def store(self) -> AnyStore:
         """The running manager's store (for in-process tests and tools; read it, never write)."""
         if self._store is None:
             raise RuntimeError("the manager is not running")
@@ -398,8 +418,8 @@ class Manager:
         self._term_tasks.clear()
         self._ended_terms.clear()
         if self._store is not None:
-            self._store.close()
-            self._store = None
+            store, self._store = self._store, None
+            await close_store(store)
 
     async def __aenter__(self) -> Manager:
         await self.start()

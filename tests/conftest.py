@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Generator, Iterator
 
 import pytest
 
+from podium.lab.etcd import EtcdCluster
 from tests.helpers import IMAGE, Cluster, ensure_image
 from tests.inprocess import InProcessCluster, in_process_cluster
 
@@ -79,3 +80,11 @@ async def mini(tmp_path: pathlib.Path) -> AsyncIterator[InProcessCluster]:
     """A manager and agents node-a and node-b in this test's event loop (tests/inprocess.py)."""
     async with in_process_cluster(tmp_path, agents=2) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def etcd1() -> Iterator[EtcdCluster]:
+    """One etcd member for the whole run (tests that use it work under prefixes of their own;
+    those that stop or kill members start a cluster of their own)."""
+    with EtcdCluster(1) as cluster:
+        yield cluster

@@ -14,9 +14,10 @@ Contract:
   unread: a watcher that falls N changes behind is closed and its reads raise
   `WatchOverflowError` (for watchers outside the process, e.g. `podium events`).
 
-`SqliteStore` keeps everything in memory and writes through to SQLite; a
-distributed backend (etcd) can implement the same `Store` protocol. Given a `KeyRing`, it
-keeps secrets' content encrypted on disk (_sealing.py, README "Secrets at rest").
+`SqliteStore` keeps everything in memory and writes through to SQLite (one manager);
+`EtcdStore` keeps everything in memory too, fed by etcd's watch, and writes etcd transactions
+(several managers sharing one state). Given a `KeyRing`, both keep secrets' content encrypted
+at rest (_sealing.py, README "Secrets at rest").
 """
 
 from __future__ import annotations
@@ -39,12 +40,27 @@ from podium.manager.store._base import (
     kind_of,
     set_actor,
 )
+from podium.manager.store._etcd import EtcdStore
+from podium.manager.store._etcdconn import EtcdTarget, TlsMaterial, parse_url
+from podium.manager.store._open import (
+    SQLITE,
+    AnyStore,
+    EtcdTlsFiles,
+    check_url,
+    close_store,
+    open_store,
+)
 from podium.manager.store._sealing import KeyRing, SealingError
 from podium.manager.store._sqlite import SqliteStore
 
 __all__ = [
+    "SQLITE",
+    "AnyStore",
     "Change",
     "ConflictError",
+    "EtcdStore",
+    "EtcdTarget",
+    "EtcdTlsFiles",
     "ExistsError",
     "KeyRing",
     "Kind",
@@ -55,11 +71,16 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreError",
+    "TlsMaterial",
     "Watch",
     "WatchOverflowError",
     "WriteTx",
     "acting_as",
+    "check_url",
+    "close_store",
     "current_actor",
     "kind_of",
+    "open_store",
+    "parse_url",
     "set_actor",
 ]

@@ -23,7 +23,15 @@ from typing import TypeVar
 
 from podium.manager import ids
 from podium.manager.store import _codec, _sealing
-from podium.manager.store._base import CLASSES, Obj, QueueWatch, ReadTx, WriteTx
+from podium.manager.store._base import (
+    CLASSES,
+    ExistsError,
+    Obj,
+    QueueWatch,
+    ReadTx,
+    WriteTx,
+    kind_of,
+)
 from podium.manager.store._sealing import KeyRing, SealingError
 from podium.manager.store._tables import ReadView, Tables, Transaction
 from podium.v1 import objects
@@ -132,6 +140,28 @@ class SqliteStore:
         for change in tx.changes:
             for watch in tuple(self._watches):  # a bounded watch that overflows detaches
                 watch.put(change)
+
+    def every_object(self) -> list[Obj]:
+        """Every object in the tables (shared: do not mutate)."""
+        return [obj for table in self._tables.objects.values() for obj in table.values()]
+
+    def load_objects(self, objs: list[Obj]) -> None:
+        """Writes `objs` as they are (versions, times and authors kept) into this store, which
+        must be empty (moving a cluster from another store: `podium manager migrate`)."""
+        if any(self._tables.objects.values()):
+            raise ExistsError(f"{self._path} holds objects already")
+        rows = [(kind_of(o), o.id, o.meta.version, self._encode(o)) for o in objs]
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.executemany(
+                "INSERT INTO objects (kind, id, version, data) VALUES (?,?,?,?)", rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        for obj in objs:
+            self._tables.put(obj)
 
     def _encode(self, obj: Obj) -> bytes:
         if self._sealer is not None and isinstance(obj, objects.Secret):

@@ -1,14 +1,30 @@
-"""The store: atomic transactions, version checks, watch, and durability."""
+"""The store's contract, on both backends (SQLite; etcd, marked `etcd`): atomic transactions,
+version checks, watch, and durability."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import pathlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from podium.manager.store import ConflictError, ExistsError, SqliteStore, WriteTx
+from podium.lab.etcd import EtcdCluster
+from podium.manager.store import (
+    ConflictError,
+    EtcdStore,
+    ExistsError,
+    SqliteStore,
+    WriteTx,
+    acting_as,
+    parse_url,
+)
 from podium.v1 import objects
+
+Store = SqliteStore | EtcdStore
+Opener = Callable[[], Awaitable[Store]]
+_prefixes = itertools.count()
 
 
 def _service(id: str, name: str, replicas: int = 1) -> objects.Service:
@@ -24,15 +40,40 @@ def _task(id: str, service_id: str, node_id: str = "") -> objects.Task:
     return objects.Task(id=id, service_id=service_id, node_id=node_id, slot=1)
 
 
-def test_create_update_delete_and_indexes(tmp_path: pathlib.Path) -> None:
-    store = SqliteStore(tmp_path / "state.db")
+@pytest.fixture(params=["sqlite", pytest.param("etcd", marks=pytest.mark.etcd)])
+async def open_store(request: pytest.FixtureRequest,
+                     tmp_path: pathlib.Path) -> AsyncIterator[Opener]:
+    """Opens a store on this test's state (the same each time: a reopen reads what was written);
+    every store opened is closed at the end."""
+    opened: list[Store] = []
+    if request.param == "sqlite":
+        async def opener() -> Store:
+            opened.append(SqliteStore(tmp_path / "state.db"))
+            return opened[-1]
+    else:
+        etcd: EtcdCluster = request.getfixturevalue("etcd1")
+        target = parse_url(f"{etcd.url}/test/{next(_prefixes)}")
+
+        async def opener() -> Store:
+            opened.append(await EtcdStore.open(target))
+            return opened[-1]
+    yield opener
+    for store in opened:
+        if isinstance(store, EtcdStore):
+            await store.aclose()
+        else:
+            store.close()
+
+
+async def test_create_update_delete_and_indexes(open_store: Opener) -> None:
+    store = await open_store()
 
     def seed(tx: WriteTx) -> None:
         tx.create(_service("s1", "web"))
         tx.create(_task("t1", "s1", "n1"))
         tx.create(_task("t2", "s1"))
 
-    store.update_now(seed)
+    await store.update(seed)
     view = store.view()
     assert view.service_by_name("web") is not None
     assert {t.id for t in view.tasks_of_service("s1")} == {"t1", "t2"}
@@ -44,20 +85,19 @@ def test_create_update_delete_and_indexes(tmp_path: pathlib.Path) -> None:
         task.node_id = "n1"
         tx.update(task)
 
-    store.update_now(move)
+    await store.update(move)
     assert {t.id for t in store.view().tasks_of_node("n1")} == {"t1", "t2"}
     task = store.view().get_task("t2")
     assert task is not None and task.meta.version == 2
     assert task.meta.updated.ToNanoseconds() >= task.meta.created.ToNanoseconds()
 
-    store.update_now(lambda tx: tx.delete(tx.get_task("t1")))  # type: ignore[arg-type]
+    await store.update(lambda tx: tx.delete(tx.get_task("t1")))  # type: ignore[arg-type]
     assert [t.id for t in store.view().tasks_of_node("n1")] == ["t2"]
-    store.close()
 
 
-def test_stale_version_conflicts_and_rolls_back_everything(tmp_path: pathlib.Path) -> None:
-    store = SqliteStore(tmp_path / "state.db")
-    store.update_now(lambda tx: tx.create(_service("s1", "web")))
+async def test_stale_version_conflicts_and_rolls_back_everything(open_store: Opener) -> None:
+    store = await open_store()
+    await store.update(lambda tx: tx.create(_service("s1", "web")))
     stale = store.view().get_service("s1")
     assert stale is not None
     stale_copy = objects.Service()
@@ -69,7 +109,7 @@ def test_stale_version_conflicts_and_rolls_back_everything(tmp_path: pathlib.Pat
         svc.spec.replicas = 5
         tx.update(svc)
 
-    store.update_now(bump)
+    await store.update(bump)
 
     def conflicting(tx: WriteTx) -> None:
         tx.create(_task("t9", "s1"))
@@ -77,35 +117,36 @@ def test_stale_version_conflicts_and_rolls_back_everything(tmp_path: pathlib.Pat
         tx.update(stale_copy)
 
     with pytest.raises(ConflictError):
-        store.update_now(conflicting)
+        await store.update(conflicting)
     assert store.view().get_task("t9") is None
     svc = store.view().get_service("s1")
     assert svc is not None and svc.spec.replicas == 5
 
     with pytest.raises(ExistsError):
-        store.update_now(lambda tx: tx.create(_service("s2", "web")))
-    store.close()
+        await store.update(lambda tx: tx.create(_service("s2", "web")))
 
 
-def test_state_survives_reopen(tmp_path: pathlib.Path) -> None:
-    store = SqliteStore(tmp_path / "state.db")
+async def test_state_survives_reopen(open_store: Opener) -> None:
+    store = await open_store()
     svc = _service("s1", "web", replicas=3)
     svc.spec.ports.add(target_port=80, published_port=8080)
-    store.update_now(lambda tx: tx.create(svc))
-    store.update_now(lambda tx: tx.create(_task("t1", "s1", "n1")))
-    store.close()
+    await store.update(lambda tx: tx.create(svc))
+    await store.update(lambda tx: tx.create(_task("t1", "s1", "n1")))
+    if isinstance(store, EtcdStore):
+        await store.aclose()
+    else:
+        store.close()
 
-    reopened = SqliteStore(tmp_path / "state.db")
+    reopened = await open_store()
     got = reopened.view().service_by_name("web")
     assert got is not None
     assert got.spec.replicas == 3 and got.spec.ports[0].published_port == 8080
     assert got.spec.container.env["A"] == "1" and got.meta.version == 1
     assert [t.id for t in reopened.view().tasks_of_node("n1")] == ["t1"]
-    reopened.close()
 
 
-async def test_watch_sees_commits_in_order(tmp_path: pathlib.Path) -> None:
-    store = SqliteStore(tmp_path / "state.db")
+async def test_watch_sees_commits_in_order(open_store: Opener) -> None:
+    store = await open_store()
     watch = store.watch()
     await store.update(lambda tx: tx.create(_service("s1", "web")))
 
@@ -123,4 +164,19 @@ async def test_watch_sees_commits_in_order(tmp_path: pathlib.Path) -> None:
     watch.close()
     await store.update(lambda tx: tx.create(_task("t3", "s1")))
     assert watch.get_nowait() is None
-    store.close()
+
+
+async def test_changes_carry_their_actor(open_store: Opener) -> None:
+    store = await open_store()
+    watch = store.watch()
+    with acting_as("user:alice"):
+        await store.update(lambda tx: tx.create(_service("s1", "web")))
+    with acting_as("node:n1"):
+        await store.update(lambda tx: tx.create(_task("t1", "s1")))
+    with acting_as("user:bob"):
+        await store.update(lambda tx: tx.delete(tx.get_task("t1")))  # type: ignore[arg-type]
+    got = [await asyncio.wait_for(watch.get(), 1) for _ in range(3)]
+    assert [(c.action, c.obj.id, c.actor) for c in got] == [
+        ("create", "s1", "user:alice"), ("create", "t1", "node:n1"), ("delete", "t1", "user:bob")]
+    svc = store.view().get_service("s1")
+    assert svc is not None and svc.meta.changed_by == "user:alice"
