@@ -160,12 +160,17 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         outbox_limit: int = OUTBOX_LIMIT,
         authority: Authority | None = None,
         on_heartbeat: Callable[[float], None] | None = None,
+        may_dispatch: Callable[[], bool] = lambda: True,
     ) -> None:
         """`authority`: the manager's certificates (None: a plaintext manager, for in-process
         tests: any agent may then register as any node). `on_heartbeat`: called with the
         seconds between each two heartbeats of a session (the manager's metrics).
         `heartbeats_per_second`: the most the agents send together; beyond it, every period
-        grows with the number of sessions (`scaled_period`); 0: the periods never change."""
+        grows with the number of sessions (`scaled_period`); 0: the periods never change.
+        `may_dispatch()`: checked before each message goes to an agent (a leader whose lease
+        may have ended sends nothing more: leadership.py); close_all() ends every session."""
+        self._may_dispatch = may_dispatch
+        self._closed = False
         self._on_heartbeat = on_heartbeat
         self._authority = authority
         self._store = store
@@ -194,6 +199,14 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
     @property
     def sessions_open(self) -> int:
         return len(self._sessions)
+
+    def close_all(self) -> None:
+        """Ends every session and takes no new one, writing nothing more: this manager stopped
+        leading (the next leader's dispatcher decides what the nodes' states are)."""
+        self._closed = True
+        for session in list(self._sessions.values()):
+            session.silenced = True
+            session.close()
 
     # -- container output (Control.Logs) ----------------------------------------
 
@@ -280,6 +293,9 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         context: grpc.aio.ServicerContext[dispatcher.AgentMessage, dispatcher.ManagerMessage],
     ) -> None:
         first = await anext(aiter(request_iterator), None)
+        if self._closed:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "this manager stopped leading")
+            return
         if first is None or not first.HasField("register"):
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION, "first message must be register"
@@ -319,7 +335,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                 if not get.done():
                     break
                 message = get.result()
-                if message is None:
+                if message is None or not self._may_dispatch():
                     break
                 # Not a generator's yield: a write that flow control holds (the agent reads
                 # nothing) must not hold the session open once it is closed.
@@ -335,6 +351,9 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                     break
                 write.result()
                 jobs = [reader, closing]
+            if self._closed or not self._may_dispatch():
+                await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                    "this manager stopped leading: reconnect to the new leader")
             if session.overflowed:
                 log.warning("node %s fell %d messages behind: session closed",
                             reg.description.name, session.limit)
@@ -491,6 +510,8 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                               node_id, update.task_id)
 
     async def _act(self, decisions: Decisions) -> None:
+        if self._closed:
+            return
         for node_id in decisions.close:
             session = self._sessions.get(node_id)
             if session is not None:

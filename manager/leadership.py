@@ -1,12 +1,13 @@
 """Leadership: which one of several managers sharing an etcd store runs the loops and the agents'
 sessions.
 
-One key, PREFIX/leader, holds the leader's id and the addresses it advertises (its Control port
-and its join port, JSON). A manager campaigns by granting itself a lease of `ttl` seconds and, in
-one transaction, creating the key bound to that lease only if the key is absent
-(create_revision == 0). The winner keeps the lease alive every `renew_every` seconds; the others
-watch the key and campaign again as soon as it is deleted (the lease expired or was revoked), and
-re-read it at least every `ttl` seconds in case their watch went quiet.
+One key, PREFIX.leader (beside the store's objects under PREFIX/, not among them), holds the
+leader's id and the addresses it advertises (its Control port and its join port, JSON). A
+manager campaigns by granting itself a lease of `ttl` seconds and, in one transaction, creating
+the key bound to that lease only if the key is absent (create_revision == 0). The winner keeps
+the lease alive every `renew_every` seconds; the others watch the key and campaign again as
+soon as it is deleted (the lease expired or was revoked), and re-read it at least every `ttl`
+seconds in case their watch went quiet.
 
 Why two managers never dispatch at once (the timing argument). Let t be the moment (on the
 leader's monotonic clock) just before it sent the last keepalive that etcd acknowledged with a
@@ -17,11 +18,11 @@ then. The leader steps down at t + ttl - `margin` at the latest: when no keepali
 (etcd gone, partitioned, SIGSTOPped, or answering too slowly) it calls `on_deposed`, which
 synchronously cancels every loop and closes every agent session, and `may_dispatch()` turns false
 at that same instant, so a loop task that runs late after an event-loop stall still finds it
-false before it sends anything to an agent. The margin (1 s by default, a third of the default
-TTL) covers the step down's own work and the gap between the two clocks' rates (ppm: nothing
-next to a second). A keepalive answered with TTL 0 (the lease is gone already) deposes it at once.
-A deposed leader revokes its lease when it can, so a clean step down (SIGTERM) hands over at once
-instead of after `ttl`.
+false before it sends anything to an agent. The margin (a third of the TTL by default: 1 s
+of the default 3 s) covers the step down's own work and the gap between the two clocks' rates
+(parts per million: nothing next to a second). A keepalive answered with TTL 0 (the lease is
+gone already) deposes it at once. A deposed leader revokes its lease when it can, so a clean
+step down (SIGTERM) hands over at once instead of after `ttl`.
 
 The leader's store writes are not fenced by the key: a write sent just before the step down may
 still commit (it is a transaction on the objects' revisions, so a stale one fails on conflict
@@ -48,7 +49,6 @@ from aetcd import rpc
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL_S = 3
-DEFAULT_MARGIN_S = 1.0
 # Each call to etcd gets this long before the next member is tried.
 CALL_TIMEOUT_S = 1.0
 RETRY_S = 0.2
@@ -79,15 +79,27 @@ class EtcdUnavailable(Exception):
     """No etcd member answered a call in time."""
 
 
+@dataclass(slots=True)
+class EtcdStubs:
+    """The etcd services leadership calls, on one member."""
+
+    kv: Any
+    lease: Any
+    watch: Any
+
+
 class _Etcd:
-    """gRPC stubs to one etcd member at a time: a call that fails moves to the next."""
+    """Stubs to one etcd member at a time: a call that fails moves to the next. `stubs_for`
+    gives a member's stubs (the store's own connection, TLS included); without it, channels of
+    its own with `credentials` (None: plaintext)."""
 
     def __init__(self, endpoints: Sequence[str], credentials: grpc.ChannelCredentials | None,
-                 ) -> None:
+                 stubs_for: Callable[[str], Any] | None = None) -> None:
         if not endpoints:
             raise ValueError("no etcd endpoint given")
         self._endpoints = list(endpoints)
         self._credentials = credentials
+        self._stubs_for = stubs_for
         self._index = 0
         self._channel: grpc.aio.Channel | None = None
 
@@ -95,13 +107,17 @@ class _Etcd:
     def endpoint(self) -> str:
         return self._endpoints[self._index]
 
-    def channel(self) -> grpc.aio.Channel:
+    def stubs(self) -> Any:
+        if self._stubs_for is not None:
+            return self._stubs_for(self.endpoint)
         if self._channel is None:
             if self._credentials is None:
                 self._channel = grpc.aio.insecure_channel(self.endpoint)
             else:
                 self._channel = grpc.aio.secure_channel(self.endpoint, self._credentials)
-        return self._channel
+        channel = self._channel
+        return EtcdStubs(kv=rpc.KVStub(channel), lease=rpc.LeaseStub(channel),
+                         watch=rpc.WatchStub(channel))
 
     async def next(self) -> None:
         """Moves to the next member (the current one failed a call)."""
@@ -113,12 +129,12 @@ class _Etcd:
             channel, self._channel = self._channel, None
             await channel.close()
 
-    async def call(self, what: str, fn: Callable[[grpc.aio.Channel], Any]) -> Any:
-        """fn(channel) against each member in turn, each with CALL_TIMEOUT_S."""
+    async def call(self, what: str, fn: Callable[[Any], Any]) -> Any:
+        """fn(stubs) against each member in turn, each with CALL_TIMEOUT_S."""
         errors = []
         for _ in self._endpoints:
             try:
-                return await asyncio.wait_for(fn(self.channel()), CALL_TIMEOUT_S)
+                return await asyncio.wait_for(fn(self.stubs()), CALL_TIMEOUT_S)
             except (grpc.aio.AioRpcError, TimeoutError) as err:
                 detail = err.code().name if isinstance(err, grpc.aio.AioRpcError) else "timeout"
                 errors.append(f"{self.endpoint}: {detail}")
@@ -135,21 +151,23 @@ class Leadership:
 
     def __init__(self, *, endpoints: Sequence[str], me: LeaderInfo, prefix: str = "/podium/v1",
                  ttl: int = DEFAULT_TTL_S, renew_every: float | None = None,
-                 margin: float = DEFAULT_MARGIN_S,
+                 margin: float | None = None,
                  credentials: grpc.ChannelCredentials | None = None,
+                 stubs_for: Callable[[str], Any] | None = None,
                  on_elected: Callable[[], None] = lambda: None,
                  on_deposed: Callable[[str], None] = lambda why: None) -> None:
         if ttl < 2:
             raise ValueError(f"leader ttl {ttl}: expected at least 2 seconds")
-        if not 0 < margin < ttl / 2:
-            raise ValueError(f"leader margin {margin}: expected more than 0 and less than half "
+        margin = ttl / 3 if margin is None else margin
+        if not 0 < margin <= ttl / 2:
+            raise ValueError(f"leader margin {margin}: expected more than 0 and at most half "
                              f"the ttl ({ttl} s)")
         self.me = me
-        self.key = f"{prefix.rstrip('/')}/leader".encode()
+        self.key = f"{prefix.rstrip('/')}.leader".encode()
         self.ttl = ttl
         self.renew_every = renew_every if renew_every is not None else ttl / 6
         self.margin = margin
-        self._etcd = _Etcd(endpoints, credentials)
+        self._etcd = _Etcd(endpoints, credentials, stubs_for)
         self._on_elected = on_elected
         self._on_deposed = on_deposed
         self.leader: LeaderInfo | None = None
@@ -198,7 +216,7 @@ class Leadership:
         """Creates the key under a new lease if it is absent; True when this manager won."""
         loop = asyncio.get_running_loop()
         sent = loop.time()
-        grant = await self._etcd.call("lease grant", lambda ch: rpc.LeaseStub(ch).LeaseGrant(
+        grant = await self._etcd.call("lease grant", lambda stubs: stubs.lease.LeaseGrant(
             rpc.LeaseGrantRequest(TTL=self.ttl)))
         lease = grant.ID
         txn = rpc.TxnRequest(
@@ -208,7 +226,7 @@ class Leadership:
                 key=self.key, value=self.me.encode(), lease=lease))],
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=self.key))])
         try:
-            answer = await self._etcd.call("leader txn", lambda ch: rpc.KVStub(ch).Txn(txn))
+            answer = await self._etcd.call("leader txn", lambda stubs: stubs.kv.Txn(txn))
         except EtcdUnavailable:
             await self._revoke(lease)
             raise
@@ -261,7 +279,7 @@ class Leadership:
             while True:
                 yield await requests.get()
 
-        call = rpc.WatchStub(self._etcd.channel()).Watch(send())
+        call = self._etcd.stubs().watch.Watch(send())
         try:
             async for answer in call:
                 if answer.compact_revision or answer.canceled:
@@ -286,7 +304,7 @@ class Leadership:
                     async with asyncio.timeout_at(self._deadline):
                         sent = loop.time()
                         if stream is None:
-                            stream = rpc.LeaseStub(self._etcd.channel()).LeaseKeepAlive()
+                            stream = self._etcd.stubs().lease.LeaseKeepAlive()
                         try:
                             await stream.write(rpc.LeaseKeepAliveRequest(ID=self._lease))
                             answer = await asyncio.wait_for(stream.read(), CALL_TIMEOUT_S)
@@ -327,7 +345,7 @@ class Leadership:
         if not lease:
             return
         with contextlib.suppress(EtcdUnavailable, grpc.aio.AioRpcError):
-            await self._etcd.call("lease revoke", lambda ch: rpc.LeaseStub(ch).LeaseRevoke(
+            await self._etcd.call("lease revoke", lambda stubs: stubs.lease.LeaseRevoke(
                 rpc.LeaseRevokeRequest(ID=lease)))
 
     async def resign(self) -> None:

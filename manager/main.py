@@ -92,6 +92,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "TLS, by default with the cluster CA of DATA_DIR/pki and a client certificate it "
         "issues the manager)")
     _etcd_tls_arguments(p)
+    p.add_argument(
+        "--advertise", type=_advertise, default=None, metavar="HOST:PORT",
+        help="with an etcd store: where agents and users reach this manager's API, which the "
+        "other managers name when this one leads (its join port: that host and the join port's "
+        "number) (default: --listen's address, 127.0.0.1 for 0.0.0.0)")
+    p.add_argument(
+        "--leader-ttl", type=_whole_seconds("--leader-ttl", 2, 60), default=3, metavar="SECONDS",
+        help="with an etcd store: the leader's lease; a leader that cannot renew it steps down "
+        "a third of it before it ends, another manager leads once it ended (default "
+        "%(default)s s)")
     # Optional subcommands: without one, `podium manager [flags]` runs the daemon as before.
     actions = p.add_subparsers(dest="manager_action",
                                metavar="[backup|restore|migrate|etcd-cert]")
@@ -141,6 +151,28 @@ def _etcd_tls_arguments(p: argparse.ArgumentParser) -> None:
                    "CA issues at start)")
     p.add_argument("--etcd-key", default=None, metavar="FILE",
                    help="with etcds://: the key of --etcd-cert")
+
+
+def _advertise(text: str) -> str:
+    from podium.rules import managers
+
+    try:
+        addresses = managers.parse(text, what="--advertise")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if len(addresses) != 1:
+        raise argparse.ArgumentTypeError(f"--advertise {text!r}: expected one HOST:PORT")
+    return addresses[0]
+
+
+def _whole_seconds(flag: str, low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be a whole number of seconds from {low} to {high}, not {text!r}")
+        return int(text)
+
+    return parse
 
 
 def _store_url(text: str) -> str:
@@ -239,7 +271,8 @@ def run(args: argparse.Namespace) -> int:
         names=tuple(args.san), admin_credentials=admin,
         node_cert_lifetime=datetime.timedelta(seconds=args.node_cert_lifetime),
         metrics_listen=args.metrics_listen, dashboard_listen=args.dashboard, notifier=notifier,
-        store=args.store, etcd_tls=_tls_files(args),
+        store=args.store, etcd_tls=_tls_files(args), advertise=args.advertise,
+        leader_ttl=args.leader_ttl,
     )
     from podium.manager.store import SealingError, StoreError
 

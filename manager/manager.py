@@ -2,6 +2,13 @@
 
 This module alone wires the components; they share only the store. Start
 order: store, loops, then the server; stop runs in reverse.
+
+Managers sharing an etcd store elect a leader (leadership.py): then the loops, the autoscaler
+and the agents' sessions (the dispatcher) run on the leader only, started afresh from the
+store each time this manager becomes the leader, as a restarted manager starts them (its
+dispatcher gives every node its startup grace to reconnect; no task is replaced for it), and
+stopped the moment it stops leading. The store, the certificates' authority and the API run on
+every manager; a follower refuses what needs the leader (leadergate.py).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import datetime
 import logging
 import pathlib
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -22,6 +30,9 @@ from podium.manager.autoscaler import Autoscaler
 from podium.manager.controlapi import WATCH_LIMIT, ControlAPI
 from podium.manager.dashboard import Dashboard
 from podium.manager.dispatcher import DEFAULT_HEARTBEATS_PER_SECOND, OUTBOX_LIMIT, Dispatcher
+from podium.manager.ids import new_id
+from podium.manager.leadergate import DispatcherFront, LeaderGate
+from podium.manager.leadership import DEFAULT_TTL_S, LeaderInfo, Leadership
 from podium.manager.loadbook import LoadBook
 from podium.manager.metrics import ManagerMetrics
 from podium.manager.nodemonitor import DEFAULT_PROBE_TIMEOUT_S, DEFAULT_RESTART_GRACE_S
@@ -31,7 +42,15 @@ from podium.manager.reaper import Reaper
 from podium.manager.requestguard import MAX_RECEIVE_BYTES, RequestGuard
 from podium.manager.scheduler import Scheduler
 from podium.manager.security import Authority, JoinServicer, local_names
-from podium.manager.store import SQLITE, AnyStore, EtcdTlsFiles, KeyRing, close_store, open_store
+from podium.manager.store import (
+    SQLITE,
+    AnyStore,
+    EtcdStore,
+    EtcdTlsFiles,
+    KeyRing,
+    close_store,
+    open_store,
+)
 from podium.manager.updater import Updater
 from podium.rules import metricsserver, network
 from podium.rules.notify import Notifier
@@ -91,6 +110,9 @@ class Manager:
         notifier: Notifier | None = None,
         store: str = SQLITE,
         etcd_tls: EtcdTlsFiles | None = None,
+        advertise: str | None = None,
+        leader_ttl: int = DEFAULT_TTL_S,
+        election: tuple[tuple[str, ...], str] | None = None,
     ) -> None:
         """Mutual TLS on `listen` and the join port (`join_listen`, by default the same host
         and the next port; port 0 stays 0) unless `plaintext`, which only in-process tests use
@@ -102,7 +124,12 @@ class Manager:
         on over HTTPS (podium.manager.dashboard; it needs TLS: not with `plaintext`), or 'off'
         (the default here; the daemon's is on). `notifier`: told READY=1 once the API serves
         (under systemd), then how many agents are connected. `store`: "sqlite" (DATA_DIR/
-        state.db) or an etcd URL, with `etcd_tls` for etcds:// (podium.manager.store._open)."""
+        state.db) or an etcd URL, with `etcd_tls` for etcds:// (podium.manager.store._open):
+        managers on one etcd store elect a leader (leadership.py). `advertise`: the HOST:PORT
+        other managers send clients and agents to when this one leads (default: the address it
+        listens on; the join port is that host and the join port). `leader_ttl`: the leader's
+        lease. `election`: (etcd endpoints, key prefix) to elect a leader on when the store is
+        not etcd's (tests of the election alone)."""
         self._notifier = notifier or Notifier()
         network.parse_range(virtual_ip_range)  # ValueError now rather than at the first service
         metricsserver.parse_listen(metrics_listen)  # likewise
@@ -139,6 +166,14 @@ class Manager:
         self._tasks: list[asyncio.Task[None]] = []
         self.port = 0
         self.join_port = 0
+        self._advertise = advertise
+        self._leader_ttl = leader_ttl
+        self._election = election
+        self.id = new_id()
+        self.leadership: Leadership | None = None
+        self._term_tasks: list[asyncio.Task[None]] = []
+        self._ended_terms: list[asyncio.Task[None]] = []
+        self.terms = 0  # how many times this manager became the leader
 
     async def start(self) -> None:
         self._data_dir.mkdir(parents=True, exist_ok=True)
@@ -156,33 +191,24 @@ class Manager:
                 node_lifetime=self._node_cert_lifetime)
             await authority.prepare()
             self._tasks.append(asyncio.create_task(authority.run(), name="authority"))
-        loops: list[ReconcileLoop] = [
-            Orchestrator(store=store),
-            Scheduler(store=store, on_assigned=metrics.scheduling_seconds.observe),
-            Reaper(store=store),
-            Updater(store=store),
-        ]
-        load = LoadBook()
-        autoscaler = Autoscaler(store=store, load=load, period=self._load_period)
-        dispatch = Dispatcher(
-            store=store, load=load, heartbeat_period=self._heartbeat_period,
-            heartbeats_per_second=self._heartbeats_per_second,
-            down_grace=self._down_grace, restart_grace=self._restart_grace,
-            probe_timeout=self._probe_timeout, outbox_limit=self._outbox_limit,
-            load_period=self._load_period, virtual_ip_range=self._virtual_ip_range,
-            authority=authority, on_heartbeat=metrics.heartbeat_seconds.observe,
-        )
-        self.dispatcher = dispatch
-        metrics.collect_from(store=store, load=load, sessions=lambda: dispatch.sessions_open,
+        load = self._load = LoadBook()
+        # Kept across terms: what it last saw fills reads; its pass runs on the leader only.
+        autoscaler = self._autoscaler = Autoscaler(store=store, load=load,
+                                                   period=self._load_period)
+        self._metrics = metrics
+        self._authority_for_terms = authority
+        leadership = self.leadership = self._leadership_for(store)
+        gate = LeaderGate(leadership)
+        front = self._front = DispatcherFront(gate)
+        metrics.collect_from(store=store, load=load, sessions=lambda: front.sessions_open,
                              autoscale_decisions=autoscaler.decisions)
-        for loop in loops:
-            self._tasks.append(asyncio.create_task(loop.run(), name=loop.name))
-        self._tasks.append(asyncio.create_task(dispatch.run(), name="dispatcher"))
-        self._tasks.append(asyncio.create_task(autoscaler.run(), name=autoscaler.name))
+        if leadership is None:
+            self._begin_term()  # the only manager: it leads from the start
 
         options = [*SERVER_OPTIONS,
                    ("grpc.server_handshake_timeout_ms", int(self._handshake_timeout * 1000))]
-        guard = RequestGuard(admit=authority.admit if authority else None)
+        guard = RequestGuard(admit=_both(authority.admit, gate.admit) if authority
+                             else gate.admit)
         server = self._server = grpc.aio.server(options=options, interceptors=[guard])
         hosts = (*local_names(self._listen), *self._names)
         if authority is not None:
@@ -191,10 +217,10 @@ class Manager:
                                  autoscale_view=autoscaler.fill,
                                  rotate_secrets_key=store.rotate_key,
                                  virtual_ip_range=self._virtual_ip_range, authority=authority,
-                                 logs_from=dispatch,
+                                 logs_from=front,
                                  dashboard_login=self.dashboard.login if self.dashboard else None)
         control_grpc.add_ControlServicer_to_server(control_api, server)
-        dispatcher_grpc.add_DispatcherServicer_to_server(dispatch, server)
+        dispatcher_grpc.add_DispatcherServicer_to_server(front, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         names = [
@@ -215,10 +241,10 @@ class Manager:
         for name in ("", *names[:2]):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         if authority is not None:
-            await self._serve_joins(authority, options, hosts)
+            await self._serve_joins(authority, options, hosts, gate)
             if self._admin_credentials is not None:
-                await authority.write_admin_credentials(
-                    self._admin_credentials, f"{local_address(self._listen)}:{self.port}")
+                await authority.write_admin_credentials(self._admin_credentials,
+                                                        self.advertised)
         if metricsserver.parse_listen(self._metrics_listen) is not None:
             server = metricsserver.MetricsServer(listen=self._metrics_listen,
                                                  registry=metrics.registry)
@@ -230,10 +256,87 @@ class Manager:
             else:
                 self._metrics_server, self.metrics_port = server, server.port
                 log.info("metrics on http://%s/metrics", self._metrics_listen)
+        if self.leadership is not None:
+            host = self.advertised.rpartition(":")[0]
+            self.leadership.me = LeaderInfo(id=self.id, control=self.advertised,
+                                            join=f"{host}:{self.join_port}" if self.join_port
+                                            else "")
+            self._tasks.append(asyncio.create_task(self.leadership.run(), name="leadership"))
         log.info("manager listening on %s (data in %s)", self._listen, self._data_dir)
         self._notifier.ready(self._serving())
         if self._notifier.enabled:
             self._tasks.append(asyncio.create_task(self._tell_status(), name="notify-status"))
+
+    @property
+    def advertised(self) -> str:
+        """Where clients and agents reach this manager (HOST:PORT)."""
+        return self._advertise or f"{local_address(self._listen)}:{self.port}"
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The current term's dispatcher (for in-process tests); RuntimeError on a follower."""
+        current = self._front.current if self._store is not None else None
+        if current is None:
+            raise RuntimeError("this manager does not lead: it runs no dispatcher")
+        return current
+
+    def _leadership_for(self, store: AnyStore) -> Leadership | None:
+        """The election this manager takes part in: the managers of one etcd store (on its
+        members, through its connection); none with a store of its own (SQLite)."""
+        common: dict[str, Any] = dict(
+            ttl=self._leader_ttl, me=LeaderInfo(id=self.id, control=""),
+            on_elected=self._begin_term, on_deposed=self._end_term)
+        if isinstance(store, EtcdStore):
+            return Leadership(endpoints=store.target.endpoints, prefix=store.target.prefix,
+                              stubs_for=store.connection.stubs, **common)
+        if self._election is None:
+            return None
+        endpoints, prefix = self._election
+        return Leadership(endpoints=endpoints, prefix=prefix, **common)
+
+    def _begin_term(self) -> None:
+        """This manager leads from now: its loops and dispatcher start from the store's state,
+        as those of a manager that restarted."""
+        store, metrics = self.store, self._metrics
+        loops: list[ReconcileLoop] = [
+            Orchestrator(store=store),
+            Scheduler(store=store, on_assigned=metrics.scheduling_seconds.observe),
+            Reaper(store=store),
+            Updater(store=store),
+        ]
+        leadership = self.leadership
+        dispatch = Dispatcher(
+            store=store, load=self._load, heartbeat_period=self._heartbeat_period,
+            heartbeats_per_second=self._heartbeats_per_second,
+            down_grace=self._down_grace, restart_grace=self._restart_grace,
+            probe_timeout=self._probe_timeout, outbox_limit=self._outbox_limit,
+            load_period=self._load_period, virtual_ip_range=self._virtual_ip_range,
+            authority=self._authority_for_terms, on_heartbeat=metrics.heartbeat_seconds.observe,
+            may_dispatch=leadership.may_dispatch if leadership is not None else lambda: True,
+        )
+        self._front.current = dispatch
+        jobs = [*((loop.run(), loop.name) for loop in loops), (dispatch.run(), "dispatcher"),
+                (self._autoscaler.run(), self._autoscaler.name)]
+        for job, name in jobs:
+            task = asyncio.create_task(job, name=name)
+            task.add_done_callback(_log_failure)
+            self._term_tasks.append(task)
+        self.terms += 1
+        if leadership is not None:
+            log.info("leading (term %d of this manager): loops and agent sessions started",
+                     self.terms)
+
+    def _end_term(self, why: str) -> None:
+        """This manager stopped leading: at once (synchronously) its dispatcher ends every
+        agent session and sends nothing more, and every loop is cancelled."""
+        dispatch, self._front.current = self._front.current, None
+        if dispatch is not None:
+            dispatch.close_all()
+        for task in self._term_tasks:
+            task.cancel()
+        self._ended_terms = [t for t in self._ended_terms if not t.done()] + self._term_tasks
+        self._term_tasks = []
+        log.warning("no longer leading (%s): loops stopped, agent sessions closed", why)
 
     def _serving(self) -> str:
         """The status line: where it serves and how many agents are connected."""
@@ -241,7 +344,10 @@ class Manager:
         what = f"serving on {host}:{self.port}"
         if self._join_server is not None:
             what += f", joins on {self._join_listen.rpartition(':')[0]}:{self.join_port}"
-        return f"{what}; {self.dispatcher.sessions_open} agent session(s)"
+        if self.leadership is not None and not self.leadership.is_leader:
+            leader = self.leadership.leader
+            return f"{what}; following {leader.control if leader else '(no leader yet)'}"
+        return f"{what}; {self._front.sessions_open} agent session(s)"
 
     async def _tell_status(self) -> None:
         while True:
@@ -269,10 +375,10 @@ class Manager:
                  self._dashboard_listen)
 
     async def _serve_joins(self, authority: Authority, options: list[tuple[str, int]],
-                           hosts: tuple[str, ...]) -> None:
-        """The join port: TLS without client certificates, serving only Join."""
-        server = self._join_server = grpc.aio.server(options=options,
-                                                     interceptors=[RequestGuard()])
+                           hosts: tuple[str, ...], gate: LeaderGate) -> None:
+        """The join port: TLS without client certificates, serving only Join (the leader)."""
+        server = self._join_server = grpc.aio.server(
+            options=options, interceptors=[RequestGuard(admit=gate.admit)])
         dispatcher_grpc.add_JoinServicer_to_server(JoinServicer(authority), server)
         self.join_port = server.add_secure_port(
             self._join_listen, authority.server_credentials(hosts, client_auth=False))
@@ -290,6 +396,8 @@ class Manager:
 
     async def stop(self) -> None:
         """Idempotent."""
+        if self.leadership is not None:
+            await self.leadership.resign()  # another manager leads at once, not after the TTL
         if self.dashboard is not None:
             await self.dashboard.stop()
             self.dashboard = None
@@ -300,12 +408,15 @@ class Manager:
             if server is not None:
                 await server.stop(grace=1.0)
         self._server = self._join_server = None
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._term_tasks, *self._ended_terms]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        self._term_tasks.clear()
+        self._ended_terms.clear()
         if self._store is not None:
             store, self._store = self._store, None
             await close_store(store)
@@ -318,10 +429,27 @@ class Manager:
         await self.stop()
 
     async def serve_forever(self) -> None:
-        """Runs until cancelled, or until a component fails."""
-        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
+        """Runs until cancelled, or until a component fails (with SQLite, a loop; on etcd, a
+        loop's failure is logged and the term goes on)."""
+        watched = self._tasks if self.leadership is not None else \
+            [*self._tasks, *self._term_tasks]
+        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
             task.result()
+
+
+def _both(first: Callable[[str, Any], None],
+          second: Callable[[str, Any], None]) -> Callable[[str, Any], None]:
+    def admit(method: str, context: Any) -> None:
+        first(method, context)
+        second(method, context)
+
+    return admit
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s failed", task.get_name(), exc_info=task.exception())
 
 
 def next_port(listen: str) -> str:
