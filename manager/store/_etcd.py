@@ -167,17 +167,29 @@ class EtcdStore:
     async def update(self, fn: Callable[[WriteTx], T]) -> T:
         if self._closed:
             raise RuntimeError("store is closed")
-        async with self._lock:
+        # The deadline covers the wait behind this process's other writes too: with etcd out
+        # of reach, writes queued behind one that waits fail together, not one per deadline.
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self._conn.deadline
+        try:
+            await asyncio.wait_for(self._lock.acquire(), self._conn.deadline)
+        except TimeoutError:
+            raise StoreError(f"no write went through to etcd ({', '.join(self._conn.endpoints)}) "
+                             f"within {self._conn.deadline:g} s: the writes before this one "
+                             "are still waiting for a member to answer") from None
+        try:
             tx = Transaction(self._tables, ids.timestamp())
             result = fn(tx)
             if tx.staged:
                 started = time.perf_counter()
-                await self._commit(tx)
+                await self._commit(tx, max(end - loop.time(), self._conn.call_timeout))
                 if self.on_commit is not None:
                     self.on_commit(time.perf_counter() - started)
             return result
+        finally:
+            self._lock.release()
 
-    async def _commit(self, tx: Transaction) -> None:
+    async def _commit(self, tx: Transaction, budget: float) -> None:
         compare: list[Any] = []
         ops: list[Any] = []
         expected: dict[tuple[Kind, str], bytes | None] = {}
@@ -214,7 +226,7 @@ class EtcdStore:
             return await stubs.kv.Txn(request, timeout=seconds)
 
         response, ambiguous = await self._conn.call_tracked(
-            txn, what=f"a transaction of {len(tx.staged)} object(s)")
+            txn, what=f"a transaction of {len(tx.staged)} object(s)", deadline=budget)
         revision = response.header.revision
         if response.succeeded:
             await self._caught_up(revision, what=f"its own write (revision {revision})")
@@ -460,7 +472,7 @@ class EtcdStore:
             if last is not None and time.monotonic() - last < PROBE_PERIOD_S:
                 continue
             with contextlib.suppress(StoreError):
-                await self._conn.call(probe, what="a probe", deadline=self._conn.call_timeout)
+                await self._conn.call(probe, what="a probe")
 
     # -- secrets ---------------------------------------------------------------------------
 

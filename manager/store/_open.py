@@ -69,8 +69,9 @@ def tls_material(data_dir: pathlib.Path, files: EtcdTlsFiles) -> TlsMaterial:
 
     if not (data_dir / "pki" / "ca.key").exists():
         raise ValueError(f"no cluster CA in {data_dir / 'pki'} to issue the manager's etcd "
-                         "client certificate: give --etcd-cert and --etcd-key, or start the "
-                         "manager once with the sqlite store to make the CA")
+                         "client certificate: `podium manager etcd-cert --data-dir "
+                         f"{data_dir} ...` makes one (and the members' certificates), or "
+                         "give --etcd-cert and --etcd-key")
     issued = ClusterCA.load_or_create(data_dir / "pki").issue(
         "manager", "manager", lifetime=CLIENT_CERT_LIFETIME)
     return TlsMaterial(ca, issued.certificate, issued.key)

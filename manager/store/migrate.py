@@ -126,15 +126,15 @@ async def from_etcd(url: str, to_data_dir: pathlib.Path, data_dir: pathlib.Path 
 def issue_etcd_certificate(data_dir: pathlib.Path, name: str, hosts: tuple[str, ...],
                            out: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
     """An etcd member's certificate (server and client: etcd uses it towards its peers too)
-    from the cluster CA of DATA_DIR/pki: (NAME.crt, NAME.key, ca.crt) written in `out`."""
+    from the cluster CA of DATA_DIR/pki, made there if there is none: (NAME.crt, NAME.key,
+    ca.crt) written in `out`."""
     from podium.manager.pki import ClusterCA
     from podium.rules.files import write_private
 
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"--name {name!r}: expected a plain name (letters, digits, '-', '.')")
-    if not (data_dir / "pki" / "ca.key").exists():
-        raise MigrateError(f"no cluster CA in {data_dir / 'pki'}: give the data dir of a "
-                           "manager of this cluster")
+    # A new cluster's CA is made here (the first step of a TLS install); copy DATA_DIR/pki to
+    # every manager of the cluster.
     ca = ClusterCA.load_or_create(data_dir / "pki")
     names = tuple(dict.fromkeys((name, "localhost", "127.0.0.1", *hosts)))
     issued = ca.issue(name, "manager", lifetime=ETCD_CERT_LIFETIME, names=names, server=True)

@@ -28,6 +28,7 @@ from podium.manager.store import (
     parse_url,
 )
 from podium.v1 import objects
+from tests.inprocess import in_process_cluster
 
 pytestmark = pytest.mark.etcd
 _prefixes = itertools.count()
@@ -35,10 +36,20 @@ PLAIN = b"etcd-plaintext-marker-41d7"  # found in etcd only if a secret is store
 
 
 def _tls_cluster_dir(data_dir: pathlib.Path, out: pathlib.Path) -> None:
-    ClusterCA.load_or_create(data_dir / "pki")
+    """The cluster CA (made by the first etcd-cert) and etcd0's certificate from it."""
     assert main(["etcd-cert", "--data-dir", str(data_dir), "--name", "etcd0",
                  "--out", str(out)]) == 0
     assert (out / "etcd0.key").stat().st_mode & 0o077 == 0
+    assert (out / "ca.crt").read_bytes() == (data_dir / "pki" / "ca.crt").read_bytes()
+
+
+async def test_a_manager_on_etcds_deploys(tmp_path: pathlib.Path) -> None:
+    """The daemon's wiring: --store etcds:// with the data dir's CA and nothing else given."""
+    _tls_cluster_dir(tmp_path / "manager", tmp_path / "etcd-tls")
+    with EtcdCluster(1, tls_dir=tmp_path / "etcd-tls") as etcd:
+        async with in_process_cluster(tmp_path, agents=1, store=etcd.url) as cluster:
+            await cluster.create("web", replicas=2)
+            await cluster.wait_running("web", 2)
 
 
 async def test_tls_with_the_cluster_certificates_and_nothing_else(tmp_path: pathlib.Path) -> None:

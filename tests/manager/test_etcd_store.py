@@ -168,6 +168,13 @@ async def test_writes_go_on_with_a_member_killed_and_fail_fast_with_none() -> No
             took = time.monotonic() - started
             assert took < 6.0, took
             assert all(e in str(caught.value) for e in etcd.endpoints), caught.value
+            # Writes queued behind one another fail within the deadline too, not one after
+            # the other's.
+            started = time.monotonic()
+            results = await asyncio.gather(*(store.update(_replicas(n))  # type: ignore[arg-type]
+                                             for n in (4, 5, 6)), return_exceptions=True)
+            assert all(isinstance(r, StoreError) for r in results), results
+            assert time.monotonic() - started < 6.0
             await eventually_async(lambda: not store.connected, timeout=5,
                                    what="the store saying it lost etcd")
             lost_at = store.last_contact
