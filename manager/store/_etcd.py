@@ -316,6 +316,12 @@ class EtcdStore:
                 raise
             log.exception("store: %s at revision %d cannot be opened; left out", key, revision)
             return None
+        except Exception:  # not a row Podium wrote (msgpack, field types): never stop the watch
+            if strict:
+                raise StoreError(f"etcd key {key.decode(errors='replace')} does not hold a "
+                                 f"{kind} this manager can read") from None
+            log.exception("store: %s at revision %d is not a %s; left out", key, revision, kind)
+            return None
         return _Record(kind, obj, revision)
 
     def _parse_key(self, key: bytes) -> tuple[Kind, str] | None:
@@ -358,14 +364,14 @@ class EtcdStore:
                 pause = 0.1
                 continue  # reloaded after a compaction
             if isinstance(err, grpc.aio.AioRpcError | _WatchEnded | StoreError):
-                self._conn.lost()
                 log.warning("store: etcd watch on %s ended: %s", endpoint,
                             err.details() if isinstance(err, grpc.aio.AioRpcError) else err)
-                self._conn.move_on(endpoint)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 1.0)
-                continue
-            raise err
+            else:  # a fault of this code: the tables must not silently stop following etcd
+                log.error("store: etcd watch on %s failed", endpoint, exc_info=err)
+            self._conn.lost()
+            self._conn.move_on(endpoint)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     async def _watch(self, endpoint: str) -> None:
         """One watch stream on `endpoint` from the revision after the tables'; returns after a

@@ -224,3 +224,52 @@ async def test_a_manager_on_etcd_deploys_and_runs_tasks(tmp_path: pathlib.Path,
         assert svc is not None and svc.spec.replicas == 2
     finally:
         await store.aclose()
+
+
+async def test_a_write_whose_answer_was_lost_is_not_reported_as_a_conflict(
+        two: tuple[EtcdStore, EtcdStore]) -> None:
+    """A transaction times out (its answer lost) and is retried; the retry fails its compare.
+    When etcd had applied the first attempt, the store recognises its own write and succeeds;
+    when another manager had written instead, it is a conflict."""
+    import grpc
+
+    from podium.manager.store._etcdconn import Stubs
+
+    a, b = two
+    await a.update(lambda tx: tx.create(_service("s1", "web")))
+    conn = a.connection
+    real = conn.stubs(conn.current)
+    # What the first attempt does before its answer is lost: apply it, or let b write first.
+    first: list[str] = []
+
+    class LosingKV:
+        async def Txn(self, request: object, **options: object) -> object:
+            if first:
+                mode = first.pop()
+                if mode == "applied":
+                    await real.kv.Txn(request, **options)
+                else:
+                    await eventually_async(lambda: b.view().get_service("s1") is not None,
+                                           timeout=5, what="b seeing s1")
+                    await b.update(_replicas(9))  # type: ignore[arg-type]
+                raise grpc.aio.AioRpcError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                           grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                           "deadline exceeded (the answer was lost)")
+            return await real.kv.Txn(request, **options)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(real.kv, name)
+
+    conn.stubs = lambda endpoint: Stubs(LosingKV(), real.watch, real.lease,  # type: ignore[method-assign]
+                                        real.maintenance)
+    first.append("applied")
+    await a.update(_replicas(3))  # type: ignore[arg-type]
+    assert not first
+    svc = a.view().get_service("s1")
+    assert svc is not None and svc.spec.replicas == 3 and svc.meta.version == 2
+
+    first.append("other")
+    with pytest.raises(ConflictError):
+        await a.update(_replicas(4))  # type: ignore[arg-type]
+    svc = a.view().get_service("s1")
+    assert svc is not None and svc.spec.replicas == 9 and svc.meta.version == 3
