@@ -7,7 +7,8 @@ copy step README "Three managers on etcd" documents. Every manager listens on 12
 Control port, the next port for joins) and advertises that address. `address` names all of
 them, `HOST:PORT,HOST:PORT,...`, so the CLI and agents given it find the leader themselves.
 Agents are real `podium agent` processes on the local engine (start_agent), or whatever the
-caller runs against `address` with the token (token_file()).
+caller runs against `address` with the token (token_file()). With `etcd` None: one manager on
+its own SQLite store (the baseline the benchmarks compare with).
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from podium.lab.local import PODIUM, CliClient, _read, eventually, free_port, re
 
 
 class ManagerGroup(CliClient):
-    def __init__(self, root: pathlib.Path, etcd: EtcdCluster, *, size: int = 3,
+    def __init__(self, root: pathlib.Path, etcd: EtcdCluster | None, *, size: int = 3,
                  manager_args: tuple[str, ...] = ()) -> None:
+        if etcd is None and size != 1:
+            raise ValueError("managers without etcd: exactly one (SQLite)")
         self.root = root
         self.etcd = etcd
         self.manager_args = manager_args
@@ -69,7 +72,8 @@ class ManagerGroup(CliClient):
         self._spawn(f"manager{index}", [
             "manager", "--listen", self.addresses[index],
             "--join-listen", f"127.0.0.1:{self.join_ports[index]}",
-            "--advertise", self.addresses[index], "--store", self.etcd.url,
+            "--advertise", self.addresses[index],
+            "--store", self.etcd.url if self.etcd is not None else "sqlite",
             "--admin-credentials", credentials, "--data-dir", str(data),
             "--metrics-listen", "off", "--dashboard", "off", *self.manager_args])
 

@@ -5,8 +5,10 @@ follows a new one."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import pathlib
+import signal
 from collections.abc import AsyncIterator
 
 import grpc
@@ -83,5 +85,40 @@ async def test_a_follower_reads_refuses_writes_with_the_hint_and_agents_find_the
                                    what="the follower leading")
             await eventually_async(lambda: follower.dispatcher.sessions_open == 1, timeout=10,
                                    what="the agent's session on the new leader")
+        finally:
+            await agent.stop()
+
+
+async def test_a_leader_whose_etcd_freezes_closes_its_sessions_before_its_lease_ends(
+        tmp_path: pathlib.Path, etcd: EtcdCluster) -> None:
+    async with _managers(tmp_path, etcd, 1) as ms:
+        [leader] = await eventually_async(lambda: _leaders(ms), timeout=10, what="a leader")
+        assert leader.leadership is not None
+        agent = Agent(manager=leader.advertised, name="a", node_id="node-a",
+                      executor=FakeExecutor())
+        await agent.start()
+        try:
+            await eventually_async(lambda: leader.dispatcher.sessions_open == 1, timeout=10)
+            loop = asyncio.get_running_loop()
+            frozen_at = loop.time()
+            for member in etcd.members:
+                etcd.signal_member(member, signal.SIGSTOP)
+            try:
+                def stepped_down() -> bool:
+                    try:
+                        leader.dispatcher  # noqa: B018 (raises once the term ended)
+                    except RuntimeError:
+                        return True
+                    return False
+
+                await eventually_async(stepped_down, timeout=5, what="the step down")
+                # Within TTL - margin of its last renewal, which came before the freeze.
+                assert loop.time() - frozen_at < leader.leadership.ttl - \
+                    leader.leadership.margin + 0.3
+                await eventually_async(lambda: agent._session.lost_for() > 0, timeout=2,
+                                       what="the agent's session closed")
+            finally:
+                for member in etcd.members:
+                    etcd.signal_member(member, signal.SIGCONT)
         finally:
             await agent.stop()
