@@ -8,6 +8,8 @@ For each backend: a service and --tasks tasks are written, then
   agent's status report of one task costs);
 - batch: --batches updates of --batch tasks' status each, in one transaction (a status report
   of many tasks, the dispatcher's batched write);
+- open: how long opening a store that holds them takes (a manager's restart: SQLite reads
+  state.db, etcd one range read in pages);
 - on etcd, also how long after update() was called a second store on the same etcd (another
   manager) has the change in its tables, through its watch.
 update() returns once the write is durable: SQLite in WAL mode with synchronous=NORMAL (no
@@ -67,9 +69,11 @@ def _status(ids: list[str], n: int) -> Callable[[WriteTx], None]:
 
 
 async def _measure(update: Update, tasks: int, writes: int, batches: int, batch: int,
-                   seen: Callable[[str, str, float], Awaitable[float]] | None) -> dict[str, float]:
+                   seen: Callable[[str, str, float], Awaitable[float]] | None,
+                   reopen: Callable[[], Awaitable[float]]) -> dict[str, float]:
     for start in range(0, tasks, 1000):
         await update(_seed(tasks, start, min(tasks, start + 1000)))
+    open_s = await reopen()
     one: list[float] = []
     lag: list[float] = []
     for n in range(writes):
@@ -86,6 +90,7 @@ async def _measure(update: Update, tasks: int, writes: int, batches: int, batch:
         await update(_status(ids, writes + n))
         many.append(time.perf_counter() - started)
     figures = {
+        "open_s": open_s,
         "one_p50_ms": _percentile(one, 0.5) * 1000,
         "one_p99_ms": _percentile(one, 0.99) * 1000,
         "one_per_second_count": len(one) / sum(one),
@@ -104,7 +109,13 @@ async def _sqlite(root: pathlib.Path, args: argparse.Namespace) -> dict[str, flo
     try:
         async def update(fn: Callable[[WriteTx], None]) -> None:
             await store.update(fn)
-        return await _measure(update, args.tasks, args.writes, args.batches, args.batch, None)
+        async def reopen() -> float:
+            started = time.perf_counter()
+            SqliteStore(root / "state.db").close()
+            return time.perf_counter() - started
+
+        return await _measure(update, args.tasks, args.writes, args.batches, args.batch, None,
+                              reopen)
     finally:
         store.close()
 
@@ -124,8 +135,14 @@ async def _etcd(etcd: EtcdCluster, args: argparse.Namespace) -> dict[str, float]
                 return time.perf_counter() - started
             await asyncio.sleep(0.0005)
 
+    async def reopen() -> float:
+        started = time.perf_counter()
+        await (await EtcdStore.open(target)).aclose()
+        return time.perf_counter() - started
+
     try:
-        return await _measure(update, args.tasks, args.writes, args.batches, args.batch, seen)
+        return await _measure(update, args.tasks, args.writes, args.batches, args.batch, seen,
+                              reopen)
     finally:
         await store.aclose()
         await other.aclose()
@@ -148,7 +165,7 @@ def print_table(f: dict[str, Any]) -> None:
     print(f"store writes: {f['tasks_count']} tasks stored; one task's status per update, then "
           f"{f['batch_tasks_count']} tasks' status per update")
     print(f"{'':<20}{'1 task p50':>11}{'p99':>8}{'writes/s':>10}{'batch p50':>11}{'p99':>8}"
-          f"{'tasks/s':>9}{'other store p50':>17}")
+          f"{'tasks/s':>9}{'other store p50':>17}{'open':>9}")
     for name, label in (("sqlite", "SQLite (baseline)"), ("etcd1", "etcd, 1 member"),
                         ("etcd3", "etcd, 3 members")):
         lag = f.get(f"{name}_other_store_lag_p50_ms")
@@ -156,7 +173,7 @@ def print_table(f: dict[str, Any]) -> None:
               f"{f[name + '_one_per_second_count']:>10.0f}"
               f"{f[name + '_batch_p50_ms']:>9.1f}ms{f[name + '_batch_p99_ms']:>6.1f}ms"
               f"{f[name + '_batch_tasks_per_second_count']:>9.0f}"
-              f"{'-' if lag is None else f'{lag:.2f} ms':>17}")
+              f"{'-' if lag is None else f'{lag:.2f} ms':>17}{f[name + '_open_s']:>8.2f}s")
 
 
 def main(argv: list[str] | None = None) -> None:

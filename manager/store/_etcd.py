@@ -192,14 +192,14 @@ class EtcdStore:
     async def _commit(self, tx: Transaction, budget: float) -> None:
         compare: list[Any] = []
         ops: list[Any] = []
-        expected: dict[tuple[Kind, str], bytes | None] = {}
+        compared: dict[tuple[Kind, str], int] = {}
         if any(obj is None for obj in tx.staged.values()):
             actor = next((c.actor for c in tx.changes if c.action == "delete"), current_actor())
             ops.append(rpc.RequestOp(request_put=rpc.PutRequest(
                 key=self._actor_key, value=actor.encode())))
         for (kind, id), obj in tx.staged.items():
             key = self._key(kind, id)
-            rev = self._revs.get((kind, id), 0)
+            rev = compared[(kind, id)] = self._revs.get((kind, id), 0)
             if rev:
                 compare.append(rpc.Compare(key=key, target=rpc.Compare.MOD,
                                            result=rpc.Compare.EQUAL, mod_revision=rev))
@@ -207,14 +207,12 @@ class EtcdStore:
                 compare.append(rpc.Compare(key=key, target=rpc.Compare.CREATE,
                                            result=rpc.Compare.EQUAL, create_revision=0))
             if obj is None:
-                expected[(kind, id)] = None
                 if rev:
                     ops.append(rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(
                         key=key)))
             else:
-                value = self._encode(obj)
-                expected[(kind, id)] = _codec.encode(obj)
-                ops.append(rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value)))
+                ops.append(rpc.RequestOp(request_put=rpc.PutRequest(
+                    key=key, value=self._encode(obj))))
         if len(ops) == (1 if ops and ops[0].request_put.key == self._actor_key else 0):
             return  # objects created and deleted in the same transaction: nothing to write
         # On a failed compare, where each key is now: the tables are brought that far.
@@ -233,19 +231,19 @@ class EtcdStore:
             return
         await self._caught_up(revision, what=f"revision {revision} after a conflict",
                               keys=_current_revisions(compare, response))
-        if ambiguous and self._holds(expected):
+        if ambiguous and self._holds(tx.staged):
             return  # the first attempt went through; its answer was lost
-        moved = [f"{k} {i}" for (k, i) in tx.staged
-                 if self._revs.get((k, i), 0) != _rev_of(compare, self._key(k, i))]
+        moved = [f"{k} {i}" for (k, i), rev in compared.items() if self._revs.get((k, i), 0) != rev]
         raise ConflictError(f"{', '.join(moved[:5]) or 'an object'} changed in etcd since it "
                             "was read (another manager wrote it): read it again")
 
-    def _holds(self, expected: dict[tuple[Kind, str], bytes | None]) -> bool:
-        """Whether the tables hold exactly these encoded objects (None: absent)."""
-        for (kind, id), blob in expected.items():
+    def _holds(self, staged: dict[tuple[Kind, str], Obj | None]) -> bool:
+        """Whether the tables hold exactly these objects (None: absent)."""
+        for (kind, id), want in staged.items():
             obj = self._tables.objects[kind].get(id)
-            if (obj is None) != (blob is None) or (
-                    obj is not None and _codec.encode(obj) != blob):
+            if (obj is None) != (want is None) or (
+                    obj is not None and want is not None
+                    and _codec.encode(obj) != _codec.encode(want)):
                 return False
         return True
 
@@ -568,10 +566,3 @@ def _current_revisions(compare: list[Any], response: Any) -> dict[bytes, int]:
         for kv in answer.response_range.kvs:
             current[kv.key] = kv.mod_revision
     return current
-
-
-def _rev_of(compare: list[Any], key: bytes) -> int:
-    for c in compare:
-        if c.key == key:
-            return int(c.mod_revision)
-    return 0
