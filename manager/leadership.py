@@ -163,7 +163,8 @@ class Leadership:
             raise ValueError(f"leader margin {margin}: expected more than 0 and at most half "
                              f"the ttl ({ttl} s)")
         self.me = me
-        self.key = f"{prefix.rstrip('/')}.leader".encode()
+        self._base = prefix.rstrip("/")
+        self.key = f"{self._base}.leader".encode()
         self.ttl = ttl
         self.renew_every = renew_every if renew_every is not None else ttl / 6
         self.margin = margin
@@ -347,6 +348,22 @@ class Leadership:
         with contextlib.suppress(EtcdUnavailable, grpc.aio.AioRpcError):
             await self._etcd.call("lease revoke", lambda stubs: stubs.lease.LeaseRevoke(
                 rpc.LeaseRevokeRequest(ID=lease)))
+
+    async def agree(self, name: str, value: bytes) -> bytes:
+        """What every manager of this store holds under PREFIX.NAME: `value` if this manager is
+        the first to say (it is stored), else what the first one stored. EtcdUnavailable when
+        no member answers."""
+        key = f"{self._base}.{name}".encode()
+        txn = rpc.TxnRequest(
+            compare=[rpc.Compare(key=key, target=rpc.Compare.CREATE,
+                                 result=rpc.Compare.EQUAL, create_revision=0)],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value))],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key))])
+        answer = await self._etcd.call(f"agreeing on {name}", lambda stubs: stubs.kv.Txn(txn))
+        if answer.succeeded:
+            return value
+        kvs = answer.responses[0].response_range.kvs
+        return bytes(kvs[0].value) if kvs else value
 
     async def resign(self) -> None:
         """Steps down and lets another manager lead at once (a clean stop)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import hashlib
 import logging
 import pathlib
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from podium.manager.dashboard import Dashboard
 from podium.manager.dispatcher import DEFAULT_HEARTBEATS_PER_SECOND, OUTBOX_LIMIT, Dispatcher
 from podium.manager.ids import new_id
 from podium.manager.leadergate import DispatcherFront, LeaderGate
-from podium.manager.leadership import DEFAULT_TTL_S, LeaderInfo, Leadership
+from podium.manager.leadership import DEFAULT_TTL_S, EtcdUnavailable, LeaderInfo, Leadership
 from podium.manager.loadbook import LoadBook
 from podium.manager.metrics import ManagerMetrics
 from podium.manager.nodemonitor import DEFAULT_PROBE_TIMEOUT_S, DEFAULT_RESTART_GRACE_S
@@ -48,6 +49,7 @@ from podium.manager.store import (
     EtcdStore,
     EtcdTlsFiles,
     KeyRing,
+    StoreError,
     close_store,
     open_store,
 )
@@ -198,6 +200,8 @@ class Manager:
         self._metrics = metrics
         self._authority_for_terms = authority
         leadership = self.leadership = self._leadership_for(store)
+        if leadership is not None and authority is not None:
+            await _check_shared_ca(leadership, authority.ca.pem, self._data_dir)
         gate = LeaderGate(leadership)
         front = self._front = DispatcherFront(gate)
         metrics.collect_from(store=store, load=load, sessions=lambda: front.sessions_open,
@@ -436,6 +440,22 @@ class Manager:
         done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
             task.result()
+
+
+async def _check_shared_ca(leadership: Leadership, ca: bytes, data_dir: pathlib.Path) -> None:
+    """Every manager of one store must have the same cluster CA (a copy of the first one's
+    DATA_DIR/pki): the first records its digest, the others compare; ValueError otherwise."""
+    mine = hashlib.sha256(ca).hexdigest().encode()
+    try:
+        theirs = await leadership.agree("ca", mine)
+    except EtcdUnavailable as err:
+        raise StoreError(str(err)) from None
+    if theirs != mine:
+        raise ValueError(
+            f"this manager's cluster CA ({data_dir / 'pki'}, sha256 {mine.decode()[:16]}...) is "
+            f"not the one the other managers on this store use ({theirs.decode()[:16]}...): "
+            "stop it, replace its pki/ and keys/ with copies from a running manager's data dir "
+            "(README: Three managers on etcd), and start it again")
 
 
 def _both(first: Callable[[str, Any], None],

@@ -110,3 +110,15 @@ async def test_a_killed_leader_is_replaced_and_nothing_restarts(
                        for n in client.nodes())
         group.start_manager(leader)  # back as a follower
         before = after
+
+
+def test_a_manager_with_a_ca_of_its_own_is_refused(group: ManagerGroup,
+                                                   tmp_path: pathlib.Path) -> None:
+    assert group.etcd is not None
+    lone = subprocess.run(
+        [*PODIUM, "manager", "--listen", "127.0.0.1:0", "--join-listen", "127.0.0.1:0",
+         "--data-dir", str(tmp_path / "stranger"), "--store", group.etcd.url,
+         "--admin-credentials", "none", "--metrics-listen", "off", "--dashboard", "off"],
+        capture_output=True, text=True, timeout=60)
+    assert lone.returncode == 1
+    assert "cluster CA" in lone.stderr and "pki/ and keys/" in lone.stderr, lone.stderr
