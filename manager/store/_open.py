@@ -61,6 +61,11 @@ def tls_material(data_dir: pathlib.Path, files: EtcdTlsFiles) -> TlsMaterial:
     if (files.certificate is None) != (files.key is None):
         raise ValueError("--etcd-cert and --etcd-key go together: give both or neither")
     ca_path = files.ca or data_dir / "pki" / "ca.crt"
+    if files.ca is None and not ca_path.exists():
+        raise ValueError(f"no cluster CA in {data_dir / 'pki'} to check the etcd members "
+                         "against: `podium manager etcd-cert --data-dir "
+                         f"{data_dir} ...` makes one (and the members' certificates), or "
+                         "give --etcd-ca")
     ca = _read(ca_path, "--etcd-ca" if files.ca else "the cluster CA certificate")
     if files.certificate is not None and files.key is not None:
         return TlsMaterial(ca, _read(files.certificate, "--etcd-cert"),

@@ -273,3 +273,23 @@ async def test_a_write_whose_answer_was_lost_is_not_reported_as_a_conflict(
         await a.update(_replicas(4))  # type: ignore[arg-type]
     svc = a.view().get_service("s1")
     assert svc is not None and svc.spec.replicas == 9 and svc.meta.version == 3
+
+
+async def test_a_hung_member_is_left_for_the_next_one() -> None:
+    """The member in use stops answering (SIGSTOP: a hung host): a write times out there and
+    goes to the next member, and the watch follows it, within a few seconds."""
+    with EtcdCluster(3) as etcd:
+        store = await EtcdStore.open(parse_url(etcd.url + "/hung"))
+        used = next(m for m in etcd.members if m.endpoint == store.connection.current)
+        try:
+            await store.update(lambda tx: tx.create(_service("s1", "web")))
+            etcd.signal_member(used, signal.SIGSTOP)
+            started = time.monotonic()
+            await store.update(_replicas(2))  # type: ignore[arg-type]
+            assert time.monotonic() - started < 5.0
+            assert store.connection.current != used.endpoint
+            svc = store.view().get_service("s1")
+            assert svc is not None and svc.spec.replicas == 2
+        finally:
+            etcd.signal_member(used, signal.SIGCONT)
+            await store.aclose()
