@@ -307,15 +307,17 @@ class Leadership:
                         if stream is None:
                             stream = self._etcd.stubs().lease.LeaseKeepAlive()
                         try:
-                            await stream.write(rpc.LeaseKeepAliveRequest(ID=self._lease))
-                            answer = await asyncio.wait_for(stream.read(), CALL_TIMEOUT_S)
+                            # A frozen member may hold the write as well as the answer.
+                            answer = await asyncio.wait_for(self._renew(stream),
+                                                            self.renew_every)
                             if answer is grpc.aio.EOF:
                                 raise TimeoutError
                         except (grpc.aio.AioRpcError, TimeoutError, asyncio.InvalidStateError):
+                            # The next member at once: a renewal must land within the margin.
                             stream.cancel()
                             stream = None
                             await self._etcd.next()
-                            await asyncio.sleep(RETRY_S / 4)
+                            await asyncio.sleep(0.02)  # members that refuse at once: no spin
                             continue
                         if answer.TTL <= 0:
                             self._step_down("its lease expired")
@@ -329,6 +331,10 @@ class Leadership:
         finally:
             if stream is not None:
                 stream.cancel()
+
+    async def _renew(self, stream: Any) -> Any:
+        await stream.write(rpc.LeaseKeepAliveRequest(ID=self._lease))
+        return await stream.read()
 
     def _step_down(self, why: str) -> None:
         if not self._leading:

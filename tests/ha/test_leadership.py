@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import pathlib
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -175,3 +177,44 @@ async def test_a_resigning_leader_hands_over_at_once(etcd: EtcdCluster) -> None:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+
+
+def _etcd_leader(etcd: EtcdCluster) -> str:
+    """The endpoint of the etcd member that leads the etcd cluster."""
+    for member in etcd.members:
+        request = urllib.request.Request(f"http://{member.endpoint}/v3/maintenance/status",
+                                         data=b"{}", method="POST")
+        with contextlib.suppress(OSError, ValueError), \
+                urllib.request.urlopen(request, timeout=2) as answer:
+            status = json.load(answer)
+            if status.get("leader") == status.get("header", {}).get("member_id"):
+                return member.endpoint
+    raise AssertionError("no etcd member says it leads")
+
+
+async def test_one_frozen_etcd_member_does_not_depose_the_leader(etcd: EtcdCluster) -> None:
+    loop = asyncio.get_running_loop()
+    deposed: list[str] = []
+    # Its calls start on the first member: freeze that one, unless it leads etcd (then etcd
+    # itself needs an election, and renewals may pause beyond the margin).
+    leading = await asyncio.to_thread(_etcd_leader, etcd)
+    order = sorted(etcd.endpoints, key=lambda e: e == leading)
+    leadership = Leadership(endpoints=order, me=LeaderInfo(id="m", control="m:1"),
+                            prefix="/test", on_deposed=deposed.append)
+    task = asyncio.create_task(leadership.run())
+    frozen = next(m for m in etcd.members if m.endpoint == order[0])
+    try:
+        await eventually_async(lambda: leadership.is_leader, timeout=10, what="leadership")
+        etcd.signal_member(frozen, signal.SIGSTOP)
+        try:
+            until = loop.time() + 2 * leadership.ttl
+            while loop.time() < until:  # a window of observation, not a wait for a condition
+                assert leadership.is_leader, deposed
+                await asyncio.sleep(0.05)
+        finally:
+            etcd.signal_member(frozen, signal.SIGCONT)
+        assert not deposed
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
