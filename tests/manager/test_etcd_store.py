@@ -293,3 +293,40 @@ async def test_a_hung_member_is_left_for_the_next_one() -> None:
         finally:
             etcd.signal_member(used, signal.SIGCONT)
             await store.aclose()
+
+
+async def test_secrets_are_sealed_in_etcd_and_the_key_rotates(tmp_path: pathlib.Path,
+                                                              etcd1: EtcdCluster) -> None:
+    from podium.manager import secrets
+    from podium.manager.store import KeyRing, _sealing
+
+    plain = b"etcd-secret-marker-93b2"
+    target = parse_url(f"{etcd1.url}/sealed/{next(_prefixes)}")
+    ring = KeyRing.open(tmp_path / "keys")
+    store = await EtcdStore.open(target, sealer=ring)
+    try:
+        spec = objects.SecretSpec(name="token", data=plain)
+        created = await store.update(lambda tx: secrets.create(tx, spec))
+        kv = store.connection.stubs(store.connection.current).kv
+        key = f"{target.prefix}/secret/{created.id}".encode()
+
+        async def stored() -> bytes:
+            answer = await kv.Range(rpc.RangeRequest(key=key), timeout=5)
+            return bytes(answer.kvs[0].value)
+
+        assert plain not in await stored()
+        old_key = ring.current
+        new_key, count = await store.rotate_key()
+        assert count == 1 and new_key != old_key
+        assert plain not in await stored()
+        # Another manager with a copy of the ring (the file) reads it.
+        other = await EtcdStore.open(target, sealer=KeyRing.open(tmp_path / "keys"))
+        try:
+            got = other.view().get_secret(created.id)
+            assert got is not None and got.spec.data == plain
+        finally:
+            await other.aclose()
+        secret, key_id = _sealing.decode_row(await stored(), ring)
+        assert key_id == new_key and secret.spec.data == plain
+    finally:
+        await store.aclose()
