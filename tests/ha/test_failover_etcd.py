@@ -82,6 +82,10 @@ async def test_a_killed_leader_is_replaced_and_nothing_restarts(
     assert done.returncode == 0, (done.stdout, done.stderr)
     before = await eventually_async(lambda: (lambda t: t if len(t) == 4 else None)(
         _tasks(group)), timeout=30, what="4 tasks of web running")
+    # A stream only the leader serves (container output over the agents' sessions), asked of a
+    # follower first: reopened on the leader it names.
+    logs = await asyncio.to_thread(_cli, group, first, "logs", "web")
+    assert logs.returncode == 0, (logs.stdout, logs.stderr)
 
     for _round in range(2):
         leader = group.leader()
