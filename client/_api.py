@@ -195,8 +195,8 @@ class Client:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def _call(self, method: str, request: Any) -> Any:
-        deadline = time.monotonic() + self.timeout
+    def _call(self, method: str, request: Any, *, timeout: float | None = None) -> Any:
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         self._failures = 0
         while True:
             try:
@@ -373,9 +373,12 @@ class Client:
             host = f"[{host}]"
         return f"https://{host}:{answer.port}/login?token={answer.token}", answer
 
-    def load(self, *, history: int = 0) -> control.GetLoadResponse:
-        """The latest load of every node and task (with `history` samples each)."""
-        return self._call("GetLoad", control.GetLoadRequest(history=history))  # type: ignore[no-any-return]
+    def load(self, *, history: int = 0, timeout: float | None = None,
+             ) -> control.GetLoadResponse:
+        """The latest load of every node and task (with `history` samples each). Only the
+        leading manager has it: `timeout` bounds the wait for one (default: the client's)."""
+        request = control.GetLoadRequest(history=history)
+        return self._call("GetLoad", request, timeout=timeout)  # type: ignore[no-any-return]
 
     # -- secrets and configs ---------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from podium.client import views
-from podium.client._api import Client, NotFound
+from podium.client._api import Client, ManagerUnreachable, NotFound, Unavailable
 from podium.client._waits import Changes, Goal, wait_converged, wait_for
 from podium.client.cli import CliError
 from podium.rules import autoscale, units
@@ -101,7 +101,7 @@ def cmd_nodes(client: Client, args: argparse.Namespace) -> int:
         if holds_resources(t):
             counts[t.node_id] = counts.get(t.node_id, 0) + 1
     rows = [views.node_row(n, counts.get(n.id, 0)) for n in nodes]
-    load = {n.node_id: n.latest for n in client.load().nodes}
+    load = {n.node_id: n.latest for n in _load(client).nodes}
     for row in rows:
         row["memory"] = units.size(row["memory_bytes"])
         latest = load.get(row["id"])
@@ -138,12 +138,26 @@ def _replica_rows(client: Client, tasks: Sequence[objects.Task]) -> list[views.R
             for row in _task_rows(client, tasks)]
 
 
+# How long `ps` and `nodes` wait for the load figures, which only the leading manager has: while
+# managers elect a new leader they list what any manager reads, without them.
+LOAD_WAIT_S = 2.0
+
+
+def _load(client: Client) -> control.GetLoadResponse:
+    try:
+        return client.load(timeout=LOAD_WAIT_S)
+    except (ManagerUnreachable, Unavailable):
+        if len(client.addresses) == 1:
+            raise
+        return control.GetLoadResponse()
+
+
 def _task_rows(client: Client, tasks: Sequence[objects.Task]) -> list[views.Row]:
     """Rows for `tasks` with their node names, load and routing state (one ListNodes, one
     GetLoad for all of them)."""
     nodes = {n.id: n for n in client.nodes()}
     names = {node_id: n.description.name for node_id, n in nodes.items()}
-    load = {t.task_id: t for t in client.load().tasks}
+    load = {t.task_id: t for t in _load(client).tasks}
     rows = []
     for task in tasks:
         row = views.task_row(task, names)

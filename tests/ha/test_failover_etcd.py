@@ -91,6 +91,10 @@ async def test_a_killed_leader_is_replaced_and_nothing_restarts(
         leader = group.leader()
         assert leader is not None
         killed_at = group.kill(f"manager{leader}")
+        # Reads go on while the managers elect a new leader (the load figures, the leader's
+        # alone, may be missing from them).
+        listed = await asyncio.to_thread(_cli, group, group.addresses, "ps", "web")
+        assert listed.returncode == 0 and listed.stdout.count("web.") >= 4, listed
         new = await eventually_async(lambda: [group.leader()] if group.leader() is not None
                                      else None, timeout=15, what="a new leader")
         assert new != [leader]
