@@ -149,7 +149,8 @@ class Orchestrator(ReconcileLoop):
 
     def _reconcile_service(self, tx: WriteTx, service_id: str) -> None:
         service = tx.get_service(service_id)
-        tasks = tx.tasks_of_service(service_id)
+        # Shared objects (peek): every change below goes through a copy (end_task, _orphan).
+        tasks = tx.peek_tasks_of_service(service_id)
         if service is None:
             for task in tasks:
                 end_task(tx, task, REMOVED)
@@ -173,7 +174,7 @@ class Orchestrator(ReconcileLoop):
             end_task(tx, task, SHUTDOWN)
             key = task.node_id if glob else str(task.slot)
             attempts[key] = next_attempt(task) if current else 0
-        live = [t for t in tx.tasks_of_service(service_id) if is_live(t) and not t.canary]
+        live = [t for t in tx.peek_tasks_of_service(service_id) if is_live(t) and not t.canary]
         if glob:
             self._reconcile_global(tx, service, live, attempts)
         else:
@@ -201,7 +202,8 @@ class Orchestrator(ReconcileLoop):
                 if task is not keeper and (serving or has_finished(task)):
                     end_task(tx, task, REMOVED)
             by_slot[slot] = keeper
-        pins = _slot_pins(tx.tasks_of_service(service.id)) if pinning_volume(service.spec) else {}
+        pinning = pinning_volume(service.spec)
+        pins = _slot_pins(tx.peek_tasks_of_service(service.id)) if pinning else {}
         for slot in range(1, wanted + 1):
             current_task = by_slot.get(slot)
             if current_task is None or _draining(tx, current_task):
@@ -220,7 +222,7 @@ class Orchestrator(ReconcileLoop):
 
         covered: set[str] = set()
         for task in live:
-            node = tx.get_node(task.node_id)
+            node = tx.peek_node(task.node_id)
             if task.node_id in covered or (node is not None and not _may_keep(node, matches)):
                 end_task(tx, task, REMOVED)
             else:
@@ -241,12 +243,12 @@ def _slot_pins(tasks: list[objects.Task]) -> dict[int, str]:
 
 
 def _on_down_node(tx: WriteTx, task: objects.Task) -> bool:
-    node = tx.get_node(task.node_id) if task.node_id else None
+    node = tx.peek_node(task.node_id) if task.node_id else None
     return node is not None and node.status.state == objects.NodeStatus.STATE_DOWN
 
 
 def _draining(tx: WriteTx, task: objects.Task) -> bool:
-    node = tx.get_node(task.node_id) if task.node_id else None
+    node = tx.peek_node(task.node_id) if task.node_id else None
     return node is not None and node.spec.availability == objects.NodeSpec.AVAILABILITY_DRAIN
 
 

@@ -98,14 +98,14 @@ def commit_plan(tx: WriteTx, plan: placement.Plan, waited: list[float] | None = 
     fits: dict[str, placement.NodeFit] = {}
     for decision in plan.placed:
         task = tx.get_task(decision.task_id)
-        node = tx.get_node(decision.node_id)
+        node = tx.peek_node(decision.node_id)  # read only
         if task is None or not is_pending(task) or node is None:
             continue
         if not is_eligible(node):
             continue  # went away since the snapshot; the next pass places the task
         fit = fits.get(node.id)
         if fit is None:
-            fit = fits[node.id] = placement.NodeFit(node, tx.tasks_of_node(node.id))
+            fit = fits[node.id] = placement.NodeFit(node, tx.peek_tasks_of_node(node.id))
         if fit.shortfall(task):
             continue  # filled up since the snapshot; the next pass places the task
         fit.take(task)

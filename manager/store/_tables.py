@@ -157,6 +157,10 @@ class Transaction(ReadView):
         # the order changes are published in.
         self.staged: dict[tuple[Kind, str], Obj | None] = {}
         self.changes: list[Change] = []
+        # Ids of the staged tasks by service and by node (as staged), so that listing a
+        # service's or a node's tasks reads only those of the staged ones.
+        self._staged_by_service: defaultdict[str, set[str]] = defaultdict(set)
+        self._staged_by_node: defaultdict[str, set[str]] = defaultdict(set)
 
     def _get(self, kind: Kind, id: str) -> Obj | None:
         obj = self._current(kind, id)
@@ -187,15 +191,26 @@ class Transaction(ReadView):
         return cast("list[objects.Identity]", self._list("identity"))
 
     def tasks_of_service(self, service_id: str) -> list[objects.Task]:
-        ids = set(self._t.tasks_by_service.get(service_id, ()))
-        ids.update(i for k, i in self.staged if k == "task")
-        tasks = (self.get_task(i) for i in sorted(ids))
-        return [t for t in tasks if t is not None and t.service_id == service_id]
+        return [clone(t) for t in self.peek_tasks_of_service(service_id)]
 
     def tasks_of_node(self, node_id: str) -> list[objects.Task]:
-        ids = set(self._t.tasks_by_node.get(node_id, ()))
-        ids.update(i for k, i in self.staged if k == "task")
-        tasks = (self.get_task(i) for i in sorted(ids))
+        return [clone(t) for t in self.peek_tasks_of_node(node_id)]
+
+    # Reads without a copy, for scanning many objects: what they return is shared with the
+    # store (and with staged writes) and must not be changed; get_* gives the copy to change.
+    def peek_node(self, id: str) -> objects.Node | None:
+        return cast("objects.Node | None", self._current("node", id))
+
+    def peek_tasks_of_service(self, service_id: str) -> list[objects.Task]:
+        ids = self._t.tasks_by_service.get(service_id, set()) | self._staged_by_service.get(
+            service_id, set())
+        tasks = cast("list[objects.Task | None]", [self._current("task", i) for i in sorted(ids)])
+        return [t for t in tasks if t is not None and t.service_id == service_id]
+
+    def peek_tasks_of_node(self, node_id: str) -> list[objects.Task]:
+        ids = self._t.tasks_by_node.get(node_id, set()) | self._staged_by_node.get(
+            node_id, set())
+        tasks = cast("list[objects.Task | None]", [self._current("task", i) for i in sorted(ids)])
         return [t for t in tasks if t is not None and t.node_id == node_id]
 
     def service_by_name(self, name: str) -> objects.Service | None:
@@ -258,4 +273,8 @@ class Transaction(ReadView):
     def _stage(self, action: str, kind: Kind, obj: Obj) -> None:
         stored = clone(obj)
         self.staged[(kind, obj.id)] = stored
+        if isinstance(stored, objects.Task):
+            self._staged_by_service[stored.service_id].add(stored.id)
+            if stored.node_id:
+                self._staged_by_node[stored.node_id].add(stored.id)
         self.changes.append(Change(action, kind, stored, stored.meta.changed_by))  # type: ignore[arg-type]

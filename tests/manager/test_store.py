@@ -95,6 +95,36 @@ async def test_create_update_delete_and_indexes(open_store: Opener) -> None:
     assert [t.id for t in store.view().tasks_of_node("n1")] == ["t2"]
 
 
+async def test_a_transaction_lists_its_own_staged_tasks_by_service_and_node(
+        open_store: Opener) -> None:
+    store = await open_store()
+    await store.update(lambda tx: (tx.create(_service("s1", "web")),
+                                   tx.create(_service("s2", "db")),
+                                   tx.create(_task("t1", "s1", "n1"))))
+
+    def stage(tx: WriteTx) -> None:
+        tx.create(_task("t2", "s1"))
+        tx.create(_task("t3", "s2", "n1"))
+        moved = tx.get_task("t1")
+        assert moved is not None
+        moved.node_id = "n2"
+        tx.update(moved)
+        # Staged writes are seen, each task under its own service and its node as staged.
+        assert [t.id for t in tx.peek_tasks_of_service("s1")] == ["t1", "t2"]
+        assert [t.id for t in tx.peek_tasks_of_service("s2")] == ["t3"]
+        assert [t.id for t in tx.peek_tasks_of_node("n1")] == ["t3"]
+        assert [t.id for t in tx.tasks_of_node("n2")] == ["t1"]
+        # tasks_of_* give copies to change; peek_* the staged objects themselves.
+        copy = tx.tasks_of_service("s2")[0]
+        copy.node_id = "elsewhere"
+        assert tx.peek_tasks_of_service("s2")[0].node_id == "n1"
+        node = tx.peek_node("missing")
+        assert node is None
+
+    await store.update(stage)
+    assert [t.id for t in store.view().tasks_of_node("n2")] == ["t1"]
+
+
 async def test_stale_version_conflicts_and_rolls_back_everything(open_store: Opener) -> None:
     store = await open_store()
     await store.update(lambda tx: tx.create(_service("s1", "web")))
