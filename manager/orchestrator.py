@@ -34,7 +34,7 @@ from podium.manager.eligibility import (
     ineligible,
     is_eligible,
 )
-from podium.manager.store import Change, ReadTx, WriteTx
+from podium.manager.store import Change, ReadTx, Store, WriteTx
 from podium.manager.versions import end_task
 from podium.rules.constraints import parse_constraint
 from podium.rules.mounts import pinning_volume
@@ -113,21 +113,47 @@ class Orchestrator(ReconcileLoop):
 
     name = "orchestrator"
 
+    def __init__(self, *, store: Store) -> None:
+        super().__init__(store=store)
+        # The live tasks of each slot (a global service's: of each node), kept from the watch:
+        # an id, or a set of them while a replacement runs beside the task it replaces. Only
+        # then can a task turning RUNNING (or ready) let another go, so only then does it cost
+        # a reconcile of its whole service (at thousands of replicas, most reports do not).
+        self._slots: dict[tuple[str, int | str], str | set[str]] = {}
+
     def seed(self, view: ReadTx) -> None:
         for service in view.services():
             self.mark(service.id)
         for task in view.tasks():
+            self._track(task, live=is_live(task))
             if view.get_service(task.service_id) is None:
                 self.mark(task.service_id)
+
+    def _track(self, task: objects.Task, *, live: bool) -> int:
+        """Records whether `task` is live in its slot; how many live tasks the slot has."""
+        key = (task.service_id, task.slot or task.node_id)
+        held = self._slots.get(key)
+        ids = {held} if isinstance(held, str) else set(held or ())
+        if live:
+            ids.add(task.id)
+        else:
+            ids.discard(task.id)
+        if not ids:
+            self._slots.pop(key, None)
+        else:
+            self._slots[key] = next(iter(ids)) if len(ids) == 1 else ids
+        return len(ids)
 
     def observe(self, change: Change) -> None:
         obj = change.obj
         if isinstance(obj, objects.Service):
             self.mark(obj.id)
         elif isinstance(obj, objects.Task):
+            live = change.action != "delete" and is_live(obj)
+            in_slot = self._track(obj, live=live)
             # Finished: restart it. Running: an older task in its slot may now give way.
-            if change.action == "update" and is_live(obj) and (
-                has_finished(obj) or obj.status.state == RUNNING
+            if change.action == "update" and live and (
+                has_finished(obj) or (obj.status.state == RUNNING and in_slot > 1)
             ):
                 self.mark(obj.service_id)
         elif isinstance(obj, objects.Node):
