@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from podium.lab.etcd import EtcdCluster
@@ -27,12 +28,15 @@ from podium.lab.local import PODIUM, CliClient, _read, eventually, free_port, re
 
 class ManagerGroup(CliClient):
     def __init__(self, root: pathlib.Path, etcd: EtcdCluster | None, *, size: int = 3,
-                 manager_args: tuple[str, ...] = ()) -> None:
+                 manager_args: tuple[str, ...] = (), netns: Sequence[str] = ()) -> None:
         if etcd is None and size != 1:
             raise ValueError("managers without etcd: exactly one (SQLite)")
         self.root = root
         self.etcd = etcd
         self.manager_args = manager_args
+        if netns and len(netns) != size:
+            raise ValueError(f"netns: one namespace per manager ({size}), got {len(netns)}")
+        self.netns = list(netns)
         self.ports = [free_port() for _ in range(size)]
         self.join_ports = [free_port() for _ in range(size)]
         self.credentials = root / "admin.credentials"
@@ -47,9 +51,9 @@ class ManagerGroup(CliClient):
     def data_dir(self, index: int) -> pathlib.Path:
         return self.root / f"manager{index}"
 
-    def _spawn(self, key: str, args: list[str]) -> None:
+    def _spawn(self, key: str, args: list[str], prefix: Sequence[str] = ()) -> None:
         with open(self.root / f"{key}.log", "ab") as log:
-            self.procs[key] = subprocess.Popen([*PODIUM, *args], stdout=log,
+            self.procs[key] = subprocess.Popen([*prefix, *PODIUM, *args], stdout=log,
                                                stderr=subprocess.STDOUT, start_new_session=True)
 
     def start(self) -> ManagerGroup:
@@ -75,7 +79,8 @@ class ManagerGroup(CliClient):
             "--advertise", self.addresses[index],
             "--store", self.etcd.url if self.etcd is not None else "sqlite",
             "--admin-credentials", credentials, "--data-dir", str(data),
-            "--metrics-listen", "off", "--dashboard", "off", *self.manager_args])
+            "--metrics-listen", "off", "--dashboard", "off", *self.manager_args],
+            ["ip", "netns", "exec", self.netns[index]] if self.netns else ())
 
     def leader(self) -> int | None:
         """The index of the manager that leads now (it answers GetLoad, which only the leader
