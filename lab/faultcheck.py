@@ -272,10 +272,15 @@ def overlapping_terms(group: ManagerGroup, deaths: dict[int, list[float]],
     """Pairs of terms of different managers that overlap in time, and the number of terms."""
     spans = [(index, s, e) for index in range(len(group.ports))
              for s, e in terms(group.root / f"manager{index}.log", deaths.get(index, []), until)]
+    return overlaps(spans), len(spans)
+
+
+def overlaps(spans: list[tuple[int, float, float]]) -> list[str]:
+    """Pairs of (manager, start, end) of different managers that overlap in time."""
     found = []
     for i, (a, a0, a1) in enumerate(spans):
         for b, b0, b1 in spans[i + 1:]:
             if a != b and a0 < b1 and b0 < a1:
                 found.append(f"manager{a} led {a0:.3f}-{a1:.3f} while manager{b} led "
                              f"{b0:.3f}-{b1:.3f}")
-    return found, len(spans)
+    return found
