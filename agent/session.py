@@ -225,7 +225,8 @@ class Session:
                 elif hint is not None:
                     self._why = f"not the leader (the leader is at {hint})"
                 else:
-                    log.warning("session to %s lost: %s", self._manager, err.code().name)
+                    log.warning("session to %s lost: %s (%s)", self._manager, err.code().name,
+                                err.details())
                     self._why = err.code().name
             if self._leaving is not None:
                 return

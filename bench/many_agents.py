@@ -17,8 +17,8 @@ task); the manager idle, with no agent, is measured first. Then, unless --no-pha
   to WatchEvents showing its task restarting or failed (p50, p99);
 - a burst: a new service of 10,000 replicas, until all run;
 - a reconnect storm: the manager is killed (-9) and started again on the same data; the time
-  until every node is READY again, and the registrations that failed meanwhile (session losses
-  the agents logged with a code other than UNAVAILABLE, which only says nobody listens yet).
+  until every node is READY again, and the registrations that failed meanwhile (sessions the
+  agents lost once the new manager accepted connections).
 The plaintext manager is the same code with TLS off (`Manager(plaintext=True)`, which only
 in-process tests and this baseline use: the daemon has no such flag).
 """
@@ -61,24 +61,35 @@ asyncio.run(daemon.serve_until_signalled(
 
 
 class _SessionLosses(logging.Handler):
-    """Counts the agents' "session to X lost: CODE" warnings by gRPC code."""
+    """Keeps the agents' "session to X lost: CODE" warnings: (wall-clock time, code)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.codes: dict[str, int] = {}
+        self.seen: list[tuple[float, str]] = []
+        self.examples: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith("session to ") and record.args:
-            code = str(record.args[-1])
-            self.codes[code] = self.codes.get(code, 0) + 1
+        message = record.getMessage()
+        if message.startswith("session to ") and isinstance(record.args, tuple):
+            # A connection refused (nobody listening yet) is not a registration that failed.
+            if "Connection refused" not in message:
+                self.seen.append((record.created, str(record.args[1])))
+                self.examples.append(message)
+
+    def since(self, moment: float) -> dict[str, int]:
+        codes: dict[str, int] = {}
+        for at, code in self.seen:
+            if at >= moment:
+                codes[code] = codes.get(code, 0) + 1
+        return codes
 
 
 async def run_agents(manager: str, join: str, token: str, root: pathlib.Path, prefix: str,
                      count: int, lifetime: float) -> None:
     """One worker process's agents. Commands on stdin, answers as JSON lines on stdout:
     `crash N GAP` crashes N running containers GAP seconds apart (each `{"task", "t"}` with the
-    wall-clock time of the crash, then `{"crashes_done"}`); `losses` answers
-    `{"losses": {code: count}}`."""
+    wall-clock time of the crash, then `{"crashes_done"}`); `losses T` answers
+    `{"losses": {code: count}}`, the sessions lost since wall-clock time T."""
     from podium.agent.agent import Agent
     from podium.agent.certificate import NodeCertificate
     from podium.lab.fakeexec import FakeExecutor
@@ -133,7 +144,8 @@ async def run_agents(manager: str, join: str, token: str, root: pathlib.Path, pr
                 if words[:1] == ["crash"]:
                     crashing.add(loop.create_task(crash(int(words[1]), float(words[2]))))
                 elif words[:1] == ["losses"]:
-                    answer({"losses": losses.codes})
+                    answer({"losses": losses.since(float(words[1])),
+                            "examples": losses.examples[-3:]})
     except TimeoutError:
         pass
     finally:
@@ -332,17 +344,15 @@ def measure(design: str, agents: int, window: float, processes: int, *, tasks_pe
                 channel = None
                 manager.kill()  # kill -9: the reconnect storm of every agent at once
                 manager.wait(timeout=30)
-                before = losses(workers, processes)
                 restarted = time.monotonic()
                 manager = start_manager()
                 channel = connect()
+                listening = time.time()  # from here on, a lost session is a failed one
                 api = control_grpc.ControlStub(channel)
                 eventually(lambda: ready() == agents, timeout=300, interval=0.5,
                            what="every agent back after the manager's restart")
                 figures["restart_all_ready_s"] = round(time.monotonic() - restarted, 1)
-                after = losses(workers, processes)
-                failed = {code: n - before.get(code, 0) for code, n in after.items()
-                          if code != "UNAVAILABLE" and n > before.get(code, 0)}
+                failed = losses(workers, processes, listening)
                 figures["restart_failed_registrations_count"] = sum(failed.values())
                 figures["restart_failed_registrations"] = failed
                 figures["restart_running_count"] = sum(running(f"sim{k}")
@@ -360,9 +370,10 @@ def measure(design: str, agents: int, window: float, processes: int, *, tasks_pe
     return figures
 
 
-def losses(workers: Workers, processes: int) -> dict[str, int]:
-    """The agents' session losses by gRPC code, summed over the workers."""
-    workers.tell("losses")
+def losses(workers: Workers, processes: int, since: float) -> dict[str, int]:
+    """The agents' session losses since `since` (wall clock) by gRPC code, summed over the
+    workers."""
+    workers.tell(f"losses {since}")
     found: list[dict[str, Any]] = []
 
     def answered() -> bool:
@@ -373,6 +384,8 @@ def losses(workers: Workers, processes: int) -> dict[str, int]:
     for answer in found:
         for code, n in answer["losses"].items():
             total[code] = total.get(code, 0) + n
+        if answer["losses"]:
+            print("session losses seen, e.g.:", *answer["examples"], sep="\n  ", file=sys.stderr)
     return total
 
 
