@@ -5,7 +5,8 @@ can cut them off from one manager:
     python -m podium.lab._fakeagents --managers A,B,C --joins A,B,C --token-file F
                                      --data-dir D --count N
 
-Agent i is named fakeI with node id node-fakeI; each is given every manager. It prints
+Agent i is named fakeI with node id node-fakeI and label fake=yes (FAKE_CONSTRAINT places a
+service on them alone); each is given every manager. It prints
 `ready` once all have started, and stops them on SIGTERM.
 """
 
@@ -21,6 +22,8 @@ from podium.agent.agent import Agent
 from podium.agent.certificate import NodeCertificate
 from podium.lab.fakeexec import FakeExecutor
 from podium.rules.certs import JoinToken
+
+FAKE_CONSTRAINT = "node.labels.fake == yes"
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -38,7 +41,8 @@ async def run(args: argparse.Namespace) -> None:
                 manager=args.managers, join_address=args.joins, token=token)
             await certificate.ensure()
             agent = Agent(manager=args.managers, name=name, node_id=f"node-{name}",
-                          executor=FakeExecutor(), certificate=certificate)
+                          executor=FakeExecutor(), certificate=certificate,
+                          labels={"fake": "yes"})
             await agent.start()
             agents.append(agent)
         print("ready", flush=True)

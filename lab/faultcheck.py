@@ -6,7 +6,12 @@ retried on UNAVAILABLE and unreachable managers as a user would, for at most `op
 Each write is recorded with its outcome: acknowledged (the client saw it succeed), or
 indeterminate (it failed or timed out: it may or may not have landed). Every `check_every`
 seconds it also reads the services and records a violation when a service whose last write was
-acknowledged a while ago (`settle`, the followers' lag) is missing, or present though removed.
+acknowledged a while ago (`settle`, the followers' lag) is missing, present though removed, or
+at other replicas; unless the manager read from was cut off from etcd (`cut_off`): then it is a
+stale read, counted apart (such a manager serves its last copy of the state, by design).
+
+`HttpLoop` sends requests through the mesh of a real agent meanwhile (FaultLab with `mesh`):
+the data path does not depend on the control plane, so every one must succeed.
 
 `check_final` runs after the faults are healed: it waits until the cluster converges (every
 service's running tasks match its replicas, every agent ready) and then checks
@@ -28,9 +33,12 @@ import pathlib
 import random
 import threading
 import time
+import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from podium.client import AlreadyExists, InvalidArgument, NotFound, PodiumError
+from podium.lab._fakeagents import FAKE_CONSTRAINT
 from podium.lab.managers import ManagerGroup
 from podium.v1 import objects
 
@@ -63,6 +71,9 @@ class Workload:
         self.max_services = max_services
         self.writes: list[Write] = []
         self.violations: list[str] = []
+        self.stale_reads: list[str] = []
+        # (manager address, time.time()) -> whether that manager was cut off from etcd then.
+        self.cut_off: Callable[[str, float], bool] | None = None
         self.checks = 0
         self._next = 0
         self._stop = threading.Event()
@@ -92,8 +103,10 @@ class Workload:
 
     def _apply(self, client: Any, write: Write) -> None:
         if write.kind == "deploy":
-            spec = objects.ServiceSpec(name=write.service, replicas=write.replicas,
-                                       container=objects.ContainerSpec(image=IMAGE))
+            spec = objects.ServiceSpec(
+                name=write.service, replicas=write.replicas,
+                container=objects.ContainerSpec(image=IMAGE),
+                placement=objects.Placement(constraints=[FAKE_CONSTRAINT]))
             try:
                 client.create_service(spec)
             except AlreadyExists:
@@ -161,33 +174,70 @@ class Workload:
 
     def check_now(self, client: Any) -> None:
         """Services settled for `settle` seconds are where their last acknowledged write left
-        them (present or absent)."""
+        them (present or absent), as the manager the client reads from now sees them. A
+        mismatch read from a manager that `cut_off` says was cut off from etcd then (or had
+        just been) is a stale read, kept apart: such a manager serves reads from its copy of
+        the state, as documented, however old."""
         try:
             present = {s.spec.name: s.spec.replicas for s in client.services()}
         except PodiumError:
             return  # reads unavailable for now: nothing to check
         self.checks += 1
-        now = time.monotonic()
+        now, at, address = time.monotonic(), time.time(), client.address
         last: dict[str, Write] = {}
         for write in self.writes:
             last[write.service] = write
+        found = []
         for name, write in last.items():
             if not write.acknowledged or now - write.ended < self.settle:
                 continue
             if write.replicas == ABSENT and name in present:
-                self.violations.append(f"{name}: present after its acknowledged removal")
+                found.append(f"{name}: present after its acknowledged removal")
             elif write.replicas != ABSENT and name not in present:
-                self.violations.append(f"{name}: lost (acknowledged {write.kind} "
-                                       f"to {write.replicas})")
+                found.append(f"{name}: lost (acknowledged {write.kind} to {write.replicas})")
             elif write.replicas != ABSENT and present[name] != write.replicas:
-                self.violations.append(f"{name}: {present[name]} replicas, acknowledged "
-                                       f"{write.replicas}")
+                found.append(f"{name}: {present[name]} replicas, acknowledged "
+                             f"{write.replicas}")
+        stale = self.cut_off is not None and self.cut_off(address, at)
+        for line in found:
+            line = f"{line} (read from {address} at {at:.3f})"
+            (self.stale_reads if stale else self.violations).append(line)
 
     def summary(self) -> dict[str, int]:
         return {"writes_count": len(self.writes),
                 "acknowledged_count": sum(w.acknowledged for w in self.writes),
                 "indeterminate_count": sum(not w.acknowledged for w in self.writes),
-                "checks_count": self.checks}
+                "checks_count": self.checks, "stale_reads_count": len(self.stale_reads)}
+
+
+class HttpLoop:
+    """Requests through the mesh in a thread, one new connection each, until stopped; the
+    failures are kept with their time (time.time())."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sent = self.failed = 0
+        self.failures: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="http-loop", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sent += 1
+            try:
+                with urllib.request.urlopen(self.url, timeout=3) as answer:
+                    answer.read()
+            except OSError as err:
+                self.failed += 1
+                self.failures.append((time.time(), str(err)[:120]))
+            self._stop.wait(0.02)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 def converged(group: ManagerGroup) -> bool:

@@ -16,6 +16,11 @@ The network (routes by podium.lab._nsbridge, one process in the root namespace):
   source 127.0.0.2, so that iptables in a manager's namespace can drop the agents alone.
 The managers advertise 127.0.0.1:PORT_i, which means manager i from both client namespaces.
 
+With `mesh_port`, a real agent (`real`, on the local engine) runs in the root namespace too, with
+a service of two web replicas published on that port, for requests through its mesh while the
+faults go on (faultcheck.HttpLoop). It reaches the managers as the test does, so the partition
+from the agents does not cut it off; every other fault reaches it.
+
 Faults (Nemesis.KINDS):
 - kill_leader: kill -9 of the leading manager, started again at the heal;
 - partition_leader_etcd: iptables DROP, inside the leader's namespace, of every packet to or from
@@ -25,7 +30,8 @@ Faults (Nemesis.KINDS):
 - kill_etcd: kill -9 of one etcd member (at random), started again at the heal;
 - restart_all: kill -9 of every manager and every etcd member, then all started again.
 Each fault lasts a random 3-7 s (`hold`), then a pause of 2-4 s; each event records when it was
-applied and healed and what was seen meanwhile (the time to a new leader, ...).
+applied and healed and what was seen meanwhile (the time to a new leader, to an agent marked
+down, from the heal to every agent ready again).
 """
 
 from __future__ import annotations
@@ -39,14 +45,17 @@ import secrets
 import subprocess
 import sys
 import time
+import urllib.request
 from typing import Any
 
 from podium.lab import _system as system
 from podium.lab.etcd import EtcdCluster
-from podium.lab.local import eventually
+from podium.lab.hosts import hostname_stack
+from podium.lab.local import ensure_image, eventually
 from podium.lab.managers import ManagerGroup
 
 AGENT_SOURCE = "127.0.0.2"
+REAL_AGENT = "real"
 
 
 class FaultLab:
@@ -54,13 +63,15 @@ class FaultLab:
     them; see the module docstring. Use as a context manager, or start() and close()."""
 
     def __init__(self, root: pathlib.Path, *, agents: int = 4, managers: int = 3,
-                 etcd_members: int = 3, run_id: str | None = None) -> None:
+                 etcd_members: int = 3, run_id: str | None = None,
+                 mesh_port: int | None = None) -> None:
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.prefix = f"podium-{run_id or secrets.token_hex(3)}"
         self.manager_netns = [f"{self.prefix}-m{i}" for i in range(managers)]
         self.agents_netns = f"{self.prefix}-agents"
         self.agent_count = agents
+        self.mesh_port = mesh_port
         self.etcd = EtcdCluster(etcd_members, root=self.root / "etcd")
         self.group = ManagerGroup(self.root, self.etcd, size=managers,
                                   manager_args=("--log-format", "json"),
@@ -103,7 +114,34 @@ class FaultLab:
         eventually(lambda: b"ready" in ready.read_bytes(), timeout=20, what="the routes open")
         self.group.start()
         self.start_agents()
+        if self.mesh_port is not None:
+            self.start_mesh(self.mesh_port)
         return self
+
+    def start_mesh(self, port: int) -> None:
+        """A real agent (REAL_AGENT, in the root namespace, on the local engine) and a service
+        of two busybox httpd replicas on it, published on `port`: `mesh_url` answers through
+        that agent's mesh."""
+        ensure_image()
+        self.group.start_agent(REAL_AGENT)
+        stack = self.root / "web.yaml"
+        stack.write_text(hostname_stack(replicas=2, port=port).replace(
+            "    deploy:\n", f"    deploy:\n      placement:\n        constraints: "
+            f"[\"node.name == {REAL_AGENT}\"]\n"))
+        self.group.ok("deploy", "-f", str(stack))
+
+        def serves() -> bool:
+            try:
+                with urllib.request.urlopen(self.mesh_url, timeout=2) as answer:
+                    return bool(answer.status == 200)
+            except OSError:
+                return False
+
+        eventually(serves, timeout=90, what="the web service answering through the mesh")
+
+    @property
+    def mesh_url(self) -> str:
+        return f"http://127.0.0.1:{self.mesh_port}/"
 
     def start_agents(self) -> None:
         token = self.group.token_file()
@@ -125,7 +163,8 @@ class FaultLab:
                 nodes = client.nodes()
         except Exception:  # no manager answers now: not ready
             return False
-        return len(nodes) == self.agent_count and all(
+        wanted = self.agent_count + (self.mesh_port is not None)
+        return len(nodes) == wanted and all(
             n.status.state == n.status.STATE_READY for n in nodes)
 
     # -- faults --------------------------------------------------------------------------
@@ -205,6 +244,7 @@ class Nemesis:
         self.events: list[FaultEvent] = []
         self.deaths: dict[int, list[float]] = {}
         self.exits: list[tuple[str, int]] = []
+        self.current: FaultEvent | None = None
         self._log = log or (lambda line: None)
         self._stop = False
 
@@ -239,6 +279,20 @@ class Nemesis:
             time.sleep(0.1)
         return None
 
+    def _nodes_down_after(self, since: float, timeout: float) -> float | None:
+        """Seconds from `since` (monotonic) until the leader marks an agent down, or None."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with self.lab.group.client() as client:
+                    nodes = client.nodes()
+            except Exception:  # no answer now: look again
+                nodes = []
+            if any(n.status.state == n.status.STATE_DOWN for n in nodes):
+                return time.monotonic() - since
+            time.sleep(0.2)
+        return None
+
     def _kill_manager(self, index: int) -> None:
         self.lab.group.kill(f"manager{index}")
         self.deaths.setdefault(index, []).append(time.time())
@@ -248,6 +302,7 @@ class Nemesis:
         hold = self.random.uniform(*self.hold)
         if kind == "restart_all":
             event = FaultEvent(kind, "all", time.time())
+            self.current = event
             for index in list(range(len(group.ports))):
                 if f"manager{index}" in group.procs:
                     self._kill_manager(index)
@@ -272,6 +327,7 @@ class Nemesis:
         else:
             leader = self._leader(timeout=60)
             event = FaultEvent(kind, f"manager{leader}", time.time())
+            self.current = event
             started = time.monotonic()
             if kind == "kill_leader":
                 self._kill_manager(leader)
@@ -283,6 +339,10 @@ class Nemesis:
                 took = self._new_leader_after(leader, started, timeout=hold)
                 if took is not None:
                     event.observed["fault_to_new_leader_s"] = took
+            else:
+                took = self._nodes_down_after(started, timeout=hold)
+                if took is not None:
+                    event.observed["fault_to_agent_down_s"] = took
             self._sleep(max(0.0, hold - (time.monotonic() - started)))
             if kind == "kill_leader":
                 group.start_manager(leader)
@@ -299,9 +359,25 @@ class Nemesis:
                        what="every agent ready")
             event.observed["heal_to_agents_ready_s"] = time.monotonic() - healed
         self.events.append(event)
+        self.current = None
         self._log(f"{kind} {event.target}: held {event.healed - event.applied:.1f} s, "
                   + ", ".join(f"{k} {v:.2f}" for k, v in event.observed.items()))
         return event
+
+    def cut_off(self, address: str, when: float, *, catch_up: float = 10.0) -> bool:
+        """Whether the manager at `address` was cut off from etcd at `when` (time.time()), or
+        had been less than `catch_up` seconds before (its watch resumes after the heal): the
+        leader cut from etcd, or every manager while everything restarts."""
+        target = f"manager{self.lab.group.addresses.index(address)}" \
+            if address in self.lab.group.addresses else ""
+        current = [self.current] if self.current is not None else []
+        for event in [*self.events, *current]:
+            if event.kind in ("partition_leader_etcd", "restart_all") \
+                    and event.target in (target, "all") \
+                    and event.applied <= when \
+                    and (not event.healed or when <= event.healed + catch_up):
+                return True
+        return False
 
     def heal_all(self) -> None:
         """Every process running and no rule left (after an error midway)."""

@@ -34,6 +34,7 @@ def test_faults_keep_every_acknowledged_write_and_one_leader(lab: FaultLab) -> N
     print(f"fault seed {seed} (PODIUM_FAULT_SEED={seed} repeats the run)")
     nemesis = Nemesis(lab, seed=seed, log=print)
     workload = Workload(lab.group, seed=seed)
+    workload.cut_off = nemesis.cut_off
     workload.start()
     try:
         # Every kind at least once in a short run, then at random.
