@@ -175,6 +175,8 @@ def main() -> int:
                    help="seconds of the workload alone first (default %(default)s)")
     p.add_argument("--no-mesh", action="store_true",
                    help="no real agent and no requests through its mesh (no engine needed)")
+    p.add_argument("--keep", type=pathlib.Path, default=None,
+                   help="run in this directory and keep it (the logs), not in a temporary one")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     if args.duration <= 0 or args.baseline <= 0 or args.agents < 1:
@@ -183,8 +185,9 @@ def main() -> int:
     if not args.json:
         print(f"seed {seed} (--seed {seed} repeats the faults' choices)", flush=True)
     with tempfile.TemporaryDirectory(prefix="podium-hafaults-") as tmp:
-        result = run(pathlib.Path(tmp), duration=args.duration, seed=seed, agents=args.agents,
-                     baseline_s=args.baseline, quiet=args.json, mesh=not args.no_mesh)
+        result = run(args.keep or pathlib.Path(tmp), duration=args.duration, seed=seed,
+                     agents=args.agents, baseline_s=args.baseline, quiet=args.json,
+                     mesh=not args.no_mesh)
     if args.json:
         print(json.dumps(result))
         return 0

@@ -56,6 +56,8 @@ class Write:
     ended: float = 0.0
     acknowledged: bool = False
     error: str = ""
+    address: str = ""  # the manager that answered last
+    at: float = 0.0  # time.time() of the answer
 
 
 class Workload:
@@ -136,6 +138,7 @@ class Workload:
                     break
                 time.sleep(0.2)  # as a user retries a refused or unreachable write
         write.ended = time.monotonic()
+        write.at, write.address = time.time(), client.address
         return write
 
     def _run(self) -> None:
@@ -197,7 +200,7 @@ class Workload:
                 found.append(f"{name}: lost (acknowledged {write.kind} to {write.replicas})")
             elif write.replicas != ABSENT and present[name] != write.replicas:
                 found.append(f"{name}: {present[name]} replicas, acknowledged "
-                             f"{write.replicas}")
+                             f"{write.replicas} by {write.address} at {write.at:.3f}")
         stale = self.cut_off is not None and self.cut_off(address, at)
         for line in found:
             line = f"{line} (read from {address} at {at:.3f})"

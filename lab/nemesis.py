@@ -155,15 +155,17 @@ class FaultLab:
                  "--count", str(self.agent_count)],
                 stdout=out, stderr=log, start_new_session=True)
         eventually(lambda: b"ready" in ready.read_bytes(), timeout=60, what="the agents started")
-        eventually(self.all_nodes_ready, timeout=60, what="every agent ready")
+        eventually(lambda: self.all_nodes_ready(self.agent_count), timeout=60,
+                   what="every agent ready")
 
-    def all_nodes_ready(self) -> bool:
+    def all_nodes_ready(self, count: int | None = None) -> bool:
+        """Whether `count` nodes (default: every agent of the lab) are known, all ready."""
         try:
             with self.group.client() as client:
                 nodes = client.nodes()
         except Exception:  # no manager answers now: not ready
             return False
-        wanted = self.agent_count + (self.mesh_port is not None)
+        wanted = count if count is not None else self.agent_count + (self.mesh_port is not None)
         return len(nodes) == wanted and all(
             n.status.state == n.status.STATE_READY for n in nodes)
 
@@ -360,7 +362,8 @@ class Nemesis:
             event.observed["heal_to_agents_ready_s"] = time.monotonic() - healed
         self.events.append(event)
         self.current = None
-        self._log(f"{kind} {event.target}: held {event.healed - event.applied:.1f} s, "
+        self._log(f"{event.applied:.3f} {kind} {event.target}: "
+                  f"held {event.healed - event.applied:.1f} s, "
                   + ", ".join(f"{k} {v:.2f}" for k, v in event.observed.items()))
         return event
 

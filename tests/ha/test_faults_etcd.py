@@ -46,11 +46,12 @@ def test_faults_keep_every_acknowledged_write_and_one_leader(lab: FaultLab) -> N
         nemesis.heal_all()
     eventually(lambda: lab.all_nodes_ready() and converged(lab.group), timeout=90,
                interval=0.5, what="the cluster converged after the last heal")
-    print("workload:", workload.summary())
+    print("workload:", workload.summary(), *workload.stale_reads, sep="\n  ")
     assert workload.summary()["acknowledged_count"] >= 20, workload.summary()
     assert workload.summary()["checks_count"] >= 5, workload.summary()
     assert not workload.violations, workload.violations
-    assert not check_final(lab.group, workload)
+    final = check_final(lab.group, workload)
+    assert not final, final
     overlaps, count = overlapping_terms(lab.group, nemesis.deaths, time.time())
     assert not overlaps, overlaps
     # Leaders changed hands as the faults forced them to (a killed or cut off leader).
