@@ -51,12 +51,28 @@ from podium.v1 import control, control_grpc, objects
 
 # The previous design's manager: plaintext, same code otherwise.
 PLAIN_MANAGER = """
-import asyncio, sys
+import asyncio, sys, time
 from podium.manager.manager import Manager
 from podium.rules import daemon
-asyncio.run(daemon.serve_until_signalled(
-    Manager(listen=sys.argv[1], data_dir=sys.argv[2], plaintext=True,
-            heartbeats_per_second=float(sys.argv[3]))))
+
+async def main():
+    # The bench's probe: every stall of the loop over 50 ms, appended to a file (time, seconds).
+    async def watch_lag():
+        loop = asyncio.get_running_loop()
+        with open(sys.argv[4], "a", buffering=1) as out:
+            while True:
+                before = loop.time()
+                await asyncio.sleep(0.02)
+                late = loop.time() - before - 0.02
+                if late > 0.05:
+                    out.write(f"{time.time()} {late}\\n")
+    lagging = asyncio.get_running_loop().create_task(watch_lag())
+    await daemon.serve_until_signalled(
+        Manager(listen=sys.argv[1], data_dir=sys.argv[2], plaintext=True,
+                heartbeats_per_second=float(sys.argv[3])))
+    lagging.cancel()
+
+asyncio.run(main())
 """
 
 
@@ -133,6 +149,15 @@ async def run_agents(manager: str, join: str, token: str, root: pathlib.Path, pr
         answer({"crashes_done": n})
 
     loop = asyncio.get_running_loop()
+    lag = [0.0]  # the longest the worker's own loop was late since last asked (`lag`)
+
+    async def watch_lag() -> None:
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.05)
+            lag[0] = max(lag[0], loop.time() - before - 0.05)
+
+    lagging = loop.create_task(watch_lag())
     commands: asyncio.Queue[str] = asyncio.Queue()
     crashing: set[asyncio.Task[None]] = set()
     threading.Thread(target=lambda: [loop.call_soon_threadsafe(commands.put_nowait, line)
@@ -143,12 +168,16 @@ async def run_agents(manager: str, join: str, token: str, root: pathlib.Path, pr
                 words = (await commands.get()).split()
                 if words[:1] == ["crash"]:
                     crashing.add(loop.create_task(crash(int(words[1]), float(words[2]))))
+                elif words[:1] == ["lag"]:
+                    answer({"lag": lag[0]})
+                    lag[0] = 0.0
                 elif words[:1] == ["losses"]:
                     answer({"losses": losses.since(float(words[1])),
                             "examples": losses.examples[-3:]})
     except TimeoutError:
         pass
     finally:
+        lagging.cancel()
         for agent in agents:
             await agent.stop()
 
@@ -258,7 +287,7 @@ def measure(design: str, agents: int, window: float, processes: int, *, tasks_pe
                        "--data-dir", str(root / "manager")]
         else:
             command = [sys.executable, "-c", PLAIN_MANAGER, address, str(root / "manager"),
-                       str(per_second)]
+                       str(per_second), str(root / "manager.lag")]
 
         def start_manager() -> subprocess.Popen[bytes]:
             with open(root / "manager.log", "ab") as log:
@@ -334,7 +363,9 @@ def measure(design: str, agents: int, window: float, processes: int, *, tasks_pe
             tasks = agents * tasks_per_agent
             figures["memory_per_task_kb"] = round((rss - rss_without_tasks) * 1024 / tasks, 2)
             if phases:
+                began = time.time()
                 figures.update(status_latency(channel, workers, processes))
+                figures["manager_worst_loop_lag_ms"] = worst_lag(root / "manager.lag", began)
                 figures.update(burst(api, create, running))
             figures["wrongly_not_ready_count"] = len(seen)
             figures["wrongly_not_ready"] = seen[:5]
@@ -370,6 +401,16 @@ def measure(design: str, agents: int, window: float, processes: int, *, tasks_pe
     return figures
 
 
+def worst_lag(path: pathlib.Path, since: float) -> float | str:
+    """The manager's longest loop stall since `since` (ms) from the plaintext manager's probe
+    ("-": no probe, the TLS design runs the daemon as shipped)."""
+    if not path.exists():
+        return "-"
+    stalls = [float(late) for at, late in (line.split() for line in path.read_text().splitlines())
+              if float(at) >= since]
+    return round(1000 * max(stalls, default=0.0), 1)
+
+
 def losses(workers: Workers, processes: int, since: float) -> dict[str, int]:
     """The agents' session losses since `since` (wall clock) by gRPC code, summed over the
     workers."""
@@ -398,6 +439,7 @@ def status_latency(channel: grpc.Channel, workers: Workers, processes: int,
     call = failures_seen(channel, stop, seen)
     time.sleep(0.5)  # the watch attaches before the first crash (a stream has no ack)
     per = -(-crashes // processes)
+    workers.tell("lag")  # from now on
     workers.tell(f"crash {per} {gap * processes}")
     crashed: dict[str, float] = {}
     progress: list[int] = []
@@ -419,7 +461,13 @@ def status_latency(channel: grpc.Channel, workers: Workers, processes: int,
         stop.set()
         call.cancel()
     delays = [1000 * (seen[t] - at) for t, at in crashed.items()]
+    workers.take("lag")
+    workers.tell("lag")
+    lags: list[dict[str, Any]] = []
+    eventually(lambda: lags.extend(workers.take("lag")) or len(lags) >= processes, timeout=30,
+               what="every worker's loop lag")
     return {"status_change_p50_ms": round(statistics.median(delays), 1),
+            "agents_worst_loop_lag_ms": round(1000 * max(a["lag"] for a in lags), 1),
             "status_change_p99_ms": round(percentile(delays, 0.99), 1),
             "status_change_count": len(delays)}
 
@@ -489,6 +537,8 @@ def main() -> int:
                 ("manager memory per task (KB)", "memory_per_task_kb"),
                 ("status change -> WatchEvents p50 (ms)", "status_change_p50_ms"),
                 ("status change -> WatchEvents p99 (ms)", "status_change_p99_ms"),
+                ("  agents' worst event-loop lag (ms)", "agents_worst_loop_lag_ms"),
+                ("  manager's worst loop stall > 50 ms (ms)", "manager_worst_loop_lag_ms"),
                 ("10,000 new tasks running after (s)", "burst_running_after_s"),
                 ("kill -9 + restart: all ready after (s)", "restart_all_ready_s"),
                 ("  failed registrations (goal 0)", "restart_failed_registrations_count"),
