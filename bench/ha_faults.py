@@ -66,7 +66,8 @@ def _median(values: list[float]) -> float | None:
 
 
 def run(root: pathlib.Path, *, duration: float, seed: int, agents: int,
-        baseline_s: float, quiet: bool, mesh: bool) -> dict[str, Any]:
+        baseline_s: float, quiet: bool, mesh: bool,
+        kinds: tuple[str, ...] = Nemesis.KINDS) -> dict[str, Any]:
     say = (lambda line: None) if quiet else (lambda line: print(line, flush=True))
     with FaultLab(root / "lab", agents=agents, mesh_port=free_port() if mesh else None) as lab:
         requests = HttpLoop(lab.mesh_url) if mesh else None
@@ -80,13 +81,13 @@ def run(root: pathlib.Path, *, duration: float, seed: int, agents: int,
         say(f"baseline: {calm.summary()}")
         calm_requests = (requests.sent, requests.failed) if requests is not None else (0, 0)
 
-        nemesis = Nemesis(lab, seed=seed, log=say)
+        nemesis = Nemesis(lab, seed=seed, log=say, kinds=kinds)
         workload = Workload(lab.group, seed=seed)
         workload.cut_off = nemesis.cut_off
         workload.start()
         started = time.monotonic()
         try:
-            for kind in Nemesis.KINDS:  # each kind at least once, then at random
+            for kind in kinds:  # each kind at least once, then at random
                 nemesis.one(kind)
             nemesis.run(max(0.0, duration - (time.monotonic() - started)))
         finally:
@@ -101,6 +102,7 @@ def run(root: pathlib.Path, *, duration: float, seed: int, agents: int,
             requests.stop()
         final = check_final(lab.group, workload)
         overlaps, term_count = overlapping_terms(lab.group, nemesis.deaths, time.time())
+        workload.dump(root / "writes.jsonl")
         violations = workload.violations + final + overlaps + [
             f"{key} exited by itself ({code})" for key, code in nemesis.exits]
         if requests is not None:
@@ -175,19 +177,26 @@ def main() -> int:
                    help="seconds of the workload alone first (default %(default)s)")
     p.add_argument("--no-mesh", action="store_true",
                    help="no real agent and no requests through its mesh (no engine needed)")
+    p.add_argument("--kinds", default=",".join(Nemesis.KINDS),
+                   help="the faults to choose from, comma-separated (default: all)")
     p.add_argument("--keep", type=pathlib.Path, default=None,
                    help="run in this directory and keep it (the logs), not in a temporary one")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     if args.duration <= 0 or args.baseline <= 0 or args.agents < 1:
         p.error("--duration and --baseline must be > 0, --agents >= 1")
+    kinds = tuple(k.strip() for k in args.kinds.split(","))
+    unknown = [k for k in kinds if k not in Nemesis.KINDS]
+    if unknown or not kinds:
+        p.error(f"--kinds {args.kinds!r}: {', '.join(unknown) or 'none'} unknown; "
+                f"accepted: {', '.join(Nemesis.KINDS)}")
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     if not args.json:
         print(f"seed {seed} (--seed {seed} repeats the faults' choices)", flush=True)
     with tempfile.TemporaryDirectory(prefix="podium-hafaults-") as tmp:
         result = run(args.keep or pathlib.Path(tmp), duration=args.duration, seed=seed,
                      agents=args.agents, baseline_s=args.baseline, quiet=args.json,
-                     mesh=not args.no_mesh)
+                     mesh=not args.no_mesh, kinds=kinds)
     if args.json:
         print(json.dumps(result))
         return 0

@@ -58,6 +58,8 @@ class Write:
     error: str = ""
     address: str = ""  # the manager that answered last
     at: float = 0.0  # time.time() of the answer
+    attempts: list[str] = dataclasses.field(default_factory=list)  # each failure, timed
+    version: int = 0  # the service's meta.version in the answer (deploy, scale)
 
 
 class Workload:
@@ -110,11 +112,11 @@ class Workload:
                 container=objects.ContainerSpec(image=IMAGE),
                 placement=objects.Placement(constraints=[FAKE_CONSTRAINT]))
             try:
-                client.create_service(spec)
+                write.version = client.create_service(spec).meta.version
             except AlreadyExists:
                 pass  # names are this run's own: an earlier attempt of this write landed
         elif write.kind == "scale":
-            client.scale(write.service, write.replicas)
+            write.version = client.scale(write.service, write.replicas).meta.version
         else:
             try:
                 client.remove_service(write.service)
@@ -132,6 +134,8 @@ class Workload:
                 break
             except PodiumError as err:
                 write.error = str(err)[:200]
+                write.attempts.append(f"{time.time():.3f} {client.address} "
+                                      f"{type(err).__name__}: {write.error}")
                 if isinstance(err, (NotFound, InvalidArgument)):
                     break  # a definite refusal (the service never came): not retried
                 if time.monotonic() >= deadline or self._stop.is_set():
@@ -205,6 +209,12 @@ class Workload:
         for line in found:
             line = f"{line} (read from {address} at {at:.3f})"
             (self.stale_reads if stale else self.violations).append(line)
+
+    def dump(self, path: pathlib.Path) -> None:
+        """Every write, one JSON object a line (for reading a violation's history)."""
+        with path.open("w") as out:
+            for write in self.writes:
+                out.write(json.dumps(dataclasses.asdict(write)) + "\n")
 
     def summary(self) -> dict[str, int]:
         return {"writes_count": len(self.writes),

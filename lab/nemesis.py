@@ -237,7 +237,13 @@ class Nemesis:
              "restart_all")
 
     def __init__(self, lab: FaultLab, *, seed: int, hold: tuple[float, float] = (3.0, 7.0),
-                 pause: tuple[float, float] = (2.0, 4.0), log: Any = None) -> None:
+                 pause: tuple[float, float] = (2.0, 4.0), log: Any = None,
+                 kinds: tuple[str, ...] = KINDS) -> None:
+        unknown = set(kinds) - set(self.KINDS)
+        if unknown or not kinds:
+            raise ValueError(f"kinds {sorted(unknown) or 'none'}: expected some of "
+                             f"{', '.join(self.KINDS)}")
+        self.kinds = kinds
         self.lab = lab
         self.seed = seed
         self.random = random.Random(seed)
@@ -256,7 +262,7 @@ class Nemesis:
     def run(self, duration: float) -> None:
         end = time.monotonic() + duration
         while time.monotonic() < end and not self._stop:
-            self.one(self.random.choice(self.KINDS))
+            self.one(self.random.choice(self.kinds))
             self._sleep(self.random.uniform(*self.pause))
 
     def _sleep(self, seconds: float) -> None:

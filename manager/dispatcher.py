@@ -319,6 +319,13 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         except NameInUseError as err:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(err))
             return
+        if self._closed:
+            # This term ended while the registration was being written: close_all() has run
+            # and would never end this session, whose heartbeats would then feed a dead term's
+            # node monitor while the next term's marks the node down.
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                "this manager stopped leading: reconnect to the new leader")
+            return
         session = self._open(reg.node_id)
         log.info(
             "node %s (%s) connected from %s", reg.description.name, reg.node_id, context.peer()
@@ -335,7 +342,8 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                 if not get.done():
                     break
                 message = get.result()
-                if message is None or not self._may_dispatch():
+                # may_dispatch() is the leadership's: true again once a later term starts.
+                if message is None or self._closed or not self._may_dispatch():
                     break
                 # Not a generator's yield: a write that flow control holds (the agent reads
                 # nothing) must not hold the session open once it is closed.
