@@ -74,7 +74,7 @@ def run(root: pathlib.Path, *, duration: float, seed: int, agents: int,
         if requests is not None:
             requests.start()
         # Baseline: the same workload with no fault.
-        calm = Workload(lab.group, seed=seed + 1)
+        calm = Workload(lab.group, seed=seed + 1, prefix="calm")
         calm.start()
         time.sleep(baseline_s)  # the baseline's length
         calm.stop()
@@ -100,7 +100,7 @@ def run(root: pathlib.Path, *, duration: float, seed: int, agents: int,
         converge_s = time.monotonic() - healed
         if requests is not None:
             requests.stop()
-        final = check_final(lab.group, workload)
+        final = check_final(lab.group, calm, workload)
         overlaps, term_count = overlapping_terms(lab.group, nemesis.deaths, time.time())
         workload.dump(root / "writes.jsonl")
         violations = workload.violations + final + overlaps + [

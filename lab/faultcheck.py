@@ -65,7 +65,7 @@ class Write:
 class Workload:
     def __init__(self, group: ManagerGroup, *, seed: int, op_timeout: float = 20.0,
                  interval: float = 0.3, check_every: float = 2.0, settle: float = 5.0,
-                 max_services: int = 12) -> None:
+                 max_services: int = 12, prefix: str = "svc") -> None:
         self.group = group
         self.random = random.Random(seed)
         self.op_timeout = op_timeout
@@ -73,6 +73,9 @@ class Workload:
         self.check_every = check_every
         self.settle = settle
         self.max_services = max_services
+        # Two workloads on one cluster need prefixes of their own: a deploy answered "exists"
+        # counts as this workload's own earlier attempt.
+        self.prefix = prefix
         self.writes: list[Write] = []
         self.violations: list[str] = []
         self.stale_reads: list[str] = []
@@ -98,7 +101,7 @@ class Workload:
         now = time.monotonic()
         if not live or (roll < 0.35 and len(live) < self.max_services):
             self._next += 1
-            return Write("deploy", f"svc{self._next}", self.random.randint(1, 3), now)
+            return Write("deploy", f"{self.prefix}{self._next}", self.random.randint(1, 3), now)
         name = self.random.choice(sorted(live))
         if roll < 0.85:
             replicas = max(0, min(6, live[name] + self.random.choice((-2, -1, 1, 2))))
@@ -268,13 +271,15 @@ def converged(group: ManagerGroup) -> bool:
     return all(running[sid] == s.spec.replicas for sid, s in services.items())
 
 
-def check_final(group: ManagerGroup, workload: Workload) -> list[str]:
-    """The invariants once converged (see the module docstring); one line per violation."""
+def check_final(group: ManagerGroup, *workloads: Workload) -> list[str]:
+    """The invariants once converged (see the module docstring), for the writes of every
+    workload given; one line per violation."""
     violations: list[str] = []
     with group.client() as client:
         services = {s.spec.name: s for s in client.services()}
         tasks = client.tasks()
-    for name, allowed in sorted(workload.expected().items()):
+    expected = {name: allowed for w in workloads for name, allowed in w.expected().items()}
+    for name, allowed in sorted(expected.items()):
         state = services[name].spec.replicas if name in services else ABSENT
         if state not in allowed:
             what = "absent" if state == ABSENT else f"{state} replicas"
