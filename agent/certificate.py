@@ -104,7 +104,9 @@ class NodeCertificate:
                 if not err.retry:
                     raise
                 log.warning("%s; trying again in %.0f s", err, delay)
-            await asyncio.sleep(delay)
+            # Jittered: thousands of agents refused at once (a manager restarting, a join storm)
+            # come back spread out, not in waves that the manager refuses again.
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, RETRY_S[1])
 
     async def ensure(self) -> None:
@@ -203,7 +205,7 @@ class NodeCertificate:
                 message = err.details() if isinstance(err, grpc.aio.AioRpcError) else str(err)
                 log.warning("renewing this node's certificate failed (%s); again in %.0f s",
                             message, delay)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, RETRY_S[1])
 
     async def renew(self) -> None:

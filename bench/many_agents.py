@@ -201,16 +201,19 @@ def count_transitions(channel: grpc.Channel, stop: threading.Event, seen: list[s
 
 def failures_seen(channel: grpc.Channel, stop: threading.Event,
                   seen: dict[str, float]) -> grpc.Future:
-    """Follows task events; records when each task was first seen failed or restarting after
-    its container exited (wall clock)."""
+    """Follows task events; records when each task was first seen failed, restarting or
+    restarted after its container exited (wall clock)."""
     call = control_grpc.ControlStub(channel).WatchEvents(
         control.WatchEventsRequest(kinds=["task"]))
 
     def follow() -> None:
         try:
             for event in call:
-                if event.task.status.state == objects.TASK_STATE_FAILED \
-                        or event.task.status.message.startswith("restarting"):
+                # Restarting, failed, or (the agent's reports of one task coalesce while it
+                # lags) already restarted: each task the bench crashes had not restarted before.
+                status = event.task.status
+                if status.state == objects.TASK_STATE_FAILED or status.restarts \
+                        or status.message.startswith("restarting"):
                     seen.setdefault(event.task.id, time.time())
                 if stop.is_set():
                     break
@@ -390,12 +393,19 @@ def measure(design: str, agents: int, window: float, processes: int, *, tasks_pe
                                                        for k in range(tasks_per_agent))
         finally:
             stop.set()
-            if workers is not None:
-                workers.stop()
             if channel is not None:
                 channel.close()
+            # The manager first: agents stopped first would be thousands of hosts down at once,
+            # whose tasks a manager would go on replacing (nowhere) for minutes.
             manager.send_signal(signal.SIGTERM)
-            manager.wait(timeout=60)
+            try:
+                manager.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                print("the manager did not stop within 120 s of SIGTERM: killed", file=sys.stderr)
+                manager.kill()
+                manager.wait(timeout=30)
+            if workers is not None:
+                workers.stop()
             if os.environ.get("KEEP_MANAGER_LOG"):  # for a post-mortem: the log outlives the run
                 (root / "manager.log").replace(os.environ["KEEP_MANAGER_LOG"])
     return figures
