@@ -157,11 +157,16 @@ class Orchestrator(ReconcileLoop):
             ):
                 self.mark(obj.service_id)
         elif isinstance(obj, objects.Node):
-            # Down or drained: its tasks move. Global services follow nodes coming and going.
+            # Down or drained: its tasks move. A node in any other state moves no replicated
+            # task (nothing is rebalanced), so thousands of agents reconnecting to a restarted
+            # manager cost no reconcile of every service each. Global services follow nodes
+            # coming and going.
             view = self._store.view()
-            for task in view.tasks_of_node(obj.id):
-                if is_live(task):
-                    self.mark(task.service_id)
+            if change.action == "delete" or obj.status.state == objects.NodeStatus.STATE_DOWN \
+                    or obj.spec.availability == objects.NodeSpec.AVAILABILITY_DRAIN:
+                for task in view.tasks_of_node(obj.id):
+                    if is_live(task):
+                        self.mark(task.service_id)
             for service in view.services():
                 if service.spec.mode == GLOBAL:
                     self.mark(service.id)
