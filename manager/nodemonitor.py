@@ -84,7 +84,10 @@ class NodeMonitor:
         self._down_grace = down_grace
         self._startup_until = now + startup_grace
         self._last_tick = now
-        self._heard: dict[str, float] = {}  # open sessions: when last heard from
+        # Open sessions: when last heard from, on the monitor's clock (`now` less the stalls
+        # credited so far), oldest first: tick() reads only the quiet ones, not every node.
+        self._heard: dict[str, float] = {}
+        self._stalled = 0.0
         self._late_probed: set[str] = set()  # open, late, a probe asked for
         # Open, late, and its host answered: how, and whether a task port accepted.
         self._answered: dict[str, tuple[str, bool | None]] = {}
@@ -108,12 +111,13 @@ class NodeMonitor:
 
     def opened(self, node_id: str, now: float) -> Transition:
         self._forget(node_id)
-        self._heard[node_id] = now
+        self._heard[node_id] = now - self._stalled
         return Transition(node_id, READY, "session opened")
 
     def heard(self, node_id: str, now: float) -> None:
         if node_id in self._heard:
-            self._heard[node_id] = now
+            del self._heard[node_id]  # to the end: the order stays oldest first
+            self._heard[node_id] = now - self._stalled
             self._late_probed.discard(node_id)
             self._answered.pop(node_id, None)
 
@@ -147,10 +151,10 @@ class NodeMonitor:
             if host:
                 self._answered[node_id] = (detail, serving)
                 return Decisions()
-            heard = self._heard[node_id]
+            quiet = now - self._stalled - self._heard[node_id]
             self._forget(node_id)
             return Decisions([Transition(
-                node_id, DOWN, f"no heartbeat for {now - heard:.1f} s and host not answering "
+                node_id, DOWN, f"no heartbeat for {quiet:.1f} s and host not answering "
                 f"({detail})")], close=[node_id])
         return Decisions()  # stale: the node reconnected or changed state meanwhile
 
@@ -160,7 +164,8 @@ class NodeMonitor:
         stall = now - self._last_tick - self._tick
         self._last_tick = now
         if stall > 0:
-            for table in (self._heard, self._closed, self._held):
+            self._stalled += stall  # every open session's silence, at once
+            for table in (self._closed, self._held):
                 for node_id in table:
                     table[node_id] += stall
             self._startup_until += stall
@@ -168,8 +173,14 @@ class NodeMonitor:
         out = Decisions()
         period = self._effective(now)
         silence, late = period * self._missed, period * self._late_ratio
-        for node_id, heard in list(self._heard.items()):
-            quiet = now - heard
+        quiet_since = now - self._stalled - late
+        quiet_ones = []
+        for node_id, heard in self._heard.items():
+            if heard >= quiet_since:
+                break  # this one and every later one heard within `late`
+            quiet_ones.append((node_id, heard))
+        for node_id, heard in quiet_ones:
+            quiet = now - self._stalled - heard
             if quiet > silence:
                 answered = self._answered.get(node_id)
                 self._forget(node_id)

@@ -198,3 +198,18 @@ def test_a_longer_period_counts_at_once_and_a_shorter_one_after_the_old_has_run_
             m.heard("n1", t)
         asked += [(t, node_id) for node_id in m.tick(t, tuple).probe]
     assert asked == [(13.0, "n1")]  # 3 s quiet: not late before 13 s, late at once after
+
+
+def test_silent_nodes_are_found_whatever_order_they_were_heard_in() -> None:
+    m = monitor()
+    for node_id in ("a", "b", "c", "d"):
+        m.opened(node_id, 0.0)
+    # "a" and "c" keep talking, so they move behind "b" and "d", which fall silent; a stall of
+    # the manager in between is credited to every session alike.
+    seen = run(m, 0.25, 2.0, heard=("a", "c"))
+    seen += [(3.0, x.node_id, x.state) for x in m.tick(3.0, tuple).transitions]  # 0.75 s stall
+    seen += run(m, 3.25, 4.5, heard=("a", "c"))
+    downs = {node_id: t for t, node_id, state in seen if state == DOWN}
+    assert set(downs) == {"b", "d"}
+    # Silent for 3 periods, the 0.75 s stall not counted.
+    assert all(3.5 <= t <= 4.0 for t in downs.values()), downs
