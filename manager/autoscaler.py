@@ -97,14 +97,16 @@ class Autoscaler:
     async def tick(self) -> None:
         now = self._clock()
         view = self._store.view()
+        services = [s for s in view.services() if rules.enabled(s.spec)]
+        for gone in self._watched.keys() - {s.id for s in services}:
+            del self._watched[gone]
+        if not services:
+            return  # nothing to scale: the figures of thousands of nodes are not gathered
         nodes = {n.id: n for n in view.nodes()}
         # Nodes whose share of the mesh's traffic is unknown: silent, or counting nothing.
         unheard = [n.description.name or n.id for n in nodes.values() if n.status.state != DOWN
                    and (self._silent(n.id, now) or not self._load.mesh_counted(n.id))]
         rates, connections = self._load.request_rates(), self._load.connections()
-        services = [s for s in view.services() if rules.enabled(s.spec)]
-        for gone in self._watched.keys() - {s.id for s in services}:
-            del self._watched[gone]
         for service in services:
             watched = self._watched.setdefault(service.id, _Watched(Stabilizer(now)))
             settings = rules.settings(service.spec.autoscale)
