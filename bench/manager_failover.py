@@ -45,6 +45,7 @@ from podium.agent.agent import Agent
 from podium.agent.certificate import NodeCertificate
 from podium.lab.etcd import EtcdCluster
 from podium.lab.fakeexec import FakeExecutor
+from podium.lab.faultcheck import HttpLoop
 from podium.lab.local import IMAGE, ensure_image, eventually
 from podium.lab.managers import ManagerGroup
 from podium.rules.certs import JoinToken
@@ -176,36 +177,6 @@ async def baseline(root: pathlib.Path, *, agents: int, replicas: int) -> dict[st
     return {"running_s": ran, "restarted": restarted}
 
 
-class Requests:
-    """A client loop through the mesh: one new connection per request, until stopped."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.sent = self.failed = 0
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sent += 1
-            try:
-                with urllib.request.urlopen(self.url, timeout=3) as answer:
-                    answer.read()
-            except OSError as err:
-                self.failed += 1
-                self.failures.append(f"{time.monotonic():.3f} {err}")
-            time.sleep(0.02)
-
-    def __enter__(self) -> Requests:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
 def mesh(root: pathlib.Path, *, kills: int) -> dict[str, Any]:
     ensure_image()
     (root / "mesh").mkdir()
@@ -233,7 +204,7 @@ services:
                 return False
 
         eventually(serves, timeout=60, what="the service answering through the mesh")
-        with Requests(url) as load:
+        with HttpLoop(url) as load:
             for _ in range(kills):
                 leader = group.leader()
                 assert leader is not None
@@ -244,7 +215,8 @@ services:
                            what="h1's session on the new leader")
                 group.start_manager(leader)
                 time.sleep(2.0)
-        return {"sent": load.sent, "failed": load.failed, "failures": load.failures[:10]}
+        return {"sent": load.sent, "failed": load.failed,
+                "failures": [f"{at:.3f} {err}" for at, err in load.failures[:10]]}
 
 
 def main() -> int:

@@ -255,6 +255,13 @@ class HttpLoop:
         self._stop.set()
         self._thread.join(timeout=10)
 
+    def __enter__(self) -> HttpLoop:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 def converged(group: ManagerGroup) -> bool:
     """Every service runs exactly its replicas (one live task per slot), no task of a removed

@@ -254,20 +254,25 @@ class Cluster(CliClient):
         return containers_of(list(self.node_ids.values()), all=False)
 
     def close(self) -> None:
-        for key in list(self.procs):
-            proc = self.procs.pop(key)
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_processes(self.procs)
         remove_containers_of(list(self.node_ids.values()))
         # The agents' tmpfs for secrets (each mounts one in its data dir), or the removal of
         # the cluster's directory would stop at them.
         for name in self.node_ids:
             subprocess.run(["umount", "-l", str(self.root / name / "secrets")],
                            capture_output=True, timeout=30)
+
+
+def stop_processes(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERMs every process of `procs` (emptying it), SIGKILLs its group after 15 s."""
+    for key in list(procs):
+        proc = procs.pop(key)
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def secure_channel(address: str, credentials: pathlib.Path, *, aio: bool = True,

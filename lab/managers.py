@@ -13,7 +13,6 @@ its own SQLite store (the baseline the benchmarks compare with).
 
 from __future__ import annotations
 
-import os
 import pathlib
 import shutil
 import signal
@@ -23,7 +22,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from podium.lab.etcd import EtcdCluster
-from podium.lab.local import PODIUM, CliClient, _read, eventually, free_port, remove_containers_of
+from podium.lab.local import (
+    PODIUM,
+    CliClient,
+    _read,
+    eventually,
+    free_port,
+    remove_containers_of,
+    stop_processes,
+)
 
 
 class ManagerGroup(CliClient):
@@ -133,14 +140,7 @@ class ManagerGroup(CliClient):
         return "\n".join(parts)
 
     def close(self) -> None:
-        for key in list(self.procs):
-            proc = self.procs.pop(key)
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_processes(self.procs)
         if self.node_ids:
             remove_containers_of(list(self.node_ids.values()))
             for name in self.node_ids:

@@ -187,3 +187,24 @@ class QueueWatch:
 
     def close(self) -> None:
         self._detach(self)
+
+
+class Watchers:
+    """A store's watchers: each gets every change published from when it subscribed."""
+
+    def __init__(self) -> None:
+        self._watches: list[QueueWatch] = []
+
+    def watch(self, *, limit: int = 0) -> QueueWatch:
+        """Every change from now on; see QueueWatch for `limit` (0: unbounded)."""
+        watch = QueueWatch(self._detach, limit=limit)
+        self._watches.append(watch)
+        return watch
+
+    def _detach(self, watch: QueueWatch) -> None:
+        if watch in self._watches:
+            self._watches.remove(watch)
+
+    def publish(self, change: Change) -> None:
+        for watch in tuple(self._watches):  # a bounded watch that overflows detaches
+            watch.put(change)

@@ -47,6 +47,7 @@ from podium.manager.store._base import (
     QueueWatch,
     ReadTx,
     StoreError,
+    Watchers,
     WriteTx,
     current_actor,
     kind_of,
@@ -85,7 +86,7 @@ class EtcdStore:
         self._actor_key = self._prefix + _ACTOR_KEY.encode()
         self._tables = Tables()
         self._revs: dict[tuple[Kind, str], int] = {}
-        self._watches: list[QueueWatch] = []
+        self._watchers = Watchers()
         self._lock = asyncio.Lock()
         self._applied = 0  # every event up to this revision is in the tables
         self._advanced = asyncio.Event()
@@ -156,13 +157,7 @@ class EtcdStore:
 
     def watch(self, *, limit: int = 0) -> QueueWatch:
         """Every change from now on; see QueueWatch for `limit` (0: unbounded)."""
-        watch = QueueWatch(self._detach, limit=limit)
-        self._watches.append(watch)
-        return watch
-
-    def _detach(self, watch: QueueWatch) -> None:
-        if watch in self._watches:
-            self._watches.remove(watch)
+        return self._watchers.watch(limit=limit)
 
     async def update(self, fn: Callable[[WriteTx], T]) -> T:
         if self._closed:
@@ -436,8 +431,7 @@ class EtcdStore:
             self._advanced.set()
 
     def _publish(self, change: Change) -> None:
-        for watch in tuple(self._watches):  # a bounded watch that overflows detaches
-            watch.put(change)
+        self._watchers.publish(change)
 
     async def _reload(self) -> None:
         """Reads the whole prefix again and publishes what differs from the tables."""

@@ -29,6 +29,7 @@ from podium.manager.store._base import (
     Obj,
     QueueWatch,
     ReadTx,
+    Watchers,
     WriteTx,
     kind_of,
 )
@@ -64,7 +65,7 @@ class SqliteStore:
             self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(_SCHEMA)
         self._tables = Tables()
-        self._watches: list[QueueWatch] = []
+        self._watchers = Watchers()
         self._closed = False
         # Called with each commit's duration in seconds (the manager's metrics), if set.
         self.on_commit: Callable[[float], None] | None = None
@@ -138,8 +139,7 @@ class SqliteStore:
             else:
                 self._tables.put(obj)
         for change in tx.changes:
-            for watch in tuple(self._watches):  # a bounded watch that overflows detaches
-                watch.put(change)
+            self._watchers.publish(change)
 
     def every_object(self) -> list[Obj]:
         """Every object in the tables (shared: do not mutate)."""
@@ -208,13 +208,7 @@ class SqliteStore:
 
     def watch(self, *, limit: int = 0) -> QueueWatch:
         """Every change from now on; see QueueWatch for `limit` (0: unbounded)."""
-        watch = QueueWatch(self._detach, limit=limit)
-        self._watches.append(watch)
-        return watch
-
-    def _detach(self, watch: QueueWatch) -> None:
-        if watch in self._watches:
-            self._watches.remove(watch)
+        return self._watchers.watch(limit=limit)
 
     def close(self) -> None:
         if not self._closed:
