@@ -4,6 +4,7 @@ mutual TLS (the design) next to plaintext (the previous design) in the same run.
     python bench/many_agents.py [--json] [--agents 1000] [--window 60] [--processes 4]
                                 [--design both|tls|plaintext] [--tasks-per-agent 1]
                                 [--heartbeats-per-second 1500] [--no-phases]
+                                [--phases status,burst,restart]
 
 Agents are podium.agent.Agent instances with the in-memory FakeExecutor, split over --processes
 worker processes; each holds its own channel to the manager, heartbeats at the period the manager
@@ -19,6 +20,7 @@ task); the manager idle, with no agent, is measured first. Then, unless --no-pha
 - a reconnect storm: the manager is killed (-9) and started again on the same data; the time
   until every node is READY again, and the registrations that failed meanwhile (sessions the
   agents lost once the new manager accepted connections).
+--phases picks some of them (comma-separated: status, burst, restart).
 The plaintext manager is the same code with TLS off (`Manager(plaintext=True)`, which only
 in-process tests and this baseline use: the daemon has no such flag).
 """
@@ -49,11 +51,15 @@ from bench._proc import cpu_seconds, status_value
 from podium.lab.local import eventually, free_port, secure_channel
 from podium.v1 import control, control_grpc, objects
 
+PHASES = ("status", "burst", "restart")
+
 # The previous design's manager: plaintext, same code otherwise.
 PLAIN_MANAGER = """
-import asyncio, sys, time
+import asyncio, logging, sys, time
 from podium.manager.manager import Manager
 from podium.rules import daemon
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
 async def main():
     # The bench's probe: every stall of the loop over 50 ms, appended to a file (time, seconds).
@@ -275,7 +281,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def measure(design: str, agents: int, window: float, processes: int, *, tasks_per_agent: int,
-            per_second: float, phases: bool) -> dict[str, Any]:
+            per_second: float, phases: set[str]) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="podium-bench-") as tmp:
         root = pathlib.Path(tmp)
@@ -365,15 +371,16 @@ def measure(design: str, agents: int, window: float, processes: int, *, tasks_pe
             figures["manager_rss_mb"] = round(rss, 1)
             tasks = agents * tasks_per_agent
             figures["memory_per_task_kb"] = round((rss - rss_without_tasks) * 1024 / tasks, 2)
-            if phases:
+            if "status" in phases:
                 began = time.time()
                 figures.update(status_latency(channel, workers, processes))
                 figures["manager_worst_loop_lag_ms"] = worst_lag(root / "manager.lag", began)
+            if "burst" in phases:
                 figures.update(burst(api, create, running))
             figures["wrongly_not_ready_count"] = len(seen)
             figures["wrongly_not_ready"] = seen[:5]
             figures["ready_at_end_count"] = ready()
-            if phases:
+            if "restart" in phases:
                 channel.close()
                 channel = None
                 manager.kill()  # kill -9: the reconnect storm of every agent at once
@@ -507,6 +514,9 @@ def main() -> int:
                         "design); default 1500")
     parser.add_argument("--no-phases", action="store_true",
                         help="only the steady state: no crashes, burst or manager restart")
+    parser.add_argument("--phases", default=",".join(PHASES),
+                        help="the phases after the steady state, comma-separated (default "
+                        "%(default)s)")
     parser.add_argument("--worker", nargs=7, help=argparse.SUPPRESS,
                         metavar=("MANAGER", "JOIN", "TOKEN", "ROOT", "PREFIX", "COUNT",
                                  "LIFETIME"))
@@ -520,10 +530,14 @@ def main() -> int:
             and 1 <= args.tasks_per_agent <= 100 and args.heartbeats_per_second >= 0):
         parser.error("1 <= --agents <= 5000, 1 <= --window <= 600, 1 <= --processes <= 16, "
                      "1 <= --tasks-per-agent <= 100, --heartbeats-per-second >= 0")
+    phases = set() if args.no_phases else {p for p in args.phases.split(",") if p}
+    if phases - set(PHASES):
+        parser.error(f"--phases: unknown {', '.join(sorted(phases - set(PHASES)))}; "
+                     f"choose among {','.join(PHASES)}")
     designs = ["plaintext", "tls"] if args.design == "both" else [args.design]
     results = {d: measure(d, args.agents, args.window, args.processes,
                           tasks_per_agent=args.tasks_per_agent,
-                          per_second=args.heartbeats_per_second, phases=not args.no_phases)
+                          per_second=args.heartbeats_per_second, phases=phases)
                for d in designs}
     figures: dict[str, Any] = {"agents_count": args.agents, "window_s": args.window,
                                "tasks_count": args.agents * args.tasks_per_agent,

@@ -29,6 +29,13 @@ def node_address(node: objects.Node) -> str:
     return ""
 
 
+def routed(service: objects.Service) -> bool:
+    """Whether the service has a routing table: an ingress port, or an internal address (a
+    virtual IP and a network)."""
+    return bool(ingress_ports(service.spec)
+                or (service.virtual_ip and service.spec.networks))
+
+
 def service_endpoints(
     service: objects.Service,
     tasks: Iterable[objects.Task],
@@ -36,10 +43,10 @@ def service_endpoints(
 ) -> dispatcher.ServiceEndpoints | None:
     """The service's routing table, or None when it publishes no ingress port and has no
     internal address (a virtual IP and a network)."""
+    if not routed(service):
+        return None
     ports = ingress_ports(service.spec)
     internal = bool(service.virtual_ip and service.spec.networks)
-    if not ports and not internal:
-        return None
     table = dispatcher.ServiceEndpoints(
         service_id=service.id, service_name=service.spec.name, ports=ports,
         routing=service.spec.routing,
@@ -77,12 +84,17 @@ class EndpointTables:
         return dispatcher.Endpoints(complete=True, services=list(self._tables.values()))
 
     def changed(self, view: ReadTx, service_ids: Iterable[str]) -> dispatcher.Endpoints | None:
-        nodes = {n.id: n for n in view.nodes()}
+        nodes: dict[str, objects.Node] | None = None  # read once, for the first routed one
         delta = dispatcher.Endpoints()
         for service_id in sorted(set(service_ids)):
             service = view.get_service(service_id)
-            table = None if service is None else service_endpoints(
-                service, view.tasks_of_service(service_id), nodes)
+            table = None
+            if service is not None and routed(service):
+                if nodes is None:
+                    nodes = {n.id: n for n in view.nodes()}
+                # A service without routes is never listed: its tasks are not gathered (a
+                # status change of one of 10,000 replicas would read all of them).
+                table = service_endpoints(service, view.tasks_of_service(service_id), nodes)
             old = self._tables.get(service_id)
             if table is None:
                 if old is not None:

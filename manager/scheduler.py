@@ -57,10 +57,10 @@ class Scheduler(ReconcileLoop):
 
     async def reconcile(self, dirty: set[str]) -> None:
         view = self._store.view()
-        tasks = list(view.tasks())
-        pending = [t for t in tasks if is_pending(t)]
+        pending = view.pending_tasks()
         if not pending:
-            return
+            return  # a node's change, say: nothing to place (and no scan of every task)
+        tasks = list(view.tasks())
         now = time.time()
         # Every task: schedule() counts only those that hold resources on a node.
         plan = placement.schedule(

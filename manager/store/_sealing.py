@@ -219,6 +219,8 @@ def encode_sealed(secret: objects.Secret, ring: KeyRing) -> bytes:
 def decode_row(blob: bytes, ring: KeyRing | None) -> tuple[objects.Secret, str | None]:
     """A stored secret row, with its content in the clear, and the id of the key that sealed
     it (None: a plaintext row). SealingError when it cannot be opened."""
+    if blob[:1] == _codec.ROW_MARK:  # plaintext, as a store without a key ring writes it
+        return _codec.decode(objects.Secret, blob), None
     plain: dict[str, Any] = msgpack.unpackb(blob, raw=False)
     sealed = plain.pop(SEALED_FIELD, None)
     secret = _codec.from_plain(objects.Secret, plain)

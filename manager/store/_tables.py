@@ -20,6 +20,7 @@ from podium.manager.store._base import (
     current_actor,
     kind_of,
 )
+from podium.rules.taskstate import is_pending
 from podium.v1 import objects
 
 M = TypeVar("M", bound=Message)
@@ -35,6 +36,8 @@ class Tables:
             "node": {}, "service": {}, "task": {}, "secret": {}, "identity": {}, "cluster": {}}
         self.tasks_by_service: defaultdict[str, set[str]] = defaultdict(set)
         self.tasks_by_node: defaultdict[str, set[str]] = defaultdict(set)
+        # Tasks waiting for the scheduler: a pass with none to place reads nothing else.
+        self.pending: set[str] = set()
         self.service_names: dict[str, str] = {}
         self.node_names: dict[str, str] = {}
 
@@ -56,6 +59,8 @@ class Tables:
             self.tasks_by_service[obj.service_id].add(obj.id)
             if obj.node_id:
                 self.tasks_by_node[obj.node_id].add(obj.id)
+            if is_pending(obj):
+                self.pending.add(obj.id)
         elif isinstance(obj, objects.Service):
             self.service_names[obj.spec.name] = obj.id
         elif isinstance(obj, objects.Node):
@@ -64,6 +69,7 @@ class Tables:
     def _unindex(self, obj: Obj) -> None:
         if isinstance(obj, objects.Task):
             _discard(self.tasks_by_service, obj.service_id, obj.id)
+            self.pending.discard(obj.id)
             if obj.node_id:
                 _discard(self.tasks_by_node, obj.node_id, obj.id)
         elif isinstance(obj, objects.Service):
@@ -138,6 +144,10 @@ class ReadView:
         ids = self._t.tasks_by_node.get(node_id, ())
         return [t for t in (self.get_task(i) for i in ids) if t is not None]
 
+    def pending_tasks(self) -> list[objects.Task]:
+        """The tasks waiting to be placed (is_pending), read from an index."""
+        return [t for t in (self.get_task(i) for i in self._t.pending) if t is not None]
+
     def service_by_name(self, name: str) -> objects.Service | None:
         id = self._t.service_names.get(name)
         return None if id is None else self.get_service(id)
@@ -195,6 +205,11 @@ class Transaction(ReadView):
 
     def tasks_of_node(self, node_id: str) -> list[objects.Task]:
         return [clone(t) for t in self.peek_tasks_of_node(node_id)]
+
+    def pending_tasks(self) -> list[objects.Task]:
+        ids = self._t.pending | {i for k, i in self.staged if k == "task"}
+        tasks = cast("list[objects.Task | None]", [self._get("task", i) for i in sorted(ids)])
+        return [t for t in tasks if t is not None and is_pending(t)]
 
     # Reads without a copy, for scanning many objects: what they return is shared with the
     # store (and with staged writes) and must not be changed; get_* gives the copy to change.

@@ -210,3 +210,70 @@ async def test_changes_carry_their_actor(open_store: Opener) -> None:
         ("create", "s1", "user:alice"), ("create", "t1", "node:n1"), ("delete", "t1", "user:bob")]
     svc = store.view().get_service("s1")
     assert svc is not None and svc.meta.changed_by == "user:alice"
+
+
+def test_rows_of_an_earlier_version_load_and_are_rewritten_when_changed(
+        tmp_path: pathlib.Path) -> None:
+    """Earlier versions stored msgpack maps keyed by field name: such a store still opens with
+    every field, and an object written again is stored in the current (protobuf) form."""
+    import sqlite3
+
+    import msgpack
+
+    from podium.manager.store import _codec
+
+    store = SqliteStore(tmp_path / "state.db")
+    store.update_now(lambda tx: tx.create(_service("s1", "web", replicas=3)))
+    store.close()
+    svc = _service("s1", "web", replicas=3)
+    svc.meta.version = 1
+    old_row = msgpack.packb(_codec.to_plain(svc), use_bin_type=True)
+    assert old_row[:1] != _codec.ROW_MARK
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        db.execute("UPDATE objects SET data = ? WHERE id = 's1'", (old_row,))
+    db.close()
+
+    store = SqliteStore(tmp_path / "state.db")
+    got = store.view().get_service("s1")
+    assert got is not None and got.spec.replicas == 3 and got.spec.container.env["A"] == "1"
+
+    def rescale(tx: WriteTx) -> None:
+        svc = tx.get_service("s1")
+        assert svc is not None
+        svc.spec.replicas = 5
+        tx.update(svc)
+    store.update_now(rescale)
+    store.close()
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        (row,) = db.execute("SELECT data FROM objects WHERE id = 's1'").fetchone()
+    db.close()
+    assert row[:1] == _codec.ROW_MARK
+    assert objects.Service.FromString(row[1:]).spec.replicas == 5
+
+
+async def test_pending_tasks_are_listed_from_the_index_and_the_staged_writes(
+        open_store: Opener) -> None:
+    store = await open_store()
+    waiting = _task("t1", "s1")
+    waiting.desired_state = objects.TASK_STATE_RUNNING
+    waiting.status.state = objects.TASK_STATE_PENDING
+    placed = _task("t2", "s1", "n1")
+    placed.desired_state = objects.TASK_STATE_RUNNING
+    placed.status.state = objects.TASK_STATE_ASSIGNED
+    await store.update(lambda tx: (tx.create(waiting), tx.create(placed)))
+    assert [t.id for t in store.view().pending_tasks()] == ["t1"]
+
+    def place_and_add(tx: WriteTx) -> list[str]:
+        task = tx.get_task("t1")
+        assert task is not None
+        task.status.state = objects.TASK_STATE_ASSIGNED
+        tx.update(task)
+        more = _task("t3", "s1")
+        more.desired_state = objects.TASK_STATE_RUNNING
+        more.status.state = objects.TASK_STATE_PENDING
+        tx.create(more)
+        return [t.id for t in tx.pending_tasks()]
+    assert await store.update(place_and_add) == ["t3"]
+    assert [t.id for t in store.view().pending_tasks()] == ["t3"]
+    await store.update(lambda tx: tx.delete(tx.get_task("t3")))  # type: ignore[arg-type]
+    assert store.view().pending_tasks() == []
