@@ -19,7 +19,8 @@ It tells an agent that is gone from a host that is gone, and replaces tasks only
   closed; an answer changes nothing visible. A session silent for `missed` periods is closed:
   AGENT_DOWN (held) if the host and its tasks answered meanwhile (a hung agent), DOWN otherwise.
 - A held node whose agent is not back when the restart grace ends is DOWN.
-- After the manager starts, nodes get `startup_grace` to reconnect before any is marked DOWN.
+- After the manager starts, nodes get `startup_grace` to reconnect; then each node still
+  without a session is SUSPECT and probed, as a session that broke.
 - If the monitor itself did not run for longer than its tick (the manager was stalled, so
   messages waited unread), every deadline moves on by the stall: a busy manager never blames its
   nodes, nor probes them.
@@ -213,8 +214,14 @@ class NodeMonitor:
             for node_id, state in nodes():
                 if (state != DOWN and node_id not in tracked
                         and not any(t.node_id == node_id for t in out.transitions)):
-                    out.transitions.append(
-                        Transition(node_id, DOWN, "no session since the manager started"))
+                    # As a session that broke: the host is probed, and its tasks are held
+                    # while it answers (a reconnect storm of thousands of agents outlasts the
+                    # grace; their hosts are fine) and replaced at once when it does not.
+                    self._closed[node_id] = now
+                    out.transitions.append(Transition(
+                        node_id, SUSPECT, "no session since the manager started; probing "
+                        "the host"))
+                    out.probe.append(node_id)
         return out
 
     def _hold(self, node_id: str, now: float, why: str) -> Transition:

@@ -51,8 +51,10 @@ class Reaper(ReconcileLoop):
         await self._store.update(apply)
 
     def _reap(self, tx: WriteTx, service_id: str) -> None:
+        # Read without copies (a service of thousands of live tasks costs no clone of each);
+        # only a task written is copied.
         ended: defaultdict[tuple[int, str], list[objects.Task]] = defaultdict(list)
-        for task in tx.tasks_of_service(service_id):
+        for task in tx.peek_tasks_of_service(service_id):
             if task.desired_state == REMOVED:
                 if self._container_gone(tx, task):
                     tx.delete(task)
@@ -60,13 +62,15 @@ class Reaper(ReconcileLoop):
                 ended[(task.slot, task.node_id if task.slot == 0 else "")].append(task)
         for tasks in ended.values():
             tasks.sort(key=lambda t: t.meta.created.ToNanoseconds(), reverse=True)
-            for task in tasks[self._history :]:
-                task.desired_state = REMOVED
-                tx.update(task)
+            for old in tasks[self._history :]:
+                task = tx.get_task(old.id)
+                if task is not None:
+                    task.desired_state = REMOVED
+                    tx.update(task)
 
     @staticmethod
     def _container_gone(tx: WriteTx, task: objects.Task) -> bool:
         if task.status.state >= REMOVED or task.status.state < objects.TASK_STATE_ASSIGNED:
             return True
-        node = tx.get_node(task.node_id)
+        node = tx.peek_node(task.node_id)
         return node is None or node.status.state == objects.NodeStatus.STATE_DOWN

@@ -178,7 +178,23 @@ def test_nodes_get_a_grace_after_the_manager_starts() -> None:
     m.opened("n1", 5.0)
     for t in range(6, 11):
         m.heard("n1", float(t))
-    assert run(m, 10.0, 10.0, nodes=known) == [(10.0, "n2", DOWN)]
+    swept = m.tick(10.0, lambda: known)
+    # Still without a session: probed as a session that broke, not down at once.
+    assert states(swept) == [("n2", SUSPECT)] and swept.probe == ["n2"]
+    assert states(m.probed("n2", False, None, "timed out", 10.5)) == [("n2", DOWN)]
+
+
+def test_a_node_not_back_after_the_startup_grace_on_a_host_that_answers_is_held() -> None:
+    """A reconnect storm of thousands of agents outlasts the startup grace: their hosts answer
+    the probe, so their tasks are held, not replaced; the agent's session makes it ready."""
+    m = monitor()
+    known = (("n1", READY),)
+    assert run(m, 0.25, 9.75, nodes=known) == []
+    assert states(m.tick(10.0, lambda: known)) == [("n1", SUSPECT)]
+    held = m.probed("n1", True, None, "127.0.0.1:22 refused", 10.5)
+    assert states(held) == [("n1", AGENT_DOWN)]
+    assert m.opened("n1", 20.0).state == READY
+    assert run(m, 10.75, 60.0, heard=("n1",)) == []
 
 
 def test_a_longer_period_counts_at_once_and_a_shorter_one_after_the_old_has_run_out() -> None:
