@@ -63,10 +63,10 @@ class Reaper(ReconcileLoop):
         for tasks in ended.values():
             tasks.sort(key=lambda t: t.meta.created.ToNanoseconds(), reverse=True)
             for old in tasks[self._history :]:
-                task = tx.get_task(old.id)
-                if task is not None:
-                    task.desired_state = REMOVED
-                    tx.update(task)
+                copy = tx.get_task(old.id)
+                if copy is not None:
+                    copy.desired_state = REMOVED
+                    tx.update(copy)
 
     @staticmethod
     def _container_gone(tx: WriteTx, task: objects.Task) -> bool:
