@@ -72,6 +72,8 @@ READY = objects.NodeStatus.STATE_READY
 # Messages waiting for one agent. Each forwarding pass adds at most one assignments and one
 # endpoints message per session, so this is hundreds of passes the agent did not read.
 OUTBOX_LIMIT = 1000
+STOPPED_LEADING = "this manager stopped leading: reconnect to the new leader"
+STOPPING = "this manager is stopping"
 # How long a session whose agent stopped sending waits for a write in flight before it ends.
 WRITE_DRAIN_S = 1.0
 # Log chunks waiting for one `podium logs` caller: past this it is cut off (it reads too slowly).
@@ -171,6 +173,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         may have ended sends nothing more: leadership.py); close_all() ends every session."""
         self._may_dispatch = may_dispatch
         self._closed = False
+        self._closed_why = STOPPED_LEADING
         self._on_heartbeat = on_heartbeat
         self._authority = authority
         self._store = store
@@ -200,10 +203,12 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
     def sessions_open(self) -> int:
         return len(self._sessions)
 
-    def close_all(self) -> None:
+    def close_all(self, why: str = STOPPED_LEADING) -> None:
         """Ends every session and takes no new one, writing nothing more: this manager stopped
-        leading (the next leader's dispatcher decides what the nodes' states are)."""
+        leading (the next leader's dispatcher decides what the nodes' states are), or it is
+        stopping (its successor's startup grace does). `why`: what the agents are told."""
         self._closed = True
+        self._closed_why = why
         for session in list(self._sessions.values()):
             session.silenced = True
             session.close()
@@ -294,7 +299,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
     ) -> None:
         first = await anext(aiter(request_iterator), None)
         if self._closed:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "this manager stopped leading")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, self._closed_why)
             return
         if first is None or not first.HasField("register"):
             await context.abort(
@@ -323,8 +328,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
             # This term ended while the registration was being written: close_all() has run
             # and would never end this session, whose heartbeats would then feed a dead term's
             # node monitor while the next term's marks the node down.
-            await context.abort(grpc.StatusCode.UNAVAILABLE,
-                                "this manager stopped leading: reconnect to the new leader")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, self._closed_why)
             return
         session = self._open(reg.node_id)
         log.info(
@@ -360,8 +364,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                 write.result()
                 jobs = [reader, closing]
             if self._closed or not self._may_dispatch():
-                await context.abort(grpc.StatusCode.UNAVAILABLE,
-                                    "this manager stopped leading: reconnect to the new leader")
+                await context.abort(grpc.StatusCode.UNAVAILABLE, self._closed_why)
             if session.overflowed:
                 log.warning("node %s fell %d messages behind: session closed",
                             reg.description.name, session.limit)

@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from podium.agent.session import Outbox
+from podium.manager.store import SqliteStore
 from podium.v1 import control, dispatcher, objects
 from tests.helpers import eventually_async
 from tests.inprocess import InProcessCluster, in_process_cluster
@@ -146,6 +147,24 @@ async def test_agents_reconnect_to_a_restarted_manager(mini: InProcessCluster) -
     assert {t.id for t in await mini.wait_running("web", 2)} == {t.id for t in tasks}
     await mini.api.RemoveService(control.RemoveServiceRequest(ref="web"))
     await eventually_async(lambda: not list(mini.store_view.tasks()), what="all reaped")
+
+
+async def test_a_stopping_manager_writes_no_node_state(mini: InProcessCluster) -> None:
+    """Its sessions end as it stops: that says nothing of the nodes, which stay as they were in
+    the store (the next start's grace decides), instead of each one stored suspect."""
+    await mini.create("web", replicas=2)
+    await mini.wait_running("web", 2)
+    assert mini.manager is not None
+    store = mini.manager.store
+    versions = {n.id: n.meta.version for n in store.view().nodes()}
+    await mini.stop_manager()
+    reopened = SqliteStore(mini.root / "manager" / "state.db")
+    try:
+        nodes = list(reopened.view().nodes())
+    finally:
+        reopened.close()
+    assert {n.id: n.meta.version for n in nodes} == versions
+    assert {n.status.state for n in nodes} == {objects.NodeStatus.STATE_READY}
 
 
 def test_the_agent_outbox_is_bounded() -> None:
