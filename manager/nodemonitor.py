@@ -96,6 +96,11 @@ class NodeMonitor:
         self._held: dict[str, float] = {}  # agent down, host up: hold until
         self._swept = False
 
+    @property
+    def starting(self) -> bool:
+        """Within the startup grace: nodes are still reconnecting after the manager started."""
+        return not self._swept
+
     def set_period(self, period: float, now: float) -> None:
         """The agents are told a new heartbeat period. Those not told yet keep the old one: until
         every one of them has had `missed` old periods to hear it, lateness and silence are

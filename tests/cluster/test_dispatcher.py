@@ -133,6 +133,29 @@ async def test_heartbeats_go_when_load_reports_are_rarer(tmp_path: pathlib.Path,
         assert mini.node_state("node-a") == "ready"
 
 
+async def test_a_restarted_manager_starts_at_the_period_of_the_nodes_it_knows(
+        tmp_path: pathlib.Path) -> None:
+    """Its agents reconnect all at once: told the period of the few sessions open so far, they
+    would heartbeat at several times the rate the manager budgets for while it registers the
+    rest. Until the startup grace ends, every node not down counts."""
+    async with in_process_cluster(tmp_path, agents=3, heartbeat_period=0.2, load_period=0.2,
+                                  heartbeats_per_second=5.0) as mini:
+        assert mini.manager is not None
+        assert mini.manager.dispatcher.heartbeat_period == 1.0  # 3 sessions
+        await mini.stop_manager()
+        for name in ("node-a", "node-b", "node-c"):
+            await mini.stop_agent(name)
+        await mini.start_manager()
+        assert mini.manager is not None
+        # No session open: the 3 nodes the store holds set the period.
+        assert mini.manager.dispatcher.sessions_open == 0
+        await eventually_async(lambda: mini.manager is not None
+                               and mini.manager.dispatcher.heartbeat_period == 1.0,
+                               timeout=2.0, what="the period of 3 nodes")
+        for name in ("node-a", "node-b", "node-c"):
+            await mini.start_agent(name)
+
+
 async def test_the_period_grows_with_the_agents_and_every_agent_follows(
         tmp_path: pathlib.Path, monkeypatch: Any) -> None:
     from podium.manager.dispatcher import scaled_period
