@@ -74,6 +74,8 @@ class Plan:
     unplaced: list[Unplaced] = field(default_factory=list)
     # Earliest not_before (unix seconds) among tasks skipped for their restart delay.
     wake_at: float | None = None
+    # The store's revision the plan was made at (ReadTx.revision), if the caller tells it.
+    revision: int | None = None
 
 
 # A rejection is (filter rank, index within the filter, detail). A node is charged to the first

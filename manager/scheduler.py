@@ -66,6 +66,7 @@ class Scheduler(ReconcileLoop):
         plan = placement.schedule(
             list(view.nodes()), tasks, pending, now, failures=recent_failures(tasks, now)
         )
+        plan.revision = view.revision
         if plan.wake_at is not None:
             self.wake_at(plan.wake_at)
         if plan.placed or plan.unplaced:
@@ -93,6 +94,10 @@ def commit_plan(tx: WriteTx, plan: placement.Plan, waited: list[float] | None = 
     assigned, the seconds from its creation to this commit."""
     now = ids.timestamp()
     assigned = 0
+    # Nothing changed since the plan was made (the commit follows the snapshot with no await
+    # in between, as on SQLite): its decisions stand as they are. Otherwise each is checked
+    # against the state now.
+    unchanged = plan.revision is not None and plan.revision == tx.revision
     # Per node, built at its first decision from the tasks on it now, then kept up to date
     # with this commit's own assignments (one pass over a node's tasks per commit).
     fits: dict[str, placement.NodeFit] = {}
@@ -101,14 +106,15 @@ def commit_plan(tx: WriteTx, plan: placement.Plan, waited: list[float] | None = 
         node = tx.peek_node(decision.node_id)  # read only
         if task is None or not is_pending(task) or node is None:
             continue
-        if not is_eligible(node):
-            continue  # went away since the snapshot; the next pass places the task
-        fit = fits.get(node.id)
-        if fit is None:
-            fit = fits[node.id] = placement.NodeFit(node, tx.peek_tasks_of_node(node.id))
-        if fit.shortfall(task):
-            continue  # filled up since the snapshot; the next pass places the task
-        fit.take(task)
+        if not unchanged:
+            if not is_eligible(node):
+                continue  # went away since the snapshot; the next pass places the task
+            fit = fits.get(node.id)
+            if fit is None:
+                fit = fits[node.id] = placement.NodeFit(node, tx.peek_tasks_of_node(node.id))
+            if fit.shortfall(task):
+                continue  # filled up since the snapshot; the next pass places the task
+            fit.take(task)
         task.node_id = decision.node_id
         if task.slot and not task.canary and pinning_volume(task.spec) is not None:
             task.pinned_node = decision.node_id  # placement kept it on its pin, if it had one

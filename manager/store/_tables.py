@@ -40,8 +40,12 @@ class Tables:
         self.pending: set[str] = set()
         self.service_names: dict[str, str] = {}
         self.node_names: dict[str, str] = {}
+        # Counts every change applied: a reader that saw revision R and finds R again knows
+        # that nothing changed in between.
+        self.revision = 0
 
     def put(self, obj: Obj) -> None:
+        self.revision += 1
         kind = kind_of(obj)
         old = self.objects[kind].get(obj.id)
         if old is not None:
@@ -50,6 +54,7 @@ class Tables:
         self._index(obj)
 
     def remove(self, kind: Kind, id: str) -> None:
+        self.revision += 1
         old = self.objects[kind].pop(id, None)
         if old is not None:
             self._unindex(old)
@@ -102,6 +107,12 @@ class ReadView:
 
     def _get(self, kind: Kind, id: str) -> Obj | None:
         return self._t.objects[kind].get(id)
+
+    @property
+    def revision(self) -> int:
+        """The committed state's revision: equal in two reads when nothing changed between
+        them (a transaction's staged writes do not count)."""
+        return self._t.revision
 
     def get_node(self, id: str) -> objects.Node | None:
         return cast("objects.Node | None", self._get("node", id))
