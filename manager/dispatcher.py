@@ -196,7 +196,8 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         self._probe_timeout = probe_timeout
         self._probes: dict[str, asyncio.Task[None]] = {}  # node id -> its probe in flight
         self._sessions: dict[str, _Session] = {}
-        self._expected = 0  # nodes not down in the store as this term began
+        self._expected = 0  # nodes not down in the store as this term began, for a while
+        self._expected_until = 0.0
         self._routes = EndpointTables()
         self._log_streams: dict[int, LogStream] = {}
         self._log_ids = itertools.count(1)
@@ -266,11 +267,14 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
     async def run(self) -> None:
         view = self._store.view()
         self._routes.changed(view, [s.id for s in view.services()])
-        # Until the startup grace ends, the periods are those of every node the store knows
-        # that is not down: after a restart, its agents reconnect all at once, and were they
-        # told the 1 s period of the few sessions open so far, thousands would heartbeat at
-        # several times the rate the manager budgets for, just when it registers the rest.
+        # Until every node the store knows that is not down has had the startup grace and a
+        # restart grace to come back, the periods count them all: after a restart its agents
+        # reconnect all at once, and were they told the 1 s period of the few sessions open
+        # so far, thousands would heartbeat at several times the rate the manager budgets
+        # for, just when it registers the rest.
         self._expected = sum(n.status.state != DOWN for n in view.nodes())
+        self._expected_until = (time.monotonic() + self._monitor.startup_grace
+                                + self._monitor.restart_grace)
         self._rescale()
         try:
             await asyncio.gather(self._forward_changes(), self._watch_nodes(),
@@ -446,7 +450,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         sessions are added, and shrink only once there are 10 % fewer sessions than the
         longer period needs: a count that hovers at a step does not make every agent
         change its period back and forth."""
-        n = max(len(self._sessions), self._expected if self._monitor.starting else 0)
+        n = max(len(self._sessions), self._expected)
         up = scaled_period(self._base_period, n, self._per_second)
         down = scaled_period(self._base_period, math.ceil(n * 1.1), self._per_second)
         period = up if up > self._period else down if down < self._period else self._period
@@ -644,9 +648,10 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
 
         while True:
             await asyncio.sleep(self._tick)
-            starting = self._monitor.starting
-            await self._act(self._monitor.tick(time.monotonic(), nodes))
-            if starting and not self._monitor.starting:
+            now = time.monotonic()
+            await self._act(self._monitor.tick(now, nodes))
+            if self._expected and now >= self._expected_until:
+                self._expected = 0
                 self._rescale()  # the sessions open now count, not the nodes expected
 
 

@@ -19,8 +19,9 @@ It tells an agent that is gone from a host that is gone, and replaces tasks only
   closed; an answer changes nothing visible. A session silent for `missed` periods is closed:
   AGENT_DOWN (held) if the host and its tasks answered meanwhile (a hung agent), DOWN otherwise.
 - A held node whose agent is not back when the restart grace ends is DOWN.
-- After the manager starts, nodes get `startup_grace` to reconnect; then each node still
-  without a session is SUSPECT and probed, as a session that broke.
+- After the manager starts, nodes get `startup_grace` to reconnect, longer while sessions keep
+  opening (a reconnect storm: up to `restart_grace` more); then each node still without a
+  session is SUSPECT and probed, as a session that broke.
 - If the monitor itself did not run for longer than its tick (the manager was stalled, so
   messages waited unread), every deadline moves on by the stall: a busy manager never blames its
   nodes, nor probes them.
@@ -47,6 +48,10 @@ DOWN = objects.NodeStatus.STATE_DOWN
 
 DEFAULT_RESTART_GRACE_S = 30.0
 DEFAULT_PROBE_TIMEOUT_S = 0.5
+# After the startup grace, nodes still without a session are looked at once no session opened
+# for this long (or at the latest a restart grace later): while thousands of agents are still
+# reconnecting, those not back yet are most likely in the queue, not gone.
+STORM_QUIET_S = 1.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -77,6 +82,7 @@ class NodeMonitor:
         self.period = period
         self._tick = period if tick is None else tick
         self.restart_grace = restart_grace
+        self.startup_grace = startup_grace
         self._missed = missed
         self._late_ratio = 1.2 if late_after is None else late_after / period
         # After a change of period, until when the longer of the old and new one still counts.
@@ -95,11 +101,7 @@ class NodeMonitor:
         self._closed: dict[str, float] = {}  # broke, probe pending: when it broke
         self._held: dict[str, float] = {}  # agent down, host up: hold until
         self._swept = False
-
-    @property
-    def starting(self) -> bool:
-        """Within the startup grace: nodes are still reconnecting after the manager started."""
-        return not self._swept
+        self._last_opened = float("-inf")  # when the last session opened
 
     def set_period(self, period: float, now: float) -> None:
         """The agents are told a new heartbeat period. Those not told yet keep the old one: until
@@ -116,6 +118,7 @@ class NodeMonitor:
         return self._longest if now < self._settled_at else self.period
 
     def opened(self, node_id: str, now: float) -> Transition:
+        self._last_opened = now
         self._forget(node_id)
         self._heard[node_id] = now - self._stalled
         return Transition(node_id, READY, "session opened")
@@ -213,7 +216,9 @@ class NodeMonitor:
                 out.transitions.append(Transition(
                     node_id, DOWN, f"agent not back within the restart grace "
                     f"({self.restart_grace:g} s)"))
-        if not self._swept and now >= self._startup_until:
+        if not self._swept and now >= self._startup_until and (
+                now - self._last_opened >= STORM_QUIET_S
+                or now >= self._startup_until + self.restart_grace):
             self._swept = True
             tracked = self._heard.keys() | self._closed.keys() | self._held.keys()
             for node_id, state in nodes():

@@ -3,6 +3,8 @@ a host that is gone, and only the latter's tasks are replaced at once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from podium.manager.nodemonitor import AGENT_DOWN, DOWN, READY, SUSPECT, NodeMonitor
 
 
@@ -182,6 +184,39 @@ def test_nodes_get_a_grace_after_the_manager_starts() -> None:
     # Still without a session: probed as a session that broke, not down at once.
     assert states(swept) == [("n2", SUSPECT)] and swept.probe == ["n2"]
     assert states(m.probed("n2", False, None, "timed out", 10.5)) == [("n2", DOWN)]
+
+
+def test_nodes_still_reconnecting_when_the_grace_ends_get_more_time_within_bounds() -> None:
+    """A reconnect storm outlasts the startup grace: while sessions keep opening, the nodes not
+    back yet are waited for (they are in the queue), at most a restart grace more."""
+    known = (("n1", READY), ("n2", READY))
+
+    def storm(m: NodeMonitor, until: float, opens: Callable[[float], str | None]
+              ) -> list[tuple[float, str, int]]:
+        """Ticks to `until`; `opens(t)` names the node whose session opens at t, if any; every
+        open session is heard at every tick."""
+        seen: list[tuple[float, str, int]] = []
+        open_ones: list[str] = []
+        t = 0.25
+        while t <= until + 1e-9:
+            if (name := opens(t)) is not None:
+                m.opened(name, t)
+                open_ones.append(name)
+            for node_id in open_ones:
+                m.heard(node_id, t)
+            seen += [(t, x.node_id, x.state) for x in m.tick(t, lambda: known).transitions]
+            t += 0.25
+        return seen
+
+    # n1 back at 5 s; other agents of the storm every half second from 9 s to 11.5 s: the
+    # nodes still missing are looked at once none opened for a second.
+    m = monitor(restart_grace=30.0)
+    assert storm(m, 13.0, lambda t: "n1" if t == 5.0 else f"other-{t}"
+                 if 9.0 <= t <= 11.5 and t % 0.5 == 0 else None) == [(12.5, "n2", SUSPECT)]
+    # Sessions opening for ever do not hold it back beyond a restart grace after the grace.
+    m = monitor(restart_grace=30.0)
+    assert storm(m, 40.5, lambda t: f"other-{t}") == [(40.0, "n1", SUSPECT),
+                                                        (40.0, "n2", SUSPECT)]
 
 
 def test_a_node_not_back_after_the_startup_grace_on_a_host_that_answers_is_held() -> None:
