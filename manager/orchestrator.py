@@ -189,6 +189,7 @@ class Orchestrator(ReconcileLoop):
         glob = service.spec.mode == GLOBAL
         # Attempt numbers of the replacements of finished tasks, by slot (node id if global).
         attempts: dict[str, int] = {}
+        writes = tx.writes
         for task in tasks:
             if not is_live(task):
                 continue
@@ -205,7 +206,9 @@ class Orchestrator(ReconcileLoop):
             end_task(tx, task, SHUTDOWN)
             key = task.node_id if glob else str(task.slot)
             attempts[key] = next_attempt(task) if current else 0
-        live = [t for t in tx.peek_tasks_of_service(service_id) if is_live(t) and not t.canary]
+        if tx.writes != writes:  # tasks ended above: read them as they are now
+            tasks = tx.peek_tasks_of_service(service_id)
+        live = [t for t in tasks if is_live(t) and not t.canary]
         if glob:
             self._reconcile_global(tx, service, live, attempts)
         else:

@@ -39,13 +39,25 @@ class Scheduler(ReconcileLoop):
         waited from its creation (the manager's metrics)."""
         super().__init__(store=store)
         self._on_assigned = on_assigned
+        # What the tasks on each node hold, kept from the changes this loop observes (all of
+        # them are drained before each pass, with no await before its snapshot: the two agree).
+        # Built at the first pass with something to place: a manager that starts has its
+        # agents to register first.
+        self._usage: placement.Usage | None = None
 
     def seed(self, view: ReadTx) -> None:
+        self._usage = None
         self.mark(_ALL)
 
     def observe(self, change: Change) -> None:
         obj = change.obj
         if isinstance(obj, objects.Task):
+            if self._usage is None:
+                pass
+            elif change.action == "delete":
+                self._usage.gone(obj.id)
+            else:
+                self._usage.seen(obj)
             # New work, or resources freed.
             if is_pending(obj) or change.action == "delete" or has_finished(obj):
                 self.mark(_ALL)
@@ -60,12 +72,17 @@ class Scheduler(ReconcileLoop):
         pending = view.pending_tasks()
         if not pending:
             return  # a node's change, say: nothing to place (and no scan of every task)
-        tasks = list(view.tasks())
+        if self._usage is None:
+            self._usage = placement.Usage(view.tasks())
         now = time.time()
-        # Every task: schedule() counts only those that hold resources on a node.
+        # The tasks of the services being placed, for their recent failures; every task only
+        # when a pending one pins a volume (its slot's pinned node); the rest is self._usage.
+        services = {t.service_id for t in pending}
+        related = [t for sid in services for t in view.tasks_of_service(sid)]
+        pinned = any(pinning_volume(t.spec) for t in pending)
         plan = placement.schedule(
-            list(view.nodes()), tasks, pending, now, failures=recent_failures(tasks, now)
-        )
+            list(view.nodes()), list(view.tasks()) if pinned else related, pending, now,
+            failures=recent_failures(related, now), usage=self._usage)
         plan.revision = view.revision
         if plan.wake_at is not None:
             self.wake_at(plan.wake_at)

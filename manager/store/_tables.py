@@ -183,6 +183,12 @@ class Transaction(ReadView):
         self._staged_by_service: defaultdict[str, set[str]] = defaultdict(set)
         self._staged_by_node: defaultdict[str, set[str]] = defaultdict(set)
 
+    @property
+    def writes(self) -> int:
+        """How many writes this transaction staged so far (a reader can tell whether its own
+        writes changed what it read)."""
+        return len(self.changes)
+
     def _get(self, kind: Kind, id: str) -> Obj | None:
         obj = self._current(kind, id)
         return None if obj is None else clone(obj)

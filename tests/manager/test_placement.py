@@ -331,3 +331,46 @@ def test_an_ingress_port_occupies_no_node() -> None:
         t.spec.ports[0].mode = objects.PortConfig.PUBLISH_MODE_INGRESS
     plan = schedule(nodes, [], pending, NOW)
     assert len(plan.placed) == 3 and not plan.unplaced
+
+
+def test_usage_kept_change_by_change_places_as_a_scan_of_every_task_does() -> None:
+    """The scheduler keeps what each node's tasks hold from the store's changes (Usage) rather
+    than reading every task each pass: after any sequence of writes and deletes, the plans
+    must be the ones the full scan gives."""
+    import random
+
+    from podium.manager.placement import Usage
+
+    rng = random.Random(7)
+    nodes = [node(f"n{i}", cpus=2, memory=4 * GiB) for i in range(6)]
+    states = [objects.TASK_STATE_PENDING, objects.TASK_STATE_ASSIGNED,
+              objects.TASK_STATE_RUNNING, objects.TASK_STATE_FAILED,
+              objects.TASK_STATE_COMPLETE]
+    tasks: dict[str, objects.Task] = {}
+    usage = Usage()
+    for step in range(400):
+        task_id = f"t{rng.randrange(60)}"
+        if task_id in tasks and rng.random() < 0.2:
+            del tasks[task_id]
+            usage.gone(task_id)
+        else:
+            placed = rng.random() < 0.8
+            tasks[task_id] = task(
+                task_id, service=rng.choice(["web", "db", "api"]), slot=rng.randrange(1, 9),
+                node_id=rng.choice(nodes).id if placed else "",
+                cpus=rng.choice([0, 0.5, 1]), memory=rng.choice([0, GiB]),
+                host_port=rng.choice([0, 0, 8080, 9090]),
+                state=rng.choice(states[1:]) if placed else objects.TASK_STATE_PENDING,
+                desired=rng.choice([objects.TASK_STATE_RUNNING, objects.TASK_STATE_RUNNING,
+                                    objects.TASK_STATE_SHUTDOWN]))
+            usage.seen(tasks[task_id])
+        if step % 20 == 0:
+            new = replicas(12, service=rng.choice(["web", "db", "new"]), memory=GiB // 2, cpus=0.5,
+                           host_port=rng.choice([0, 8080]))
+            everything = [*tasks.values(), *new]
+            scanned = schedule(nodes, everything, new, NOW)
+            kept = schedule(nodes, everything, new, NOW, usage=usage)
+            assert placements(kept) == placements(scanned), step
+            assert [(u.task_id, u.reason) for u in kept.unplaced] == \
+                [(u.task_id, u.reason) for u in scanned.unplaced], step
+    assert Usage(tasks.values())._nodes == usage._nodes
