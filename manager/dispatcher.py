@@ -420,11 +420,12 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         session.send(dispatcher.ManagerMessage(session=self._session_info(node_id)))
         full = dispatcher.Assignments(type=dispatcher.Assignments.TYPE_COMPLETE)
         view = self._store.view()
-        for task in view.tasks_of_node(node_id):
-            full.tasks.append(task)
+        tasks = view.tasks_of_node(node_id)
+        full.tasks.extend(tasks)
+        for task in tasks:
             session.sent[task.id] = task.desired_state
         # Only the secrets this node's tasks use: a node never holds another node's secrets.
-        used = secrets.secrets_of(view, full.tasks)
+        used = secrets.secrets_of(view, tasks)
         full.secrets.extend(used.values())
         session.secrets_sent.update(used)
         session.send(dispatcher.ManagerMessage(assignments=full))

@@ -218,8 +218,11 @@ class Orchestrator(ReconcileLoop):
                               live: list[objects.Task], attempts: dict[str, int]) -> None:
         wanted = service.spec.replicas
         groups: dict[int, list[objects.Task]] = {}
-        for task in sorted(live, key=lambda t: -t.meta.created.ToNanoseconds()):
+        for task in live:
             groups.setdefault(task.slot, []).append(task)
+        for group in groups.values():
+            if len(group) > 1:  # newest first (most slots hold one task: no sort, no read)
+                group.sort(key=lambda t: -t.meta.created.ToNanoseconds())
         by_slot: dict[int, objects.Task] = {}
         for slot, group in groups.items():
             if slot > wanted:

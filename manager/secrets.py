@@ -164,6 +164,8 @@ def secrets_of(view: ReadTx, tasks: Iterable[objects.Task]) -> dict[str, objects
     out: dict[str, objects.Secret] = {}
     for task in tasks:
         container = task.spec.container
+        if not container.secrets and not container.configs:
+            continue  # most tasks: a registration reads 30 of them, 5,000 times in a storm
         for ref in list(container.secrets) + list(container.configs):
             if ref.id not in out:
                 found = view.get_secret(ref.id)
