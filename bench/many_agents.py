@@ -7,9 +7,11 @@ mutual TLS (the design) next to plaintext (the previous design) in the same run.
                                 [--phases status,burst,restart]
 
 Agents are podium.agent.Agent instances with the in-memory FakeExecutor, split over --processes
-worker processes; each holds its own channel to the manager, heartbeats at the period the manager
-gives it and streams load. With TLS, every agent first joins at once: its own key, a signing
-request over the join port with the token, then its session with its node certificate.
+worker processes (at niceness 10: the manager, which the bench measures, comes first on the
+shared cores, as it would on its own host); each holds its own channel to the manager,
+heartbeats at the period the manager gives it and streams load. With TLS, every agent first
+joins at once: its own key, a signing request over the join port with the token, then its
+session with its node certificate.
 --tasks-per-agent services of one replica per agent give them work. Over --window seconds the
 bench counts nodes that left READY (each a node wrongly declared suspect or down: every agent
 stays healthy) and measures the manager's cpu share and RSS (and the RSS the tasks added, per
@@ -19,7 +21,7 @@ task); the manager idle, with no agent, is measured first. Then, unless --no-pha
 - a burst: a new service of 10,000 replicas, until all run;
 - a reconnect storm: the manager is killed (-9) and started again on the same data; the time
   until every node is READY again with a session to the new manager, and the registrations
-  that failed meanwhile (sessions the agents lost once the new manager accepted connections).
+  that failed meanwhile (sessions the agents lost, beyond the one to the killed manager).
 --phases picks some of them (comma-separated: status, burst, restart).
 The plaintext manager is the same code with TLS off (`Manager(plaintext=True)`, which only
 in-process tests and this baseline use: the daemon has no such flag).
@@ -53,6 +55,7 @@ from podium.lab.local import eventually, free_port, secure_channel
 from podium.v1 import control, control_grpc, objects
 
 PHASES = ("status", "burst", "restart")
+WORKER_NICENESS = 10
 
 # The previous design's manager: plaintext, same code otherwise.
 PLAIN_MANAGER = """
@@ -413,19 +416,23 @@ def measure(design: str, agents: int, window: float, processes: int, *, tasks_pe
             if "restart" in phases:
                 channel.close()
                 channel = None
+                killing = time.time()
                 manager.kill()  # kill -9: the reconnect storm of every agent at once
                 manager.wait(timeout=30)
                 restarted, killed = time.monotonic(), time.time()
                 manager = start_manager()
                 channel = connect()
-                listening = time.time()  # from here on, a lost session is a failed one
                 api = control_grpc.ControlStub(channel)
                 eventually(lambda: ready(since=killed) == agents, timeout=300, interval=0.5,
                            what="every agent's session open again after the manager's restart")
                 figures["restart_all_ready_s"] = round(time.monotonic() - restarted, 1)
-                failed = losses(workers, processes, listening)
-                figures["restart_failed_registrations_count"] = sum(failed.values())
-                figures["restart_failed_registrations"] = failed
+                # Every agent loses its session to the killed manager once (when it notices,
+                # which may be after the new one listens); any other loss is a registration
+                # with the new manager that failed.
+                lost = losses(workers, processes, killing)
+                figures["restart_failed_registrations_count"] = max(
+                    0, sum(lost.values()) - agents)
+                figures["restart_failed_registrations"] = lost
                 figures["restart_running_count"] = sum(running(f"sim{k}")
                                                        for k in range(tasks_per_agent))
         finally:
@@ -525,7 +532,7 @@ def status_latency(channel: grpc.Channel, workers: Workers, processes: int,
 def burst(api: control_grpc.ControlStub, create: Any, count: int = 10_000) -> dict[str, Any]:
     """A new service of `count` replicas on the loaded cluster: until all are placed (assigned
     to a node) and until all run."""
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
     create("burst", count)
     placed: list[float] = []
 
@@ -536,9 +543,17 @@ def burst(api: control_grpc.ControlStub, create: Any, count: int = 10_000) -> di
             placed.append(time.monotonic() - started)
         return sum(t.status.state == objects.TASK_STATE_RUNNING for t in tasks) >= count
     eventually(all_running, timeout=300, interval=0.25, what=f"{count} new tasks running")
+    seen = time.monotonic() - started
+    # When the last of them was created (the manager's clock) and started (its agent's clock;
+    # one machine): what the polling above adds shows as the difference.
+    tasks = api.ListTasks(control.ListTasksRequest(service="burst"), timeout=120).tasks
     return {"burst_tasks_count": count,
+            "burst_created_after_s": round(max(t.meta.created.ToNanoseconds() for t in tasks)
+                                           / 1e9 - wall, 1),
             "burst_placed_after_s": round(placed[0], 1) if placed else "-",
-            "burst_running_after_s": round(time.monotonic() - started, 1)}
+            "burst_started_after_s": round(max(t.status.timestamp.ToNanoseconds()
+                                               for t in tasks) / 1e9 - wall, 1),
+            "burst_running_after_s": round(seen, 1)}
 
 
 def main() -> int:
@@ -564,6 +579,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.worker:
         manager, join, token, root, prefix, count, lifetime = args.worker
+        # The simulated agents run at a lower priority than the manager: on a real cluster each
+        # is on its own host, and none takes the manager's cpu as these 5,000 do here.
+        os.nice(WORKER_NICENESS)
         asyncio.run(run_agents(manager, join, token, pathlib.Path(root), prefix, int(count),
                                float(lifetime)))
         return 0
@@ -606,7 +624,9 @@ def main() -> int:
                 ("  agents' worst collector pause (ms)", "agents_worst_gc_pause_ms"),
                 ("  manager's worst loop stall > 50 ms (ms)", "manager_worst_loop_lag_ms"),
                 ("  manager's worst collector pause (ms)", "manager_worst_gc_pause_ms"),
+                ("10,000 new tasks created after (s)", "burst_created_after_s"),
                 ("10,000 new tasks placed after (s)", "burst_placed_after_s"),
+                ("  the last one started, by its agent (s)", "burst_started_after_s"),
                 ("10,000 new tasks running after (s)", "burst_running_after_s"),
                 ("kill -9 + restart: all ready after (s)", "restart_all_ready_s"),
                 ("  failed registrations (goal 0)", "restart_failed_registrations_count"),
@@ -622,8 +642,9 @@ def main() -> int:
         for design in designs:
             if results[design]["wrongly_not_ready"]:
                 print(f"{design}: left READY: {results[design]['wrongly_not_ready']}")
-            if results[design].get("restart_failed_registrations"):
-                print(f"{design}: failed registrations after the restart, by code: "
+            if results[design].get("restart_failed_registrations_count"):
+                print(f"{design}: sessions lost after the kill (one each to the killed "
+                      "manager, the rest failed registrations), by code: "
                       f"{results[design]['restart_failed_registrations']}")
     return 0 if all(r["wrongly_not_ready_count"] == 0
                     and not r.get("restart_failed_registrations_count")
