@@ -335,7 +335,8 @@ def measure(design: str, agents: int, window: float, processes: int, *, tasks_pe
                 made = secure_channel(address, credentials, aio=False, options=options)
             else:
                 made = grpc.insecure_channel(address, options=options)
-            grpc.channel_ready_future(made).result(timeout=60)
+            # In a reconnect storm the bench's connection waits in line with 5,000 agents'.
+            grpc.channel_ready_future(made).result(timeout=180)
             return made
 
         manager = start_manager()
