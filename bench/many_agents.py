@@ -543,7 +543,8 @@ def burst(api: control_grpc.ControlStub, create: Any, count: int = 10_000) -> di
                               for t in tasks) >= count:
             placed.append(time.monotonic() - started)
         return sum(t.status.state == objects.TASK_STATE_RUNNING for t in tasks) >= count
-    eventually(all_running, timeout=300, interval=0.25, what=f"{count} new tasks running")
+    # Each look lists 10,000 tasks: every half second, not more (the manager serves it).
+    eventually(all_running, timeout=300, interval=0.5, what=f"{count} new tasks running")
     seen = time.monotonic() - started
     # When the last of them was created (the manager's clock) and started (its agent's clock;
     # one machine): what the polling above adds shows as the difference.
