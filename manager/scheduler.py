@@ -8,6 +8,10 @@ still has the cpu, memory and host ports free next to the tasks on it at commit
 time (placement.NodeFit). A decision that fails the re-check is dropped: the
 task stays PENDING and the change that made the plan stale wakes the next pass.
 A task that fits nowhere stays PENDING with the reason in its status message.
+When the store's revision shows nothing changed since the snapshot (the commit follows it with
+no await, as on SQLite), the re-check is skipped. What the tasks on each node hold is kept from
+the watch (placement.Usage), so a pass reads the pending tasks and their services' tasks, not
+every task.
 A replica whose spec mounts a named local volume that may not move is pinned to the node it is
 first placed on: the commit records that node in Task.pinned_node (the orchestrator copies it
 into the slot's next task; placement then considers only that node).
