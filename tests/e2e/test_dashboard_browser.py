@@ -139,6 +139,8 @@ async def test_the_dashboard_in_a_browser(cluster: Cluster, tmp_path: pathlib.Pa
         await _visit(admin, "load")
         await admin.wait_for("!!document.querySelector('[data-chart=\"api\"] polyline.cpu')")
         await _shoot(admin, "load", folders)
+        await _visit(admin, "secrets")
+        await admin.wait_for("!!document.querySelector('[data-secret=\"db_password\"]')")
         text = await _visit(admin, "secrets")
         assert "db_password" in text and "api" in text and SECRET_VALUE not in text, text
         await _shoot(admin, "secrets", folders)

@@ -368,6 +368,9 @@ function show() {
     link.classList.toggle("active", link.dataset.tab === tab);
   }
   if (tab === "load") refresh("load");
+  // Read again on each visit: a read that failed (or came before the session was known) would
+  // otherwise leave the page empty until a secret changes.
+  if (tab === "secrets") refresh("secrets");
 }
 
 async function signOut() {
