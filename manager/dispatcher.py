@@ -81,10 +81,6 @@ WRITE_DRAIN_S = 1.0
 LOG_BACKLOG = 256
 
 
-# A status report waiting to be written: node id, its updates, and the future its reader awaits.
-_Report = tuple[str, list[dispatcher.StatusReport.Update], "asyncio.Future[None]"]
-
-
 @dataclass(slots=True, eq=False)
 class LogStream:
     """Container output asked of one node (open_logs()): its LogChunks in `chunks`, ended by
@@ -200,9 +196,6 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         self._probe_timeout = probe_timeout
         self._probes: dict[str, asyncio.Task[None]] = {}  # node id -> its probe in flight
         self._sessions: dict[str, _Session] = {}
-        # Status reports waiting for the write in progress, and that write (_apply_statuses).
-        self._reports: list[_Report] = []
-        self._writing_reports: asyncio.Task[None] | None = None
         self._expected = 0  # nodes not down in the store as this term began, for a while
         self._expected_until = 0.0
         self._routes = EndpointTables()
@@ -287,7 +280,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
             await asyncio.gather(self._forward_changes(), self._watch_nodes(),
                                  self._announce_periods())
         finally:
-            probes = [*self._probes.values(), *filter(None, [self._writing_reports])]
+            probes = list(self._probes.values())
             for job in probes:
                 job.cancel()
             for job in probes:
@@ -521,48 +514,6 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
 
     async def _apply_statuses(self, node_id: str,
                               updates: list[dispatcher.StatusReport.Update]) -> None:
-        """Applies a report with the others that arrived meanwhile, in one store transaction
-        (a burst of 10,000 tasks is thousands of reports; one SQLite commit each was a third
-        of the manager's time). Returns once it is written; raises what applying it raised."""
-        written = asyncio.get_running_loop().create_future()
-        self._reports.append((node_id, updates, written))
-        if self._writing_reports is None or self._writing_reports.done():
-            self._writing_reports = asyncio.create_task(self._write_reports(),
-                                                        name="write status reports")
-        await written
-
-    async def _write_reports(self) -> None:
-        await asyncio.sleep(0)  # the reports read in this turn of the loop go in this write
-        while self._reports:
-            batch, self._reports = self._reports, []
-
-            def apply(tx: WriteTx, batch: list[_Report] = batch) -> None:
-                for node_id, updates, _ in batch:
-                    _apply_status(tx, node_id, updates)
-            try:
-                await self._store.update(apply)
-            except Exception:
-                # One report at a time then (each, if it fails, one update at a time): a
-                # fault in one task's update loses no other task's status.
-                nodes = sorted({node_id for node_id, _, _ in batch})
-                log.exception("could not apply the status reports of node(s) %s in one write; "
-                              "applying them one by one", ", ".join(nodes[:10]))
-                for node_id, updates, written in batch:
-                    try:
-                        await self._apply_report(node_id, updates)
-                    except Exception as err:
-                        if not written.done():
-                            written.set_exception(err)
-                    else:
-                        if not written.done():
-                            written.set_result(None)
-            else:
-                for *_, written in batch:
-                    if not written.done():
-                        written.set_result(None)
-
-    async def _apply_report(self, node_id: str,
-                            updates: list[dispatcher.StatusReport.Update]) -> None:
         """Applies a report in one transaction; if that fails, each update on its own, so that a
         fault in one task's update (logged) loses no other task's status."""
         try:

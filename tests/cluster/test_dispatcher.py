@@ -192,38 +192,3 @@ async def test_the_period_grows_with_the_agents_and_every_agent_follows(
         # Shrinks with a margin: 1 session is 1.1 for the rule, 0.22 s -> 0.5 s.
         assert dispatch.heartbeat_period == 0.5
         await eventually_async(lambda: mini.node_state("node-a") == "ready", what="node-a ready")
-
-
-async def test_reports_that_arrive_together_are_written_together(tmp_path: pathlib.Path) -> None:
-    """A burst is thousands of status reports: those read while a write is under way go in the
-    next one, not one store transaction each; every report still lands."""
-    from podium.manager.dispatcher import Dispatcher
-    from podium.manager.loadbook import LoadBook
-    from podium.manager.store import SqliteStore, WriteTx
-
-    store = SqliteStore(tmp_path / "state.db")
-    try:
-        def put(tx: WriteTx) -> None:
-            for i in range(6):
-                tx.create(objects.Task(id=f"t{i}", service_id="s", node_id=f"n{i % 3}", slot=i,
-                                       desired_state=RUNNING,
-                                       status=objects.TaskStatus(
-                                           state=objects.TASK_STATE_ASSIGNED)))
-        store.update_now(put)
-        writes = Counter[str]()
-        real = store.update
-
-        async def counted(fn: Any) -> Any:
-            writes["update"] += 1
-            return await real(fn)
-        store.update = counted  # type: ignore[method-assign]
-        dispatch = Dispatcher(store=store, load=LoadBook())
-        running = objects.TaskStatus(state=RUNNING, message="started")
-        await asyncio.gather(*(
-            dispatch._apply_statuses(f"n{i % 3}", [dispatcher.StatusReport.Update(
-                task_id=f"t{i}", status=running)]) for i in range(6)))
-        assert writes["update"] == 1
-        assert {t.id: t.status.state for t in store.view().tasks()} == {
-            f"t{i}": RUNNING for i in range(6)}
-    finally:
-        store.close()
