@@ -82,10 +82,6 @@ SERVER_OPTIONS = [
     # Reconnect storms after a manager restart: every agent reconnects at once.
     ("grpc.server.max_pending_requests", 20_000),
     ("grpc.server.max_pending_requests_hard_limit", 40_000),
-    # A call waits this long (s) for the manager to take it before gRPC cancels it (30 s by
-    # default): in a storm of 5,000 registrations, an agent waiting its turn is served sooner
-    # than one cancelled, which reconnects after a backoff and queues again.
-    ("grpc.server_max_unrequested_time_in_server", 120),
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
