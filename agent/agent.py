@@ -36,7 +36,7 @@ from podium.agent.secretfiles import SecretFiles
 from podium.agent.session import Session
 from podium.agent.status import StatusReporter
 from podium.agent.worker import Worker
-from podium.rules import metricsserver
+from podium.rules import awaiting, metricsserver
 from podium.rules.notify import Notifier
 from podium.v1 import dispatcher, objects
 
@@ -52,6 +52,8 @@ MESH_RETRY = 2.0  # seconds between attempts to serve ports the mesh could not (
 # manager is away neither waits for it nor has systemd kill the agent (TimeoutStartSec=90s) and
 # start it again, and again, while its containers run on.
 READY_WITHOUT_SESSION_S = 60.0
+# How long stop() waits for its loops to end once cancelled (then it logs where they wait).
+STOP_WAIT_S = 10.0
 
 
 def load_node_id(data_dir: pathlib.Path) -> str:
@@ -333,9 +335,7 @@ class Agent:
             await self._session.leave("agent stopped")
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _ended(self._tasks, STOP_WAIT_S)
         self._tasks.clear()
         await self._logs.close()
         await self._mesh.close()
@@ -352,3 +352,17 @@ class Agent:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+async def _ended(tasks: list[asyncio.Task[None]], wait: float) -> None:
+    """Waits up to `wait` seconds for cancelled `tasks` to end; one that does not is logged with
+    where it waits and left behind, so that stopping is bounded (systemd would kill the agent)."""
+    if not tasks:
+        return
+    done, stuck = await asyncio.wait(tasks, timeout=wait)
+    for task in stuck:
+        log.error("the agent's %s did not end within %g s of being cancelled; left behind. "
+                  "It waits in %s", task.get_name(), wait, awaiting.where(task))
+    for task in done:
+        if not task.cancelled():
+            task.result()  # a failure it ended with

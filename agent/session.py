@@ -5,7 +5,8 @@ sets; while load reports go at least as often, they stand in for heartbeats, whi
 sent only at the session's start and when what they say changes) and status reports, and hands
 assignments to the worker. When the stream
 breaks it reconnects with jittered exponential backoff (0.1 s doubling to 5 s)
-so that a manager restart is not met by every agent at the same instant.
+so that a manager restart is not met by every agent at the same instant. A registration the manager
+does not answer within REGISTER_TIMEOUT_S is given up and tried again.
 
 Several managers (`manager` = "HOST:PORT,HOST:PORT,..."; managers on etcd elect a leader, and
 only the leader holds sessions): a session refused with UNAVAILABLE by a manager that names the
@@ -43,7 +44,7 @@ import grpc
 
 from podium.agent.logs import LogService
 from podium.agent.status import StatusReporter
-from podium.rules import managers
+from podium.rules import awaiting, managers
 from podium.rules.credentials import CHANNEL_OPTIONS as TLS_OPTIONS
 from podium.v1 import dispatcher, dispatcher_grpc, objects
 
@@ -56,6 +57,11 @@ MAX_MESSAGE_BYTES = 256 << 20
 BACKOFF_MAX_S = 5.0
 # How long leave() waits for the manager to take note and end the session.
 LEAVE_TIMEOUT_S = 2.0
+# How long a session that has not registered yet waits for the manager's answer before trying
+# again: longer than a manager takes to admit every agent of a 5,000-host reconnect storm.
+REGISTER_TIMEOUT_S = 60.0
+# How long the tasks of an ended session get to end once cancelled.
+CANCEL_WAIT_S = 5.0
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
@@ -338,7 +344,15 @@ class Session:
         receiving = asyncio.create_task(receive())
         full = asyncio.create_task(outbox.full.wait())
         try:
-            await asyncio.wait({receiving, full}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({receiving, full}, timeout=REGISTER_TIMEOUT_S,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if not done and not registered:
+                log.warning("the manager at %s did not answer this agent's registration within "
+                            "%g s: reconnecting", self._manager, REGISTER_TIMEOUT_S)
+                self._why = "no answer to the registration"
+                return False
+            if not done:
+                await asyncio.wait({receiving, full}, return_when=asyncio.FIRST_COMPLETED)
             if receiving.done():
                 receiving.result()  # the stream's end or error
             else:
@@ -354,11 +368,19 @@ class Session:
                 self._logs.stop_all()  # their requests end with the session, on both sides
             call.cancel()
             outbox.close()
-            for job in (receiving, full, *helpers, *beats):
+            jobs = (receiving, full, *helpers, *beats)
+            for job in jobs:
                 job.cancel()
-            for job in (receiving, full, *helpers, *beats):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await job
+            # Bounded: a task of gRPC's that swallows its cancellation must not keep this agent
+            # from reconnecting (or from stopping).
+            ended, stuck = await asyncio.wait(jobs, timeout=CANCEL_WAIT_S)
+            for job in stuck:
+                log.error("a session task did not end within %g s of being cancelled; left "
+                          "behind. It waits in %s", CANCEL_WAIT_S, awaiting.where(job))
+            for job in ended:
+                if job is not receiving and not job.cancelled() \
+                        and (error := job.exception()) is not None:
+                    raise error
         return registered
 
     async def _heartbeat(self, outbox: Outbox, period: float, *, on_demand: bool,

@@ -31,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
+import select
 import socket
 import struct
 import time
@@ -52,23 +54,59 @@ class ProbeResult:
     detail: str
 
 
-async def _connect(addr: str, port: int) -> str:
-    """"accepted" or "refused"; raises OSError for anything else (unreachable, ...)."""
-    loop = asyncio.get_running_loop()
-    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    try:
-        await loop.sock_connect(sock, (addr, port))
-        # Reset rather than FIN: the service on the port sees no half-open request.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        return "accepted"
-    except OSError as err:
-        if err.errno in _ALIVE_ERRORS:
-            return "refused"
-        raise
-    finally:
-        sock.close()
+class _Attempt:
+    """One non-blocking connect. Its outcome is read from the kernel (the socket's pending
+    error), not from when the event loop got round to it: a manager whose loop runs behind
+    (thousands of agents reconnecting at once) still sees a RST that came in time."""
+
+    __slots__ = ("_loop", "counted", "error", "how", "port", "sock")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, addr: str, port: int,
+                 wake: asyncio.Event) -> None:
+        self.port = port
+        self.how = ""  # "accepted" or "refused" once the host answered
+        self.error = ""  # why not, once it failed otherwise (unreachable, ...)
+        self.counted = False  # the probe took its outcome in
+        self._loop = loop
+        self.sock = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET,
+                                  socket.SOCK_STREAM)
+        self.sock.setblocking(False)
+        err = self.sock.connect_ex((addr, port))
+        if err != errno.EINPROGRESS:
+            self._settle(err)
+        else:
+            def ready() -> None:  # writable stays writable: listen once
+                loop.remove_writer(self.sock)
+                wake.set()
+            loop.add_writer(self.sock, ready)
+
+    @property
+    def settled(self) -> bool:
+        return bool(self.how or self.error)
+
+    def look(self) -> bool:
+        """Reads the outcome if the kernel has one by now; whether it is settled."""
+        if not self.settled:
+            poller = select.poll()
+            poller.register(self.sock, select.POLLOUT)
+            if poller.poll(0):
+                self._settle(self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+        return self.settled
+
+    def _settle(self, err: int) -> None:
+        if err == 0:
+            self.how = "accepted"
+        elif err in _ALIVE_ERRORS:
+            self.how = "refused"
+        else:
+            self.error = os.strerror(err)
+
+    def close(self) -> None:
+        self._loop.remove_writer(self.sock)
+        if self.how == "accepted":
+            # Reset rather than FIN: the service on the port sees no half-open request.
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
 
 
 async def probe(addr: str, task_ports: list[int], *, answer_within: float) -> ProbeResult:
@@ -77,44 +115,46 @@ async def probe(addr: str, task_ports: list[int], *, answer_within: float) -> Pr
         return ProbeResult(False, None, "no address known to probe")
     task_ports = [p for p in dict.fromkeys(task_ports) if 0 < p < 65536][:MAX_TASK_PORTS]
     ports = task_ports + [p for p in FALLBACK_PORTS if p not in task_ports]
+    loop = asyncio.get_running_loop()
     started = time.monotonic()
-    pending: dict[asyncio.Task[str], int] = {}
+    wake = asyncio.Event()
+    attempts: list[_Attempt] = []
     answers: list[str] = []  # "addr:port how", in the order they came
     errors: list[str] = []
 
-    def launch() -> None:
-        for port in ports:
-            pending[asyncio.ensure_future(_connect(addr, port))] = port
+    def decided() -> ProbeResult | None:
+        """Takes in every outcome the kernel has by now; the result once one decides."""
+        result = None
+        for attempt in attempts:
+            if attempt.counted or not attempt.look():
+                continue
+            attempt.counted = True
+            if attempt.error:
+                errors.append(f"{attempt.port}: {attempt.error}")
+                continue
+            answers.append(f"{addr}:{attempt.port} {attempt.how}")
+            if result is None and attempt.port in task_ports and attempt.how == "accepted":
+                result = ProbeResult(True, True, answers[-1])
+            elif result is None and not task_ports:
+                result = ProbeResult(True, None, answers[-1])
+        return result
 
     try:
         for wave_end in (started + timeout / 2, started + timeout):
-            launch()  # a fresh SYN to every port in each wave
-            while (left := wave_end - time.monotonic()) > 0:
-                if not pending:
-                    await asyncio.sleep(left)
-                    break
-                done, _ = await asyncio.wait(set(pending), timeout=left,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                for job in done:
-                    port = pending.pop(job)
-                    try:
-                        how = job.result()
-                    except OSError as err:
-                        errors.append(f"{port}: {err.strerror or err}")
-                        continue
-                    answers.append(f"{addr}:{port} {how}")
-                    if port in task_ports and how == "accepted":
-                        return ProbeResult(True, True, answers[-1])
-                    if not task_ports:
-                        return ProbeResult(True, None, answers[-1])
+            # A fresh SYN to every port in each wave.
+            attempts.extend(_Attempt(loop, addr, port, wake) for port in ports)
+            while (result := decided()) is None and (left := wave_end - time.monotonic()) > 0:
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await wake.wait()
+            if result is not None:
+                return result
     finally:
-        for job in pending:
-            job.cancel()
-        for job in pending:
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await job
+        for attempt in attempts:
+            attempt.close()
     took = time.monotonic() - started
-    if took > timeout + STALL_SLACK_S:
+    if took > timeout + STALL_SLACK_S and not answers:
         return ProbeResult(None, None, f"probe took {took:.2f} s (manager stalled)")
     if answers:
         listed = ",".join(str(p) for p in task_ports)

@@ -41,6 +41,7 @@ from podium.agent.agent import Agent
 from podium.agent.certificate import NodeCertificate
 from podium.lab.local import secure_channel
 from podium.manager.manager import Manager
+from podium.rules import awaiting
 from podium.rules.taskstate import is_live
 from podium.v1 import control, control_grpc, objects
 from tests.fakes import FakeExecutor
@@ -207,25 +208,13 @@ class InProcessCluster:
 STOP_TIMEOUT_S = 5.0
 
 
-def _awaiting(task: asyncio.Task[Any]) -> str:
-    """Where a task waits, outermost call first (Task.get_stack shows only one frame)."""
-    where, coro = [], task.get_coro()
-    while coro is not None and len(where) < 20:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
-        if frame is not None:
-            name = frame.f_code.co_filename.rsplit("/", 1)[-1]
-            where.append(f"{name}:{frame.f_code.co_name}:{frame.f_lineno}")
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
-    return " -> ".join(where)
-
-
 async def _bounded(step: Any, what: str) -> None:
     job = asyncio.ensure_future(step)
     done, _ = await asyncio.wait({job}, timeout=STOP_TIMEOUT_S)
     if done:
         job.result()
         return
-    stacks = [f"{task.get_name()}: {_awaiting(task)}" for task in asyncio.all_tasks()]
+    stacks = [f"{task.get_name()}: {awaiting.where(task)}" for task in asyncio.all_tasks()]
     job.cancel()
     raise AssertionError(f"{what} took over {STOP_TIMEOUT_S:g} s; tasks:\n" + "\n".join(stacks))
 
