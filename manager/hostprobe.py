@@ -22,8 +22,11 @@ kernel whose task ports answer nothing, or refuse (replace them now: nothing ser
 Limits (written down in the node monitor's docstring too): a host firewall that silently DROPs
 every port probed makes a live host look gone (allow the manager to port 22, or to the published
 ports); a router that rejects on the host's behalf makes a gone host look alive until the restart
-grace ends. The probe runs in the manager's event loop: if the loop was stalled while it ran, its
-"no answer" cannot be trusted, and `host` is None (asked for again).
+grace ends. The probe runs in the manager's event loop, which may run behind (thousands of agents
+reconnecting at once): each connect's outcome is read from its socket (the kernel's pending
+error), so a refusal that came in time counts however late the loop looks. A probe that
+finished more than STALL_SLACK_S late with no answer at all is still reported as inconclusive
+(`host` None, asked for again): its second wave's SYN may have gone out late.
 """
 
 from __future__ import annotations
