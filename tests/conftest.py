@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import asyncio
 import pathlib
+import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Generator, Iterator
 
 import pytest
 
 from podium.lab.etcd import EtcdCluster
+from podium.rules import awaiting
 from tests.helpers import IMAGE, Cluster, ensure_image
 from tests.inprocess import InProcessCluster, in_process_cluster
 
@@ -38,6 +43,44 @@ _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 def _passed(request: pytest.FixtureRequest) -> bool:
     reports = request.node.stash.get(_REPORTS, {})
     return "call" in reports and reports["call"].passed
+
+
+# How long before pytest-timeout ends a test the watchdog prints where its event loop's tasks wait
+# (pytest-timeout shows only the threads' stacks: an idle loop's, for a test whose task hangs).
+WATCHDOG_LEAD_S = 10.0
+
+
+def _print_tasks(signum: int, frame: object) -> None:
+    loop = asyncio._get_running_loop()
+    if loop is None:
+        print("watchdog: no event loop runs", file=sys.stderr)
+        return
+    print("watchdog: the test is about to time out; its tasks wait in:", file=sys.stderr)
+    for task in asyncio.all_tasks(loop):
+        print(f"  {task.get_name()}: {awaiting.where(task)}", file=sys.stderr)
+
+
+@pytest.fixture(autouse=True)
+def _watchdog(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Shortly before pytest-timeout would end the test, prints every asyncio task's wait to the
+    test's captured stderr (shown with its failure)."""
+    marker = request.node.get_closest_marker("timeout")
+    timeout = float(marker.args[0]) if marker and marker.args else float(
+        request.config.getini("timeout") or 0)
+    if timeout <= WATCHDOG_LEAD_S or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGUSR2, _print_tasks)
+    main = threading.main_thread().ident
+    assert main is not None
+    timer = threading.Timer(timeout - WATCHDOG_LEAD_S, signal.pthread_kill, (main, signal.SIGUSR2))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR2, previous)
 
 
 @pytest.fixture(scope="session")
