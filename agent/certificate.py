@@ -242,8 +242,9 @@ async def presented_chain(host: str, port: int) -> list[bytes]:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.set_alpn_protocols(["h2"])
-    _, writer = await asyncio.wait_for(asyncio.open_connection(
-        host, port, ssl=context, server_hostname=MANAGER_NAME), CALL_TIMEOUT_S)
+    async with asyncio.timeout(CALL_TIMEOUT_S):
+        _, writer = await asyncio.open_connection(host, port, ssl=context,
+                                                  server_hostname=MANAGER_NAME)
     try:
         tls = writer.get_extra_info("ssl_object")
         public = getattr(tls, "get_unverified_chain", None)  # Python 3.13+
@@ -259,4 +260,5 @@ async def presented_chain(host: str, port: int) -> list[bytes]:
         # (asyncio.run) does not leave the socket open.
         writer.transport.abort()
         with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
-            await asyncio.wait_for(writer.wait_closed(), 1.0)
+            async with asyncio.timeout(1.0):
+                await writer.wait_closed()

@@ -182,7 +182,8 @@ class Session:
             return
         self._outbox.put(dispatcher.AgentMessage(leaving=self._leaving))
         try:
-            await asyncio.wait_for(self._ended.wait(), LEAVE_TIMEOUT_S)
+            async with asyncio.timeout(LEAVE_TIMEOUT_S):
+                await self._ended.wait()
             log.info("left the manager (%s); it holds this node's tasks for %g s", reason,
                      self._restart_grace)
         except TimeoutError:

@@ -106,9 +106,9 @@ class Route:
             try:
                 if self.spec.get("source"):
                     sock.bind((self.spec["source"], 0))
-                await asyncio.wait_for(
-                    asyncio.get_running_loop().sock_connect(sock, _split(self.spec["connect"])),
-                    timeout=5)
+                async with asyncio.timeout(5):
+                    await asyncio.get_running_loop().sock_connect(
+                        sock, _split(self.spec["connect"]))
             except (TimeoutError, OSError):
                 sock.close()
                 writer.close()

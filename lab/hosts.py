@@ -656,8 +656,8 @@ async def _forward(listen_fd: int, target: str) -> None:
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.wait_for(
-                asyncio.open_connection(host, int(port)), timeout=5)
+            async with asyncio.timeout(5):
+                up_reader, up_writer = await asyncio.open_connection(host, int(port))
         except (OSError, TimeoutError):
             writer.close()
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -55,10 +56,9 @@ class ReconcileLoop(abc.ABC):
             while True:
                 if not self._dirty:
                     timeout = None if self._wake is None else max(0.0, self._wake - time.time())
-                    try:
-                        self.observe(await asyncio.wait_for(watch.get(), timeout))
-                    except TimeoutError:
-                        pass
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(timeout):
+                            self.observe(await watch.get())
                 while (change := watch.get_nowait()) is not None:
                     self.observe(change)
                 if self._wake is not None and self._wake <= time.time():

@@ -134,7 +134,8 @@ class _Etcd:
         errors = []
         for _ in self._endpoints:
             try:
-                return await asyncio.wait_for(fn(self.stubs()), CALL_TIMEOUT_S)
+                async with asyncio.timeout(CALL_TIMEOUT_S):
+                    return await fn(self.stubs())
             except (grpc.aio.AioRpcError, TimeoutError) as err:
                 detail = err.code().name if isinstance(err, grpc.aio.AioRpcError) else "timeout"
                 errors.append(f"{self.endpoint}: {detail}")
@@ -308,8 +309,8 @@ class Leadership:
                             stream = self._etcd.stubs().lease.LeaseKeepAlive()
                         try:
                             # A frozen member may hold the write as well as the answer.
-                            answer = await asyncio.wait_for(self._renew(stream),
-                                                            self.renew_every)
+                            async with asyncio.timeout(self.renew_every):
+                                answer = await self._renew(stream)
                             if answer is grpc.aio.EOF:
                                 raise TimeoutError
                         except (grpc.aio.AioRpcError, TimeoutError, asyncio.InvalidStateError):

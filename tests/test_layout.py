@@ -1,6 +1,6 @@
 """The packages' boundaries: neither daemon imports the other, the shared rules import no side,
-the client imports a daemon only through its entry module, and nothing outside tests/ imports
-test code."""
+the client imports a daemon only through its entry module, nothing outside tests/ imports test
+code, and no daemon waits with asyncio.wait_for (see the test)."""
 
 from __future__ import annotations
 
@@ -50,3 +50,17 @@ def test_no_test_code_outside_tests(folder: str) -> None:
              for path in sorted((REPO / folder).rglob("*.py"))
              for name in imports(path) if name == "tests" or name.startswith("tests.")]
     assert not wrong
+
+
+@pytest.mark.parametrize("folder", ["manager", "agent", "rules", "client", "lab"])
+def test_no_asyncio_wait_for(folder: str) -> None:
+    """On Python 3.11, asyncio.wait_for returns the result of what it waited for when that ended
+    in the turn of the loop its task was cancelled in: the cancellation is lost, and a loop that
+    was told to stop (a deposed leader's, a stopping manager's) goes on. asyncio.timeout keeps
+    it."""
+    wrong = [f"{path.relative_to(REPO)}:{node.lineno}"
+             for path in sorted((REPO / folder).rglob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text(), str(path)))
+             if isinstance(node, ast.Attribute) and node.attr == "wait_for"
+             and isinstance(node.value, ast.Name) and node.value.id == "asyncio"]
+    assert not wrong, "asyncio.wait_for (use asyncio.timeout): " + ", ".join(wrong)

@@ -62,7 +62,8 @@ class Subscription:
         if not self._items and not self.ended:
             self._ready.clear()
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._ready.wait()
             except TimeoutError:
                 return []
         rows = list(self._items)

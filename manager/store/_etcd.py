@@ -167,7 +167,8 @@ class EtcdStore:
         loop = asyncio.get_running_loop()
         end = loop.time() + self._conn.deadline
         try:
-            await asyncio.wait_for(self._lock.acquire(), self._conn.deadline)
+            async with asyncio.timeout(self._conn.deadline):
+                await self._lock.acquire()
         except TimeoutError:
             raise StoreError(f"no write went through to etcd ({', '.join(self._conn.endpoints)}) "
                              f"within {self._conn.deadline:g} s: the writes before this one "
@@ -264,7 +265,8 @@ class EtcdStore:
                                  f"{self._applied}); the write is in etcd")
             self._advanced.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._advanced.wait(), left)
+                async with asyncio.timeout(left):
+                    await self._advanced.wait()
 
     # -- reading ---------------------------------------------------------------------------
 
