@@ -335,7 +335,7 @@ class Agent:
             await self._session.leave("agent stopped")
         for task in self._tasks:
             task.cancel()
-        await _ended(self._tasks, STOP_WAIT_S)
+        await awaiting.ended(self._tasks, STOP_WAIT_S, log, "agent")
         self._tasks.clear()
         await self._logs.close()
         await self._mesh.close()
@@ -352,17 +352,3 @@ class Agent:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-
-async def _ended(tasks: list[asyncio.Task[None]], wait: float) -> None:
-    """Waits up to `wait` seconds for cancelled `tasks` to end; one that does not is logged with
-    where it waits and left behind, so that stopping is bounded (systemd would kill the agent)."""
-    if not tasks:
-        return
-    done, stuck = await asyncio.wait(tasks, timeout=wait)
-    for task in stuck:
-        log.error("the agent's %s did not end within %g s of being cancelled; left behind. "
-                  "It waits in %s", task.get_name(), wait, awaiting.where(task))
-    for task in done:
-        if not task.cancelled():
-            task.result()  # a failure it ended with

@@ -14,7 +14,6 @@ every manager; a follower refuses what needs the leader (leadergate.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import hashlib
 import logging
@@ -59,7 +58,7 @@ from podium.manager.store import (
     open_store,
 )
 from podium.manager.updater import Updater
-from podium.rules import metricsserver, network
+from podium.rules import awaiting, metricsserver, network
 from podium.rules.notify import Notifier
 from podium.v1 import control, control_grpc, dispatcher, dispatcher_grpc, objects
 
@@ -75,6 +74,8 @@ log = logging.getLogger(__name__)
 #   carries no call for MAX_CONNECTION_IDLE_S is closed (the client reconnects when it needs
 #   to; an agent's session is a call, so its connection is never idle).
 HANDSHAKE_TIMEOUT_S = 10.0
+# How long a stop waits for the manager's cancelled tasks (one still running is logged).
+STOP_WAIT_S = 10.0
 # How often the status line systemd shows is brought up to date (only sent when it changed).
 STATUS_PERIOD_S = 5.0
 MAX_CONNECTION_IDLE_S = 300.0
@@ -426,9 +427,7 @@ class Manager:
         tasks = [*self._tasks, *self._term_tasks, *self._ended_terms]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await awaiting.ended(tasks, STOP_WAIT_S, log, "manager")
         self._tasks.clear()
         self._term_tasks.clear()
         self._ended_terms.clear()
