@@ -200,7 +200,8 @@ class Usage:
         else:
             del held.per_service[service_id]
 
-    def _charge(self, state: _NodeState) -> None:
+    def charge(self, state: _NodeState) -> None:
+        """Takes what this book holds on `state`'s node off its free resources."""
         held = self._nodes.get(state.id)
         if held is not None:
             state.free_cpu -= held.cpu
@@ -237,7 +238,7 @@ def schedule(
     states = {node.id: _node_state(node) for node in nodes}
     if usage is not None:
         for each in states.values():
-            usage._charge(each)
+            usage.charge(each)
     else:
         for task in tasks:
             state = states.get(task.node_id) if task.node_id else None
