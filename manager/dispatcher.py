@@ -309,6 +309,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         request_iterator: AsyncIterator[dispatcher.AgentMessage],
         context: grpc.aio.ServicerContext[dispatcher.AgentMessage, dispatcher.ManagerMessage],
     ) -> None:
+        self._monitor.arriving(time.monotonic())
         first = await anext(aiter(request_iterator), None)
         if self._closed:
             await context.abort(grpc.StatusCode.UNAVAILABLE, self._closed_why)

@@ -18,9 +18,12 @@ It tells an agent that is gone from a host that is gone, and replaces tasks only
   for a probe as well: no answer -> DOWN at once (a power cut, a partition), and its session is
   closed; an answer changes nothing visible. A session silent for `missed` periods is closed:
   AGENT_DOWN (held) if the host and its tasks answered meanwhile (a hung agent), DOWN otherwise.
-- A held node whose agent is not back when the restart grace ends is DOWN.
+- A held node whose agent is not back when the restart grace ends is DOWN; while sessions are
+  still arriving (a reconnect storm: its agent is most likely in the queue), up to a restart
+  grace later.
 - After the manager starts, nodes get `startup_grace` to reconnect, longer while sessions keep
-  opening (a reconnect storm: up to `restart_grace` more); then each node still without a
+  arriving (a session arrives when its call comes in, before its registration is read and
+  written; a reconnect storm: up to `restart_grace` more); then each node still without a
   session is SUSPECT and probed, as a session that broke.
 - If the monitor itself did not run for longer than its tick (the manager was stalled, so
   messages waited unread), every deadline moves on by the stall: a busy manager never blames its
@@ -48,10 +51,11 @@ DOWN = objects.NodeStatus.STATE_DOWN
 
 DEFAULT_RESTART_GRACE_S = 30.0
 DEFAULT_PROBE_TIMEOUT_S = 0.5
-# After the startup grace, nodes still without a session are looked at once no session opened
+# After the startup grace, nodes still without a session are looked at once no session arrived
 # for this long (or at the latest a restart grace later): while thousands of agents are still
-# reconnecting, those not back yet are most likely in the queue, not gone.
-STORM_QUIET_S = 1.0
+# reconnecting, those not back yet are most likely in the queue, not gone. Holds end no sooner
+# either (within a restart grace more).
+STORM_QUIET_S = 2.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -101,7 +105,7 @@ class NodeMonitor:
         self._closed: dict[str, float] = {}  # broke, probe pending: when it broke
         self._held: dict[str, float] = {}  # agent down, host up: hold until
         self._swept = False
-        self._last_opened = float("-inf")  # when the last session opened
+        self._last_arrival = float("-inf")  # when a session last arrived or opened
 
     def set_period(self, period: float, now: float) -> None:
         """The agents are told a new heartbeat period. Those not told yet keep the old one: until
@@ -117,8 +121,13 @@ class NodeMonitor:
     def _effective(self, now: float) -> float:
         return self._longest if now < self._settled_at else self.period
 
+    def arriving(self, now: float) -> None:
+        """A session's call came in (its registration not read or written yet): agents are
+        still reconnecting."""
+        self._last_arrival = now
+
     def opened(self, node_id: str, now: float) -> Transition:
-        self._last_opened = now
+        self._last_arrival = now
         self._forget(node_id)
         self._heard[node_id] = now - self._stalled
         return Transition(node_id, READY, "session opened")
@@ -210,14 +219,15 @@ class NodeMonitor:
                 out.transitions.append(Transition(
                     node_id, DOWN, f"session closed {now - closed:.1f} s ago; host did not "
                     "answer a probe in time"))
+        storming = now - self._last_arrival < STORM_QUIET_S
         for node_id, until in list(self._held.items()):
-            if now >= until:
+            if now >= until and not (storming and now < until + self.restart_grace):
                 del self._held[node_id]
                 out.transitions.append(Transition(
                     node_id, DOWN, f"agent not back within the restart grace "
                     f"({self.restart_grace:g} s)"))
         if not self._swept and now >= self._startup_until and (
-                now - self._last_opened >= STORM_QUIET_S
+                not storming
                 or now >= self._startup_until + self.restart_grace):
             self._swept = True
             tracked = self._heard.keys() | self._closed.keys() | self._held.keys()

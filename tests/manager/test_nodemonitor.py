@@ -209,14 +209,48 @@ def test_nodes_still_reconnecting_when_the_grace_ends_get_more_time_within_bound
         return seen
 
     # n1 back at 5 s; other agents of the storm every half second from 9 s to 11.5 s: the
-    # nodes still missing are looked at once none opened for a second.
+    # nodes still missing are looked at once none opened for two seconds.
     m = monitor(restart_grace=30.0)
-    assert storm(m, 13.0, lambda t: "n1" if t == 5.0 else f"other-{t}"
-                 if 9.0 <= t <= 11.5 and t % 0.5 == 0 else None) == [(12.5, "n2", SUSPECT)]
+    assert storm(m, 14.0, lambda t: "n1" if t == 5.0 else f"other-{t}"
+                 if 9.0 <= t <= 11.5 and t % 0.5 == 0 else None) == [(13.5, "n2", SUSPECT)]
     # Sessions opening for ever do not hold it back beyond a restart grace after the grace.
     m = monitor(restart_grace=30.0)
     assert storm(m, 40.5, lambda t: f"other-{t}") == [(40.0, "n1", SUSPECT),
                                                         (40.0, "n2", SUSPECT)]
+
+
+def test_sessions_still_arriving_hold_back_the_startup_sweep() -> None:
+    """Under a storm the registrations can pause (each is written to the store) while calls
+    keep coming in: those count as the storm going on."""
+    known = (("n1", READY),)
+    m = monitor()
+    seen = []
+    for step in range(1, 71):  # to 17.5 s; calls come in every half second until 15 s
+        t = step * 0.25
+        if t <= 15.0 and t % 0.5 == 0:
+            m.arriving(t)
+        seen += [(t, x.node_id, x.state) for x in m.tick(t, lambda: known).transitions]
+    assert seen == [(17.0, "n1", SUSPECT)]
+
+
+def test_a_hold_lasts_while_sessions_keep_arriving_within_a_restart_grace_more() -> None:
+    """A held agent is most likely in the queue of a reconnect storm: its node is not DOWN
+    while other sessions still arrive, but a storm that never ends does not keep it forever."""
+    def hold_until_down(arrivals_until: float) -> list[tuple[float, str, int]]:
+        m = monitor(restart_grace=10.0)
+        m.opened("n1", 0.0)
+        m.closed("n1", 1.0, restarting="agent stopped")  # held until 11 s
+        seen = []
+        for step in range(1, 161):  # to 40 s
+            t = step * 0.25
+            if t <= arrivals_until:
+                m.arriving(t)
+            seen += [(t, x.node_id, x.state) for x in m.tick(t, lambda: ()).transitions]
+        return seen
+
+    assert hold_until_down(arrivals_until=0.0) == [(11.0, "n1", DOWN)]
+    assert hold_until_down(arrivals_until=15.0) == [(17.0, "n1", DOWN)]
+    assert hold_until_down(arrivals_until=40.0) == [(21.0, "n1", DOWN)]
 
 
 def test_a_node_not_back_after_the_startup_grace_on_a_host_that_answers_is_held() -> None:
