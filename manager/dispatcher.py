@@ -273,6 +273,7 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         # so far, thousands would heartbeat at several times the rate the manager budgets
         # for, just when it registers the rest.
         self._expected = sum(n.status.state != DOWN for n in view.nodes())
+        self._monitor.expect(self._expected)
         self._expected_until = (time.monotonic() + self._monitor.startup_grace
                                 + self._monitor.restart_grace)
         self._rescale()

@@ -23,8 +23,12 @@ It tells an agent that is gone from a host that is gone, and replaces tasks only
   grace later.
 - After the manager starts, nodes get `startup_grace` to reconnect, longer while sessions keep
   arriving (a session arrives when its call comes in, before its registration is read and
-  written; a reconnect storm: up to `restart_grace` more); then each node still without a
-  session is SUSPECT and probed, as a session that broke.
+  written; a reconnect storm: up to `restart_grace` more) and while fewer than half the nodes
+  expected (`expect`: those not DOWN at start) have a session: so many missing at once is the
+  manager's own reconnect storm (its TLS handshakes queue up), not hosts that failed together,
+  the reasoning of Kubernetes' node lifecycle controller, which stops evicting when a whole zone
+  looks down. Then each node still without a session is SUSPECT and probed, as a session that
+  broke.
 - If the monitor itself did not run for longer than its tick (the manager was stalled, so
   messages waited unread), every deadline moves on by the stall: a busy manager never blames its
   nodes, nor probes them.
@@ -106,6 +110,7 @@ class NodeMonitor:
         self._held: dict[str, float] = {}  # agent down, host up: hold until
         self._swept = False
         self._last_arrival = float("-inf")  # when a session last arrived or opened
+        self._expected = 0  # nodes not down when the manager started
 
     def set_period(self, period: float, now: float) -> None:
         """The agents are told a new heartbeat period. Those not told yet keep the old one: until
@@ -120,6 +125,11 @@ class NodeMonitor:
 
     def _effective(self, now: float) -> float:
         return self._longest if now < self._settled_at else self.period
+
+    def expect(self, nodes: int) -> None:
+        """How many nodes were not DOWN when the manager started: until half of them have a
+        session, the startup sweep waits (within a restart grace more)."""
+        self._expected = nodes
 
     def arriving(self, now: float) -> None:
         """A session's call came in (its registration not read or written yet): agents are
@@ -227,7 +237,7 @@ class NodeMonitor:
                     node_id, DOWN, f"agent not back within the restart grace "
                     f"({self.restart_grace:g} s)"))
         if not self._swept and now >= self._startup_until and (
-                not storming
+                (not storming and len(self._heard) * 2 >= self._expected)
                 or now >= self._startup_until + self.restart_grace):
             self._swept = True
             tracked = self._heard.keys() | self._closed.keys() | self._held.keys()

@@ -233,6 +233,32 @@ def test_sessions_still_arriving_hold_back_the_startup_sweep() -> None:
     assert seen == [(17.0, "n1", SUSPECT)]
 
 
+def test_the_startup_sweep_waits_while_most_nodes_are_still_missing() -> None:
+    """Most nodes without a session at once, after the manager restarted, is its own reconnect
+    storm: the sweep waits until half of them are back (and none arrived for a while), or a
+    restart grace more at most."""
+    known = tuple((f"n{i}", READY) for i in range(1, 5))
+
+    def sweep(back_at: float | None) -> list[tuple[float, str, int]]:
+        m = monitor(restart_grace=30.0)
+        m.expect(len(known))
+        m.opened("n1", 5.0)
+        seen = []
+        for step in range(1, 181):  # to 45 s; n1 (and n2 once back) heard at every tick
+            t = step * 0.25
+            if back_at is not None and t == back_at:
+                m.opened("n2", t)
+            for node_id in ("n1", "n2") if back_at is not None and t >= back_at else ("n1",):
+                m.heard(node_id, t)
+            seen += [(t, x.node_id, x.state) for x in m.tick(t, lambda: known).transitions
+                     if x.state == SUSPECT]
+        return seen
+
+    assert sweep(back_at=20.0) == [(22.0, "n3", SUSPECT), (22.0, "n4", SUSPECT)]
+    assert sweep(back_at=None) == [(40.0, "n2", SUSPECT), (40.0, "n3", SUSPECT),
+                                   (40.0, "n4", SUSPECT)]
+
+
 def test_a_hold_lasts_while_sessions_keep_arriving_within_a_restart_grace_more() -> None:
     """A held agent is most likely in the queue of a reconnect storm: its node is not DOWN
     while other sessions still arrive, but a storm that never ends does not keep it forever."""
