@@ -379,8 +379,10 @@ class Session:
                 log.error("a session task did not end within %g s of being cancelled; left "
                           "behind. It waits in %s", CANCEL_WAIT_S, awaiting.where(job))
             for job in ended:
-                if job is not receiving and not job.cancelled() \
-                        and (error := job.exception()) is not None:
+                if job.cancelled():
+                    continue
+                error = job.exception()  # the reader's too: the call cancelled above may end it
+                if job is not receiving and error is not None:  # with an error, not cancelled
                     raise error
         return registered
 
