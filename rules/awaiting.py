@@ -25,6 +25,11 @@ def where(task: asyncio.Task[Any], depth: int = 20) -> str:
     return " -> ".join(calls)
 
 
+def every_wait(loop: asyncio.AbstractEventLoop | None = None) -> list[str]:
+    """Each task of `loop` (the running one by default) and where it waits, a line each."""
+    return [f"{task.get_name()}: {where(task)}" for task in asyncio.all_tasks(loop)]
+
+
 async def ended(tasks: Collection[asyncio.Task[Any]], wait: float, log: logging.Logger,
                 owner: str) -> None:
     """Waits up to `wait` seconds for cancelled `tasks` to end. One that does not is logged with

@@ -56,8 +56,8 @@ def _print_tasks(signum: int, frame: object) -> None:
         print("watchdog: no event loop runs", file=sys.stderr)
         return
     print("watchdog: the test is about to time out; its tasks wait in:", file=sys.stderr)
-    for task in asyncio.all_tasks(loop):
-        print(f"  {task.get_name()}: {awaiting.where(task)}", file=sys.stderr)
+    for line in awaiting.every_wait(loop):
+        print(f"  {line}", file=sys.stderr)
 
 
 @pytest.fixture(autouse=True)

@@ -214,7 +214,7 @@ async def _bounded(step: Any, what: str) -> None:
     if done:
         job.result()
         return
-    stacks = [f"{task.get_name()}: {awaiting.where(task)}" for task in asyncio.all_tasks()]
+    stacks = awaiting.every_wait()
     job.cancel()
     raise AssertionError(f"{what} took over {STOP_TIMEOUT_S:g} s; tasks:\n" + "\n".join(stacks))
 
