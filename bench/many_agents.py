@@ -24,6 +24,10 @@ task); the manager idle, with no agent, is measured first. Then, unless --no-pha
   that failed meanwhile (sessions the agents lost, beyond the one to the killed manager), and
   the nodes the restarted manager took out of READY until RESTART_SETTLE_S after that.
 --phases picks some of them (comma-separated: status, burst, restart).
+For a post-mortem: KEEP_MANAGER_LOG=PATH keeps the manager's log (and PATH.lag, its loop stalls);
+BENCH_PROFILE=PATH samples the plaintext manager's main thread, written as PATH.PID at its end
+and each worker's as PATH.simN (bench/_sampler.py reads them);
+KEEP_AGENT_LOGS=DIR writes each worker's agents' log there (DIR/simN.log).
 The plaintext manager is the same code with TLS off (`Manager(plaintext=True)`, which only
 in-process tests and this baseline use: the daemon has no such flag).
 """
@@ -55,6 +59,7 @@ from bench._proc import cpu_seconds, status_value
 from podium.lab.local import eventually, free_port, secure_channel
 from podium.v1 import control, control_grpc, objects
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
 PHASES = ("status", "burst", "restart")
 WORKER_NICENESS = 10
 # After the restart storm, how long the bench goes on watching for nodes taken out of READY.
@@ -62,7 +67,7 @@ RESTART_SETTLE_S = 10.0
 
 # The previous design's manager: plaintext, same code otherwise.
 PLAIN_MANAGER = """
-import asyncio, gc, logging, sys, time
+import asyncio, gc, logging, os, pathlib, signal, sys, time
 from podium.manager.manager import Manager
 from podium.rules import daemon
 
@@ -90,10 +95,27 @@ async def main():
             if late > 0.05:
                 out.write(f"{time.time()} {late} loop\\n")
     lagging = asyncio.get_running_loop().create_task(watch_lag())
+    if os.environ.get("BENCH_GC_THRESHOLD"):  # an experiment: the collector's thresholds
+        gc.set_threshold(*map(int, os.environ["BENCH_GC_THRESHOLD"].split(",")))
+    sampler = None
+    if os.environ.get("BENCH_PROFILE"):  # where the manager's time goes: see bench/_sampler.py
+        sys.path.insert(0, os.environ["BENCH_ROOT"])
+        from bench._sampler import Sampler
+        sampler = Sampler(pathlib.Path(f"{os.environ['BENCH_PROFILE']}.{os.getpid()}"))
+        sampler.start()
+
+        def census():  # kill -USR1: what the collector tracks, by type
+            import collections
+            counts = collections.Counter(type(o).__name__ for o in gc.get_objects())
+            pathlib.Path(f"{os.environ['BENCH_PROFILE']}.{os.getpid()}.census").write_text(
+                "\\n".join(f"{n} {name}" for name, n in counts.most_common(40)) + "\\n")
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, census)
     await daemon.serve_until_signalled(
         Manager(listen=sys.argv[1], data_dir=sys.argv[2], plaintext=True,
                 heartbeats_per_second=float(sys.argv[3])))
     lagging.cancel()
+    if sampler is not None:
+        sampler.stop()
 
 asyncio.run(main())
 """
@@ -129,13 +151,39 @@ async def run_agents(manager: str, join: str, token: str, root: pathlib.Path, pr
     `crash N GAP` crashes N running containers GAP seconds apart (each `{"task", "t"}` with the
     wall-clock time of the crash, then `{"crashes_done"}`); `losses T` answers
     `{"losses": {code: count}}`, the sessions lost since wall-clock time T."""
+    from podium.agent import session as agent_session
     from podium.agent.agent import Agent
     from podium.agent.certificate import NodeCertificate
+    from podium.agent.sampler import LoadSampler
     from podium.lab.fakeexec import FakeExecutor
     from podium.rules.certs import JoinToken
 
+    # Each simulated agent on a connection of its own, as on a host of its own: the channels of
+    # one process would otherwise share one connection per target (gRPC's global subchannel
+    # pool), where a worker that reads late holds up the messages of all its agents at once.
+    agent_session.CHANNEL_OPTIONS.append(("grpc.use_local_subchannel_pool", 1))
+    # The host's own figures (/proc/stat, /proc/meminfo) are read once a second for all the
+    # agents of this process, as one agent on its own host reads them once a period: read by
+    # each of hundreds of agents, they cost this process a fifth of its time.
+    sample_node = LoadSampler._sample_node
+    host: list[Any] = [0.0, None]  # when read, what was read
+
+    def shared_sample(sampler: LoadSampler) -> Any:
+        now = time.monotonic()
+        if host[1] is None or now - host[0] >= 1.0:
+            host[:] = [now, sample_node(sampler)]
+        return host[1]
+    LoadSampler._sample_node = shared_sample  # type: ignore[method-assign]
+    if os.environ.get("BENCH_PROFILE"):
+        from bench._sampler import Sampler
+        Sampler(pathlib.Path(f"{os.environ['BENCH_PROFILE']}.{prefix}")).start()
     losses = _SessionLosses()
     logging.getLogger("podium.agent.session").addHandler(losses)
+    if os.environ.get("KEEP_AGENT_LOGS"):  # for a post-mortem: each worker's session log
+        into = logging.FileHandler(pathlib.Path(os.environ["KEEP_AGENT_LOGS"]) / f"{prefix}.log")
+        into.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        logging.getLogger("podium.agent").addHandler(into)
+        logging.getLogger("podium.agent").setLevel(logging.INFO)
     names = [f"{prefix}-{i:04d}" for i in range(count)]
     certificates: list[NodeCertificate | None] = [None] * count
     if token != "-":
@@ -329,7 +377,8 @@ def measure(design: str, agents: int, window: float, processes: int, *, tasks_pe
 
         def start_manager() -> subprocess.Popen[bytes]:
             with open(root / "manager.log", "ab") as log:
-                return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+                return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                        env={**os.environ, "BENCH_ROOT": str(REPO)})
 
         def connect() -> grpc.Channel:
             options = [("grpc.max_receive_message_length", 256 << 20)]
@@ -420,6 +469,7 @@ def measure(design: str, agents: int, window: float, processes: int, *, tasks_pe
             if "restart" in phases:
                 channel.close()
                 channel = None
+                agents_lag(workers, processes)  # measured from here on
                 killing = time.time()
                 manager.kill()  # kill -9: the reconnect storm of every agent at once
                 manager.wait(timeout=30)
@@ -436,6 +486,10 @@ def measure(design: str, agents: int, window: float, processes: int, *, tasks_pe
                            what="every agent's session open again after the manager's restart")
                 figures["restart_all_ready_s"] = round(time.monotonic() - restarted, 1)
                 time.sleep(RESTART_SETTLE_S)  # late verdicts on sessions that were slow to beat
+                # Simulated agents share two cores with the manager: a worker's loop that ran
+                # behind by more than three heartbeat periods starved its agents, which the
+                # manager rightly cannot tell from hung ones.
+                figures["restart_agents_worst_loop_lag_ms"] = agents_lag(workers, processes)[0]
                 figures["restart_wrongly_not_ready_count"] = len(left_after)
                 figures["restart_wrongly_not_ready"] = left_after[:5]
                 figures["restart_wrongly_down_count"] = sum(
@@ -466,6 +520,8 @@ def measure(design: str, agents: int, window: float, processes: int, *, tasks_pe
                 workers.stop()
             if os.environ.get("KEEP_MANAGER_LOG"):  # for a post-mortem: the log outlives the run
                 (root / "manager.log").replace(os.environ["KEEP_MANAGER_LOG"])
+                if (root / "manager.lag").exists():
+                    (root / "manager.lag").replace(os.environ["KEEP_MANAGER_LOG"] + ".lag")
     return figures
 
 
@@ -531,16 +587,24 @@ def status_latency(channel: grpc.Channel, workers: Workers, processes: int,
         stop.set()
         call.cancel()
     delays = [1000 * (seen[t] - at) for t, at in crashed.items()]
+    lag, gc_pause = agents_lag(workers, processes)
+    return {"status_change_p50_ms": round(statistics.median(delays), 1),
+            "agents_worst_loop_lag_ms": lag,
+            "agents_worst_gc_pause_ms": gc_pause,
+            "status_change_p99_ms": round(percentile(delays, 0.99), 1),
+            "status_change_count": len(delays)}
+
+
+def agents_lag(workers: Workers, processes: int) -> tuple[float, float]:
+    """The worker processes' longest loop stall and collector pause (ms) since they were last
+    asked, and starts the next measurement."""
     workers.take("lag")
     workers.tell("lag")
     lags: list[dict[str, Any]] = []
-    eventually(lambda: lags.extend(workers.take("lag")) or len(lags) >= processes, timeout=30,
+    eventually(lambda: lags.extend(workers.take("lag")) or len(lags) >= processes, timeout=60,
                what="every worker's loop lag")
-    return {"status_change_p50_ms": round(statistics.median(delays), 1),
-            "agents_worst_loop_lag_ms": round(1000 * max(a["lag"] for a in lags), 1),
-            "agents_worst_gc_pause_ms": round(1000 * max(a["gc"] for a in lags), 1),
-            "status_change_p99_ms": round(percentile(delays, 0.99), 1),
-            "status_change_count": len(delays)}
+    return (round(1000 * max(a["lag"] for a in lags), 1),
+            round(1000 * max(a["gc"] for a in lags), 1))
 
 
 def burst(api: control_grpc.ControlStub, create: Any, count: int = 10_000) -> dict[str, Any]:
