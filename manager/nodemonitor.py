@@ -18,6 +18,12 @@ It tells an agent that is gone from a host that is gone, and replaces tasks only
   for a probe as well: no answer -> DOWN at once (a power cut, a partition), and its session is
   closed; an answer changes nothing visible. A session silent for `missed` periods is closed:
   AGENT_DOWN (held) if the host and its tasks answered meanwhile (a hung agent), DOWN otherwise.
+- A session not heard from since it opened is called silent once `missed` periods passed both
+  since it opened and since the last session arrived (within a restart grace more): when
+  thousands open at once (a reconnect storm), the first messages of each queue behind those of
+  the sessions that came after it, on both sides. Closing it would send its agent to the back
+  of the storm and feed the storm. Its late probe still goes: a host that does not answer is
+  DOWN at once as ever.
 - A held node whose agent is not back when the restart grace ends is DOWN; while sessions are
   still arriving (a reconnect storm: its agent is most likely in the queue), up to a restart
   grace later.
@@ -102,6 +108,7 @@ class NodeMonitor:
         # Open sessions: when last heard from, on the monitor's clock (`now` less the stalls
         # credited so far), oldest first: tick() reads only the quiet ones, not every node.
         self._heard: dict[str, float] = {}
+        self._fresh: set[str] = set()  # open, not heard from since it opened
         self._stalled = 0.0
         self._late_probed: set[str] = set()  # open, late, a probe asked for
         # Open, late, and its host answered: how, and whether a task port accepted.
@@ -140,12 +147,14 @@ class NodeMonitor:
         self._last_arrival = now
         self._forget(node_id)
         self._heard[node_id] = now - self._stalled
+        self._fresh.add(node_id)
         return Transition(node_id, READY, "session opened")
 
     def heard(self, node_id: str, now: float) -> None:
         if node_id in self._heard:
             del self._heard[node_id]  # to the end: the order stays oldest first
             self._heard[node_id] = now - self._stalled
+            self._fresh.discard(node_id)
             self._late_probed.discard(node_id)
             self._answered.pop(node_id, None)
 
@@ -201,6 +210,7 @@ class NodeMonitor:
         out = Decisions()
         period = self._effective(now)
         silence, late = period * self._missed, period * self._late_ratio
+        arrivals_quiet = now - self._last_arrival
         quiet_since = now - self._stalled - late
         quiet_ones = []
         for node_id, heard in self._heard.items():
@@ -209,7 +219,8 @@ class NodeMonitor:
             quiet_ones.append((node_id, heard))
         for node_id, heard in quiet_ones:
             quiet = now - self._stalled - heard
-            if quiet > silence:
+            if quiet > silence and (node_id not in self._fresh or arrivals_quiet > silence
+                                    or quiet > silence + self.restart_grace):
                 answered = self._answered.get(node_id)
                 self._forget(node_id)
                 out.close.append(node_id)
@@ -264,3 +275,4 @@ class NodeMonitor:
         for table in (self._heard, self._answered, self._closed, self._held):
             table.pop(node_id, None)
         self._late_probed.discard(node_id)
+        self._fresh.discard(node_id)

@@ -324,3 +324,39 @@ def test_silent_nodes_are_found_whatever_order_they_were_heard_in() -> None:
     assert set(downs) == {"b", "d"}
     # Silent for 3 periods, the 0.75 s stall not counted.
     assert all(3.5 <= t <= 4.0 for t in downs.values()), downs
+
+
+def test_a_session_not_heard_since_it_opened_waits_for_the_storm_behind_it() -> None:
+    """In a reconnect storm a session's first messages queue behind those of the sessions that
+    came after it: one not heard from since it opened is called silent `missed` periods after
+    the last arrival (within a restart grace more); one heard once and then silent, and one
+    alone, after `missed` periods as ever."""
+    def verdicts(heard_at: float | None, arrivals_until: float) -> list[tuple[float, str, int]]:
+        m = monitor(restart_grace=10.0)
+        m.opened("n1", 0.0)
+        seen = []
+        for step in range(1, 121):  # to 30 s
+            t = step * 0.25
+            if t <= arrivals_until:
+                m.arriving(t)
+            if heard_at is not None and t == heard_at:
+                m.heard("n1", t)
+            decisions = m.tick(t, lambda: ())
+            for node_id in decisions.probe:  # the host answers, its task ports too
+                decisions.transitions += m.probed(node_id, True, True, "accepted", t).transitions
+            seen += [(t, x.node_id, x.state) for x in decisions.transitions]
+        return seen
+
+    assert verdicts(None, arrivals_until=0.0) == [(3.25, "n1", AGENT_DOWN), (13.25, "n1", DOWN)]
+    assert verdicts(None, arrivals_until=6.0)[:1] == [(9.25, "n1", AGENT_DOWN)]
+    assert verdicts(None, arrivals_until=30.0)[:1] == [(13.25, "n1", AGENT_DOWN)]
+    assert verdicts(1.0, arrivals_until=30.0)[:1] == [(4.25, "n1", AGENT_DOWN)]
+
+
+def test_a_fresh_session_whose_host_does_not_answer_is_down_at_once_even_in_a_storm() -> None:
+    m = monitor()
+    m.opened("n1", 0.0)
+    m.arriving(1.0)
+    assert probes(m, 0.25, 1.25) == [(1.25, "n1")]
+    gone = m.probed("n1", False, None, "no answer", 1.5)
+    assert states(gone) == [("n1", DOWN)] and gone.close == ["n1"]
