@@ -90,6 +90,7 @@ class TaskRunner:
         """`health_results`: counts each change of the task's health, by its new health."""
         self._health_results = health_results
         self.task = task
+        self.fence_after_s = _fence_after(task)
         self._executor = executor
         self._reporter = reporter
         self._status = objects.TaskStatus()
@@ -129,6 +130,7 @@ class TaskRunner:
 
     def update(self, task: objects.Task) -> None:
         self.task = task
+        self.fence_after_s = _fence_after(task)
         self._wake.set()
 
     def fence(self, reason: str) -> None:
@@ -400,3 +402,9 @@ class TaskRunner:
         job.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await job
+
+
+def _fence_after(task: objects.Task) -> float:
+    """Seconds without the manager after which the task is stopped (0: never). Read once per
+    spec: an agent without a session asks every half second, for every task."""
+    return task.spec.fence_after.ToNanoseconds() / 1e9

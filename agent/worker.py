@@ -56,8 +56,7 @@ class Worker:
         """Stops the tasks whose service asks to be fenced after `lost_for` seconds without the
         manager (the manager has likely started them elsewhere)."""
         for runner, _ in self._runners.values():
-            fence_after = runner.task.spec.fence_after.ToNanoseconds() / 1e9
-            if fence_after and lost_for >= fence_after:
+            if runner.fence_after_s and lost_for >= runner.fence_after_s:
                 runner.fence(f"fenced: no manager for {lost_for:.0f} s")
 
     def running_pids(self) -> dict[str, int]:

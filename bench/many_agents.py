@@ -108,7 +108,8 @@ async def main():
             import collections
             counts = collections.Counter(type(o).__name__ for o in gc.get_objects())
             pathlib.Path(f"{os.environ['BENCH_PROFILE']}.{os.getpid()}.census").write_text(
-                "\\n".join(f"{n} {name}" for name, n in counts.most_common(40)) + "\\n")
+                f"{gc.get_stats()} {gc.get_count()} frozen {gc.get_freeze_count()}\\n"
+                + "\\n".join(f"{n} {name}" for name, n in counts.most_common(40)) + "\\n")
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, census)
     await daemon.serve_until_signalled(
         Manager(listen=sys.argv[1], data_dir=sys.argv[2], plaintext=True,
