@@ -27,7 +27,9 @@ task); the manager idle, with no agent, is measured first. Then, unless --no-pha
 For a post-mortem: KEEP_MANAGER_LOG=PATH keeps the manager's log (and PATH.lag, its loop stalls);
 BENCH_PROFILE=PATH samples the plaintext manager's main thread, written as PATH.PID at its end
 and each worker's as PATH.simN (bench/_sampler.py reads them);
-KEEP_AGENT_LOGS=DIR writes each worker's agents' log there (DIR/simN.log).
+KEEP_AGENT_LOGS=DIR writes each worker's agents' log there (DIR/simN.log); with BENCH_PROFILE,
+kill -USR1 of the plaintext manager writes PATH.PID.census (what its collector tracks, by type);
+BENCH_GC_THRESHOLD=A,B,C sets the plaintext manager's collector thresholds (an experiment).
 The plaintext manager is the same code with TLS off (`Manager(plaintext=True)`, which only
 in-process tests and this baseline use: the daemon has no such flag).
 """
