@@ -37,6 +37,9 @@ from typing import Any
 
 import aiohttp
 
+# Navigations tried when Chromium aborts one because the host's network changed.
+NAVIGATE_ATTEMPTS = 3
+
 FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -180,10 +183,16 @@ class Page:
 
     async def open(self, url: str, *, until: str = "document.readyState === 'complete'",
                    timeout: float = 15.0) -> None:  # noqa: ASYNC109
-        """Navigates to `url`, then waits until the expression `until` holds."""
-        reply = await self.call("Page.navigate", url=url)
-        if reply.get("errorText"):
-            raise BrowserError(f"{url}: {reply['errorText']}")
+        """Navigates to `url`, then waits until the expression `until` holds. A navigation that
+        Chromium aborted because the host's interfaces changed (a container's veth came or
+        went meanwhile: net::ERR_NETWORK_CHANGED) is tried again, up to NAVIGATE_ATTEMPTS."""
+        for attempt in range(1, NAVIGATE_ATTEMPTS + 1):
+            reply = await self.call("Page.navigate", url=url)
+            error = reply.get("errorText")
+            if error != "net::ERR_NETWORK_CHANGED" or attempt == NAVIGATE_ATTEMPTS:
+                break
+        if error:
+            raise BrowserError(f"{url}: {error}")
         await self.wait_for(until, timeout=timeout)
 
     async def screenshot(self, path: pathlib.Path) -> bytes:
