@@ -49,7 +49,7 @@ async def serve_until_signalled(daemon: Daemon, notifier: Notifier | None = None
         await daemon.start()
         # What start() built mostly lives as long as the daemon (a manager's whole store, read
         # at start): left out of the collector's full scans, each of which would walk all of it
-        # again (150,000 tasks: a third of a second each). What of it dies later is freed by
+        # again (150,000 tasks: a tenth of a second each). What of it dies later is freed by
         # reference counting; a cycle among it would stay, once, not grow.
         gc.collect()
         gc.freeze()
