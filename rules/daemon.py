@@ -35,7 +35,6 @@ async def serve_until_signalled(daemon: Daemon, notifier: Notifier | None = None
     SIGABRT) writes every thread's Python traceback to stderr first: where the loop was stuck."""
     import asyncio
     import faulthandler
-    import gc
     import signal
     import sys
 
@@ -47,12 +46,6 @@ async def serve_until_signalled(daemon: Daemon, notifier: Notifier | None = None
     notifier = notifier or Notifier()
     async with notifier.watchdog():
         await daemon.start()
-        # What start() built mostly lives as long as the daemon (a manager's whole store, read
-        # at start): left out of the collector's full scans, each of which would walk all of it
-        # again (150,000 tasks: a tenth of a second each). What of it dies later is freed by
-        # reference counting; a cycle among it would stay, once, not grow.
-        gc.collect()
-        gc.freeze()
         why = "stopping"
         try:
             serving = asyncio.ensure_future(daemon.serve_forever())
