@@ -50,6 +50,11 @@ FLAGS = (
 WIDTH, HEIGHT = 1280, 800
 
 
+# What DevTools answers to an evaluation whose page or JavaScript context a navigation replaced.
+NAVIGATED = ("Inspected target navigated or closed", "Cannot find context with specified id",
+             "Execution context was destroyed")
+
+
 class BrowserError(Exception):
     """Chromium did not start, or a DevTools call failed; the message says which."""
 
@@ -169,14 +174,22 @@ class Page:
 
     async def wait_for(self, expression: str, *, timeout: float = 10.0,  # noqa: ASYNC109
                        interval: float = 0.02) -> Any:
-        """Polls a JavaScript expression until it is truthy; its value."""
+        """Polls a JavaScript expression until it is truthy; its value. An evaluation that a
+        navigation cut short (the page was replaced while it ran: a redirect after login) is
+        not an answer, and the poll goes on."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         last: Any = None
         while loop.time() < deadline:
-            last = await self.evaluate(expression)
-            if last:
-                return last
+            try:
+                last = await self.evaluate(expression)
+            except BrowserError as error:
+                if not any(sign in str(error) for sign in NAVIGATED):
+                    raise
+                last = str(error)
+            else:
+                if last:
+                    return last
             await asyncio.sleep(interval)
         raise AssertionError(f"{expression!r} not true within {timeout:g} s; last: {last!r}; "
                              f"page errors: {self.errors}")
