@@ -179,6 +179,28 @@ def test_a_one_second_spike_adds_no_replica(cluster: Cluster) -> None:
     assert cluster.count == 8
 
 
+def test_a_modest_surge_of_a_few_seconds_adds_no_replica_but_a_lasting_one_does(
+        cluster: Cluster) -> None:
+    """A shared machine's cpu figure rises by a third for seconds at a steady request rate: a
+    modest excess (under 1.5x the target) must last ten readings; an urgent one, two."""
+    cluster.create(replicas=6, cpu=0.5)
+    cluster.cpu = 3.0  # 50 % each: within the tolerance of the 50 % target
+    cluster.second(40)
+    cluster.cpu = 3.9  # 65 % each, 1.3x: asks for ceil(3.9 / 0.5) = 8
+    cluster.second(8)
+    assert "waits until 10 readings in a row ask for it" in _fill(cluster).holding
+    cluster.cpu = 3.0
+    cluster.second(60)
+    assert cluster.count == 6 and not cluster.changes
+    cluster.cpu = 3.9  # the same excess, lasting
+    cluster.second(11)
+    assert cluster.count == 8 and len(cluster.changes) == 1
+    cluster.second(40)
+    cluster.cpu = 7.2  # 90 % each at 8, 1.8x: urgent, two readings; ceil(7.2 / 0.5) = 15
+    cluster.second(2)
+    assert cluster.count == 10  # the policy's max
+
+
 def test_a_load_wandering_around_a_count_boundary_does_not_flip_the_count(
         cluster: Cluster) -> None:
     cluster.create(replicas=6, cpu=0.5)
