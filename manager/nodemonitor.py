@@ -28,8 +28,9 @@ It tells an agent that is gone from a host that is gone, and replaces tasks only
   still arriving (a reconnect storm: its agent is most likely in the queue), up to a restart
   grace later.
 - After the manager starts, nodes get `startup_grace` to reconnect, longer while sessions keep
-  arriving (a session arrives when its call comes in, before its registration is read and
-  written; a reconnect storm: up to `restart_grace` more) and while fewer than half the nodes
+  arriving (until none arrived for `missed` periods; a session arrives when its call comes in,
+  before its registration is read and written; a reconnect storm: up to `restart_grace` more)
+  and while fewer than half the nodes
   expected (`expect`: those not DOWN at start) have a session: so many missing at once is the
   manager's own reconnect storm (its TLS handshakes queue up), not hosts that failed together,
   the reasoning of Kubernetes' node lifecycle controller, which stops evicting when a whole zone
@@ -62,9 +63,10 @@ DOWN = objects.NodeStatus.STATE_DOWN
 DEFAULT_RESTART_GRACE_S = 30.0
 DEFAULT_PROBE_TIMEOUT_S = 0.5
 # After the startup grace, nodes still without a session are looked at once no session arrived
-# for this long (or at the latest a restart grace later): while thousands of agents are still
-# reconnecting, those not back yet are most likely in the queue, not gone. Holds end no sooner
-# either (within a restart grace more).
+# for this long, and for `missed` heartbeat periods (or at the latest a restart grace later):
+# while thousands of agents are still reconnecting, those not back yet are most likely in the
+# queue, not gone, and a pause in the arrivals shorter than a session's own silence is not the
+# storm's end. Holds end no sooner either (within a restart grace more).
 STORM_QUIET_S = 2.0
 
 
@@ -240,7 +242,7 @@ class NodeMonitor:
                 out.transitions.append(Transition(
                     node_id, DOWN, f"session closed {now - closed:.1f} s ago; host did not "
                     "answer a probe in time"))
-        storming = now - self._last_arrival < STORM_QUIET_S
+        storming = arrivals_quiet < max(STORM_QUIET_S, silence)
         for node_id, until in list(self._held.items()):
             if now >= until and not (storming and now < until + self.restart_grace):
                 del self._held[node_id]

@@ -117,8 +117,9 @@ def test_the_replay_flaps_with_no_window_and_not_with_a_long_one() -> None:
 
 def test_a_fast_modest_wobble_adds_no_replica_even_without_a_window() -> None:
     # Two seconds 23 % over the target at 5 replicas, two under: a modest excess must last ten
-    # readings in a row, so the raw figures never scale up again after their first scale-down (6 -> 5,
-    # with no window to hold it), and their 5 s mean, 11 % under the target at 6, not even that.
+    # readings in a row, so the raw figures never scale up again after their first scale-down
+    # (6 -> 5, with no window to hold it); their 5 s mean, 11 % under the target at 6, makes
+    # not even that one.
     trace = made_up(steady=3.2, noise=0.5, period=2)
     by_window = replay_figures(trace, ready_s=2.0, windows=(0.0,), averages=(1, 5))
     assert by_window["0"]["steady_changes_1s_mean_count"] == 1
