@@ -30,12 +30,11 @@ It tells an agent that is gone from a host that is gone, and replaces tasks only
 - After the manager starts, nodes get `startup_grace` to reconnect, longer while sessions keep
   arriving (until none arrived for `missed` periods; a session arrives when its call comes in,
   before its registration is read and written; a reconnect storm: up to `restart_grace` more)
-  and while fewer than half the nodes
-  expected (`expect`: those not DOWN at start) have a session: so many missing at once is the
-  manager's own reconnect storm (its TLS handshakes queue up), not hosts that failed together,
-  the reasoning of Kubernetes' node lifecycle controller, which stops evicting when a whole zone
-  looks down. Then each node still without a session is SUSPECT and probed, as a session that
-  broke.
+  and while fewer than half the nodes expected (`expect`: those not DOWN at start) have a
+  session: so many missing at once is the manager's own reconnect storm (its TLS handshakes
+  queue up), not hosts that failed together, the reasoning of Kubernetes' node lifecycle
+  controller, which stops evicting when a whole zone looks down. Then each node still without
+  a session is SUSPECT and probed, as a session that broke.
 - If the monitor itself did not run for longer than its tick (the manager was stalled, so
   messages waited unread), every deadline moves on by the stall: a busy manager never blames its
   nodes, nor probes them.
