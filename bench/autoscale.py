@@ -419,7 +419,8 @@ def figures_of(args: argparse.Namespace, traces: list[report.Trace]) -> dict[str
 def run(args: argparse.Namespace, root: pathlib.Path) -> dict[str, Any]:
     started = time.monotonic()
     ensure_image()
-    with cluster(root) as hosts, Client(hosts.address, timeout=10) as client:
+    with (cluster(root) as hosts,
+          Client(hosts.address, credentials=hosts.credentials, timeout=10) as client):
         cost = calibrate(args, hosts, client)
         low = args.low_rate or round(args.demand * CPU_TARGET * args.cpus / cost, 1)
         print(f"calibration: {cost * 1000:.2f} ms of cpu a request; low rate {low:g} req/s",

@@ -126,7 +126,8 @@ def podium_deploy(cluster: Cluster, stack_file: str, replicas: int) -> dict[str,
     last_started = max(engine_time(line) for line in out.split())
     running = [t for t in cluster.json("ps", SERVICE) if t["state"] == "running"]
     last_running = max(float(t["since"]) for t in running)
-    with Client(cluster.address) as client:  # when the manager accepted the service
+    # When the manager accepted the service:
+    with Client(cluster.address, credentials=cluster.credentials) as client:
         accepted = client.service(SERVICE).meta.created.ToNanoseconds() / 1e9
     cluster.ok("rm", SERVICE)
     eventually(lambda: not cluster.containers(), timeout=60, what="podium containers removed")

@@ -569,7 +569,8 @@ def cluster(root: pathlib.Path) -> Iterator[HostCluster]:
 
 def run(args: argparse.Namespace, root: pathlib.Path) -> dict[str, Any]:
     started = time.monotonic()
-    with cluster(root) as hosts, Client(hosts.address, timeout=10) as client:
+    with (cluster(root) as hosts,
+          Client(hosts.address, credentials=hosts.credentials, timeout=10) as client):
         bench = Bench(args, hosts, client)
         results: dict[str, Any] | None = None
         try:
