@@ -244,7 +244,9 @@ def table(args: argparse.Namespace, run: Run, f: dict[str, Any]) -> str:
         lines.append(
             f"replacement within {GOAL_RATIO:g}x its floor: worst {worst_x:.2f}x, {worst.title} "
             f"({_verdict(worst_x <= GOAL_RATIO)}); up to the terminal state: worst "
-            f"{whole_x:.2f}x of floor + final monitor ({whole.title}), "
+            f"{whole_x:.2f}x of floor + final monitor ({whole.title}: "
+            f"{_verdict(whole_x <= GOAL_RATIO)}; no update can end sooner, as a new task that "
+            f"turns unhealthy within its monitor still fails it), "
             f"{literal.seconds / literal.floor_s:.2f}x of the floor alone ({literal.title})")
     if f["detection_s"] is not None:
         det, limit = f["detection_s"], f["detection_goal_s"]
