@@ -37,12 +37,9 @@ Contract
   on whichever loop runs it.
 
 Data path (asyncio Protocols, no streams): on accept the balancer picks an endpoint and
-`loop.create_connection` dials it within `connect_timeout`, or within `HANDOVER_AFTER_S` while
-another endpoint is still untried: a replica whose full accept queue dropped the SYN answers only
-after the kernel's retransmit a second later, when the next replica answers in a millisecond. A
-refused, unreachable or timed-out endpoint is left out for this connection and the balancer picks
-again until none is left: only then is the client closed, so a dead replica costs a client nothing
-while another can serve. A
+`loop.create_connection` dials it within `connect_timeout`. A refused, unreachable or timed-out
+endpoint is left out for this connection and the balancer picks again until none is left: only
+then is the client closed, so a dead replica costs a client nothing while another can serve. A
 client reset meanwhile cancels the attempt; one that only sent EOF still gets its answer.
 Bytes the client sends before the backend answers are buffered (reading pauses past
 `EARLY_DATA_LIMIT`) rather than pausing every new connection up front: that pause would cost two
@@ -80,9 +77,6 @@ from podium.agent.meshspec import Endpoint, ListenerSpec, Traffic, add_traffic
 from podium.rules.routing import LEAST_CONNECTIONS, ROUND_ROBIN
 
 EARLY_DATA_LIMIT = 64 * 1024  # bytes buffered per client while its backend connection is made
-# A connect not answered within this, while another endpoint is still untried, goes to the next:
-# a LAN answers in well under a millisecond, a dropped SYN only after the kernel's 1 s retransmit.
-HANDOVER_AFTER_S = 0.25
 BACKLOG = 1024
 # How an HTTP/1 request starts: a connection whose first bytes match counts its later requests.
 HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ",
@@ -362,9 +356,7 @@ class _Connection:
             client.other = backend  # the backend may write (and fill the client's buffer) at once
             # A timer rather than asyncio.timeout(): that looks the running loop up twice, and
             # each look-up is a getpid() system call; this path runs once per connection.
-            untried = len(listener.endpoints) - len(failed) > 1
-            timer = loop.call_later(min(listener.connect_timeout, HANDOVER_AFTER_S)
-                                    if untried else listener.connect_timeout, self._time_out)
+            timer = loop.call_later(listener.connect_timeout, self._time_out)
             # Not loop.time(): uvloop's is in whole milliseconds, cached per loop iteration.
             started = time.perf_counter()
             try:
