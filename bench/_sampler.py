@@ -31,6 +31,10 @@ class Sampler:
     def start(self) -> None:
         self._thread.start()
 
+    def reset(self) -> None:
+        """Forgets the samples so far: what is written from now on is one phase's."""
+        self._counts = collections.Counter()
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)

@@ -28,7 +28,8 @@ For a post-mortem: KEEP_MANAGER_LOG=PATH keeps the manager's log (and PATH.lag, 
 BENCH_PROFILE=PATH samples the plaintext manager's main thread, written as PATH.PID at its end
 and each worker's as PATH.simN (bench/_sampler.py reads them);
 KEEP_AGENT_LOGS=DIR writes each worker's agents' log there (DIR/simN.log); with BENCH_PROFILE,
-kill -USR1 of the plaintext manager writes PATH.PID.census (what its collector tracks, by type);
+kill -USR1 of the plaintext manager writes PATH.PID.census (what its collector tracks, by type),
+and the profiles start again (kill -USR2) when the burst begins;
 BENCH_GC_THRESHOLD=A,B,C sets the plaintext manager's collector thresholds (an experiment).
 The plaintext manager is the same code with TLS off (`Manager(plaintext=True)`, which only
 in-process tests and this baseline use: the daemon has no such flag).
@@ -113,6 +114,7 @@ async def main():
                 f"{gc.get_stats()} {gc.get_count()} frozen {gc.get_freeze_count()}\\n"
                 + "\\n".join(f"{n} {name}" for name, n in counts.most_common(40)) + "\\n")
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, census)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, sampler.reset)
     await daemon.serve_until_signalled(
         Manager(listen=sys.argv[1], data_dir=sys.argv[2], plaintext=True,
                 heartbeats_per_second=float(sys.argv[3])))
@@ -179,7 +181,9 @@ async def run_agents(manager: str, join: str, token: str, root: pathlib.Path, pr
     LoadSampler._sample_node = shared_sample  # type: ignore[method-assign]
     if os.environ.get("BENCH_PROFILE"):
         from bench._sampler import Sampler
-        Sampler(pathlib.Path(f"{os.environ['BENCH_PROFILE']}.{prefix}")).start()
+        sampler = Sampler(pathlib.Path(f"{os.environ['BENCH_PROFILE']}.{prefix}"))
+        sampler.start()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, sampler.reset)
     losses = _SessionLosses()
     logging.getLogger("podium.agent.session").addHandler(losses)
     if os.environ.get("KEEP_AGENT_LOGS"):  # for a post-mortem: each worker's session log
@@ -465,6 +469,10 @@ def measure(design: str, agents: int, window: float, processes: int, *, tasks_pe
                 figures["manager_worst_gc_pause_ms"] = worst_lag(root / "manager.lag", began,
                                                                  "gc")
             if "burst" in phases:
+                if os.environ.get("BENCH_PROFILE") and design != "tls":
+                    # The profiles from here on are the burst's (and what follows it).
+                    for pid in [manager.pid, *(w.pid for w in workers.processes)]:
+                        os.kill(pid, signal.SIGUSR2)
                 figures.update(burst(api, create))
             figures["wrongly_not_ready_count"] = len(seen)
             figures["wrongly_not_ready"] = seen[:5]
