@@ -41,7 +41,7 @@ from typing import Any
 
 import msgpack
 
-from podium.agent.meshspec import Endpoint, ListenerSpec
+from podium.agent.meshspec import CONNECT_TIMEOUT_S, Endpoint, ListenerSpec
 from podium.agent.proxy import Mesh, new_event_loop
 
 STATS_PERIOD = 0.2  # seconds between looks at the connection counts
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--sockets-fd", type=int, required=True)
     parser.add_argument("--host", default="0.0.0.0")
-    parser.add_argument("--connect-timeout", type=float, default=1.0)
+    parser.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S)
     args = parser.parse_args(argv)
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from podium.agent import relay
 from podium.agent.dns import NameServer, upstreams
-from podium.agent.meshspec import Endpoint, ListenerSpec
+from podium.agent.meshspec import CONNECT_TIMEOUT_S, Endpoint, ListenerSpec
 from podium.agent.proxy import Mesh
 from podium.rules.network import names as network_names
 from podium.rules.routing import balance_name
@@ -44,7 +44,7 @@ REFRESH_EVERY_S = 5.0  # and a read at least this often while internal services 
 class InternalMesh:
     def __init__(self, *, node_id: str,
                  members: Callable[[], Awaitable[dict[str, frozenset[str]]]],
-                 connect_timeout: float = 1.0,
+                 connect_timeout: float = CONNECT_TIMEOUT_S,
                  run_ip: Callable[[list[str]], Awaitable[str]] | None = None) -> None:
         self._node_id = node_id
         self._members_of = members

@@ -11,7 +11,7 @@ path outside the agent's process also keeps the traffic off the event loop that 
 session and heartbeats.
 
 Contract (that of `Mesh`, which the agent uses interchangeably):
-- `MeshPool(workers=N, host="0.0.0.0", connect_timeout=1.0)`, N >= 1;
+- `MeshPool(workers=N, host="0.0.0.0", connect_timeout=CONNECT_TIMEOUT_S)`, N >= 1;
   `podium.agent.main.default_workers()` is the agent's default N (one per core, at most 4; 0,
   no pool, on one core).
 - `apply({port: ListenerSpec})` binds the new ports, sends their sockets and the wanted set to
@@ -51,7 +51,7 @@ from typing import Any
 import msgpack
 
 from podium.agent._meshworker import decode_stats, encode_specs
-from podium.agent.meshspec import ListenerSpec, Traffic, add_traffic
+from podium.agent.meshspec import CONNECT_TIMEOUT_S, ListenerSpec, Traffic, add_traffic
 from podium.agent.proxy import listening_socket, port_error
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ class MeshPool:
     """The routing mesh's listeners, run by `workers` processes sharing every port."""
 
     def __init__(self, *, workers: int, host: str = "0.0.0.0",
-                 connect_timeout: float = 1.0) -> None:
+                 connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
         self.host = host

@@ -39,6 +39,12 @@ class ListenerSpec:
 
 
 # Upper bounds (seconds) of the backend connect time histogram's buckets; one more, +Inf, after.
+# How long the mesh waits for a replica to accept a connection before it tries the next one:
+# just over the kernel's first SYN retransmit (1 s), so that a SYN that a replica's full accept
+# queue dropped is sent once more before the replica is given up. At 1 s the timer fired just
+# as the retransmit went out (HAProxy's advice for `timeout connect` is the same: slightly above
+# a multiple of the retransmit time).
+CONNECT_TIMEOUT_S = 1.5
 CONNECT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 

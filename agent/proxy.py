@@ -6,17 +6,17 @@ Contract
 - `Balancer`: `pick(endpoints, active, exclude) -> Endpoint | None`, `active` counting connections
   per key: `LeastConnections` (the default; ties go round-robin) and `RoundRobin`.
 - `Listener(port=..., host="0.0.0.0", balance="least-connections"|"round-robin",
-  proxy_protocol=False,
-  connect_timeout=1.0, sock=None)`: one published port. `start()` binds it (port 0: a free one,
-  see `.port`), or serves `sock`, a listening socket bound elsewhere (by the agent, for a mesh
-  worker), which the listener then owns; `stop(close_connections=False)` is
-  idempotent and closes the listening socket only: open connections finish on their own unless
-  `close_connections=True` aborts them. `set_endpoints()` replaces the endpoint set atomically
-  for new connections; those to a removed endpoint carry on until either side closes (they
-  drain). `configure()` changes balance and PROXY protocol for new connections. `stats()`:
-  endpoint key -> connections (connecting or open), for every current endpoint and removed ones
-  still draining. `requests`: endpoint key -> requests forwarded since the listener was made
-  (see "Requests" below); it only grows, also after an endpoint is removed or `stop()`.
+  proxy_protocol=False, connect_timeout=CONNECT_TIMEOUT_S, sock=None)`: one published port.
+  `start()` binds it (port 0: a free one, see `.port`), or serves `sock`, a listening socket bound
+  elsewhere (by the agent, for a mesh worker), which the listener then owns;
+  `stop(close_connections=False)` is idempotent and closes the listening socket only: open
+  connections finish on their own unless `close_connections=True` aborts them. `set_endpoints()`
+  replaces the endpoint set atomically for new connections; those to a removed endpoint carry on
+  until either side closes (they drain). `configure()` changes balance and PROXY protocol for new
+  connections. `stats()`: endpoint key -> connections (connecting or open), for every current
+  endpoint and removed ones still draining. `requests`: endpoint key -> requests forwarded since the
+  listener was made (see "Requests" below); it only grows, also after an endpoint is removed or
+  `stop()`.
 - `Mesh(host=..., connect_timeout=..., sockets=None)`: all listeners of an agent, or of one mesh
   worker (podium.agent.meshpool), whose `sockets(port)` hands over the listening socket the
   agent bound for a port (KeyError: none). `apply({port: ListenerSpec})` starts, stops and
@@ -73,7 +73,13 @@ import time
 from collections.abc import Callable, Container, Mapping, Sequence
 from typing import Protocol, cast
 
-from podium.agent.meshspec import Endpoint, ListenerSpec, Traffic, add_traffic
+from podium.agent.meshspec import (
+    CONNECT_TIMEOUT_S,
+    Endpoint,
+    ListenerSpec,
+    Traffic,
+    add_traffic,
+)
 from podium.rules.routing import LEAST_CONNECTIONS, ROUND_ROBIN
 
 EARLY_DATA_LIMIT = 64 * 1024  # bytes buffered per client while its backend connection is made
@@ -429,7 +435,7 @@ class Listener:
     """One published port: accepts connections and forwards each to an endpoint."""
 
     def __init__(self, *, port: int, host: str = "0.0.0.0", balance: str = LEAST_CONNECTIONS,
-                 proxy_protocol: bool = False, connect_timeout: float = 1.0,
+                 proxy_protocol: bool = False, connect_timeout: float = CONNECT_TIMEOUT_S,
                  sock: socket.socket | None = None,
                  admit: Callable[[object], bool] | None = None) -> None:
         self.host = host
@@ -523,7 +529,7 @@ class Listener:
 class Mesh:
     """All listeners of an agent, reconciled to a wanted set by `apply`."""
 
-    def __init__(self, *, host: str = "0.0.0.0", connect_timeout: float = 1.0,
+    def __init__(self, *, host: str = "0.0.0.0", connect_timeout: float = CONNECT_TIMEOUT_S,
                  sockets: Callable[[int], socket.socket] | None = None) -> None:
         self.host = host
         self.connect_timeout = connect_timeout

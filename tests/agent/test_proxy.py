@@ -7,6 +7,7 @@ on whichever loop runs it. Waits poll with a deadline (`eventually`), never a ba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import socket
@@ -200,6 +201,46 @@ def test_a_backend_that_never_answers_is_skipped_after_the_timeout(run: Run) -> 
                 assert [await ask(listener.port) for _ in range(4)] == ["live"] * 4
                 assert loop.time() - started < 2.0
                 assert listener.traffic.connect_failures >= 1  # a timeout counts as a failure
+
+    run(main)
+
+
+def test_a_syn_dropped_by_a_full_accept_queue_gets_its_retransmit_before_the_timeout(
+        run: Run) -> None:
+    """A replica's accept queue that was full for a moment (a burst of connections): the SYN it
+    dropped is sent again by the kernel a second later, and the default connect timeout leaves
+    room for that retransmit; at 1 s the proxy gave the replica up just as it went out."""
+
+    async def main() -> None:
+        with socket.socket() as blackhole, socket.socket() as filler:
+            blackhole.bind((HOST, 0))
+            blackhole.listen(0)
+            filler.connect(blackhole.getsockname())
+            late = Endpoint("late", HOST, blackhole.getsockname()[1])
+
+            async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                with contextlib.suppress(ConnectionError):
+                    if await reader.readline():
+                        writer.write(b"late\n")
+                        await writer.drain()
+                writer.close()
+
+            async with Listener(port=0, host=HOST) as listener:
+                listener.set_endpoints([late])
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                asking = asyncio.ensure_future(ask(listener.port))
+                await eventually_async(lambda: listener.stats() == {"late": 1}, what="dialing")
+                await asyncio.sleep(0.3)  # the queue stays full a moment, then drains
+                blackhole.setblocking(False)
+                server = await asyncio.start_server(answer, sock=blackhole.dup())
+                filler.close()
+                try:
+                    assert await asyncio.wait_for(asking, 5) == "late"
+                    assert 0.9 < loop.time() - started < 1.45  # the retransmit, 1 s after
+                    assert listener.traffic.connect_failures == 0
+                finally:
+                    server.close()
 
     run(main)
 
