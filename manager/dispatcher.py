@@ -30,6 +30,7 @@ missed.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import itertools
@@ -79,6 +80,11 @@ STOPPING = "this manager is stopping"
 WRITE_DRAIN_S = 1.0
 # Log chunks waiting for one `podium logs` caller: past this it is cut off (it reads too slowly).
 LOG_BACKLOG = 256
+# Task updates written in one transaction at most when the status reports of many sessions are
+# written together (a report larger than this still goes whole, on its own).
+STATUS_BATCH = 2000
+
+StatusUpdates = list[dispatcher.StatusReport.Update]
 
 
 @dataclass(slots=True, eq=False)
@@ -201,6 +207,10 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         self._routes = EndpointTables()
         self._log_streams: dict[int, LogStream] = {}
         self._log_ids = itertools.count(1)
+        # Status reports waiting to be written, and the task writing them (while there are).
+        self._reports: collections.deque[tuple[str, StatusUpdates, asyncio.Future[None]]] = (
+            collections.deque())
+        self._reporter: asyncio.Task[None] | None = None
 
     @property
     def sessions_open(self) -> int:
@@ -514,8 +524,45 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
                     _set_engine, node_id=session.node_id, unresponsive=engine[0], error=engine[1]))
                 session.engine = engine
 
-    async def _apply_statuses(self, node_id: str,
-                              updates: list[dispatcher.StatusReport.Update]) -> None:
+    async def _apply_statuses(self, node_id: str, updates: StatusUpdates) -> None:
+        """Applies a report, with those of other sessions that came in the same loop turns, in
+        one transaction (group commit): a commit costs about as much as writing its rows, and a
+        burst of 10,000 new tasks brings tens of thousands of reports. Returns once it is
+        written; a session's next message is read only then, so its reports stay in order."""
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reports.append((node_id, updates, written))
+        if self._reporter is None or self._reporter.done():
+            self._reporter = asyncio.get_running_loop().create_task(
+                self._write_reports(), name="dispatcher-statuses")
+        await written
+
+    async def _write_reports(self) -> None:
+        while self._reports:
+            await asyncio.sleep(0)  # the reports read in this loop turn join the batch
+            batch: list[tuple[str, StatusUpdates, asyncio.Future[None]]] = []
+            size = 0
+            while self._reports and (not batch or size + len(self._reports[0][1]) <= STATUS_BATCH):
+                size += len(self._reports[0][1])
+                batch.append(self._reports.popleft())
+            try:
+                await self._store.update(functools.partial(
+                    _apply_reports, reports=[(node_id, updates) for node_id, updates, _ in batch]))
+            except Exception:
+                nodes = sorted({node_id for node_id, _, _ in batch})
+                log.exception("could not apply the status reports of node(s) %s%s together; "
+                              "applying each on its own", ", ".join(nodes[:10]),
+                              f" and {len(nodes) - 10} more" if len(nodes) > 10 else "")
+                for node_id, updates, written in batch:
+                    try:
+                        await self._apply_report(node_id, updates)
+                    except Exception as error:
+                        if not written.done():
+                            written.set_exception(error)
+            for _, _, written in batch:
+                if not written.done():
+                    written.set_result(None)
+
+    async def _apply_report(self, node_id: str, updates: StatusUpdates) -> None:
         """Applies a report in one transaction; if that fails, each update on its own, so that a
         fault in one task's update (logged) loses no other task's status."""
         try:
@@ -729,7 +776,12 @@ def _register(tx: WriteTx, reg: dispatcher.Register, peer: str) -> None:
     tx.update(node)
 
 
-def _apply_status(tx: WriteTx, node_id: str, updates: list[dispatcher.StatusReport.Update]) -> None:
+def _apply_reports(tx: WriteTx, reports: list[tuple[str, StatusUpdates]]) -> None:
+    for node_id, updates in reports:
+        _apply_status(tx, node_id, updates)
+
+
+def _apply_status(tx: WriteTx, node_id: str, updates: StatusUpdates) -> None:
     for update in updates:
         task = tx.get_task(update.task_id)
         if task is None or task.node_id != node_id:
