@@ -537,30 +537,42 @@ class Dispatcher(dispatcher_grpc.DispatcherServicer):
         await written
 
     async def _write_reports(self) -> None:
-        while self._reports:
-            await asyncio.sleep(0)  # the reports read in this loop turn join the batch
-            batch: list[tuple[str, StatusUpdates, asyncio.Future[None]]] = []
-            size = 0
-            while self._reports and (not batch or size + len(self._reports[0][1]) <= STATUS_BATCH):
-                size += len(self._reports[0][1])
-                batch.append(self._reports.popleft())
-            try:
-                await self._store.update(functools.partial(
-                    _apply_reports, reports=[(node_id, updates) for node_id, updates, _ in batch]))
-            except Exception:
-                nodes = sorted({node_id for node_id, _, _ in batch})
-                log.exception("could not apply the status reports of node(s) %s%s together; "
-                              "applying each on its own", ", ".join(nodes[:10]),
-                              f" and {len(nodes) - 10} more" if len(nodes) > 10 else "")
-                for node_id, updates, written in batch:
-                    try:
-                        await self._apply_report(node_id, updates)
-                    except Exception as error:
-                        if not written.done():
-                            written.set_exception(error)
-            for _, _, written in batch:
-                if not written.done():
-                    written.set_result(None)
+        batch: list[tuple[str, StatusUpdates, asyncio.Future[None]]] = []
+        try:
+            while self._reports:
+                batch = []
+                await self._write_batch(batch)
+        except asyncio.CancelledError:  # the loop is ending: no session waits for good
+            for _, _, written in [*batch, *self._reports]:
+                written.cancel()
+            self._reports.clear()
+            raise
+
+    async def _write_batch(self, batch: list[tuple[str, StatusUpdates, asyncio.Future[None]]]
+                           ) -> None:
+        """Takes the next batch of reports into `batch` and writes it."""
+        await asyncio.sleep(0)  # the reports read in this loop turn join the batch
+        size = 0
+        while self._reports and (not batch or size + len(self._reports[0][1]) <= STATUS_BATCH):
+            size += len(self._reports[0][1])
+            batch.append(self._reports.popleft())
+        try:
+            await self._store.update(functools.partial(
+                _apply_reports, reports=[(node_id, updates) for node_id, updates, _ in batch]))
+        except Exception:
+            nodes = sorted({node_id for node_id, _, _ in batch})
+            log.exception("could not apply the status reports of node(s) %s%s together; "
+                          "applying each on its own", ", ".join(nodes[:10]),
+                          f" and {len(nodes) - 10} more" if len(nodes) > 10 else "")
+            for node_id, updates, written in batch:
+                try:
+                    await self._apply_report(node_id, updates)
+                except Exception as error:
+                    if not written.done():
+                        written.set_exception(error)
+        for _, _, written in batch:
+            if not written.done():
+                written.set_result(None)
 
     async def _apply_report(self, node_id: str, updates: StatusUpdates) -> None:
         """Applies a report in one transaction; if that fails, each update on its own, so that a

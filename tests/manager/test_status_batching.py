@@ -93,3 +93,27 @@ async def test_a_report_that_cannot_be_applied_is_logged_and_the_rest_are_writte
     faults = [r.getMessage() for r in caplog.records if r.exc_info]
     assert any("t7-0; skipped" in m for m in faults) and any("t7-1; skipped" in m for m in faults)
     store.close()
+
+
+class Stuck:
+    """A store whose writes never finish."""
+
+    def __init__(self) -> None:
+        self.writing = asyncio.Event()
+
+    async def update(self, fn: Any) -> Any:
+        self.writing.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_writer_cancelled_mid_write_leaves_no_session_waiting() -> None:
+    store = Stuck()
+    d = Dispatcher(store=store, load=LoadBook())  # type: ignore[arg-type]
+    sessions = [asyncio.ensure_future(d._apply_statuses(f"n{n}", _report(n))) for n in range(3)]
+    await asyncio.wait_for(store.writing.wait(), 5)
+    later = asyncio.ensure_future(d._apply_statuses("n9", _report(9)))  # queued behind it
+    await asyncio.sleep(0)
+    assert d._reporter is not None
+    d._reporter.cancel()
+    done, _ = await asyncio.wait([*sessions, later], timeout=5)
+    assert len(done) == 4 and all(s.cancelled() for s in done)
