@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
 
 from podium.agent.meshspec import Endpoint
 from podium.agent.relay import Relay
 from tests.helpers import eventually_async, free_port
 
-__all__ = ["HOST", "LOOPS", "Backend", "Client", "Run", "ask", "free_port", "serving_relay"]
+__all__ = ["HOST", "LOOPS", "Backend", "Client", "Run", "ask", "free_port", "full_accept_queue",
+           "serving_relay"]
 
 # The event loops every mesh test runs on (the `run` fixture of tests/agent/conftest.py): the
 # proxy must work on whichever loop runs it.
@@ -28,6 +30,18 @@ Run = Callable[[Callable[[], Awaitable[None]]], None]
 
 T = TypeVar("T")
 HOST = "127.0.0.1"
+
+
+@contextlib.contextmanager
+def full_accept_queue() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A listening socket on 127.0.0.1 whose accept queue one connection fills: Linux drops
+    further SYNs, so a connect to it hangs (until the queue drains and the kernel retransmits).
+    Yields the listening socket and the connection that fills it."""
+    with socket.socket() as listening, socket.socket() as filler:
+        listening.bind((HOST, 0))
+        listening.listen(0)
+        filler.connect(listening.getsockname())
+        yield listening, filler
 
 
 class Backend:

@@ -23,7 +23,15 @@ from podium.agent.proxy import (
     RoundRobin,
     proxy_header,
 )
-from tests.agent._proxykit import HOST, Backend, Client, Run, ask, free_port
+from tests.agent._proxykit import (
+    HOST,
+    Backend,
+    Client,
+    Run,
+    ask,
+    free_port,
+    full_accept_queue,
+)
 from tests.helpers import eventually_async
 
 
@@ -185,12 +193,8 @@ def test_a_refusing_backend_costs_clients_nothing(run: Run, balance: str) -> Non
 
 def test_a_backend_that_never_answers_is_skipped_after_the_timeout(run: Run) -> None:
     async def main() -> None:
-        # A listening socket with a full accept queue: Linux drops further SYNs, so connecting
-        # to it hangs until the proxy's connect_timeout.
-        with socket.socket() as blackhole, socket.socket() as filler:
-            blackhole.bind((HOST, 0))
-            blackhole.listen(0)
-            filler.connect(blackhole.getsockname())
+        # Connecting to a full accept queue hangs until the proxy's connect_timeout.
+        with full_accept_queue() as (blackhole, _):
             hung = Endpoint("hung", HOST, blackhole.getsockname()[1])
             async with (Backend("live") as live,
                         Listener(port=0, host=HOST, balance="round-robin",
@@ -212,10 +216,7 @@ def test_a_syn_dropped_by_a_full_accept_queue_gets_its_retransmit_before_the_tim
     room for that retransmit; at 1 s the proxy gave the replica up just as it went out."""
 
     async def main() -> None:
-        with socket.socket() as blackhole, socket.socket() as filler:
-            blackhole.bind((HOST, 0))
-            blackhole.listen(0)
-            filler.connect(blackhole.getsockname())
+        with full_accept_queue() as (blackhole, filler):
             late = Endpoint("late", HOST, blackhole.getsockname()[1])
 
             async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -250,10 +251,7 @@ def test_a_client_leaving_while_its_backend_connects_leaves_nothing_behind(run: 
     that one waits for the backend (up to connect_timeout), as in HAProxy."""
 
     async def main() -> None:
-        with socket.socket() as blackhole, socket.socket() as filler:
-            blackhole.bind((HOST, 0))
-            blackhole.listen(0)
-            filler.connect(blackhole.getsockname())
+        with full_accept_queue() as (blackhole, _):
             hung = Endpoint("hung", HOST, blackhole.getsockname()[1])
             async with Listener(port=0, host=HOST, connect_timeout=5) as listener:
                 listener.set_endpoints([hung])
