@@ -40,15 +40,23 @@ from podium.v1 import objects
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS objects (
+# Rows lie in the order they were first written (the rowid), found by (kind, id) through an
+# index, and an update rewrites a row where it is. So the objects written together share pages:
+# the status reports of 2,000 tasks created together rewrite 86 pages, where rows ordered by
+# their random ids put them on 814 pages of 899; the two commits of a burst of 10,000 tasks in
+# a store of 150,000 (creation, placement) take 0.14 s of SQLite, where they took 0.36 s.
+_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
     kind TEXT NOT NULL,
     id TEXT NOT NULL,
     version INTEGER NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (kind, id)
-) WITHOUT ROWID;
+    data BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS objects_key ON {name} (kind, id);
 """
+_SCHEMA = _TABLE.format(name="objects")
+_UPSERT = ("INSERT INTO objects (kind, id, version, data) VALUES (?,?,?,?) "
+           "ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, data = excluded.data")
 
 
 class SqliteStore:
@@ -63,6 +71,7 @@ class SqliteStore:
             # Content a write replaces is zeroed, not left in free space where it could be read:
             # a plaintext row just sealed, or a value sealed under a key since rotated away.
             self._db.execute("PRAGMA secure_delete=ON")
+        self._relayout()
         self._db.executescript(_SCHEMA)
         self._tables = Tables()
         self._watchers = Watchers()
@@ -74,6 +83,31 @@ class SqliteStore:
         except BaseException:
             self._db.close()
             raise
+
+    def _relayout(self) -> None:
+        """A store written by an older manager keeps its rows ordered by (kind, id) (a table
+        WITHOUT ROWID): copied into the current layout, in one transaction (a crash leaves the
+        old table whole), once."""
+        row = self._db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'objects'").fetchone()
+        if row is None or "WITHOUT ROWID" not in row[0].upper():
+            return
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            for statement in _TABLE.format(name="objects_next").split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute("INSERT INTO objects_next (kind, id, version, data) "
+                       "SELECT kind, id, version, data FROM objects")
+            db.execute("DROP TABLE objects")
+            db.execute("ALTER TABLE objects_next RENAME TO objects")  # its index follows it
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._purge_log()  # the old table's pages, secrets among them, leave the log
+        log.info("store %s: rows laid out in the order they are written", self._path)
 
     def _load(self) -> None:
         plaintext: list[objects.Secret] = []
@@ -123,10 +157,7 @@ class SqliteStore:
         db.execute("BEGIN")
         try:
             if writes:
-                db.executemany(
-                    "INSERT OR REPLACE INTO objects (kind, id, version, data) VALUES (?,?,?,?)",
-                    writes,
-                )
+                db.executemany(_UPSERT, writes)
             if deletes:
                 db.executemany("DELETE FROM objects WHERE kind = ? AND id = ?", deletes)
             db.execute("COMMIT")
@@ -173,9 +204,7 @@ class SqliteStore:
         db = self._db
         db.execute("BEGIN")
         try:
-            db.executemany(
-                "INSERT OR REPLACE INTO objects (kind, id, version, data) "
-                "VALUES ('secret',?,?,?)", rows)
+            db.executemany(_UPSERT, [("secret", *row) for row in rows])
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
