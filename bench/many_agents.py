@@ -25,7 +25,7 @@ task); the manager idle, with no agent, is measured first. Then, unless --no-pha
   the nodes the restarted manager took out of READY until RESTART_SETTLE_S after that.
 --phases picks some of them (comma-separated: status, burst, restart).
 For a post-mortem: KEEP_MANAGER_LOG=PATH keeps the manager's log (and PATH.lag, its loop stalls);
-BENCH_PROFILE=PATH samples the plaintext manager's main thread, written as PATH.PID at its end
+BENCH_PROFILE=PATH samples the manager's main thread (either design), written as PATH.PID at its end
 and each worker's as PATH.simN (bench/_sampler.py reads them);
 KEEP_AGENT_LOGS=DIR writes each worker's agents' log there (DIR/simN.log); with BENCH_PROFILE,
 kill -USR1 of the plaintext manager writes PATH.PID.census (what its collector tracks, by type),
@@ -123,6 +123,22 @@ async def main():
         sampler.stop()
 
 asyncio.run(main())
+"""
+
+# With BENCH_PROFILE, the TLS design's daemon runs under the same sampler (written as PATH.PID,
+# started again by kill -USR2): the daemon's own `main` with its arguments.
+PROFILED_DAEMON = """
+import os, pathlib, runpy, signal, sys
+sys.path.insert(0, os.environ["BENCH_ROOT"])
+from bench._sampler import Sampler
+sampler = Sampler(pathlib.Path(f"{os.environ['BENCH_PROFILE']}.{os.getpid()}"))
+sampler.start()
+signal.signal(signal.SIGUSR2, lambda *_: sampler.reset())
+sys.argv[0] = "podium.manager"
+try:
+    runpy.run_module("podium.manager", run_name="__main__")
+finally:
+    sampler.stop()
 """
 
 
@@ -373,7 +389,8 @@ def measure(design: str, agents: int, window: float, processes: int, *, tasks_pe
         join = f"127.0.0.1:{free_port()}"
         credentials = root / "admin.credentials"
         if design == "tls":
-            command = [sys.executable, "-m", "podium.manager", "--listen", address,
+            command = [sys.executable, *(("-c", PROFILED_DAEMON) if os.environ.get(
+                "BENCH_PROFILE") else ("-m", "podium.manager")), "--listen", address,
                        "--join-listen", join, "--admin-credentials", str(credentials),
                        "--metrics-listen", "off", "--dashboard", "off",
                        "--heartbeats-per-second", str(per_second),
@@ -469,7 +486,7 @@ def measure(design: str, agents: int, window: float, processes: int, *, tasks_pe
                 figures["manager_worst_gc_pause_ms"] = worst_lag(root / "manager.lag", began,
                                                                  "gc")
             if "burst" in phases:
-                if os.environ.get("BENCH_PROFILE") and design != "tls":
+                if os.environ.get("BENCH_PROFILE"):
                     # The profiles from here on are the burst's (and what follows it).
                     for pid in [manager.pid, *(w.pid for w in workers.processes)]:
                         os.kill(pid, signal.SIGUSR2)
@@ -637,7 +654,11 @@ def burst(api: control_grpc.ControlStub, create: Any, count: int = 10_000) -> di
     # When the last of them was created (the manager's clock) and started (its agent's clock;
     # one machine): what the polling above adds shows as the difference.
     tasks = api.ListTasks(control.ListTasksRequest(service="burst"), timeout=120).tasks
+    started_at = sorted(t.status.timestamp.ToNanoseconds() / 1e9 - wall for t in tasks)
     return {"burst_tasks_count": count,
+            # A steady rate, or a tail of late agents: when half and nine in ten had started.
+            "burst_started_p50_s": round(percentile(started_at, 0.5), 1),
+            "burst_started_p90_s": round(percentile(started_at, 0.9), 1),
             "burst_created_after_s": round(max(t.meta.created.ToNanoseconds() for t in tasks)
                                            / 1e9 - wall, 1),
             "burst_placed_after_s": round(placed[0], 1) if placed else "-",
@@ -717,6 +738,8 @@ def main() -> int:
                 ("  manager's worst collector pause (ms)", "manager_worst_gc_pause_ms"),
                 ("10,000 new tasks created after (s)", "burst_created_after_s"),
                 ("10,000 new tasks placed after (s)", "burst_placed_after_s"),
+                ("  half of them started, by their agents (s)", "burst_started_p50_s"),
+                ("  nine in ten started (s)", "burst_started_p90_s"),
                 ("  the last one started, by its agent (s)", "burst_started_after_s"),
                 ("10,000 new tasks running after (s)", "burst_running_after_s"),
                 ("kill -9 + restart: all ready after (s)", "restart_all_ready_s"),
