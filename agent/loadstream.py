@@ -47,7 +47,7 @@ class LoadStream:
         summary = self._count % self._summary_every == 0
         self._count += 1
         report = dispatcher.LoadReport(summary=summary, mesh_uncounted=not self._mesh_counted)
-        report.time.GetCurrentTime()
+        report.time.FromNanoseconds(time.time_ns())
         report.node.cpu_cores_used = node.cpu_cores_used
         report.node.cpu_cores_total = node.cpu_cores_total
         report.node.memory_used_bytes = node.memory_used_bytes
