@@ -655,7 +655,16 @@ def burst(api: control_grpc.ControlStub, create: Any, count: int = 10_000) -> di
     # one machine): what the polling above adds shows as the difference.
     tasks = api.ListTasks(control.ListTasksRequest(service="burst"), timeout=120).tasks
     started_at = sorted(t.status.timestamp.ToNanoseconds() / 1e9 - wall for t in tasks)
+    names = {n.id: n.description.name
+             for n in api.ListNodes(control.ListNodesRequest(), timeout=60).nodes}
+    by_worker: dict[str, float] = {}
+    for t in tasks:
+        worker = names.get(t.node_id, "?").partition("-")[0]
+        by_worker[worker] = max(by_worker.get(worker, 0.0),
+                                t.status.timestamp.ToNanoseconds() / 1e9 - wall)
     return {"burst_tasks_count": count,
+            # Whether one worker process of simulated agents is the late one.
+            "burst_started_by_worker_s": {w: round(v, 1) for w, v in sorted(by_worker.items())},
             # A steady rate, or a tail of late agents: when half and nine in ten had started.
             "burst_started_p50_s": round(percentile(started_at, 0.5), 1),
             "burst_started_p90_s": round(percentile(started_at, 0.9), 1),
