@@ -194,6 +194,11 @@ stop() {
     fi
     stop_process agent-1
     stop_process manager
+    # The agent keeps its secrets tmpfs mounted across its own restarts; a stopped cluster lets go
+    # of it, so that the clone can be removed.
+    if mountpoint -q "$VAR/agent-1/secrets" 2>/dev/null; then
+        umount "$VAR/agent-1/secrets" || say "could not unmount $VAR/agent-1/secrets"
+    fi
 
     if timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
         local leftovers
