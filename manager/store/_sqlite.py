@@ -45,16 +45,14 @@ log = logging.getLogger(__name__)
 # the status reports of 2,000 tasks created together rewrite 86 pages, where rows ordered by
 # their random ids put them on 814 pages of 899; the two commits of a burst of 10,000 tasks in
 # a store of 150,000 (creation, placement) take 0.14 s of SQLite, where they took 0.36 s.
-_TABLE = """
-CREATE TABLE IF NOT EXISTS {name} (
-    kind TEXT NOT NULL,
-    id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    data BLOB NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS objects_key ON {name} (kind, id);
-"""
-_SCHEMA = _TABLE.format(name="objects")
+def _schema(table: str) -> tuple[str, str]:
+    """The statements that make the objects table (and its index, which follows the table when
+    `table` is renamed to `objects`)."""
+    return (f"CREATE TABLE IF NOT EXISTS {table} (kind TEXT NOT NULL, id TEXT NOT NULL, "
+            "version INTEGER NOT NULL, data BLOB NOT NULL)",
+            f"CREATE UNIQUE INDEX IF NOT EXISTS objects_key ON {table} (kind, id)")
+
+
 _UPSERT = ("INSERT INTO objects (kind, id, version, data) VALUES (?,?,?,?) "
            "ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, data = excluded.data")
 
@@ -72,7 +70,8 @@ class SqliteStore:
             # a plaintext row just sealed, or a value sealed under a key since rotated away.
             self._db.execute("PRAGMA secure_delete=ON")
         self._relayout()
-        self._db.executescript(_SCHEMA)
+        for statement in _schema("objects"):
+            self._db.execute(statement)
         self._tables = Tables()
         self._watchers = Watchers()
         self._closed = False
@@ -95,9 +94,8 @@ class SqliteStore:
         db = self._db
         db.execute("BEGIN")
         try:
-            for statement in _TABLE.format(name="objects_next").split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            for statement in _schema("objects_next"):
+                db.execute(statement)
             db.execute("INSERT INTO objects_next (kind, id, version, data) "
                        "SELECT kind, id, version, data FROM objects")
             db.execute("DROP TABLE objects")

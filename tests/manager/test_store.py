@@ -40,6 +40,15 @@ def _task(id: str, service_id: str, node_id: str = "") -> objects.Task:
     return objects.Task(id=id, service_id=service_id, node_id=node_id, slot=1)
 
 
+def _set_replicas(store: SqliteStore, service_id: str, replicas: int) -> None:
+    def rescale(tx: WriteTx) -> None:
+        svc = tx.get_service(service_id)
+        assert svc is not None
+        svc.spec.replicas = replicas
+        tx.update(svc)
+    store.update_now(rescale)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("etcd", marks=pytest.mark.etcd)])
 async def open_store(request: pytest.FixtureRequest,
                      tmp_path: pathlib.Path) -> AsyncIterator[Opener]:
@@ -237,12 +246,7 @@ def test_rows_of_an_earlier_version_load_and_are_rewritten_when_changed(
     got = store.view().get_service("s1")
     assert got is not None and got.spec.replicas == 3 and got.spec.container.env["A"] == "1"
 
-    def rescale(tx: WriteTx) -> None:
-        svc = tx.get_service("s1")
-        assert svc is not None
-        svc.spec.replicas = 5
-        tx.update(svc)
-    store.update_now(rescale)
+    _set_replicas(store, "s1", 5)
     store.close()
     with sqlite3.connect(tmp_path / "state.db") as db:
         (row,) = db.execute("SELECT data FROM objects WHERE id = 's1'").fetchone()
@@ -304,12 +308,7 @@ def test_a_store_in_the_earlier_row_layout_opens_whole_and_is_laid_out_anew(
     assert got is not None and got.spec.replicas == 3
     assert store.view().get_task("t1") is not None
 
-    def rescale(tx: WriteTx) -> None:
-        current = tx.get_service("s1")
-        assert current is not None
-        current.spec.replicas = 5
-        tx.update(current)
-    store.update_now(rescale)
+    _set_replicas(store, "s1", 5)
     store.close()
     with sqlite3.connect(path) as db:
         (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'objects'").fetchone()
