@@ -14,7 +14,11 @@ which Chromium honours with a profile directory only); `dashboard_pin()` reads t
 the dashboard after checking its certificate against the cluster CA.
 
 A `Page` records what a test wants to know happened: every request's URL (`requests`), script
-exceptions and console errors, Content-Security-Policy violations included (`errors`).
+exceptions and console errors, Content-Security-Policy violations included (`errors`), and the
+loads Chromium aborted because the host's network changed (`network_changes`). The engine adds
+and removes a veth per container, and Chromium aborts what is in flight when it sees one go,
+even on 127.0.0.1: `open()` navigates again, and `wait_for()` polls again after a fetch that it
+cut short.
 """
 
 from __future__ import annotations
@@ -32,13 +36,18 @@ import signal
 import ssl
 import subprocess
 import tempfile
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 
-# Navigations tried when Chromium aborts one because the host's network changed.
+# Navigations tried when Chromium aborts one, or a load of its page, because the host's network
+# changed (a container's veth came or went: net::ERR_NETWORK_CHANGED).
 NAVIGATE_ATTEMPTS = 3
+NETWORK_CHANGED = "net::ERR_NETWORK_CHANGED"
+# How often open() looks whether such an abort left the page it waits for unfinished.
+RECHECK_S = 2.0
 
 FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -106,6 +115,7 @@ class Page:
         self._waits: list[tuple[str, asyncio.Future[Any]]] = []
         self.requests: list[str] = []
         self.errors: list[str] = []
+        self.network_changes = 0
         self._reader = asyncio.create_task(self._read(), name="devtools-page")
 
     async def _read(self) -> None:
@@ -131,6 +141,8 @@ class Page:
     def _event(self, method: str, params: dict[str, Any]) -> None:
         if method == "Network.requestWillBeSent":
             self.requests.append(params["request"]["url"])
+        elif method == "Network.loadingFailed" and params.get("errorText") == NETWORK_CHANGED:
+            self.network_changes += 1
         elif method == "Runtime.exceptionThrown":
             details = params["exceptionDetails"]
             self.errors.append(details.get("exception", {}).get("description")
@@ -175,16 +187,19 @@ class Page:
     async def wait_for(self, expression: str, *, timeout: float = 10.0,  # noqa: ASYNC109
                        interval: float = 0.02) -> Any:
         """Polls a JavaScript expression until it is truthy; its value. An evaluation that a
-        navigation cut short (the page was replaced while it ran: a redirect after login) is
-        not an answer, and the poll goes on."""
+        navigation cut short (the page was replaced while it ran: a redirect after login), or
+        that failed while a change of the host's network aborted loads, is not an answer, and
+        the poll goes on."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         last: Any = None
         while loop.time() < deadline:
+            changes = self.network_changes
             try:
                 last = await self.evaluate(expression)
             except BrowserError as error:
-                if not any(sign in str(error) for sign in NAVIGATED):
+                if not (any(sign in str(error) for sign in NAVIGATED)
+                        or self.network_changes > changes):
                     raise
                 last = str(error)
             else:
@@ -194,19 +209,39 @@ class Page:
         raise AssertionError(f"{expression!r} not true within {timeout:g} s; last: {last!r}; "
                              f"page errors: {self.errors}")
 
-    async def open(self, url: str, *, until: str = "document.readyState === 'complete'",
+    async def open(self, url: str | Callable[[], str], *,
+                   until: str = "document.readyState === 'complete'",
                    timeout: float = 15.0) -> None:  # noqa: ASYNC109
-        """Navigates to `url`, then waits until the expression `until` holds. A navigation that
-        Chromium aborted because the host's interfaces changed (a container's veth came or
-        went meanwhile: net::ERR_NETWORK_CHANGED) is tried again, up to NAVIGATE_ATTEMPTS."""
+        """Navigates to `url`, then waits until the expression `until` holds. When Chromium
+        aborted the navigation, or a load of the page (its script, its first fetch), because
+        the host's network changed, it navigates again, up to NAVIGATE_ATTEMPTS times.
+        `url` may be a function giving the address for each attempt: a single-use login link
+        that the aborted page may have spent."""
+        loop = asyncio.get_running_loop()
         for attempt in range(1, NAVIGATE_ATTEMPTS + 1):
-            reply = await self.call("Page.navigate", url=url)
+            address = url() if callable(url) else url
+            changes = self.network_changes
+            reply = await self.call("Page.navigate", url=address)
             error = reply.get("errorText")
-            if error != "net::ERR_NETWORK_CHANGED" or attempt == NAVIGATE_ATTEMPTS:
-                break
-        if error:
-            raise BrowserError(f"{url}: {error}")
-        await self.wait_for(until, timeout=timeout)
+            last = attempt == NAVIGATE_ATTEMPTS
+            if error == NETWORK_CHANGED and not last:
+                continue
+            if error:
+                raise BrowserError(f"{address}: {error}")
+            deadline = loop.time() + timeout
+            while True:
+                try:
+                    await self.wait_for(until, timeout=min(RECHECK_S, deadline - loop.time()))
+                    return
+                except AssertionError as failure:
+                    if self.network_changes > changes and not last:
+                        break  # a load of this page was cut short: navigate again
+                    if loop.time() >= deadline:
+                        where = await self.evaluate(
+                            "location.href + ': ' + (document.body ? document.body.innerText"
+                            " : '')")
+                        raise AssertionError(f"{failure} (of {timeout:g} s after opening "
+                                             f"it); the page at {where!r}") from None
 
     async def screenshot(self, path: pathlib.Path) -> bytes:
         """The viewport as a PNG, written to `path`."""

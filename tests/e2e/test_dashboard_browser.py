@@ -104,7 +104,7 @@ async def test_the_dashboard_in_a_browser(cluster: Cluster, tmp_path: pathlib.Pa
     origin = f"https://127.0.0.1:{cluster.dashboard_port}"
     async with Chromium(trust=pin) as chromium:
         admin = await chromium.new_page()
-        await admin.open(_login_url(cluster), until=LIVE, timeout=30)
+        await admin.open(lambda: _login_url(cluster), until=LIVE, timeout=30)
         assert await admin.evaluate("location.href") == f"{origin}/#services"
         assert await admin.evaluate("document.cookie") == ""  # HttpOnly: no script reads it
         assert await admin.evaluate("document.getElementById('user').textContent") == \
@@ -172,7 +172,7 @@ async def test_the_dashboard_in_a_browser(cluster: Cluster, tmp_path: pathlib.Pa
         viewer_file = tmp_path / "vic.credentials"
         cluster.ok("user", "add", "vic", "--role", "viewer", "--file", str(viewer_file))
         viewer = await chromium.new_page()
-        await viewer.open(_login_url(cluster, viewer_file), until=LIVE, timeout=30)
+        await viewer.open(lambda: _login_url(cluster, viewer_file), until=LIVE, timeout=30)
         assert await viewer.evaluate("document.getElementById('user').textContent") == \
             "vic (viewer)"
         assert await viewer.evaluate("document.getElementById('secrets-tab').hidden") is True
