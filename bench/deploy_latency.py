@@ -14,7 +14,9 @@ on the local engine and, per trial and in a rotating order:
   process's share (interpreter, imports, two RPCs) and the cluster's (accepted -> last started).
 - raw sequential / raw concurrent: aiodocker create+start of N containers with the same
   config as the agent sends (same image, Init, port binding, restart policy "no", log options,
-  a label), one after another / all at once with asyncio.gather.
+  a label, on a bridge network of their own as the stack's services are on its default
+  network; the network is made once, before any clock, as the agent keeps its own), one after
+  another / all at once with asyncio.gather.
 - cli floor: one `podium services` invocation (interpreter start, import, one RPC), the fixed
   cost any CLI timing carries.
 
@@ -68,10 +70,16 @@ services:
 """
 
 
+def raw_network(run_id: str) -> str:
+    return f"podium-bench-{run_id}"
+
+
 def raw_config(run_id: str) -> dict[str, Any]:
-    """What the agent's container_config() sends for this stack, with a bench label instead."""
+    """What the agent's container_config() sends for this stack, with a bench label instead
+    and the bench's network."""
     [spec] = load_stack(stack(1))
-    config = container_config(objects.Task(spec=spec), node_id="bench")
+    config = container_config(objects.Task(spec=spec), node_id="bench",
+                              network_ids=[raw_network(run_id)])
     config["Labels"] = {RAW_LABEL: run_id}
     return config
 
@@ -104,6 +112,16 @@ def remove_raw(run_id: str) -> None:
     ids = docker("ps", "-aq", "--filter", f"label={RAW_LABEL}={run_id}").split()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
+
+
+def make_raw_network(run_id: str) -> None:
+    docker("network", "create", "--driver", "bridge", "--label", f"{RAW_LABEL}={run_id}",
+           raw_network(run_id))
+
+
+def remove_raw_network(run_id: str) -> None:
+    subprocess.run(["docker", "network", "rm", raw_network(run_id)], capture_output=True,
+                   check=False)
 
 
 def engine_time(text: str) -> float:
@@ -185,6 +203,7 @@ def main() -> int:
         parser.error("--trials >= 1 and 1 <= --replicas <= 100")
     run_id = f"{int(time.time())}"
     try:
+        make_raw_network(run_id)
         with one_node_cluster(NODE, prefix="podium-bench-") as (cluster, root):
             samples = measure(cluster, root, args.trials, args.replicas, run_id)
     except KeyboardInterrupt:
@@ -192,6 +211,7 @@ def main() -> int:
         return 130
     finally:
         remove_raw(run_id)
+        remove_raw_network(run_id)
 
     med = {k: statistics.median(v) for k, v in samples.items()}
     n = args.replicas
