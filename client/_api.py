@@ -6,7 +6,8 @@
         for task in podium.tasks(service="web"):
             print(task.id, task.node_id, task.status.state)
 
-Every call is a blocking gRPC call with a deadline (`timeout`, 10 s by default) and returns the
+Every call is a blocking gRPC call (podium.client._wire: HTTP/2 on TLS, without grpcio) with a
+deadline (`timeout`, 10 s by default) and returns the
 API's own messages (podium.v1.objects). Failures are `PodiumError`s that tell a manager that
 cannot be reached (`ManagerUnreachable`, naming its address) apart from a refusal
 (`NotFound`, `InvalidArgument`, `AlreadyExists`, `Conflict`, `Unavailable`); `str(err)` is fit
@@ -21,12 +22,13 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-import grpc
+from google.protobuf.message_factory import GetMessageClass
 
 from podium.client import default_manager
+from podium.client._wire import Call, Channel, RpcError, StatusCode
 from podium.rules import managers
-from podium.rules.credentials import CHANNEL_OPTIONS, Credentials, CredentialsError, locate
-from podium.v1 import control, control_grpc, objects
+from podium.rules.credentials import MANAGER_NAME, Credentials, CredentialsError, locate
+from podium.v1 import control, objects
 
 M = TypeVar("M")
 
@@ -77,24 +79,25 @@ class Denied(PodiumError):
     unknown certificate)."""
 
 
-_ERRORS: dict[grpc.StatusCode, type[PodiumError]] = {
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
-    grpc.StatusCode.FAILED_PRECONDITION: InvalidArgument,
-    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
-    grpc.StatusCode.ABORTED: Conflict,
-    grpc.StatusCode.PERMISSION_DENIED: Denied,
-    grpc.StatusCode.UNAUTHENTICATED: Denied,
+_ERRORS: dict[StatusCode, type[PodiumError]] = {
+    StatusCode.NOT_FOUND: NotFound,
+    StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    StatusCode.FAILED_PRECONDITION: InvalidArgument,
+    StatusCode.ALREADY_EXISTS: AlreadyExists,
+    StatusCode.ABORTED: Conflict,
+    StatusCode.PERMISSION_DENIED: Denied,
+    StatusCode.UNAUTHENTICATED: Denied,
 }
+_CONTROL = control.DESCRIPTOR.services_by_name["Control"]
 
 
-def error_of(err: grpc.RpcError, address: str) -> PodiumError:
+def error_of(err: RpcError, address: str) -> PodiumError:
     """The PodiumError for a failed call to the manager at `address`."""
-    code = err.code()
-    details = str(err.details() or code.name)
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+    code = err.code
+    details = err.details or code.name
+    if code in (StatusCode.UNAVAILABLE, StatusCode.DEADLINE_EXCEEDED):
         return ManagerUnreachable(address, details)
-    if code == grpc.StatusCode.UNIMPLEMENTED:
+    if code == StatusCode.UNIMPLEMENTED:
         return Unavailable(f"the manager at {address} does not offer this call ({details}): "
                            "it runs an older Podium")
     return _ERRORS.get(code, Unavailable)(details)
@@ -106,11 +109,15 @@ class Stream(Generic[M]):
     A stream refused before its first response by a manager that does not lead (or that cannot
     be reached) is opened again on the leader, or the next manager, as calls are."""
 
-    def __init__(self, open_call: Callable[[], tuple[Any, str]],
-                 retry: Callable[[grpc.RpcError, float], bool] | None = None) -> None:
+    def __init__(self, open_call: Callable[[], tuple[Call, str]], parse: Callable[[bytes], M],
+                 retry: Callable[[RpcError, float], bool] | None = None) -> None:
         self._open = open_call
+        self._parse = parse
         self._retry = retry
-        self._call, self._address = open_call()
+        try:
+            self._call, self._address = open_call()
+        except RpcError as err:  # no connection: the first read says so (and moves on)
+            self._call, self._address = _Failed(err), ""
         self._closed = False
 
     def __iter__(self) -> Iterator[M]:
@@ -120,15 +127,18 @@ class Stream(Generic[M]):
             try:
                 for item in self._call:
                     started = True
-                    yield item
+                    yield self._parse(item)
                 return
-            except grpc.RpcError as err:
-                if err.code() == grpc.StatusCode.CANCELLED:
+            except RpcError as err:
+                if err.code == StatusCode.CANCELLED:
                     return
                 if (started or self._closed or self._retry is None
                         or not self._retry(err, deadline)):
                     raise error_of(err, self._address) from None
-                self._call, self._address = self._open()
+                try:
+                    self._call, self._address = self._open()
+                except RpcError as again:
+                    self._call = _Failed(again)
 
     def close(self) -> None:
         self._closed = True
@@ -139,6 +149,19 @@ class Stream(Generic[M]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Failed(Call):
+    """A stream that could not be opened: reading it raises why."""
+
+    def __init__(self, error: RpcError) -> None:
+        self._error = error
+
+    def __iter__(self) -> Iterator[bytes]:
+        raise self._error
+
+    def cancel(self) -> None:
+        pass
 
 
 class Client:
@@ -168,20 +191,17 @@ class Client:
         self.address = self.addresses[0]
         self.user = creds.user
         self.timeout = timeout
-        self._credentials = creds.channel_credentials()
-        self._channels: dict[str, grpc.Channel] = {}
+        self._tls = creds.ssl_context()
+        self._channels: dict[str, Channel] = {}
         self._failures = 0  # calls that failed in a row, in the current call
 
-    def _stub_for(self, address: str) -> control_grpc.ControlStub:
-        channel = self._channels.get(address)
-        if channel is None:
-            channel = self._channels[address] = grpc.secure_channel(
-                address, self._credentials, options=CHANNEL_OPTIONS)
-        return control_grpc.ControlStub(channel)
-
     @property
-    def _stub(self) -> control_grpc.ControlStub:
-        return self._stub_for(self.address)
+    def _channel(self) -> Channel:
+        channel = self._channels.get(self.address)
+        if channel is None:
+            channel = self._channels[self.address] = Channel(self.address, self._tls,
+                                                             server_name=MANAGER_NAME)
+        return channel
 
     def close(self) -> None:
         for channel in self._channels.values():
@@ -198,13 +218,22 @@ class Client:
     def _call(self, method: str, request: Any, *, timeout: float | None = None) -> Any:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         self._failures = 0
+        spec = _CONTROL.methods_by_name[method]
+        path, reply = f"/{_CONTROL.full_name}/{method}", GetMessageClass(spec.output_type)
+        data = request.SerializeToString()
         while True:
             try:
-                return getattr(self._stub, method)(
-                    request, timeout=max(deadline - time.monotonic(), 0.05))
-            except grpc.RpcError as err:
+                answer = self._channel.unary(path, data,
+                                             timeout=max(deadline - time.monotonic(), 0.05))
+                return reply.FromString(answer)
+            except RpcError as err:
                 if not self._move_on(err, deadline):
                     raise error_of(err, self._where()) from None
+
+    def _stream(self, method: str, request: Any, parse: Callable[[bytes], M]) -> Stream[M]:
+        path, data = f"/{_CONTROL.full_name}/{method}", request.SerializeToString()
+        return Stream(lambda: (self._channel.stream(path, data), self.address), parse,
+                      self._move_on)
 
     def _where(self) -> str:
         """The manager(s) a failed call tried, for its message."""
@@ -212,12 +241,12 @@ class Client:
             return self.address
         return f"{self.address} (tried {', '.join(self.addresses)})"
 
-    def _move_on(self, err: grpc.RpcError, deadline: float) -> bool:
+    def _move_on(self, err: RpcError, deadline: float) -> bool:
         """After `err`: whether to try again, having moved `address` to the leader the refusal
         named or to the next manager (waiting a little after each full round)."""
-        if err.code() != grpc.StatusCode.UNAVAILABLE:
+        if err.code != StatusCode.UNAVAILABLE:
             return False
-        hint = managers.leader_hint(_trailing(err))
+        hint = managers.leader_hint(err.trailers)
         if hint is None and len(self.addresses) == 1:
             return False  # one manager that cannot be reached: say so at once, as always
         self.address = managers.next_address(self.addresses, self.address, hint)
@@ -411,7 +440,7 @@ class Client:
     def events(self, kinds: Iterable[str] = ()) -> Stream[control.Event]:
         """The cluster's changes from now on ("node", "service", "task"; empty: all)."""
         request = control.WatchEventsRequest(kinds=list(kinds))
-        return Stream(lambda: (self._stub.WatchEvents(request), self.address), self._move_on)
+        return self._stream("WatchEvents", request, control.Event.FromString)
 
     def logs(self, ref: str, *, follow: bool = False, since: float = 0.0,
              tail: int = 0) -> Stream[control.LogsResponse]:
@@ -423,12 +452,7 @@ class Client:
         if since > 0:
             request.since.FromNanoseconds(int(since * 1e9))
         # The first response comes only with output: a missing ref still fails at once.
-        return Stream(lambda: (self._stub.Logs(request), self.address), self._move_on)
-
-
-def _trailing(err: grpc.RpcError) -> Any:
-    trailing = getattr(err, "trailing_metadata", None)
-    return trailing() if callable(trailing) else None
+        return self._stream("Logs", request, control.LogsResponse.FromString)
 
 
 def _secret_kind(kind: str) -> objects.SecretSpec.Kind:

@@ -14,9 +14,12 @@ import json
 import os
 import pathlib
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from podium.rules.files import write_private
+
+if TYPE_CHECKING:
+    import ssl
 
 # The name in the manager's certificate, the one every client checks (whatever address it dials).
 MANAGER_NAME = "podium-manager"
@@ -64,6 +67,24 @@ class Credentials:
                                    f"{', '.join(names)})")
         return cls(fields["manager"], fields["user"], fields["role"], fields["ca"].encode(),
                    fields["certificate"].encode(), fields["key"].encode())
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A TLS client context for the client library: this user's certificate, the
+        manager's checked against the cluster CA (for MANAGER_NAME: the caller's
+        server_hostname), HTTP/2 offered. The key goes to OpenSSL through a memory file, never
+        to a disk."""
+        import ssl
+
+        context = ssl.create_default_context(cadata=self.ca.decode())
+        context.set_alpn_protocols(["h2"])
+        fd = os.memfd_create("podium-credentials", os.MFD_CLOEXEC)
+        try:
+            with open(fd, "wb", closefd=False) as chain:
+                chain.write(self.certificate + b"\n" + self.key)
+            context.load_cert_chain(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+        return context
 
     def channel_credentials(self) -> Any:
         """grpc.ChannelCredentials: this user's certificate, checked against the cluster CA."""

@@ -9,27 +9,26 @@ import time
 from collections.abc import Iterator
 from typing import Any, cast
 
-import grpc
-
 from podium.client import _api
 from podium.client._api import Client
 from podium.client._commands import Changes
+from podium.client._wire import Call, RpcError, StatusCode
 from tests.helpers import eventually
 
 
-class Stream:
+class Stream(Call):
     """A server stream: yields what is put in it; `cancel()` or `fail()` end it with an error."""
 
     def __init__(self) -> None:
         self.items: queue.Queue[object] = queue.Queue()
         self.cancelled = threading.Event()
 
-    def __iter__(self) -> Iterator[object]:
+    def __iter__(self) -> Iterator[bytes]:
         while True:
             item = self.items.get()
             if isinstance(item, Exception):
                 raise item
-            yield item
+            yield cast(bytes, item)
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -39,12 +38,9 @@ class Stream:
         self.items.put(Failed())
 
 
-class Failed(grpc.RpcError):
-    def code(self) -> grpc.StatusCode:
-        return grpc.StatusCode.UNAVAILABLE
-
-    def details(self) -> str:
-        return "stream failed"
+class Failed(RpcError):
+    def __init__(self) -> None:
+        super().__init__(StatusCode.UNAVAILABLE, "stream failed")
 
 
 class FakeClient:
@@ -54,7 +50,7 @@ class FakeClient:
 
     def events(self, kinds: Any) -> _api.Stream[Any]:
         self.kinds = list(kinds)
-        return _api.Stream(lambda: (self.stream, "127.0.0.1:7070"))
+        return _api.Stream(lambda: (self.stream, "127.0.0.1:7070"), lambda item: item)
 
 
 def changes_on(stream: Stream) -> tuple[Changes, FakeClient]:
