@@ -20,6 +20,10 @@ on the local engine and, per trial and in a rotating order:
 - cli floor: one `podium services` invocation (interpreter start, import, one RPC), the fixed
   cost any CLI timing carries.
 
+The CLI runs as an installed Podium's does: with its modules' bytecode compiled, which pip does
+at install time (deploy/install.sh) and which a source checkout gets at its first run, unless
+PYTHONDONTWRITEBYTECODE is set, as it is on some machines: the bench compiles it first.
+
 Between trials everything is removed (podium rm, then waiting until the agent has removed its
 containers; raw containers by label). Figures are medians over the trials. Everything is cleaned
 up on exit, Ctrl-C included. With --json, one JSON object whose keys end in their unit.
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import json
 import pathlib
 import statistics
@@ -45,6 +50,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import aiodocker
 import aiohttp
 
+import podium
 from podium.agent._container import container_config
 from podium.client import Client
 from podium.client.compose import load_stack
@@ -202,6 +208,8 @@ def main() -> int:
     if args.trials < 1 or not 1 <= args.replicas <= 100:
         parser.error("--trials >= 1 and 1 <= --replicas <= 100")
     run_id = f"{int(time.time())}"
+    for folder in podium.__path__:
+        compileall.compile_dir(folder, quiet=1)
     try:
         make_raw_network(run_id)
         with one_node_cluster(NODE, prefix="podium-bench-") as (cluster, root):
