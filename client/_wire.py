@@ -23,7 +23,9 @@ not be made or broke, DEADLINE_EXCEEDED for a call past its deadline.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import os
 import select
 import socket
 import ssl
@@ -186,6 +188,9 @@ class _Connection:
         self._io = threading.Lock()  # every use of the TLS object
         self._state = threading.Condition()  # streams, windows, `_reading`, `dead`
         self._reading = False  # a thread reads the socket
+        # Written to when a call is cancelled or the connection fails: wakes the reading
+        # thread out of its select() at once.
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._streams: dict[int, _Stream] = {}
         self._next_id = 1
         self._in = bytearray()
@@ -292,6 +297,7 @@ class _Connection:
             stream.ended = True
             stream.error = RpcError(StatusCode.CANCELLED, "cancelled by the client")
             self._state.notify_all()
+        self._wake()
         if self.dead is None:
             try:
                 self._write(_frame(RST_STREAM, 0, stream.id, struct.pack(">I", 0x8)))
@@ -342,8 +348,12 @@ class _Connection:
             with self._io:
                 pending = self._sock.pending()
             if not pending:
-                readable, _, _ = select.select([self._sock], [], [], wait)
-                if not readable:
+                sock = self._sock.fileno()
+                readable, _, _ = select.select([sock, self._wake_r], [], [], wait)
+                if self._wake_r in readable:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self._wake_r, 4096)
+                if sock not in readable:
                     return
             with self._io:
                 try:
@@ -512,11 +522,21 @@ class _Connection:
                     stream.error = error
                     stream.ended = True
             self._state.notify_all()
+        self._wake()
         with self._io:
             try:
                 self._sock.close()
             except OSError:
                 pass
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"!")
+
+    def __del__(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _raise_if_dead(self) -> None:
         if self.dead is not None:
