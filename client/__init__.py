@@ -6,7 +6,8 @@ command built on it.
     with Client("127.0.0.1:7070") as podium:
         print([n.description.name for n in podium.nodes()])
 
-The names below are loaded on first use, so that `podium --help` starts without gRPC.
+The names below are loaded on first use, so that `podium --help` starts without the API.
+The library needs protobuf and hpack, not grpcio: it speaks gRPC itself (podium.client._wire).
 """
 
 from __future__ import annotations

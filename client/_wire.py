@@ -260,6 +260,8 @@ class _Connection:
         view = memoryview(data)
         while True:
             with self._state:
+                if stream.ended or stream.error is not None:
+                    return  # answered (or reset) before it read the whole request
                 while (size := min(self._send_window, stream.send_window, self._max_frame,
                                    len(view))) <= 0:
                     self._raise_if_dead()
@@ -291,11 +293,15 @@ class _Connection:
                 self._wait_for_frames(deadline)
 
     def cancel(self, stream: _Stream) -> None:
+        """Ends the call; the server is told unless it ended it (a call that failed here, on a
+        reply over the limit, is told too)."""
         with self._state:
-            if stream.ended or self._streams.pop(stream.id, None) is None:
+            self._streams.pop(stream.id, None)
+            if stream.ended:
                 return
             stream.ended = True
-            stream.error = RpcError(StatusCode.CANCELLED, "cancelled by the client")
+            if stream.error is None:
+                stream.error = RpcError(StatusCode.CANCELLED, "cancelled by the client")
             self._state.notify_all()
         self._wake()
         if self.dead is None:
@@ -440,7 +446,7 @@ class _Connection:
                 updates += _frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", self._unacknowledged))
                 self._unacknowledged = 0
             stream = self._streams.get(ident)
-            if stream is not None and not stream.ended:
+            if stream is not None and not stream.ended and stream.error is None:
                 stream.take(payload)
                 stream.unacknowledged += counted
                 if flags & END_STREAM:

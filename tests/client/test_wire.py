@@ -226,3 +226,11 @@ def test_no_server_and_a_server_of_another_ca_are_unavailable(
     stranger = _channel(ClusterCA.load_or_create(tmp_path / "other"), server.port)
     err = _failure(lambda: stranger.unary(_path("Echo"), b"", timeout=5))
     assert err.code == StatusCode.UNAVAILABLE and "TLS" in err.details, err.details
+
+
+def test_a_reply_over_the_limit_is_refused_and_the_connection_goes_on(
+        channel: Channel, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_wire, "MAX_MESSAGE", 1_000_000)
+    err = _failure(lambda: channel.unary(_path("Sized"), b"2000000", timeout=10))
+    assert err.code == StatusCode.RESOURCE_EXHAUSTED and "2000000 bytes" in err.details
+    assert channel.unary(_path("Sized"), b"900000", timeout=10)[:3] == bytes(range(3))
