@@ -114,10 +114,7 @@ class Stream(Generic[M]):
         self._open = open_call
         self._parse = parse
         self._retry = retry
-        try:
-            self._call, self._address = open_call()
-        except RpcError as err:  # no connection: the first read says so (and moves on)
-            self._call, self._address = _Failed(err), ""
+        self._call, self._address = open_call()
         self._closed = False
 
     def __iter__(self) -> Iterator[M]:
@@ -135,10 +132,7 @@ class Stream(Generic[M]):
                 if (started or self._closed or self._retry is None
                         or not self._retry(err, deadline)):
                     raise error_of(err, self._address) from None
-                try:
-                    self._call, self._address = self._open()
-                except RpcError as again:
-                    self._call = _Failed(again)
+                self._call, self._address = self._open()
 
     def close(self) -> None:
         self._closed = True
@@ -152,7 +146,8 @@ class Stream(Generic[M]):
 
 
 class _Failed(Call):
-    """A stream that could not be opened: reading it raises why."""
+    """A stream that could not be opened: reading it raises why (and the reader moves on to
+    another manager, as after a refusal)."""
 
     def __init__(self, error: RpcError) -> None:
         self._error = error
@@ -232,8 +227,15 @@ class Client:
 
     def _stream(self, method: str, request: Any, parse: Callable[[bytes], M]) -> Stream[M]:
         path, data = f"/{_CONTROL.full_name}/{method}", request.SerializeToString()
-        return Stream(lambda: (self._channel.stream(path, data), self.address), parse,
-                      self._move_on)
+
+        def open_call() -> tuple[Call, str]:
+            address = self.address
+            try:
+                return self._channel.stream(path, data), address
+            except RpcError as err:  # no connection: the first read says so
+                return _Failed(err), address
+
+        return Stream(open_call, parse, self._move_on)
 
     def _where(self) -> str:
         """The manager(s) a failed call tried, for its message."""
